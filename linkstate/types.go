@@ -74,12 +74,20 @@ type Connector struct {
 	AddressSpaces     []AddressSpace
 	Pairs             []PairState // per-pair state; Up() derives from it
 	Suppressed        bool        // flap damping holds this connector down
+	// Bridge marks a connector that is the only path between its ends
+	// in the RG graph (see Bridges). It is never advertised down: mail
+	// for it waits in its queue instead of being routed nowhere.
+	Bridge bool
 }
 
 // Up reports whether at least one bridgehead pair is up and the
 // connector is not suppressed by flap damping. A connector with no
-// recorded pairs is up (nothing has been observed against it).
+// recorded pairs is up (nothing has been observed against it). A bridge
+// connector is always up.
 func (c *Connector) Up() bool {
+	if c.Bridge {
+		return true
+	}
 	if c.Suppressed {
 		return false
 	}

@@ -1,0 +1,413 @@
+// End-to-end tests of the meshd binary.
+//
+// These tests build cmd/meshd once (TestMain), run it as a real process with a YAML config on
+// free loopback ports, and drive it only from the outside, with clients and servers meshd's
+// authors did not write: swaks and Python's smtplib send mail, dnsmasq serves MX records,
+// Postfix's smtp-sink is the remote MX. Their results are read from the file system (Maildir,
+// smtp-sink dumps) and from the admin HTTP API.
+//
+// A missing external program fails the test with a message naming scripts/install-deps
+// (harness/extern); it is never skipped silently.
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/meshd/meshd/harness/extern"
+)
+
+// meshdBin is the binary built once by TestMain for every test of this package.
+// It is written once before any test runs and only read afterwards.
+var meshdBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "meshd-e2e-bin-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: temp dir: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	meshdBin = filepath.Join(dir, "meshd")
+	build := exec.Command("go", "build", "-o", meshdBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: go build cmd/meshd: %v\n", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// nodeOptions is what a test changes in a node's config; the rest is filled in by startNode.
+type nodeOptions struct {
+	LocalDomains  []string
+	AllowNetworks []string
+	Smarthost     string
+	DNSServer     string
+	MXPort        int
+	MaxMessage    int64
+	MaxRcpts      int
+	RetryInitial  time.Duration // default 200ms: tests wait for retries
+	RetryMax      time.Duration // default 1s
+	Lifetime      time.Duration // default 1h
+	Users         map[string]string // name -> bcrypt/argon2 hash
+	Extra         map[string]any    // merged over the generated config at top level (section maps merged key by key)
+}
+
+// meshNode is one running (or stopped) meshd process with its own config and data directory.
+type meshNode struct {
+	t          testing.TB
+	Dir        string // temp root: config, data, log
+	ConfigPath string
+	DataDir    string
+	Maildir    string
+	SMTP       string // host:port
+	Submission string
+	Admin      string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *os.File
+	runs int
+}
+
+// startNode writes a config for opts with free loopback ports and starts meshd on it. The
+// process is killed in t.Cleanup; its log is printed when the test failed.
+func startNode(t testing.TB, opts nodeOptions) *meshNode {
+	t.Helper()
+	dir := t.TempDir()
+	n := &meshNode{
+		t:          t,
+		Dir:        dir,
+		ConfigPath: filepath.Join(dir, "meshd.yaml"),
+		DataDir:    filepath.Join(dir, "data"),
+		Maildir:    filepath.Join(dir, "maildir"),
+		SMTP:       extern.FreeAddr(t),
+		Submission: extern.FreeAddr(t),
+		Admin:      extern.FreeAddr(t),
+	}
+	cfg, err := yaml.Marshal(n.config(t, opts))
+	if err != nil {
+		t.Fatalf("e2e: marshal config: %v", err)
+	}
+	if err := os.WriteFile(n.ConfigPath, cfg, 0o600); err != nil {
+		t.Fatalf("e2e: write config: %v", err)
+	}
+	t.Cleanup(func() {
+		n.Kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "meshd.log"))
+			t.Logf("meshd config:\n%s\nmeshd log (last 8 KiB):\n%s", cfg, tail(b, 8<<10))
+		}
+	})
+	n.Start()
+	return n
+}
+
+func (n *meshNode) config(t testing.TB, o nodeOptions) map[string]any {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.RetryInitial, 200*time.Millisecond)
+	def(&o.RetryMax, time.Second)
+	def(&o.Lifetime, time.Hour)
+	if len(o.LocalDomains) == 0 {
+		o.LocalDomains = []string{"example.test"}
+	}
+	users := []map[string]string{}
+	for name, hash := range o.Users {
+		users = append(users, map[string]string{"name": name, "hash": hash})
+	}
+	outbound := map[string]any{
+		"connect_timeout": "5s",
+		"command_timeout": "30s",
+	}
+	if o.Smarthost != "" {
+		outbound["smarthost"] = o.Smarthost
+	}
+	if o.DNSServer != "" {
+		outbound["dns_server"] = o.DNSServer
+	} else {
+		// Never ask the machine's resolver: an unused loopback port fails fast.
+		outbound["dns_server"] = extern.FreeAddr(t)
+	}
+	if o.MXPort != 0 {
+		outbound["mx_port"] = o.MXPort
+	}
+	limits := map[string]any{}
+	if o.MaxMessage != 0 {
+		limits["max_message_bytes"] = o.MaxMessage
+	}
+	if o.MaxRcpts != 0 {
+		limits["max_recipients"] = o.MaxRcpts
+	}
+	cfg := map[string]any{
+		"node": map[string]any{
+			"name": "e2e", "routing_group": "rg1", "data_dir": n.DataDir, "hostname": "mx.e2e.meshd.test",
+		},
+		"listen": map[string]any{
+			"smtp": n.SMTP, "submission": n.Submission, "admin": n.Admin,
+			"linkstate": extern.FreeAddr(t), "gossip": extern.FreeAddr(t),
+		},
+		"tls":           map[string]any{"self_signed": true},
+		"local_domains": o.LocalDomains,
+		"delivery":      map[string]any{"mode": "maildir", "maildir": n.Maildir},
+		"outbound":      outbound,
+		"limits":        limits,
+		"queue": map[string]any{
+			"retry":    map[string]any{"initial": o.RetryInitial.String(), "max": o.RetryMax.String(), "factor": 2, "jitter": 0.1},
+			"lifetime": o.Lifetime.String(),
+		},
+		"relay": map[string]any{"allow_networks": nonNil(o.AllowNetworks)},
+		"auth":  map[string]any{"users": users},
+		"log":   map[string]any{"level": "debug", "format": "text"},
+	}
+	for k, v := range o.Extra {
+		if sub, ok := v.(map[string]any); ok {
+			if cur, ok := cfg[k].(map[string]any); ok {
+				for sk, sv := range sub {
+					cur[sk] = sv
+				}
+				continue
+			}
+		}
+		cfg[k] = v
+	}
+	return cfg
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// Start runs meshd on the node's config (again, after Kill or Stop) and waits until its SMTP
+// port accepts connections and answers 220.
+func (n *meshNode) Start() {
+	t := n.t
+	t.Helper()
+	n.mu.Lock()
+	if n.cmd != nil {
+		n.mu.Unlock()
+		t.Fatalf("e2e: meshd already running")
+	}
+	logf, err := os.OpenFile(filepath.Join(n.Dir, "meshd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		n.mu.Unlock()
+		t.Fatalf("e2e: open log: %v", err)
+	}
+	n.runs++
+	fmt.Fprintf(logf, "===== e2e: start #%d at %s =====\n", n.runs, time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(meshdBin, "-config", n.ConfigPath)
+	cmd.Dir = n.Dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		n.mu.Unlock()
+		t.Fatalf("e2e: start meshd: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	n.cmd, n.done, n.log = cmd, done, logf
+	n.mu.Unlock()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case <-done:
+			t.Fatalf("e2e: meshd exited before listening on %s: %v\n%s", n.SMTP, cmd.ProcessState, n.logTail())
+		default:
+		}
+		if err := smtpGreets(n.SMTP); err == nil {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatalf("e2e: meshd not answering on %s after 20s: %v\n%s", n.SMTP, err, n.logTail())
+		}
+		time.Sleep(25 * time.Millisecond) // poll interval
+	}
+}
+
+// smtpGreets connects to addr and reads a 220 greeting.
+func smtpGreets(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 512)
+	k, err := c.Read(buf)
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(buf[:k], []byte("220")) {
+		return fmt.Errorf("greeting %q", buf[:k])
+	}
+	_, _ = c.Write([]byte("QUIT\r\n"))
+	return nil
+}
+
+func (n *meshNode) logTail() string {
+	b, _ := os.ReadFile(filepath.Join(n.Dir, "meshd.log"))
+	return tail(b, 4<<10)
+}
+
+// Kill sends SIGKILL (a crash: no shutdown code runs) and waits for the process to be gone.
+func (n *meshNode) Kill() { n.signal(syscall.SIGKILL, 5*time.Second) }
+
+// Stop asks meshd to shut down (SIGTERM) and kills it if it has not exited after 15s.
+func (n *meshNode) Stop() { n.signal(syscall.SIGTERM, 15*time.Second) }
+
+func (n *meshNode) signal(sig syscall.Signal, grace time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(sig)
+	select {
+	case <-n.done:
+	case <-time.After(grace):
+		n.t.Errorf("e2e: meshd did not exit %v after %v; killing it", sig, grace)
+		_ = n.cmd.Process.Kill()
+		<-n.done
+	}
+	n.log.Close()
+	n.cmd, n.done, n.log = nil, nil, nil
+}
+
+// adminGet GETs path on the admin API and decodes JSON into v.
+func (n *meshNode) adminGet(path string, v any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Admin+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("GET %s: decode %q: %w", path, tail(b, 300), err)
+	}
+	return nil
+}
+
+// queueLen returns the number of messages the admin API lists. It accepts either a JSON array
+// or an object holding one array (e.g. {"messages": [...]}).
+func (n *meshNode) queueLen() (int, error) {
+	var raw json.RawMessage
+	if err := n.adminGet("/api/queue", &raw); err != nil {
+		return 0, err
+	}
+	var list []json.RawMessage
+	if err := json.Unmarshal(raw, &list); err == nil {
+		return len(list), nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return 0, fmt.Errorf("GET /api/queue: neither array nor object: %s", tail(raw, 300))
+	}
+	for _, v := range obj {
+		if err := json.Unmarshal(v, &list); err == nil {
+			return len(list), nil
+		}
+	}
+	return 0, fmt.Errorf("GET /api/queue: no list in %s", tail(raw, 300))
+}
+
+// waitQueueEmpty polls the admin API until the queue is empty.
+func (n *meshNode) waitQueueEmpty(timeout time.Duration) {
+	n.t.Helper()
+	var last string
+	ok := poll(timeout, func() bool {
+		k, err := n.queueLen()
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		last = strconv.Itoa(k) + " messages queued"
+		return k == 0
+	})
+	if !ok {
+		n.t.Fatalf("e2e: queue not empty after %v: %s", timeout, last)
+	}
+}
+
+// poll calls cond every 50ms until it is true (returns true) or timeout passes (returns false).
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+}
+
+func tail(b []byte, k int) string {
+	if len(b) > k {
+		b = b[len(b)-k:]
+	}
+	return string(b)
+}
+
+// errNotYet is returned by polled checks that have not seen what they wait for.
+var errNotYet = errors.New("not yet")
+
+// splitHostPort returns host and port of a "host:port" the test made itself.
+func splitHostPort(t testing.TB, addr string) (string, int) {
+	t.Helper()
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, port
+}
+
+var _ = strings.Contains // strings is used by the other e2e files' helpers

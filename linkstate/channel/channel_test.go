@@ -1,0 +1,351 @@
+package channel
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// lsdb is a stand-in for the node's LSDB: a set of opaque records.
+type lsdb struct {
+	mu   sync.Mutex
+	recs [][]byte
+	obs  []Observation
+	from []string
+}
+
+func (l *lsdb) Records() [][]byte { l.mu.Lock(); defer l.mu.Unlock(); return slices.Clone(l.recs) }
+func (l *lsdb) add(recs ...[]byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, recs...)
+}
+func (l *lsdb) observe(from string, obs []Observation) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.obs = append(l.obs, obs...)
+	l.from = append(l.from, from)
+}
+func (l *lsdb) observations() []Observation {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.obs)
+}
+func (l *lsdb) count() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.recs) }
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within 5s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type server struct {
+	*Server
+	db     *lsdb
+	master string
+	mu     sync.Mutex
+}
+
+func (s *server) setMaster(m string) { s.mu.Lock(); s.master = m; s.mu.Unlock() }
+func (s *server) getMaster() string  { s.mu.Lock(); defer s.mu.Unlock(); return s.master }
+
+func startServer(t *testing.T, node string, tc *tls.Config, authorize func(string, net.Addr) bool) *server {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{db: &lsdb{}, master: node}
+	s.Server = NewServer(ServerConfig{
+		Listener: l, TLS: tc, Node: node, RG: "rg1", Master: s.getMaster, Authorize: authorize,
+		Records: s.db.Records, OnObserve: s.db.observe, Logger: quiet,
+	})
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func startClient(t *testing.T, node string, tc *tls.Config, db *lsdb, obs func() []Observation) *Client {
+	t.Helper()
+	c := NewClient(ClientConfig{
+		Node: node, RG: "rg1", TLS: tc, Logger: quiet, PingInterval: 100 * time.Millisecond,
+		OnRecords: func(full bool, recs [][]byte) {
+			if full {
+				db.mu.Lock()
+				db.recs = nil
+				db.mu.Unlock()
+			}
+			db.add(recs...)
+		},
+		Observations: obs,
+	})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestFullThenDeltasAndObservations(t *testing.T) {
+	s := startServer(t, "m", nil, nil)
+	s.db.add([]byte("rec-rg1-v1"), []byte("rec-rg2-v1"))
+	held := []Observation{{Connector: "c1", Source: "n2", Target: "10.0.0.1:25", Up: false, At: time.UnixMilli(1700000000123).UTC()}}
+	db := &lsdb{}
+	c := startClient(t, "n2", nil, db, func() []Observation { return held })
+	c.SetMaster(s.Addr().String())
+
+	waitFor(t, "full LSDB at member", func() bool { return db.count() == 2 })
+	waitFor(t, "held observations at master", func() bool { return len(s.db.observations()) == 1 })
+	if got := s.db.observations()[0]; got != held[0] {
+		t.Fatalf("observation = %+v, want %+v", got, held[0])
+	}
+	waitFor(t, "member registered", func() bool { return len(s.Members()) == 1 })
+
+	s.db.add([]byte("rec-rg3-v1"))
+	s.Push([][]byte{[]byte("rec-rg3-v1")})
+	waitFor(t, "delta at member", func() bool { return db.count() == 3 })
+
+	c.Observe(Observation{Connector: "c1", Source: "n2", Target: "10.0.0.1:25", Up: true, At: time.Now()})
+	waitFor(t, "new observation at master", func() bool { return len(s.db.observations()) == 2 })
+	if !s.db.observations()[1].Up {
+		t.Fatal("second observation should be up")
+	}
+	// Pings keep an idle session alive past several intervals.
+	time.Sleep(350 * time.Millisecond) // deliberately idle: not waiting for a condition
+	if len(s.Members()) != 1 {
+		t.Fatal("idle member was dropped")
+	}
+}
+
+func TestNonMasterRefusesAndClientFollowsNewMaster(t *testing.T) {
+	a := startServer(t, "a", nil, nil)
+	b := startServer(t, "b", nil, nil)
+	a.setMaster("b")
+	b.db.add([]byte("from-b"))
+
+	_, _, err := dialHello(context.Background(), (&net.Dialer{}).DialContext, nil, a.Addr().String(),
+		hello{Version: Version, Role: RoleMember, Node: "n", RG: "rg1"})
+	var re *RefusedError
+	if !errors.As(err, &re) || re.Code != RefuseNotMaster || re.Text != "b" {
+		t.Fatalf("dial non-master: %v, want refusal naming b", err)
+	}
+
+	db := &lsdb{}
+	c := startClient(t, "n", nil, db, nil)
+	c.SetMaster(a.Addr().String()) // refused, retried
+	c.SetMaster(b.Addr().String())
+	waitFor(t, "records from b", func() bool { return db.count() == 1 })
+
+	// b stops being master: members are dropped and reconnect elsewhere.
+	b.setMaster("a")
+	a.setMaster("a")
+	a.db.add([]byte("from-a-1"), []byte("from-a-2"))
+	b.DropMembers()
+	c.SetMaster(a.Addr().String())
+	waitFor(t, "full LSDB from a replaces b's", func() bool { return db.count() == 2 })
+}
+
+func TestRefusals(t *testing.T) {
+	s := startServer(t, "m", nil, func(node string, _ net.Addr) bool { return node == "friend" })
+	addr := s.Addr().String()
+	dial := (&net.Dialer{}).DialContext
+	cases := []struct {
+		name string
+		h    hello
+		code int
+	}{
+		{"unknown member", hello{Version: Version, Role: RoleMember, Node: "stranger", RG: "rg1"}, RefuseUnknownPeer},
+		{"wrong rg", hello{Version: Version, Role: RoleMember, Node: "friend", RG: "rg9"}, RefuseWrongRG},
+		{"future version", hello{Version: 99, Role: RoleMember, Node: "friend", RG: "rg1"}, RefuseVersion},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := dialHello(context.Background(), dial, nil, addr, tc.h)
+			var re *RefusedError
+			if !errors.As(err, &re) || re.Code != tc.code {
+				t.Fatalf("got %v, want refusal code %d", err, tc.code)
+			}
+		})
+	}
+	// Junk instead of a greeting.
+	for _, junk := range [][]byte{[]byte("EHLO x\r\n\r\n\r\n"), {0, 0, 0, 3, 1, 'M', 'E'}, {0xff, 0xff, 0xff, 0xff, 1}} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write(junk)
+		conn.SetReadDeadline(time.Now().Add(12 * time.Second))
+		typ, p, err := readFrame(conn)
+		conn.Close()
+		if err != nil || typ != fRefuse || decodeRefuse(p).Code != RefuseBadGreeting {
+			t.Fatalf("junk %q: frame %d %v", junk, typ, err)
+		}
+	}
+	if len(s.Members()) != 0 {
+		t.Fatal("a refused peer was registered")
+	}
+}
+
+func TestDump(t *testing.T) {
+	s := startServer(t, "m", nil, nil)
+	s.setMaster("other") // dumps are answered by any node
+	s.db.add([]byte("r1"), []byte("r2"), []byte("r3"))
+	recs, err := Dump(context.Background(), nil, nil, s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprintf("%s", recs) != "[r1 r2 r3]" {
+		t.Fatalf("dump = %s", recs)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	srvTLS, cliTLS := testTLS(t)
+	s := startServer(t, "m", srvTLS, nil)
+	s.db.add([]byte("secret-record"))
+	db := &lsdb{}
+	c := startClient(t, "n", cliTLS, db, nil)
+	c.SetMaster(s.Addr().String())
+	waitFor(t, "records over TLS", func() bool { return db.count() == 1 })
+	// A plaintext client gets nothing.
+	if _, err := Dump(context.Background(), nil, nil, s.Addr().String()); err == nil {
+		t.Fatal("plaintext dump against a TLS listener succeeded")
+	}
+	if recs, err := Dump(context.Background(), nil, cliTLS, s.Addr().String()); err != nil || len(recs) != 1 {
+		t.Fatalf("TLS dump: %v %d", err, len(recs))
+	}
+}
+
+func testTLS(t *testing.T) (*tls.Config, *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "meshd-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+		&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+}
+
+func TestCodecs(t *testing.T) {
+	h := hello{Version: Version, Role: RoleMember, Node: "n1", RG: "rg1"}
+	if got, err := decodeHello(encodeHello(h)); err != nil || got != h {
+		t.Fatalf("hello round trip: %+v %v", got, err)
+	}
+	recs := [][]byte{[]byte("a"), {}, []byte("ccc")}
+	full, got, err := decodeRecords(encodeRecords(true, recs))
+	if err != nil || !full || len(got) != 3 || string(got[2]) != "ccc" {
+		t.Fatalf("records round trip: %v %q %v", full, got, err)
+	}
+	obs := []Observation{{Connector: "c", Source: "s", Target: "t:25", Up: true, At: time.UnixMilli(42).UTC()}}
+	if got, err := decodeObservations(encodeObservations(obs)); err != nil || !slices.Equal(got, obs) {
+		t.Fatalf("observations round trip: %+v %v", got, err)
+	}
+	bad := map[string][]byte{
+		"hello magic":      []byte("MESHD692\x00\x01\x01\x00\x00\x00\x00"),
+		"hello role":       append([]byte(magic), 0, 1, 7, 0, 0, 0, 0),
+		"hello trailing":   append(encodeHello(h), 0),
+		"records count":    {0, 0xff, 0xff, 0xff, 0xff},
+		"records full=2":   {2, 0, 0, 0, 0},
+		"records short":    {1, 0, 0, 0, 1, 0, 0, 0, 9, 'x'},
+		"observations up":  append(encodeObservations(obs)[:len(encodeObservations(obs))-9], 2, 0, 0, 0, 0, 0, 0, 0, 0),
+		"observations cnt": {0xff, 0xff, 0xff, 0xff},
+		"string not utf8":  append([]byte(magic), 0, 1, 1, 0, 2, 0xff, 0xfe, 0, 0),
+	}
+	for name, p := range bad {
+		var err error
+		switch {
+		case name[:5] == "hello" || name[:6] == "string":
+			_, err = decodeHello(p)
+		case name[:7] == "records":
+			_, _, err = decodeRecords(p)
+		default:
+			_, err = decodeObservations(p)
+		}
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestFrameLimits(t *testing.T) {
+	var buf bytesBuffer
+	bw := bufio.NewWriter(&buf)
+	if err := writeFrame(bw, fRecords, make([]byte, MaxFrame)); err == nil {
+		t.Fatal("oversized frame written")
+	}
+	if _, _, err := readFrame(&bytesBuffer{b: []byte{0, 0, 0, 0, 1}}); err == nil {
+		t.Fatal("zero-length frame accepted")
+	}
+}
+
+type bytesBuffer struct{ b []byte }
+
+func (b *bytesBuffer) Write(p []byte) (int, error) { b.b = append(b.b, p...); return len(p), nil }
+func (b *bytesBuffer) Read(p []byte) (int, error) {
+	if len(b.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, b.b)
+	b.b = b.b[n:]
+	return n, nil
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(encodeHello(hello{Version: 1, Role: RoleDump, Node: "x", RG: "y"}))
+	f.Add(encodeRecords(false, [][]byte{[]byte("r")}))
+	f.Add(encodeObservations([]Observation{{Connector: "c", Up: true}}))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if h, err := decodeHello(p); err == nil {
+			if h2, err := decodeHello(encodeHello(h)); err != nil || h2 != h {
+				t.Fatalf("hello does not round-trip: %+v", h)
+			}
+		}
+		if full, recs, err := decodeRecords(p); err == nil {
+			if _, recs2, err := decodeRecords(encodeRecords(full, recs)); err != nil || len(recs2) != len(recs) {
+				t.Fatal("records do not round-trip")
+			}
+		}
+		if obs, err := decodeObservations(p); err == nil {
+			if _, err := decodeObservations(encodeObservations(obs)); err != nil {
+				t.Fatal("observations do not round-trip")
+			}
+		}
+		_ = decodeRefuse(p)
+		_, _, _ = readFrame(&bytesBuffer{b: p})
+	})
+}

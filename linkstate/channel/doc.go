@@ -1,0 +1,40 @@
+// Package channel is the link-state channel inside a routing group: the
+// TCP protocol spoken on port 691 (configurable) between each member and
+// its routing group master.
+//
+// Every member keeps one connection (TLS when configured) to the master.
+// After a versioned greeting, the master sends the whole LSDB once and
+// then only the records that changed (deltas); the member sends its
+// observations (bridgehead pair up/down) as soon as it makes them, and
+// sends them all again on every new connection, so a new master learns
+// the current state of the group from its members. The same listener
+// answers a read-only dump of the LSDB for meshctl.
+//
+// Records travel as opaque byte strings: their encoding and signatures
+// belong to package linkstate, and a receiver verifies them there. This
+// package only frames, authenticates the peer's role and moves bytes.
+//
+// Wire format (all integers big-endian), one frame:
+//
+//	length u32   (of type+payload; at most MaxFrame)
+//	type   u8
+//	payload
+//
+// Frame types and payloads:
+//
+//	1 HELLO    magic "MESHD691", version u16, role u8 (1 member, 2 dump),
+//	           node str, rg str                        (client → server)
+//	2 WELCOME  version u16, node str, rg str          (server → client)
+//	3 REFUSE   code u8, text str; then close          (server → client)
+//	           code 1 not master (text = master name), 2 bad greeting,
+//	           3 unknown peer, 4 wrong routing group, 5 version
+//	4 RECORDS  full u8 (1 = whole LSDB, 0 = delta), count u32,
+//	           count × (len u32, bytes)               (server → client)
+//	5 OBSERVE  count u32, count × observation         (member → master)
+//	           observation: connector str, source str, target str,
+//	           up u8, at i64 (unix ms)
+//	6 PING     empty, either way; answered by nothing (keepalive)
+//
+// str is u16 length + UTF-8 bytes (at most 255 bytes). A dump client
+// sends HELLO with role 2, reads one RECORDS frame (full) and closes.
+package channel

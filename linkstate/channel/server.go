@@ -1,0 +1,291 @@
+package channel
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// ServerConfig configures the listening side, which every node runs: the
+// master serves members, any node serves dumps.
+type ServerConfig struct {
+	Listener net.Listener // required
+	TLS      *tls.Config  // when set, every connection is TLS
+	Node, RG string
+
+	// Master returns the current master of the routing group.
+	Master func() string
+	// Authorize reports whether node is a live member of our routing
+	// group connecting from remote. Nil accepts any member name.
+	Authorize func(node string, remote net.Addr) bool
+	// Records returns the whole LSDB, encoded, for a new member or a dump.
+	Records func() [][]byte
+	// OnObserve receives a member's observations (master only).
+	OnObserve func(from string, obs []Observation)
+
+	// IdleTimeout drops a member that sends nothing (not even PING) for
+	// this long. Default 30s.
+	IdleTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Server is the port-691 listener of one node.
+type Server struct {
+	cfg    ServerConfig
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	members map[*memberConn]struct{}
+}
+
+// memberConn is one connected member; out is drained by its writer.
+type memberConn struct {
+	node   string
+	conn   net.Conn
+	out    chan []byte // encoded RECORDS payloads
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (m *memberConn) close() {
+	m.once.Do(func() {
+		m.conn.Close()
+		close(m.closed)
+	})
+}
+
+const memberQueue = 256
+
+// NewServer starts serving cfg.Listener.
+func NewServer(cfg ServerConfig) *Server {
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 30 * time.Second
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg: cfg, log: logger.With("node", cfg.Node, "rg", cfg.RG, "component", "ls-channel"),
+		ctx: ctx, cancel: cancel, members: map[*memberConn]struct{}{},
+	}
+	s.wg.Add(1)
+	go s.accept()
+	return s
+}
+
+// Addr is the listening address.
+func (s *Server) Addr() net.Addr { return s.cfg.Listener.Addr() }
+
+// Members returns the names of the members connected now.
+func (s *Server) Members() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	for m := range s.members {
+		names = append(names, m.node)
+	}
+	return names
+}
+
+// Push sends changed records to every connected member. A member whose
+// queue is full is dropped: on reconnect it gets the whole LSDB again.
+func (s *Server) Push(recs [][]byte) {
+	if len(recs) == 0 {
+		return
+	}
+	payload := encodeRecords(false, recs)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for m := range s.members {
+		select {
+		case m.out <- payload:
+		default:
+			s.log.Warn("member too slow, dropping its connection", "peer", m.node)
+			m.close()
+		}
+	}
+}
+
+// DropMembers closes every member connection (called when this node
+// stops being master: members then find the new one).
+func (s *Server) DropMembers() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for m := range s.members {
+		m.close()
+	}
+}
+
+// Close stops the listener and every connection and waits for them.
+func (s *Server) Close() error {
+	s.cancel()
+	err := s.cfg.Listener.Close()
+	s.DropMembers()
+	s.wg.Wait()
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("channel: close: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) accept() {
+	defer s.wg.Done()
+	for {
+		c, err := s.cfg.Listener.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("accept failed", "err", err)
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		if s.cfg.TLS != nil {
+			c = tls.Server(c, s.cfg.TLS)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(c)
+		}()
+	}
+}
+
+func (s *Server) handle(c net.Conn) {
+	defer c.Close()
+	// Close on shutdown even while blocked in a read.
+	stop := context.AfterFunc(s.ctx, func() { c.Close() })
+	defer stop()
+	bw := bufio.NewWriter(c)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	t, p, err := readFrame(c)
+	if err != nil || t != fHello {
+		s.refuse(bw, RefuseBadGreeting, "expected HELLO")
+		return
+	}
+	h, err := decodeHello(p)
+	if err != nil {
+		s.refuse(bw, RefuseBadGreeting, err.Error())
+		return
+	}
+	peer := c.RemoteAddr()
+	switch {
+	case h.Version != Version:
+		s.refuse(bw, RefuseVersion, fmt.Sprintf("version %d not supported, want %d", h.Version, Version))
+		return
+	case h.Role == RoleDump:
+		if err := writeFrame(bw, fWelcome, encodeWelcome(s.cfg.Node, s.cfg.RG)); err != nil {
+			return
+		}
+		_ = writeFrame(bw, fRecords, encodeRecords(true, s.cfg.Records()))
+		return
+	case h.RG != s.cfg.RG:
+		s.refuse(bw, RefuseWrongRG, fmt.Sprintf("this is routing group %q", s.cfg.RG))
+		return
+	case s.cfg.Authorize != nil && !s.cfg.Authorize(h.Node, peer):
+		s.log.Warn("refusing unknown member", "peer", h.Node, "remote", peer.String())
+		s.refuse(bw, RefuseUnknownPeer, fmt.Sprintf("%q is not a member of %q", h.Node, s.cfg.RG))
+		return
+	}
+	if master := s.cfg.Master(); master != s.cfg.Node {
+		s.refuse(bw, RefuseNotMaster, master)
+		return
+	}
+	s.serveMember(c, bw, h.Node)
+}
+
+func (s *Server) refuse(bw *bufio.Writer, code int, text string) {
+	_ = writeFrame(bw, fRefuse, encodeRefuse(code, text))
+}
+
+func (s *Server) serveMember(c net.Conn, bw *bufio.Writer, node string) {
+	m := &memberConn{node: node, conn: c, out: make(chan []byte, memberQueue), closed: make(chan struct{})}
+	// Register before taking the snapshot so no push falls in between.
+	s.mu.Lock()
+	s.members[m] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.members, m)
+		s.mu.Unlock()
+		m.close()
+	}()
+	if err := writeFrame(bw, fWelcome, encodeWelcome(s.cfg.Node, s.cfg.RG)); err != nil {
+		return
+	}
+	if err := writeFrame(bw, fRecords, encodeRecords(true, s.cfg.Records())); err != nil {
+		return
+	}
+	s.log.Info("member connected", "peer", node)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.writeLoop(m, bw)
+	}()
+	s.readLoop(m, c)
+	m.close()
+	<-done
+	s.log.Info("member disconnected", "peer", node)
+}
+
+func (s *Server) writeLoop(m *memberConn, bw *bufio.Writer) {
+	ping := time.NewTicker(s.cfg.IdleTimeout / 3)
+	defer ping.Stop()
+	for {
+		var err error
+		select {
+		case p := <-m.out:
+			m.conn.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
+			err = writeFrame(bw, fRecords, p)
+		case <-ping.C:
+			m.conn.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
+			err = writeFrame(bw, fPing, nil)
+		case <-m.closed:
+			return
+		}
+		if err != nil {
+			m.close()
+			return
+		}
+	}
+}
+
+func (s *Server) readLoop(m *memberConn, c net.Conn) {
+	for {
+		c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		t, p, err := readFrame(c)
+		if err != nil {
+			return
+		}
+		switch t {
+		case fPing:
+		case fObserve:
+			obs, err := decodeObservations(p)
+			if err != nil {
+				s.log.Warn("bad observations, dropping member", "peer", m.node, "err", err)
+				return
+			}
+			if s.cfg.OnObserve != nil && len(obs) > 0 {
+				s.cfg.OnObserve(m.node, obs)
+			}
+		default:
+			s.log.Warn("unexpected frame from member", "peer", m.node, "type", t)
+			return
+		}
+	}
+}

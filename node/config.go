@@ -1,0 +1,577 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the configuration of one node, read from one YAML file. Every
+// key is documented in docs/config.md; DefaultConfig holds every default.
+type Config struct {
+	Node         NodeConfig     `yaml:"node"`
+	Listen       ListenConfig   `yaml:"listen"`
+	TLS          TLSConfig      `yaml:"tls"`
+	LocalDomains []string       `yaml:"local_domains"`
+	Delivery     DeliveryConfig `yaml:"delivery"`
+	Outbound     OutboundConfig `yaml:"outbound"`
+	Limits       LimitsConfig   `yaml:"limits"`
+	Queue        QueueConfig    `yaml:"queue"`
+	Relay        RelayConfig    `yaml:"relay"`
+	Auth         AuthConfig     `yaml:"auth"`
+	Log          LogConfig      `yaml:"log"`
+}
+
+// NodeConfig names the node and says where it keeps its state.
+type NodeConfig struct {
+	// Name is the node's name, unique in the mesh.
+	Name string `yaml:"name"`
+	// RoutingGroup is the routing group (site) the node belongs to.
+	RoutingGroup string `yaml:"routing_group"`
+	// DataDir holds the queue, generated TLS material and (by default) the Maildir tree.
+	DataDir string `yaml:"data_dir"`
+	// Hostname is used in the SMTP greeting, Received headers, HELO and DSNs.
+	// Empty means <name>.<routing_group>.meshd.test.
+	Hostname string `yaml:"hostname"`
+}
+
+// ListenConfig holds listen addresses (host:port). Port 0 picks a free port;
+// an empty address disables the listener (except smtp, which is required).
+type ListenConfig struct {
+	SMTP       string `yaml:"smtp"`
+	Submission string `yaml:"submission"`
+	Admin      string `yaml:"admin"`
+	Linkstate  string `yaml:"linkstate"`
+	Gossip     string `yaml:"gossip"`
+}
+
+// TLSConfig configures the certificate offered with STARTTLS.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// SelfSigned generates (once, stored in data_dir) a self-signed certificate
+	// when no cert_file is configured. With it off and no certificate, STARTTLS
+	// is not offered.
+	SelfSigned bool `yaml:"self_signed"`
+}
+
+// DeliveryConfig says how mail for local domains is delivered.
+type DeliveryConfig struct {
+	// Mode is "maildir" or "lmtp".
+	Mode string `yaml:"mode"`
+	// Maildir is the Maildir root; empty means <data_dir>/maildir.
+	Maildir string `yaml:"maildir"`
+	// LMTP is the host:port of the LMTP server used with mode lmtp.
+	LMTP string `yaml:"lmtp"`
+}
+
+// OutboundConfig governs delivery to other domains.
+type OutboundConfig struct {
+	Smarthost         string        `yaml:"smarthost"`
+	DNSServer         string        `yaml:"dns_server"`
+	MXPort            int           `yaml:"mx_port"`
+	HeloName          string        `yaml:"helo_name"`
+	ConnectTimeout    time.Duration `yaml:"connect_timeout"`
+	CommandTimeout    time.Duration `yaml:"command_timeout"`
+	MaxPerDestination int           `yaml:"max_per_destination"`
+	MaxMXHosts        int           `yaml:"max_mx_hosts"`
+	RequireTLS        bool          `yaml:"require_tls"`
+	// DeadTime is how long a destination that could not be reached is skipped
+	// before it is dialled again.
+	DeadTime time.Duration `yaml:"dead_time"`
+	// MaxConcurrent caps all outbound deliveries of the node at once.
+	MaxConcurrent int `yaml:"max_concurrent"`
+}
+
+// LimitsConfig sets the SMTP server limits.
+type LimitsConfig struct {
+	MaxMessageBytes     int64         `yaml:"max_message_bytes"`
+	MaxRecipients       int           `yaml:"max_recipients"`
+	MaxLineLength       int           `yaml:"max_line_length"`
+	MaxHeaderBytes      int           `yaml:"max_header_bytes"`
+	MaxReceivedHeaders  int           `yaml:"max_received_headers"`
+	CommandTimeout      time.Duration `yaml:"command_timeout"`
+	DataTimeout         time.Duration `yaml:"data_timeout"`
+	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
+}
+
+// QueueConfig bounds the queue and sets the retry schedule.
+type QueueConfig struct {
+	MaxMessages  int           `yaml:"max_messages"`
+	MaxBytes     int64         `yaml:"max_bytes"`
+	DedupWindow  time.Duration `yaml:"dedup_window"`
+	Retry        RetryConfig   `yaml:"retry"`
+	DelayWarning time.Duration `yaml:"delay_warning"`
+	Lifetime     time.Duration `yaml:"lifetime"`
+	GCInterval   time.Duration `yaml:"gc_interval"`
+}
+
+// RetryConfig is the exponential retry schedule: initial*factor^(n-1),
+// capped at max, each delay varied by ±jitter.
+type RetryConfig struct {
+	Initial time.Duration `yaml:"initial"`
+	Max     time.Duration `yaml:"max"`
+	Factor  float64       `yaml:"factor"`
+	Jitter  float64       `yaml:"jitter"`
+}
+
+// RelayConfig lists who may relay to non-local domains without AUTH.
+type RelayConfig struct {
+	AllowNetworks []string `yaml:"allow_networks"`
+	MeshPeers     []string `yaml:"mesh_peers"`
+}
+
+// AuthConfig holds the submission users.
+type AuthConfig struct {
+	Users []UserConfig `yaml:"users"`
+}
+
+// UserConfig is one submission user with a bcrypt or argon2id password hash.
+type UserConfig struct {
+	Name string `yaml:"name"`
+	Hash string `yaml:"hash"`
+}
+
+// LogConfig sets the log level (debug, info, warn, error) and format (text, json).
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// DefaultConfig returns the embedded defaults: one node on loopback high
+// ports, data in ./meshd-data, local domain example.test. It is the single
+// place where defaults live; a config file overrides it key by key.
+func DefaultConfig() Config {
+	return Config{
+		Node: NodeConfig{
+			Name:         "n1",
+			RoutingGroup: "rg1",
+			DataDir:      "./meshd-data",
+		},
+		Listen: ListenConfig{
+			SMTP:       "127.0.0.1:2525",
+			Submission: "127.0.0.1:2587",
+			Admin:      "127.0.0.1:8025",
+			Linkstate:  "127.0.0.1:6910",
+			Gossip:     "127.0.0.1:7946",
+		},
+		TLS:          TLSConfig{SelfSigned: true},
+		LocalDomains: []string{"example.test"},
+		Delivery:     DeliveryConfig{Mode: "maildir"},
+		Outbound: OutboundConfig{
+			MXPort:            25,
+			ConnectTimeout:    30 * time.Second,
+			CommandTimeout:    5 * time.Minute,
+			MaxPerDestination: 4,
+			MaxMXHosts:        5,
+			DeadTime:          5 * time.Minute,
+			MaxConcurrent:     64,
+		},
+		Limits: LimitsConfig{
+			MaxMessageBytes:     25 << 20,
+			MaxRecipients:       100,
+			MaxLineLength:       2000,
+			MaxHeaderBytes:      256 << 10,
+			MaxReceivedHeaders:  30,
+			CommandTimeout:      5 * time.Minute,
+			DataTimeout:         10 * time.Minute,
+			MaxConnectionsPerIP: 20,
+		},
+		Queue: QueueConfig{
+			MaxMessages:  100000,
+			MaxBytes:     10 << 30,
+			DedupWindow:  7 * 24 * time.Hour,
+			Retry:        RetryConfig{Initial: time.Minute, Max: time.Hour, Factor: 2, Jitter: 0.2},
+			DelayWarning: 4 * time.Hour,
+			Lifetime:     48 * time.Hour,
+			GCInterval:   5 * time.Minute,
+		},
+		Log: LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// LoadConfig reads and validates the YAML file at path over DefaultConfig.
+// Relative paths in it (data_dir, maildir, cert and key files) are taken
+// relative to the process's working directory, as an operator expects from a
+// command line.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes YAML over DefaultConfig and validates the result.
+// Unknown keys, values of the wrong type and invalid values are errors that
+// name the key (and the line, where the YAML has one).
+func ParseConfig(data []byte) (Config, error) {
+	cfg := DefaultConfig()
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if len(doc.Content) > 0 {
+		if err := checkNode(doc.Content[0], "", typeOfConfig); err != nil {
+			return Config{}, err
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return Config{}, fmt.Errorf("config: %w", err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// configError names the key at fault.
+func configError(key, format string, args ...any) error {
+	return fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...))
+}
+
+var (
+	nameRe   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	domainRe = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+)
+
+// Validate checks every value and returns the first error, naming its key.
+// It also fills in the values derived from others (hostname, helo_name,
+// maildir), so a validated Config is complete.
+func (c *Config) Validate() error {
+	checks := []func() error{
+		c.validateNode, c.validateListen, c.validateTLS, c.validateDomains,
+		c.validateDelivery, c.validateOutbound, c.validateLimits, c.validateQueue,
+		c.validateRelay, c.validateAuth, c.validateLog,
+	}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateNode() error {
+	n := &c.Node
+	if !nameRe.MatchString(n.Name) {
+		return configError("node.name", "must be 1-63 lowercase letters, digits or '-', got %q", n.Name)
+	}
+	if !nameRe.MatchString(n.RoutingGroup) {
+		return configError("node.routing_group", "must be 1-63 lowercase letters, digits or '-', got %q", n.RoutingGroup)
+	}
+	if strings.TrimSpace(n.DataDir) == "" {
+		return configError("node.data_dir", "must not be empty")
+	}
+	n.DataDir = filepath.Clean(n.DataDir)
+	if n.Hostname == "" {
+		n.Hostname = n.Name + "." + n.RoutingGroup + ".meshd.test"
+	}
+	n.Hostname = strings.ToLower(strings.TrimSuffix(n.Hostname, "."))
+	if len(n.Hostname) > 253 || !domainRe.MatchString(n.Hostname) {
+		return configError("node.hostname", "must be a DNS host name, got %q", n.Hostname)
+	}
+	return nil
+}
+
+func (c *Config) validateListen() error {
+	l := c.Listen
+	if l.SMTP == "" {
+		return configError("listen.smtp", "must not be empty")
+	}
+	addrs := []struct{ key, val string }{
+		{"listen.smtp", l.SMTP}, {"listen.submission", l.Submission}, {"listen.admin", l.Admin},
+		{"listen.linkstate", l.Linkstate}, {"listen.gossip", l.Gossip},
+	}
+	seen := map[string]string{}
+	for _, a := range addrs {
+		if a.val == "" {
+			continue
+		}
+		if err := checkHostPort(a.val, true); err != nil {
+			return configError(a.key, "%v", err)
+		}
+		if other, dup := seen[a.val]; dup && !strings.HasSuffix(a.val, ":0") {
+			return configError(a.key, "address %s is already used by %s", a.val, other)
+		}
+		seen[a.val] = a.key
+	}
+	return nil
+}
+
+// checkHostPort accepts host:port with a port in 0..65535 (1..65535 unless allowZero).
+func checkHostPort(s string, allowZero bool) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("must be host:port, got %q", s)
+	}
+	_ = host
+	p, err := strconv.Atoi(port)
+	low := 1
+	if allowZero {
+		low = 0
+	}
+	if err != nil || p < low || p > 65535 {
+		return fmt.Errorf("port must be %d..65535, got %q", low, port)
+	}
+	return nil
+}
+
+func (c *Config) validateTLS() error {
+	t := c.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		if t.CertFile == "" {
+			return configError("tls.cert_file", "must be set when tls.key_file is set")
+		}
+		return configError("tls.key_file", "must be set when tls.cert_file is set")
+	}
+	return nil
+}
+
+func (c *Config) validateDomains() error {
+	if len(c.LocalDomains) == 0 {
+		return configError("local_domains", "must list at least one domain")
+	}
+	seen := map[string]bool{}
+	for i, d := range c.LocalDomains {
+		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+		if len(d) > 253 || !domainRe.MatchString(d) {
+			return configError(fmt.Sprintf("local_domains[%d]", i), "must be a domain name, got %q", c.LocalDomains[i])
+		}
+		if seen[d] {
+			return configError(fmt.Sprintf("local_domains[%d]", i), "duplicate domain %q", d)
+		}
+		seen[d] = true
+		c.LocalDomains[i] = d
+	}
+	return nil
+}
+
+func (c *Config) validateDelivery() error {
+	d := &c.Delivery
+	switch d.Mode {
+	case "maildir":
+		if d.Maildir == "" {
+			d.Maildir = filepath.Join(c.Node.DataDir, "maildir")
+		}
+	case "lmtp":
+		if d.LMTP == "" {
+			return configError("delivery.lmtp", "must be set when delivery.mode is lmtp")
+		}
+		if err := checkHostPort(d.LMTP, false); err != nil {
+			return configError("delivery.lmtp", "%v", err)
+		}
+	default:
+		return configError("delivery.mode", "must be maildir or lmtp, got %q", d.Mode)
+	}
+	return nil
+}
+
+func (c *Config) validateOutbound() error {
+	o := &c.Outbound
+	if o.Smarthost != "" {
+		if err := checkHostPort(o.Smarthost, false); err != nil {
+			return configError("outbound.smarthost", "%v", err)
+		}
+	}
+	if o.DNSServer != "" {
+		if err := checkHostPort(o.DNSServer, false); err != nil {
+			return configError("outbound.dns_server", "%v", err)
+		}
+	}
+	if o.HeloName == "" {
+		o.HeloName = c.Node.Hostname
+	}
+	if !domainRe.MatchString(o.HeloName) {
+		return configError("outbound.helo_name", "must be a DNS host name, got %q", o.HeloName)
+	}
+	ints := []struct {
+		key       string
+		v, lo, hi int
+	}{
+		{"outbound.mx_port", o.MXPort, 1, 65535},
+		{"outbound.max_per_destination", o.MaxPerDestination, 1, 1000},
+		{"outbound.max_mx_hosts", o.MaxMXHosts, 1, 10},
+		{"outbound.max_concurrent", o.MaxConcurrent, 1, 10000},
+	}
+	for _, x := range ints {
+		if x.v < x.lo || x.v > x.hi {
+			return configError(x.key, "must be %d..%d, got %d", x.lo, x.hi, x.v)
+		}
+	}
+	durs := []struct {
+		key       string
+		v, lo, hi time.Duration
+	}{
+		{"outbound.connect_timeout", o.ConnectTimeout, 100 * time.Millisecond, 10 * time.Minute},
+		{"outbound.command_timeout", o.CommandTimeout, 100 * time.Millisecond, time.Hour},
+		{"outbound.dead_time", o.DeadTime, 0, 24 * time.Hour},
+	}
+	return checkDurations(durs)
+}
+
+func checkDurations(durs []struct {
+	key       string
+	v, lo, hi time.Duration
+}) error {
+	for _, x := range durs {
+		if x.v < x.lo || x.v > x.hi {
+			return configError(x.key, "must be %s..%s, got %s", fmtDur(x.lo), fmtDur(x.hi), fmtDur(x.v))
+		}
+	}
+	return nil
+}
+
+// fmtDur prints durations the way they are written in the config (1h, not 1h0m0s).
+func fmtDur(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+func (c *Config) validateLimits() error {
+	l := c.Limits
+	if l.MaxMessageBytes < 1024 || l.MaxMessageBytes > 1<<30 {
+		return configError("limits.max_message_bytes", "must be 1024..1073741824, got %d", l.MaxMessageBytes)
+	}
+	ints := []struct {
+		key       string
+		v, lo, hi int
+	}{
+		{"limits.max_recipients", l.MaxRecipients, 1, 10000},
+		{"limits.max_line_length", l.MaxLineLength, 1000, 1 << 20},
+		{"limits.max_header_bytes", l.MaxHeaderBytes, 1024, 64 << 20},
+		{"limits.max_received_headers", l.MaxReceivedHeaders, 1, 1000},
+		{"limits.max_connections_per_ip", l.MaxConnectionsPerIP, 0, 100000},
+	}
+	for _, x := range ints {
+		if x.v < x.lo || x.v > x.hi {
+			return configError(x.key, "must be %d..%d, got %d", x.lo, x.hi, x.v)
+		}
+	}
+	return checkDurations([]struct {
+		key       string
+		v, lo, hi time.Duration
+	}{
+		{"limits.command_timeout", l.CommandTimeout, time.Second, time.Hour},
+		{"limits.data_timeout", l.DataTimeout, time.Second, 2 * time.Hour},
+	})
+}
+
+func (c *Config) validateQueue() error {
+	q := c.Queue
+	if q.MaxMessages < 1 || q.MaxMessages > 100_000_000 {
+		return configError("queue.max_messages", "must be 1..100000000, got %d", q.MaxMessages)
+	}
+	if q.MaxBytes < 1<<20 {
+		return configError("queue.max_bytes", "must be at least 1048576, got %d", q.MaxBytes)
+	}
+	r := q.Retry
+	if err := checkDurations([]struct {
+		key       string
+		v, lo, hi time.Duration
+	}{
+		{"queue.dedup_window", q.DedupWindow, time.Minute, 365 * 24 * time.Hour},
+		{"queue.retry.initial", r.Initial, 10 * time.Millisecond, 24 * time.Hour},
+		{"queue.retry.max", r.Max, r.Initial, 7 * 24 * time.Hour},
+		{"queue.lifetime", q.Lifetime, time.Second, 30 * 24 * time.Hour},
+		{"queue.delay_warning", q.DelayWarning, 0, q.Lifetime},
+		{"queue.gc_interval", q.GCInterval, time.Second, 24 * time.Hour},
+	}); err != nil {
+		return err
+	}
+	if r.Factor < 1 || r.Factor > 10 {
+		return configError("queue.retry.factor", "must be 1..10, got %g", r.Factor)
+	}
+	if r.Jitter < 0 || r.Jitter > 1 {
+		return configError("queue.retry.jitter", "must be 0..1, got %g", r.Jitter)
+	}
+	return nil
+}
+
+func (c *Config) validateRelay() error {
+	lists := []struct {
+		key  string
+		vals []string
+	}{{"relay.allow_networks", c.Relay.AllowNetworks}, {"relay.mesh_peers", c.Relay.MeshPeers}}
+	for _, l := range lists {
+		for i, v := range l.vals {
+			if _, err := parsePrefix(v); err != nil {
+				return configError(fmt.Sprintf("%s[%d]", l.key, i), "must be an IP address or CIDR, got %q", v)
+			}
+		}
+	}
+	return nil
+}
+
+// parsePrefix accepts "10.0.0.0/8", "::1" or "127.0.0.1" (a single address).
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func (c *Config) validateAuth() error {
+	seen := map[string]bool{}
+	for i, u := range c.Auth.Users {
+		key := fmt.Sprintf("auth.users[%d]", i)
+		if u.Name == "" || strings.ContainsAny(u.Name, " \t\r\n\x00") {
+			return configError(key+".name", "must be a non-empty name without spaces, got %q", u.Name)
+		}
+		if seen[u.Name] {
+			return configError(key+".name", "duplicate user %q", u.Name)
+		}
+		seen[u.Name] = true
+		if err := checkPasswordHash(u.Hash); err != nil {
+			return configError(key+".hash", "%v", err)
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateLog() error {
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return configError("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return configError("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	return nil
+}

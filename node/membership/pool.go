@@ -1,0 +1,322 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Config describes one node's place in its routing group's pool.
+type Config struct {
+	Name string // node name, unique in the organisation
+	Meta Meta   // published to the pool; Meta.RG names the pool
+
+	// Bind is the gossip listen address (host:port; port 0 picks one).
+	Bind string
+	// Advertise is the address others reach us at; default: the bound one.
+	Advertise string
+	// Seeds are gossip addresses of other members, tried on Start and by
+	// Rejoin. A pool whose seeds are all down starts alone.
+	Seeds []string
+	// Key, when set, encrypts the pool (16, 24 or 32 bytes: AES).
+	Key []byte
+
+	// Fast selects tighter probe and gossip intervals (for tests and
+	// single-host meshes); the default is memberlist's LAN profile.
+	Fast bool
+
+	// Transport replaces memberlist's UDP/TCP transport (the harness
+	// injects one that can cut links); Bind is ignored when set.
+	Transport memberlist.NodeAwareTransport
+
+	// OnChange is called, serially from the pool's own goroutine, with
+	// each new View. It must not block for long.
+	OnChange func(View)
+
+	Logger *slog.Logger
+}
+
+// ErrClosed is returned by methods of a closed pool.
+var ErrClosed = errors.New("membership: pool closed")
+
+// Pool is a running membership in one routing group's gossip pool.
+type Pool struct {
+	cfg    Config
+	log    *slog.Logger
+	ml     *memberlist.Memberlist
+	meta   []byte
+	kick   chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu   sync.Mutex
+	view View
+}
+
+// Start creates the pool member, joins the seeds it can reach and
+// begins watching membership.
+func Start(cfg Config) (*Pool, error) {
+	if cfg.Name == "" || cfg.Meta.RG == "" {
+		return nil, fmt.Errorf("membership: start: node name and routing group are required")
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("node", cfg.Name, "rg", cfg.Meta.RG)
+	meta, err := encodeMeta(cfg.Meta)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{cfg: cfg, log: logger, meta: meta, kick: make(chan struct{}, 1), done: make(chan struct{})}
+
+	mc, err := p.memberlistConfig()
+	if err != nil {
+		return nil, err
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("membership: start %s: %w", cfg.Name, err)
+	}
+	p.ml = ml
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.refresh()
+	go p.watch(ctx)
+	if len(cfg.Seeds) > 0 {
+		if _, err := ml.Join(cfg.Seeds); err != nil {
+			// Not fatal: the seeds may simply not be up yet. They will
+			// join us, or a later Rejoin will reach them.
+			logger.Warn("gossip seeds unreachable", "seeds", cfg.Seeds, "err", err)
+		}
+	}
+	return p, nil
+}
+
+func (p *Pool) memberlistConfig() (*memberlist.Config, error) {
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = p.cfg.Name
+	mc.Label = "meshd/rg/" + p.cfg.Meta.RG
+	mc.Delegate = delegate{p}
+	mc.Events = events{p}
+	mc.Logger = log.New(&logWriter{log: p.log}, "", 0)
+	if p.cfg.Fast {
+		mc.ProbeInterval = 200 * time.Millisecond
+		mc.ProbeTimeout = 100 * time.Millisecond
+		mc.GossipInterval = 50 * time.Millisecond
+		mc.SuspicionMult = 2
+		mc.PushPullInterval = 5 * time.Second
+		mc.TCPTimeout = time.Second
+	}
+	if len(p.cfg.Key) > 0 {
+		mc.SecretKey = p.cfg.Key
+	}
+	if p.cfg.Transport != nil {
+		mc.Transport = p.cfg.Transport
+		return mc, nil
+	}
+	host, port, err := splitHostPort(p.cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("membership: bind %q: %w", p.cfg.Bind, err)
+	}
+	mc.BindAddr, mc.BindPort = host, port
+	if port == 0 {
+		// memberlist needs one port for both UDP and TCP; find a free pair.
+		free, err := freeUDPTCPPort(host)
+		if err != nil {
+			return nil, err
+		}
+		mc.BindPort = free
+	}
+	mc.AdvertiseAddr, mc.AdvertisePort = mc.BindAddr, mc.BindPort
+	if p.cfg.Advertise != "" {
+		h, ap, err := splitHostPort(p.cfg.Advertise)
+		if err != nil {
+			return nil, fmt.Errorf("membership: advertise %q: %w", p.cfg.Advertise, err)
+		}
+		mc.AdvertiseAddr, mc.AdvertisePort = h, ap
+	}
+	return mc, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	h, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", ps)
+	}
+	return h, port, nil
+}
+
+// freeUDPTCPPort finds a port free for both TCP and UDP on host.
+func freeUDPTCPPort(host string) (int, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return 0, fmt.Errorf("membership: find port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("membership: no free UDP+TCP port on %s", host)
+}
+
+// Addr is the gossip address this member advertises.
+func (p *Pool) Addr() string {
+	n := p.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// View returns the current membership view.
+func (p *Pool) View() View {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.view
+}
+
+// IsMaster reports whether this node is its routing group's master now.
+func (p *Pool) IsMaster() bool { return p.View().Master == p.cfg.Name }
+
+// Rejoin tries the seeds again (after a partition heals memberlist
+// rejoins by itself through push-pull; this makes it immediate).
+func (p *Pool) Rejoin() (int, error) {
+	if len(p.cfg.Seeds) == 0 {
+		return 0, nil
+	}
+	n, err := p.ml.Join(p.cfg.Seeds)
+	if err != nil {
+		return n, fmt.Errorf("membership: rejoin: %w", err)
+	}
+	return n, nil
+}
+
+// UpdateMeta publishes new metadata to the pool.
+func (p *Pool) UpdateMeta(m Meta) error {
+	b, err := encodeMeta(m)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.meta = b
+	p.mu.Unlock()
+	if err := p.ml.UpdateNode(time.Second); err != nil {
+		return fmt.Errorf("membership: update meta: %w", err)
+	}
+	return nil
+}
+
+// Close leaves the pool gracefully (others see us leave at once rather
+// than after failure detection) and stops the watcher.
+func (p *Pool) Close() error {
+	err := p.ml.Leave(time.Second)
+	return p.shutdown(err)
+}
+
+// Crash stops the member without telling the pool, as a killed process
+// would: the others find out through failure detection.
+func (p *Pool) Crash() error { return p.shutdown(nil) }
+
+func (p *Pool) shutdown(leaveErr error) error {
+	serr := p.ml.Shutdown()
+	p.cancel()
+	<-p.done
+	if err := errors.Join(leaveErr, serr); err != nil {
+		return fmt.Errorf("membership: close: %w", err)
+	}
+	return nil
+}
+
+func (p *Pool) watch(ctx context.Context) {
+	defer close(p.done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.kick:
+			p.refresh()
+		}
+	}
+}
+
+// refresh rebuilds the view from memberlist and reports a change.
+func (p *Pool) refresh() {
+	var ms []Member
+	for _, n := range p.ml.Members() {
+		if n.State != memberlist.StateAlive {
+			continue
+		}
+		meta, err := decodeMeta(n.Meta)
+		if err != nil {
+			p.log.Warn("ignoring member with bad metadata", "peer", n.Name, "err", err)
+			continue
+		}
+		if meta.RG != p.cfg.Meta.RG {
+			p.log.Warn("ignoring member of another routing group", "peer", n.Name, "peer_rg", meta.RG)
+			continue
+		}
+		ms = append(ms, Member{Name: n.Name, Addr: n.Address(), Meta: meta})
+	}
+	v := newView(ms)
+	p.mu.Lock()
+	changed := !v.Equal(p.view)
+	old := p.view.Master
+	p.view = v
+	p.mu.Unlock()
+	if !changed {
+		return
+	}
+	if old != v.Master {
+		p.log.Info("routing group master", "master", v.Master, "previous", old, "members", len(v.Members))
+	}
+	if p.cfg.OnChange != nil {
+		p.cfg.OnChange(v)
+	}
+}
+
+func (p *Pool) poke() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// delegate publishes our metadata; link state has its own channels, so
+// the gossip payload hooks stay empty.
+type delegate struct{ p *Pool }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	d.p.mu.Lock()
+	defer d.p.mu.Unlock()
+	if len(d.p.meta) > limit {
+		return nil
+	}
+	return d.p.meta
+}
+func (delegate) NotifyMsg([]byte)                           {}
+func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (delegate) LocalState(join bool) []byte                { return nil }
+func (delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// events only pokes the watcher: memberlist calls these under its own
+// locks, so nothing here may block or call back into memberlist.
+type events struct{ p *Pool }
+
+func (e events) NotifyJoin(*memberlist.Node)   { e.p.poke() }
+func (e events) NotifyLeave(*memberlist.Node)  { e.p.poke() }
+func (e events) NotifyUpdate(*memberlist.Node) { e.p.poke() }

@@ -1,0 +1,55 @@
+package membership
+
+import (
+	"cmp"
+	"slices"
+)
+
+// Member is one live node of the pool.
+type Member struct {
+	Name string `json:"name"`
+	Addr string `json:"gossip"` // gossip address host:port
+	Meta
+}
+
+// View is a pool's membership at one moment: the live members of this
+// routing group sorted by election rank (the master first).
+type View struct {
+	Members []Member `json:"members"`
+	Master  string   `json:"master"` // "" when no member is alive (never for a running pool: it has itself)
+}
+
+// rank orders members for master election: higher priority first, then
+// the smaller name. Every member computes the same order from the same set.
+func rank(a, b Member) int {
+	if a.Priority != b.Priority {
+		return cmp.Compare(b.Priority, a.Priority)
+	}
+	return cmp.Compare(a.Name, b.Name)
+}
+
+func newView(members []Member) View {
+	ms := slices.Clone(members)
+	slices.SortFunc(ms, rank)
+	v := View{Members: ms}
+	if len(ms) > 0 {
+		v.Master = ms[0].Name
+	}
+	return v
+}
+
+// Member returns the named member of the view.
+func (v View) Member(name string) (Member, bool) {
+	for _, m := range v.Members {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// Equal reports whether two views have the same members (with the same
+// metadata) and the same master.
+func (v View) Equal(o View) bool {
+	return v.Master == o.Master && slices.Equal(v.Members, o.Members)
+}

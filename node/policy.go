@@ -1,0 +1,117 @@
+package node
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/meshd/meshd/smtp"
+)
+
+// relayPolicy implements smtp.Policy: mail for a local domain is accepted
+// from anyone; mail for any other domain only from an authenticated
+// submission client, a mesh peer or an allowlisted network (RFC 5321 §3.6
+// leaves relaying to local policy; an open relay is never the default).
+type relayPolicy struct {
+	local   map[string]bool
+	allowed []netip.Prefix // relay.allow_networks
+	peers   []netip.Prefix // relay.mesh_peers
+}
+
+func newRelayPolicy(cfg Config) *relayPolicy {
+	p := &relayPolicy{local: make(map[string]bool, len(cfg.LocalDomains))}
+	for _, d := range cfg.LocalDomains {
+		p.local[d] = true
+	}
+	for _, s := range cfg.Relay.AllowNetworks {
+		if pfx, err := parsePrefix(s); err == nil {
+			p.allowed = append(p.allowed, pfx)
+		}
+	}
+	for _, s := range cfg.Relay.MeshPeers {
+		if pfx, err := parsePrefix(s); err == nil {
+			p.peers = append(p.peers, pfx)
+		}
+	}
+	return p
+}
+
+var (
+	errRelayDenied = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied"}
+	errBadMailbox  = &gosmtp.SMTPError{Code: 553, EnhancedCode: gosmtp.EnhancedCode{5, 1, 3}, Message: "Recipient address must have a domain"}
+)
+
+// CheckRcpt accepts rcpt when its domain is local or the client may relay.
+func (p *relayPolicy) CheckRcpt(s *smtp.Session, rcpt string) error {
+	_, domain, ok := splitAddr(rcpt)
+	if !ok {
+		// RFC 5321 §4.5.1: "postmaster" without a domain must be accepted.
+		if strings.EqualFold(rcpt, "postmaster") {
+			return nil
+		}
+		return errBadMailbox
+	}
+	if p.isLocal(domain) {
+		return nil
+	}
+	if s.AuthUser != "" || s.MeshPeer || p.mayRelay(s.RemoteAddr) {
+		return nil
+	}
+	return errRelayDenied
+}
+
+func (p *relayPolicy) isLocal(domain string) bool {
+	return p.local[strings.ToLower(strings.TrimSuffix(domain, "."))]
+}
+
+func (p *relayPolicy) mayRelay(a net.Addr) bool {
+	ip, ok := addrIP(a)
+	return ok && (contains(p.allowed, ip) || contains(p.peers, ip))
+}
+
+// isMeshPeer reports whether the client address is a configured mesh peer.
+func (p *relayPolicy) isMeshPeer(a net.Addr) bool {
+	ip, ok := addrIP(a)
+	return ok && contains(p.peers, ip)
+}
+
+func contains(list []netip.Prefix, ip netip.Addr) bool {
+	for _, p := range list {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func addrIP(a net.Addr) (netip.Addr, bool) {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ip, ok := netip.AddrFromSlice(a.IP)
+		return ip.Unmap(), ok
+	case nil:
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
+// splitAddr splits local@domain at the last '@'.
+func splitAddr(addr string) (local, domain string, ok bool) {
+	i := strings.LastIndexByte(addr, '@')
+	if i <= 0 || i == len(addr)-1 {
+		return addr, "", false
+	}
+	return addr[:i], addr[i+1:], true
+}
+
+// addrDomain returns the lower-cased domain of addr ("" when it has none).
+func addrDomain(addr string) string {
+	_, d, _ := splitAddr(addr)
+	return strings.ToLower(strings.TrimSuffix(d, "."))
+}

@@ -1,0 +1,256 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// op is one write waiting for the committer.
+type op struct {
+	// run reads what it needs through txn (which sees the writes of earlier
+	// ops in the same batch) and returns the writes to make. It must not
+	// write to txn itself and may be run again if the batch is split.
+	run func(txn *badger.Txn) (*mutation, error)
+	// finish, if set, runs under q.mu once the op is settled either way.
+	finish func()
+	done   chan error // capacity 1
+}
+
+// mutation is what an op writes, and what changes in memory after the
+// commit succeeds.
+type mutation struct {
+	sets   []*badger.Entry
+	dels   [][]byte
+	apply  func() // under q.mu, after a successful commit
+	notify bool   // signal Notify after the commit
+}
+
+func (m *mutation) writeTo(txn *badger.Txn) error {
+	for _, e := range m.sets {
+		// SetEntry keeps e; give badger its own copy so a split batch can
+		// replay the same entries into a fresh transaction.
+		c := *e
+		if err := txn.SetEntry(&c); err != nil {
+			return err
+		}
+	}
+	for _, k := range m.dels {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// submit hands o to the committer and waits for its result.
+func (q *Queue) submit(ctx context.Context, o *op) error {
+	select {
+	case q.ops <- o:
+	case <-q.stop:
+		q.settle(o, ErrClosed)
+		return ErrClosed
+	case <-ctx.Done():
+		q.settle(o, ctx.Err())
+		return ctx.Err()
+	}
+	select {
+	case err := <-o.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-q.stopped:
+		// The committer settles everything it took before exiting; an op
+		// still in the channel was never run.
+		select {
+		case err := <-o.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+// settle completes an op that never reached a transaction.
+func (q *Queue) settle(o *op, err error) {
+	if o.finish != nil {
+		q.mu.Lock()
+		o.finish()
+		q.mu.Unlock()
+	}
+	o.done <- err
+}
+
+// committer is the only goroutine that writes to badger. It takes every op
+// that is waiting, commits them in one synced transaction and releases the
+// waiters: while one batch is being fsynced the next one accumulates, so
+// the number of fsyncs follows the disk, not the number of callers.
+func (q *Queue) committer() {
+	defer q.wg.Done()
+	defer close(q.stopped)
+	batch := make([]*op, 0, q.opts.MaxBatch)
+	for {
+		select {
+		case o := <-q.ops:
+			batch = append(batch, o)
+		case <-q.stop:
+			q.drain()
+			return
+		}
+	fill:
+		for len(batch) < q.opts.MaxBatch {
+			select {
+			case o := <-q.ops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		q.commitAll(batch)
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// drain settles the ops that were queued when Close was called.
+func (q *Queue) drain() {
+	for {
+		select {
+		case o := <-q.ops:
+			q.settle(o, ErrClosed)
+		default:
+			return
+		}
+	}
+}
+
+func (q *Queue) commitAll(ops []*op) {
+	for len(ops) > 0 {
+		n := q.commitSome(ops)
+		ops = ops[n:]
+	}
+}
+
+// commitSome commits a prefix of ops in one transaction and returns its
+// length (at least 1). The prefix ends early only when the transaction
+// would exceed badger's batch limits; the rest go in the next transaction.
+func (q *Queue) commitSome(ops []*op) int {
+	txn := q.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+
+	results := make([]settled, 0, len(ops))
+	var written []*mutation
+
+	// rebuild replaces txn with one holding only the mutations kept so far,
+	// dropping the partial writes of a failed op.
+	rebuild := func() error {
+		txn.Discard()
+		txn = q.db.NewTransaction(true)
+		for _, m := range written {
+			if err := m.writeTo(txn); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+
+	n := 0
+	for ; n < len(ops); n++ {
+		o := ops[n]
+		m, err := o.run(txn)
+		if err != nil {
+			results = append(results, settled{o: o, err: err})
+			continue
+		}
+		werr := m.writeTo(txn)
+		if werr == nil {
+			written = append(written, m)
+			results = append(results, settled{o: o, m: m})
+			continue
+		}
+		if rerr := rebuild(); rerr != nil {
+			// Cannot happen unless badger changed its limits under us; fail
+			// the whole batch rather than commit something unexpected.
+			q.failAll(results, ops[n:], rerr)
+			return len(ops)
+		}
+		if errors.Is(werr, badger.ErrTxnTooBig) && len(written) > 0 {
+			break // commit what we have; ops[n] starts the next transaction
+		}
+		results = append(results, settled{o: o, err: werr})
+	}
+
+	var cerr error
+	if len(written) > 0 {
+		cerr = txn.Commit()
+		if cerr != nil {
+			q.log.Error("queue: commit failed", "ops", len(written), "err", cerr)
+		}
+	}
+
+	notify := false
+	q.mu.Lock()
+	for _, r := range results {
+		if r.m != nil && cerr == nil {
+			if r.m.apply != nil {
+				r.m.apply()
+			}
+			notify = notify || r.m.notify
+		}
+		if r.o.finish != nil {
+			r.o.finish()
+		}
+	}
+	q.mu.Unlock()
+	for _, r := range results {
+		err := r.err
+		if r.m != nil && cerr != nil {
+			err = fmt.Errorf("commit: %w", cerr)
+		}
+		r.o.done <- err
+	}
+	if notify {
+		q.signal()
+	}
+	if n == 0 {
+		n = 1 // unreachable: the first op never breaks out early
+	}
+	return n
+}
+
+// settled is an op with its outcome before the commit: m is set when its
+// writes are in the transaction, err when it failed on its own.
+type settled struct {
+	o   *op
+	m   *mutation
+	err error
+}
+
+// failAll settles every op of a batch with err, nothing applied.
+func (q *Queue) failAll(results []settled, rest []*op, err error) {
+	err = fmt.Errorf("commit: %w", err)
+	q.mu.Lock()
+	for _, r := range results {
+		if r.o.finish != nil {
+			r.o.finish()
+		}
+	}
+	for _, o := range rest {
+		if o.finish != nil {
+			o.finish()
+		}
+	}
+	q.mu.Unlock()
+	for _, r := range results {
+		if r.err != nil {
+			r.o.done <- r.err
+		} else {
+			r.o.done <- err
+		}
+	}
+	for _, o := range rest {
+		o.done <- err
+	}
+}

@@ -1,0 +1,221 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// change is a read-modify-write of one message record: it edits m in place
+// and says whether the message is finished (to be deleted) and whether the
+// delivery loop should be woken. It may run more than once on fresh copies.
+type change func(m *Message) (finished, notify bool, err error)
+
+// mutate applies fn to the stored message id through the committer (synced,
+// group-committed) and returns the message as written.
+func (q *Queue) mutate(id string, fn change) (*Message, error) {
+	var out *Message
+	o := &op{
+		run: func(txn *badger.Txn) (*mutation, error) {
+			m, err := getMessage(txn, id)
+			if err != nil {
+				return nil, err
+			}
+			finished, notify, err := fn(m)
+			if err != nil {
+				return nil, err
+			}
+			m.updateNext()
+			out = m
+			if finished || !m.pending() {
+				return &mutation{
+					dels:  [][]byte{msgKey(id), bodyKey(id)},
+					apply: func() { q.idx.remove(id) },
+				}, nil
+			}
+			rec, err := encodeMessage(m)
+			if err != nil {
+				return nil, err
+			}
+			return &mutation{
+				sets:   []*badger.Entry{badger.NewEntry(msgKey(id), rec)},
+				apply:  func() { q.idx.put(m) },
+				notify: notify,
+			}, nil
+		},
+		done: make(chan error, 1),
+	}
+	if err := q.submit(context.Background(), o); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// selected returns a predicate for the recipients named in addrs; an empty
+// list selects every recipient.
+func selected(addrs []string) func(string) bool {
+	if len(addrs) == 0 {
+		return func(string) bool { return true }
+	}
+	return func(a string) bool { return slices.Contains(addrs, a) }
+}
+
+// Attempt persists (synced) the backoff before an attempt: for each Pending
+// recipient named in rcpts (all Pending ones when rcpts is empty) Attempts
+// is incremented, LastAttempt set to now and NextAttempt to next. A crash
+// during the attempt then retries at next, not at once.
+func (q *Queue) Attempt(id string, rcpts []string, next time.Time) error {
+	now := q.now()
+	sel := selected(rcpts)
+	_, err := q.mutate(id, func(m *Message) (bool, bool, error) {
+		for i := range m.Recipients {
+			r := &m.Recipients[i]
+			if r.State != Pending || !sel(r.Addr) {
+				continue
+			}
+			r.Attempts++
+			r.LastAttempt = now
+			r.NextAttempt = next
+		}
+		return false, false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: attempt %s: %w", id, err)
+	}
+	return nil
+}
+
+// Record applies per-recipient results (synced). Results for recipients
+// that are not Pending (or unknown) are ignored, so a repeated Record is
+// harmless. When no Pending recipient remains the message and its body are
+// deleted.
+func (q *Queue) Record(id string, results []Result) error {
+	_, err := q.RecordMessage(id, results)
+	return err
+}
+
+// RecordMessage is Record that also returns the message as it stands after
+// the results, with every recipient's final state: what a DSN needs once the
+// message is gone from the queue.
+func (q *Queue) RecordMessage(id string, results []Result) (*Message, error) {
+	for _, r := range results {
+		if r.Outcome != Delivered && r.Outcome != TempFail && r.Outcome != PermFail {
+			return nil, fmt.Errorf("queue: record %s: %w: outcome %d for %s", id, ErrInvalid, r.Outcome, r.Addr)
+		}
+	}
+	m, err := q.mutate(id, func(m *Message) (bool, bool, error) {
+		for _, res := range results {
+			for i := range m.Recipients {
+				r := &m.Recipients[i]
+				if r.State != Pending || r.Addr != res.Addr {
+					continue
+				}
+				r.LastReply = res.Reply
+				switch res.Outcome {
+				case Delivered:
+					r.State = Delivered
+				case TempFail:
+					r.LastError = res.Reply
+				case PermFail:
+					r.State = Failed
+					r.LastError = res.Reply
+				}
+			}
+		}
+		return false, false, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: record %s: %w", id, err)
+	}
+	return m, nil
+}
+
+// Expire marks the Pending recipients named in rcpts (all when empty) as
+// Expired with reason as LastError, deleting the message when none remain
+// Pending, and returns the message as it stands after the change.
+func (q *Queue) Expire(id string, rcpts []string, reason string) (*Message, error) {
+	sel := selected(rcpts)
+	m, err := q.mutate(id, func(m *Message) (bool, bool, error) {
+		for i := range m.Recipients {
+			r := &m.Recipients[i]
+			if r.State == Pending && sel(r.Addr) {
+				r.State = Expired
+				r.LastError = reason
+			}
+		}
+		return false, false, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: expire %s: %w", id, err)
+	}
+	return m, nil
+}
+
+// MarkDelayNotified records that a delay DSN was sent for the message.
+func (q *Queue) MarkDelayNotified(id string) error {
+	_, err := q.mutate(id, func(m *Message) (bool, bool, error) {
+		m.DelayNotified = true
+		return false, false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: mark delay notified %s: %w", id, err)
+	}
+	return nil
+}
+
+// Hold keeps the message out of Due until Release.
+func (q *Queue) Hold(id string) error {
+	_, err := q.mutate(id, func(m *Message) (bool, bool, error) {
+		m.Held = true
+		return false, false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: hold %s: %w", id, err)
+	}
+	return nil
+}
+
+// Release undoes Hold and signals Notify.
+func (q *Queue) Release(id string) error {
+	_, err := q.mutate(id, func(m *Message) (bool, bool, error) {
+		m.Held = false
+		return false, true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: release %s: %w", id, err)
+	}
+	return nil
+}
+
+// Retry makes every Pending recipient due now and signals Notify. It does
+// not release a held message.
+func (q *Queue) Retry(id string) error {
+	now := q.now()
+	_, err := q.mutate(id, func(m *Message) (bool, bool, error) {
+		for i := range m.Recipients {
+			if m.Recipients[i].State == Pending {
+				m.Recipients[i].NextAttempt = now
+			}
+		}
+		return false, true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: retry %s: %w", id, err)
+	}
+	return nil
+}
+
+// Delete removes the message and its body. Its ID stays remembered for the
+// dedup window.
+func (q *Queue) Delete(id string) error {
+	_, err := q.mutate(id, func(m *Message) (bool, bool, error) {
+		return true, false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: delete %s: %w", id, err)
+	}
+	return nil
+}

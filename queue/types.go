@@ -1,0 +1,163 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrFull means the queue is at MaxMessages or the body would take it
+	// over MaxBytes; the SMTP layer answers 451 4.3.0.
+	ErrFull = errors.New("queue: full")
+	// ErrDuplicate means the ID was accepted within the dedup window; nothing
+	// was stored and the caller answers 250 anyway.
+	ErrDuplicate = errors.New("queue: duplicate message id")
+	// ErrNotFound means no queued message has that ID.
+	ErrNotFound = errors.New("queue: message not found")
+	// ErrInvalid means the envelope cannot be queued (bad ID, no recipients).
+	ErrInvalid = errors.New("queue: invalid envelope")
+	// ErrClosed is returned by every operation after Close.
+	ErrClosed = errors.New("queue: closed")
+)
+
+// Rcpt is one envelope recipient with its DSN parameters (RFC 3461).
+type Rcpt struct {
+	Addr   string
+	Notify []string `json:",omitempty"` // "NEVER", "SUCCESS", "FAILURE", "DELAY"
+	ORcpt  string   `json:",omitempty"`
+}
+
+// Envelope is what the node knows about a message apart from its body.
+type Envelope struct {
+	ID         string // mesh-unique; required, ^[a-z0-9.-]{8,80}$
+	From       string // "" is the null sender <>
+	Rcpts      []Rcpt
+	Ret        string `json:",omitempty"` // DSN RET: FULL or HDRS
+	EnvID      string `json:",omitempty"` // DSN ENVID
+	SMTPUTF8   bool   `json:",omitempty"`
+	EightBit   bool   `json:",omitempty"`
+	ReceivedAt time.Time
+	Trace      []string `json:",omitempty"` // routing groups visited
+	Source     string   `json:",omitempty"` // "smtp", "submission", "mesh", "dsn", "local"
+	ClientAddr string   `json:",omitempty"`
+	AuthUser   string   `json:",omitempty"`
+}
+
+// RcptState is the delivery state of one recipient.
+type RcptState int
+
+// Delivered is both a RcptState (the recipient was accepted by the next hop
+// or the mailbox) and an Outcome (the attempt succeeded). The contract names
+// both constants Delivered, so it is untyped and has the same value in both
+// types: r.State == Delivered and Result{Outcome: Delivered} both work.
+const Delivered = 1
+
+// Recipient states. Only Pending recipients are ever attempted.
+const (
+	Pending RcptState = 0
+	Failed  RcptState = 2 // permanent failure
+	Expired RcptState = 3 // gave up after the queue lifetime
+)
+
+func (s RcptState) String() string {
+	switch s {
+	case Pending:
+		return "pending"
+	case Delivered:
+		return "delivered"
+	case Failed:
+		return "failed"
+	case Expired:
+		return "expired"
+	}
+	return fmt.Sprintf("RcptState(%d)", int(s))
+}
+
+// Recipient is a Rcpt with its delivery state.
+type Recipient struct {
+	Rcpt
+	State       RcptState
+	Attempts    int
+	NextAttempt time.Time
+	LastError   string    `json:",omitempty"` // reply of the last failed attempt
+	LastReply   string    `json:",omitempty"` // reply of the last attempt, whatever its outcome
+	LastAttempt time.Time `json:",omitempty"`
+}
+
+// Message is a queued message without its body.
+type Message struct {
+	Envelope
+	Recipients    []Recipient
+	Held          bool
+	Size          int64 // body length in bytes
+	DelayNotified bool
+	NextAttempt   time.Time // earliest NextAttempt over Pending recipients; zero when none
+}
+
+// pending reports whether any recipient is still Pending.
+func (m *Message) pending() bool {
+	for i := range m.Recipients {
+		if m.Recipients[i].State == Pending {
+			return true
+		}
+	}
+	return false
+}
+
+// updateNext recomputes NextAttempt from the recipients.
+func (m *Message) updateNext() {
+	m.NextAttempt = time.Time{}
+	for i := range m.Recipients {
+		r := &m.Recipients[i]
+		if r.State != Pending {
+			continue
+		}
+		if m.NextAttempt.IsZero() || r.NextAttempt.Before(m.NextAttempt) {
+			m.NextAttempt = r.NextAttempt
+		}
+	}
+}
+
+// Outcome is the result of one delivery attempt for one recipient.
+type Outcome int
+
+// Attempt outcomes besides Delivered. The zero Outcome is invalid, so a
+// Result that was never filled in is rejected rather than read as success.
+const (
+	TempFail Outcome = 2
+	PermFail Outcome = 3
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Delivered:
+		return "delivered"
+	case TempFail:
+		return "tempfail"
+	case PermFail:
+		return "permfail"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// Result is one recipient's outcome as reported to Record.
+type Result struct {
+	Addr    string
+	Outcome Outcome
+	Reply   string // e.g. "550 5.1.1 no such user"
+}
+
+// Filter selects messages for List. A nil Held lists all; Limit <= 0 is no limit.
+type Filter struct {
+	Held  *bool
+	Limit int
+}
+
+// Stats is a snapshot of the queue's size.
+type Stats struct {
+	Messages int
+	Bytes    int64
+	Oldest   time.Time // earliest ReceivedAt; zero when empty
+}

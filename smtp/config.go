@@ -1,0 +1,194 @@
+package smtp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Limits bounds what one client may make the server do. Zero fields take the
+// defaults listed; go-smtp's own defaults are unlimited, so every limit here
+// is always applied.
+type Limits struct {
+	MaxMessageBytes int64         // 552 5.3.4; default 25 MiB (also advertised as SIZE)
+	MaxRecipients   int           // 452 4.5.3; default 100
+	MaxLineLength   int           // command and DATA lines; default 2000
+	MaxHeaderBytes  int           // 552 5.6.0; default 256 KiB
+	MaxReceived     int           // 554 5.4.6 above this many Received: fields; default 30
+	CommandTimeout  time.Duration // idle wait for a command, and reply writes; default 5m
+	DataTimeout     time.Duration // idle wait for each block of DATA/BDAT content; default 10m
+	MaxConnsPerIP   int           // default 20; further connections get 421 4.7.0 and are closed
+}
+
+// Defaults for Limits.
+const (
+	DefaultMaxMessageBytes = 25 << 20
+	DefaultMaxRecipients   = 100
+	DefaultMaxLineLength   = 2000
+	DefaultMaxHeaderBytes  = 256 << 10
+	DefaultMaxReceived     = 30
+	DefaultCommandTimeout  = 5 * time.Minute
+	DefaultDataTimeout     = 10 * time.Minute
+	DefaultMaxConnsPerIP   = 20
+)
+
+// withDefaults returns l with every zero field set to its default.
+func (l Limits) withDefaults() Limits {
+	if l.MaxMessageBytes == 0 {
+		l.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if l.MaxRecipients == 0 {
+		l.MaxRecipients = DefaultMaxRecipients
+	}
+	if l.MaxLineLength == 0 {
+		l.MaxLineLength = DefaultMaxLineLength
+	}
+	if l.MaxHeaderBytes == 0 {
+		l.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if l.MaxReceived == 0 {
+		l.MaxReceived = DefaultMaxReceived
+	}
+	if l.CommandTimeout == 0 {
+		l.CommandTimeout = DefaultCommandTimeout
+	}
+	if l.DataTimeout == 0 {
+		l.DataTimeout = DefaultDataTimeout
+	}
+	if l.MaxConnsPerIP == 0 {
+		l.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	return l
+}
+
+func (l Limits) validate() error {
+	switch {
+	case l.MaxMessageBytes < 0:
+		return errors.New("max_message_bytes must not be negative")
+	case l.MaxRecipients < 0:
+		return errors.New("max_recipients must not be negative")
+	case l.MaxLineLength < 0 || (l.MaxLineLength > 0 && l.MaxLineLength < 512):
+		// RFC 5321 §4.5.3.1.4: command lines may be 512 octets.
+		return errors.New("max_line_length must be at least 512")
+	case l.MaxHeaderBytes < 0:
+		return errors.New("max_header_bytes must not be negative")
+	case l.MaxReceived < 0:
+		return errors.New("max_received_headers must not be negative")
+	case l.CommandTimeout < 0 || l.DataTimeout < 0:
+		return errors.New("timeouts must not be negative")
+	case l.MaxConnsPerIP < 0:
+		return errors.New("max_connections_per_ip must not be negative")
+	}
+	return nil
+}
+
+// ServerConfig configures a Server. Policy and Sink are required; Auth is
+// required when Submission is set.
+type ServerConfig struct {
+	Hostname string       // our name in the greeting and Received: headers
+	Addr     string       // listen address when Listener is nil, e.g. "127.0.0.1:2525"
+	Listener net.Listener // optional; the Server owns it and closes it on Close
+	// TLS enables STARTTLS; nil means STARTTLS is not offered.
+	TLS *tls.Config
+	// Submission makes this a message submission listener (RFC 6409): AUTH
+	// PLAIN and LOGIN are offered only after STARTTLS, and MAIL is refused
+	// with 530 5.7.0 until the client has authenticated. Requires TLS and Auth.
+	Submission bool
+	// Mesh marks a mesh-facing listener (X-LINK2STATE is added by smtp/xlink
+	// around Listener). It only sets Session.MeshPeer when MeshPeer allows it.
+	Mesh bool
+	// MeshPeer, if set on a Mesh listener, says whether a session's client
+	// is an authenticated mesh peer (for example by address or TLS client
+	// certificate). It is asked once per session, after EHLO.
+	MeshPeer func(s *Session, tlsState *tls.ConnectionState) bool
+	Limits   Limits
+	Policy   Policy
+	Sink     Sink
+	Auth     Authenticator
+	Logger   *slog.Logger
+	// Now is the clock used for Received: dates; default time.Now.
+	Now func() time.Time
+}
+
+// Session describes the client side of one SMTP session as far as it is
+// known when a callback runs. Callbacks must not keep it past their return.
+type Session struct {
+	RemoteAddr net.Addr
+	Helo       string
+	TLS        bool
+	AuthUser   string
+	MeshPeer   bool
+	// ID identifies the current transaction; it is the "id" of our
+	// Received: header and has the mesh message ID format (26 lowercase
+	// base32 characters), so a Sink may adopt it.
+	ID string
+}
+
+// Policy decides on relaying; the node implements it.
+type Policy interface {
+	// CheckRcpt decides relay: return nil to accept, or an *smtp.SMTPError
+	// (e.g. 550 5.7.1 relay denied). Other errors become 451 4.3.0.
+	CheckRcpt(s *Session, rcpt string) error
+}
+
+// Authenticator checks submission credentials.
+type Authenticator interface {
+	Authenticate(user, pass string) bool
+}
+
+// Rcpt is one envelope recipient with its DSN parameters (RFC 3461).
+type Rcpt struct {
+	Addr   string
+	Notify []string // "NEVER" or any of "SUCCESS", "FAILURE", "DELAY"
+	ORcpt  string   // "addr-type;address" decoded, e.g. "rfc822;bob@example.test"
+}
+
+// Envelope is the SMTP envelope of one accepted message.
+type Envelope struct {
+	From     string // "" for the null reverse-path <>
+	Rcpts    []Rcpt
+	Ret      string // DSN RET: "FULL", "HDRS" or ""
+	EnvID    string // DSN ENVID, decoded
+	SMTPUTF8 bool
+	EightBit bool // BODY=8BITMIME
+}
+
+// Sink receives accepted messages; the node implements it.
+type Sink interface {
+	// Accept is called after DATA/BDAT is complete and checked; body already
+	// has our Received: header prepended. Return nil for 250; an error that is
+	// *gosmtp.SMTPError is sent as is; other errors become 451 4.3.0.
+	Accept(ctx context.Context, s *Session, env Envelope, body []byte) error
+}
+
+// QueueIDSink is an optional extension of Sink. When the Sink implements it
+// the server calls AcceptID instead of Accept and reports the returned ID in
+// the reply ("250 2.0.0 OK queued as <id>"). Without it the reply names
+// Session.ID.
+type QueueIDSink interface {
+	Sink
+	AcceptID(ctx context.Context, s *Session, env Envelope, body []byte) (id string, err error)
+}
+
+func (c *ServerConfig) validate() error {
+	switch {
+	case c.Policy == nil:
+		return errors.New("smtp: server config: Policy is required")
+	case c.Sink == nil:
+		return errors.New("smtp: server config: Sink is required")
+	case c.Submission && c.TLS == nil:
+		return errors.New("smtp: server config: submission requires TLS (AUTH is offered only after STARTTLS)")
+	case c.Submission && c.Auth == nil:
+		return errors.New("smtp: server config: submission requires an Authenticator")
+	case c.Listener == nil && c.Addr == "":
+		return errors.New("smtp: server config: Addr or Listener is required")
+	}
+	if err := c.Limits.validate(); err != nil {
+		return fmt.Errorf("smtp: server config: limits: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,175 @@
+package smtp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+)
+
+// ErrServerClosed is returned by Start and Serve after Close.
+var ErrServerClosed = errors.New("smtp: server closed")
+
+// Server is an SMTP or submission listener built on go-smtp.
+type Server struct {
+	cfg    ServerConfig
+	limits Limits
+	log    *slog.Logger
+	now    func() time.Time
+
+	gs *gosmtp.Server
+	ln *capListener
+
+	// ctx is the parent of every Sink call; cancelled by Close.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	started   bool
+	closed    bool
+	serveDone chan struct{}
+	serveErr  error
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewServer validates cfg, applies the default limits and binds the listener
+// (cfg.Listener, or a new TCP listener on cfg.Addr), so Addr is valid as soon
+// as it returns. Nothing is accepted before Start or Serve; Close releases
+// the listener in every case.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:    cfg,
+		limits: cfg.Limits.withDefaults(),
+		log:    cfg.Logger,
+		now:    cfg.Now,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.cfg.Hostname == "" {
+		s.cfg.Hostname = "localhost"
+	}
+	l := cfg.Listener
+	if l == nil {
+		var err error
+		l, err = net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("smtp: listen %s: %w", cfg.Addr, err)
+		}
+	}
+	s.ln = newCapListener(l, s.limits.MaxConnsPerIP, s.log)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	gs := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
+	gs.Domain = s.cfg.Hostname
+	gs.TLSConfig = cfg.TLS
+	gs.AllowInsecureAuth = false
+	gs.MaxMessageBytes = s.limits.MaxMessageBytes
+	gs.MaxRecipients = s.limits.MaxRecipients
+	gs.MaxLineLength = s.limits.MaxLineLength
+	gs.ReadTimeout = s.limits.CommandTimeout
+	gs.WriteTimeout = s.limits.CommandTimeout
+	gs.EnableSMTPUTF8 = true
+	gs.EnableDSN = true
+	gs.ErrorLog = errorLog{s.log}
+	s.gs = gs
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Start begins accepting connections in the background.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrServerClosed
+	}
+	if s.started {
+		return nil
+	}
+	s.started = true
+	s.serveDone = make(chan struct{})
+	go func() {
+		defer close(s.serveDone)
+		err := s.gs.Serve(s.ln)
+		if err != nil && !s.isClosed() {
+			s.log.Error("smtp: accept loop stopped", "addr", s.Addr().String(), "err", err)
+			s.serveErr = fmt.Errorf("smtp: serve %s: %w", s.Addr(), err)
+		}
+	}()
+	s.log.Info("smtp: listening", "addr", s.Addr().String(), "submission", s.cfg.Submission, "mesh", s.cfg.Mesh)
+	return nil
+}
+
+// Serve accepts connections until ctx is done (then it closes the server and
+// returns nil), Close is called (nil), or the listener fails (that error).
+func (s *Server) Serve(ctx context.Context) error {
+	if err := s.Start(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return s.Close()
+	case <-s.serveDone:
+		return s.serveErr
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Close stops accepting, cuts open connections, cancels Sink calls in flight
+// and waits for every connection goroutine to return.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		started := s.started
+		s.mu.Unlock()
+
+		s.cancel()
+		if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.closeErr = fmt.Errorf("smtp: close listener %s: %w", s.ln.Addr(), err)
+		}
+		// Once go-smtp's accept loop has returned it starts no more
+		// connection goroutines, so the wait below covers all of them.
+		if started {
+			<-s.serveDone
+		}
+		s.ln.closeAll()
+		// Shutdown waits for go-smtp's connection goroutines; all their
+		// connections are closed, so it returns once handlers unwind.
+		_ = s.gs.Shutdown(context.Background())
+	})
+	return s.closeErr
+}
+
+// errorLog adapts go-smtp's internal error log (connection-level failures
+// such as TLS handshakes or resets) to slog.
+type errorLog struct{ l *slog.Logger }
+
+func (e errorLog) Printf(format string, v ...any) {
+	e.l.Info("smtp: connection error", "err", fmt.Sprintf(format, v...))
+}
+
+func (e errorLog) Println(v ...any) {
+	e.l.Info("smtp: connection error", "err", fmt.Sprint(v...))
+}

@@ -1,0 +1,255 @@
+package smtp
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	gosmtp "github.com/emersion/go-smtp"
+)
+
+// Replies of our own. go-smtp produces the protocol-level ones (syntax,
+// sequence, SIZE=, recipient count).
+var (
+	errNeedTLS = &gosmtp.SMTPError{Code: 530, EnhancedCode: gosmtp.EnhancedCode{5, 7, 0},
+		Message: "Must issue a STARTTLS command first"}
+	errNeedAuth = &gosmtp.SMTPError{Code: 530, EnhancedCode: gosmtp.EnhancedCode{5, 7, 0},
+		Message: "Authentication required"}
+	errHeaderTooLarge = &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0},
+		Message: "Message header too large"}
+	errMailLoop = &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 4, 6},
+		Message: "Too many Received headers: mail loop suspected"}
+	errLineTooLong = &gosmtp.SMTPError{Code: 500, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2},
+		Message: "Line too long"}
+	errLocal = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0},
+		Message: "Temporary local problem, try again later"}
+	errDataTimeout = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 4, 2},
+		Message: "Timeout waiting for data, closing connection"}
+)
+
+// session is the go-smtp Session of one connection between EHLOs that reset
+// it (go-smtp makes a new one after STARTTLS).
+type session struct {
+	srv  *Server
+	conn *gosmtp.Conn
+	info Session
+	env  Envelope
+}
+
+var _ gosmtp.AuthSession = (*session)(nil)
+
+func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
+	sess := &session{srv: s, conn: c}
+	sess.info.RemoteAddr = c.Conn().RemoteAddr()
+	sess.info.Helo = c.Hostname()
+	state, isTLS := c.TLSConnectionState()
+	sess.info.TLS = isTLS
+	if s.cfg.Mesh && s.cfg.MeshPeer != nil {
+		var st *tls.ConnectionState
+		if isTLS {
+			st = &state
+		}
+		sess.info.MeshPeer = s.cfg.MeshPeer(&sess.info, st)
+	}
+	return sess, nil
+}
+
+func (ss *session) logAttrs() []any {
+	return []any{"peer", addrString(ss.info.RemoteAddr), "helo", ss.info.Helo, "msg", ss.info.ID}
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// Reset is called by go-smtp on RSET, a new EHLO and after each message.
+func (ss *session) Reset() {
+	ss.env = Envelope{}
+	ss.info.ID = ""
+	ss.info.Helo = ss.conn.Hostname()
+}
+
+func (ss *session) Logout() error { return nil }
+
+func (ss *session) AuthMechanisms() []string {
+	if !ss.srv.cfg.Submission || !ss.info.TLS {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if !ss.srv.cfg.Submission {
+		return nil, gosmtp.ErrAuthUnsupported
+	}
+	check := func(identity, user, pass string) error {
+		// RFC 4616 §2: an authorization identity other than the user
+		// would mean acting for someone else; we do not allow that.
+		if identity != "" && identity != user {
+			return gosmtp.ErrAuthFailed
+		}
+		if !ss.srv.cfg.Auth.Authenticate(user, pass) {
+			ss.srv.log.Warn("smtp: authentication failed", append(ss.logAttrs(), "user", user)...)
+			return gosmtp.ErrAuthFailed
+		}
+		ss.info.AuthUser = user
+		ss.srv.log.Info("smtp: authenticated", append(ss.logAttrs(), "user", user)...)
+		return nil
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return sasl.NewPlainServer(check), nil
+	case sasl.Login:
+		return &loginServer{check: check}, nil
+	}
+	return nil, gosmtp.ErrAuthUnknownMechanism
+}
+
+func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	if ss.srv.cfg.Submission {
+		if !ss.info.TLS {
+			return errNeedTLS
+		}
+		if ss.info.AuthUser == "" {
+			return errNeedAuth
+		}
+	}
+	ss.info.ID = newID()
+	ss.env = Envelope{From: from}
+	if opts != nil {
+		ss.env.Ret = string(opts.Return)
+		ss.env.EnvID = opts.EnvelopeID
+		ss.env.SMTPUTF8 = opts.UTF8
+		ss.env.EightBit = opts.Body == gosmtp.Body8BitMIME
+	}
+	return nil
+}
+
+func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	if err := ss.srv.cfg.Policy.CheckRcpt(&ss.info, to); err != nil {
+		var se *gosmtp.SMTPError
+		if errors.As(err, &se) {
+			return se
+		}
+		ss.srv.log.Error("smtp: policy check failed", append(ss.logAttrs(), "rcpt", to, "err", err)...)
+		return errLocal
+	}
+	r := Rcpt{Addr: to}
+	if opts != nil {
+		for _, n := range opts.Notify {
+			r.Notify = append(r.Notify, string(n))
+		}
+		if opts.OriginalRecipient != "" {
+			r.ORcpt = strings.ToLower(string(opts.OriginalRecipientType)) + ";" + opts.OriginalRecipient
+		}
+	}
+	ss.env.Rcpts = append(ss.env.Rcpts, r)
+	return nil
+}
+
+// Data reads the message, applies the content checks and hands it to the
+// Sink. Its returned *SMTPError is the final reply, success included: go-smtp
+// sends any *SMTPError verbatim, which is how "queued as" reaches the client.
+func (ss *session) Data(r io.Reader) error {
+	body, err := ss.readBody(r)
+	if err != nil {
+		return err
+	}
+	hdrLen, received := scanHeader(body)
+	if hdrLen > ss.srv.limits.MaxHeaderBytes {
+		ss.srv.log.Info("smtp: message refused: header too large", append(ss.logAttrs(), "bytes", hdrLen)...)
+		return errHeaderTooLarge
+	}
+	if received > ss.srv.limits.MaxReceived {
+		ss.srv.log.Warn("smtp: message refused: too many Received headers", append(ss.logAttrs(), "received", received)...)
+		return errMailLoop
+	}
+	trace := ss.srv.receivedHeader(&ss.info, ss.env)
+	full := make([]byte, 0, len(trace)+len(body))
+	full = append(append(full, trace...), body...)
+
+	ctx, cancel := context.WithTimeout(ss.srv.ctx, ss.srv.limits.DataTimeout)
+	defer cancel()
+	id := ss.info.ID
+	info := ss.info // the Sink gets a copy it may keep
+	if qs, ok := ss.srv.cfg.Sink.(QueueIDSink); ok {
+		var qid string
+		qid, err = qs.AcceptID(ctx, &info, ss.env, full)
+		if qid != "" {
+			id = qid
+		}
+	} else {
+		err = ss.srv.cfg.Sink.Accept(ctx, &info, ss.env, full)
+	}
+	if err != nil {
+		var se *gosmtp.SMTPError
+		if errors.As(err, &se) {
+			ss.srv.log.Info("smtp: message refused by sink", append(ss.logAttrs(), "code", se.Code, "reply", se.Message)...)
+			return se
+		}
+		ss.srv.log.Error("smtp: sink failed", append(ss.logAttrs(), "err", err)...)
+		return errLocal
+	}
+	ss.srv.log.Info("smtp: message accepted", append(ss.logAttrs(),
+		"from", ss.env.From, "rcpts", len(ss.env.Rcpts), "bytes", len(full), "queue_id", id, "auth", ss.info.AuthUser)...)
+	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
+}
+
+// readBody reads all of DATA/BDAT. go-smtp's reader enforces the size limit
+// and the line limit; we add the per-block idle timeout (RFC 5321 §4.5.3.2.5).
+func (ss *session) readBody(r io.Reader) ([]byte, error) {
+	var buf bytes.Buffer
+	chunk := make([]byte, 32<<10)
+	for {
+		_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.srv.limits.DataTimeout))
+		n, err := r.Read(chunk)
+		buf.Write(chunk[:n])
+		if err == nil {
+			continue
+		}
+		if err == io.EOF {
+			return buf.Bytes(), nil
+		}
+		var se *gosmtp.SMTPError
+		var ne net.Error
+		switch {
+		case errors.As(err, &se): // size limit
+			ss.srv.log.Info("smtp: message refused", append(ss.logAttrs(), "code", se.Code, "reply", se.Message)...)
+			return nil, se
+		case errors.Is(err, gosmtp.ErrTooLongLine):
+			// go-smtp closes the connection right after this reply.
+			ss.srv.log.Info("smtp: message refused: line too long", ss.logAttrs()...)
+			return nil, errLineTooLong
+		case errors.As(err, &ne) && ne.Timeout():
+			ss.srv.log.Info("smtp: data timeout", ss.logAttrs()...)
+			ss.abort(errDataTimeout)
+			return nil, errDataTimeout
+		default:
+			return nil, err
+		}
+	}
+}
+
+// abort sends a final reply and closes the connection: after a timeout in
+// the middle of content the rest of the stream cannot be parsed as commands.
+func (ss *session) abort(e *gosmtp.SMTPError) {
+	c := ss.conn.Conn()
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, formatReply(e))
+	_ = ss.conn.Close()
+}
+
+func formatReply(e *gosmtp.SMTPError) string {
+	ec := e.EnhancedCode
+	return fmt.Sprintf("%d %d.%d.%d %s\r\n", e.Code, ec[0], ec[1], ec[2], e.Message)
+}
