@@ -76,6 +76,11 @@ func appendSigned(b []byte, r *Record) ([]byte, error) {
 	if err := validate(c); err != nil {
 		return b, err
 	}
+	return appendBody(b, c), nil
+}
+
+// appendBody writes r as it is, without sorting or checking it.
+func appendBody(b []byte, c *Record) []byte {
 	b = append(b, recordMagic...)
 	b = append(b, recordFormat)
 	var flags byte
@@ -104,8 +109,7 @@ func appendSigned(b []byte, r *Record) ([]byte, error) {
 		b = appendConnector(b, &c.Connectors[i])
 	}
 	b = appendSpaces(b, c.AddressSpaces)
-	b = appendStr(b, c.KeyID)
-	return b, nil
+	return appendStr(b, c.KeyID)
 }
 
 func appendConnector(b []byte, k *Connector) []byte {

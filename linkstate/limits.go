@@ -11,21 +11,21 @@ import (
 // anything beyond them before allocating for it, and the encoder refuses to
 // produce what the decoder would refuse.
 const (
-	MaxRecordSize          = 1 << 20 // bytes of one encoded record
-	MaxNameLen             = 64      // RG, node, connector and key names
-	MaxAddrLen             = 255     // host:port strings
-	MaxPatternLen          = 255     // address-space patterns
-	MaxMembers             = 1000    // per record
-	MaxConnectors          = 1000    // per record
-	MaxBridgeheads         = 256     // per side of a connector
-	MaxPairs               = 1024    // observed bridgehead pairs per connector
-	MaxAddressSpaces       = 10000   // per record, RG and connectors together
-	MaxConnectorCost       = 100     // connector cost is 1..MaxConnectorCost
-	MaxAddressSpaceCost    = 100     // address-space cost is 0..MaxAddressSpaceCost
-	MaxSummaries           = 100000  // entries in one summary list
-	MinTTL                 = time.Second
-	MaxTTL                 = 7 * 24 * time.Hour
-	maxIssuedAt      int64 = 253402300799 // 9999-12-31T23:59:59Z
+	MaxRecordSize             = 1 << 20 // bytes of one encoded record
+	MaxNameLen                = 64      // RG, node, connector and key names
+	MaxAddrLen                = 255     // host:port strings
+	MaxPatternLen             = 255     // address-space patterns
+	MaxMembers                = 1000    // per record
+	MaxConnectors             = 1000    // per record
+	MaxBridgeheads            = 256     // per side of a connector
+	MaxPairs                  = 1024    // observed bridgehead pairs per connector
+	MaxAddressSpaces          = 10000   // per record, RG and connectors together
+	MaxConnectorCost          = 100     // connector cost is 1..MaxConnectorCost
+	MaxAddressSpaceCost       = 100     // address-space cost is 0..MaxAddressSpaceCost
+	MaxSummaries              = 100000  // entries in one summary list
+	MinTTL                    = time.Second
+	MaxTTL                    = 7 * 24 * time.Hour
+	maxIssuedAt         int64 = 253402300799 // 9999-12-31T23:59:59Z
 )
 
 // Errors of the codecs. Every decode or validation failure wraps one of

@@ -1,6 +1,7 @@
 package linkstate
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"time"
 )
@@ -55,3 +56,5 @@ func sampleRecord(rg string) *Record {
 	})
 	return r
 }
+
+func hashOf(b []byte) [32]byte { return sha256.Sum256(b) }

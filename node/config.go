@@ -464,7 +464,7 @@ func (c *Config) validateLimits() error {
 		{"limits.max_line_length", l.MaxLineLength, 1000, 1 << 20},
 		{"limits.max_header_bytes", l.MaxHeaderBytes, 1024, 64 << 20},
 		{"limits.max_received_headers", l.MaxReceivedHeaders, 1, 1000},
-		{"limits.max_connections_per_ip", l.MaxConnectionsPerIP, 0, 100000},
+		{"limits.max_connections_per_ip", l.MaxConnectionsPerIP, 1, 100000},
 	}
 	for _, x := range ints {
 		if x.v < x.lo || x.v > x.hi {
@@ -497,7 +497,7 @@ func (c *Config) validateQueue() error {
 		{"queue.retry.initial", r.Initial, 10 * time.Millisecond, 24 * time.Hour},
 		{"queue.retry.max", r.Max, r.Initial, 7 * 24 * time.Hour},
 		{"queue.lifetime", q.Lifetime, time.Second, 30 * 24 * time.Hour},
-		{"queue.delay_warning", q.DelayWarning, 0, q.Lifetime},
+		{"queue.delay_warning", q.DelayWarning, 0, 30 * 24 * time.Hour},
 		{"queue.gc_interval", q.GCInterval, time.Second, 24 * time.Hour},
 	}); err != nil {
 		return err

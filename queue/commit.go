@@ -185,6 +185,8 @@ func (q *Queue) commitSome(ops []*op) int {
 	var cerr error
 	if len(written) > 0 {
 		cerr = txn.Commit()
+		q.commits.Add(1)
+		q.committedOps.Add(uint64(len(written)))
 		if cerr != nil {
 			q.log.Error("queue: commit failed", "ops", len(written), "err", cerr)
 		}
@@ -253,4 +255,10 @@ func (q *Queue) failAll(results []settled, rest []*op, err error) {
 	for _, o := range rest {
 		o.done <- err
 	}
+}
+
+// CommitStats returns how many transactions the committer has committed and
+// how many operations they carried; ops/txns is the mean group-commit size.
+func (q *Queue) CommitStats() (txns, ops uint64) {
+	return q.commits.Load(), q.committedOps.Load()
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -88,6 +89,8 @@ type Queue struct {
 
 	mu  sync.Mutex // guards idx
 	idx index
+
+	commits, committedOps atomic.Uint64
 }
 
 // Open opens (or creates) the queue in opts.Dir and rebuilds the in-memory
@@ -139,10 +142,15 @@ func Open(opts Options) (*Queue, error) {
 	return q, nil
 }
 
-// badgerOptions sizes badger for a mail queue: 4 KiB-ish bodies that live
-// minutes to days. Bodies go to the value log (written once, reclaimed by
-// value-log GC) and the LSM tree holds only the small envelope records and
-// value pointers, so memtables and caches can be small.
+// badgerOptions sizes badger for a mail queue: mostly small bodies that live
+// seconds to days, a working set far smaller than badger's defaults assume.
+//
+// Bodies up to 64 KiB are stored inline in the LSM tree, larger ones in the
+// value log. Inline values cost one fsync per commit (the memtable WAL); a
+// value-log write adds a second one (BenchmarkEnqueue: 2,600 vs 1,100
+// msgs/s for one caller, 9,400 vs 7,600 for ten), and badger only logs,
+// rather than returns, a failed value-log sync. Memtables of 16 MiB cap a
+// transaction at 2.4 MiB, about 580 inline 4 KiB messages.
 func badgerOptions(opts Options) badger.Options {
 	dir := opts.Dir
 	if opts.InMemory {
@@ -159,7 +167,7 @@ func badgerOptions(opts Options) badger.Options {
 		WithNumLevelZeroTablesStall(12).
 		WithNumCompactors(2).
 		WithBaseTableSize(2 << 20).
-		WithValueThreshold(1 << 10).
+		WithValueThreshold(64 << 10).
 		WithValueLogFileSize(64 << 20).
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
@@ -237,9 +245,24 @@ func (q *Queue) signal() {
 // nothing. A zero env.ReceivedAt is set to now. If ctx ends while the commit
 // is in flight, Enqueue returns ctx.Err() and the message may or may not be
 // stored; a resend with the same ID is then recognised as a duplicate.
+// The queue reads body until the commit completes, even after such an early
+// return, so the caller must not modify it after calling Enqueue.
 func (q *Queue) Enqueue(ctx context.Context, env Envelope, body []byte) error {
-	if err := validate(&env); err != nil {
+	o, err := q.enqueueOp(env, body)
+	if err == nil {
+		err = q.submit(ctx, o)
+	}
+	if err != nil {
 		return fmt.Errorf("queue: enqueue %s: %w", env.ID, err)
+	}
+	return nil
+}
+
+// enqueueOp validates env, claims room for it and returns the op that
+// stores it.
+func (q *Queue) enqueueOp(env Envelope, body []byte) (*op, error) {
+	if err := validate(&env); err != nil {
+		return nil, err
 	}
 	now := q.now()
 	if env.ReceivedAt.IsZero() {
@@ -252,10 +275,10 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, body []byte) error {
 	m.NextAttempt = now
 	rec, err := encodeMessage(m)
 	if err != nil {
-		return fmt.Errorf("queue: enqueue %s: %w", env.ID, err)
+		return nil, err
 	}
 	if err := q.reserve(env.ID, m.Size); err != nil {
-		return fmt.Errorf("queue: enqueue %s: %w", env.ID, err)
+		return nil, err
 	}
 	expires := now.Add(q.opts.DedupWindow)
 	dval := make([]byte, 0, 20)
@@ -284,10 +307,7 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, body []byte) error {
 		finish: func() { q.idx.unreserve(m.Size) },
 		done:   make(chan error, 1),
 	}
-	if err := q.submit(ctx, o); err != nil {
-		return fmt.Errorf("queue: enqueue %s: %w", env.ID, err)
-	}
-	return nil
+	return o, nil
 }
 
 func validate(env *Envelope) error {

@@ -1,7 +1,7 @@
 package routing
 
 import (
-	"sort"
+	"sync"
 
 	"github.com/meshd/meshd/linkstate"
 )
@@ -9,27 +9,30 @@ import (
 // infDist marks an unreachable routing group.
 const infDist = ^uint64(0)
 
-// edge is one usable connector between two routing groups.
+// edge is one usable connector between two routing groups, as the
+// shortest-path loop reads it: kept small so that the loop stays in cache.
 type edge struct {
-	from, to int32
-	bit      int32 // first-hop bit when from is the local RG, else -1
-	cost     uint64
-	conn     *linkstate.Connector
+	to   int32
+	cost uint32
 }
 
-// graph is the RG graph indexed by int and the result of the shortest-path
-// computation from the local RG. It is immutable once built and run; a
-// Table owns it.
+// graph is the RG graph with RGs indexed by int and the result of the
+// shortest-path computation from the local RG. RG indices are stable
+// across the tables of one Computer, so some indices may be holes (RGs
+// that have gone); a hole has no record, no edges and is unreachable.
+// A graph is immutable once built and run; a Table owns it.
 type graph struct {
-	names []string            // RG index -> name
-	recs  []*linkstate.Record // RG index -> record; nil for a local RG without a record
-	index map[string]int32    // name -> RG index
+	names []string            // RG index -> name ("" for a hole); may share its array with the Computer
+	recs  []*linkstate.Record // RG index -> record; nil for holes and a local RG without a record
 	local int32
+	nrgs  int // RGs present (not holes)
 
-	start []int32 // CSR: edges of RG i are edges[start[i]:start[i+1]]
-	edges []edge
+	start    []int32 // CSR: edges of RG i are edges[start[i]:start[i+1]]
+	edges    []edge
+	edgeFrom []int32
+	edgeConn []*linkstate.Connector
 
-	nbits int // first-hop connectors (usable inter-RG connectors of the local RG)
+	nbits int // first-hop connectors: the local RG's edges, bit = position in its range
 	words int // uint64 words per first-hop bitset
 
 	dist     []uint64 // path cost from local; infDist when unreachable
@@ -37,86 +40,35 @@ type graph struct {
 	predHead []int32  // RG -> head of its predecessor list (index into predEdge), -1 none
 	predNext []int32
 	predEdge []int32 // edge index of each predecessor entry
+
+	indexOnce sync.Once
+	index     map[string]int32 // name -> RG index, built on first use
 }
 
-// buildGraph indexes the live records and their usable connectors. Records
-// that are nil, tombstones or unnamed are skipped; of two records for one
-// RG the newer version wins. The local RG is always a vertex, even before
-// its own record exists.
-func buildGraph(local string, records []*linkstate.Record) *graph {
-	g := &graph{
-		names: make([]string, 0, len(records)+1),
-		recs:  make([]*linkstate.Record, 0, len(records)+1),
-		index: make(map[string]int32, len(records)+1),
-	}
-	nconn := 0
-	for _, r := range records {
-		if r == nil || r.Tombstone || r.RG == "" {
-			continue
-		}
-		if i, ok := g.index[r.RG]; ok {
-			if r.Version.Compare(g.recs[i].Version) > 0 {
-				nconn += len(r.Connectors) - len(g.recs[i].Connectors)
-				g.recs[i] = r
-			}
-			continue
-		}
-		g.index[r.RG] = int32(len(g.names))
-		g.names = append(g.names, r.RG)
-		g.recs = append(g.recs, r)
-		nconn += len(r.Connectors)
-	}
-	li, ok := g.index[local]
-	if !ok {
-		li = int32(len(g.names))
-		g.index[local] = li
-		g.names = append(g.names, local)
-		g.recs = append(g.recs, nil)
-	}
-	g.local = li
+func (g *graph) present(i int32) bool { return g.recs[i] != nil || i == g.local }
 
-	n := len(g.names)
-	g.start = make([]int32, n+1)
-	g.edges = make([]edge, 0, nconn)
-	for i, r := range g.recs {
-		g.start[i] = int32(len(g.edges))
-		if r == nil {
-			continue
-		}
-		for ci := range r.Connectors {
-			c := &r.Connectors[ci]
-			if c.To == "" || c.To == r.RG || (c.From != "" && c.From != r.RG) || !c.Up() {
-				continue
+// lookup returns the index of a present RG.
+func (g *graph) lookup(name string) (int32, bool) {
+	g.indexOnce.Do(func() {
+		g.index = make(map[string]int32, g.nrgs)
+		for i, n := range g.names {
+			if g.present(int32(i)) {
+				g.index[n] = int32(i)
 			}
-			j, ok := g.index[c.To]
-			if !ok {
-				continue
-			}
-			g.edges = append(g.edges, edge{from: int32(i), to: j, bit: -1, cost: edgeCost(c), conn: c})
 		}
-	}
-	g.start[n] = int32(len(g.edges))
-
-	// First-hop bits in connector-ID order, so that bit order (and with it
-	// every tie-break) does not depend on the order of the record.
-	le := g.edges[g.start[li]:g.start[li+1]]
-	sort.Slice(le, func(a, b int) bool { return le[a].conn.ID < le[b].conn.ID })
-	for k := range le {
-		le[k].bit = int32(k)
-	}
-	g.nbits = len(le)
-	g.words = max(1, (g.nbits+63)/64)
-	return g
+	})
+	i, ok := g.index[name]
+	return i, ok
 }
 
 // edgeCost is the Dijkstra weight of a connector. Costs are 1..100 by
 // contract; a zero cost is read as 1 because zero-weight edges would let a
 // vertex gain first hops after it was settled.
-func edgeCost(c *linkstate.Connector) uint64 {
+func edgeCost(c *linkstate.Connector) uint32 {
 	if c.Cost == 0 {
 		return 1
 	}
-	return uint64(c.Cost)
+	return c.Cost
 }
 
 // spfScratch holds buffers that one shortest-path run needs and the next
@@ -152,6 +104,7 @@ func (g *graph) run(s *spfScratch) {
 	h := s.heap[:0]
 
 	src := g.local
+	srcStart := g.start[src]
 	g.dist[src] = 0
 	h.push(heapItem{d: 0, v: src})
 	for len(h) > 0 {
@@ -161,15 +114,15 @@ func (g *graph) run(s *spfScratch) {
 			continue
 		}
 		done[u] = true
-		du := g.dist[u]
+		du := it.d
 		fu := g.fh[int(u)*w : int(u)*w+w]
 		for ei := g.start[u]; ei < g.start[u+1]; ei++ {
-			e := &g.edges[ei]
+			e := g.edges[ei]
 			v := e.to
 			if done[v] {
 				continue
 			}
-			nd := du + e.cost
+			nd := du + uint64(e.cost)
 			dv := g.dist[v]
 			if nd > dv {
 				continue
@@ -185,7 +138,8 @@ func (g *graph) run(s *spfScratch) {
 			g.predNext = append(g.predNext, g.predHead[v])
 			g.predHead[v] = int32(len(g.predEdge) - 1)
 			if u == src {
-				fv[e.bit>>6] |= 1 << (uint(e.bit) & 63)
+				b := ei - srcStart
+				fv[b>>6] |= 1 << (uint(b) & 63)
 			} else {
 				for k := range fv {
 					fv[k] |= fu[k]
@@ -215,8 +169,8 @@ func (g *graph) firstHopBits(dst []int32, i int32) []int32 {
 	return dst
 }
 
-// localEdge returns the local connector with first-hop bit b.
-func (g *graph) localEdge(b int32) *edge { return &g.edges[g.start[g.local]+b] }
+// localEdge returns the edge index of first-hop bit b.
+func (g *graph) localEdge(b int32) int32 { return g.start[g.local] + b }
 
 // path returns one least-cost RG path from the local RG to dst that starts
 // with first-hop bit b: at each step back it takes the qualifying
@@ -235,22 +189,23 @@ func (g *graph) path(dst int32, b int32) []string {
 		rev = append(rev, g.names[v])
 		best := int32(-1)
 		for p := g.predHead[v]; p >= 0; p = g.predNext[p] {
-			e := &g.edges[g.predEdge[p]]
-			if e.from == g.local {
-				if e.bit != b {
+			ei := g.predEdge[p]
+			from := g.edgeFrom[ei]
+			if from == g.local {
+				if ei-g.start[g.local] != b {
 					continue
 				}
-			} else if !g.hasFirstHop(e.from, b) {
+			} else if !g.hasFirstHop(from, b) {
 				continue
 			}
-			if best < 0 || g.lessEdge(e, &g.edges[best]) {
-				best = g.predEdge[p]
+			if best < 0 || g.lessEdge(ei, best) {
+				best = ei
 			}
 		}
 		if best < 0 { // cannot happen on a consistent result
 			return nil
 		}
-		v = g.edges[best].from
+		v = g.edgeFrom[best]
 	}
 	rev = append(rev, g.names[g.local])
 	for i, j := 0, len(rev)-1; i < j; i, j = i+1, j-1 {
@@ -259,11 +214,11 @@ func (g *graph) path(dst int32, b int32) []string {
 	return rev
 }
 
-func (g *graph) lessEdge(a, b *edge) bool {
-	if na, nb := g.names[a.from], g.names[b.from]; na != nb {
+func (g *graph) lessEdge(a, b int32) bool {
+	if na, nb := g.names[g.edgeFrom[a]], g.names[g.edgeFrom[b]]; na != nb {
 		return na < nb
 	}
-	return a.conn.ID < b.conn.ID
+	return g.edgeConn[a].ID < g.edgeConn[b].ID
 }
 
 // heapItem is a tentative distance of an RG; the heap allows duplicates

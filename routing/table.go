@@ -2,9 +2,7 @@ package routing
 
 import (
 	"errors"
-	"fmt"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/meshd/meshd/linkstate"
@@ -23,15 +21,135 @@ type Self struct {
 	RG   string // its routing group
 }
 
-// candidate is one address space that some route can deliver: an RG's
-// own (ext == nil) or an external connector's.
+// Table is an immutable routing table for one node: the shortest-path
+// result over the RG graph plus an index of address spaces. It is safe for
+// concurrent use.
+type Table struct {
+	self  Self
+	g     *graph
+	idx   *asIndex    // shared read-only with other tables of the same Computer
+	conns []localConn // inter-RG connectors in first-hop bit order, then usable external ones
+	gen   uint64
+}
+
+// Self returns the node the table was computed for.
+func (t *Table) Self() Self { return t.self }
+
+// Generation counts the tables a Router has published (0 for a table
+// computed directly).
+func (t *Table) Generation() uint64 { return t.gen }
+
+// Len returns the number of routing groups in the graph.
+func (t *Table) Len() int { return t.g.nrgs }
+
+func (t *Table) localRecord() *linkstate.Record { return t.g.recs[t.g.local] }
+
+// candidate is one address space that some route can deliver to: an RG's
+// own (conn == -1) or one of an external connector of that RG.
 type candidate struct {
 	pattern string // normalised
 	spec    int
 	cost    uint32
-	owner   int32                // RG index: the owning RG, or the external connector's RG
-	ext     *linkstate.Connector // external connector, nil for an RG address space
-	conn    int32                // index into Table.conns when ext is on the local RG, else -1
+	owner   int32 // RG index: the owning RG, or the external connector's RG
+	conn    int32 // position of the external connector in the owner's record, -1 for the RG's own
+	next    int32 // next candidate of the same pattern, -1 at the end
+}
+
+// asIndex finds the candidates of a domain: per exact domain, per
+// wildcard suffix and for "*", a chain of candidates in a fixed order
+// (owner RG name, then connector ID).
+type asIndex struct {
+	cands []candidate
+	exact map[string]int32 // domain -> first candidate
+	wild  map[string]int32 // suffix of "*.suffix" -> first candidate
+	star  int32
+}
+
+// buildIndex indexes every address space of every RG and of every
+// external connector of the graph's records.
+func buildIndex(g *graph) *asIndex {
+	x := &asIndex{exact: make(map[string]int32, g.nrgs), wild: make(map[string]int32), star: -1}
+	for i, r := range g.recs {
+		if r == nil {
+			continue
+		}
+		for _, as := range r.AddressSpaces {
+			x.add(g, as, int32(i), -1)
+		}
+		for k := range r.Connectors {
+			if isExternal(r, &r.Connectors[k]) {
+				for _, as := range r.Connectors[k].AddressSpaces {
+					x.add(g, as, int32(i), int32(k))
+				}
+			}
+		}
+	}
+	return x
+}
+
+func (x *asIndex) add(g *graph, as linkstate.AddressSpace, owner, conn int32) {
+	kind, key, spec := parsePattern(as.Pattern)
+	if kind == patInvalid {
+		return // the LSDB validates patterns; a bad one matches nothing
+	}
+	idx := int32(len(x.cands))
+	x.cands = append(x.cands, candidate{pattern: patternString(kind, key), spec: spec, cost: as.Cost, owner: owner, conn: conn, next: -1})
+	switch kind {
+	case patExact:
+		x.exact[key] = x.insert(g, x.headOf(x.exact, key), idx)
+	case patWild:
+		x.wild[key] = x.insert(g, x.headOf(x.wild, key), idx)
+	case patStar:
+		x.star = x.insert(g, x.star, idx)
+	}
+}
+
+func (x *asIndex) headOf(m map[string]int32, key string) int32 {
+	if h, ok := m[key]; ok {
+		return h
+	}
+	return -1
+}
+
+// insert puts idx into the chain at head in order and returns the head.
+func (x *asIndex) insert(g *graph, head, idx int32) int32 {
+	if head < 0 || x.less(g, idx, head) {
+		x.cands[idx].next = head
+		return idx
+	}
+	p := head
+	for x.cands[p].next >= 0 && !x.less(g, idx, x.cands[p].next) {
+		p = x.cands[p].next
+	}
+	x.cands[idx].next = x.cands[p].next
+	x.cands[p].next = idx
+	return head
+}
+
+// less orders candidates: owner RG name, then external connector ID (an
+// RG's own address spaces first).
+func (x *asIndex) less(g *graph, a, b int32) bool {
+	ca, cb := &x.cands[a], &x.cands[b]
+	if na, nb := g.names[ca.owner], g.names[cb.owner]; na != nb {
+		return na < nb
+	}
+	return candConnID(g, ca) < candConnID(g, cb)
+}
+
+func candConnID(g *graph, c *candidate) string {
+	if c.conn < 0 {
+		return ""
+	}
+	return g.recs[c.owner].Connectors[c.conn].ID
+}
+
+// ext returns the external connector of a candidate in this table's
+// records, or nil for an RG's own address space.
+func (t *Table) ext(c *candidate) *linkstate.Connector {
+	if c.conn < 0 {
+		return nil
+	}
+	return &t.g.recs[c.owner].Connectors[c.conn]
 }
 
 // localConn is a connector of the local RG that a route can start with,
@@ -47,60 +165,16 @@ type localConn struct {
 	usable   bool
 }
 
-// Table is an immutable routing table for one node: the shortest-path
-// result over the RG graph plus an index of address spaces. It is safe for
-// concurrent use.
-type Table struct {
-	self  Self
-	g     *graph
-	conns []localConn // inter-RG connectors in bit order, then usable external ones
-
-	cands []candidate
-	exact map[string][]int32 // domain -> candidates
-	wild  map[string][]int32 // suffix of "*.suffix" -> candidates
-	star  []int32
-
-	gen uint64
-}
-
-// Compute builds the table for self from a set of link-state records (an
-// LSDB snapshot). The records are read, never modified, and must not be
-// modified afterwards: the table keeps pointers into them.
-func Compute(self Self, records []*linkstate.Record) (*Table, error) {
-	var c Computer
-	return c.Compute(self, records)
-}
-
-// Computer computes tables and reuses its scratch buffers between runs.
-// It is not safe for concurrent use; a Router owns one.
-type Computer struct {
-	scratch spfScratch
-}
-
-// Compute is the package-level Compute with reused buffers.
-func (cp *Computer) Compute(self Self, records []*linkstate.Record) (*Table, error) {
-	if self.RG == "" || self.Node == "" {
-		return nil, fmt.Errorf("routing: compute table: node %q in RG %q: node and RG must be set", self.Node, self.RG)
+// localExt returns the index in t.conns of a local external connector,
+// or -1 when it is down or unknown.
+func (t *Table) localExt(c *linkstate.Connector) int32 {
+	for i := t.g.nbits; i < len(t.conns); i++ {
+		if t.conns[i].c == c {
+			return int32(i)
+		}
 	}
-	g := buildGraph(self.RG, records)
-	g.run(&cp.scratch)
-	t := &Table{self: self, g: g}
-	t.buildLocalConns()
-	t.buildCandidates()
-	return t, nil
+	return -1
 }
-
-// Self returns the node the table was computed for.
-func (t *Table) Self() Self { return t.self }
-
-// Generation counts the tables a Router has published (0 for a table
-// computed directly).
-func (t *Table) Generation() uint64 { return t.gen }
-
-// Len returns the number of routing groups in the graph.
-func (t *Table) Len() int { return len(t.g.names) }
-
-func (t *Table) localRecord() *linkstate.Record { return t.g.recs[t.g.local] }
 
 // buildLocalConns resolves the bridgeheads of every connector of the local
 // RG for this node.
@@ -108,10 +182,10 @@ func (t *Table) buildLocalConns() {
 	g := t.g
 	t.conns = make([]localConn, 0, g.nbits+2)
 	for b := int32(0); b < int32(g.nbits); b++ {
-		e := g.localEdge(b)
-		lc := localConn{c: e.conn, bit: b}
+		ei := g.localEdge(b)
+		lc := localConn{c: g.edgeConn[ei], bit: b}
 		t.resolveSources(&lc)
-		t.resolveTargets(&lc, g.recs[e.to])
+		t.resolveTargets(&lc, g.recs[g.edges[ei].to])
 		lc.usable = (lc.direct || len(lc.sources) > 0) && len(lc.targets) > 0
 		t.conns = append(t.conns, lc)
 	}
@@ -122,7 +196,7 @@ func (t *Table) buildLocalConns() {
 	first := len(t.conns)
 	for ci := range rec.Connectors {
 		c := &rec.Connectors[ci]
-		if c.To != "" || (c.From != "" && c.From != rec.RG) || !c.Up() {
+		if !isExternal(rec, c) || !c.Up() {
 			continue
 		}
 		lc := localConn{c: c, bit: -1}
@@ -135,7 +209,7 @@ func (t *Table) buildLocalConns() {
 		t.conns = append(t.conns, lc)
 	}
 	ext := t.conns[first:]
-	sort.Slice(ext, func(a, b int) bool { return ext[a].c.ID < ext[b].c.ID })
+	slices.SortFunc(ext, func(a, b localConn) int { return strings.Compare(a.c.ID, b.c.ID) })
 }
 
 // resolveSources decides whether this node uses the connector itself or
@@ -148,29 +222,29 @@ func (t *Table) resolveSources(lc *localConn) {
 	}
 	self := t.self.Node
 	selfListed, selfLive := false, false
-	var members map[string]linkstate.Member
+	var members []linkstate.Member
 	if rec := t.localRecord(); rec != nil {
-		members = make(map[string]linkstate.Member, len(rec.Members))
-		for _, m := range rec.Members {
-			members[m.Name] = m
-		}
+		members = rec.Members
 	}
 	var up, down []Hop
+	seen := func(s string) bool {
+		return slices.ContainsFunc(up, func(h Hop) bool { return h.Node == s }) ||
+			slices.ContainsFunc(down, func(h Hop) bool { return h.Node == s })
+	}
 	for _, s := range c.SourceBridgeheads {
 		live := sourceLive(c, s)
 		if s == self {
 			selfListed, selfLive = true, live
 			continue
 		}
-		m, ok := members[s]
-		if !ok || m.SMTP == "" || slices.ContainsFunc(up, func(h Hop) bool { return h.Node == s }) ||
-			slices.ContainsFunc(down, func(h Hop) bool { return h.Node == s }) {
+		mi := slices.IndexFunc(members, func(m linkstate.Member) bool { return m.Name == s })
+		if mi < 0 || members[mi].SMTP == "" || seen(s) {
 			continue
 		}
 		if live {
-			up = append(up, Hop{Node: s, Addr: m.SMTP, Up: true})
+			up = append(up, Hop{Node: s, Addr: members[mi].SMTP, Up: true})
 		} else {
-			down = append(down, Hop{Node: s, Addr: m.SMTP})
+			down = append(down, Hop{Node: s, Addr: members[mi].SMTP})
 		}
 	}
 	// Use it ourselves when our own pairs are up, or when we are listed and
@@ -262,74 +336,6 @@ func targetLive(c *linkstate.Connector, self, target string) bool {
 		anyUp = anyUp || p.Up
 	}
 	return !seen || anyUp
-}
-
-// buildCandidates indexes every address space of every RG and of every
-// external connector.
-func (t *Table) buildCandidates() {
-	g := t.g
-	t.exact = make(map[string][]int32, len(g.names))
-	t.wild = make(map[string][]int32)
-	localExt := make(map[*linkstate.Connector]int32)
-	for i := g.nbits; i < len(t.conns); i++ {
-		localExt[t.conns[i].c] = int32(i)
-	}
-	add := func(as linkstate.AddressSpace, owner int32, ext *linkstate.Connector) {
-		kind, key, spec := parsePattern(as.Pattern)
-		if kind == patInvalid {
-			return
-		}
-		cd := candidate{pattern: patternString(kind, key), spec: spec, cost: as.Cost, owner: owner, ext: ext, conn: -1}
-		if ext != nil && owner == g.local {
-			if ci, ok := localExt[ext]; ok {
-				cd.conn = ci
-			}
-		}
-		idx := int32(len(t.cands))
-		t.cands = append(t.cands, cd)
-		switch kind {
-		case patExact:
-			t.exact[key] = append(t.exact[key], idx)
-		case patWild:
-			t.wild[key] = append(t.wild[key], idx)
-		case patStar:
-			t.star = append(t.star, idx)
-		}
-	}
-	for i, r := range g.recs {
-		if r == nil {
-			continue
-		}
-		for _, as := range r.AddressSpaces {
-			add(as, int32(i), nil)
-		}
-		for ci := range r.Connectors {
-			c := &r.Connectors[ci]
-			if c.To != "" || (c.From != "" && c.From != r.RG) {
-				continue
-			}
-			for _, as := range c.AddressSpaces {
-				add(as, int32(i), c)
-			}
-		}
-	}
-}
-
-// candLess orders candidates of one level deterministically: by owner RG
-// name, then external connector ID (RG address spaces first).
-func (t *Table) candLess(a, b int32) bool {
-	ca, cb := &t.cands[a], &t.cands[b]
-	if na, nb := t.g.names[ca.owner], t.g.names[cb.owner]; na != nb {
-		return na < nb
-	}
-	return extID(ca) < extID(cb)
-}
-
-func extID(c *candidate) string {
-	if c.ext == nil {
-		return ""
-	}
-	return c.ext.ID
 }
 
 func connRef(c *linkstate.Connector, from string) *ConnectorRef {

@@ -103,7 +103,9 @@ type ServerConfig struct {
 	Mesh bool
 	// MeshPeer, if set on a Mesh listener, says whether a session's client
 	// is an authenticated mesh peer (for example by address or TLS client
-	// certificate). It is asked once per session, after EHLO.
+	// certificate); tlsState is nil before TLS. It is asked after EHLO and
+	// again whenever the transaction state resets (RSET, after each message),
+	// so a STARTTLS run by an interposer below go-smtp is seen.
 	MeshPeer func(s *Session, tlsState *tls.ConnectionState) bool
 	Limits   Limits
 	Policy   Policy

@@ -30,9 +30,15 @@ var (
 		Message: "Line too long"}
 	errLocal = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary local problem, try again later"}
+	errAuthTooMany = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0},
+		Message: "Too many authentication failures, closing connection"}
 	errDataTimeout = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 4, 2},
 		Message: "Timeout waiting for data, closing connection"}
 )
+
+// maxAuthFailures is how many failed AUTH attempts a connection gets before
+// it is closed, to slow down password guessing.
+const maxAuthFailures = 3
 
 // session is the go-smtp Session of one connection between EHLOs that reset
 // it (go-smtp makes a new one after STARTTLS).
@@ -41,6 +47,8 @@ type session struct {
 	conn *gosmtp.Conn
 	info Session
 	env  Envelope
+
+	authFailures int
 }
 
 var _ gosmtp.AuthSession = (*session)(nil)
@@ -48,17 +56,47 @@ var _ gosmtp.AuthSession = (*session)(nil)
 func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	sess := &session{srv: s, conn: c}
 	sess.info.RemoteAddr = c.Conn().RemoteAddr()
-	sess.info.Helo = c.Hostname()
-	state, isTLS := c.TLSConnectionState()
-	sess.info.TLS = isTLS
-	if s.cfg.Mesh && s.cfg.MeshPeer != nil {
+	sess.refresh()
+	return sess, nil
+}
+
+// tlsStater is implemented by connections that terminate TLS themselves in
+// front of go-smtp (smtp/xlink's interposer), where go-smtp, which looks for
+// a *tls.Conn, sees none.
+type tlsStater interface {
+	TLSConnectionState() (tls.ConnectionState, bool)
+}
+
+// tlsState reports the TLS state of the connection, from go-smtp or from an
+// interposer below it.
+func (ss *session) tlsState() (tls.ConnectionState, bool) {
+	if st, ok := ss.conn.TLSConnectionState(); ok {
+		return st, true
+	}
+	nc := ss.conn.Conn()
+	if cc, ok := nc.(*capConn); ok {
+		nc = cc.Conn
+	}
+	if ts, ok := nc.(tlsStater); ok {
+		return ts.TLSConnectionState()
+	}
+	return tls.ConnectionState{}, false
+}
+
+// refresh re-reads what may change within one go-smtp session: the EHLO
+// name, and TLS when an interposer ran STARTTLS (it then resets the session).
+func (ss *session) refresh() {
+	ss.info.Helo = ss.conn.Hostname()
+	state, isTLS := ss.tlsState()
+	ss.info.TLS = isTLS
+	ss.info.MeshPeer = false
+	if ss.srv.cfg.Mesh && ss.srv.cfg.MeshPeer != nil {
 		var st *tls.ConnectionState
 		if isTLS {
 			st = &state
 		}
-		sess.info.MeshPeer = s.cfg.MeshPeer(&sess.info, st)
+		ss.info.MeshPeer = ss.srv.cfg.MeshPeer(&ss.info, st)
 	}
-	return sess, nil
 }
 
 func (ss *session) logAttrs() []any {
@@ -76,7 +114,7 @@ func addrString(a net.Addr) string {
 func (ss *session) Reset() {
 	ss.env = Envelope{}
 	ss.info.ID = ""
-	ss.info.Helo = ss.conn.Hostname()
+	ss.refresh()
 }
 
 func (ss *session) Logout() error { return nil }
@@ -99,7 +137,12 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 			return gosmtp.ErrAuthFailed
 		}
 		if !ss.srv.cfg.Auth.Authenticate(user, pass) {
-			ss.srv.log.Warn("smtp: authentication failed", append(ss.logAttrs(), "user", user)...)
+			ss.authFailures++
+			ss.srv.log.Warn("smtp: authentication failed", append(ss.logAttrs(), "user", user, "failures", ss.authFailures)...)
+			if ss.authFailures >= maxAuthFailures {
+				ss.abort(errAuthTooMany)
+				return errAuthTooMany
+			}
 			return gosmtp.ErrAuthFailed
 		}
 		ss.info.AuthUser = user

@@ -14,7 +14,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,7 +22,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -68,9 +66,10 @@ type nodeOptions struct {
 	MXPort        int
 	MaxMessage    int64
 	MaxRcpts      int
-	RetryInitial  time.Duration // default 200ms: tests wait for retries
-	RetryMax      time.Duration // default 1s
-	Lifetime      time.Duration // default 1h
+	RetryInitial  time.Duration     // default 200ms: tests wait for retries
+	RetryMax      time.Duration     // default 1s
+	Lifetime      time.Duration     // default 1h
+	DelayWarning  time.Duration     // default 30m
 	Users         map[string]string // name -> bcrypt/argon2 hash
 	Extra         map[string]any    // merged over the generated config at top level (section maps merged key by key)
 }
@@ -135,6 +134,7 @@ func (n *meshNode) config(t testing.TB, o nodeOptions) map[string]any {
 	def(&o.RetryInitial, 200*time.Millisecond)
 	def(&o.RetryMax, time.Second)
 	def(&o.Lifetime, time.Hour)
+	def(&o.DelayWarning, 30*time.Minute)
 	if len(o.LocalDomains) == 0 {
 		o.LocalDomains = []string{"example.test"}
 	}
@@ -179,12 +179,13 @@ func (n *meshNode) config(t testing.TB, o nodeOptions) map[string]any {
 		"outbound":      outbound,
 		"limits":        limits,
 		"queue": map[string]any{
-			"retry":    map[string]any{"initial": o.RetryInitial.String(), "max": o.RetryMax.String(), "factor": 2, "jitter": 0.1},
-			"lifetime": o.Lifetime.String(),
+			"retry":         map[string]any{"initial": o.RetryInitial.String(), "max": o.RetryMax.String(), "factor": 2, "jitter": 0.1},
+			"lifetime":      o.Lifetime.String(),
+			"delay_warning": o.DelayWarning.String(),
 		},
 		"relay": map[string]any{"allow_networks": nonNil(o.AllowNetworks)},
 		"auth":  map[string]any{"users": users},
-		"log":   map[string]any{"level": "debug", "format": "text"},
+		"log":   map[string]any{"level": "info", "format": "text"},
 	}
 	for k, v := range o.Extra {
 		if sub, ok := v.(map[string]any); ok {
@@ -393,9 +394,6 @@ func tail(b []byte, k int) string {
 	return string(b)
 }
 
-// errNotYet is returned by polled checks that have not seen what they wait for.
-var errNotYet = errors.New("not yet")
-
 // splitHostPort returns host and port of a "host:port" the test made itself.
 func splitHostPort(t testing.TB, addr string) (string, int) {
 	t.Helper()
@@ -409,5 +407,3 @@ func splitHostPort(t testing.TB, addr string) (string, int) {
 	}
 	return h, port
 }
-
-var _ = strings.Contains // strings is used by the other e2e files' helpers

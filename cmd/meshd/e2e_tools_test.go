@@ -156,7 +156,7 @@ func containsAll(s string, subs ...string) bool {
 // transcript and exit code.
 func swaks(t testing.TB, args ...string) (string, int) {
 	t.Helper()
-	bin := extern.Require(t, extern.Swaks)
+	bin := extern.Require(t, extern.FindSwaks)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	args = append([]string{"--timeout", "30s", "--helo", "client.e2e.test"}, args...)
@@ -228,7 +228,7 @@ func (r pyReply) String() string { return fmt.Sprintf("%d %s", r.Code, r.Text) }
 
 func pythonSMTP(t testing.TB, addr string, steps ...[]any) []pyReply {
 	t.Helper()
-	bin := extern.Require(t, extern.Python3)
+	bin := extern.Require(t, extern.FindPython3)
 	host, port := splitHostPort(t, addr)
 	js, err := json.Marshal(steps)
 	if err != nil {

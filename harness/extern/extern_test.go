@@ -3,11 +3,13 @@ package extern
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -275,5 +277,48 @@ func TestParseSinkDump(t *testing.T) {
 	}
 	if string(m.Data) != "Received: from h\nX-Other: kept\n\nbody\n" {
 		t.Errorf("Data %q", m.Data)
+	}
+}
+
+// fakeTB records how Require ended a test.
+type fakeTB struct {
+	testing.TB
+	fatal, skip string
+}
+
+func (f *fakeTB) Helper() {}
+func (f *fakeTB) Fatalf(format string, args ...any) {
+	f.fatal = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+func (f *fakeTB) Skipf(format string, args ...any) {
+	f.skip = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func TestRequireMissingFailsUnlessSkipSet(t *testing.T) {
+	missingTool := func() (string, error) { return findProgram("meshd-no-such-tool") }
+	for _, tc := range []struct {
+		env                 string
+		wantFatal, wantSkip bool
+	}{
+		{"", true, false},
+		{"0", true, false},
+		{"1", false, true},
+	} {
+		t.Setenv(EnvSkip, tc.env)
+		f := &fakeTB{TB: t}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			Require(f, missingTool)
+		}()
+		<-done
+		if (f.fatal != "") != tc.wantFatal || (f.skip != "") != tc.wantSkip {
+			t.Errorf("%s=%q: fatal %q skip %q", EnvSkip, tc.env, f.fatal, f.skip)
+		}
+		if msg := f.fatal + f.skip; !strings.Contains(msg, "scripts/install-deps") {
+			t.Errorf("%s=%q: message %q does not name scripts/install-deps", EnvSkip, tc.env, msg)
+		}
 	}
 }

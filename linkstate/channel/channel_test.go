@@ -349,3 +349,25 @@ func FuzzDecode(f *testing.F) {
 		_, _, _ = readFrame(&bytesBuffer{b: p})
 	})
 }
+
+func TestMemberHandsRecordsToMaster(t *testing.T) {
+	s := startServer(t, "m", nil, nil)
+	var mu sync.Mutex
+	var got []string
+	s.Server.cfg.OnRecords = func(from string, recs [][]byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range recs {
+			got = append(got, from+":"+string(r))
+		}
+	}
+	c := startClient(t, "n", nil, &lsdb{}, nil)
+	c.SetMaster(s.Addr().String())
+	waitFor(t, "member connected", func() bool { return len(s.Members()) == 1 })
+	c.Hand([][]byte{[]byte("learned-rg7")})
+	waitFor(t, "handed record at master", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 1 && got[0] == "n:learned-rg7"
+	})
+}

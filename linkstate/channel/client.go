@@ -46,6 +46,7 @@ type Client struct {
 	cancel context.CancelFunc // of the session loop for master
 	done   chan struct{}
 	send   chan []Observation
+	hand   chan [][]byte
 	closed bool
 }
 
@@ -63,7 +64,7 @@ func NewClient(cfg ClientConfig) *Client {
 		logger = slog.Default()
 	}
 	return &Client{cfg: cfg, log: logger.With("node", cfg.Node, "rg", cfg.RG, "component", "ls-channel"),
-		send: make(chan []Observation, 64)}
+		send: make(chan []Observation, 64), hand: make(chan [][]byte, 64)}
 }
 
 // SetMaster points the client at the master's channel address; "" stops
@@ -92,6 +93,16 @@ func (c *Client) Observe(obs ...Observation) {
 	case c.send <- obs:
 	default:
 		// The session is behind or down: the full set on reconnect covers it.
+	}
+}
+
+// Hand passes records learned elsewhere to the master, which installs
+// them and pushes them to every member. Records that cannot be handed now
+// are not lost for the group: the bridgehead's next sync brings them again.
+func (c *Client) Hand(recs [][]byte) {
+	select {
+	case c.hand <- recs:
+	default:
 	}
 }
 
@@ -161,6 +172,8 @@ func (c *Client) session(ctx context.Context, addr string) error {
 			return err
 		case obs := <-c.send:
 			err = writeFrame(bw, fObserve, encodeObservations(obs))
+		case recs := <-c.hand:
+			err = writeFrame(bw, fRecords, encodeRecords(false, recs))
 		case <-ping.C:
 			err = writeFrame(bw, fPing, nil)
 		}

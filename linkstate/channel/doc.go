@@ -29,7 +29,9 @@
 //	           code 1 not master (text = master name), 2 bad greeting,
 //	           3 unknown peer, 4 wrong routing group, 5 version
 //	4 RECORDS  full u8 (1 = whole LSDB, 0 = delta), count u32,
-//	           count × (len u32, bytes)               (server → client)
+//	           count × (len u32, bytes)               (server → client;
+//	           also member → master: records the member learned over
+//	           X-LINK2STATE, with full = 0)
 //	5 OBSERVE  count u32, count × observation         (member → master)
 //	           observation: connector str, source str, target str,
 //	           up u8, at i64 (unix ms)

@@ -28,6 +28,9 @@ type ServerConfig struct {
 	Records func() [][]byte
 	// OnObserve receives a member's observations (master only).
 	OnObserve func(from string, obs []Observation)
+	// OnRecords receives records a member learned elsewhere (over
+	// X-LINK2STATE) and hands to the master (master only).
+	OnRecords func(from string, recs [][]byte)
 
 	// IdleTimeout drops a member that sends nothing (not even PING) for
 	// this long. Default 30s.
@@ -282,6 +285,15 @@ func (s *Server) readLoop(m *memberConn, c net.Conn) {
 			}
 			if s.cfg.OnObserve != nil && len(obs) > 0 {
 				s.cfg.OnObserve(m.node, obs)
+			}
+		case fRecords:
+			_, recs, err := decodeRecords(p)
+			if err != nil {
+				s.log.Warn("bad records, dropping member", "peer", m.node, "err", err)
+				return
+			}
+			if s.cfg.OnRecords != nil && len(recs) > 0 {
+				s.cfg.OnRecords(m.node, recs)
 			}
 		default:
 			s.log.Warn("unexpected frame from member", "peer", m.node, "type", t)

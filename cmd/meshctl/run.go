@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/meshd/meshd/node"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // talking to the node failed, or it refused (unknown ID, ...)
+	exitUsage = 2
+)
+
+const usageText = `usage: meshctl [-admin HOST:PORT] [-json] COMMAND
+
+commands:
+  status                          node, listeners and queue summary
+  queue list [-held|-active] [-limit N]
+                                  queued messages
+  queue show ID                   one message with its recipients
+  queue retry ID                  make pending recipients due now
+  queue hold ID                   keep the message from delivery
+  queue release ID                undo hold
+  queue delete ID                 remove the message (no DSN)
+
+flags:
+`
+
+// cli is one invocation: where to reach the node and how to print.
+type cli struct {
+	admin   string
+	json    bool
+	stdout  io.Writer
+	stderr  io.Writer
+	client  *http.Client
+	timeout time.Duration
+}
+
+// run executes meshctl with args and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	c := &cli{stdout: stdout, stderr: stderr, client: &http.Client{}, timeout: 30 * time.Second}
+	fs := flag.NewFlagSet("meshctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	defAdmin := os.Getenv("MESHD_ADMIN")
+	if defAdmin == "" {
+		defAdmin = node.DefaultConfig().Listen.Admin
+	}
+	fs.StringVar(&c.admin, "admin", defAdmin, "admin API address `host:port` of the node (env MESHD_ADMIN)")
+	fs.BoolVar(&c.json, "json", false, "print JSON (for scripts) instead of tables")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageText)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	switch rest[0] {
+	case "status":
+		if len(rest) != 1 {
+			return c.usage("status takes no arguments")
+		}
+		return c.status()
+	case "queue":
+		return c.queue(rest[1:])
+	case "help":
+		fs.Usage()
+		return exitOK
+	}
+	return c.usage(fmt.Sprintf("unknown command %q", rest[0]))
+}
+
+func (c *cli) usage(msg string) int {
+	fmt.Fprintf(c.stderr, "meshctl: %s\n", msg)
+	fmt.Fprint(c.stderr, "run 'meshctl help' for usage\n")
+	return exitUsage
+}
+
+func (c *cli) fail(err error) int {
+	fmt.Fprintf(c.stderr, "meshctl: %v\n", err)
+	return exitError
+}
+
+func (c *cli) queue(args []string) int {
+	if len(args) == 0 {
+		return c.usage("queue needs a subcommand: list, show, retry, hold, release or delete")
+	}
+	sub, args := args[0], args[1:]
+	switch sub {
+	case "list":
+		return c.queueList(args)
+	case "show", "retry", "hold", "release", "delete":
+		if len(args) != 1 || args[0] == "" {
+			return c.usage(fmt.Sprintf("queue %s needs exactly one message ID", sub))
+		}
+		if sub == "show" {
+			return c.queueShow(args[0])
+		}
+		return c.queueAction(sub, args[0])
+	}
+	return c.usage(fmt.Sprintf("unknown queue subcommand %q", sub))
+}
+
+func (c *cli) status() int {
+	var st node.StatusInfo
+	raw, err := c.call(http.MethodGet, "/api/status", &st)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.writeRaw(raw)
+	}
+	printStatus(c.stdout, st)
+	return exitOK
+}
+
+func (c *cli) queueList(args []string) int {
+	fs := flag.NewFlagSet("queue list", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	held := fs.Bool("held", false, "only held messages")
+	active := fs.Bool("active", false, "only messages not held")
+	limit := fs.Int("limit", 0, "at most `N` messages (0: all)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		return c.usage(fmt.Sprintf("queue list: unexpected argument %q", fs.Arg(0)))
+	}
+	if *held && *active {
+		return c.usage("queue list: -held and -active exclude each other")
+	}
+	q := url.Values{}
+	switch {
+	case *held:
+		q.Set("held", "true")
+	case *active:
+		q.Set("held", "false")
+	}
+	if *limit > 0 {
+		q.Set("limit", strconv.Itoa(*limit))
+	}
+	path := "/api/queue"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var list node.QueueList
+	raw, err := c.call(http.MethodGet, path, &list)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.writeRaw(raw)
+	}
+	printQueue(c.stdout, list.Messages)
+	return exitOK
+}
+
+func (c *cli) queueShow(id string) int {
+	var m node.MessageInfo
+	raw, err := c.call(http.MethodGet, "/api/queue/"+url.PathEscape(id), &m)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.writeRaw(raw)
+	}
+	printMessage(c.stdout, m)
+	return exitOK
+}
+
+func (c *cli) queueAction(action, id string) int {
+	method, path := http.MethodPost, "/api/queue/"+url.PathEscape(id)+"/"+action
+	if action == "delete" {
+		method, path = http.MethodDelete, "/api/queue/"+url.PathEscape(id)
+	}
+	var res node.ActionResult
+	raw, err := c.call(method, path, &res)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.writeRaw(raw)
+	}
+	fmt.Fprintf(c.stdout, "%s: %s done\n", res.ID, res.Action)
+	return exitOK
+}
+
+// call performs one request and decodes a 2xx answer into v; any other
+// status becomes an error carrying the API's {"error": ...} text.
+func (c *cli) call(method, path string, v any) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	u := "http://" + c.admin + path
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach node admin API at %s: %w", c.admin, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e node.ErrorInfo
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return nil, fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("%s %s: HTTP %s", method, path, resp.Status)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return nil, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return raw, nil
+}
+
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// writeRaw prints the API's JSON re-indented, one document per line set.
+func (c *cli) writeRaw(raw []byte) int {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, bytes.TrimSpace(raw), "", "  "); err != nil {
+		return c.fail(fmt.Errorf("bad JSON from node: %w", err))
+	}
+	buf.WriteByte('\n')
+	_, _ = c.stdout.Write(buf.Bytes())
+	return exitOK
+}

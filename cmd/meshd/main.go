@@ -1,0 +1,129 @@
+// Command meshd runs one meshd node: SMTP in, durable queue, delivery to
+// Maildir, LMTP, a smarthost or MX hosts, and the admin HTTP API.
+//
+//	meshd [-config FILE]
+//
+// Without -config it runs on the embedded defaults: one node on loopback
+// high ports, data in ./meshd-data, local domain example.test. SIGINT or
+// SIGTERM stops it gracefully.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/meshd/meshd/node"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it parses args, runs the node until a
+// signal and returns the exit code (0 ok, 1 runtime error, 2 usage/config).
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("meshd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "YAML configuration `file` (default: embedded defaults on loopback)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	checkOnly := fs.Bool("check", false, "validate the configuration and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: meshd [-config FILE] [-check] [-version]\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "meshd: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "meshd", version())
+		return 0
+	}
+	cfg := node.DefaultConfig()
+	if *configPath != "" {
+		var err error
+		if cfg, err = node.LoadConfig(*configPath); err != nil {
+			fmt.Fprintf(stderr, "meshd: %v\n", err)
+			return 2
+		}
+	} else if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "meshd: %v\n", err)
+		return 2
+	}
+	if *checkOnly {
+		fmt.Fprintln(stdout, "meshd: configuration ok")
+		return 0
+	}
+	logger := newLogger(cfg.Log, stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := node.New(cfg, node.Options{Logger: logger})
+	if err != nil {
+		fmt.Fprintf(stderr, "meshd: %v\n", err)
+		return 1
+	}
+	if err := n.Start(); err != nil {
+		fmt.Fprintf(stderr, "meshd: %v\n", err)
+		_ = n.Close()
+		return 1
+	}
+	printListeners(stdout, n, cfg, *configPath == "")
+	<-ctx.Done()
+	logger.Info("signal received, shutting down")
+	if err := n.Close(); err != nil {
+		fmt.Fprintf(stderr, "meshd: shutdown: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func printListeners(w io.Writer, n *node.Node, cfg node.Config, defaults bool) {
+	if defaults {
+		fmt.Fprintf(w, "meshd %s: running on embedded defaults (no -config)\n", version())
+	} else {
+		fmt.Fprintf(w, "meshd %s: node %s in routing group %s\n", version(), cfg.Node.Name, cfg.Node.RoutingGroup)
+	}
+	fmt.Fprintf(w, "  smtp        %s\n", n.SMTPAddr())
+	if a := n.SubmissionAddr(); a != nil {
+		fmt.Fprintf(w, "  submission  %s (AUTH after STARTTLS)\n", a)
+	}
+	if a := n.AdminAddr(); a != nil {
+		fmt.Fprintf(w, "  admin       http://%s/api/status\n", a)
+	}
+	fmt.Fprintf(w, "  data        %s\n", cfg.Node.DataDir)
+	fmt.Fprintf(w, "  local       %v", cfg.LocalDomains)
+	if cfg.Delivery.Mode == "maildir" {
+		fmt.Fprintf(w, " -> Maildir %s\n", cfg.Delivery.Maildir)
+	} else {
+		fmt.Fprintf(w, " -> LMTP %s\n", cfg.Delivery.LMTP)
+	}
+}
+
+func newLogger(c node.LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}

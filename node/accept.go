@@ -1,0 +1,223 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"regexp"
+	"slices"
+	"strings"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/meshd/meshd/queue"
+	"github.com/meshd/meshd/smtp"
+)
+
+// Header fields that carry mesh identity and trace between nodes.
+const (
+	hdrMeshID    = "X-Meshd-ID"
+	hdrMeshTrace = "X-Meshd-Trace"
+)
+
+var (
+	idRe     = regexp.MustCompile(`^[a-z0-9.-]{8,80}$`)
+	idBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+	errQueueFull = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Queue full, try again later"}
+	errLoop      = &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 4, 6}, Message: "Routing loop detected: this routing group was already visited"}
+)
+
+// newID returns a mesh message ID: 26 lowercase base32 characters of 16 random bytes.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return idBase32.EncodeToString(b[:])
+}
+
+// validID reports whether s can be used as a mesh message ID.
+func validID(s string) bool { return idRe.MatchString(s) }
+
+// sink implements smtp.Sink (and smtp.QueueIDSink) for one listener: it gives
+// the message its mesh ID and queues it; the 250 goes out only after
+// queue.Enqueue returned, that is after the synced commit.
+type sink struct {
+	n      *Node
+	source string // queue.Envelope.Source: "smtp" or "submission"
+}
+
+func (s *sink) Accept(ctx context.Context, sess *smtp.Session, env smtp.Envelope, body []byte) error {
+	_, err := s.AcceptID(ctx, sess, env, body)
+	return err
+}
+
+// AcceptID queues the message and returns its mesh ID for the 250 reply.
+func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelope, body []byte) (string, error) {
+	n := s.n
+	id := sess.ID
+	if !validID(id) {
+		id = newID()
+	}
+	source := s.source
+	var trace []string
+	if sess.MeshPeer {
+		// Only a mesh peer's identity and trace are believed (see the
+		// contract): they make a resend after a crash a duplicate here.
+		source = "mesh"
+		if v := strings.ToLower(strings.TrimSpace(headerValue(body, hdrMeshID))); validID(v) {
+			id = v
+		}
+		trace = parseTrace(headerValue(body, hdrMeshTrace))
+		if slices.Contains(trace, n.cfg.Node.RoutingGroup) {
+			n.metrics.replies.WithLabelValues("554").Inc()
+			return "", errLoop
+		}
+	} else {
+		body = stripHeaders(body, hdrMeshID, hdrMeshTrace)
+	}
+	qenv := queue.Envelope{
+		ID:         id,
+		From:       env.From,
+		Ret:        env.Ret,
+		EnvID:      env.EnvID,
+		SMTPUTF8:   env.SMTPUTF8,
+		EightBit:   env.EightBit,
+		ReceivedAt: n.now(),
+		Trace:      trace,
+		Source:     source,
+		AuthUser:   sess.AuthUser,
+	}
+	if sess.RemoteAddr != nil {
+		qenv.ClientAddr = sess.RemoteAddr.String()
+	}
+	for _, r := range env.Rcpts {
+		addr := r.Addr
+		if strings.EqualFold(addr, "postmaster") {
+			addr = "postmaster@" + n.cfg.LocalDomains[0]
+		}
+		qenv.Rcpts = append(qenv.Rcpts, queue.Rcpt{Addr: addr, Notify: r.Notify, ORcpt: r.ORcpt})
+	}
+	err := n.q.Enqueue(ctx, qenv, body)
+	switch {
+	case errors.Is(err, queue.ErrDuplicate):
+		n.log.Info("duplicate message acknowledged", "msg", id, "source", source)
+		n.metrics.replies.WithLabelValues("250").Inc()
+		return id, nil
+	case errors.Is(err, queue.ErrFull):
+		n.metrics.rejectedFull.Inc()
+		n.metrics.replies.WithLabelValues("451").Inc()
+		n.log.Warn("queue full: message refused", "msg", id)
+		return "", errQueueFull
+	case err != nil:
+		n.log.Error("enqueue failed", "msg", id, "err", err)
+		n.metrics.replies.WithLabelValues("451").Inc()
+		return "", err
+	}
+	n.metrics.accepted.WithLabelValues(source).Inc()
+	n.metrics.replies.WithLabelValues("250").Inc()
+	n.log.Info("message queued", "msg", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", len(body), "source", source)
+	return id, nil
+}
+
+// headerEnd returns the length of the header section including the blank
+// line that ends it (or len(body) when there is no body).
+func headerEnd(body []byte) int {
+	for i := 0; i < len(body); {
+		j := bytes.IndexByte(body[i:], '\n')
+		if j < 0 {
+			return len(body)
+		}
+		line := body[i : i+j+1]
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return i + j + 1
+		}
+		i += j + 1
+	}
+	return len(body)
+}
+
+// headerValue returns the unfolded value of the first header field name.
+func headerValue(body []byte, name string) string {
+	h := body[:headerEnd(body)]
+	var val []byte
+	found := false
+	for len(h) > 0 {
+		j := bytes.IndexByte(h, '\n')
+		line := h
+		if j >= 0 {
+			line = h[:j+1]
+		}
+		h = h[len(line):]
+		isCont := len(line) > 0 && (line[0] == ' ' || line[0] == '\t')
+		if found {
+			if !isCont {
+				break
+			}
+			val = append(val, bytes.TrimRight(line, "\r\n")...)
+			continue
+		}
+		if k := bytes.IndexByte(line, ':'); k > 0 && strings.EqualFold(string(line[:k]), name) {
+			found = true
+			val = append(val, bytes.TrimRight(line[k+1:], "\r\n")...)
+		}
+	}
+	return strings.TrimSpace(string(val))
+}
+
+// stripHeaders removes every field called one of names (with its
+// continuation lines) from the header section of body.
+func stripHeaders(body []byte, names ...string) []byte {
+	end := headerEnd(body)
+	h := body[:end]
+	if !hasAnyField(h, names) {
+		return body
+	}
+	out := make([]byte, 0, len(body))
+	dropping := false
+	for len(h) > 0 {
+		j := bytes.IndexByte(h, '\n')
+		line := h
+		if j >= 0 {
+			line = h[:j+1]
+		}
+		h = h[len(line):]
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') && dropping {
+			continue
+		}
+		dropping = false
+		if k := bytes.IndexByte(line, ':'); k > 0 {
+			for _, nm := range names {
+				if strings.EqualFold(string(bytes.TrimRight(line[:k], " \t")), nm) {
+					dropping = true
+				}
+			}
+		}
+		if !dropping {
+			out = append(out, line...)
+		}
+	}
+	return append(out, body[end:]...)
+}
+
+func hasAnyField(h []byte, names []string) bool {
+	lower := bytes.ToLower(h)
+	for _, nm := range names {
+		if bytes.Contains(lower, []byte(strings.ToLower(nm))) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseTrace reads "rg1, rg2" into its routing group names.
+func parseTrace(v string) []string {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.ToLower(strings.TrimSpace(f)); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

@@ -1,0 +1,239 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshd/meshd/queue"
+)
+
+// MessageInfo is a queued message as the admin API shows it.
+type MessageInfo struct {
+	ID            string          `json:"id"`
+	From          string          `json:"from"`
+	Size          int64           `json:"size"`
+	ReceivedAt    time.Time       `json:"received_at"`
+	Source        string          `json:"source,omitempty"`
+	ClientAddr    string          `json:"client_addr,omitempty"`
+	AuthUser      string          `json:"auth_user,omitempty"`
+	EnvID         string          `json:"envid,omitempty"`
+	Ret           string          `json:"ret,omitempty"`
+	Trace         []string        `json:"trace,omitempty"`
+	Held          bool            `json:"held"`
+	DelayNotified bool            `json:"delay_notified"`
+	NextAttempt   *time.Time      `json:"next_attempt,omitempty"`
+	Recipients    []RecipientInfo `json:"recipients"`
+}
+
+// RecipientInfo is one recipient of a queued message.
+type RecipientInfo struct {
+	Addr        string     `json:"addr"`
+	State       string     `json:"state"` // pending, delivered, failed, expired
+	Attempts    int        `json:"attempts"`
+	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+	LastAttempt *time.Time `json:"last_attempt,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
+	LastReply   string     `json:"last_reply,omitempty"`
+	Notify      []string   `json:"notify,omitempty"`
+}
+
+// QueueList is the answer of GET /api/queue.
+type QueueList struct {
+	Messages []MessageInfo `json:"messages"`
+}
+
+// StatusInfo is the answer of GET /api/status.
+type StatusInfo struct {
+	Node         string            `json:"node"`
+	RoutingGroup string            `json:"routing_group"`
+	Hostname     string            `json:"hostname"`
+	Listeners    map[string]string `json:"listeners"`
+	LocalDomains []string          `json:"local_domains"`
+	Queue        QueueStats        `json:"queue"`
+}
+
+// QueueStats summarises the queue in StatusInfo.
+type QueueStats struct {
+	Messages int        `json:"messages"`
+	Bytes    int64      `json:"bytes"`
+	Oldest   *time.Time `json:"oldest,omitempty"`
+}
+
+// ActionResult is the answer of the POST and DELETE queue endpoints.
+type ActionResult struct {
+	ID     string       `json:"id"`
+	Action string       `json:"action"`
+	Result *MessageInfo `json:"message,omitempty"` // the message after the action; absent after delete
+}
+
+// ErrorInfo is the body of every error answer.
+type ErrorInfo struct {
+	Error string `json:"error"`
+}
+
+// adminHandler serves the admin API:
+//
+//	GET    /api/status
+//	GET    /api/queue[?held=true|false][&limit=N]
+//	GET    /api/queue/{id}
+//	POST   /api/queue/{id}/{retry|hold|release}
+//	DELETE /api/queue/{id}
+//	GET    /metrics
+func (n *Node) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/status", n.handleStatus)
+	mux.HandleFunc("GET /api/queue", n.handleQueueList)
+	mux.HandleFunc("GET /api/queue/{id}", n.handleQueueShow)
+	mux.HandleFunc("POST /api/queue/{id}/{action}", n.handleQueueAction)
+	mux.HandleFunc("DELETE /api/queue/{id}", n.handleQueueDelete)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return mux
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	st := n.q.Stats()
+	info := StatusInfo{
+		Node:         n.cfg.Node.Name,
+		RoutingGroup: n.cfg.Node.RoutingGroup,
+		Hostname:     n.cfg.Node.Hostname,
+		Listeners:    n.Listeners(),
+		LocalDomains: n.cfg.LocalDomains,
+		Queue:        QueueStats{Messages: st.Messages, Bytes: st.Bytes, Oldest: timePtr(st.Oldest)},
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (n *Node) handleQueueList(w http.ResponseWriter, r *http.Request) {
+	var f queue.Filter
+	if v := r.URL.Query().Get("held"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "held must be true or false")
+			return
+		}
+		f.Held = &b
+	}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		l, err := strconv.Atoi(v)
+		if err != nil || l < 0 {
+			writeError(w, http.StatusBadRequest, "limit must be a non-negative integer")
+			return
+		}
+		f.Limit = l
+	}
+	msgs, err := n.q.List(f)
+	if err != nil {
+		writeQueueError(w, err)
+		return
+	}
+	out := QueueList{Messages: make([]MessageInfo, 0, len(msgs))}
+	for _, m := range msgs {
+		out.Messages = append(out.Messages, messageInfo(m))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (n *Node) handleQueueShow(w http.ResponseWriter, r *http.Request) {
+	m, err := n.q.Get(r.PathValue("id"))
+	if err != nil {
+		writeQueueError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, messageInfo(m))
+}
+
+func (n *Node) handleQueueAction(w http.ResponseWriter, r *http.Request) {
+	id, action := r.PathValue("id"), r.PathValue("action")
+	var op func(string) error
+	switch action {
+	case "retry":
+		op = n.q.Retry
+	case "hold":
+		op = n.q.Hold
+	case "release":
+		op = n.q.Release
+	default:
+		writeError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+": want retry, hold or release")
+		return
+	}
+	if err := op(id); err != nil {
+		writeQueueError(w, err)
+		return
+	}
+	n.log.Info("admin: queue "+action, "msg", id)
+	res := ActionResult{ID: id, Action: action}
+	if m, err := n.q.Get(id); err == nil {
+		mi := messageInfo(m)
+		res.Result = &mi
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (n *Node) handleQueueDelete(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := n.q.Delete(id); err != nil {
+		writeQueueError(w, err)
+		return
+	}
+	n.log.Info("admin: queue delete", "msg", id)
+	writeJSON(w, http.StatusOK, ActionResult{ID: id, Action: "delete"})
+}
+
+func messageInfo(m *queue.Message) MessageInfo {
+	mi := MessageInfo{
+		ID: m.ID, From: m.From, Size: m.Size, ReceivedAt: m.ReceivedAt, Source: m.Source,
+		ClientAddr: m.ClientAddr, AuthUser: m.AuthUser, EnvID: m.EnvID, Ret: m.Ret, Trace: m.Trace,
+		Held: m.Held, DelayNotified: m.DelayNotified, NextAttempt: timePtr(m.NextAttempt),
+		Recipients: make([]RecipientInfo, 0, len(m.Recipients)),
+	}
+	for _, r := range m.Recipients {
+		ri := RecipientInfo{
+			Addr: r.Addr, State: r.State.String(), Attempts: r.Attempts,
+			LastAttempt: timePtr(r.LastAttempt), LastError: r.LastError, LastReply: r.LastReply, Notify: r.Notify,
+		}
+		if r.State == queue.Pending {
+			ri.NextAttempt = timePtr(r.NextAttempt)
+		}
+		mi.Recipients = append(mi.Recipients, ri)
+	}
+	return mi
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+func writeQueueError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, queue.ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, ErrorInfo{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

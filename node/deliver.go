@@ -1,0 +1,286 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/meshd/meshd/queue"
+)
+
+// maxInflightFactor bounds the messages being worked on at once to this many
+// times outbound.max_concurrent, so a large backlog does not become a large
+// number of goroutines.
+const maxInflightFactor = 4
+
+// deliverer is the delivery scheduler. It waits on the queue's Notify
+// channel and a timer for the next due attempt, takes due messages, groups
+// their due recipients per destination and delivers each group under the
+// destination's concurrency cap. Backoff is persisted (queue.Attempt) before
+// every attempt so that a crash mid-attempt cannot cause a retry storm.
+type deliverer struct {
+	n       *Node
+	cfg     Config
+	log     *slog.Logger
+	q       *queue.Queue
+	backoff queue.Backoff
+	out     *transports
+
+	global chan struct{} // outbound.max_concurrent
+
+	mu       sync.Mutex
+	inflight map[string]bool
+	dests    map[string]chan struct{} // per-destination semaphores
+	wg       sync.WaitGroup
+	wake     chan struct{}
+}
+
+func newDeliverer(n *Node, opts Options) (*deliverer, error) {
+	out, err := newTransports(n, opts)
+	if err != nil {
+		return nil, err
+	}
+	c := n.cfg
+	return &deliverer{
+		n:   n,
+		cfg: c,
+		log: n.log,
+		q:   n.q,
+		backoff: queue.Backoff{
+			Initial: c.Queue.Retry.Initial, Max: c.Queue.Retry.Max,
+			Factor: c.Queue.Retry.Factor, Jitter: c.Queue.Retry.Jitter,
+		},
+		out:      out,
+		global:   make(chan struct{}, c.Outbound.MaxConcurrent),
+		inflight: make(map[string]bool),
+		dests:    make(map[string]chan struct{}),
+		wake:     make(chan struct{}, 1),
+	}, nil
+}
+
+func (d *deliverer) close() error { return d.out.close() }
+
+// run schedules deliveries until ctx is done, then waits for the attempts in
+// flight (they see the cancelled context and return quickly).
+func (d *deliverer) run(ctx context.Context) error {
+	defer d.wg.Wait()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		d.dispatch(ctx)
+		wait := time.Minute
+		if t, ok := d.q.NextDue(); ok {
+			wait = min(wait, max(t.Sub(d.n.now()), 20*time.Millisecond))
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.q.Notify():
+		case <-d.wake:
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// dispatch starts a worker for every due message not already in flight.
+func (d *deliverer) dispatch(ctx context.Context) {
+	limit := cap(d.global) * maxInflightFactor
+	d.mu.Lock()
+	room := limit - len(d.inflight)
+	d.mu.Unlock()
+	if room <= 0 || ctx.Err() != nil {
+		return
+	}
+	msgs, err := d.q.Due(d.n.now(), room+len(d.inflight))
+	if err != nil {
+		if !errors.Is(err, queue.ErrClosed) {
+			d.log.Error("queue: due", "err", err)
+		}
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, m := range msgs {
+		if d.inflight[m.ID] || len(d.inflight) >= limit {
+			continue
+		}
+		d.inflight[m.ID] = true
+		d.wg.Add(1)
+		go func() {
+			defer d.done(m.ID)
+			d.process(ctx, m)
+		}()
+	}
+}
+
+func (d *deliverer) done(id string) {
+	d.mu.Lock()
+	delete(d.inflight, id)
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+	d.wg.Done()
+}
+
+// process makes one delivery pass over a message: expiry, delay warning,
+// then one attempt per destination group of its due recipients.
+func (d *deliverer) process(ctx context.Context, m *queue.Message) {
+	log := d.log.With("msg", m.ID)
+	body, err := d.q.Body(m.ID)
+	if err != nil {
+		if !errors.Is(err, queue.ErrNotFound) && !errors.Is(err, queue.ErrClosed) {
+			log.Error("queue: read body", "err", err)
+		}
+		return
+	}
+	now := d.n.now()
+	if now.Sub(m.ReceivedAt) >= d.cfg.Queue.Lifetime {
+		d.expire(m, body, now)
+		return
+	}
+	d.maybeDelayDSN(m, body, now)
+
+	groups := d.out.route(m, now)
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.attempt(ctx, log, m, body, g)
+		}()
+	}
+	wg.Wait()
+}
+
+// attempt delivers one destination group: wait for the destination's slot,
+// persist the backoff, deliver, send a DSN for permanent failures, record.
+func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Message, body []byte, g *group) {
+	release, err := d.acquire(ctx, g)
+	if err != nil {
+		return
+	}
+	defer release()
+
+	attempts := 0
+	addrs := make([]string, len(g.rcpts))
+	for i, r := range g.rcpts {
+		addrs[i] = r.Addr
+		attempts = max(attempts, r.Attempts)
+	}
+	now := d.n.now()
+	next := now.Add(d.backoff.Next(attempts+1, nil))
+	// Never schedule past expiry, so the failure DSN goes out on time.
+	if exp := m.ReceivedAt.Add(d.cfg.Queue.Lifetime); next.After(exp) {
+		next = exp
+	}
+	if err := d.q.Attempt(m.ID, addrs, next); err != nil {
+		if !errors.Is(err, queue.ErrNotFound) && !errors.Is(err, queue.ErrClosed) {
+			log.Error("queue: persist attempt", "err", err)
+		}
+		return
+	}
+	results, remoteMTA := d.out.deliver(ctx, m, body, g)
+	if ctx.Err() != nil {
+		// Shutting down: a temporary failure may just be the cancellation,
+		// so only certain outcomes are recorded (a delivered copy must not be
+		// delivered again after restart); the rest is retried after the
+		// persisted backoff.
+		results = slices.DeleteFunc(results, func(r queue.Result) bool { return r.Outcome == queue.TempFail })
+		if len(results) == 0 {
+			return
+		}
+	}
+	var failed []queue.Result
+	for _, r := range results {
+		switch r.Outcome {
+		case queue.Delivered:
+			d.n.metrics.delivered.WithLabelValues(g.kind).Inc()
+			log.Info("delivered", "rcpt", r.Addr, "dest", g.key, "reply", r.Reply)
+		case queue.TempFail:
+			d.n.metrics.deferred.WithLabelValues(g.kind).Inc()
+			log.Info("deferred", "rcpt", r.Addr, "dest", g.key, "reply", r.Reply, "next", next)
+		case queue.PermFail:
+			d.n.metrics.bounced.WithLabelValues(g.kind).Inc()
+			log.Info("bounced", "rcpt", r.Addr, "dest", g.key, "reply", r.Reply)
+			failed = append(failed, r)
+		}
+	}
+	// The DSN is queued before the failure is recorded: a crash in
+	// between re-sends the same DSN ID, which the queue drops as a duplicate.
+	if len(failed) > 0 {
+		d.failureDSN(m, body, failed, remoteMTA)
+	}
+	if err := d.q.Record(m.ID, results); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		log.Error("queue: record results", "err", err)
+	}
+}
+
+// acquire takes a global slot and one of the destination's slots.
+func (d *deliverer) acquire(ctx context.Context, g *group) (release func(), err error) {
+	var dest chan struct{}
+	if g.perDestCap > 0 {
+		d.mu.Lock()
+		dest = d.dests[g.key]
+		if dest == nil {
+			dest = make(chan struct{}, g.perDestCap)
+			d.dests[g.key] = dest
+		}
+		d.mu.Unlock()
+		select {
+		case dest <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	select {
+	case d.global <- struct{}{}:
+	case <-ctx.Done():
+		if dest != nil {
+			<-dest
+		}
+		return nil, ctx.Err()
+	}
+	return func() {
+		<-d.global
+		if dest != nil {
+			<-dest
+		}
+	}, nil
+}
+
+// expire gives up on every pending recipient after queue.lifetime and sends
+// the failure DSN (RFC 3464 status 4.4.7, action failed).
+func (d *deliverer) expire(m *queue.Message, body []byte, now time.Time) {
+	var failed []queue.Result
+	for _, r := range m.Recipients {
+		if r.State != queue.Pending {
+			continue
+		}
+		// TempFail marks the recipient as expired for the DSN (status 4.4.7).
+		failed = append(failed, queue.Result{Addr: r.Addr, Outcome: queue.TempFail, Reply: r.LastError})
+	}
+	if len(failed) == 0 {
+		return
+	}
+	d.failureDSN(m, body, failed, "")
+	if _, err := d.q.Expire(m.ID, nil, fmt.Sprintf("expired at %s", now.UTC().Format(time.RFC3339))); err != nil &&
+		!errors.Is(err, queue.ErrNotFound) {
+		d.log.Error("queue: expire", "msg", m.ID, "err", err)
+		return
+	}
+	d.n.metrics.expired.Add(float64(len(failed)))
+	d.log.Info("expired", "msg", m.ID, "rcpts", len(failed))
+}

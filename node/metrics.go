@@ -1,0 +1,64 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the node's Prometheus metrics, on a registry of its own so
+// that several nodes can run in one process (tests, meshd demo).
+type metrics struct {
+	reg          *prometheus.Registry
+	accepted     *prometheus.CounterVec // by source
+	rejectedFull prometheus.Counter
+	delivered    *prometheus.CounterVec // by destination kind
+	deferred     *prometheus.CounterVec
+	bounced      *prometheus.CounterVec
+	expired      prometheus.Counter
+	dsnSent      *prometheus.CounterVec // by kind: failure, delay
+	replies      *prometheus.CounterVec // SMTP replies sent, by code
+	deadSkips    prometheus.Counter
+}
+
+func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_smtp_accepted_messages_total", Help: "Messages accepted (250) and queued, by source.",
+		}, []string{"source"}),
+		rejectedFull: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshd_smtp_queue_full_rejections_total", Help: "Messages refused with 451 4.3.0 because the queue was over its bound.",
+		}),
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_delivery_delivered_recipients_total", Help: "Recipients delivered, by destination kind.",
+		}, []string{"kind"}),
+		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_delivery_deferred_recipients_total", Help: "Recipient delivery attempts that failed temporarily, by destination kind.",
+		}, []string{"kind"}),
+		bounced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_delivery_bounced_recipients_total", Help: "Recipients that failed permanently, by destination kind.",
+		}, []string{"kind"}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshd_delivery_expired_recipients_total", Help: "Recipients given up after queue.lifetime.",
+		}),
+		dsnSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_dsn_generated_total", Help: "Delivery status notifications queued, by kind (failure, delay).",
+		}, []string{"kind"}),
+		replies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_smtp_replies_total", Help: "Replies to the end of message data decided by the node (250 queued or duplicate, 451 queue full or error, 554 loop), by code.",
+		}, []string{"code"}),
+		deadSkips: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshd_delivery_dead_destination_skips_total", Help: "Attempts deferred without dialling because the destination was recently unreachable.",
+		}),
+	}
+	queueMsgs := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "meshd_queue_messages", Help: "Messages in the queue.",
+	}, func() float64 { n, _ := queueStats(); return float64(n) })
+	queueBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "meshd_queue_size_bytes", Help: "Bytes of message bodies in the queue.",
+	}, func() float64 { _, b := queueStats(); return float64(b) })
+	m.reg.MustRegister(m.accepted, m.rejectedFull, m.delivered, m.deferred, m.bounced, m.expired,
+		m.dsnSent, m.replies, m.deadSkips, queueMsgs, queueBytes,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,301 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meshd/meshd/queue"
+	"github.com/meshd/meshd/smtp"
+)
+
+// Options are the parts of a node that tests (and embedders) inject. Every
+// field is optional.
+type Options struct {
+	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Dial opens outbound connections (MX, smarthost, LMTP); default net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Resolver looks up MX hosts; default an mx.Resolver on outbound.dns_server.
+	Resolver MXResolver
+	// OutboundTLS is the client TLS config for STARTTLS to other servers;
+	// default verifies nothing (opportunistic TLS, RFC 7435).
+	OutboundTLS *tls.Config
+}
+
+// Node is one meshd process: SMTP listeners, queue, delivery scheduler and
+// admin API. Create it with New, run it with Start, stop it with Close.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	q       *queue.Queue
+	metrics *metrics
+	policy  *relayPolicy
+
+	smtpSrv *smtp.Server
+	subSrv  *smtp.Server // nil when listen.submission is empty
+	adminLn net.Listener // nil when listen.admin is empty
+	admin   *http.Server
+
+	del *deliverer
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	cancel  context.CancelFunc
+	g       *errgroup.Group
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the queue in cfg.Node.DataDir, loads or generates the TLS
+// certificate and binds every listener (so the addresses are known at
+// once), but accepts and delivers nothing until Start. cfg must have passed
+// Validate (LoadConfig and ParseConfig do that).
+func New(cfg Config, opts Options) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("node", cfg.Node.Name, "rg", cfg.Node.RoutingGroup)
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	n = &Node{cfg: cfg, log: log, now: now, policy: newRelayPolicy(cfg)}
+	// Undo what was set up so far if a later step fails.
+	defer func() {
+		if err != nil {
+			n.closeParts()
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.Node.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: create data dir: %w", err)
+	}
+	tlsCfg, err := loadTLS(cfg, now())
+	if err != nil {
+		return nil, err
+	}
+	n.q, err = queue.Open(queue.Options{
+		Dir:         cfg.Node.DataDir + "/queue",
+		MaxMessages: cfg.Queue.MaxMessages,
+		MaxBytes:    cfg.Queue.MaxBytes,
+		DedupWindow: cfg.Queue.DedupWindow,
+		Now:         now,
+		Logger:      log,
+		GCInterval:  cfg.Queue.GCInterval,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: open queue: %w", err)
+	}
+	n.metrics = newMetrics(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
+
+	limits := smtp.Limits{
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		MaxRecipients:   cfg.Limits.MaxRecipients,
+		MaxLineLength:   cfg.Limits.MaxLineLength,
+		MaxHeaderBytes:  cfg.Limits.MaxHeaderBytes,
+		MaxReceived:     cfg.Limits.MaxReceivedHeaders,
+		CommandTimeout:  cfg.Limits.CommandTimeout,
+		DataTimeout:     cfg.Limits.DataTimeout,
+		MaxConnsPerIP:   cfg.Limits.MaxConnectionsPerIP,
+	}
+	n.smtpSrv, err = smtp.NewServer(smtp.ServerConfig{
+		Hostname: cfg.Node.Hostname,
+		Addr:     cfg.Listen.SMTP,
+		TLS:      tlsCfg,
+		Mesh:     len(cfg.Relay.MeshPeers) > 0,
+		MeshPeer: func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
+		Limits:   limits,
+		Policy:   n.policy,
+		Sink:     &sink{n: n, source: "smtp"},
+		Logger:   log.With("listener", "smtp"),
+		Now:      now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: listen.smtp: %w", err)
+	}
+	if cfg.Listen.Submission != "" {
+		if tlsCfg == nil {
+			return nil, errors.New("node: listen.submission needs TLS (tls.cert_file or tls.self_signed)")
+		}
+		n.subSrv, err = smtp.NewServer(smtp.ServerConfig{
+			Hostname:   cfg.Node.Hostname,
+			Addr:       cfg.Listen.Submission,
+			TLS:        tlsCfg,
+			Submission: true,
+			Limits:     limits,
+			Policy:     n.policy,
+			Sink:       &sink{n: n, source: "submission"},
+			Auth:       newUserDB(cfg.Auth.Users),
+			Logger:     log.With("listener", "submission"),
+			Now:        now,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("node: listen.submission: %w", err)
+		}
+	}
+	if cfg.Listen.Admin != "" {
+		n.adminLn, err = net.Listen("tcp", cfg.Listen.Admin)
+		if err != nil {
+			return nil, fmt.Errorf("node: listen.admin: %w", err)
+		}
+		n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
+	n.del, err = newDeliverer(n, opts)
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Start begins accepting mail, delivering and serving the admin API. The
+// goroutines it starts belong to the node and stop in Close.
+func (n *Node) Start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return errors.New("node: start: node is closed")
+	}
+	if n.started {
+		return nil
+	}
+	n.started = true
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	g, ctx := errgroup.WithContext(ctx)
+	n.g = g
+	g.Go(func() error { return n.del.run(ctx) })
+	if err := n.smtpSrv.Start(); err != nil {
+		return fmt.Errorf("node: start smtp: %w", err)
+	}
+	if n.subSrv != nil {
+		if err := n.subSrv.Start(); err != nil {
+			return fmt.Errorf("node: start submission: %w", err)
+		}
+	}
+	if n.admin != nil {
+		g.Go(func() error {
+			if err := n.admin.Serve(n.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("node: admin: %w", err)
+			}
+			return nil
+		})
+	}
+	n.log.Info("node started", n.listenAttrs()...)
+	return nil
+}
+
+// Run starts the node and blocks until ctx is done, then closes it.
+func (n *Node) Run(ctx context.Context) error {
+	if err := n.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return n.Close()
+}
+
+// Close stops the listeners (cutting open sessions: a message whose 250 was
+// not sent is not acknowledged, the client will resend), stops delivery,
+// waits for every goroutine and closes the queue.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.closed = true
+		n.mu.Unlock()
+		n.closeErr = n.closeParts()
+		n.log.Info("node stopped")
+	})
+	return n.closeErr
+}
+
+func (n *Node) closeParts() error {
+	var errs []error
+	if n.smtpSrv != nil {
+		errs = append(errs, n.smtpSrv.Close())
+	}
+	if n.subSrv != nil {
+		errs = append(errs, n.subSrv.Close())
+	}
+	if n.admin != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := n.admin.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("node: close admin: %w", err))
+		}
+		cancel()
+	} else if n.adminLn != nil {
+		errs = append(errs, n.adminLn.Close())
+	}
+	if n.cancel != nil {
+		n.cancel()
+		errs = append(errs, n.g.Wait())
+	}
+	if n.del != nil {
+		errs = append(errs, n.del.close())
+	}
+	if n.q != nil {
+		errs = append(errs, n.q.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Config returns the node's validated configuration.
+func (n *Node) Config() Config { return n.cfg }
+
+// Queue returns the node's queue (for the harness and tests).
+func (n *Node) Queue() *queue.Queue { return n.q }
+
+// SMTPAddr is the address of the public SMTP listener.
+func (n *Node) SMTPAddr() net.Addr { return n.smtpSrv.Addr() }
+
+// SubmissionAddr is the address of the submission listener, nil when disabled.
+func (n *Node) SubmissionAddr() net.Addr {
+	if n.subSrv == nil {
+		return nil
+	}
+	return n.subSrv.Addr()
+}
+
+// AdminAddr is the address of the admin HTTP listener, nil when disabled.
+func (n *Node) AdminAddr() net.Addr {
+	if n.adminLn == nil {
+		return nil
+	}
+	return n.adminLn.Addr()
+}
+
+// Listeners maps listener names (smtp, submission, admin) to addresses.
+func (n *Node) Listeners() map[string]string {
+	m := map[string]string{"smtp": n.SMTPAddr().String()}
+	if a := n.SubmissionAddr(); a != nil {
+		m["submission"] = a.String()
+	}
+	if a := n.AdminAddr(); a != nil {
+		m["admin"] = a.String()
+	}
+	return m
+}
+
+func (n *Node) listenAttrs() []any {
+	var attrs []any
+	for k, v := range n.Listeners() {
+		attrs = append(attrs, k, v)
+	}
+	return attrs
+}

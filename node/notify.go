@@ -1,0 +1,162 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/meshd/meshd/queue"
+)
+
+// Kinds of delivery status notification the node generates.
+const (
+	dsnFailure = "failure"
+	dsnDelay   = "delay"
+)
+
+// dsnRcpt is one recipient reported in a DSN.
+type dsnRcpt struct {
+	Addr   string
+	ORcpt  string
+	Reply  string // last reply, e.g. "550 5.1.1 no such user"; may be empty
+	Status string // RFC 3463 status when Reply does not carry it (expiry: 4.4.7)
+	Remote string // host:port that gave the reply, if any
+
+	LastAttempt time.Time
+}
+
+// dsnRequest is what the node knows when it must notify a sender; buildDSN
+// turns it into an RFC 3464 message with smtp/dsn.
+type dsnRequest struct {
+	Kind  string // dsnFailure or dsnDelay
+	Msg   *queue.Message
+	Body  []byte
+	Rcpts []dsnRcpt
+	Now   time.Time
+}
+
+// wantsNotify applies RFC 3461 §4.1 NOTIFY: NEVER suppresses everything; an
+// absent NOTIFY means FAILURE and DELAY (the usual MTA default).
+func wantsNotify(notify []string, kind string) bool {
+	if len(notify) == 0 {
+		return true
+	}
+	want := "FAILURE"
+	if kind == dsnDelay {
+		want = "DELAY"
+	}
+	for _, n := range notify {
+		if strings.EqualFold(n, "NEVER") {
+			return false
+		}
+	}
+	return slices.ContainsFunc(notify, func(n string) bool { return strings.EqualFold(n, want) })
+}
+
+// dsnID derives the DSN's mesh ID from the message, the kind and the
+// recipients, so re-generating the same DSN after a crash is dropped by the
+// queue as a duplicate instead of reaching the sender twice.
+func dsnID(msgID, kind string, rcpts []dsnRcpt) string {
+	h := sha256.New()
+	h.Write([]byte(msgID + "\x00" + kind))
+	addrs := make([]string, len(rcpts))
+	for i, r := range rcpts {
+		addrs[i] = strings.ToLower(r.Addr)
+	}
+	slices.Sort(addrs)
+	for _, a := range addrs {
+		h.Write([]byte("\x00" + a))
+	}
+	return idBase32.EncodeToString(h.Sum(nil)[:16])
+}
+
+// failureDSN queues a failure DSN for the failed recipients that asked for
+// one. Never to the null sender: a bounce of a bounce could loop (RFC 5321 §4.5.5).
+func (d *deliverer) failureDSN(m *queue.Message, body []byte, failed []queue.Result, remote string) {
+	if m.From == "" {
+		return
+	}
+	var rcpts []dsnRcpt
+	for _, f := range failed {
+		r, ok := findRcpt(m, f.Addr)
+		if !ok || !wantsNotify(r.Notify, dsnFailure) {
+			continue
+		}
+		dr := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply, Remote: remote, LastAttempt: r.LastAttempt}
+		if f.Outcome == queue.TempFail { // expired: the last reply was temporary
+			dr.Status = "4.4.7"
+		}
+		rcpts = append(rcpts, dr)
+	}
+	d.sendDSN(dsnRequest{Kind: dsnFailure, Msg: m, Body: body, Rcpts: rcpts, Now: d.n.now()})
+}
+
+// maybeDelayDSN sends one delay DSN once the message has waited
+// queue.delay_warning, for the pending recipients that want one.
+func (d *deliverer) maybeDelayDSN(m *queue.Message, body []byte, now time.Time) {
+	if d.cfg.Queue.DelayWarning <= 0 || m.DelayNotified || now.Sub(m.ReceivedAt) < d.cfg.Queue.DelayWarning {
+		return
+	}
+	var rcpts []dsnRcpt
+	for _, r := range m.Recipients {
+		if r.State != queue.Pending || r.Attempts == 0 || !wantsNotify(r.Notify, dsnDelay) {
+			continue
+		}
+		dr := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: r.LastError, LastAttempt: r.LastAttempt}
+		if dr.Reply == "" {
+			dr.Status = "4.4.7"
+		}
+		rcpts = append(rcpts, dr)
+	}
+	if m.From != "" && len(rcpts) > 0 {
+		if !d.sendDSN(dsnRequest{Kind: dsnDelay, Msg: m, Body: body, Rcpts: rcpts, Now: now}) {
+			return // try again on the next pass
+		}
+	}
+	if err := d.q.MarkDelayNotified(m.ID); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		d.log.Error("queue: mark delay notified", "msg", m.ID, "err", err)
+	}
+}
+
+// sendDSN builds and queues the DSN; it reports whether it is queued (or
+// there was nothing to send).
+func (d *deliverer) sendDSN(req dsnRequest) bool {
+	if len(req.Rcpts) == 0 || req.Msg.From == "" {
+		return true
+	}
+	body, err := d.buildDSN(req)
+	if err != nil {
+		d.log.Error("dsn: build", "msg", req.Msg.ID, "kind", req.Kind, "err", err)
+		return false
+	}
+	id := dsnID(req.Msg.ID, req.Kind, req.Rcpts)
+	env := queue.Envelope{
+		ID:         id,
+		From:       "",
+		Rcpts:      []queue.Rcpt{{Addr: req.Msg.From}},
+		ReceivedAt: req.Now,
+		Source:     "dsn",
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = d.q.Enqueue(ctx, env, body)
+	if err != nil && !errors.Is(err, queue.ErrDuplicate) {
+		d.log.Error("dsn: enqueue", "msg", req.Msg.ID, "kind", req.Kind, "err", err)
+		return false
+	}
+	d.n.metrics.dsnSent.WithLabelValues(req.Kind).Inc()
+	d.log.Info("dsn queued", "msg", req.Msg.ID, "dsn", id, "kind", req.Kind, "to", req.Msg.From, "rcpts", len(req.Rcpts))
+	return true
+}
+
+func findRcpt(m *queue.Message, addr string) (queue.Recipient, bool) {
+	for _, r := range m.Recipients {
+		if strings.EqualFold(r.Addr, addr) {
+			return r, true
+		}
+	}
+	return queue.Recipient{}, false
+}

@@ -1,0 +1,322 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshd/meshd/node/maildir"
+	"github.com/meshd/meshd/node/mx"
+	"github.com/meshd/meshd/queue"
+	"github.com/meshd/meshd/smtp"
+)
+
+// MXResolver looks up the mail exchangers of a domain; *mx.Resolver
+// implements it. Errors wrapping mx.ErrNullMX or mx.ErrNoHost are permanent
+// failures, any other error is temporary.
+type MXResolver interface {
+	Lookup(ctx context.Context, domain string) ([]mx.Host, error)
+}
+
+// Destination kinds, used as the "kind" metric label.
+const (
+	kindMaildir   = "maildir"
+	kindLMTP      = "lmtp"
+	kindSmarthost = "smarthost"
+	kindMX        = "mx"
+)
+
+// group is the recipients of one message that go to one destination.
+type group struct {
+	key        string // destination: "maildir", "lmtp:addr", "smarthost:addr", "mx:domain"
+	kind       string
+	domain     string // for mx
+	rcpts      []queue.Recipient
+	perDestCap int // 0: no per-destination cap
+}
+
+// transports delivers groups: Maildir, LMTP, smarthost or MX, with the
+// dead-destination cache shared by all of them.
+type transports struct {
+	cfg      Config
+	n        *Node
+	resolver MXResolver
+	remote   *smtp.Client // smarthost and MX
+	lmtp     *smtp.Client
+	// writeMaildir is maildir.Deliver; a field so tests can make it fail.
+	writeMaildir func(root, rcpt string, body []byte) (string, error)
+
+	mu   sync.Mutex
+	dead map[string]time.Time // host:port -> not dialled again before
+}
+
+func newTransports(n *Node, opts Options) (*transports, error) {
+	c := n.cfg
+	t := &transports{cfg: c, n: n, resolver: opts.Resolver, writeMaildir: maildir.Deliver, dead: map[string]time.Time{}}
+	if t.resolver == nil {
+		t.resolver = &mx.Resolver{Server: c.Outbound.DNSServer, MaxHosts: c.Outbound.MaxMXHosts}
+	}
+	clientTLS := opts.OutboundTLS
+	if clientTLS == nil {
+		// Opportunistic STARTTLS (RFC 7435): encrypt when offered, do not
+		// authenticate the server; the smtp client skips verification.
+		clientTLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	log := n.log.With("component", "outbound")
+	t.remote = smtp.NewClient(smtp.ClientConfig{
+		HeloName:       c.Outbound.HeloName,
+		TLS:            clientTLS,
+		RequireTLS:     c.Outbound.RequireTLS,
+		Opportunistic:  true,
+		ConnectTimeout: c.Outbound.ConnectTimeout,
+		CommandTimeout: c.Outbound.CommandTimeout,
+		Dial:           opts.Dial,
+		Logger:         log,
+	})
+	if c.Delivery.Mode == "lmtp" {
+		t.lmtp = smtp.NewClient(smtp.ClientConfig{
+			HeloName:       c.Outbound.HeloName,
+			LMTP:           true,
+			ConnectTimeout: c.Outbound.ConnectTimeout,
+			CommandTimeout: c.Outbound.CommandTimeout,
+			Dial:           opts.Dial,
+			Logger:         log,
+		})
+	}
+	return t, nil
+}
+
+func (t *transports) close() error {
+	var errs []error
+	if t.remote != nil {
+		errs = append(errs, t.remote.Close())
+	}
+	if t.lmtp != nil {
+		errs = append(errs, t.lmtp.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// route groups the message's due pending recipients by destination: local
+// domains to the Maildir or the LMTP server; others to the smarthost (one
+// copy for all of them) or to the MX of each domain.
+func (t *transports) route(m *queue.Message, now time.Time) []*group {
+	byKey := map[string]*group{}
+	var order []string
+	for _, r := range m.Recipients {
+		if r.State != queue.Pending || r.NextAttempt.After(now) {
+			continue
+		}
+		g := t.groupFor(r.Addr)
+		if have := byKey[g.key]; have != nil {
+			g = have
+		} else {
+			byKey[g.key] = g
+			order = append(order, g.key)
+		}
+		g.rcpts = append(g.rcpts, r)
+	}
+	groups := make([]*group, len(order))
+	for i, k := range order {
+		groups[i] = byKey[k]
+	}
+	return groups
+}
+
+func (t *transports) groupFor(addr string) *group {
+	domain := addrDomain(addr)
+	switch {
+	case t.n.policy.isLocal(domain) && t.cfg.Delivery.Mode == "lmtp":
+		return &group{key: "lmtp:" + t.cfg.Delivery.LMTP, kind: kindLMTP, perDestCap: t.cfg.Outbound.MaxPerDestination}
+	case t.n.policy.isLocal(domain):
+		return &group{key: kindMaildir, kind: kindMaildir}
+	case t.cfg.Outbound.Smarthost != "":
+		return &group{key: "smarthost:" + t.cfg.Outbound.Smarthost, kind: kindSmarthost, perDestCap: t.cfg.Outbound.MaxPerDestination}
+	}
+	return &group{key: "mx:" + domain, kind: kindMX, domain: domain, perDestCap: t.cfg.Outbound.MaxPerDestination}
+}
+
+// deliver makes one attempt for the group and returns one result per
+// recipient, plus the host that answered (for the DSN's Remote-MTA).
+func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte, g *group) ([]queue.Result, string) {
+	switch g.kind {
+	case kindMaildir:
+		return t.deliverMaildir(m, body, g), ""
+	case kindLMTP:
+		return t.sendHosts(ctx, t.lmtp, []string{t.cfg.Delivery.LMTP}, m, body, g)
+	case kindSmarthost:
+		return t.sendHosts(ctx, t.remote, []string{t.cfg.Outbound.Smarthost}, m, body, g)
+	}
+	hosts, err := t.resolver.Lookup(ctx, g.domain)
+	switch {
+	case errors.Is(err, mx.ErrNullMX):
+		// RFC 7505 §3.2: 556 5.1.10 for a domain that accepts no mail.
+		return allResults(g, queue.PermFail, "556 5.1.10 domain "+g.domain+" accepts no mail (null MX)"), ""
+	case errors.Is(err, mx.ErrNoHost):
+		return allResults(g, queue.PermFail, "550 5.1.2 no mail host for domain "+g.domain), ""
+	case err != nil:
+		return allResults(g, queue.TempFail, "451 4.4.3 DNS lookup for "+g.domain+" failed: "+err.Error()), ""
+	}
+	port := strconv.Itoa(t.cfg.Outbound.MXPort)
+	var addrs []string
+	for i, h := range hosts {
+		if i >= t.cfg.Outbound.MaxMXHosts {
+			break
+		}
+		ips := h.Addrs
+		if len(ips) == 0 {
+			ips = []string{strings.TrimSuffix(h.Name, ".")}
+		}
+		for _, ip := range ips {
+			addrs = append(addrs, net.JoinHostPort(ip, port))
+		}
+	}
+	if len(addrs) == 0 {
+		return allResults(g, queue.PermFail, "550 5.1.2 no mail host for domain "+g.domain), ""
+	}
+	return t.sendHosts(ctx, t.remote, addrs, m, body, g)
+}
+
+func allResults(g *group, o queue.Outcome, reply string) []queue.Result {
+	out := make([]queue.Result, len(g.rcpts))
+	for i, r := range g.rcpts {
+		out[i] = queue.Result{Addr: r.Addr, Outcome: o, Reply: reply}
+	}
+	return out
+}
+
+// deliverMaildir writes one copy per recipient with Return-Path and
+// Delivered-To added (RFC 5321 §4.4: the final delivery adds Return-Path).
+func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group) []queue.Result {
+	out := make([]queue.Result, 0, len(g.rcpts))
+	for _, r := range g.rcpts {
+		hdr := fmt.Sprintf("Return-Path: <%s>\r\nDelivered-To: %s\r\n", m.From, r.Addr)
+		msg := make([]byte, 0, len(hdr)+len(body))
+		msg = append(append(msg, hdr...), body...)
+		path, err := t.writeMaildir(t.cfg.Delivery.Maildir, r.Addr, msg)
+		if errors.Is(err, maildir.ErrInvalidAddress) {
+			out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.PermFail, Reply: "550 5.1.3 bad mailbox address: " + err.Error()})
+			continue
+		}
+		if err != nil {
+			t.n.log.Error("maildir delivery failed", "msg", m.ID, "rcpt", r.Addr, "err", err)
+			out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.TempFail, Reply: "451 4.3.0 mailbox write failed: " + err.Error()})
+			continue
+		}
+		out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.Delivered, Reply: "250 2.0.0 delivered to " + path})
+	}
+	return out
+}
+
+// sendHosts tries the hosts in order (RFC 5321 §5.1: on a temporary
+// failure or no connection, the next MX is tried) and stops at the first
+// that takes the transaction. Hosts that recently could not be reached are
+// skipped without dialling.
+func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []string, m *queue.Message, body []byte, g *group) ([]queue.Result, string) {
+	out := smtp.Outgoing{
+		From: m.From, Body: body, Ret: m.Ret, EnvID: m.EnvID, SMTPUTF8: m.SMTPUTF8, EightBit: m.EightBit,
+	}
+	for _, r := range g.rcpts {
+		out.Rcpts = append(out.Rcpts, smtp.Rcpt{Addr: r.Addr, Notify: r.Notify, ORcpt: r.ORcpt})
+	}
+	lastReply := ""
+	tried := 0
+	for _, addr := range addrs {
+		if until, dead := t.isDead(addr); dead {
+			t.n.metrics.deadSkips.Inc()
+			if lastReply == "" {
+				lastReply = "451 4.4.1 " + addr + " unreachable recently; not retried before " + until.UTC().Format(time.RFC3339)
+			}
+			continue
+		}
+		tried++
+		res, err := c.Send(ctx, addr, out)
+		if err != nil {
+			var de *smtp.DeliveryError
+			if !errors.As(err, &de) {
+				lastReply = "451 4.4.0 " + err.Error()
+				continue
+			}
+			if de.Op == "connect" {
+				t.markDead(addr)
+			}
+			if de.Temporary || de.Code == 0 {
+				lastReply = tempReply(de)
+				continue
+			}
+			return allResults(g, queue.PermFail, de.Reply()), addr
+		}
+		return mapResults(g, res), addr
+	}
+	if tried == 0 && lastReply == "" {
+		lastReply = "451 4.4.1 no reachable host"
+	}
+	return allResults(g, queue.TempFail, lastReply), ""
+}
+
+// tempReply formats a temporary transaction failure as a reply line.
+func tempReply(de *smtp.DeliveryError) string {
+	if de.Code != 0 {
+		return de.Reply()
+	}
+	return "451 4.4.1 " + de.Addr + ": " + de.Op + ": " + de.Text
+}
+
+// mapResults turns RCPT/DATA replies into queue results (2xx delivered,
+// 4xx temporary, 5xx permanent); a recipient without a reply is temporary.
+func mapResults(g *group, res []smtp.RcptResult) []queue.Result {
+	out := make([]queue.Result, 0, len(g.rcpts))
+	for _, r := range g.rcpts {
+		i := slices.IndexFunc(res, func(x smtp.RcptResult) bool { return strings.EqualFold(x.Addr, r.Addr) })
+		if i < 0 {
+			out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.TempFail, Reply: "451 4.4.0 no reply for recipient"})
+			continue
+		}
+		x := res[i]
+		o := queue.TempFail
+		switch x.Code / 100 {
+		case 2:
+			o = queue.Delivered
+		case 5:
+			o = queue.PermFail
+		}
+		out = append(out, queue.Result{Addr: r.Addr, Outcome: o, Reply: x.Reply()})
+	}
+	return out
+}
+
+func (t *transports) isDead(addr string) (time.Time, bool) {
+	if t.cfg.Outbound.DeadTime <= 0 {
+		return time.Time{}, false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	until, ok := t.dead[addr]
+	if !ok {
+		return time.Time{}, false
+	}
+	if !t.n.now().Before(until) {
+		delete(t.dead, addr)
+		return time.Time{}, false
+	}
+	return until, true
+}
+
+func (t *transports) markDead(addr string) {
+	if t.cfg.Outbound.DeadTime <= 0 {
+		return
+	}
+	// Never longer than the first retry delay: a scheduled retry dials again.
+	d := min(t.cfg.Outbound.DeadTime, t.cfg.Queue.Retry.Initial)
+	t.mu.Lock()
+	t.dead[addr] = t.n.now().Add(d)
+	t.mu.Unlock()
+	t.n.log.Warn("destination unreachable; skipping it for a while", "peer", addr, "for", d)
+}

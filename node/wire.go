@@ -1,0 +1,42 @@
+package node
+
+import (
+	"github.com/meshd/meshd/smtp/dsn"
+)
+
+// buildDSN renders the notification with smtp/dsn (RFC 3464
+// multipart/report; the original attached as RET asks).
+func (d *deliverer) buildDSN(req dsnRequest) ([]byte, error) {
+	m := req.Msg
+	action := dsn.ActionFailed
+	if req.Kind == dsnDelay {
+		action = dsn.ActionDelayed
+	}
+	r := dsn.Report{
+		Hostname:    d.cfg.Node.Hostname,
+		Postmaster:  "postmaster@" + d.cfg.LocalDomains[0],
+		From:        m.From,
+		EnvID:       m.EnvID,
+		ArrivalDate: m.ReceivedAt,
+		Ret:         m.Ret,
+		Original:    req.Body,
+		Now:         req.Now,
+	}
+	for _, rc := range req.Rcpts {
+		st := dsn.RcptStatus{
+			Final:       rc.Addr,
+			Original:    rc.ORcpt,
+			Action:      action,
+			Status:      rc.Status,
+			Diagnostic:  rc.Reply,
+			RemoteMTA:   rc.Remote,
+			LastAttempt: rc.LastAttempt,
+		}
+		if req.Kind == dsnDelay {
+			st.WillRetryUntil = m.ReceivedAt.Add(d.cfg.Queue.Lifetime)
+		}
+		r.Rcpts = append(r.Rcpts, st)
+	}
+	_, body, err := dsn.Build(r)
+	return body, err
+}

@@ -1,0 +1,265 @@
+package routing
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/meshd/meshd/linkstate"
+)
+
+// Computer computes tables. Between runs it keeps what does not change
+// while records stay the same: the RG name -> int index (so names are
+// hashed once, not on every run), each record's connectors resolved to
+// RG indices (records are immutable, so a record seen before is not read
+// again), the address-space index when no address space changed, and
+// scratch buffers. Tables never share anything mutable with it.
+//
+// A Computer is not safe for concurrent use; a Router owns one.
+type Computer struct {
+	scratch spfScratch
+
+	ids   map[string]int32 // stable RG indices
+	names []string         // index -> name; only ever appended to, so tables may share it
+	cache map[*linkstate.Record]*recInfo
+	run   uint64 // computations done, marks live cache entries
+
+	prevRecs []*linkstate.Record // by index, from the previous run
+	prevN    int                 // RGs present in the previous run
+	index    *asIndex            // address-space index of the previous run
+}
+
+// recInfo is what a Computer remembers of one record.
+type recInfo struct {
+	id       int32
+	resolved bool         // edges are set (done once every RG has an index)
+	edges    []cachedEdge // usable inter-RG connectors, sorted by connector ID
+	seen     uint64       // last run that used the record
+}
+
+type cachedEdge struct {
+	to   int32
+	cost uint32
+	conn *linkstate.Connector
+}
+
+// Compute builds the table for self from a set of link-state records (an
+// LSDB snapshot). Records that are nil, tombstones or unnamed are skipped;
+// of two records for one RG the newer version wins. The records are read,
+// never modified, and must not be modified afterwards: the table (and the
+// Computer's cache) keep pointers into them.
+func Compute(self Self, records []*linkstate.Record) (*Table, error) {
+	var c Computer
+	return c.Compute(self, records)
+}
+
+// Compute is the package-level Compute, reusing what it can from the
+// previous run.
+func (cp *Computer) Compute(self Self, records []*linkstate.Record) (*Table, error) {
+	if self.RG == "" || self.Node == "" {
+		return nil, fmt.Errorf("routing: compute table: node %q in RG %q: node and RG must be set", self.Node, self.RG)
+	}
+	g, indexValid := cp.buildGraph(self.RG, records)
+	g.run(&cp.scratch)
+	t := &Table{self: self, g: g}
+	if !indexValid || cp.index == nil {
+		cp.index = buildIndex(g)
+	}
+	t.idx = cp.index
+	t.buildLocalConns()
+	return t, nil
+}
+
+// id returns the stable index of an RG name, assigning one if needed.
+func (cp *Computer) id(name string) int32 {
+	if i, ok := cp.ids[name]; ok {
+		return i
+	}
+	i := int32(len(cp.names))
+	cp.ids[name] = i
+	cp.names = append(cp.names, name)
+	return i
+}
+
+// maybeCompact drops the stable index when most of it is holes, so that
+// RG churn cannot grow it without bound; the next run starts cold.
+func (cp *Computer) maybeCompact(records int) {
+	if cp.ids != nil && len(cp.names) <= 2*records+64 {
+		return
+	}
+	cp.ids = make(map[string]int32, records+1)
+	cp.names = nil // tables keep the old array
+	cp.cache = make(map[*linkstate.Record]*recInfo, records)
+	cp.prevRecs = nil
+	cp.prevN = 0
+	cp.index = nil
+}
+
+// buildGraph indexes the live records and their usable connectors. The
+// local RG is always a vertex, even before its own record exists. It also
+// reports whether the previous address-space index still describes these
+// records.
+func (cp *Computer) buildGraph(local string, records []*linkstate.Record) (*graph, bool) {
+	cp.maybeCompact(len(records))
+	cp.run++
+	indexValid := cp.index != nil
+
+	// Pick one record per RG (the newest) and resolve each new record once.
+	var recs []*linkstate.Record
+	var infos []*recInfo
+	grow := func() {
+		if n := len(cp.names); n > len(recs) {
+			recs = append(recs, make([]*linkstate.Record, n-len(recs))...)
+			infos = append(infos, make([]*recInfo, n-len(infos))...)
+		}
+	}
+	recs = make([]*linkstate.Record, len(cp.names), max(len(cp.names), len(records)+1))
+	infos = make([]*recInfo, len(cp.names), cap(recs))
+	// First pass: index every RG so connector targets can be resolved.
+	for _, r := range records {
+		if r == nil || r.Tombstone || r.RG == "" {
+			continue
+		}
+		info, ok := cp.cache[r]
+		if !ok {
+			info = &recInfo{id: cp.id(r.RG)}
+			cp.cache[r] = info
+		}
+		info.seen = cp.run
+		grow()
+		if cur := recs[info.id]; cur != nil && r.Version.Compare(cur.Version) <= 0 {
+			continue
+		}
+		recs[info.id] = r
+		infos[info.id] = info
+	}
+	li := cp.id(local)
+	grow()
+
+	n := len(cp.names)
+	g := &graph{names: cp.names[:n:n], recs: recs, local: li}
+	present := 0
+	nedges := 0
+	for i := range recs {
+		info := infos[i]
+		if info == nil {
+			continue
+		}
+		present++
+		if !info.resolved {
+			info.edges = cp.resolve(recs[i])
+			info.resolved = true
+		}
+		nedges += len(info.edges)
+		// A record not seen last run changes the address-space index unless
+		// it only replaces one with the same address spaces.
+		if indexValid {
+			var prev *linkstate.Record
+			if i < len(cp.prevRecs) {
+				prev = cp.prevRecs[i]
+			}
+			if prev != recs[i] && (prev == nil || !sameAddressSpaces(prev, recs[i])) {
+				indexValid = false
+			}
+		}
+	}
+	if present != cp.prevN {
+		indexValid = false // an RG went away
+	}
+	g.nrgs = present
+	if recs[li] == nil {
+		g.nrgs++
+	}
+
+	// CSR adjacency; edges to RGs absent from this run are dropped.
+	g.start = make([]int32, n+1)
+	g.edges = make([]edge, 0, nedges)
+	g.edgeFrom = make([]int32, 0, nedges)
+	g.edgeConn = make([]*linkstate.Connector, 0, nedges)
+	for i := range recs {
+		g.start[i] = int32(len(g.edges))
+		info := infos[i]
+		if info == nil {
+			continue
+		}
+		for _, e := range info.edges {
+			if int(e.to) >= len(recs) || recs[e.to] == nil {
+				continue // target unknown (index assigned after this run's RGs) or absent
+			}
+			g.edges = append(g.edges, edge{to: e.to, cost: e.cost})
+			g.edgeFrom = append(g.edgeFrom, int32(i))
+			g.edgeConn = append(g.edgeConn, e.conn)
+		}
+	}
+	g.start[n] = int32(len(g.edges))
+	g.nbits = int(g.start[li+1] - g.start[li])
+	g.words = max(1, (g.nbits+63)/64)
+
+	cp.sweep(present)
+	cp.prevRecs = recs
+	cp.prevN = present
+	return g, indexValid
+}
+
+// resolve lists a record's usable inter-RG connectors with their targets
+// as RG indices, sorted by connector ID so that first-hop order (and every
+// tie-break) does not depend on the order inside the record.
+func (cp *Computer) resolve(r *linkstate.Record) []cachedEdge {
+	var out []cachedEdge
+	for ci := range r.Connectors {
+		c := &r.Connectors[ci]
+		if c.To == "" || c.To == r.RG || (c.From != "" && c.From != r.RG) || !c.Up() {
+			continue
+		}
+		out = append(out, cachedEdge{to: cp.id(c.To), cost: edgeCost(c), conn: c})
+	}
+	slices.SortFunc(out, func(a, b cachedEdge) int { return strings.Compare(a.conn.ID, b.conn.ID) })
+	return out
+}
+
+// sweep forgets records that were not part of this run.
+func (cp *Computer) sweep(present int) {
+	if len(cp.cache) <= present+present/4+16 {
+		return
+	}
+	for r, info := range cp.cache {
+		if info.seen != cp.run {
+			delete(cp.cache, r)
+		}
+	}
+}
+
+// sameAddressSpaces reports whether two records of one RG yield the same
+// address-space candidates: the RG's own and those of its external
+// connectors, at the same connector positions.
+func sameAddressSpaces(a, b *linkstate.Record) bool {
+	if !slices.Equal(a.AddressSpaces, b.AddressSpaces) {
+		return false
+	}
+	ea, eb := externalConnectors(a), externalConnectors(b)
+	if len(ea) != len(eb) {
+		return false
+	}
+	for k := range ea {
+		ca, cb := &a.Connectors[ea[k]], &b.Connectors[eb[k]]
+		if ea[k] != eb[k] || ca.ID != cb.ID || !slices.Equal(ca.AddressSpaces, cb.AddressSpaces) {
+			return false
+		}
+	}
+	return true
+}
+
+// externalConnectors returns the positions of r's external connectors.
+func externalConnectors(r *linkstate.Record) []int {
+	var out []int
+	for k := range r.Connectors {
+		if isExternal(r, &r.Connectors[k]) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func isExternal(r *linkstate.Record, c *linkstate.Connector) bool {
+	return c.To == "" && (c.From == "" || c.From == r.RG)
+}

@@ -1,0 +1,446 @@
+package smtp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ClientConfig configures a Client. Zero durations take the defaults below.
+type ClientConfig struct {
+	HeloName string      // EHLO/LHLO name; default "localhost"
+	TLS      *tls.Config // for STARTTLS; ServerName defaults to the host of addr
+	// RequireTLS fails the delivery with a temporary *DeliveryError when the
+	// server does not offer STARTTLS or the handshake fails.
+	RequireTLS bool
+	// Opportunistic uses STARTTLS when offered without verifying the
+	// certificate, and falls back to plaintext (on a new connection) if the
+	// handshake fails, unless RequireTLS is also set.
+	Opportunistic  bool
+	LMTP           bool          // speak LMTP (RFC 2033); addr may be a unix socket path starting with "/"
+	ConnectTimeout time.Duration // dial, greeting; default 30s
+	CommandTimeout time.Duration // idle time per read/write; default 5m
+	Dial           func(ctx context.Context, network, addr string) (net.Conn, error)
+	MaxIdlePerHost int           // idle sessions kept per addr; default 2; negative disables reuse
+	IdleTimeout    time.Duration // idle sessions older than this are closed; default 30s
+	// DataTimeout bounds the wait for the reply after the final dot
+	// (RFC 5321 §4.5.3.2.6); default 10m.
+	DataTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Outgoing is one message to send.
+type Outgoing struct {
+	From     string // "" sends the null reverse-path <>
+	Rcpts    []Rcpt
+	Body     []byte // CRLF (or LF) lines; dot-stuffing is done by Send
+	Ret      string // DSN RET, passed only when the server advertises DSN
+	EnvID    string // DSN ENVID, same
+	SMTPUTF8 bool
+	EightBit bool
+}
+
+// Client delivers messages, keeping idle sessions per address for reuse.
+// It is safe for concurrent use; concurrent Sends to one address use
+// separate sessions.
+type Client struct {
+	cfg ClientConfig
+	log *slog.Logger
+
+	mu     sync.Mutex
+	idle   map[string][]*clientConn
+	closed bool
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// NewClient returns a Client. If idle sessions are kept it starts a janitor
+// goroutine that Close stops.
+func NewClient(cfg ClientConfig) *Client {
+	if cfg.HeloName == "" {
+		cfg.HeloName = "localhost"
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 30 * time.Second
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = 5 * time.Minute
+	}
+	if cfg.DataTimeout <= 0 {
+		cfg.DataTimeout = 10 * time.Minute
+	}
+	if cfg.MaxIdlePerHost == 0 {
+		cfg.MaxIdlePerHost = 2
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 30 * time.Second
+	}
+	if cfg.Dial == nil {
+		d := &net.Dialer{}
+		cfg.Dial = d.DialContext
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger, idle: map[string][]*clientConn{}}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxIdlePerHost > 0 {
+		c.stop, c.done = make(chan struct{}), make(chan struct{})
+		go c.janitor()
+	}
+	return c
+}
+
+// Close closes idle sessions and stops the janitor. Sends in flight finish
+// and close their sessions instead of keeping them.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	idle := c.idle
+	c.idle = map[string][]*clientConn{}
+	c.mu.Unlock()
+	if c.stop != nil {
+		close(c.stop)
+		<-c.done
+	}
+	for _, list := range idle {
+		for _, cc := range list {
+			c.quit(cc)
+		}
+	}
+	return nil
+}
+
+// Send delivers one message to addr (host:port).
+//
+// err != nil is a whole-transaction failure (connect, TLS, MAIL, DATA) and is
+// a *DeliveryError: no recipient was delivered. Results may still be
+// returned with it, telling which recipients the server refused at RCPT
+// (those keep their own reply); every other recipient shares err (for a
+// DATA reply their results carry it as well).
+//
+// With err == nil there is one result per recipient: the RCPT reply if
+// refused there, otherwise the final DATA reply (LMTP: that recipient's own
+// DATA reply; if the connection drops midway, the recipients not yet
+// answered get 451 4.4.2). If every RCPT is refused, DATA is not sent.
+func (c *Client) Send(ctx context.Context, addr string, m Outgoing) ([]RcptResult, error) {
+	if len(m.Rcpts) == 0 {
+		return nil, &DeliveryError{Op: "mail", Addr: addr, Text: "no recipients"}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, &DeliveryError{Op: "connect", Addr: addr, Temporary: true, Err: err}
+	}
+	cc, err := c.get(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	// Cancellation closes the socket, which unblocks any read or write.
+	stop := context.AfterFunc(ctx, func() { _ = cc.close() })
+	results, reusable, err := c.transact(cc, m)
+	if !stop() {
+		// ctx ended during the transaction: the socket is closed. If the
+		// transaction finished anyway its results stand.
+		reusable = false
+		var de *DeliveryError
+		if errors.As(err, &de) && de.Code == 0 {
+			de.Err = errors.Join(ctx.Err(), de.Err)
+		}
+	}
+	if reusable {
+		c.put(cc)
+	} else {
+		_ = cc.close()
+	}
+	return results, err
+}
+
+// transact runs MAIL, RCPT... and DATA on a ready session.
+func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reusable bool, err error) {
+	netErr := func(op string, e error) ([]RcptResult, bool, error) {
+		return results, false, &DeliveryError{Op: op, Addr: cc.addr, Temporary: true, Text: e.Error(), Err: e}
+	}
+	mail, err := c.mailCommand(cc, m)
+	if err != nil {
+		return nil, true, err
+	}
+	rcptCmds := make([]string, len(m.Rcpts))
+	for i, r := range m.Rcpts {
+		rcptCmds[i] = rcptCommand(cc, r)
+	}
+
+	// RFC 2920: with PIPELINING, MAIL and every RCPT go in one write and
+	// the replies are read afterwards. DATA waits for them so that it is
+	// never sent when every recipient was refused.
+	pipeline := cc.has("PIPELINING")
+	if pipeline {
+		cmds := append([]string{mail}, rcptCmds...)
+		if err := cc.text.PrintfLine("%s", strings.Join(cmds, "\r\n")); err != nil {
+			return netErr("mail", err)
+		}
+	}
+	send := func(line string) (reply, error) {
+		if pipeline {
+			return cc.readReply()
+		}
+		return cc.cmd("%s", line)
+	}
+	r, err := send(mail)
+	if err != nil {
+		return netErr("mail", err)
+	}
+	mailErr := error(nil)
+	if r.code/100 != 2 {
+		mailErr = r.deliveryError("mail", cc.addr)
+		if !pipeline {
+			return nil, r.code != 421, mailErr
+		}
+	}
+	results = make([]RcptResult, len(m.Rcpts))
+	var accepted []int
+	closing := r.code == 421
+	for i, line := range rcptCmds {
+		rr, err := send(line)
+		if err != nil {
+			return netErr("rcpt", err)
+		}
+		results[i] = rr.result(m.Rcpts[i].Addr)
+		closing = closing || rr.code == 421
+		if rr.code/100 == 2 {
+			accepted = append(accepted, i)
+		}
+	}
+	if mailErr != nil {
+		return nil, !closing, mailErr
+	}
+	if len(accepted) == 0 {
+		return results, !closing, nil
+	}
+
+	dataFail := func(rep reply) ([]RcptResult, bool, error) {
+		for _, i := range accepted {
+			results[i] = rep.result(m.Rcpts[i].Addr)
+		}
+		return results, rep.code != 421, rep.deliveryError("data", cc.addr)
+	}
+	r, err = cc.cmd("DATA")
+	if err != nil {
+		return netErr("data", err)
+	}
+	if r.code != 354 {
+		return dataFail(r)
+	}
+	w := cc.text.DotWriter()
+	if _, err := w.Write(m.Body); err != nil {
+		return netErr("data", err)
+	}
+	if err := w.Close(); err != nil {
+		return netErr("data", err)
+	}
+	cc.io.timeout = c.cfg.DataTimeout
+	defer func() { cc.io.timeout = c.cfg.CommandTimeout }()
+	if !cc.lmtp {
+		r, err = cc.readReply()
+		if err != nil {
+			return netErr("data", err)
+		}
+		if r.code/100 != 2 {
+			return dataFail(r)
+		}
+		for _, i := range accepted {
+			results[i] = r.result(m.Rcpts[i].Addr)
+		}
+		return results, true, nil
+	}
+	// RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
+	// Recipients answered before a failure keep their replies (they may be
+	// delivered already); the rest are retried.
+	for n, i := range accepted {
+		r, err = cc.readReply()
+		if err != nil {
+			lost := reply{code: 451, enhanced: "4.4.2", text: "connection lost before LMTP reply: " + err.Error()}
+			for _, j := range accepted[n:] {
+				results[j] = lost.result(m.Rcpts[j].Addr)
+			}
+			return results, false, nil
+		}
+		results[i] = r.result(m.Rcpts[i].Addr)
+	}
+	return results, true, nil
+}
+
+// mailCommand builds MAIL FROM with the parameters the server supports.
+func (c *Client) mailCommand(cc *clientConn, m Outgoing) (string, error) {
+	var b strings.Builder
+	b.WriteString("MAIL FROM:<" + m.From + ">")
+	if max, ok := cc.ext["SIZE"]; ok {
+		// RFC 1870 §4: "SIZE" may carry the server's fixed maximum.
+		if limit, err := strconv.ParseInt(max, 10, 64); err == nil && limit > 0 && int64(len(m.Body)) > limit {
+			return "", &DeliveryError{Code: 552, Enhanced: "5.3.4", Op: "mail", Addr: cc.addr,
+				Text: fmt.Sprintf("message size %d exceeds fixed maximum message size %d of the server", len(m.Body), limit)}
+		}
+		fmt.Fprintf(&b, " SIZE=%d", len(m.Body))
+	}
+	if m.EightBit && cc.has("8BITMIME") {
+		b.WriteString(" BODY=8BITMIME")
+	}
+	if m.SMTPUTF8 {
+		if cc.has("SMTPUTF8") {
+			b.WriteString(" SMTPUTF8")
+		} else if !envelopeASCII(m) {
+			// RFC 6531 §3.2: no downgrade is defined for UTF-8 addresses.
+			return "", &DeliveryError{Code: 553, Enhanced: "5.6.7", Op: "mail", Addr: cc.addr,
+				Text: "server does not support SMTPUTF8 and the envelope has non-ASCII addresses"}
+		}
+	}
+	if cc.has("DSN") {
+		if m.Ret != "" {
+			b.WriteString(" RET=" + strings.ToUpper(m.Ret))
+		}
+		if m.EnvID != "" {
+			b.WriteString(" ENVID=" + xtext(m.EnvID))
+		}
+	}
+	return b.String(), nil
+}
+
+func envelopeASCII(m Outgoing) bool {
+	if !isASCII(m.From) {
+		return false
+	}
+	for _, r := range m.Rcpts {
+		if !isASCII(r.Addr) {
+			return false
+		}
+	}
+	return true
+}
+
+func rcptCommand(cc *clientConn, r Rcpt) string {
+	var b strings.Builder
+	b.WriteString("RCPT TO:<" + r.Addr + ">")
+	if !cc.has("DSN") {
+		return b.String()
+	}
+	if len(r.Notify) > 0 {
+		b.WriteString(" NOTIFY=" + strings.ToUpper(strings.Join(r.Notify, ",")))
+	}
+	if r.ORcpt != "" {
+		typ, addr, ok := strings.Cut(r.ORcpt, ";")
+		if !ok {
+			typ, addr = "rfc822", r.ORcpt
+		}
+		if strings.EqualFold(typ, "utf-8") {
+			b.WriteString(" ORCPT=utf-8;" + utf8AddrXtext(addr))
+		} else {
+			b.WriteString(" ORCPT=" + typ + ";" + xtext(addr))
+		}
+	}
+	return b.String()
+}
+
+// get returns a ready session to addr: an idle one that answers RSET, or a
+// new one.
+func (c *Client) get(ctx context.Context, addr string) (*clientConn, error) {
+	for {
+		cc := c.takeIdle(addr)
+		if cc == nil {
+			break
+		}
+		stop := context.AfterFunc(ctx, func() { _ = cc.close() })
+		r, err := cc.cmd("RSET")
+		alive := stop() && err == nil && r.code == 250
+		if alive {
+			return cc, nil
+		}
+		c.log.Debug("smtp: dropping stale session", "peer", addr, "err", err, "code", r.code)
+		_ = cc.close()
+	}
+	return c.dial(ctx, addr)
+}
+
+func (c *Client) takeIdle(addr string) *clientConn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	list := c.idle[addr]
+	for len(list) > 0 {
+		cc := list[len(list)-1]
+		list = list[:len(list)-1]
+		if time.Since(cc.since) < c.cfg.IdleTimeout {
+			c.idle[addr] = list
+			return cc
+		}
+		_ = cc.close() // expired: the server has likely dropped it already
+	}
+	delete(c.idle, addr)
+	return nil
+}
+
+func (c *Client) put(cc *clientConn) {
+	c.mu.Lock()
+	if c.closed || c.cfg.MaxIdlePerHost < 0 || len(c.idle[cc.addr]) >= c.cfg.MaxIdlePerHost {
+		c.mu.Unlock()
+		c.quit(cc)
+		return
+	}
+	cc.since = time.Now()
+	c.idle[cc.addr] = append(c.idle[cc.addr], cc)
+	c.mu.Unlock()
+}
+
+// quit ends a session politely but without waiting long for the 221.
+func (c *Client) quit(cc *clientConn) {
+	cc.io.timeout = time.Second
+	_, _ = cc.cmd("QUIT")
+	_ = cc.close()
+}
+
+func (c *Client) janitor() {
+	defer close(c.done)
+	t := time.NewTicker(max(c.cfg.IdleTimeout/2, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		var expired []*clientConn
+		c.mu.Lock()
+		for addr, list := range c.idle {
+			keep := list[:0]
+			for _, cc := range list {
+				if time.Since(cc.since) >= c.cfg.IdleTimeout {
+					expired = append(expired, cc)
+				} else {
+					keep = append(keep, cc)
+				}
+			}
+			if len(keep) == 0 {
+				delete(c.idle, addr)
+			} else {
+				c.idle[addr] = keep
+			}
+		}
+		c.mu.Unlock()
+		for _, cc := range expired {
+			c.quit(cc)
+		}
+	}
+}
+
+// IdleSessions reports how many idle sessions are kept for addr.
+func (c *Client) IdleSessions(addr string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.idle[addr])
+}
