@@ -10,6 +10,7 @@ import (
 // sticks; later reads return zero values, so decoders check once per item.
 type reader struct {
 	b   []byte
+	s   string // copy of b that decoded strings share: one allocation, not one per string
 	off int
 	err error
 }
@@ -67,7 +68,11 @@ func (d *reader) u64() uint64 {
 
 func (d *reader) str() string {
 	n := int(d.u8())
-	return string(d.take(n))
+	start := d.off
+	if d.take(n); d.err != nil {
+		return ""
+	}
+	return d.s[start : start+n]
 }
 
 // count reads a u16 element count and checks it against max and against
@@ -122,7 +127,7 @@ func DecodeRecord(b []byte) (*Record, error) {
 	if len(b) > MaxRecordSize {
 		return nil, invalid("record of %d bytes exceeds %d", len(b), MaxRecordSize)
 	}
-	d := &reader{b: b}
+	d := &reader{b: b, s: string(b)}
 	if magic := d.take(len(recordMagic)); d.err != nil || string(magic) != recordMagic {
 		return nil, fmt.Errorf("%w: bad record magic", ErrMalformed)
 	}

@@ -89,7 +89,7 @@ func cmpSummary(a, b Summary) int { return cmp.Compare(a.RG, b.RG) }
 // truncation, trailing bytes, reserved bits, invalid names, entries out of
 // RG order or duplicated, and more than MaxSummaries entries.
 func DecodeSummaries(b []byte) ([]Summary, error) {
-	d := &reader{b: b}
+	d := &reader{b: b, s: string(b)}
 	if magic := d.take(len(summaryMagic)); d.err != nil || string(magic) != summaryMagic {
 		return nil, fmt.Errorf("linkstate: decode summaries: %w: bad magic", ErrMalformed)
 	}

@@ -97,12 +97,13 @@ func (d *deliverer) run(ctx context.Context) error {
 func (d *deliverer) dispatch(ctx context.Context) {
 	limit := cap(d.global) * maxInflightFactor
 	d.mu.Lock()
-	room := limit - len(d.inflight)
+	busy := len(d.inflight)
 	d.mu.Unlock()
-	if room <= 0 || ctx.Err() != nil {
+	if busy >= limit || ctx.Err() != nil {
 		return
 	}
-	msgs, err := d.q.Due(d.n.now(), room+len(d.inflight))
+	// Due also returns messages in flight; ask for enough to fill the room.
+	msgs, err := d.q.Due(d.n.now(), limit)
 	if err != nil {
 		if !errors.Is(err, queue.ErrClosed) {
 			d.log.Error("queue: due", "err", err)

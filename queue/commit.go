@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -45,8 +46,10 @@ func (m *mutation) writeTo(txn *badger.Txn) error {
 	return nil
 }
 
-// submit hands o to the committer and waits for its result.
+// submit hands o to the committer and waits for its result. The caller
+// has counted itself in q.preparing; submit uncounts it.
 func (q *Queue) submit(ctx context.Context, o *op) error {
+	q.preparing.Add(-1)
 	select {
 	case q.ops <- o:
 	case <-q.stop:
@@ -108,11 +111,45 @@ func (q *Queue) committer() {
 				break fill
 			}
 		}
+		batch = q.linger(batch)
 		q.commitAll(batch)
 		clear(batch)
 		batch = batch[:0]
 	}
 }
+
+// linger waits briefly for callers that are still preparing an op (inside
+// Enqueue or a state change, encoding, not yet submitted) so that they join
+// this batch instead of waiting a whole commit for the next one. Without it
+// callers fall into two groups that alternate, and each waits for two
+// commits. The wait ends when no caller is preparing or after half the
+// recent commit time, so a lone caller never waits.
+func (q *Queue) linger(batch []*op) []*op {
+	if len(batch) >= q.opts.MaxBatch || q.preparing.Load() <= 0 {
+		return batch
+	}
+	d := time.Duration(q.commitNanos.Load()) / 2
+	d = max(minLinger, min(d, maxLinger))
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for len(batch) < q.opts.MaxBatch && q.preparing.Load() > 0 {
+		select {
+		case o := <-q.ops:
+			batch = append(batch, o)
+		case <-timer.C:
+			return batch
+		case <-q.stop:
+			return batch
+		}
+	}
+	return batch
+}
+
+// Bounds of the linger wait.
+const (
+	minLinger = 20 * time.Microsecond
+	maxLinger = 2 * time.Millisecond
+)
 
 // drain settles the ops that were queued when Close was called.
 func (q *Queue) drain() {
@@ -184,7 +221,11 @@ func (q *Queue) commitSome(ops []*op) int {
 
 	var cerr error
 	if len(written) > 0 {
+		start := time.Now()
 		cerr = txn.Commit()
+		// Moving average of commit time, for linger.
+		took := time.Since(start).Nanoseconds()
+		q.commitNanos.Store((3*q.commitNanos.Load() + took) / 4)
 		q.commits.Add(1)
 		q.committedOps.Add(uint64(len(written)))
 		if cerr != nil {

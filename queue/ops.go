@@ -17,6 +17,7 @@ type change func(m *Message) (finished, notify bool, err error)
 // mutate applies fn to the stored message id through the committer (synced,
 // group-committed) and returns the message as written.
 func (q *Queue) mutate(id string, fn change) (*Message, error) {
+	q.preparing.Add(1)
 	var out *Message
 	o := &op{
 		run: func(txn *badger.Txn) (*mutation, error) {

@@ -91,6 +91,8 @@ type Queue struct {
 	idx index
 
 	commits, committedOps atomic.Uint64
+	commitNanos           atomic.Int64 // moving average of txn.Commit time
+	preparing             atomic.Int64 // callers building an op, not yet submitted
 }
 
 // Open opens (or creates) the queue in opts.Dir and rebuilds the in-memory
@@ -248,9 +250,12 @@ func (q *Queue) signal() {
 // The queue reads body until the commit completes, even after such an early
 // return, so the caller must not modify it after calling Enqueue.
 func (q *Queue) Enqueue(ctx context.Context, env Envelope, body []byte) error {
+	q.preparing.Add(1)
 	o, err := q.enqueueOp(env, body)
 	if err == nil {
 		err = q.submit(ctx, o)
+	} else {
+		q.preparing.Add(-1)
 	}
 	if err != nil {
 		return fmt.Errorf("queue: enqueue %s: %w", env.ID, err)

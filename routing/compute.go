@@ -24,6 +24,10 @@ type Computer struct {
 	cache map[*linkstate.Record]*recInfo
 	run   uint64 // computations done, marks live cache entries
 
+	prevInput []*linkstate.Record // the previous run's input, by position
+	prevPos   []*recInfo          // cache entries of prevInput, by position
+	posBuf    []*recInfo          // spare buffer for the next prevPos
+
 	prevRecs []*linkstate.Record // by index, from the previous run
 	prevN    int                 // RGs present in the previous run
 	index    *asIndex            // address-space index of the previous run
@@ -92,6 +96,7 @@ func (cp *Computer) maybeCompact(records int) {
 	cp.cache = make(map[*linkstate.Record]*recInfo, records)
 	cp.prevRecs = nil
 	cp.prevN = 0
+	cp.prevInput, cp.prevPos, cp.posBuf = nil, nil, nil
 	cp.index = nil
 }
 
@@ -104,39 +109,78 @@ func (cp *Computer) buildGraph(local string, records []*linkstate.Record) (*grap
 	cp.run++
 	indexValid := cp.index != nil
 
-	// Pick one record per RG (the newest) and resolve each new record once.
-	var recs []*linkstate.Record
-	var infos []*recInfo
-	grow := func() {
-		if n := len(cp.names); n > len(recs) {
-			recs = append(recs, make([]*linkstate.Record, n-len(recs))...)
-			infos = append(infos, make([]*recInfo, n-len(infos))...)
-		}
-	}
-	recs = make([]*linkstate.Record, len(cp.names), max(len(cp.names), len(records)+1))
-	infos = make([]*recInfo, len(cp.names), cap(recs))
-	// First pass: index every RG so connector targets can be resolved.
-	for _, r := range records {
+	// Find each record's cache entry: by position first (an LSDB snapshot
+	// lists its records in a stable order), then by pointer.
+	pos := cp.posBuf[:0]
+	var missing []int
+	var newNames []string
+	for k, r := range records {
 		if r == nil || r.Tombstone || r.RG == "" {
+			pos = append(pos, nil)
 			continue
 		}
-		info, ok := cp.cache[r]
-		if !ok {
-			info = &recInfo{id: cp.id(r.RG)}
-			cp.cache[r] = info
+		var info *recInfo
+		if k < len(cp.prevInput) && cp.prevInput[k] == r {
+			info = cp.prevPos[k]
+		} else {
+			info = cp.cache[r]
+		}
+		if info == nil {
+			missing = append(missing, k)
+			if _, ok := cp.ids[r.RG]; !ok {
+				newNames = append(newNames, r.RG)
+			}
+		}
+		pos = append(pos, info)
+	}
+	cp.intern(newNames)
+	if len(missing) > 0 {
+		slab := make([]recInfo, len(missing))
+		for j, k := range missing {
+			r := records[k]
+			slab[j] = recInfo{id: cp.ids[r.RG]}
+			cp.cache[r] = &slab[j]
+			pos[k] = &slab[j]
+		}
+	}
+
+	// One record per RG: the newest.
+	li := cp.id(local)
+	recs := make([]*linkstate.Record, len(cp.names))
+	infos := make([]*recInfo, len(cp.names))
+	nconn := 0
+	for k, info := range pos {
+		if info == nil {
+			continue
 		}
 		info.seen = cp.run
-		grow()
+		r := records[k]
 		if cur := recs[info.id]; cur != nil && r.Version.Compare(cur.Version) <= 0 {
 			continue
 		}
 		recs[info.id] = r
 		infos[info.id] = info
+		if !info.resolved {
+			nconn += len(r.Connectors)
+		}
 	}
-	li := cp.id(local)
-	grow()
+	cp.prevInput = append(cp.prevInput[:0], records...)
+	cp.posBuf, cp.prevPos = cp.prevPos, pos
 
-	n := len(cp.names)
+	// Resolve the connectors of new records, into one allocation.
+	slab := make([]cachedEdge, 0, nconn)
+	for i, info := range infos {
+		if info != nil && !info.resolved {
+			first := len(slab)
+			slab = cp.resolve(slab, recs[i])
+			info.edges = slab[first:len(slab):len(slab)]
+			info.resolved = true
+		}
+	}
+
+	// Names indexed while resolving are targets without a record: they
+	// are not vertices of this graph.
+	n := len(recs)
 	g := &graph{names: cp.names[:n:n], recs: recs, local: li}
 	present := 0
 	nedges := 0
@@ -146,10 +190,6 @@ func (cp *Computer) buildGraph(local string, records []*linkstate.Record) (*grap
 			continue
 		}
 		present++
-		if !info.resolved {
-			info.edges = cp.resolve(recs[i])
-			info.resolved = true
-		}
 		nedges += len(info.edges)
 		// A record not seen last run changes the address-space index unless
 		// it only replaces one with the same address spaces.
@@ -201,20 +241,41 @@ func (cp *Computer) buildGraph(local string, records []*linkstate.Record) (*grap
 	return g, indexValid
 }
 
-// resolve lists a record's usable inter-RG connectors with their targets
-// as RG indices, sorted by connector ID so that first-hop order (and every
-// tie-break) does not depend on the order inside the record.
-func (cp *Computer) resolve(r *linkstate.Record) []cachedEdge {
-	var out []cachedEdge
+// resolve appends a record's usable inter-RG connectors, with their
+// targets as RG indices, to dst, sorted by connector ID so that first-hop
+// order (and every tie-break) does not depend on the order inside the
+// record.
+func (cp *Computer) resolve(dst []cachedEdge, r *linkstate.Record) []cachedEdge {
+	first := len(dst)
 	for ci := range r.Connectors {
 		c := &r.Connectors[ci]
 		if c.To == "" || c.To == r.RG || (c.From != "" && c.From != r.RG) || !c.Up() {
 			continue
 		}
-		out = append(out, cachedEdge{to: cp.id(c.To), cost: edgeCost(c), conn: c})
+		dst = append(dst, cachedEdge{to: cp.id(c.To), cost: edgeCost(c), conn: c})
 	}
-	slices.SortFunc(out, func(a, b cachedEdge) int { return strings.Compare(a.conn.ID, b.conn.ID) })
-	return out
+	added := dst[first:]
+	slices.SortFunc(added, func(a, b cachedEdge) int { return strings.Compare(a.conn.ID, b.conn.ID) })
+	return dst
+}
+
+// intern gives new RG names indices. The names are copied into one
+// string so that the index map's keys sit together in memory: resolving
+// connector targets compares against them 50,000 times on a cold run.
+func (cp *Computer) intern(names []string) {
+	if len(names) == 0 {
+		return
+	}
+	arena := strings.Join(names, "")
+	off := 0
+	for _, nm := range names {
+		s := arena[off : off+len(nm)]
+		off += len(nm)
+		if _, ok := cp.ids[s]; !ok {
+			cp.ids[s] = int32(len(cp.names))
+			cp.names = append(cp.names, s)
+		}
+	}
 }
 
 // sweep forgets records that were not part of this run.

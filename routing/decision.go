@@ -201,6 +201,7 @@ type Decision struct {
 	TotalCost        uint64   `json:"total_cost"`
 
 	Alternatives []Alternative `json:"alternatives,omitempty"`
+	Omitted      int           `json:"omitted,omitempty"` // alternatives beyond MaxAlternatives, not listed
 }
 
 // Lines renders the decision for people, one fact per line.
@@ -234,6 +235,9 @@ func (d *Decision) Lines() []string {
 		for _, a := range d.Alternatives {
 			lines = append(lines, "    "+a.String())
 		}
+	}
+	if d.Omitted > 0 {
+		lines = append(lines, fmt.Sprintf("    (%d more not listed)", d.Omitted))
 	}
 	return lines
 }

@@ -74,8 +74,7 @@ func edgeCost(c *linkstate.Connector) uint32 {
 // spfScratch holds buffers that one shortest-path run needs and the next
 // can reuse; nothing in it outlives a run.
 type spfScratch struct {
-	heap minHeap
-	done []bool
+	heap spfHeap
 }
 
 // run computes, from the local RG, every RG's least path cost, the set of
@@ -96,30 +95,20 @@ func (g *graph) run(s *spfScratch) {
 	g.predNext = make([]int32, 0, len(g.edges))
 	g.predEdge = make([]int32, 0, len(g.edges))
 
-	if cap(s.done) < n {
-		s.done = make([]bool, n)
-	}
-	done := s.done[:n]
-	clear(done)
-	h := s.heap[:0]
-
+	h := &s.heap
+	h.reset(n)
 	src := g.local
 	srcStart := g.start[src]
 	g.dist[src] = 0
-	h.push(heapItem{d: 0, v: src})
-	for len(h) > 0 {
+	h.update(src, 0)
+	for len(h.items) > 0 {
 		it := h.pop()
-		u := it.v
-		if done[u] {
-			continue
-		}
-		done[u] = true
-		du := it.d
+		u, du := it.v, it.d
 		fu := g.fh[int(u)*w : int(u)*w+w]
 		for ei := g.start[u]; ei < g.start[u+1]; ei++ {
 			e := g.edges[ei]
 			v := e.to
-			if done[v] {
+			if h.pos[v] == settled {
 				continue
 			}
 			nd := du + uint64(e.cost)
@@ -132,7 +121,7 @@ func (g *graph) run(s *spfScratch) {
 				g.dist[v] = nd
 				g.predHead[v] = -1
 				clear(fv)
-				h.push(heapItem{d: nd, v: v})
+				h.update(v, nd)
 			}
 			g.predEdge = append(g.predEdge, ei)
 			g.predNext = append(g.predNext, g.predHead[v])
@@ -147,7 +136,6 @@ func (g *graph) run(s *spfScratch) {
 			}
 		}
 	}
-	s.heap = h[:0]
 }
 
 // reachable reports whether RG i has a path from the local RG.
@@ -221,57 +209,90 @@ func (g *graph) lessEdge(a, b int32) bool {
 	return g.edgeConn[a].ID < g.edgeConn[b].ID
 }
 
-// heapItem is a tentative distance of an RG; the heap allows duplicates
-// (lazy deletion) instead of decrease-key.
+// heapItem is a tentative distance of an RG.
 type heapItem struct {
 	d uint64
 	v int32
 }
 
-// minHeap is a binary min-heap ordered by (d, v); the RG index as second
-// key keeps the settle order deterministic.
-type minHeap []heapItem
+// Heap positions of RGs that are not in the heap.
+const (
+	unseen  int32 = -1
+	settled int32 = -2
+)
 
-func (h minHeap) less(i, j int) bool {
-	return h[i].d < h[j].d || (h[i].d == h[j].d && h[i].v < h[j].v)
+// spfHeap is an indexed binary min-heap ordered by (d, v) with
+// decrease-key, so it never holds more than one entry per RG. The RG index
+// as second key keeps the settle order deterministic.
+type spfHeap struct {
+	items []heapItem
+	pos   []int32 // RG -> index in items, or unseen / settled
 }
 
-func (h *minHeap) push(it heapItem) {
-	*h = append(*h, it)
-	a := *h
-	i := len(a) - 1
+func (h *spfHeap) reset(n int) {
+	h.items = h.items[:0]
+	if cap(h.pos) < n {
+		h.pos = make([]int32, n)
+	}
+	h.pos = h.pos[:n]
+	for i := range h.pos {
+		h.pos[i] = unseen
+	}
+}
+
+func (h *spfHeap) less(i, j int) bool {
+	a, b := &h.items[i], &h.items[j]
+	return a.d < b.d || (a.d == b.d && a.v < b.v)
+}
+
+func (h *spfHeap) swap(i, j int) {
+	h.items[i], h.items[j] = h.items[j], h.items[i]
+	h.pos[h.items[i].v] = int32(i)
+	h.pos[h.items[j].v] = int32(j)
+}
+
+// update inserts v with distance d or lowers its distance to d.
+func (h *spfHeap) update(v int32, d uint64) {
+	i := int(h.pos[v])
+	if i < 0 {
+		i = len(h.items)
+		h.items = append(h.items, heapItem{d: d, v: v})
+		h.pos[v] = int32(i)
+	} else {
+		h.items[i].d = d
+	}
 	for i > 0 {
 		p := (i - 1) / 2
-		if !a.less(i, p) {
+		if !h.less(i, p) {
 			break
 		}
-		a[i], a[p] = a[p], a[i]
+		h.swap(i, p)
 		i = p
 	}
 }
 
-func (h *minHeap) pop() heapItem {
-	a := *h
-	top := a[0]
-	last := len(a) - 1
-	a[0] = a[last]
-	a = a[:last]
+// pop removes the least item and marks its RG settled.
+func (h *spfHeap) pop() heapItem {
+	top := h.items[0]
+	last := len(h.items) - 1
+	h.swap(0, last)
+	h.items = h.items[:last]
+	h.pos[top.v] = settled
 	i := 0
 	for {
 		l := 2*i + 1
-		if l >= len(a) {
+		if l >= len(h.items) {
 			break
 		}
 		m := l
-		if r := l + 1; r < len(a) && a.less(r, l) {
+		if r := l + 1; r < len(h.items) && h.less(r, l) {
 			m = r
 		}
-		if !a.less(m, i) {
+		if !h.less(m, i) {
 			break
 		}
-		a[i], a[m] = a[m], a[i]
+		h.swap(i, m)
 		i = m
 	}
-	*h = a
 	return top
 }

@@ -173,7 +173,7 @@ func (t *Table) decideLevel(d *Decision, head int32, h uint64) bool {
 	}
 	if local < 0 && len(opts) == 0 {
 		for _, ev := range evs {
-			d.Alternatives = append(d.Alternatives, t.alternative(ev, ev.reason, ""))
+			addAlt(d, t.alternative(ev, ev.reason, ""))
 		}
 		return false
 	}
@@ -191,22 +191,22 @@ func (t *Table) decideLevel(d *Decision, head int32, h uint64) bool {
 	for _, ev := range evs {
 		switch {
 		case !ev.usable:
-			d.Alternatives = append(d.Alternatives, t.alternative(ev, ev.reason, ""))
+			addAlt(d, t.alternative(ev, ev.reason, ""))
 		case ev.total > best:
-			d.Alternatives = append(d.Alternatives, t.alternative(ev, ReasonHigherCost, ""))
+			addAlt(d, t.alternative(ev, ReasonHigherCost, ""))
 		case ev.cand == chosen.cand:
 		case local >= 0:
-			d.Alternatives = append(d.Alternatives, t.alternative(ev, ReasonLocalPreferred, ""))
+			addAlt(d, t.alternative(ev, ReasonLocalPreferred, ""))
 		case !slices.ContainsFunc(opts, func(o option) bool { return o.cand == ev.cand }):
 			// Same cost, but every first hop it has is already taken by an
 			// earlier candidate.
-			d.Alternatives = append(d.Alternatives, t.alternative(ev, ReasonTieBreak, ""))
+			addAlt(d, t.alternative(ev, ReasonTieBreak, ""))
 		}
 	}
 	if local < 0 {
 		for _, o := range opts {
 			if o.conn != chosen.conn {
-				d.Alternatives = append(d.Alternatives, t.alternative(t.evaluate(o.cand), ReasonTieBreak, t.conns[o.conn].c.ID))
+				addAlt(d, t.alternative(t.evaluate(o.cand), ReasonTieBreak, t.conns[o.conn].c.ID))
 			}
 		}
 	}
@@ -294,8 +294,21 @@ func (t *Table) alternative(ev eval, r Reason, firstHop string) Alternative {
 
 func (t *Table) appendAll(d *Decision, head int32, r Reason) {
 	for ci := head; ci >= 0; ci = t.idx.cands[ci].next {
-		d.Alternatives = append(d.Alternatives, t.alternative(eval{cand: ci}, r, ""))
+		addAlt(d, t.alternative(eval{cand: ci}, r, ""))
 	}
+}
+
+// MaxAlternatives bounds the alternatives a Decision lists (a "*" served
+// by a hundred RGs would otherwise make every decision long); the rest are
+// counted in Decision.Omitted.
+const MaxAlternatives = 32
+
+func addAlt(d *Decision, a Alternative) {
+	if len(d.Alternatives) >= MaxAlternatives {
+		d.Omitted++
+		return
+	}
+	d.Alternatives = append(d.Alternatives, a)
 }
 
 // Hash salts: independent choices for connector, source and target.

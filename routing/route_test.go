@@ -230,8 +230,8 @@ func TestRouteRules(t *testing.T) {
 			want:   want{kind: Remote, exit: "gw", total: 2, reasons: []Reason{ReasonHigherCost}},
 		},
 		{
-			name: "external connector restricted to another member: Intra",
-			topo: newTopo().rg("a", "a1", "a2").ext("out", "a", "smart:25", "*", 1, sources("a2")),
+			name:   "external connector restricted to another member: Intra",
+			topo:   newTopo().rg("a", "a1", "a2").ext("out", "a", "smart:25", "*", 1, sources("a2")),
 			domain: "x.example",
 			want:   want{kind: Intra, conn: "out", exit: "out", hops: []string{"a2:25"}},
 		},

@@ -429,7 +429,7 @@ func FuzzBuild(f *testing.F) {
 	f.Add("451-4.3.0 a\r\n451 4.3.0 b", "x@y", []byte("\n\n\r\r"+strings.Repeat("z", 1200)), uint8(2), "")
 	f.Fuzz(func(t *testing.T, diag, final string, orig []byte, ret uint8, remote string) {
 		r := Report{Hostname: "h.test", From: "a@x.test", Now: now, MessageID: "m@h.test", Original: orig,
-			Ret: []string{"", RetFull, RetHdrs}[ret%3],
+			Ret:   []string{"", RetFull, RetHdrs}[ret%3],
 			Rcpts: []RcptStatus{{Final: final, Action: ActionFailed, Diagnostic: diag, RemoteMTA: remote}}}
 		_, raw, err := Build(r)
 		if err != nil {

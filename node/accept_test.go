@@ -1,0 +1,114 @@
+package node
+
+import (
+	"crypto/tls"
+	"io"
+	"net/smtp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStripAndReadHeaders(t *testing.T) {
+	body := "Received: from x\r\n\tby y\r\nX-Meshd-ID: abcdefgh12\r\nx-meshd-trace: rg1,\r\n rg2\r\nSubject: s\r\n\r\nX-Meshd-ID: in body stays\r\n"
+	tests := []struct {
+		name, got, want string
+	}{
+		{"id", headerValue([]byte(body), "X-Meshd-ID"), "abcdefgh12"},
+		{"folded trace", headerValue([]byte(body), "X-Meshd-Trace"), "rg1, rg2"},
+		{"missing", headerValue([]byte(body), "X-Other"), ""},
+		{"stripped", string(stripHeaders([]byte(body), hdrMeshID, hdrMeshTrace)),
+			"Received: from x\r\n\tby y\r\nSubject: s\r\n\r\nX-Meshd-ID: in body stays\r\n"},
+		{"untouched", string(stripHeaders([]byte("Subject: s\r\n\r\nb\r\n"), hdrMeshID)), "Subject: s\r\n\r\nb\r\n"},
+		{"no body", headerValue([]byte("X-Meshd-ID: only"), "X-Meshd-ID"), "only"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, tt.got, tt.want)
+		}
+	}
+	if got := parseTrace(" RG1, rg2 ,,"); strings.Join(got, "|") != "rg1|rg2" {
+		t.Errorf("parseTrace = %q", got)
+	}
+}
+
+func TestMeshPeerIDDedupAndStrip(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Relay.MeshPeers = []string{"127.0.0.1"}
+	peer := startNode(t, cfg, Options{})
+	msg := "X-Meshd-ID: meshid-0001\r\nX-Meshd-Trace: rg7\r\nSubject: hop\r\n\r\nbody\r\n"
+	mustSend(t, peer.SMTPAddr(), "a@far.test", []string{"bob@example.test"}, msg)
+	mustSend(t, peer.SMTPAddr(), "a@far.test", []string{"bob@example.test"}, msg) // resend after a "crash": duplicate
+	waitFor(t, 5*time.Second, "delivery", func() bool { return len(mailbox(t, peer.cfg, "bob@example.test")) == 1 })
+	waitFor(t, 5*time.Second, "queue empty", func() bool { return peer.Queue().Stats().Messages == 0 })
+	if got := len(mailbox(t, peer.cfg, "bob@example.test")); got != 1 {
+		t.Errorf("mesh resend delivered %d times, want 1", got)
+	}
+	loop := "X-Meshd-ID: meshid-0002\r\nX-Meshd-Trace: rg9, rg1\r\nSubject: loop\r\n\r\nbody\r\n"
+	if got := replyCode(send(peer.SMTPAddr(), "a@far.test", []string{"bob@example.test"}, loop)); got != "554 5.4.6" {
+		t.Errorf("trace through our RG: got %q, want 554 5.4.6", got)
+	}
+
+	// From a non-peer the headers are removed and not believed.
+	cfg2 := testConfig(t)
+	other := startNode(t, cfg2, Options{})
+	mustSend(t, other.SMTPAddr(), "a@far.test", []string{"bob@example.test"}, msg)
+	mustSend(t, other.SMTPAddr(), "a@far.test", []string{"bob@example.test"}, msg)
+	waitFor(t, 5*time.Second, "both copies", func() bool { return len(mailbox(t, other.cfg, "bob@example.test")) == 2 })
+	for _, m := range mailbox(t, other.cfg, "bob@example.test") {
+		if strings.Contains(m, "X-Meshd-") {
+			t.Errorf("mesh headers from a non-peer kept:\n%s", m)
+		}
+	}
+}
+
+func TestSubmissionAuthRelays(t *testing.T) {
+	remote := startRemote(t, nil)
+	cfg := testConfig(t)
+	cfg.Outbound.Smarthost = remote.addr.String()
+	cfg.Auth.Users = []UserConfig{{Name: "alice", Hash: bcryptHashForTest(t, "s3cret")}}
+	n := startNode(t, cfg, Options{})
+
+	submit := func(pass string) error {
+		c, err := smtp.Dial(n.SubmissionAddr().String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if err := c.Hello("client.test"); err != nil {
+			return err
+		}
+		if err := c.StartTLS(&tls.Config{InsecureSkipVerify: true}); err != nil {
+			return err
+		}
+		if err := c.Auth(smtp.PlainAuth("", "alice", pass, "127.0.0.1")); err != nil {
+			return err
+		}
+		if err := c.Mail("alice@example.test"); err != nil {
+			return err
+		}
+		if err := c.Rcpt("friend@far.test"); err != nil {
+			return err
+		}
+		w, err := c.Data()
+		if err != nil {
+			return err
+		}
+		io.WriteString(w, message("submitted"))
+		if err := w.Close(); err != nil {
+			return err
+		}
+		return c.Quit()
+	}
+	if err := submit("wrong"); err == nil || !strings.HasPrefix(replyCode(err), "535") {
+		t.Errorf("bad password: %v, want 535", err)
+	}
+	if err := submit("s3cret"); err != nil {
+		t.Fatalf("authenticated submission: %v", err)
+	}
+	waitFor(t, 5*time.Second, "relayed submission", func() bool { return len(remote.received()) == 1 })
+	msgs := remote.received()
+	if !strings.Contains(msgs[0].Body, "Subject: submitted") {
+		t.Errorf("smarthost got %q", msgs[0].Body)
+	}
+}

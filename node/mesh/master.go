@@ -1,0 +1,265 @@
+package mesh
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/linkstate/channel"
+)
+
+// masterState is what a master folds into its group's record. Guarded by
+// Mesh.mu.
+type masterState struct {
+	since    time.Time                            // when this node became master (zero: not master)
+	states   map[string]*linkstate.ConnectorState // by connector name
+	latest   map[pairKey]channel.Observation      // newest observation per pair
+	current  *linkstate.Record                    // last record we originated
+	lastView string                               // members/master fingerprint of current
+}
+
+type pairKey struct{ Connector, Source, Target string }
+
+func newMasterState() masterState {
+	return masterState{states: map[string]*linkstate.ConnectorState{}, latest: map[pairKey]channel.Observation{}}
+}
+
+// onMemberObservations is the channel server's callback (master only).
+func (m *Mesh) onMemberObservations(from string, obs []channel.Observation) {
+	m.foldObservations(obs)
+}
+
+// foldObservations records observations in the master state, keeping the
+// newest per pair, and asks for a new record.
+func (m *Mesh) foldObservations(obs []channel.Observation) {
+	m.mu.Lock()
+	for _, o := range obs {
+		k := pairKey{o.Connector, o.Source, o.Target}
+		if prev, ok := m.master.latest[k]; ok && prev.At.After(o.At) {
+			continue
+		}
+		m.master.latest[k] = o
+	}
+	m.mu.Unlock()
+	m.poke()
+}
+
+// originate builds and installs a new record of our group when this node
+// is master and something changed. It returns how long to wait before
+// calling again when a new master is still collecting observations.
+func (m *Mesh) originate() time.Duration {
+	now := m.cfg.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.view.Master != m.cfg.Node {
+		m.master.since = time.Time{}
+		return 0
+	}
+	if m.master.since.IsZero() {
+		m.master.since = now
+		m.log.Info("became routing group master; collecting observations", "window", m.cfg.CollectWindow)
+	}
+	if wait := m.master.since.Add(m.cfg.CollectWindow).Sub(now); wait > 0 {
+		return wait
+	}
+	rec, err := m.buildRecordLocked(now)
+	if err != nil {
+		m.log.Error("cannot build record", "err", err)
+		return 0
+	}
+	if rec == nil {
+		return 0
+	}
+	if err := m.cfg.Keyring.Sign(rec); err != nil {
+		m.log.Error("cannot sign record", "err", err)
+		return 0
+	}
+	if _, err := m.db.Install(rec); err != nil {
+		m.log.Error("own record refused by LSDB", "err", err, "version", fmt.Sprint(rec.Version))
+		return 0
+	}
+	m.master.current = rec
+	m.stats.Originated++
+	m.log.Info("originated record", "version", fmt.Sprintf("%d.%d.%d.%d", rec.Version.Epoch, rec.Version.Major, rec.Version.Minor, rec.Version.User))
+	return 0
+}
+
+// buildRecordLocked returns the next record, or nil when the installed
+// one is still current.
+func (m *Mesh) buildRecordLocked(now time.Time) (*linkstate.Record, error) {
+	cfg := m.cfg
+	rec := &linkstate.Record{
+		RG: cfg.RG, Master: cfg.Node, IssuedAt: now.Truncate(time.Second), TTL: cfg.TTL,
+		AddressSpaces: slices.Clone(cfg.LocalSpaces),
+	}
+	for _, mb := range m.view.Members {
+		rec.Members = append(rec.Members, linkstate.Member{Name: mb.Name, SMTP: mb.SMTP, LinkState: mb.LinkState, Priority: mb.Priority})
+	}
+	live := map[string]bool{}
+	for _, mb := range m.view.Members {
+		live[mb.Name] = true
+	}
+	for _, c := range cfg.Connectors {
+		k := linkstate.Connector{
+			ID: c.Name, From: cfg.RG, To: c.To, Cost: c.Cost,
+			SourceBridgeheads: slices.Clone(c.SourceBridgeheads), TargetBridgeheads: slices.Clone(c.Targets),
+			Smarthost: c.Smarthost, AddressSpaces: slices.Clone(c.AddressSpaces),
+		}
+		rec.Connectors = append(rec.Connectors, k)
+	}
+	// Bridges are judged on the graph with this record in it.
+	records := replaceRecord(m.db.Snapshot().Records(), rec)
+	bridges := linkstate.Bridges(records)
+	for i := range rec.Connectors {
+		k := &rec.Connectors[i]
+		st, err := m.connectorStateLocked(k.ID)
+		if err != nil {
+			return nil, err
+		}
+		m.applyObservationsLocked(now, k.ID, st, live)
+		st.Apply(now, bridges[linkstate.ConnectorKey{From: cfg.RG, ID: k.ID}], k)
+	}
+
+	installed, _ := m.db.Snapshot().Lookup(cfg.RG)
+	prev := m.master.current
+	if installed != nil && (prev == nil || installed.Version.Compare(prev.Version) > 0) {
+		prev = installed
+	}
+	switch {
+	case prev == nil:
+		rec.Version = linkstate.Version{Epoch: 1}
+	case prev.Master != cfg.Node || m.master.current == nil:
+		// A new master (or a restarted one) starts a new epoch above
+		// everything its group has seen, so its records win.
+		rec.Version = linkstate.Version{Epoch: prev.Version.Epoch + 1}
+	default:
+		rec.Version = prev.Version
+		refresh := prev.NeedsRefresh(now, cfg.Refresh)
+		switch {
+		case !sameConfig(prev, rec):
+			rec.Version.Major++
+			rec.Version.Minor, rec.Version.User = 0, 0
+		case !sameState(prev, rec):
+			rec.Version.Minor++
+		case !sameMembers(prev, rec) || refresh:
+			rec.Version.User++
+		default:
+			return nil, nil
+		}
+	}
+	return rec, nil
+}
+
+func (m *Mesh) connectorStateLocked(id string) (*linkstate.ConnectorState, error) {
+	if st, ok := m.master.states[id]; ok {
+		return st, nil
+	}
+	st, err := linkstate.NewConnectorState(m.cfg.State)
+	if err != nil {
+		return nil, err
+	}
+	m.master.states[id] = st
+	return st, nil
+}
+
+// applyObservationsLocked feeds the newest observation of each pair of
+// connector id into its state, and forgets pairs whose source bridgehead
+// has left the group.
+func (m *Mesh) applyObservationsLocked(now time.Time, id string, st *linkstate.ConnectorState, live map[string]bool) {
+	for k, o := range m.master.latest {
+		if k.Connector != id {
+			continue
+		}
+		if !live[k.Source] {
+			st.Forget(now, k.Source, k.Target)
+			delete(m.master.latest, k)
+			continue
+		}
+		st.Observe(now, k.Source, k.Target, o.Up)
+	}
+}
+
+func replaceRecord(recs []*linkstate.Record, r *linkstate.Record) []*linkstate.Record {
+	out := make([]*linkstate.Record, 0, len(recs)+1)
+	for _, x := range recs {
+		if x.RG != r.RG {
+			out = append(out, x)
+		}
+	}
+	return append(out, r)
+}
+
+func sameConfig(a, b *linkstate.Record) bool {
+	if a.TTL != b.TTL || !slices.Equal(sortedSpaces(a.AddressSpaces), sortedSpaces(b.AddressSpaces)) || len(a.Connectors) != len(b.Connectors) {
+		return false
+	}
+	ac, bc := sortedConnectors(a.Connectors), sortedConnectors(b.Connectors)
+	for i := range ac {
+		x, y := ac[i], bc[i]
+		if x.ID != y.ID || x.To != y.To || x.Cost != y.Cost || x.Smarthost != y.Smarthost ||
+			!slices.Equal(sortedStrings(x.SourceBridgeheads), sortedStrings(y.SourceBridgeheads)) ||
+			!slices.Equal(sortedStrings(x.TargetBridgeheads), sortedStrings(y.TargetBridgeheads)) ||
+			!slices.Equal(sortedSpaces(x.AddressSpaces), sortedSpaces(y.AddressSpaces)) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameState(a, b *linkstate.Record) bool {
+	ac, bc := sortedConnectors(a.Connectors), sortedConnectors(b.Connectors)
+	for i := range ac {
+		x, y := ac[i], bc[i]
+		if x.Suppressed != y.Suppressed || x.Bridge != y.Bridge || !slices.Equal(sortedPairs(x.Pairs), sortedPairs(y.Pairs)) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameMembers(a, b *linkstate.Record) bool {
+	if a.Master != b.Master || len(a.Members) != len(b.Members) {
+		return false
+	}
+	am, bm := slices.Clone(a.Members), slices.Clone(b.Members)
+	byName := func(x, y linkstate.Member) int { return cmpString(x.Name, y.Name) }
+	slices.SortFunc(am, byName)
+	slices.SortFunc(bm, byName)
+	return slices.Equal(am, bm)
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func sortedStrings(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s }
+
+func sortedSpaces(s []linkstate.AddressSpace) []linkstate.AddressSpace {
+	s = slices.Clone(s)
+	slices.SortFunc(s, func(x, y linkstate.AddressSpace) int { return cmpString(x.Pattern, y.Pattern) })
+	return s
+}
+
+func sortedPairs(s []linkstate.PairState) []linkstate.PairState {
+	s = slices.Clone(s)
+	slices.SortFunc(s, func(x, y linkstate.PairState) int {
+		if c := cmpString(x.Source, y.Source); c != 0 {
+			return c
+		}
+		return cmpString(x.Target, y.Target)
+	})
+	return s
+}
+
+func sortedConnectors(s []linkstate.Connector) []linkstate.Connector {
+	s = slices.Clone(s)
+	slices.SortFunc(s, func(x, y linkstate.Connector) int { return cmpString(x.ID, y.ID) })
+	return s
+}

@@ -1,0 +1,324 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/linkstate/channel"
+	"github.com/meshd/meshd/node/membership"
+	"github.com/meshd/meshd/routing"
+)
+
+// Mesh is a running node's link-state machinery.
+type Mesh struct {
+	cfg    Config
+	log    *slog.Logger
+	db     *linkstate.LSDB
+	sub    *linkstate.Subscription
+	router *routing.Router
+	pool   *membership.Pool
+	srv    *channel.Server
+	cli    *channel.Client
+	probe  *prober
+	syncer *syncer
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	kick   chan struct{} // master state changed: originate if needed
+
+	mu     sync.Mutex
+	view   membership.View
+	master masterState
+	stats  Stats
+}
+
+// Stats count what the mesh side did, for metrics and the harness.
+type Stats struct {
+	Originated    uint64 // records this node originated as master
+	Installed     uint64 // records installed from elsewhere
+	SyncSessions  uint64 // X-LINK2STATE sessions opened
+	SyncFailures  uint64
+	NoExtension   uint64 // peers that did not offer X-LINK2STATE
+	Observations  uint64 // pair transitions this node observed
+	MasterChanges uint64
+}
+
+// New builds the mesh side of a node; Start runs it.
+func New(cfg Config) (*Mesh, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger.With("node", cfg.Node, "rg", cfg.RG)
+	db, err := linkstate.New(linkstate.Options{Keyring: cfg.Keyring, Now: cfg.Now, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("mesh: %w", err)
+	}
+	m := &Mesh{cfg: cfg, log: logger, db: db, kick: make(chan struct{}, 1)}
+	m.master = newMasterState()
+	return m, nil
+}
+
+// LSDB is the node's link-state database.
+func (m *Mesh) LSDB() *linkstate.LSDB { return m.db }
+
+// Routes returns the current routing table (nil before Start).
+func (m *Mesh) Routes() *routing.Table {
+	if m.router == nil {
+		return nil
+	}
+	return m.router.Table()
+}
+
+// RoutesChanged is signalled after every new routing table.
+func (m *Mesh) RoutesChanged() <-chan struct{} { return m.router.Changed() }
+
+// View is the current membership of this node's routing group.
+func (m *Mesh) View() membership.View {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.view
+}
+
+// IsMaster reports whether this node is its group's master.
+func (m *Mesh) IsMaster() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.view.Master == m.cfg.Node
+}
+
+// Stats returns counters.
+func (m *Mesh) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stats
+}
+
+// Start joins the pool and starts every loop.
+func (m *Mesh) Start() error {
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.sub = m.db.Subscribe()
+	router, err := routing.NewRouter(routing.Self{Node: m.cfg.Node, RG: m.cfg.RG}, nil, routing.RouterOptions{Logger: m.log})
+	if err != nil {
+		return fmt.Errorf("mesh: router: %w", err)
+	}
+	m.router = router
+	m.srv = channel.NewServer(channel.ServerConfig{
+		Listener: m.cfg.LinkState, TLS: m.cfg.ServerTLS, Node: m.cfg.Node, RG: m.cfg.RG,
+		Master:    func() string { return m.View().Master },
+		Authorize: m.authorizeMember,
+		Records:   m.encodedAll,
+		OnObserve: m.onMemberObservations,
+		OnRecords: func(from string, recs [][]byte) { m.installEncoded(recs, false) },
+		Logger:    m.log,
+	})
+	m.cli = channel.NewClient(channel.ClientConfig{
+		Node: m.cfg.Node, RG: m.cfg.RG, TLS: m.cfg.ClientTLS, Dial: m.cfg.Dial,
+		OnRecords:    func(full bool, recs [][]byte) { m.installEncoded(recs, true) },
+		Observations: m.ownObservations,
+		OnConnected:  m.onMasterSession,
+		Logger:       m.log,
+	})
+	m.probe = newProber(m)
+	m.syncer = newSyncer(m)
+	pool, err := membership.Start(membership.Config{
+		Name: m.cfg.Node,
+		Meta: membership.Meta{RG: m.cfg.RG, SMTP: m.cfg.MeshSMTP, LinkState: m.cfg.LinkStateAddr, Priority: m.cfg.Priority},
+		Bind: m.cfg.GossipBind, Advertise: m.cfg.GossipAdvertise, Seeds: m.cfg.Seeds, Key: m.cfg.GossipKey,
+		Fast: m.cfg.FastGossip, Transport: m.cfg.GossipTransport, OnChange: m.onView, Logger: m.log,
+	})
+	if err != nil {
+		m.srv.Close()
+		m.cli.Close()
+		m.router.Close()
+		return err
+	}
+	m.pool = pool
+	m.onView(pool.View())
+	m.wg.Add(3)
+	go func() { defer m.wg.Done(); m.run() }()
+	go func() { defer m.wg.Done(); m.probe.run(m.ctx) }()
+	go func() { defer m.wg.Done(); m.syncer.run(m.ctx) }()
+	return nil
+}
+
+// GossipAddr is the address this node gossips on.
+func (m *Mesh) GossipAddr() string { return m.pool.Addr() }
+
+// Close leaves the pool gracefully and stops everything.
+func (m *Mesh) Close() error { return m.stop(false) }
+
+// Crash stops without leaving the pool, as a killed process would.
+func (m *Mesh) Crash() error { return m.stop(true) }
+
+func (m *Mesh) stop(crash bool) error {
+	if m.cancel == nil {
+		return nil
+	}
+	var errs []error
+	if crash {
+		errs = append(errs, m.pool.Crash())
+	} else {
+		errs = append(errs, m.pool.Close())
+	}
+	m.cancel()
+	m.wg.Wait()
+	errs = append(errs, m.cli.Close(), m.srv.Close(), m.router.Close())
+	m.sub.Close()
+	return errors.Join(errs...)
+}
+
+func (m *Mesh) poke() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// onView runs on membership's goroutine after each change.
+func (m *Mesh) onView(v membership.View) {
+	m.mu.Lock()
+	old := m.view
+	m.view = v
+	if old.Master != v.Master {
+		m.stats.MasterChanges++
+	}
+	m.mu.Unlock()
+	if old.Master == m.cfg.Node && v.Master != m.cfg.Node {
+		m.srv.DropMembers()
+	}
+	if v.Master == m.cfg.Node || v.Master == "" {
+		m.cli.SetMaster("")
+	} else if mm, ok := v.Member(v.Master); ok {
+		m.cli.SetMaster(mm.LinkState)
+	}
+	m.poke()
+}
+
+// authorizeMember admits to the channel only live members of our pool.
+func (m *Mesh) authorizeMember(node string, _ net.Addr) bool {
+	_, ok := m.View().Member(node)
+	return ok
+}
+
+// encodedAll is the whole LSDB, encoded, for the channel.
+func (m *Mesh) encodedAll() [][]byte {
+	snap := m.db.Snapshot()
+	var out [][]byte
+	for _, r := range snap.All() {
+		if b, ok := snap.Encoded(r.RG); ok {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// onMasterSession: on each new session with the master, hand it every
+// record we hold, so that a freshly started master learns its group's
+// last record (and its epoch) from the members.
+func (m *Mesh) onMasterSession(master string, connected bool) {
+	if !connected {
+		return
+	}
+	if all := m.encodedAll(); len(all) > 0 {
+		m.cli.Hand(all)
+	}
+}
+
+// installEncoded installs records from the wire. Records that are not
+// newer are ignored silently; others that fail are logged. fromMaster
+// marks the channel's own pushes, which need no handing back.
+func (m *Mesh) installEncoded(recs [][]byte, fromMaster bool) (installed [][]byte) {
+	for _, b := range recs {
+		ok, err := m.db.InstallEncoded(b)
+		switch {
+		case err != nil && !errors.Is(err, linkstate.ErrStale):
+			m.log.Warn("record refused", "err", err)
+		case ok:
+			installed = append(installed, b)
+		}
+	}
+	if len(installed) > 0 {
+		m.mu.Lock()
+		m.stats.Installed += uint64(len(installed))
+		m.mu.Unlock()
+		if !fromMaster && !m.IsMaster() {
+			m.cli.Hand(installed)
+		}
+	}
+	return installed
+}
+
+// run owns origination, LSDB change fan-out and expiry.
+func (m *Mesh) run() {
+	// Re-check every second: damping suppression ends and refreshes fall due
+	// without any event to announce them.
+	refresh := time.NewTicker(time.Second)
+	defer refresh.Stop()
+	expiry := time.NewTimer(time.Hour)
+	defer expiry.Stop()
+	var collect <-chan time.Time
+	for {
+		m.resetExpiry(expiry)
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.kick:
+			if wait := m.originate(); wait > 0 && collect == nil {
+				collect = time.After(wait)
+			}
+		case <-collect:
+			collect = nil
+			if wait := m.originate(); wait > 0 {
+				collect = time.After(wait)
+			}
+		case <-refresh.C:
+			m.originate()
+		case <-expiry.C:
+			if gone := m.db.Expire(m.cfg.Now()); len(gone) > 0 {
+				m.log.Info("records aged out", "rgs", gone)
+			}
+		case <-m.sub.C():
+			m.onLSDBChange(m.sub.Changes())
+		}
+	}
+}
+
+func (m *Mesh) resetExpiry(t *time.Timer) {
+	next, ok := m.db.NextExpiry()
+	d := time.Hour
+	if ok {
+		d = max(next.Sub(m.cfg.Now()), 10*time.Millisecond)
+	}
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
+}
+
+// onLSDBChange fans a change out: deltas to members (when master), the
+// router, and X-LINK2STATE sessions to other groups.
+func (m *Mesh) onLSDBChange(rgs []string) {
+	snap := m.db.Snapshot()
+	if m.IsMaster() {
+		var recs [][]byte
+		for _, rg := range rgs {
+			if b, ok := snap.Encoded(rg); ok {
+				recs = append(recs, b)
+			}
+		}
+		m.srv.Push(recs)
+	}
+	m.router.Update(snap.Records())
+	m.syncer.trigger()
+	m.probe.reconfigure()
+}

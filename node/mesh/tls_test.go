@@ -1,0 +1,5 @@
+package mesh
+
+import "crypto/tls"
+
+type tlsState = tls.ConnectionState
