@@ -183,6 +183,7 @@ func (n *Node) handleQueueDelete(w http.ResponseWriter, r *http.Request) {
 		writeQueueError(w, err)
 		return
 	}
+	n.del.forget(id)
 	n.log.Info("admin: queue delete", "msg", id)
 	writeJSON(w, http.StatusOK, ActionResult{ID: id, Action: "delete"})
 }

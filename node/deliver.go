@@ -34,9 +34,12 @@ type deliverer struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool
-	dests    map[string]chan struct{} // per-destination semaphores
-	wg       sync.WaitGroup
-	wake     chan struct{}
+	// attempted holds the messages this process has attempted; a pending
+	// recipient attempted before but not by this process is in doubt.
+	attempted map[string]bool
+	dests     map[string]chan struct{} // per-destination semaphores
+	wg        sync.WaitGroup
+	wake      chan struct{}
 }
 
 func newDeliverer(n *Node, opts Options) (*deliverer, error) {
@@ -54,11 +57,12 @@ func newDeliverer(n *Node, opts Options) (*deliverer, error) {
 			Initial: c.Queue.Retry.Initial, Max: c.Queue.Retry.Max,
 			Factor: c.Queue.Retry.Factor, Jitter: c.Queue.Retry.Jitter,
 		},
-		out:      out,
-		global:   make(chan struct{}, c.Outbound.MaxConcurrent),
-		inflight: make(map[string]bool),
-		dests:    make(map[string]chan struct{}),
-		wake:     make(chan struct{}, 1),
+		out:       out,
+		global:    make(chan struct{}, c.Outbound.MaxConcurrent),
+		inflight:  make(map[string]bool),
+		attempted: make(map[string]bool),
+		dests:     make(map[string]chan struct{}),
+		wake:      make(chan struct{}, 1),
 	}, nil
 }
 
@@ -154,13 +158,18 @@ func (d *deliverer) process(ctx context.Context, m *queue.Message) {
 	}
 	d.maybeDelayDSN(m, body, now)
 
+	d.mu.Lock()
+	inDoubt := !d.attempted[m.ID]
+	d.attempted[m.ID] = true
+	d.mu.Unlock()
+
 	groups := d.out.route(m, now)
 	var wg sync.WaitGroup
 	for _, g := range groups {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d.attempt(ctx, log, m, body, g)
+			d.attempt(ctx, log, m, body, g, inDoubt)
 		}()
 	}
 	wg.Wait()
@@ -168,7 +177,7 @@ func (d *deliverer) process(ctx context.Context, m *queue.Message) {
 
 // attempt delivers one destination group: wait for the destination's slot,
 // persist the backoff, deliver, send a DSN for permanent failures, record.
-func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Message, body []byte, g *group) {
+func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Message, body []byte, g *group, inDoubt bool) {
 	release, err := d.acquire(ctx, g)
 	if err != nil {
 		return
@@ -193,7 +202,7 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 		}
 		return
 	}
-	results, remoteMTA := d.out.deliver(ctx, m, body, g)
+	results, remoteMTA := d.out.deliver(ctx, m, body, g, inDoubt)
 	if ctx.Err() != nil {
 		// Shutting down: a temporary failure may just be the cancellation,
 		// so only certain outcomes are recorded (a delivered copy must not be
@@ -224,8 +233,14 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 	if len(failed) > 0 {
 		d.failureDSN(m, body, failed, remoteMTA)
 	}
-	if err := d.q.Record(m.ID, results); err != nil && !errors.Is(err, queue.ErrNotFound) {
+	after, err := d.q.RecordMessage(m.ID, results)
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		d.forget(m.ID)
+	case err != nil:
 		log.Error("queue: record results", "err", err)
+	case !hasPending(after):
+		d.forget(m.ID)
 	}
 }
 
@@ -282,6 +297,23 @@ func (d *deliverer) expire(m *queue.Message, body []byte, now time.Time) {
 		d.log.Error("queue: expire", "msg", m.ID, "err", err)
 		return
 	}
+	d.forget(m.ID)
 	d.n.metrics.expired.Add(float64(len(failed)))
 	d.log.Info("expired", "msg", m.ID, "rcpts", len(failed))
+}
+
+// forget drops the bookkeeping of a message that left the queue.
+func (d *deliverer) forget(id string) {
+	d.mu.Lock()
+	delete(d.attempted, id)
+	d.mu.Unlock()
+}
+
+func hasPending(m *queue.Message) bool {
+	for _, r := range m.Recipients {
+		if r.State == queue.Pending {
+			return true
+		}
+	}
+	return false
 }

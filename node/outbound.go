@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"slices"
 	"strconv"
@@ -145,10 +144,10 @@ func (t *transports) groupFor(addr string) *group {
 
 // deliver makes one attempt for the group and returns one result per
 // recipient, plus the host that answered (for the DSN's Remote-MTA).
-func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte, g *group) ([]queue.Result, string) {
+func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte, g *group, inDoubt bool) ([]queue.Result, string) {
 	switch g.kind {
 	case kindMaildir:
-		return t.deliverMaildir(m, body, g), ""
+		return t.deliverMaildir(m, body, g, inDoubt), ""
 	case kindLMTP:
 		return t.sendHosts(ctx, t.lmtp, []string{t.cfg.Delivery.LMTP}, m, body, g)
 	case kindSmarthost:
@@ -194,10 +193,19 @@ func allResults(g *group, o queue.Outcome, reply string) []queue.Result {
 
 // deliverMaildir writes one copy per recipient with Return-Path and
 // Delivered-To added (RFC 5321 §4.4: the final delivery adds Return-Path).
-func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group) []queue.Result {
+// inDoubt says an earlier process attempted the message and may have
+// written copies without recording them (see indoubt.go).
+func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inDoubt bool) []queue.Result {
 	out := make([]queue.Result, 0, len(g.rcpts))
 	for _, r := range g.rcpts {
-		hdr := fmt.Sprintf("Return-Path: <%s>\r\nDelivered-To: %s\r\n", m.From, r.Addr)
+		hdr := copyHeader(m.From, r.Addr, m.ID)
+		if inDoubt && r.Attempts > 0 {
+			if path, ok := findCopy(t.cfg.Delivery.Maildir, r.Addr, m.ID, len(hdr)+len(body)); ok {
+				t.n.log.Info("copy already in mailbox from before restart", "msg", m.ID, "rcpt", r.Addr, "path", path)
+				out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.Delivered, Reply: "250 2.0.0 delivered to " + path})
+				continue
+			}
+		}
 		msg := make([]byte, 0, len(hdr)+len(body))
 		msg = append(append(msg, hdr...), body...)
 		path, err := t.writeMaildir(t.cfg.Delivery.Maildir, r.Addr, msg)

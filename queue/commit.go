@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -115,6 +116,9 @@ func (q *Queue) committer() {
 		q.commitAll(batch)
 		clear(batch)
 		batch = batch[:0]
+		// Let the callers just released run: one that comes straight back
+		// with its next op is then counted in preparing and lingered for.
+		runtime.Gosched()
 	}
 }
 

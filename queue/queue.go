@@ -503,8 +503,11 @@ func encodeMessage(m *Message) ([]byte, error) {
 }
 
 func decodeMessage(v []byte) (*Message, error) {
-	if len(v) == 0 || v[0] != recordVersion {
-		return nil, fmt.Errorf("unknown record version")
+	if len(v) == 0 {
+		return nil, errors.New("empty record")
+	}
+	if v[0] != recordVersion {
+		return nil, fmt.Errorf("unknown record version %d", v[0])
 	}
 	m := new(Message)
 	if err := json.Unmarshal(v[1:], m); err != nil {

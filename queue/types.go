@@ -6,20 +6,21 @@ import (
 	"time"
 )
 
-// Sentinel errors callers branch on.
+// Sentinel errors callers branch on with errors.Is. Every error the package
+// returns is wrapped as "queue: <op> <id>: ...".
 var (
 	// ErrFull means the queue is at MaxMessages or the body would take it
 	// over MaxBytes; the SMTP layer answers 451 4.3.0.
-	ErrFull = errors.New("queue: full")
+	ErrFull = errors.New("queue full")
 	// ErrDuplicate means the ID was accepted within the dedup window; nothing
 	// was stored and the caller answers 250 anyway.
-	ErrDuplicate = errors.New("queue: duplicate message id")
+	ErrDuplicate = errors.New("duplicate message id")
 	// ErrNotFound means no queued message has that ID.
-	ErrNotFound = errors.New("queue: message not found")
+	ErrNotFound = errors.New("message not found")
 	// ErrInvalid means the envelope cannot be queued (bad ID, no recipients).
-	ErrInvalid = errors.New("queue: invalid envelope")
+	ErrInvalid = errors.New("invalid envelope")
 	// ErrClosed is returned by every operation after Close.
-	ErrClosed = errors.New("queue: closed")
+	ErrClosed = errors.New("queue closed")
 )
 
 // Rcpt is one envelope recipient with its DSN parameters (RFC 3461).

@@ -31,6 +31,8 @@ type Computer struct {
 	prevRecs []*linkstate.Record // by index, from the previous run
 	prevN    int                 // RGs present in the previous run
 	index    *asIndex            // address-space index of the previous run
+
+	compactions, indexReuses int // for tests
 }
 
 // recInfo is what a Computer remembers of one record.
@@ -68,6 +70,8 @@ func (cp *Computer) Compute(self Self, records []*linkstate.Record) (*Table, err
 	t := &Table{self: self, g: g}
 	if !indexValid || cp.index == nil {
 		cp.index = buildIndex(g)
+	} else {
+		cp.indexReuses++
 	}
 	t.idx = cp.index
 	t.buildLocalConns()
@@ -90,6 +94,9 @@ func (cp *Computer) id(name string) int32 {
 func (cp *Computer) maybeCompact(records int) {
 	if cp.ids != nil && len(cp.names) <= 2*records+64 {
 		return
+	}
+	if cp.ids != nil {
+		cp.compactions++
 	}
 	cp.ids = make(map[string]int32, records+1)
 	cp.names = nil // tables keep the old array

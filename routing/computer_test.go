@@ -50,15 +50,23 @@ func TestComputerReuseMatchesFresh(t *testing.T) {
 	if len(comp.names) > 64+2*len(recs)+16 {
 		t.Errorf("stable index grew to %d names", len(comp.names))
 	}
+	if comp.compactions == 0 || comp.indexReuses == 0 {
+		t.Errorf("paths not exercised: %d compactions, %d index reuses", comp.compactions, comp.indexReuses)
+	}
+	t.Logf("%d compactions, %d index reuses", comp.compactions, comp.indexReuses)
 }
 
 // mutate returns a new record set with one change; records themselves are
 // never modified (copy on write, as the LSDB does).
 func mutate(rng *rand.Rand, recs []*linkstate.Record) []*linkstate.Record {
 	out := slices.Clone(recs)
-	if len(out) == 0 || rng.IntN(10) == 0 {
+	if len(out) > 24 { // keep the LSDB small: drop one
+		i := rng.IntN(len(out))
+		return slices.Delete(out, i, i+1)
+	}
+	if len(out) == 0 || rng.IntN(5) == 0 {
 		name := fmt.Sprintf("rg%d", rng.IntN(10))
-		if rng.IntN(2) == 0 {
+		if rng.IntN(5) != 0 {
 			name = fmt.Sprintf("new%d", rng.IntN(1_000_000)) // churn of names: exercises compaction
 		}
 		r := &linkstate.Record{RG: name, Members: []linkstate.Member{{Name: "m" + name, SMTP: "m" + name + ":25"}},

@@ -37,9 +37,8 @@ type graph struct {
 
 	dist     []uint64 // path cost from local; infDist when unreachable
 	fh       []uint64 // first-hop bitsets, words per RG
-	predHead []int32  // RG -> head of its predecessor list (index into predEdge), -1 none
-	predNext []int32
-	predEdge []int32 // edge index of each predecessor entry
+	predHead []int32  // RG -> head of its predecessor list (index into preds), -1 none
+	preds    []pred
 
 	indexOnce sync.Once
 	index     map[string]int32 // name -> RG index, built on first use
@@ -71,6 +70,12 @@ func edgeCost(c *linkstate.Connector) uint32 {
 	return c.Cost
 }
 
+// pred is one predecessor edge of an RG on a least-cost path, linked to
+// the next one of the same RG.
+type pred struct {
+	edge, next int32
+}
+
 // spfScratch holds buffers that one shortest-path run needs and the next
 // can reuse; nothing in it outlives a run.
 type spfScratch struct {
@@ -92,8 +97,7 @@ func (g *graph) run(s *spfScratch) {
 	for i := range g.predHead {
 		g.predHead[i] = -1
 	}
-	g.predNext = make([]int32, 0, len(g.edges))
-	g.predEdge = make([]int32, 0, len(g.edges))
+	g.preds = make([]pred, 0, n+n/2) // about one per RG, more with ties
 
 	h := &s.heap
 	h.reset(n)
@@ -123,9 +127,8 @@ func (g *graph) run(s *spfScratch) {
 				clear(fv)
 				h.update(v, nd)
 			}
-			g.predEdge = append(g.predEdge, ei)
-			g.predNext = append(g.predNext, g.predHead[v])
-			g.predHead[v] = int32(len(g.predEdge) - 1)
+			g.preds = append(g.preds, pred{edge: ei, next: g.predHead[v]})
+			g.predHead[v] = int32(len(g.preds) - 1)
 			if u == src {
 				b := ei - srcStart
 				fv[b>>6] |= 1 << (uint(b) & 63)
@@ -176,8 +179,8 @@ func (g *graph) path(dst int32, b int32) []string {
 	for v != g.local {
 		rev = append(rev, g.names[v])
 		best := int32(-1)
-		for p := g.predHead[v]; p >= 0; p = g.predNext[p] {
-			ei := g.predEdge[p]
+		for p := g.predHead[v]; p >= 0; p = g.preds[p].next {
+			ei := g.preds[p].edge
 			from := g.edgeFrom[ei]
 			if from == g.local {
 				if ei-g.start[g.local] != b {

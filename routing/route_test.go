@@ -3,6 +3,7 @@ package routing
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -449,5 +450,27 @@ func TestRoutesAndRGs(t *testing.T) {
 	}
 	if r := routes[3]; r.Exit != "net" || r.TotalCost != 10 || !r.Up {
 		t.Errorf("external route: %+v", r)
+	}
+}
+
+func TestRouteAlternativesBounded(t *testing.T) {
+	tp := newTopo().rg("a", "a1").as("a", "a.test", 0)
+	for i := 0; i < 50; i++ {
+		tp.ext(fmt.Sprintf("net%02d", i), "a", "", "*", uint32(10+i))
+	}
+	tb, err := Compute(Self{Node: "a1", RG: "a"}, tp.records())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := tb.Route("m", "a.test")
+	if err != nil || d.Kind != Local {
+		t.Fatalf("%v\n%s", err, d.String())
+	}
+	if len(d.Alternatives) != MaxAlternatives || d.Omitted != 50-MaxAlternatives {
+		t.Errorf("%d alternatives, %d omitted", len(d.Alternatives), d.Omitted)
+	}
+	d, _ = tb.Route("m", "other.test")
+	if d.Connector == nil || d.Connector.ID != "net00" || d.TotalCost != 10 {
+		t.Errorf("cheapest external not chosen:\n%s", d.String())
 	}
 }

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -253,4 +254,40 @@ func TestNewRouterValidates(t *testing.T) {
 	if _, err := NewRouter(Self{Node: "n", RG: "r"}, nil, RouterOptions{HoldInitial: time.Second, HoldMax: time.Millisecond}); err == nil {
 		t.Error("max below initial accepted")
 	}
+}
+
+// TestRouterConcurrentReaders: readers route on whatever table is current
+// while updates stream in (run with -race).
+func TestRouterConcurrentReaders(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	r, err := NewRouter(Self{Node: "a1", RG: "a"}, recordsWith("d0.test"),
+		RouterOptions{HoldInitial: 100 * time.Microsecond, HoldMax: time.Millisecond, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := 0; g < 2; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				tb := r.Table()
+				_, _ = tb.Route("m", "d0.test")
+				_ = tb.Routes()
+			}
+		}()
+	}
+	for i := 1; i <= 50; i++ {
+		r.Update(recordsWith(fmt.Sprintf("d%d.test", i)))
+	}
+	waitFor(t, "last update applied", func() bool { return routes(r.Table(), "d50.test") })
+	close(stop)
+	wg.Wait()
 }

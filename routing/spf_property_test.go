@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -209,7 +210,7 @@ func dumpRecords(recs []*linkstate.Record) string {
 // same table answers, including the chosen path and next hop.
 func TestSPFDeterministicAcrossOrder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for gi := 0; gi < 500; gi++ {
+	for gi := 0; gi < 300; gi++ {
 		recs := randomRecords(rng)
 		for _, r := range recs {
 			if !r.Tombstone {
@@ -231,7 +232,7 @@ func TestSPFDeterministicAcrossOrder(t *testing.T) {
 		b, _ := Compute(Self{Node: "n0", RG: "rg0"}, shuffled)
 		for i := 0; i < 8; i++ {
 			for _, dom := range []string{fmt.Sprintf("rg%d.test", i), "x.test"} {
-				for m := 0; m < 4; m++ {
+				for m := 0; m < 2; m++ {
 					da, ea := a.Route(msgID(m), dom)
 					db, eb := b.Route(msgID(m), dom)
 					if fmt.Sprint(ea) != fmt.Sprint(eb) || da.String() != db.String() {
@@ -239,6 +240,99 @@ func TestSPFDeterministicAcrossOrder(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestRouteMatchesBruteForce checks whole decisions on random graphs with
+// random address spaces against an oracle that applies the rules
+// directly: most specific level with a usable candidate (stopping at a
+// level that holds an RG's own address space), then least total cost,
+// with the chosen first hop among the brute-force least-cost first hops.
+func TestRouteMatchesBruteForce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	patterns := []string{"x.test", "*.test", "*"}
+	kinds := map[Kind]int{}
+	defer func() { t.Logf("decisions by kind: %v", kinds) }()
+	for gi := 0; gi < 3000; gi++ {
+		recs := randomRecords(rng)
+		for _, r := range recs {
+			if rng.IntN(2) == 0 {
+				r.AddressSpaces = append(r.AddressSpaces, linkstate.AddressSpace{Pattern: patterns[rng.IntN(3)], Cost: uint32(rng.IntN(4))})
+			}
+			if rng.IntN(3) == 0 {
+				r.Connectors = append(r.Connectors, linkstate.Connector{ID: "ext", From: r.RG, Smarthost: "sh:25",
+					AddressSpaces: []linkstate.AddressSpace{{Pattern: patterns[rng.IntN(3)], Cost: uint32(rng.IntN(4))}},
+					Suppressed:    rng.IntN(4) == 0})
+			}
+		}
+		tb, err := Compute(Self{Node: "n0", RG: "rg0"}, recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cost, first := bruteForce("rg0", recs)
+		d, err := tb.Route(msgID(gi), "x.test")
+		kinds[d.Kind]++
+
+		// Oracle.
+		type cand struct {
+			rg    string
+			ext   bool
+			total uint64
+		}
+		wantTotal, wantAS, found := uint64(0), "", false
+		for _, pat := range patterns {
+			var usable []cand
+			owned := false
+			for _, r := range recs {
+				if r.Tombstone {
+					continue
+				}
+				for _, as := range r.AddressSpaces {
+					if as.Pattern == pat {
+						owned = true
+						if c, ok := cost[r.RG]; ok {
+							usable = append(usable, cand{r.RG, false, c + uint64(as.Cost)})
+						}
+					}
+				}
+				for _, c := range r.Connectors {
+					if c.To == "" && c.Up() && c.AddressSpaces[0].Pattern == pat {
+						if pc, ok := cost[r.RG]; ok {
+							usable = append(usable, cand{r.RG, true, pc + uint64(c.AddressSpaces[0].Cost)})
+						}
+					}
+				}
+			}
+			if len(usable) > 0 {
+				found, wantAS = true, pat
+				wantTotal = usable[0].total
+				for _, c := range usable {
+					wantTotal = min(wantTotal, c.total)
+				}
+				break
+			}
+			if owned {
+				break
+			}
+		}
+		fail := func(msg string) {
+			t.Fatalf("graph %d: %s\n%s%s", gi, msg, d.String(), dumpRecords(recs))
+		}
+		if !found {
+			if !errors.Is(err, ErrNoRoute) {
+				fail("oracle: no route")
+			}
+			continue
+		}
+		if err != nil || d.AddressSpace != wantAS || d.TotalCost != wantTotal {
+			fail(fmt.Sprintf("oracle: %s total %d", wantAS, wantTotal))
+		}
+		if d.Kind == Remote && !slices.Contains(first[d.DestRG], d.Connector.ID) {
+			fail(fmt.Sprintf("first hop not among least-cost first hops %v", first[d.DestRG]))
+		}
+		if (d.Kind == Local || d.Kind == External) && d.DestRG != "rg0" {
+			fail("local decision for a remote RG")
 		}
 	}
 }

@@ -229,23 +229,38 @@ func (s *SMTPSink) Messages() ([]SinkMessage, error) {
 }
 
 // WaitMessages polls until at least n transactions were dumped and returns them; it fails the
-// test at the deadline.
+// test at the deadline. smtp-sink writes a dump file in one go at the end of a transaction but
+// not atomically, so the files must also look the same on two polls in a row.
 func (s *SMTPSink) WaitMessages(t testing.TB, n int, timeout time.Duration) []SinkMessage {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	var prev []SinkMessage
 	for {
 		msgs, err := s.Messages()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(msgs) >= n {
+		if len(msgs) >= n && sameDumps(prev, msgs) {
 			return msgs
 		}
+		prev = msgs
 		if time.Now().After(deadline) {
 			t.Fatalf("extern: smtp-sink %s: %d messages after %v, want %d", s.Addr, len(msgs), timeout, n)
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval
 	}
+}
+
+func sameDumps(a, b []SinkMessage) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].File != b[i].File || !bytes.Equal(a[i].Data, b[i].Data) {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseSinkDump splits an smtp-sink dump file into its envelope attributes and content.

@@ -31,11 +31,12 @@ type conn struct {
 	pendingErr error
 	readyAt    time.Time
 
-	mu      sync.Mutex
-	killErr error
-	rdl     time.Time
-	wdl     time.Time
-	dlWake  chan struct{} // closed and replaced when a deadline changes
+	mu       sync.Mutex
+	killErr  error
+	killDone bool
+	rdl      time.Time
+	wdl      time.Time
+	dlWake   chan struct{} // closed and replaced when a deadline changes
 }
 
 func newConn(n *Network, c net.Conn, host, peer string, dialed bool) *conn {
@@ -228,11 +229,10 @@ func (c *conn) Close() error {
 // kill closes the connection because of a fault; abrupt resets the peer (SO_LINGER 0) instead
 // of sending FIN.
 func (c *conn) kill(reason error, abrupt bool) {
+	c.markKilled(reason)
 	c.mu.Lock()
-	already := c.killErr != nil
-	if !already {
-		c.killErr = reason
-	}
+	already := c.killDone
+	c.killDone = true
 	c.mu.Unlock()
 	if already {
 		return
@@ -248,6 +248,15 @@ func (c *conn) kill(reason error, abrupt bool) {
 	}
 	_ = c.Conn.Close()
 	c.closeOnce.Do(func() { close(c.closed) })
+}
+
+// markKilled records the fault a killed connection reports; the first reason wins.
+func (c *conn) markKilled(reason error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.killErr == nil {
+		c.killErr = reason
+	}
 }
 
 func (c *conn) untrack() {
@@ -300,14 +309,19 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *listener) Close() error { return l.close() }
+// Close closes the listener and gives its address back.
+func (l *listener) Close() error { return l.close(false) }
 
-func (l *listener) close() error {
+// closeKeepOwner closes the listener of a crashed host: the address still belongs to the host,
+// so dials to it are refused as host down until it listens again.
+func (l *listener) closeKeepOwner() error { return l.close(true) }
+
+func (l *listener) close(keepOwner bool) error {
 	err := net.ErrClosed
 	l.closeOnce.Do(func() {
 		l.n.mu.Lock()
 		delete(l.n.listeners, l)
-		if l.n.tcpOwner[l.addr] == l.host {
+		if !keepOwner && l.n.tcpOwner[l.addr] == l.host {
 			delete(l.n.tcpOwner, l.addr)
 		}
 		l.n.mu.Unlock()

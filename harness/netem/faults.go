@@ -20,10 +20,10 @@ func (n *Network) dirLocked(from, to string) verdict {
 	if n.closed {
 		return verdict{down: ErrClosed}
 	}
-	if n.crashed[from] || (to != "" && n.crashed[to]) {
+	if (from != "" && n.crashed[from]) || (to != "" && n.crashed[to]) {
 		return verdict{down: ErrHostDown}
 	}
-	if to == "" || from == to {
+	if from == "" || to == "" || from == to {
 		return verdict{}
 	}
 	if n.isolated[from] || n.isolated[to] {
@@ -72,19 +72,29 @@ func (n *Network) gcLocked(a, b string) {
 	}
 }
 
-// applyLocked changes a link's fault state and records the event; the caller must then call
-// finish so that connections that can no longer exist are broken outside the lock.
+// update applies f to the fault table under the lock, records the event, wakes waiters and
+// breaks the established connections the new table no longer allows.
 func (n *Network) update(kind, a, b, detail string, f func()) {
+	n.updateIf(kind, a, b, detail, func() bool { f(); return true })
+}
+
+// updateIf is update for changes that may turn out to be no-ops (f returns false): then nothing
+// is recorded.
+func (n *Network) updateIf(kind, a, b, detail string, f func() bool) {
 	n.mu.Lock()
-	if n.closed {
+	if n.closed || !f() {
 		n.mu.Unlock()
 		return
 	}
-	f()
 	n.eventLocked(kind, a, b, detail)
 	broken := n.brokenConnsLocked()
 	n.broadcastLocked()
 	n.mu.Unlock()
+	// Mark every broken end before closing any, so that an end whose peer's reset arrives
+	// first still reports the fault rather than a bare reset.
+	for _, k := range broken {
+		k.c.markKilled(k.err)
+	}
 	for _, k := range broken {
 		k.c.kill(k.err, true)
 	}
@@ -277,15 +287,16 @@ func (n *Network) flapLoop(a, b string, period time.Duration, stop chan struct{}
 		if down {
 			kind = "flap-down"
 		}
-		n.update(kind, a, b, "", func() {
+		n.updateIf(kind, a, b, "", func() bool {
 			select {
 			case <-stop: // stopped while we waited for the lock
-				return
+				return false
 			default:
 			}
 			n.linkLocked(a, b).flapDown = down
 			n.linkLocked(b, a).flapDown = down
 			n.gcLocked(a, b)
+			return true
 		})
 	}
 }
@@ -330,7 +341,7 @@ func (n *Network) Crash(host string) {
 		lns, _, gts = n.collectLocked(func(h string) bool { return h == host })
 	})
 	for _, l := range lns {
-		_ = l.close()
+		_ = l.closeKeepOwner()
 	}
 	for _, g := range gts {
 		g.crash()

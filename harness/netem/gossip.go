@@ -215,6 +215,14 @@ func (g *GossipTransport) DialAddressTimeout(a memberlist.Address, timeout time.
 // Shutdown implements memberlist.Transport: it closes the sockets and waits for the transport's
 // goroutines. It is idempotent, so a crashed host's memberlist can still call it.
 func (g *GossipTransport) Shutdown() error {
+	g.shutdown(false)
+	return nil
+}
+
+// crash closes the transport's sockets as a killed process would; its address stays the host's.
+func (g *GossipTransport) crash() { g.shutdown(true) }
+
+func (g *GossipTransport) shutdown(keepOwner bool) {
 	g.once.Do(func() {
 		close(g.done)
 		_ = g.inner.Shutdown()
@@ -226,16 +234,12 @@ func (g *GossipTransport) Shutdown() error {
 		n := g.n
 		n.mu.Lock()
 		delete(n.transports, g)
-		if n.tcpOwner[g.addr] == g.host {
+		if !keepOwner && n.tcpOwner[g.addr] == g.host {
 			delete(n.tcpOwner, g.addr)
 		}
-		if n.udpOwner[g.addr] == g.host {
+		if !keepOwner && n.udpOwner[g.addr] == g.host {
 			delete(n.udpOwner, g.addr)
 		}
 		n.mu.Unlock()
 	})
-	return nil
 }
-
-// crash closes the transport's sockets as a killed process would.
-func (g *GossipTransport) crash() { _ = g.Shutdown() }

@@ -53,7 +53,9 @@ func (e Event) String() string {
 }
 
 // LinkStats are the counters of one directed link. Connection counters are attributed to the
-// link from the dialing host to the listening host; bytes to the direction they travelled.
+// link from the dialing host to the listening host; bytes to the direction they travelled. To is
+// "" for traffic to addresses owned by no host. Bytes are counted on connections dialed
+// through the network.
 type LinkStats struct {
 	Link
 	ConnsOpened    uint64 // connections established
@@ -263,6 +265,9 @@ func (n *Network) Close() error {
 		_ = l.Listener.Close()
 	}
 	reason := &FaultError{Reason: ErrClosed, Errno: syscall.ECONNRESET}
+	for _, c := range conns {
+		c.markKilled(reason)
+	}
 	for _, c := range conns {
 		c.kill(reason, false)
 	}

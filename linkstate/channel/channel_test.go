@@ -371,3 +371,27 @@ func TestMemberHandsRecordsToMaster(t *testing.T) {
 		return len(got) == 1 && got[0] == "n:learned-rg7"
 	})
 }
+
+func TestAdminThroughMember(t *testing.T) {
+	s := startServer(t, "m", nil, nil)
+	got := make(chan string, 1)
+	s.Server.cfg.OnAdmin = func(from, connector string, st AdminState) { got <- from + ":" + connector + ":" + st.String() }
+	c := startClient(t, "n", nil, &lsdb{}, nil)
+	if err := c.Admin("ab", AdminDown); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("admin without session: %v", err)
+	}
+	c.SetMaster(s.Addr().String())
+	waitFor(t, "member connected", func() bool { return len(s.Members()) == 1 })
+	waitFor(t, "admin sent", func() bool { return c.Admin("ab", AdminDrain) == nil })
+	select {
+	case g := <-got:
+		if g != "n:ab:drain" {
+			t.Fatalf("admin at master = %q", g)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("admin frame not received")
+	}
+	if _, _, err := decodeAdmin(encodeAdmin("x", 9)); err == nil {
+		t.Fatal("unknown admin state accepted")
+	}
+}

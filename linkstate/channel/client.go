@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -47,6 +48,8 @@ type Client struct {
 	done   chan struct{}
 	send   chan []Observation
 	hand   chan [][]byte
+	admin  chan adminMsg
+	up     atomic.Bool // a session with the master is established (not under mu: SetMaster waits for sessions while holding it)
 	closed bool
 }
 
@@ -64,7 +67,8 @@ func NewClient(cfg ClientConfig) *Client {
 		logger = slog.Default()
 	}
 	return &Client{cfg: cfg, log: logger.With("node", cfg.Node, "rg", cfg.RG, "component", "ls-channel"),
-		send: make(chan []Observation, 64), hand: make(chan [][]byte, 64)}
+		send: make(chan []Observation, 64), hand: make(chan [][]byte, 64),
+		admin: make(chan adminMsg, 16)}
 }
 
 // SetMaster points the client at the master's channel address; "" stops
@@ -105,6 +109,29 @@ func (c *Client) Hand(recs [][]byte) {
 	default:
 	}
 }
+
+type adminMsg struct {
+	connector string
+	state     AdminState
+}
+
+// ErrNoSession: there is no session with a master to send through.
+var ErrNoSession = errors.New("channel: no session with the master")
+
+// Admin sends an operator's connector override to the master.
+func (c *Client) Admin(connector string, st AdminState) error {
+	if !c.up.Load() {
+		return ErrNoSession
+	}
+	select {
+	case c.admin <- adminMsg{connector, st}:
+		return nil
+	default:
+		return fmt.Errorf("channel: admin queue full")
+	}
+}
+
+func (c *Client) setUp(up bool) { c.up.Store(up) }
 
 // Close stops the client and waits for its goroutine.
 func (c *Client) Close() error {
@@ -153,6 +180,8 @@ func (c *Client) session(ctx context.Context, addr string) error {
 		c.cfg.OnConnected(welcome, true)
 		defer c.cfg.OnConnected(welcome, false)
 	}
+	c.setUp(true)
+	defer c.setUp(false)
 	bw := bufio.NewWriter(conn)
 	if c.cfg.Observations != nil {
 		if obs := c.cfg.Observations(); len(obs) > 0 {
@@ -174,6 +203,8 @@ func (c *Client) session(ctx context.Context, addr string) error {
 			err = writeFrame(bw, fObserve, encodeObservations(obs))
 		case recs := <-c.hand:
 			err = writeFrame(bw, fRecords, encodeRecords(false, recs))
+		case a := <-c.admin:
+			err = writeFrame(bw, fAdmin, encodeAdmin(a.connector, a.state))
 		case <-ping.C:
 			err = writeFrame(bw, fPing, nil)
 		}

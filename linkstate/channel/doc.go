@@ -36,6 +36,8 @@
 //	           observation: connector str, source str, target str,
 //	           up u8, at i64 (unix ms)
 //	6 PING     empty, either way; answered by nothing (keepalive)
+//	7 ADMIN    connector str, state u8 (0 auto, 1 down, 2 drain)
+//	           an operator's override sent through a member (member → master)
 //
 // str is u16 length + UTF-8 bytes (at most 255 bytes). A dump client
 // sends HELLO with role 2, reads one RECORDS frame (full) and closes.

@@ -36,7 +36,48 @@ const (
 	fRecords frameType = 4
 	fObserve frameType = 5
 	fPing    frameType = 6
+	fAdmin   frameType = 7
 )
+
+// AdminState is an operator's override of a connector's state.
+type AdminState uint8
+
+const (
+	AdminAuto  AdminState = 0 // state follows observations
+	AdminDown  AdminState = 1 // advertised down whatever is observed
+	AdminDrain AdminState = 2 // advertised at the highest cost, so it carries mail only as a last resort
+)
+
+func (a AdminState) String() string {
+	switch a {
+	case AdminAuto:
+		return "auto"
+	case AdminDown:
+		return "down"
+	case AdminDrain:
+		return "drain"
+	}
+	return fmt.Sprintf("admin(%d)", uint8(a))
+}
+
+func encodeAdmin(connector string, st AdminState) []byte {
+	w := &writer{}
+	w.str(connector)
+	w.u8(uint8(st))
+	return w.b
+}
+
+func decodeAdmin(p []byte) (string, AdminState, error) {
+	r := &reader{b: p}
+	name, st := r.str(), AdminState(r.u8())
+	if err := r.end(); err != nil {
+		return "", 0, fmt.Errorf("channel: admin: %w", err)
+	}
+	if st > AdminDrain {
+		return "", 0, fmt.Errorf("channel: admin: unknown state %d", st)
+	}
+	return name, st, nil
+}
 
 // Role is what a client connects as.
 type Role uint8

@@ -31,6 +31,9 @@ type ServerConfig struct {
 	// OnRecords receives records a member learned elsewhere (over
 	// X-LINK2STATE) and hands to the master (master only).
 	OnRecords func(from string, recs [][]byte)
+	// OnAdmin receives an operator's connector override sent through a
+	// member (master only).
+	OnAdmin func(from, connector string, st AdminState)
 
 	// IdleTimeout drops a member that sends nothing (not even PING) for
 	// this long. Default 30s.
@@ -294,6 +297,15 @@ func (s *Server) readLoop(m *memberConn, c net.Conn) {
 			}
 			if s.cfg.OnRecords != nil && len(recs) > 0 {
 				s.cfg.OnRecords(m.node, recs)
+			}
+		case fAdmin:
+			name, st, err := decodeAdmin(p)
+			if err != nil {
+				s.log.Warn("bad admin frame, dropping member", "peer", m.node, "err", err)
+				return
+			}
+			if s.cfg.OnAdmin != nil {
+				s.cfg.OnAdmin(m.node, name, st)
 			}
 		default:
 			s.log.Warn("unexpected frame from member", "peer", m.node, "type", t)

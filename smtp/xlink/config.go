@@ -77,6 +77,10 @@ type Config struct {
 	Limits Limits
 	// HandshakeTimeout bounds the TLS handshake after STARTTLS. Default 30s.
 	HandshakeTimeout time.Duration
+	// CommandTimeout bounds each read of a client line and each write of a
+	// reply while the interposer (not go-smtp) drives the dialogue, i.e.
+	// between X-LINK2STATE commands and during STARTTLS. Default 5m.
+	CommandTimeout time.Duration
 	// InstallTimeout bounds one Store.Install call. Default 1m.
 	InstallTimeout time.Duration
 	// Logger receives one line per session event (attrs peer, ...).
@@ -90,6 +94,9 @@ func (c Config) withDefaults() Config {
 	c.Limits = c.Limits.withDefaults()
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 30 * time.Second
+	}
+	if c.CommandTimeout <= 0 {
+		c.CommandTimeout = 5 * time.Minute
 	}
 	if c.InstallTimeout <= 0 {
 		c.InstallTimeout = time.Minute

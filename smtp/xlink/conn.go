@@ -69,6 +69,8 @@ type Conn struct {
 	needEHLO  bool   // STARTTLS done, no EHLO yet
 	outbuf    []byte // partial reply line from go-smtp
 	dataState int
+	goRead    time.Time // deadlines as go-smtp last set them
+	goWrite   time.Time
 	closed    bool
 	closeOnce sync.Once
 	closeErr  error
@@ -125,6 +127,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			if err := c.command(line, complete); err != nil {
 				return 0, io.EOF
 			}
+			c.restoreReadDeadline()
 		}
 	}
 }
@@ -152,12 +155,12 @@ func (c *Conn) command(line []byte, complete bool) error {
 	needEHLO := c.needEHLO
 	c.mu.Unlock()
 	switch {
+	case c.proto.inTransfer() && verb != "RSET" && verb != "QUIT":
+		return c.drop("503 5.5.1 X-LINK2STATE transfer in progress")
 	case verb == "STARTTLS" && c.cfg.TLS != nil:
 		return c.startTLS(line, complete)
 	case needEHLO && !allowedBeforeEHLO[verb]:
 		return c.reply("503 5.5.1 Send EHLO first after STARTTLS")
-	case c.proto.inTransfer() && verb != "RSET" && verb != "QUIT":
-		return c.drop("503 5.5.1 X-LINK2STATE transfer in progress")
 	}
 	if verb == "EHLO" || verb == "HELO" || verb == "RSET" {
 		// RFC 5321 §4.1.1.1 and §4.1.1.5: both reset the session state.
@@ -450,6 +453,20 @@ func insertKeywords(reply []byte, kws []string) []byte {
 	return append(out, body[lastStart:]...)
 }
 
+// extendReadDeadline gives the client CommandTimeout for its next line
+// while the interposer, not go-smtp, is reading commands.
+func (c *Conn) extendReadDeadline() {
+	_ = c.raw.SetReadDeadline(time.Now().Add(c.cfg.CommandTimeout))
+}
+
+// restoreReadDeadline puts back the deadline go-smtp last asked for.
+func (c *Conn) restoreReadDeadline() {
+	c.mu.Lock()
+	d := c.goRead
+	c.mu.Unlock()
+	_ = c.raw.SetReadDeadline(d)
+}
+
 // reply writes interposer reply lines straight to the client.
 func (c *Conn) reply(lines ...string) error {
 	var b []byte
@@ -464,9 +481,12 @@ func (c *Conn) writeRaw(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
-	wire := c.wire
+	wire, goWrite := c.wire, c.goWrite
 	c.mu.Unlock()
+	_ = c.raw.SetWriteDeadline(time.Now().Add(c.cfg.CommandTimeout))
 	_, err := wire.Write(b)
+	_ = c.raw.SetWriteDeadline(goWrite)
+	c.extendReadDeadline()
 	return err
 }
 
@@ -560,9 +580,31 @@ func (c *Conn) Close() error {
 	return c.closeErr
 }
 
-// LocalAddr, RemoteAddr and the deadlines are the TCP connection's.
-func (c *Conn) LocalAddr() net.Addr                { return c.raw.LocalAddr() }
-func (c *Conn) RemoteAddr() net.Addr               { return c.raw.RemoteAddr() }
-func (c *Conn) SetDeadline(t time.Time) error      { return c.raw.SetDeadline(t) }
-func (c *Conn) SetReadDeadline(t time.Time) error  { return c.raw.SetReadDeadline(t) }
-func (c *Conn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
+// LocalAddr and RemoteAddr are the TCP connection's.
+func (c *Conn) LocalAddr() net.Addr  { return c.raw.LocalAddr() }
+func (c *Conn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
+
+// SetDeadline sets both deadlines (see SetReadDeadline).
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.goRead, c.goWrite = t, t
+	c.mu.Unlock()
+	return c.raw.SetDeadline(t)
+}
+
+// SetReadDeadline is go-smtp's; the interposer remembers it and restores
+// it after reading commands under its own CommandTimeout.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.goRead = t
+	c.mu.Unlock()
+	return c.raw.SetReadDeadline(t)
+}
+
+// SetWriteDeadline is go-smtp's (restored after interposer replies).
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.goWrite = t
+	c.mu.Unlock()
+	return c.raw.SetWriteDeadline(t)
+}

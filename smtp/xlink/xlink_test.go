@@ -63,9 +63,10 @@ func (r *recorder) transcript() string {
 }
 
 func TestFullSyncTranscript(t *testing.T) {
-	srvStore := newMemStore("rg1:1:one", "rg2:7:two-new", "rg4:1:four")
+	srvStore := newMemStore("rg1:1:one", "rg2:7:two-new", "rg4:1:"+strings.Repeat("four ", 200))
 	ts := startServer(t, Config{Store: srvStore, Allow: allowAll}, false)
-	cliStore := newMemStore("rg1:3:one-new", "rg2:2:two", "rg3:1:three")
+	// rg3 is long enough to need NEXT chunks (> 732 bytes).
+	cliStore := newMemStore("rg1:3:one-new", "rg2:2:two", "rg3:1:"+strings.Repeat("three ", 150))
 
 	raw, err := net.Dial("tcp", ts.addr)
 	if err != nil {
@@ -118,13 +119,28 @@ func TestConvergeLarge(t *testing.T) {
 	ts := startServer(t, Config{Store: srv, Allow: allowAll}, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := Sync(ctx, ts.addr, ClientConfig{}, cli)
+	raw, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{Conn: raw}
+	res, err := SyncConn(ctx, rec, ClientConfig{}, cli)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !res.Converged || srv.Digest() != cli.Digest() {
 		t.Fatalf("not converged: %+v", res)
 	}
+	// Every command and reply line fits in 1,000 bytes with its CRLF.
+	lines := strings.Split(rec.transcript(), "\n")
+	longest := 0
+	for _, l := range lines {
+		longest = max(longest, len(l)-len("C: ")+2)
+	}
+	if longest > MaxLineBytes || len(lines) < 400 {
+		t.Errorf("longest line %d bytes over %d lines", longest, len(lines))
+	}
+	t.Logf("%d transcript lines, longest %d bytes with CRLF", len(lines), longest)
 	if res.Received != 134 || res.Sent != 266 {
 		t.Errorf("received %d sent %d, want 134 and 266", res.Received, res.Sent)
 	}
