@@ -11,7 +11,8 @@ import (
 // merit that decays exponentially with HalfLife; once it exceeds Suppress
 // the connector is held down until it decays to Reuse. The penalty is
 // capped so that suppression never outlasts MaxSuppress after the last
-// transition (RFC 2439 §4.2, "ceiling").
+// transition (RFC 2439 §4.2, "ceiling"). Zero fields take their value
+// from DefaultDamping.
 type DampingConfig struct {
 	Penalty     float64       // added per up/down transition; default 1000
 	HalfLife    time.Duration // default 15m

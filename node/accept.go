@@ -117,7 +117,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	}
 	n.metrics.accepted.WithLabelValues(source).Inc()
 	n.metrics.replies.WithLabelValues("250").Inc()
-	n.log.Info("message queued", "msg", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", len(body), "source", source)
+	n.log.Debug("message queued", "msg", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", len(body), "source", source)
 	return id, nil
 }
 

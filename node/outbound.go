@@ -252,7 +252,7 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 				lastReply = "451 4.4.0 " + err.Error()
 				continue
 			}
-			if de.Op == "connect" {
+			if de.Op == "connect" && ctx.Err() == nil {
 				t.markDead(addr)
 			}
 			if de.Temporary || de.Code == 0 {

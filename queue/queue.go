@@ -141,6 +141,8 @@ func Open(opts Options) (*Queue, error) {
 	if q.idx.heapLen() > 0 {
 		q.signal()
 	}
+	st := q.idx.stats()
+	q.log.Info("queue: opened", "dir", opts.Dir, "messages", st.Messages, "bytes", st.Bytes)
 	return q, nil
 }
 
@@ -148,11 +150,14 @@ func Open(opts Options) (*Queue, error) {
 // seconds to days, a working set far smaller than badger's defaults assume.
 //
 // Bodies up to 64 KiB are stored inline in the LSM tree, larger ones in the
-// value log. Inline values cost one fsync per commit (the memtable WAL); a
-// value-log write adds a second one (BenchmarkEnqueue: 2,600 vs 1,100
-// msgs/s for one caller, 9,400 vs 7,600 for ten), and badger only logs,
-// rather than returns, a failed value-log sync. Memtables of 16 MiB cap a
-// transaction at 2.4 MiB, about 580 inline 4 KiB messages.
+// value log. Inline values cost one disk flush per commit (the memtable WAL);
+// a value-log write adds a second one (BenchmarkEnqueue on an idle disk:
+// 2,600 vs 1,100 msgs/s for one caller), and badger only logs, rather than
+// returns, a failed value-log sync. Memtables of 16 MiB cap a transaction at
+// 2.4 MiB, about 580 inline 4 KiB messages, and measured faster than 4 or
+// 64 MiB. After 20,000 4 KiB enqueues and 19,000 deletes the process held
+// 209 MB RSS and 163 MB on disk, against 401 MB and 2.2 GB with badger's
+// defaults.
 func badgerOptions(opts Options) badger.Options {
 	dir := opts.Dir
 	if opts.InMemory {

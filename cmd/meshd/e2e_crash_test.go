@@ -63,6 +63,38 @@ func TestE2ECrashRecoveryQueued(t *testing.T) {
 	})
 }
 
+// TestE2EGracefulRestart: SIGTERM stops meshd cleanly (exit status 0) with mail still queued
+// for a smarthost that is down; after a restart with the smarthost up, each message arrives once.
+func TestE2EGracefulRestart(t *testing.T) {
+	port := extern.FreePort(t)
+	n := startNode(t, nodeOptions{
+		AllowNetworks: []string{"127.0.0.0/8"},
+		Smarthost:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		Extra:         map[string]any{"outbound": map[string]any{"dead_time": "200ms"}},
+	})
+	const msgs = 20
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	for i := 0; i < msgs; i++ {
+		if err := sendOne(n.SMTP, "later@far.test", i, fmt.Sprintf("<graceful-%s-%d@e2e.test>", run, i)); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	if err := n.Stop(); err != nil {
+		t.Errorf("meshd exit on SIGTERM: %v, want status 0", err)
+	}
+	smart := startSink(t, port)
+	n.Start()
+	if !poll(60*time.Second, func() bool { return len(messageIDs(t, smart.DumpDir)) == msgs }) {
+		t.Fatalf("after the restart the smarthost has %d of %d messages", len(messageIDs(t, smart.DumpDir)), msgs)
+	}
+	n.waitQueueEmpty(30 * time.Second)
+	for id, c := range messageIDs(t, smart.DumpDir) {
+		if c != 1 {
+			t.Errorf("%s delivered %d times", id, c)
+		}
+	}
+}
+
 type crashRun struct {
 	messages      int
 	rcpt          string

@@ -85,11 +85,12 @@ type meshNode struct {
 	Submission string
 	Admin      string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *os.File
-	runs int
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{}
+	waitErr error // cmd.Wait's result, valid once done is closed
+	log     *os.File
+	runs    int
 }
 
 // startNode writes a config for opts with free loopback ports and starts meshd on it. The
@@ -235,7 +236,10 @@ func (n *meshNode) Start() {
 	}
 	done := make(chan struct{})
 	go func() {
-		_ = cmd.Wait()
+		err := cmd.Wait()
+		n.mu.Lock()
+		n.waitErr = err
+		n.mu.Unlock()
 		close(done)
 	}()
 	n.cmd, n.done, n.log = cmd, done, logf
@@ -285,25 +289,30 @@ func (n *meshNode) logTail() string {
 // Kill sends SIGKILL (a crash: no shutdown code runs) and waits for the process to be gone.
 func (n *meshNode) Kill() { n.signal(syscall.SIGKILL, 5*time.Second) }
 
-// Stop asks meshd to shut down (SIGTERM) and kills it if it has not exited after 15s.
-func (n *meshNode) Stop() { n.signal(syscall.SIGTERM, 15*time.Second) }
+// Stop asks meshd to shut down (SIGTERM), kills it if it has not exited after 15s, and returns
+// the error of its exit (nil for exit status 0).
+func (n *meshNode) Stop() error { return n.signal(syscall.SIGTERM, 15*time.Second) }
 
-func (n *meshNode) signal(sig syscall.Signal, grace time.Duration) {
+func (n *meshNode) signal(sig syscall.Signal, grace time.Duration) error {
+	n.mu.Lock()
+	cmd, done, logf := n.cmd, n.done, n.log
+	n.cmd, n.done, n.log = nil, nil, nil
+	n.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	defer logf.Close()
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		n.t.Errorf("e2e: meshd did not exit on %v within %v; killing it", sig, grace)
+		_ = cmd.Process.Kill()
+		<-done
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd == nil {
-		return
-	}
-	_ = n.cmd.Process.Signal(sig)
-	select {
-	case <-n.done:
-	case <-time.After(grace):
-		n.t.Errorf("e2e: meshd did not exit %v after %v; killing it", sig, grace)
-		_ = n.cmd.Process.Kill()
-		<-n.done
-	}
-	n.log.Close()
-	n.cmd, n.done, n.log = nil, nil, nil
+	return n.waitErr
 }
 
 // adminGet GETs path on the admin API and decodes JSON into v.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -572,5 +573,29 @@ func TestCloseAndEvents(t *testing.T) {
 	}
 	if err := nw.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestEventLogBounded(t *testing.T) {
+	var clock time.Time
+	nw := New(Options{MaxEvents: 3, Now: func() time.Time { clock = clock.Add(time.Second); return clock }})
+	defer nw.Close()
+	nw.Cut("a", "b")
+	nw.Delay("a", "c", time.Millisecond)
+	nw.Drop("b", "c", 2) // clamped to 1
+	nw.Isolate("d")
+	nw.Cut("x", "x") // no-op: a host is never cut from itself
+	evs := nw.Events()
+	if len(evs) != 3 || evs[0].Kind != "delay" || evs[1].Detail != "p=1" || evs[2].Kind != "isolate" {
+		t.Fatalf("events %v", evs)
+	}
+	if !evs[0].Time.Before(evs[2].Time) {
+		t.Fatalf("events not in order: %v", evs)
+	}
+	for _, h := range []string{"b", "a"} {
+		nw.Host(h)
+	}
+	if got := strings.Join(nw.Hosts(), ","); got != "a,b" {
+		t.Fatalf("Hosts() = %s", got)
 	}
 }

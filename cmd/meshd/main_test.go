@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRunFlagsAndConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", "node: {name: n9, data_dir: "+filepath.Join(dir, "data")+"}\n")
+	badKey := write("badkey.yaml", "node:\n  nmae: n9\n")
+	badVal := write("badval.yaml", "limits: {max_recipients: 0}\n")
+
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		out, errIn string
+	}{
+		{"version", []string{"-version"}, 0, "meshd ", ""},
+		{"check good", []string{"-config", good, "-check"}, 0, "configuration ok", ""},
+		{"unknown key", []string{"-config", badKey, "-check"}, 2, "", "config: line 2: node.nmae: unknown key"},
+		{"bad value", []string{"-config", badVal}, 2, "", "config: limits.max_recipients: must be 1..10000, got 0"},
+		{"missing file", []string{"-config", filepath.Join(dir, "nope.yaml")}, 2, "", "no such file"},
+		{"bad flag", []string{"-frobnicate"}, 2, "", "usage: meshd"},
+		{"extra arg", []string{"run"}, 2, "", `unexpected argument "run"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, &stdout, &stderr)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d (stderr %q)", code, tt.code, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.out) {
+				t.Errorf("stdout %q lacks %q", stdout.String(), tt.out)
+			}
+			if !strings.Contains(stderr.String(), tt.errIn) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tt.errIn)
+			}
+		})
+	}
+}
