@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
 )
 
 func TestStripAndReadHeaders(t *testing.T) {
@@ -110,5 +112,71 @@ func TestSubmissionAuthRelays(t *testing.T) {
 	msgs := remote.received()
 	if !strings.Contains(msgs[0].Body, "Subject: submitted") {
 		t.Errorf("smarthost got %q", msgs[0].Body)
+	}
+}
+
+// sendNotify sends one message with a NOTIFY parameter per recipient, using
+// go-smtp's client (net/smtp cannot send RCPT parameters).
+func sendNotify(t *testing.T, addr, from string, rcpts map[string][]gosmtp.DSNNotify, body string) {
+	t.Helper()
+	c, err := gosmtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail(from, nil); err != nil {
+		t.Fatal(err)
+	}
+	for r, n := range rcpts {
+		if err := c.Rcpt(r, &gosmtp.RcptOptions{Notify: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, body)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Quit()
+}
+
+func TestNotifyParameters(t *testing.T) {
+	remote := startRemote(t, func(rcpt string, _ int) error {
+		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	})
+	cfg := testConfig(t)
+	cfg.Outbound.Smarthost = remote.addr.String()
+	cfg.Relay.AllowNetworks = []string{"127.0.0.1"}
+	n := startNode(t, cfg, Options{})
+	sendNotify(t, n.SMTPAddr().String(), "alice@example.test", map[string][]gosmtp.DSNNotify{
+		"bob@example.test":   {gosmtp.DSNNotifySuccess}, // delivered here: success DSN
+		"gone@far.test":      {gosmtp.DSNNotifyNever},   // bounces, but no DSN wanted
+		"missing@far.test":   {gosmtp.DSNNotifyFailure}, // bounces: failure DSN
+		"carol@example.test": nil,                       // delivered, default NOTIFY: nothing
+	}, message("notify"))
+	waitFor(t, 10*time.Second, "queue empty", func() bool { return n.Queue().Stats().Messages == 0 })
+	dsns := mailbox(t, n.cfg, "alice@example.test")
+	var success, failure int
+	for _, d := range dsns {
+		switch {
+		case strings.Contains(d, "Action: delivered") && strings.Contains(d, "bob@example.test"):
+			success++
+		case strings.Contains(d, "Action: failed") && strings.Contains(d, "missing@far.test"):
+			failure++
+			if strings.Contains(d, "gone@far.test") {
+				t.Errorf("DSN reports gone@far.test despite NOTIFY=NEVER:\n%s", d)
+			}
+		default:
+			t.Errorf("unexpected DSN:\n%s", d)
+		}
+	}
+	if success != 1 || failure != 1 {
+		t.Errorf("got %d success and %d failure DSNs, want 1 and 1", success, failure)
 	}
 }

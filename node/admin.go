@@ -155,7 +155,10 @@ func (n *Node) handleQueueAction(w http.ResponseWriter, r *http.Request) {
 	var op func(string) error
 	switch action {
 	case "retry":
-		op = n.q.Retry
+		op = func(id string) error {
+			n.del.out.clearDead() // an operator's retry dials, whatever failed before
+			return n.q.Retry(id)
+		}
 	case "hold":
 		op = n.q.Hold
 	case "release":

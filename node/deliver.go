@@ -75,9 +75,9 @@ func (d *deliverer) run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		d.dispatch(ctx)
+		blocked := d.dispatch(ctx)
 		wait := time.Minute
-		if t, ok := d.q.NextDue(); ok {
+		if t, ok := d.q.NextDue(); ok && !blocked {
 			wait = min(wait, max(t.Sub(d.n.now()), 20*time.Millisecond))
 		}
 		timer.Reset(wait)
@@ -85,6 +85,13 @@ func (d *deliverer) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-d.q.Notify():
+			// Let a burst of enqueues gather so one Due call serves many.
+			coalesce := time.NewTimer(dispatchCoalesce)
+			select {
+			case <-ctx.Done():
+			case <-coalesce.C:
+			}
+			coalesce.Stop()
 		case <-d.wake:
 		case <-timer.C:
 		}
@@ -97,14 +104,24 @@ func (d *deliverer) run(ctx context.Context) error {
 	}
 }
 
-// dispatch starts a worker for every due message not already in flight.
-func (d *deliverer) dispatch(ctx context.Context) {
+// dispatchCoalesce is how long the scheduler waits after a Notify before
+// looking for due messages.
+const dispatchCoalesce = 2 * time.Millisecond
+
+// dispatch starts a worker for every due message not already in flight. It
+// reports blocked when nothing could start although messages are due
+// (every slot taken, or every due message already in flight): then only a
+// finishing worker or a new message changes anything, and both wake run.
+func (d *deliverer) dispatch(ctx context.Context) (blocked bool) {
 	limit := cap(d.global) * maxInflightFactor
 	d.mu.Lock()
 	busy := len(d.inflight)
 	d.mu.Unlock()
-	if busy >= limit || ctx.Err() != nil {
-		return
+	if ctx.Err() != nil {
+		return false
+	}
+	if busy >= limit {
+		return true
 	}
 	// Due also returns messages in flight; ask for enough to fill the room.
 	msgs, err := d.q.Due(d.n.now(), limit)
@@ -112,21 +129,24 @@ func (d *deliverer) dispatch(ctx context.Context) {
 		if !errors.Is(err, queue.ErrClosed) {
 			d.log.Error("queue: due", "err", err)
 		}
-		return
+		return false
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	started := 0
 	for _, m := range msgs {
 		if d.inflight[m.ID] || len(d.inflight) >= limit {
 			continue
 		}
 		d.inflight[m.ID] = true
+		started++
 		d.wg.Add(1)
 		go func() {
 			defer d.done(m.ID)
 			d.process(ctx, m)
 		}()
 	}
+	return started == 0 && len(msgs) > 0
 }
 
 func (d *deliverer) done(id string) {
@@ -213,10 +233,11 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 			return
 		}
 	}
-	var failed []queue.Result
+	var failed, delivered []queue.Result
 	for _, r := range results {
 		switch r.Outcome {
 		case queue.Delivered:
+			delivered = append(delivered, r)
 			d.n.metrics.delivered.WithLabelValues(g.kind).Inc()
 			log.Info("delivered", "rcpt", r.Addr, "dest", g.key, "reply", r.Reply)
 		case queue.TempFail:
@@ -232,6 +253,9 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 	// between re-sends the same DSN ID, which the queue drops as a duplicate.
 	if len(failed) > 0 {
 		d.failureDSN(m, body, failed, remoteMTA)
+	}
+	if len(delivered) > 0 && (g.kind == kindMaildir || g.kind == kindLMTP) {
+		d.successDSN(m, body, delivered)
 	}
 	after, err := d.q.RecordMessage(m.ID, results)
 	switch {

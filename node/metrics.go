@@ -15,7 +15,7 @@ type metrics struct {
 	deferred     *prometheus.CounterVec
 	bounced      *prometheus.CounterVec
 	expired      prometheus.Counter
-	dsnSent      *prometheus.CounterVec // by kind: failure, delay
+	dsnSent      *prometheus.CounterVec // by kind: failure, delay, success
 	replies      *prometheus.CounterVec // SMTP replies sent, by code
 	deadSkips    prometheus.Counter
 }
@@ -42,7 +42,7 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 			Name: "meshd_delivery_expired_recipients_total", Help: "Recipients given up after queue.lifetime.",
 		}),
 		dsnSent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshd_dsn_generated_total", Help: "Delivery status notifications queued, by kind (failure, delay).",
+			Name: "meshd_dsn_generated_total", Help: "Delivery status notifications queued, by kind (failure, delay, success).",
 		}, []string{"kind"}),
 		replies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshd_smtp_replies_total", Help: "Replies to the end of message data decided by the node (250 queued or duplicate, 451 queue full or error, 554 loop), by code.",

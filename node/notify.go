@@ -15,6 +15,7 @@ import (
 const (
 	dsnFailure = "failure"
 	dsnDelay   = "delay"
+	dsnSuccess = "success" // final delivery with NOTIFY=SUCCESS (RFC 3461 §4.1)
 )
 
 // dsnRcpt is one recipient reported in a DSN.
@@ -39,14 +40,18 @@ type dsnRequest struct {
 }
 
 // wantsNotify applies RFC 3461 §4.1 NOTIFY: NEVER suppresses everything; an
-// absent NOTIFY means FAILURE and DELAY (the usual MTA default).
+// absent NOTIFY means FAILURE and DELAY (the usual MTA default); SUCCESS is
+// only ever sent when asked for.
 func wantsNotify(notify []string, kind string) bool {
 	if len(notify) == 0 {
-		return true
+		return kind != dsnSuccess
 	}
 	want := "FAILURE"
-	if kind == dsnDelay {
+	switch kind {
+	case dsnDelay:
 		want = "DELAY"
+	case dsnSuccess:
+		want = "SUCCESS"
 	}
 	for _, n := range notify {
 		if strings.EqualFold(n, "NEVER") {
@@ -92,6 +97,24 @@ func (d *deliverer) failureDSN(m *queue.Message, body []byte, failed []queue.Res
 		rcpts = append(rcpts, dr)
 	}
 	d.sendDSN(dsnRequest{Kind: dsnFailure, Msg: m, Body: body, Rcpts: rcpts, Now: d.n.now()})
+}
+
+// successDSN queues a "delivered" DSN for recipients that asked for one
+// with NOTIFY=SUCCESS and were delivered here (Maildir or LMTP: final
+// delivery). Relaying to the next SMTP hop passes NOTIFY on instead.
+func (d *deliverer) successDSN(m *queue.Message, body []byte, delivered []queue.Result) {
+	if m.From == "" {
+		return
+	}
+	var rcpts []dsnRcpt
+	for _, f := range delivered {
+		r, ok := findRcpt(m, f.Addr)
+		if !ok || !wantsNotify(r.Notify, dsnSuccess) {
+			continue
+		}
+		rcpts = append(rcpts, dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply, Status: "2.0.0", LastAttempt: d.n.now()})
+	}
+	d.sendDSN(dsnRequest{Kind: dsnSuccess, Msg: m, Body: body, Rcpts: rcpts, Now: d.n.now()})
 }
 
 // maybeDelayDSN sends one delay DSN once the message has waited

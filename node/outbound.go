@@ -328,3 +328,11 @@ func (t *transports) markDead(addr string) {
 	t.mu.Unlock()
 	t.n.log.Warn("destination unreachable; skipping it for a while", "peer", addr, "for", d)
 }
+
+// clearDead forgets every unreachable destination, so that an operator's
+// retry dials at once.
+func (t *transports) clearDead() {
+	t.mu.Lock()
+	clear(t.dead)
+	t.mu.Unlock()
+}

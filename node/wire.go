@@ -9,8 +9,11 @@ import (
 func (d *deliverer) buildDSN(req dsnRequest) ([]byte, error) {
 	m := req.Msg
 	action := dsn.ActionFailed
-	if req.Kind == dsnDelay {
+	switch req.Kind {
+	case dsnDelay:
 		action = dsn.ActionDelayed
+	case dsnSuccess:
+		action = dsn.ActionDelivered
 	}
 	r := dsn.Report{
 		Hostname:    d.cfg.Node.Hostname,

@@ -100,6 +100,7 @@ func fakeAdmin(t *testing.T) string {
 }
 
 func TestGolden(t *testing.T) {
+	t.Setenv("MESHD_ADMIN", "") // the usage text shows the default address
 	admin := fakeAdmin(t)
 	// A port nothing listens on, for the unreachable case.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -67,9 +67,14 @@ func (c *conn) Read(p []byte) (int, error) {
 		if !c.dialed {
 			return n, err
 		}
+		delay, bh := c.n.faultsOf(c.peer, c.host)
+		if delay == 0 && !bh { // fast path: nothing to hold
+			c.rx.bytes.Add(uint64(n))
+			return n, c.mapErr("read", err)
+		}
 		c.pending = append(c.pending[:0], p[:n]...)
 		c.pendingErr = err
-		c.readyAt = time.Now().Add(c.n.delayOf(c.peer, c.host))
+		c.readyAt = time.Now().Add(delay)
 	}
 	if c.dialed {
 		if err := c.hold(true, c.readyAt); err != nil {
@@ -94,8 +99,10 @@ func (c *conn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	if c.dialed {
-		if err := c.hold(false, time.Now().Add(c.n.delayOf(c.host, c.peer))); err != nil {
-			return 0, err
+		if delay, bh := c.n.faultsOf(c.host, c.peer); delay > 0 || bh {
+			if err := c.hold(false, time.Now().Add(delay)); err != nil {
+				return 0, err
+			}
 		}
 	}
 	n, err := c.Conn.Write(p)
@@ -276,10 +283,12 @@ func (c *conn) CloseWrite() error {
 	return errors.ErrUnsupported
 }
 
-func (n *Network) delayOf(from, to string) time.Duration {
+// faultsOf returns the delay of the direction from -> to and whether the connection between
+// the two hosts is blackholed.
+func (n *Network) faultsOf(from, to string) (time.Duration, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.dirLocked(from, to).delay
+	return n.dirLocked(from, to).delay, n.streamLocked(from, to).blackhole
 }
 
 // listener is a host's TCP listener; accepted connections are tracked and attributed.
@@ -337,7 +346,9 @@ func (n *Network) trackAccepted(c *conn) bool {
 	if n.closed || n.crashed[c.host] {
 		return false
 	}
-	n.acceptedPeerLocked(c)
+	if peer := n.acceptedPeerLocked(c); peer != "" && n.streamLocked(peer, c.host).down != nil {
+		return false // the link went down while the connection waited in the accept queue
+	}
 	n.conns[c] = struct{}{}
 	return true
 }

@@ -88,13 +88,14 @@ func (n *Network) updateIf(kind, a, b, detail string, f func() bool) {
 	}
 	n.eventLocked(kind, a, b, detail)
 	broken := n.brokenConnsLocked()
-	n.broadcastLocked()
-	n.mu.Unlock()
-	// Mark every broken end before closing any, so that an end whose peer's reset arrives
-	// first still reports the fault rather than a bare reset.
+	// Mark every broken end before closing any (and under the lock, before anything else can
+	// reset a connection), so that an end whose peer's reset arrives first still reports the
+	// fault rather than a bare reset.
 	for _, k := range broken {
 		k.c.markKilled(k.err)
 	}
+	n.broadcastLocked()
+	n.mu.Unlock()
 	for _, k := range broken {
 		k.c.kill(k.err, true)
 	}

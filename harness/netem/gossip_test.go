@@ -32,7 +32,7 @@ func startMemberAt(t *testing.T, nw *Network, host, bind string) *memberlist.Mem
 	cfg.ProbeTimeout = 25 * time.Millisecond
 	cfg.GossipInterval = 20 * time.Millisecond
 	cfg.PushPullInterval = 200 * time.Millisecond
-	cfg.TCPTimeout = 200 * time.Millisecond
+	cfg.TCPTimeout = time.Second
 	cfg.SuspicionMult = 2
 	cfg.GossipToTheDeadTime = time.Minute // so that a healed node hears it was declared dead and refutes
 	m, err := memberlist.Create(cfg)
@@ -42,6 +42,22 @@ func startMemberAt(t *testing.T, nw *Network, host, bind string) *memberlist.Mem
 	}
 	t.Cleanup(func() { m.Shutdown() })
 	return m
+}
+
+// join joins m to seed, retrying on a loaded machine.
+func join(t *testing.T, m *memberlist.Memberlist, seed string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := m.Join([]string{seed})
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s join %s: %v", m.LocalNode().Name, seed, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // view lists the members m knows of: alive ones by name, suspect ones marked; dead and left
@@ -65,8 +81,19 @@ func view(m *memberlist.Memberlist) string {
 // waitAlive polls until every member sees exactly want as alive.
 func waitAlive(t *testing.T, ms map[string]*memberlist.Memberlist, want map[string]string, within time.Duration) {
 	t.Helper()
+	waitAliveRejoin(t, ms, want, within, nil)
+}
+
+// waitAliveRejoin is waitAlive calling rejoin at every poll, as an application's reconnect
+// loop does (memberlist itself stops talking to members it declared dead once the broadcasts
+// about them are done, so a healed partition is merged by a Join).
+func waitAliveRejoin(t *testing.T, ms map[string]*memberlist.Memberlist, want map[string]string, within time.Duration, rejoin func()) {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
+		if rejoin != nil {
+			rejoin()
+		}
 		var diff []string
 		for name, w := range want {
 			if got := view(ms[name]); got != w {
@@ -79,7 +106,7 @@ func waitAlive(t *testing.T, ms map[string]*memberlist.Memberlist, want map[stri
 		if time.Now().After(deadline) {
 			t.Fatalf("membership not reached within %v: %s", within, strings.Join(diff, "; "))
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -91,9 +118,7 @@ func TestGossipCutAndHeal(t *testing.T) {
 	}
 	seed := ms["n1"].LocalNode().Address()
 	for _, h := range []string{"n2", "n3"} {
-		if _, err := ms[h].Join([]string{seed}); err != nil {
-			t.Fatalf("%s join: %v", h, err)
-		}
+		join(t, ms[h], seed)
 	}
 	all := "n1,n2,n3"
 	waitAlive(t, ms, map[string]string{"n1": all, "n2": all, "n3": all}, 10*time.Second)
@@ -104,8 +129,14 @@ func TestGossipCutAndHeal(t *testing.T) {
 		t.Fatalf("no gossip packets dropped n1->n3: %+v", st)
 	}
 
+	// While isolated, n3 cannot join: its push-pull streams are refused.
+	if _, err := ms["n3"].Join([]string{seed}); err == nil {
+		t.Fatal("isolated n3 joined")
+	}
+
 	nw.Unisolate("n3")
-	waitAlive(t, ms, map[string]string{"n1": all, "n2": all, "n3": all}, 20*time.Second)
+	rejoin := func() { _, _ = ms["n3"].Join([]string{seed}) }
+	waitAliveRejoin(t, ms, map[string]string{"n1": all, "n2": all, "n3": all}, 20*time.Second, rejoin)
 	if st := nw.LinkStats("n1", "n3"); st.PacketsSent == 0 {
 		t.Fatalf("no gossip packets passed n1->n3: %+v", st)
 	}
@@ -119,9 +150,7 @@ func TestGossipPairCutAndCrash(t *testing.T) {
 	}
 	seed := ms["n1"].LocalNode().Address()
 	for _, h := range []string{"n2", "n3"} {
-		if _, err := ms[h].Join([]string{seed}); err != nil {
-			t.Fatalf("%s join: %v", h, err)
-		}
+		join(t, ms[h], seed)
 	}
 	all := "n1,n2,n3"
 	waitAlive(t, ms, map[string]string{"n1": all, "n2": all, "n3": all}, 10*time.Second)
@@ -130,7 +159,8 @@ func TestGossipPairCutAndCrash(t *testing.T) {
 	nw.Partition([]string{"n1", "n2"}, []string{"n3"})
 	waitAlive(t, ms, map[string]string{"n1": "n1,n2", "n2": "n1,n2"}, 15*time.Second)
 	nw.HealAll()
-	waitAlive(t, ms, map[string]string{"n1": all, "n2": all, "n3": all}, 20*time.Second)
+	rejoin := func() { _, _ = ms["n3"].Join([]string{seed}) }
+	waitAliveRejoin(t, ms, map[string]string{"n1": all, "n2": all, "n3": all}, 20*time.Second, rejoin)
 
 	// Crash n2: its transport closes; the others declare it dead.
 	nw.Crash("n2")
@@ -147,8 +177,6 @@ func TestGossipPairCutAndCrash(t *testing.T) {
 	}
 	nw.Restart("n2")
 	ms["n2"] = startMemberAt(t, nw, "n2", bind)
-	if _, err := ms["n2"].Join([]string{seed}); err != nil {
-		t.Fatalf("n2 rejoin: %v", err)
-	}
+	join(t, ms["n2"], seed)
 	waitAlive(t, ms, map[string]string{"n1": all, "n2": all, "n3": all}, 20*time.Second)
 }

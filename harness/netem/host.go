@@ -75,7 +75,8 @@ func (h *Host) Dial(ctx context.Context, network, addr string) (net.Conn, error)
 // It has the signature of net.Dialer.DialContext, so it plugs into Dial fields of client
 // configurations. A cut, a crashed end or a Drop makes it fail at once with a *net.OpError
 // around a *FaultError (errors.Is ECONNREFUSED); a blackholed link makes it wait for ctx; a
-// delayed link makes it wait the delay first.
+// delayed link makes it wait the delay first. addr must be an IP literal or "localhost" with a
+// port: names are not resolved (all traffic is on loopback).
 func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6":

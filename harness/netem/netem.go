@@ -254,6 +254,10 @@ func (n *Network) Close() error {
 	close(n.done)
 	n.flaps = make(map[Link]chan struct{})
 	lns, conns, gts := n.collectLocked(func(string) bool { return true })
+	reason := &FaultError{Reason: ErrClosed, Errno: syscall.ECONNRESET}
+	for _, c := range conns {
+		c.markKilled(reason)
+	}
 	n.broadcastLocked()
 	n.mu.Unlock()
 
@@ -263,10 +267,6 @@ func (n *Network) Close() error {
 	}
 	for _, l := range lns {
 		_ = l.Listener.Close()
-	}
-	reason := &FaultError{Reason: ErrClosed, Errno: syscall.ECONNRESET}
-	for _, c := range conns {
-		c.markKilled(reason)
 	}
 	for _, c := range conns {
 		c.kill(reason, false)

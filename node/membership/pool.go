@@ -109,10 +109,12 @@ func (p *Pool) memberlistConfig() (*memberlist.Config, error) {
 	mc.Events = events{p}
 	mc.Logger = log.New(&logWriter{log: p.log}, "", 0)
 	if p.cfg.Fast {
-		mc.ProbeInterval = 200 * time.Millisecond
-		mc.ProbeTimeout = 100 * time.Millisecond
+		// Tight, but with room for a loaded machine: a false suspicion
+		// costs a master failover.
+		mc.ProbeInterval = 300 * time.Millisecond
+		mc.ProbeTimeout = 200 * time.Millisecond
 		mc.GossipInterval = 50 * time.Millisecond
-		mc.SuspicionMult = 2
+		mc.SuspicionMult = 3
 		mc.PushPullInterval = 5 * time.Second
 		mc.TCPTimeout = time.Second
 	}

@@ -53,7 +53,7 @@ type link struct {
 }
 
 type testMesh struct {
-	t      *testing.T
+	t      testing.TB
 	keys   map[string]*linkstate.Keyring
 	nodes  map[string]*tnode
 	order  []string
@@ -63,12 +63,13 @@ type testMesh struct {
 	lsL    map[string]net.Listener
 	smtpL  map[string]net.Listener
 	seeds  map[string]string // rg -> first node's gossip addr
+	state  linkstate.StateConfig
 	mu     sync.Mutex
 }
 
 var orgKey = []byte("0123456789abcdef0123456789abcdef")
 
-func newTestMesh(t *testing.T, rgs map[string][]string, links []link) *testMesh {
+func newTestMesh(t testing.TB, rgs map[string][]string, links []link) *testMesh {
 	tm := &testMesh{t: t, nodes: map[string]*tnode{}, links: links, rgs: rgs,
 		smtpOf: map[string]string{}, lsL: map[string]net.Listener{}, smtpL: map[string]net.Listener{}, seeds: map[string]string{}}
 	// Reserve every listener first: connectors name target addresses.
@@ -96,7 +97,7 @@ func newTestMesh(t *testing.T, rgs map[string][]string, links []link) *testMesh 
 	return tm
 }
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -155,6 +156,7 @@ func (tm *testMesh) start(name, rg string) *tnode {
 		Connectors:  conns,
 		LocalSpaces: []linkstate.AddressSpace{{Pattern: rg + ".test", Cost: 1}},
 		Keyring:     tm.keyring(rg),
+		State:       tm.state,
 		TTL:         time.Hour, Refresh: 30 * time.Minute, CollectWindow: 100 * time.Millisecond, SyncInterval: 2 * time.Second,
 		Probe:  ProbeConfig{Interval: 100 * time.Millisecond, Keepalive: 200 * time.Millisecond, Timeout: 300 * time.Millisecond, GlitchRetries: 2, GlitchDelay: 20 * time.Millisecond, UpAfter: 2},
 		Logger: testLogger().With("test_node", name),
@@ -186,7 +188,7 @@ func (tm *testMesh) start(name, rg string) *tnode {
 	return nd
 }
 
-func mustListen(t *testing.T, addr string) net.Listener {
+func mustListen(t testing.TB, addr string) net.Listener {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		l, err := net.Listen("tcp", addr)
@@ -229,7 +231,7 @@ func (tm *testMesh) live() []*tnode {
 }
 
 // waitFor polls cond until it returns nil or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() error) time.Duration {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() error) time.Duration {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(d)
@@ -286,7 +288,7 @@ func pathIs(nd *tnode, domain string, want ...string) func() error {
 }
 
 // Three groups of two nodes: a-b cheap, b-c cheap, a-c expensive.
-func triangle(t *testing.T) *testMesh {
+func triangle(t testing.TB) *testMesh {
 	return newTestMesh(t,
 		map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1", "b2"}, "rgc": {"c1", "c2"}},
 		[]link{

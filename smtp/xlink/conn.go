@@ -127,7 +127,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 			if err := c.command(line, complete); err != nil {
 				return 0, io.EOF
 			}
-			c.restoreReadDeadline()
+			if len(c.pending) > 0 {
+				// Back to go-smtp, under the deadline it asked for.
+				c.restoreReadDeadline()
+			}
 		}
 	}
 }

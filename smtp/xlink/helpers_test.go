@@ -302,10 +302,15 @@ func (r *rawClient) send(s string) {
 	}
 }
 
-// sendRaw writes content without logging it line by line (message data).
+// sendRaw writes message content; the transcript marks its lines "C|".
 func (r *rawClient) sendRaw(label, s string) {
 	r.t.Helper()
-	r.log.WriteString("C: <" + label + ">\n")
+	r.log.WriteString("C: <" + label + ", " + strconv.Itoa(len(s)) + " bytes, shown with C|>\n")
+	for _, l := range strings.SplitAfter(s, "\n") {
+		if l != "" {
+			r.log.WriteString("C| " + printable(l) + "\n")
+		}
+	}
 	if _, err := io.WriteString(r.conn, s); err != nil {
 		r.t.Fatalf("write: %v", err)
 	}

@@ -8,12 +8,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
 )
 
 func hexDigest(s Store) string {
@@ -283,7 +287,7 @@ func TestMailThroughInterposer(t *testing.T) {
 	c.expect("250 2.0.0 I'll make sure")
 	c.expect("354 ")
 	// Content that looks like X-LINK2STATE, then pipelined after the dot.
-	c.sendRaw("message content", testMessage+".\r\nX-LINK2STATE DIGEST "+hexDigest(store)+"\r\n")
+	c.sendRaw("message content, end of data, then a pipelined command", testMessage+".\r\nX-LINK2STATE DIGEST "+hexDigest(store)+"\r\n")
 	c.expect("250 2.0.0 OK")
 	c.expect("250 2.0.0 DIGEST")
 
@@ -296,7 +300,7 @@ func TestMailThroughInterposer(t *testing.T) {
 	c.send(fmt.Sprintf("BDAT %d\r\n", len(chunk1)))
 	c.sendRaw("chunk 1", chunk1)
 	c.send(fmt.Sprintf("BDAT %d LAST\r\n", len(chunk2)))
-	c.sendRaw("chunk 2", chunk2+"NOOP\r\n")
+	c.sendRaw("chunk 2, then a pipelined NOOP", chunk2+"NOOP\r\n")
 	c.expect("250 2.0.0 Continue")
 	c.expect("250 2.0.0 OK")
 	c.expect("250 2.0.0 I have successfully done nothing")
@@ -593,3 +597,86 @@ func TestSyncContextCancel(t *testing.T) {
 }
 
 func bufioReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
+
+func TestRSETAbortsTransfer(t *testing.T) {
+	store := newMemStore("rg1:1:a")
+	ts := startServer(t, Config{Store: store, Allow: allowAll}, false)
+	c := dialRaw(t, ts.addr)
+	c.send("EHLO peer.test\r\n")
+	c.expect("250 ")
+	recs, _ := encodeRecords([][]byte{[]byte("rg1:9:x")}, 1<<20, 10)
+	lines := strings.SplitAfter(xfer(KindRecords, recs), "\n")
+	c.send("X-LINK2STATE DIGEST " + strings.Repeat("0", 64) + "\r\n" + xfer(KindSummaries, []byte("rg1:0\n")) + lines[0])
+	for range 4 {
+		c.expect("250 ")
+	}
+	c.send("RSET\r\n")
+	c.expect("250 2.0.0 Session reset")
+	c.send(lines[1]) // LAST of the aborted transfer
+	c.expect("503 5.5.1")
+	c.expect("421 ")
+	c.expectClosed()
+	golden(t, "rset_aborts_transfer", c.log.String())
+	if store.installCount() != 0 {
+		t.Fatal("store changed")
+	}
+}
+
+// TestSlowTransferOutlivesGoSMTPDeadline: go-smtp sets its read deadline
+// once per Read; the interposer gives each X-LINK2STATE line its own
+// CommandTimeout, and go-smtp's own deadline applies again to lines that
+// go to go-smtp.
+func TestSlowTransferOutlivesGoSMTPDeadline(t *testing.T) {
+	store := newMemStore("rg1:1:a")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newFuzzEnvServer(t, Listen(ln, Config{Store: store, Allow: allowAll, Hostname: "mesh.test",
+		CommandTimeout: time.Second}), 300*time.Millisecond)
+	c := dialRaw(t, ln.Addr().String())
+	c.send("EHLO peer.test\r\n")
+	c.expect("250 ")
+	recs, _ := encodeRecords([][]byte{[]byte("rg1:9:" + strings.Repeat("x", 2000))}, 1<<20, 10)
+	cmds := strings.SplitAfter("X-LINK2STATE DIGEST "+strings.Repeat("0", 64)+"\r\n"+
+		xfer(KindSummaries, []byte("rg1:0\n"))+xfer(KindRecords, recs), "\n")
+	start := time.Now()
+	for _, cmd := range cmds {
+		if cmd == "" {
+			continue
+		}
+		time.Sleep(100 * time.Millisecond) // a slow peer, not a wait for a condition
+		c.send(cmd)
+		c.expect("250")
+	}
+	if time.Since(start) < 600*time.Millisecond {
+		t.Fatal("test too fast to exercise the deadline")
+	}
+	if store.installCount() != 1 {
+		t.Fatal("records not installed")
+	}
+	// An idle client after an interposer reply is timed out after
+	// CommandTimeout, and go-smtp says so.
+	if lines, err := c.reply(); err != nil || !strings.HasPrefix(lines[len(lines)-1], "421 4.4.2") {
+		t.Fatalf("idle timeout reply %q, %v", lines, err)
+	}
+}
+
+// newFuzzEnvServer serves go-smtp on l with the given read timeout.
+func newFuzzEnvServer(t *testing.T, l net.Listener, readTimeout time.Duration) *gosmtp.Server {
+	s := gosmtp.NewServer(&backend{})
+	s.Domain = "mesh.test"
+	s.ReadTimeout = readTimeout
+	s.WriteTimeout = 5 * time.Second
+	s.ErrorLog = log.New(io.Discard, "", 0)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Serve(l)
+	}()
+	t.Cleanup(func() {
+		_ = s.Close()
+		<-done
+	})
+	return s
+}

@@ -1,0 +1,208 @@
+package status
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"image"
+	"image/png"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// chromiumPath is where Debian's chromium package (scripts/install-deps)
+// puts the browser.
+const chromiumPath = "/usr/bin/chromium"
+
+// requireChromium fails the test when the browser is missing: the status
+// page is only known to work if a real browser drew it. MESHD_SKIP_EXTERN=1
+// turns that into a skip for machines without the external tools.
+func requireChromium(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("MESHD_SKIP_EXTERN") == "1" {
+			t.Skipf("MESHD_SKIP_EXTERN=1 and %s is missing", chromiumPath)
+		}
+		t.Fatalf("headless chromium is needed at %s: run scripts/install-deps (MESHD_SKIP_EXTERN=1 skips this test locally): %v", chromiumPath, err)
+	}
+}
+
+// runChromium runs headless chromium once against url with extra flags
+// and returns its standard output. The browser runs in a process group of
+// its own that is killed when it returns, so no helper process outlives
+// the test.
+func runChromium(t *testing.T, url string, extra ...string) []byte {
+	t.Helper()
+	profile, err := os.MkdirTemp("", "meshd-status-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not t.TempDir: chromium's helpers may still be removing files when
+	// the directory is cleaned up, and that must not fail the test.
+	t.Cleanup(func() { os.RemoveAll(profile) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := append([]string{
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-extensions", "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1",
+		"--user-data-dir=" + profile, "--window-size=1280,900",
+	}, extra...)
+	cmd := exec.CommandContext(ctx, chromiumPath, append(args, url)...)
+	cmd.Env = append(os.Environ(), "HOME="+profile)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	if cmd.Process != nil {
+		if kerr := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); kerr != nil && !errors.Is(kerr, syscall.ESRCH) {
+			t.Logf("kill chromium process group: %v", kerr)
+		}
+	}
+	if err != nil {
+		t.Fatalf("chromium %v: %v\nstderr:\n%s", extra, err, tail(stderr.String(), 2000))
+	}
+	return stdout.Bytes()
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// pixels counts what a screenshot shows.
+type pixels struct {
+	total, nonWhite, green, red int
+	bounds                      image.Rectangle
+}
+
+// countPixels classifies every pixel: near-white background, the up
+// colour (StateUp.Color, a green) and the down colour (StateDown.Color, a
+// red). The bounds are loose enough for anti-aliased edges and text.
+func countPixels(img image.Image) pixels {
+	p := pixels{bounds: img.Bounds()}
+	for y := p.bounds.Min.Y; y < p.bounds.Max.Y; y++ {
+		for x := p.bounds.Min.X; x < p.bounds.Max.X; x++ {
+			r32, g32, b32, _ := img.At(x, y).RGBA()
+			r, g, b := int(r32>>8), int(g32>>8), int(b32>>8)
+			p.total++
+			if r < 245 || g < 245 || b < 245 {
+				p.nonWhite++
+			}
+			if g > 120 && r < 90 && b < 110 && g-r > 60 {
+				p.green++
+			}
+			if r > 170 && g < 90 && b < 90 {
+				p.red++
+			}
+		}
+	}
+	return p
+}
+
+// screenshot loads url in chromium and returns the decoded PNG and where
+// it was written.
+func screenshot(t *testing.T, url, name string) (pixels, string) {
+	t.Helper()
+	dir := t.TempDir()
+	if keep := os.Getenv("MESHD_SCREENSHOT_DIR"); keep != "" {
+		if err := os.MkdirAll(keep, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dir = keep
+	}
+	file := filepath.Join(dir, name)
+	os.Remove(file)
+	runChromium(t, url, "--screenshot="+file)
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatalf("chromium wrote no screenshot: %v", err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("screenshot %s is not a PNG: %v", file, err)
+	}
+	p := countPixels(img)
+	t.Logf("%s: %v, %d pixels, %d non-white, %d green, %d red", file, p.bounds.Size(), p.total, p.nonWhite, p.green, p.red)
+	return p, file
+}
+
+var abRow = regexp.MustCompile(`(?s)<tr id="conn-a-ab" data-state="([a-z]+)">(.*?)</tr>`)
+var tags = regexp.MustCompile(`<[^>]*>`)
+
+// abState loads url with --dump-dom and returns the state attribute and
+// the visible text of connector ab's row.
+func abState(t *testing.T, url string) (state, text string) {
+	t.Helper()
+	dom := runChromium(t, url, "--dump-dom")
+	m := abRow.FindSubmatch(dom)
+	if m == nil {
+		t.Fatalf("dumped DOM has no row for connector ab:\n%s", tail(string(dom), 3000))
+	}
+	return string(m[1]), strings.Join(strings.Fields(tags.ReplaceAllString(string(m[2]), " ")), " ")
+}
+
+// TestBrowserStatusPage draws the status page in headless chromium with
+// connector ab up, then down, and checks what a person would see: a
+// topology in the up colour, then the down colour on it and "down" in
+// ab's row.
+func TestBrowserStatusPage(t *testing.T) {
+	requireChromium(t)
+	src := &fakeSource{abUp: true}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: NewHandler(src, Options{}), ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	url := "http://" + ln.Addr().String() + "/"
+
+	up, upFile := screenshot(t, url, "status-up.png")
+	if up.bounds.Dx() < 1000 || up.bounds.Dy() < 600 {
+		t.Fatalf("screenshot is %v, want about 1280x900", up.bounds.Size())
+	}
+	if up.nonWhite < up.total/50 {
+		t.Errorf("screenshot %s is nearly blank: %d of %d pixels non-white", upFile, up.nonWhite, up.total)
+	}
+	if up.green < 500 {
+		t.Errorf("screenshot %s shows %d pixels of the up colour, want a drawn topology (>= 500)", upFile, up.green)
+	}
+	if st, text := abState(t, url); st != "up" || !strings.Contains(text, "up") {
+		t.Errorf("with ab up the page says state %q, row %q", st, text)
+	}
+
+	src.setAB(false)
+	down, downFile := screenshot(t, url, "status-down.png")
+	if down.red < up.red+300 {
+		t.Errorf("after ab went down %s has %d red pixels, %s had %d: want at least 300 more", downFile, down.red, upFile, up.red)
+	}
+	if down.green >= up.green {
+		t.Errorf("after ab went down the up colour did not shrink: %d -> %d pixels", up.green, down.green)
+	}
+	st, text := abState(t, url)
+	if st != "down" || !strings.Contains(text, "down") {
+		t.Errorf("with ab down the page says state %q, row %q", st, text)
+	}
+	t.Logf("ab row with ab down: %q", text)
+}
