@@ -57,8 +57,9 @@ type Pool struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu   sync.Mutex
-	view View
+	mu    sync.Mutex
+	view  View
+	known map[string]string // every member ever seen: name -> gossip address
 }
 
 // Start creates the pool member, joins the seeds it can reach and
@@ -76,7 +77,7 @@ func Start(cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: cfg, log: logger, meta: meta, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	p := &Pool{cfg: cfg, log: logger, meta: meta, kick: make(chan struct{}, 1), done: make(chan struct{}), known: map[string]string{}}
 
 	mc, err := p.memberlistConfig()
 	if err != nil {
@@ -246,13 +247,50 @@ func (p *Pool) shutdown(leaveErr error) error {
 
 func (p *Pool) watch(ctx context.Context) {
 	defer close(p.done)
+	every := 10 * time.Second
+	if p.cfg.Fast {
+		every = time.Second
+	}
+	rejoin := time.NewTicker(every)
+	defer rejoin.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-p.kick:
 			p.refresh()
+		case <-rejoin.C:
+			p.rejoinMissing()
 		}
+	}
+}
+
+// rejoinMissing contacts members seen before but not alive now, and the
+// seeds when we are alone. memberlist stops talking to members it has
+// declared dead, so without this two halves of a healed partition would
+// stay apart.
+func (p *Pool) rejoinMissing() {
+	p.mu.Lock()
+	alive := map[string]bool{}
+	for _, m := range p.view.Members {
+		alive[m.Name] = true
+	}
+	var addrs []string
+	for name, addr := range p.known {
+		if !alive[name] && name != p.cfg.Name {
+			addrs = append(addrs, addr)
+		}
+	}
+	alone := len(p.view.Members) <= 1
+	p.mu.Unlock()
+	if alone {
+		addrs = append(addrs, p.cfg.Seeds...)
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	if n, err := p.ml.Join(addrs); n > 0 {
+		p.log.Debug("rejoined members", "contacted", n, "err", err)
 	}
 }
 
@@ -276,6 +314,9 @@ func (p *Pool) refresh() {
 	}
 	v := newView(ms)
 	p.mu.Lock()
+	for _, m := range ms {
+		p.known[m.Name] = m.Addr
+	}
 	changed := !v.Equal(p.view)
 	old := p.view.Master
 	p.view = v

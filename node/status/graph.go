@@ -153,29 +153,29 @@ func writeConnector(b *bytes.Buffer, c *linkstate.Connector, opts GraphOptions) 
 		quote(st.Color()), quote(st.Color()), quote(st.lineStyle()), pen, quote(strings.Join(lines, "\n")))
 }
 
-// writeLegend draws one sample edge per state in a cluster of its own.
+// writeLegend draws the legend as one small node: a colour swatch and a
+// name per state (the line styles are named in the text).
 func writeLegend(b *bytes.Buffer) {
-	b.WriteString("\tsubgraph cluster_legend {\n")
-	b.WriteString("\t\tlabel=\"legend\"; fontsize=10; color=\"#bbbbbb\"; style=rounded;\n")
-	b.WriteString("\t\tnode [shape=point, width=0.05, color=\"#bbbbbb\"];\n")
+	b.WriteString("\t\"legend\" [shape=plaintext, fontsize=9, label=<<table border=\"1\" color=\"#bbbbbb\" cellborder=\"0\" cellspacing=\"2\" cellpadding=\"1\">")
+	b.WriteString("<tr><td colspan=\"2\"><b>legend</b></td></tr>")
 	for _, st := range allStates() {
-		from, to := quote("legend:"+string(st)+":a"), quote("legend:"+string(st)+":b")
-		fmt.Fprintf(b, "\t\t%s -> %s [color=%s, fontcolor=%s, style=%s, label=%s, minlen=2];\n",
-			from, to, quote(st.Color()), quote(st.Color()), quote(st.lineStyle()), quote(legendText(st)))
+		fmt.Fprintf(b, "<tr><td bgcolor=\"%s\" width=\"22\" height=\"4\" fixedsize=\"true\"></td><td align=\"left\">%s</td></tr>",
+			st.Color(), legendText(st))
 	}
-	fmt.Fprintf(b, "\t\t%s -> %s [color=\"#555555\", penwidth=3.5, label=\"bridge (only path)\", minlen=2];\n",
-		quote("legend:bridge:a"), quote("legend:bridge:b"))
-	b.WriteString("\t}\n")
+	b.WriteString("<tr><td bgcolor=\"#555555\" width=\"22\" height=\"7\" fixedsize=\"true\"></td><td align=\"left\">thick: bridge (only path)</td></tr>")
+	b.WriteString("</table>>];\n")
 }
 
 func legendText(st State) string {
 	switch st {
+	case StateDown:
+		return "down (dashed)"
 	case StateSuppressed:
-		return "suppressed (flap damping)"
+		return "suppressed by flap damping (dashed)"
 	case StateHeld:
-		return "held (bridge, pairs down)"
+		return "held: bridge with all pairs down (bold)"
 	case StateDrain:
-		return "drain (last resort)"
+		return "drain: last resort (dotted)"
 	}
 	return string(st)
 }
