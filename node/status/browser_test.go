@@ -83,11 +83,18 @@ func tail(s string, n int) string {
 	return s
 }
 
-// pixels counts what a screenshot shows.
+// pixels counts what a screenshot shows: in all of it, and in the band
+// where the page draws the topology.
 type pixels struct {
 	total, nonWhite, green, red int
+	graphGreen, graphRed        int
 	bounds                      image.Rectangle
 }
+
+// graphBand is the rows of a 1280x900 screenshot that only the topology
+// can occupy: the page puts a header of two lines (no green or red) above
+// the #graph box, which is 560 px high, and every table below it.
+const graphTop, graphBottom = 70, 620
 
 // countPixels classifies every pixel: near-white background, the up
 // colour (StateUp.Color, a green) and the down colour (StateDown.Color, a
@@ -102,11 +109,18 @@ func countPixels(img image.Image) pixels {
 			if r < 245 || g < 245 || b < 245 {
 				p.nonWhite++
 			}
+			inGraph := y >= graphTop && y < graphBottom
 			if g > 120 && r < 90 && b < 110 && g-r > 60 {
 				p.green++
+				if inGraph {
+					p.graphGreen++
+				}
 			}
 			if r > 170 && g < 90 && b < 90 {
 				p.red++
+				if inGraph {
+					p.graphRed++
+				}
 			}
 		}
 	}
@@ -137,7 +151,8 @@ func screenshot(t *testing.T, url, name string) (pixels, string) {
 		t.Fatalf("screenshot %s is not a PNG: %v", file, err)
 	}
 	p := countPixels(img)
-	t.Logf("%s: %v, %d pixels, %d non-white, %d green, %d red", file, p.bounds.Size(), p.total, p.nonWhite, p.green, p.red)
+	t.Logf("%s: %v, %d pixels, %d non-white, %d green, %d red; in the graph band %d green, %d red",
+		file, p.bounds.Size(), p.total, p.nonWhite, p.green, p.red, p.graphGreen, p.graphRed)
 	return p, file
 }
 
@@ -185,8 +200,11 @@ func TestBrowserStatusPage(t *testing.T) {
 	if up.nonWhite < up.total/50 {
 		t.Errorf("screenshot %s is nearly blank: %d of %d pixels non-white", upFile, up.nonWhite, up.total)
 	}
-	if up.green < 500 {
-		t.Errorf("screenshot %s shows %d pixels of the up colour, want a drawn topology (>= 500)", upFile, up.green)
+	if up.graphGreen < 1000 {
+		t.Errorf("screenshot %s shows %d pixels of the up colour where the topology goes, want a drawn topology (>= 1000)", upFile, up.graphGreen)
+	}
+	if up.green < up.graphGreen+200 {
+		t.Errorf("screenshot %s shows no up badges in the connector table (%d green pixels in all, %d in the graph)", upFile, up.green, up.graphGreen)
 	}
 	if st, text := abState(t, url); st != "up" || !strings.Contains(text, "up") {
 		t.Errorf("with ab up the page says state %q, row %q", st, text)
@@ -194,15 +212,57 @@ func TestBrowserStatusPage(t *testing.T) {
 
 	src.setAB(false)
 	down, downFile := screenshot(t, url, "status-down.png")
-	if down.red < up.red+300 {
-		t.Errorf("after ab went down %s has %d red pixels, %s had %d: want at least 300 more", downFile, down.red, upFile, up.red)
+	if down.graphRed < up.graphRed+200 {
+		t.Errorf("after ab went down the topology in %s has %d red pixels, in %s it had %d: want at least 200 more",
+			downFile, down.graphRed, upFile, up.graphRed)
 	}
-	if down.green >= up.green {
-		t.Errorf("after ab went down the up colour did not shrink: %d -> %d pixels", up.green, down.green)
+	if down.graphGreen >= up.graphGreen {
+		t.Errorf("after ab went down the up colour did not shrink in the topology: %d -> %d pixels", up.graphGreen, down.graphGreen)
+	}
+	if down.red-down.graphRed < up.red-up.graphRed+200 {
+		t.Errorf("after ab went down the tables show no more red: %d -> %d pixels", up.red-up.graphRed, down.red-down.graphRed)
 	}
 	st, text := abState(t, url)
 	if st != "down" || !strings.Contains(text, "down") {
 		t.Errorf("with ab down the page says state %q, row %q", st, text)
 	}
 	t.Logf("ab row with ab down: %q", text)
+}
+
+// TestBrowserLiveRefresh: the page's script re-fetches status.json and
+// graph.svg and redraws without a reload. Connector ab goes down right
+// after the page itself is served; the DOM that chromium dumps once the
+// script has run must show it down, in the table and in the inline SVG.
+func TestBrowserLiveRefresh(t *testing.T) {
+	requireChromium(t)
+	src := &fakeSource{abUp: true}
+	h := NewHandler(src, Options{Refresh: 200 * time.Millisecond})
+	flip := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		if r.URL.Path == "/" {
+			src.setAB(false)
+		}
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: flip, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	dom := string(runChromium(t, "http://"+ln.Addr().String()+"/", "--dump-dom", "--virtual-time-budget=5000"))
+	if !strings.Contains(dom, "last update ok") {
+		t.Fatalf("the page's script did not refresh:\n%s", tail(dom, 2000))
+	}
+	m := abRow.FindStringSubmatch(dom)
+	if m == nil || m[1] != "down" {
+		t.Errorf("after a refresh ab's row is %v, want data-state down", m)
+	}
+	if !strings.Contains(dom, `class="edge conn state-down"`) {
+		t.Errorf("after a refresh the inline SVG does not draw ab down")
+	}
 }

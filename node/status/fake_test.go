@@ -13,7 +13,9 @@ var testTime = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 // meshRecords is the topology the tests draw: four routing groups, a
 // redundant triangle a-b-c, a bridge c-d, two external connectors.
 func meshRecords(abUp bool) []*linkstate.Record {
-	pair := func(s, t string, up bool) linkstate.PairState { return linkstate.PairState{Source: s, Target: t, Up: up} }
+	pair := func(s, t string, up bool) linkstate.PairState {
+		return linkstate.PairState{Source: s, Target: t, Up: up}
+	}
 	members := func(rg string) []linkstate.Member {
 		return []linkstate.Member{
 			{Name: rg + "2", SMTP: "127.0.0.1:25" + rg + "2", Priority: 1},
