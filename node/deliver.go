@@ -15,7 +15,7 @@ import (
 // maxInflightFactor bounds the messages being worked on at once to this many
 // times outbound.max_concurrent, so a large backlog does not become a large
 // number of goroutines.
-const maxInflightFactor = 4
+const maxInflightFactor = 16
 
 // deliverer is the delivery scheduler. It waits on the queue's Notify
 // channel and a timer for the next due attempt, takes due messages, groups
@@ -123,8 +123,9 @@ func (d *deliverer) dispatch(ctx context.Context) (blocked bool) {
 	if busy >= limit {
 		return true
 	}
-	// Due also returns messages in flight; ask for enough to fill the room.
-	msgs, err := d.q.Due(d.n.now(), limit)
+	// Due also returns messages in flight (earliest first, and those waiting
+	// for a busy destination stay due), so ask for them plus the room.
+	msgs, err := d.q.Due(d.n.now(), busy+min(limit-busy, 256))
 	if err != nil {
 		if !errors.Is(err, queue.ErrClosed) {
 			d.log.Error("queue: due", "err", err)
@@ -164,16 +165,20 @@ func (d *deliverer) done(id string) {
 // then one attempt per destination group of its due recipients.
 func (d *deliverer) process(ctx context.Context, m *queue.Message) {
 	log := d.log.With("msg", m.ID)
-	body, err := d.q.Body(m.ID)
-	if err != nil {
-		if !errors.Is(err, queue.ErrNotFound) && !errors.Is(err, queue.ErrClosed) {
+	// The body is read only once a group holds a delivery slot (or a DSN
+	// needs it), so messages waiting for a busy destination hold no body.
+	body := sync.OnceValues(func() ([]byte, error) {
+		b, err := d.q.Body(m.ID)
+		if err != nil && !errors.Is(err, queue.ErrNotFound) && !errors.Is(err, queue.ErrClosed) {
 			log.Error("queue: read body", "err", err)
 		}
-		return
-	}
+		return b, err
+	})
 	now := d.n.now()
 	if now.Sub(m.ReceivedAt) >= d.cfg.Queue.Lifetime {
-		d.expire(m, body, now)
+		if b, err := body(); err == nil {
+			d.expire(m, b, now)
+		}
 		return
 	}
 	d.maybeDelayDSN(m, body, now)
@@ -197,12 +202,16 @@ func (d *deliverer) process(ctx context.Context, m *queue.Message) {
 
 // attempt delivers one destination group: wait for the destination's slot,
 // persist the backoff, deliver, send a DSN for permanent failures, record.
-func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Message, body []byte, g *group, inDoubt bool) {
+func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Message, loadBody func() ([]byte, error), g *group, inDoubt bool) {
 	release, err := d.acquire(ctx, g)
 	if err != nil {
 		return
 	}
 	defer release()
+	body, err := loadBody()
+	if err != nil {
+		return // deleted meanwhile, or the queue is closing
+	}
 
 	attempts := 0
 	addrs := make([]string, len(g.rcpts))

@@ -119,7 +119,7 @@ func (d *deliverer) successDSN(m *queue.Message, body []byte, delivered []queue.
 
 // maybeDelayDSN sends one delay DSN once the message has waited
 // queue.delay_warning, for the pending recipients that want one.
-func (d *deliverer) maybeDelayDSN(m *queue.Message, body []byte, now time.Time) {
+func (d *deliverer) maybeDelayDSN(m *queue.Message, loadBody func() ([]byte, error), now time.Time) {
 	if d.cfg.Queue.DelayWarning <= 0 || m.DelayNotified || now.Sub(m.ReceivedAt) < d.cfg.Queue.DelayWarning {
 		return
 	}
@@ -135,6 +135,10 @@ func (d *deliverer) maybeDelayDSN(m *queue.Message, body []byte, now time.Time) 
 		rcpts = append(rcpts, dr)
 	}
 	if m.From != "" && len(rcpts) > 0 {
+		body, err := loadBody()
+		if err != nil {
+			return
+		}
 		if !d.sendDSN(dsnRequest{Kind: dsnDelay, Msg: m, Body: body, Rcpts: rcpts, Now: now}) {
 			return // try again on the next pass
 		}

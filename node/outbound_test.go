@@ -12,6 +12,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/meshd/meshd/node/mx"
 	"github.com/meshd/meshd/queue"
 )
 
@@ -117,5 +118,41 @@ func TestPerDestinationConcurrencyCap(t *testing.T) {
 	waitFor(t, 10*time.Second, "all delivered", func() bool { return len(remote.received()) == 6 })
 	if p := peak.Load(); p != 2 {
 		t.Errorf("peak concurrent deliveries to the smarthost = %d, want 2", p)
+	}
+}
+
+// TestSlowDestinationDoesNotBlockOthers parks many messages on a destination
+// that never answers and checks that mail for another domain still flows.
+func TestSlowDestinationDoesNotBlockOthers(t *testing.T) {
+	release := make(chan struct{})
+	slow := startRemote(t, func(string, int) error { <-release; return nil })
+	t.Cleanup(func() { close(release) })
+	fast := startRemote(t, nil)
+	_, slowPort, _ := net.SplitHostPort(slow.addr.String())
+	_, fastPort, _ := net.SplitHostPort(fast.addr.String())
+	cfg := testConfig(t)
+	cfg.Relay.AllowNetworks = []string{"127.0.0.1"}
+	cfg.Outbound.MaxConcurrent = 2
+	cfg.Outbound.MaxPerDestination = 1
+	// Both remotes listen on 127.0.0.1 with different ports; the dialer maps
+	// the MX host's name to its port.
+	ports := map[string]string{"127.0.0.10": slowPort, "127.0.0.20": fastPort}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, _ := net.SplitHostPort(addr)
+		var d net.Dialer
+		return d.DialContext(ctx, network, net.JoinHostPort("127.0.0.1", ports[host]))
+	}
+	res := fakeResolver{
+		"slow.test": {hosts: []mx.Host{{Name: "mx.slow.test", Addrs: []string{"127.0.0.10"}}}},
+		"fast.test": {hosts: []mx.Host{{Name: "mx.fast.test", Addrs: []string{"127.0.0.20"}}}},
+	}
+	n := startNode(t, cfg, Options{Resolver: res, Dial: dial})
+	for i := range 20 {
+		mustSend(t, n.SMTPAddr(), "alice@example.test", []string{"u@slow.test"}, message("slow-"+string(rune('a'+i))))
+	}
+	mustSend(t, n.SMTPAddr(), "alice@example.test", []string{"v@fast.test"}, message("fast"))
+	waitFor(t, 5*time.Second, "fast domain delivered while the slow one hangs", func() bool { return len(fast.received()) == 1 })
+	if got := len(slow.received()); got != 0 {
+		t.Errorf("slow remote completed %d messages while held", got)
 	}
 }

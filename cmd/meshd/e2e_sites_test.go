@@ -112,7 +112,7 @@ func (s *sites) waitDelivered(t testing.TB, rg string, nodes int, rcpt, token st
 	})
 	if !ok {
 		st, _ := s.run(t, "status")
-		t.Fatalf("sites: %s (%s) not delivered to %s within %v\n%s", token, rcpt, rg, sitesMailDeadline, st)
+		t.Fatalf("sites: %s (%s) not delivered to %s within %v\n%s\n%s", token, rcpt, rg, sitesMailDeadline, st, s.logTails())
 	}
 	// A duplicate would arrive right behind the first copy; give it a moment to show up.
 	poll(time.Second, func() bool { got = s.deliveries(t, rg, nodes, rcpt, token); return len(got) > 1 })
@@ -120,6 +120,17 @@ func (s *sites) waitDelivered(t testing.TB, rg string, nodes int, rcpt, token st
 		t.Fatalf("sites: %s delivered %d times: %v", token, len(got), got)
 	}
 	return got[0]
+}
+
+// logTails returns the end of every node's log, for failure messages.
+func (s *sites) logTails() string {
+	logs, _ := filepath.Glob(filepath.Join(s.dir, "nodes", "*", "log"))
+	var b strings.Builder
+	for _, p := range logs {
+		data, _ := os.ReadFile(p)
+		fmt.Fprintf(&b, "--- %s\n%s\n", p, tail(data, 1500))
+	}
+	return b.String()
 }
 
 // queued reports how many messages node (rgN-nI) holds, from its admin API asked inside its site.

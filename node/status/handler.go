@@ -50,13 +50,14 @@ type handler struct {
 	mu      sync.Mutex // guards the one-entry SVG cache
 	lastDOT []byte
 	lastSVG []byte
+	renders int // renderings done, for tests
 }
 
 // NewHandler returns the status handler for src:
 //
 //	GET /            HTML page: this node, topology drawn with live states, connectors, queues
-//	GET /graph.svg   the topology as SVG
-//	GET /graph.dot   the topology as Graphviz DOT text
+//	GET /graph.svg   the topology as SVG (rendered again only when the DOT text changes)
+//	GET /graph.dot   the topology as Graphviz DOT text (the source of graph.svg)
 //	GET /status.json Status as JSON
 //
 // Paths are relative to where it is mounted (use http.StripPrefix).
@@ -76,10 +77,18 @@ func NewHandler(src Source, opts Options) http.Handler {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
+// svgOptions are the graph options of the drawn topology: without the
+// damping penalties, which decay continuously and would make every poll a
+// new rendering (see RenderSVG on memory); the connector table shows them.
+func svgOptions(o GraphOptions) GraphOptions {
+	o.Penalties = nil
+	return o
+}
+
 // svg renders v's topology, reusing the last rendering while the DOT text
 // is unchanged (the page polls; the topology rarely changes).
 func (h *handler) svg(ctx context.Context, v view) ([]byte, error) {
-	dot := Graph(v.recs, v.opts)
+	dot := Graph(v.recs, svgOptions(v.opts))
 	h.mu.Lock()
 	if h.lastSVG != nil && bytes.Equal(dot, h.lastDOT) {
 		out := h.lastSVG
@@ -95,6 +104,7 @@ func (h *handler) svg(ctx context.Context, v view) ([]byte, error) {
 	}
 	h.mu.Lock()
 	h.lastDOT, h.lastSVG = dot, out
+	h.renders++
 	h.mu.Unlock()
 	return out, nil
 }
@@ -143,7 +153,7 @@ func (h *handler) serveDOT(w http.ResponseWriter, _ *http.Request) {
 	v := read(h.src, h.opts.Now())
 	w.Header().Set("Content-Type", "text/vnd.graphviz; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Write(Graph(v.recs, v.opts))
+	w.Write(Graph(v.recs, svgOptions(v.opts)))
 }
 
 func (h *handler) serveJSON(w http.ResponseWriter, _ *http.Request) {

@@ -45,7 +45,7 @@ func TestHandlerRoutes(t *testing.T) {
 			"a2 &rarr; 127.0.0.1:25b1: <b>up</b>", ">1500<", "b via 127.0.0.1:25b1", ">4m3s<", "1.2.7.1",
 			`style="background: #1e9e3a"`, "00070e151c232a31"}},
 		{"/graph.svg", 200, "image/svg+xml", []string{"<svg", "conn&#45;a&#45;ab"}},
-		{"/graph.dot", 200, "text/vnd.graphviz; charset=utf-8", []string{"digraph meshd {", `"rg:a" -> "rg:b"`, "penalty 1500"}},
+		{"/graph.dot", 200, "text/vnd.graphviz; charset=utf-8", []string{"digraph meshd {", `"rg:a" -> "rg:b"`, "ac  cost 30\\ndrain"}},
 		{"/status.json", 200, "application/json", []string{`"node": "a1"`}},
 		{"/nope", 404, "", nil},
 	}
@@ -150,6 +150,38 @@ func TestHandlerSVGFollowsSource(t *testing.T) {
 	_, down := get(t, srv.URL+"/graph.svg")
 	if up == down || !strings.Contains(down, `class="edge conn state&#45;down"`) {
 		t.Errorf("SVG did not follow the source")
+	}
+}
+
+// TestHandlerRendersOnChange: polling an unchanged topology renders it
+// once (go-graphviz keeps some memory per rendering); a change renders
+// again; the decaying damping penalties are not part of the drawing.
+func TestHandlerRendersOnChange(t *testing.T) {
+	src := &fakeSource{abUp: true}
+	h := NewHandler(src, Options{}).(*handler)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	renders := func() int {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.renders
+	}
+	for i := 0; i < 5; i++ {
+		get(t, srv.URL+"/graph.svg")
+		get(t, srv.URL+"/")
+	}
+	if n := renders(); n != 1 {
+		t.Errorf("5 polls of an unchanged topology rendered %d times, want 1", n)
+	}
+	_, dot := get(t, srv.URL+"/graph.dot")
+	if strings.Contains(dot, "penalty") {
+		t.Errorf("graph.dot carries damping penalties:\n%s", dot)
+	}
+	src.setAB(false)
+	get(t, srv.URL+"/graph.svg")
+	get(t, srv.URL+"/graph.svg")
+	if n := renders(); n != 2 {
+		t.Errorf("after one change: %d renderings, want 2", n)
 	}
 }
 
