@@ -23,9 +23,8 @@ type Cluster interface {
 	// Send submits one message over SMTP to the node's public listener; nil
 	// means the server answered 250 for the recipient.
 	Send(ctx context.Context, from string, m Mail) error
-	// Delivered counts, for every Message-ID found in the Maildirs of every
-	// node (crashed ones included), the copies delivered.
-	Delivered() (map[string]int, error)
+	// Delivered scans the Maildirs of every node (crashed ones included).
+	Delivered() (Deliveries, error)
 	// LSDB is a live node's link-state database summary; ok is false for a
 	// crashed node.
 	LSDB(node string) (info LSDBInfo, ok bool)
@@ -42,6 +41,15 @@ type Cluster interface {
 type LSDBInfo struct {
 	Digest  [32]byte
 	Records int
+}
+
+// Deliveries is what the Maildirs of the mesh hold.
+type Deliveries struct {
+	// Copies counts the copies of every Message-ID found.
+	Copies map[string]int
+	// Bounced maps the Message-ID of an original message to the
+	// diagnostic of a delivery status notification found for it.
+	Bounced map[string]string
 }
 
 // Mail is one test message.
@@ -64,3 +72,5 @@ type Faults interface {
 }
 
 var _ Faults = (*netem.Network)(nil)
+
+type netemEvent = netem.Event

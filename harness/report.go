@@ -32,12 +32,18 @@ type MessageStats struct {
 	Refused    int `json:"refused"`  // any other answer or no answer
 	Delivered  int `json:"delivered"`
 	Duplicated int `json:"duplicated"` // accepted and found more than once
-	Lost       int `json:"lost"`       // accepted and not found
+	Lost       int `json:"lost"`       // accepted, not found, no DSN either
+	// Bounced counts accepted messages not delivered for which the mesh
+	// returned a failure DSN to the sender: not silent, still not delivered.
+	Bounced int `json:"bounced"`
 	// DeliveredRefused counts refused messages that were delivered anyway
 	// (the 250 was lost on the way back): not an error.
 	DeliveredRefused int `json:"delivered_refused"`
-	// LostIDs names up to ten lost messages.
-	LostIDs []string `json:"lost_ids,omitempty"`
+	// LostIDs names up to ten lost messages (with where they sit, when
+	// the cluster can tell), BouncedIDs up to ten bounced ones with the
+	// DSN's diagnostic.
+	LostIDs    []string `json:"lost_ids,omitempty"`
+	BouncedIDs []string `json:"bounced_ids,omitempty"`
 }
 
 // StepReport is one timeline step with what followed it.
@@ -84,14 +90,17 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "scenario %s: %s (settled in %v, ran %v)\n", r.Scenario, verdict, round(r.Settled), round(r.Elapsed))
 	m := r.Messages
-	fmt.Fprintf(&b, "messages: sent %d, accepted %d, refused %d, delivered %d, duplicated %d, lost %d",
-		m.Sent, m.Accepted, m.Refused, m.Delivered, m.Duplicated, m.Lost)
+	fmt.Fprintf(&b, "messages: sent %d, accepted %d, refused %d, delivered %d, duplicated %d, lost %d, bounced %d",
+		m.Sent, m.Accepted, m.Refused, m.Delivered, m.Duplicated, m.Lost, m.Bounced)
 	if m.DeliveredRefused > 0 {
 		fmt.Fprintf(&b, " (+%d refused but delivered)", m.DeliveredRefused)
 	}
 	b.WriteString("\n")
 	if len(m.LostIDs) > 0 {
-		fmt.Fprintf(&b, "  lost: %s\n", strings.Join(m.LostIDs, ", "))
+		fmt.Fprintf(&b, "  lost: %s\n", strings.Join(m.LostIDs, "\n        "))
+	}
+	if len(m.BouncedIDs) > 0 {
+		fmt.Fprintf(&b, "  bounced: %s\n", strings.Join(m.BouncedIDs, "\n           "))
 	}
 	var total uint64
 	var per []string

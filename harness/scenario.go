@@ -55,9 +55,6 @@ type RGSpec struct {
 type NodeSpec struct {
 	Name     string `yaml:"name"`
 	Priority uint32 `yaml:"priority"`
-	// QueueMaxBytes bounds the node's queue from the start (a node whose
-	// disk is already full); 0 = the harness default.
-	QueueMaxBytes int64 `yaml:"queue_max_bytes"`
 }
 
 // ConnectorSpec is one directed connector between two routing groups.

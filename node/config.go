@@ -20,17 +20,19 @@ import (
 // Config is the configuration of one node, read from one YAML file. Every
 // key is documented in docs/config.md; DefaultConfig holds every default.
 type Config struct {
-	Node         NodeConfig     `yaml:"node"`
-	Listen       ListenConfig   `yaml:"listen"`
-	TLS          TLSConfig      `yaml:"tls"`
-	LocalDomains []string       `yaml:"local_domains"`
-	Delivery     DeliveryConfig `yaml:"delivery"`
-	Outbound     OutboundConfig `yaml:"outbound"`
-	Limits       LimitsConfig   `yaml:"limits"`
-	Queue        QueueConfig    `yaml:"queue"`
-	Relay        RelayConfig    `yaml:"relay"`
-	Auth         AuthConfig     `yaml:"auth"`
-	Log          LogConfig      `yaml:"log"`
+	Node         NodeConfig        `yaml:"node"`
+	Listen       ListenConfig      `yaml:"listen"`
+	TLS          TLSConfig         `yaml:"tls"`
+	LocalDomains []string          `yaml:"local_domains"`
+	Delivery     DeliveryConfig    `yaml:"delivery"`
+	Outbound     OutboundConfig    `yaml:"outbound"`
+	Limits       LimitsConfig      `yaml:"limits"`
+	Queue        QueueConfig       `yaml:"queue"`
+	Relay        RelayConfig       `yaml:"relay"`
+	Auth         AuthConfig        `yaml:"auth"`
+	Log          LogConfig         `yaml:"log"`
+	Mesh         MeshConfig        `yaml:"mesh"`
+	Connectors   []ConnectorConfig `yaml:"connectors"`
 }
 
 // NodeConfig names the node and says where it keeps its state.
@@ -54,6 +56,9 @@ type ListenConfig struct {
 	Admin      string `yaml:"admin"`
 	Linkstate  string `yaml:"linkstate"`
 	Gossip     string `yaml:"gossip"`
+	// Mesh is the mesh-facing SMTP listener: other nodes send mail and
+	// X-LINK2STATE here. Empty runs a standalone node (no mesh).
+	Mesh string `yaml:"mesh"`
 }
 
 // TLSConfig configures the certificate offered with STARTTLS.
@@ -197,7 +202,8 @@ func DefaultConfig() Config {
 			Lifetime:     48 * time.Hour,
 			GCInterval:   5 * time.Minute,
 		},
-		Log: LogConfig{Level: "info", Format: "text"},
+		Log:  LogConfig{Level: "info", Format: "text"},
+		Mesh: defaultMeshConfig(),
 	}
 }
 
@@ -259,7 +265,7 @@ func (c *Config) Validate() error {
 	checks := []func() error{
 		c.validateNode, c.validateListen, c.validateTLS, c.validateDomains,
 		c.validateDelivery, c.validateOutbound, c.validateLimits, c.validateQueue,
-		c.validateRelay, c.validateAuth, c.validateLog,
+		c.validateRelay, c.validateAuth, c.validateLog, c.validateMesh,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
@@ -298,7 +304,7 @@ func (c *Config) validateListen() error {
 	}
 	addrs := []struct{ key, val string }{
 		{"listen.smtp", l.SMTP}, {"listen.submission", l.Submission}, {"listen.admin", l.Admin},
-		{"listen.linkstate", l.Linkstate}, {"listen.gossip", l.Gossip},
+		{"listen.linkstate", l.Linkstate}, {"listen.gossip", l.Gossip}, {"listen.mesh", l.Mesh},
 	}
 	seen := map[string]string{}
 	for _, a := range addrs {

@@ -38,7 +38,10 @@ type deliverer struct {
 	// recipient attempted before but not by this process is in doubt.
 	attempted map[string]bool
 	dests     map[string]chan struct{} // per-destination semaphores
-	wg        sync.WaitGroup
+	// waiting holds messages that found no route, or whose mesh hop
+	// failed: a new routing table retries them at once.
+	waiting map[string]bool
+	wg      sync.WaitGroup
 	wake      chan struct{}
 }
 
@@ -62,6 +65,7 @@ func newDeliverer(n *Node, opts Options) (*deliverer, error) {
 		inflight:  make(map[string]bool),
 		attempted: make(map[string]bool),
 		dests:     make(map[string]chan struct{}),
+		waiting:   make(map[string]bool),
 		wake:      make(chan struct{}, 1),
 	}, nil
 }
@@ -148,6 +152,32 @@ func (d *deliverer) dispatch(ctx context.Context) (blocked bool) {
 		}()
 	}
 	return started == 0 && len(msgs) > 0
+}
+
+func (d *deliverer) markWaiting(id string) {
+	d.mu.Lock()
+	d.waiting[id] = true
+	d.mu.Unlock()
+}
+
+// reroute makes every message waiting on the mesh due now: the routing
+// table changed, so it may have a way out.
+func (d *deliverer) reroute() {
+	d.mu.Lock()
+	ids := make([]string, 0, len(d.waiting))
+	for id := range d.waiting {
+		ids = append(ids, id)
+	}
+	clear(d.waiting)
+	d.mu.Unlock()
+	for _, id := range ids {
+		if err := d.q.Retry(id); err != nil && !errors.Is(err, queue.ErrNotFound) && !errors.Is(err, queue.ErrClosed) {
+			d.log.Warn("queue: retry after route change", "msg", id, "err", err)
+		}
+	}
+	if len(ids) > 0 {
+		d.log.Debug("routing table changed: retrying waiting messages", "count", len(ids))
+	}
 }
 
 func (d *deliverer) done(id string) {
@@ -243,6 +273,14 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 		}
 	}
 	var failed, delivered []queue.Result
+	if g.kind == kindNoRoute || g.kind == kindMesh {
+		for _, r := range results {
+			if r.Outcome == queue.TempFail {
+				d.markWaiting(m.ID)
+				break
+			}
+		}
+	}
 	for _, r := range results {
 		switch r.Outcome {
 		case queue.Delivered:

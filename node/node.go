@@ -12,8 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 )
@@ -31,6 +33,12 @@ type Options struct {
 	// OutboundTLS is the client TLS config for STARTTLS to other servers;
 	// default verifies nothing (opportunistic TLS, RFC 7435).
 	OutboundTLS *tls.Config
+	// Listen opens every listener of the node; default net.Listen. The
+	// harness injects one whose connections it can cut.
+	Listen func(network, addr string) (net.Listener, error)
+	// GossipTransport, when set, carries the routing group's gossip
+	// instead of memberlist's own UDP/TCP transport on listen.gossip.
+	GossipTransport func(bind string) (memberlist.NodeAwareTransport, error)
 }
 
 // Node is one meshd process: SMTP listeners, queue, delivery scheduler and
@@ -49,6 +57,11 @@ type Node struct {
 	admin   *http.Server
 
 	del *deliverer
+
+	// Mesh side; nil for a standalone node.
+	mesh    *mesh.Mesh
+	meshSrv *smtp.Server
+	listen  func(network, addr string) (net.Listener, error)
 
 	mu      sync.Mutex
 	started bool
@@ -77,11 +90,17 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if now == nil {
 		now = time.Now
 	}
-	n = &Node{cfg: cfg, log: log, now: now, policy: newRelayPolicy(cfg)}
-	// Undo what was set up so far if a later step fails.
+	n = &Node{cfg: cfg, log: log, now: now, policy: newRelayPolicy(cfg), listen: opts.Listen}
+	if n.listen == nil {
+		n.listen = net.Listen
+	}
+	// Undo what was set up so far if a later step fails (the named result
+	// is nil by then, so keep our own pointer).
+	built := n
 	defer func() {
 		if err != nil {
-			n.closeParts()
+			built.closeMesh(false)
+			built.closeParts()
 		}
 	}()
 
@@ -116,9 +135,13 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		DataTimeout:     cfg.Limits.DataTimeout,
 		MaxConnsPerIP:   cfg.Limits.MaxConnectionsPerIP,
 	}
+	smtpLn, err := n.listen("tcp", cfg.Listen.SMTP)
+	if err != nil {
+		return nil, fmt.Errorf("node: listen.smtp: %w", err)
+	}
 	n.smtpSrv, err = smtp.NewServer(smtp.ServerConfig{
 		Hostname: cfg.Node.Hostname,
-		Addr:     cfg.Listen.SMTP,
+		Listener: smtpLn,
 		TLS:      tlsCfg,
 		Mesh:     len(cfg.Relay.MeshPeers) > 0,
 		MeshPeer: func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
@@ -135,9 +158,13 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		if tlsCfg == nil {
 			return nil, errors.New("node: listen.submission needs TLS (tls.cert_file or tls.self_signed)")
 		}
+		subLn, err := n.listen("tcp", cfg.Listen.Submission)
+		if err != nil {
+			return nil, fmt.Errorf("node: listen.submission: %w", err)
+		}
 		n.subSrv, err = smtp.NewServer(smtp.ServerConfig{
 			Hostname:   cfg.Node.Hostname,
-			Addr:       cfg.Listen.Submission,
+			Listener:   subLn,
 			TLS:        tlsCfg,
 			Submission: true,
 			Limits:     limits,
@@ -152,11 +179,16 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		}
 	}
 	if cfg.Listen.Admin != "" {
-		n.adminLn, err = net.Listen("tcp", cfg.Listen.Admin)
+		n.adminLn, err = n.listen("tcp", cfg.Listen.Admin)
 		if err != nil {
 			return nil, fmt.Errorf("node: listen.admin: %w", err)
 		}
 		n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
+	if cfg.meshEnabled() {
+		if err := n.setupMesh(tlsCfg, limits, opts); err != nil {
+			return nil, err
+		}
 	}
 	n.del, err = newDeliverer(n, opts)
 	if err != nil {
@@ -184,6 +216,9 @@ func (n *Node) Start() error {
 	g.Go(func() error { return n.del.run(ctx) })
 	if err := n.smtpSrv.Start(); err != nil {
 		return fmt.Errorf("node: start smtp: %w", err)
+	}
+	if err := n.startMesh(ctx, g); err != nil {
+		return err
 	}
 	if n.subSrv != nil {
 		if err := n.subSrv.Start(); err != nil {
@@ -230,6 +265,7 @@ func (n *Node) closeParts() error {
 	if n.smtpSrv != nil {
 		errs = append(errs, n.smtpSrv.Close())
 	}
+	errs = append(errs, n.closeMesh(false))
 	if n.subSrv != nil {
 		errs = append(errs, n.subSrv.Close())
 	}

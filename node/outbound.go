@@ -30,6 +30,8 @@ const (
 	kindLMTP      = "lmtp"
 	kindSmarthost = "smarthost"
 	kindMX        = "mx"
+	kindMesh      = "mesh"    // a hop to another mesh node
+	kindNoRoute   = "noroute" // no usable route now: wait for link state
 )
 
 // group is the recipients of one message that go to one destination.
@@ -39,6 +41,15 @@ type group struct {
 	domain     string // for mx
 	rcpts      []queue.Recipient
 	perDestCap int // 0: no per-destination cap
+
+	// Mesh hops (kindMesh): next-hop addresses in order, the connector
+	// used (Remote hops only; "" inside the routing group), whether the
+	// hop leaves the routing group, and the routing decision.
+	hops      []string
+	connector string
+	remote    bool
+	smarthost string // External decisions through a smarthost connector
+	why       string // kindNoRoute: the reason, for the reply
 }
 
 // transports delivers groups: Maildir, LMTP, smarthost or MX, with the
@@ -48,6 +59,8 @@ type transports struct {
 	n        *Node
 	resolver MXResolver
 	remote   *smtp.Client // smarthost and MX
+	// meshClient carries hops to other mesh nodes (their mesh listeners).
+	meshClient *smtp.Client
 	lmtp     *smtp.Client
 	// writeMaildir is maildir.Deliver; a field so tests can make it fail.
 	writeMaildir func(root, rcpt string, body []byte) (string, error)
@@ -79,6 +92,18 @@ func newTransports(n *Node, opts Options) (*transports, error) {
 		Dial:           opts.Dial,
 		Logger:         log,
 	})
+	if c.meshEnabled() {
+		t.meshClient = smtp.NewClient(smtp.ClientConfig{
+			HeloName:       c.Node.Hostname,
+			TLS:            &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec // peers are authenticated by address; records by signature
+			RequireTLS:     c.Mesh.RequireTLS,
+			Opportunistic:  !c.Mesh.RequireTLS,
+			ConnectTimeout: c.Outbound.ConnectTimeout,
+			CommandTimeout: c.Outbound.CommandTimeout,
+			Dial:           opts.Dial,
+			Logger:         log.With("component", "mesh-hop"),
+		})
+	}
 	if c.Delivery.Mode == "lmtp" {
 		t.lmtp = smtp.NewClient(smtp.ClientConfig{
 			HeloName:       c.Outbound.HeloName,
@@ -100,6 +125,9 @@ func (t *transports) close() error {
 	if t.lmtp != nil {
 		errs = append(errs, t.lmtp.Close())
 	}
+	if t.meshClient != nil {
+		errs = append(errs, t.meshClient.Close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -113,7 +141,7 @@ func (t *transports) route(m *queue.Message, now time.Time) []*group {
 		if r.State != queue.Pending || r.NextAttempt.After(now) {
 			continue
 		}
-		g := t.groupFor(r.Addr)
+		g := t.groupFor(m.ID, r.Addr)
 		if have := byKey[g.key]; have != nil {
 			g = have
 		} else {
@@ -129,17 +157,24 @@ func (t *transports) route(m *queue.Message, now time.Time) []*group {
 	return groups
 }
 
-func (t *transports) groupFor(addr string) *group {
+func (t *transports) groupFor(msgID, addr string) *group {
 	domain := addrDomain(addr)
 	switch {
-	case t.n.policy.isLocal(domain) && t.cfg.Delivery.Mode == "lmtp":
-		return &group{key: "lmtp:" + t.cfg.Delivery.LMTP, kind: kindLMTP, perDestCap: t.cfg.Outbound.MaxPerDestination}
 	case t.n.policy.isLocal(domain):
-		return &group{key: kindMaildir, kind: kindMaildir}
+		return t.localGroup()
+	case t.n.mesh != nil:
+		return t.meshGroup(msgID, domain)
 	case t.cfg.Outbound.Smarthost != "":
 		return &group{key: "smarthost:" + t.cfg.Outbound.Smarthost, kind: kindSmarthost, perDestCap: t.cfg.Outbound.MaxPerDestination}
 	}
 	return &group{key: "mx:" + domain, kind: kindMX, domain: domain, perDestCap: t.cfg.Outbound.MaxPerDestination}
+}
+
+func (t *transports) localGroup() *group {
+	if t.cfg.Delivery.Mode == "lmtp" {
+		return &group{key: "lmtp:" + t.cfg.Delivery.LMTP, kind: kindLMTP, perDestCap: t.cfg.Outbound.MaxPerDestination}
+	}
+	return &group{key: kindMaildir, kind: kindMaildir}
 }
 
 // deliver makes one attempt for the group and returns one result per
@@ -151,7 +186,15 @@ func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte,
 	case kindLMTP:
 		return t.sendHosts(ctx, t.lmtp, []string{t.cfg.Delivery.LMTP}, m, body, g)
 	case kindSmarthost:
-		return t.sendHosts(ctx, t.remote, []string{t.cfg.Outbound.Smarthost}, m, body, g)
+		host := t.cfg.Outbound.Smarthost
+		if g.smarthost != "" {
+			host = g.smarthost
+		}
+		return t.sendHosts(ctx, t.remote, []string{host}, m, body, g)
+	case kindMesh:
+		return t.sendHosts(ctx, t.meshClient, g.hops, m, meshBody(m, body, g, t.cfg.Node.RoutingGroup), g)
+	case kindNoRoute:
+		return allResults(g, queue.TempFail, "451 4.4.4 "+g.why), ""
 	}
 	hosts, err := t.resolver.Lookup(ctx, g.domain)
 	switch {
@@ -246,6 +289,7 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 		}
 		tried++
 		res, err := c.Send(ctx, addr, out)
+		t.reportHop(g, addr, err)
 		if err != nil {
 			var de *smtp.DeliveryError
 			if !errors.As(err, &de) {

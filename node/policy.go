@@ -7,6 +7,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/smtp"
 )
 
@@ -18,6 +19,7 @@ type relayPolicy struct {
 	local   map[string]bool
 	allowed []netip.Prefix // relay.allow_networks
 	peers   []netip.Prefix // relay.mesh_peers
+	mesh    *mesh.Mesh     // nil for a standalone node
 }
 
 func newRelayPolicy(cfg Config) *relayPolicy {
@@ -53,7 +55,7 @@ func (p *relayPolicy) CheckRcpt(s *smtp.Session, rcpt string) error {
 		}
 		return errBadMailbox
 	}
-	if p.isLocal(domain) {
+	if p.isLocal(domain) || p.isOrgDomain(domain) {
 		return nil
 	}
 	if s.AuthUser != "" || s.MeshPeer || p.mayRelay(s.RemoteAddr) {
@@ -71,10 +73,23 @@ func (p *relayPolicy) mayRelay(a net.Addr) bool {
 	return ok && (contains(p.allowed, ip) || contains(p.peers, ip))
 }
 
-// isMeshPeer reports whether the client address is a configured mesh peer.
+// isMeshPeer reports whether the client address is a configured mesh
+// peer, or the address of a mesh node the LSDB knows.
 func (p *relayPolicy) isMeshPeer(a net.Addr) bool {
 	ip, ok := addrIP(a)
-	return ok && contains(p.peers, ip)
+	if !ok {
+		return false
+	}
+	if contains(p.peers, ip) {
+		return true
+	}
+	return p.mesh != nil && p.mesh.KnowsNodeIP(ip)
+}
+
+// isOrgDomain reports whether a routing group of the mesh delivers domain:
+// mail for it is the organisation's own, accepted from anyone.
+func (p *relayPolicy) isOrgDomain(domain string) bool {
+	return p.mesh != nil && p.mesh.OwnsDomain(strings.ToLower(strings.TrimSuffix(domain, ".")))
 }
 
 func contains(list []netip.Prefix, ip netip.Addr) bool {

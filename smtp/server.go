@@ -75,8 +75,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 
 	gs := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
 	gs.Domain = s.cfg.Hostname
-	gs.TLSConfig = cfg.TLS
-	gs.AllowInsecureAuth = false
+	// STARTTLS is terminated by dialogConn, which presents plaintext to
+	// go-smtp; go-smtp therefore never sees TLS and would refuse AUTH, so
+	// the session enforces "AUTH only after TLS" itself (AuthMechanisms,
+	// Auth).
+	gs.TLSConfig = nil
+	gs.AllowInsecureAuth = true
 	gs.MaxMessageBytes = s.limits.MaxMessageBytes
 	gs.MaxRecipients = s.limits.MaxRecipients
 	gs.MaxLineLength = s.limits.MaxLineLength
@@ -106,7 +110,7 @@ func (s *Server) Start() error {
 	s.serveDone = make(chan struct{})
 	go func() {
 		defer close(s.serveDone)
-		err := s.gs.Serve(s.ln)
+		err := s.gs.Serve(dialogListener{Listener: s.ln, tlsCfg: s.cfg.TLS, limits: s.limits, log: s.log})
 		if err != nil && !s.isClosed() {
 			s.log.Error("smtp: accept loop stopped", "addr", s.Addr().String(), "err", err)
 			s.serveErr = fmt.Errorf("smtp: serve %s: %w", s.Addr(), err)

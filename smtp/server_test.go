@@ -107,17 +107,18 @@ func TestServerTranscripts(t *testing.T) {
 		{name: "relay denied", steps: with(hello,
 			step{send: "MAIL FROM:<a@example.test>", want: "250"},
 			step{send: "RCPT TO:<outside@remote.test>", want: "550 5.7.1 Relay access denied"},
-			step{send: "DATA", want: "502 5.5.1"})},
+			step{send: "DATA", want: "503 5.5.1 Missing RCPT TO command."})},
 		{name: "policy failure is temporary", steps: with(hello,
 			step{send: "MAIL FROM:<a@example.test>", want: "250"},
 			step{send: "RCPT TO:<broken@remote.test>", want: "451 4.3.0"})},
-		// go-smtp answers sequence errors with 502 5.5.1, not RFC 5321's 503.
-		{name: "MAIL before EHLO", steps: []step{{want: "220"}, {send: "MAIL FROM:<a@example.test>", want: "502 5.5.1"}}},
-		{name: "RCPT before MAIL", steps: with(hello, step{send: "RCPT TO:<b@example.test>", want: "502 5.5.1"})},
+		// Sequence errors are 503 5.5.1 (RFC 5321 §4.3.2); go-smtp's 502s
+		// are renumbered by dialogConn (more cases in dialog_test.go).
+		{name: "MAIL before EHLO", steps: []step{{want: "220"}, {send: "MAIL FROM:<a@example.test>", want: "503 5.5.1"}}},
+		{name: "RCPT before MAIL", steps: with(hello, step{send: "RCPT TO:<b@example.test>", want: "503 5.5.1"})},
 		{name: "DATA before RCPT", steps: with(hello,
 			step{send: "MAIL FROM:<a@example.test>", want: "250"},
-			step{send: "DATA", want: "502 5.5.1"})},
-		{name: "BDAT before MAIL", steps: with(hello, step{raw: "BDAT 3 LAST\r\nabc", want: "502 5.5.1"},
+			step{send: "DATA", want: "503 5.5.1"})},
+		{name: "BDAT before MAIL", steps: with(hello, step{raw: "BDAT 3 LAST\r\nabc", want: "503 5.5.1"},
 			step{send: "NOOP", want: "250"})},
 		{name: "unknown command", steps: with(hello, step{send: "FROB", want: "500 5.5.2"})},
 		{name: "command line too long", limits: Limits{MaxLineLength: 600}, closed: true, steps: with(hello,
@@ -132,8 +133,9 @@ func TestServerTranscripts(t *testing.T) {
 			step{raw: "MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nRCPT TO:<outside@remote.test>\r\nRCPT TO:<c@example.test>\r\nDATA\r\n",
 				want: "250"}, step{want: "250"}, step{want: "550 5.7.1"}, step{want: "250"}, step{want: "354"},
 			step{raw: msg("pipe") + ".\r\nQUIT\r\n", want: "250 2.0.0"}, step{want: "221"})},
-		{name: "STARTTLS not configured", steps: with(hello, step{send: "STARTTLS", want: "502 5.5.1"})},
-		{name: "AUTH not offered on relay listener", steps: with(hello, step{send: "AUTH PLAIN AGFsaWNlAHNlY3JldA==", want: "523 5.7.10"})},
+		// Not implemented on this listener: 502 stays.
+		{name: "STARTTLS not configured", steps: with(hello, step{send: "STARTTLS", want: "502 5.5.1 TLS not supported"})},
+		{name: "AUTH not offered on relay listener", steps: with(hello, step{send: "AUTH PLAIN AGFsaWNlAHNlY3JldA==", want: "502 5.7.0"})},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -274,10 +276,9 @@ func TestSubmissionBeforeTLS(t *testing.T) {
 	if strings.Contains(caps, "AUTH") || !strings.Contains(caps, "STARTTLS") {
 		t.Fatalf("EHLO before TLS: %q", caps)
 	}
-	// go-smtp refuses AUTH without TLS with 523 5.7.10 (RFC 4954 would use
-	// 538 5.7.11 or 530 5.7.0); we assert what the wire carries.
-	w.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00alice\x00secret")), "523 5.7.10")
-	w.cmd("AUTH LOGIN", "523 5.7.10")
+	// RFC 4954 §6: 538 5.7.11, the mechanism needs an encrypted channel.
+	w.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00alice\x00secret")), "538 5.7.11")
+	w.cmd("AUTH LOGIN", "538 5.7.11")
 	w.cmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Must issue a STARTTLS command first")
 }
 

@@ -28,6 +28,15 @@ var (
 		Message: "Too many Received headers: mail loop suspected"}
 	errLineTooLong = &gosmtp.SMTPError{Code: 500, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2},
 		Message: "Line too long"}
+	// RFC 4954 §6: the mechanism may only be used over an encrypted
+	// connection (PLAIN and LOGIN send the password in the clear).
+	errAuthNeedsTLS = &gosmtp.SMTPError{Code: 538, EnhancedCode: gosmtp.EnhancedCode{5, 7, 11},
+		Message: "Encryption required for requested authentication mechanism"}
+	// RFC 5321 §4.1.1.2 and §4.1.4: MAIL starts a transaction only when
+	// none is open. go-smtp v0.25 accepts a second MAIL and keeps the
+	// recipients of the first, which the new envelope would lose.
+	errNestedMail = &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1},
+		Message: "Nested MAIL command"}
 	errLocal = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary local problem, try again later"}
 	errAuthTooMany = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0},
@@ -60,24 +69,19 @@ func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	return sess, nil
 }
 
-// tlsStater is implemented by connections that terminate TLS themselves in
-// front of go-smtp (smtp/xlink's interposer), where go-smtp, which looks for
-// a *tls.Conn, sees none.
+// tlsStater is implemented by the connections that terminate TLS in front
+// of go-smtp, which looks for a *tls.Conn and sees none: dialogConn, and
+// smtp/xlink's interposer below it on mesh listeners.
 type tlsStater interface {
 	TLSConnectionState() (tls.ConnectionState, bool)
 }
 
-// tlsState reports the TLS state of the connection, from go-smtp or from an
-// interposer below it.
+// tlsState reports the TLS state of the connection.
 func (ss *session) tlsState() (tls.ConnectionState, bool) {
 	if st, ok := ss.conn.TLSConnectionState(); ok {
 		return st, true
 	}
-	nc := ss.conn.Conn()
-	if cc, ok := nc.(*capConn); ok {
-		nc = cc.Conn
-	}
-	if ts, ok := nc.(tlsStater); ok {
+	if ts, ok := ss.conn.Conn().(tlsStater); ok {
 		return ts.TLSConnectionState()
 	}
 	return tls.ConnectionState{}, false
@@ -130,6 +134,9 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	if !ss.srv.cfg.Submission {
 		return nil, gosmtp.ErrAuthUnsupported
 	}
+	if _, isTLS := ss.tlsState(); !isTLS {
+		return nil, errAuthNeedsTLS
+	}
 	check := func(identity, user, pass string) error {
 		// RFC 4616 §2: an authorization identity other than the user
 		// would mean acting for someone else; we do not allow that.
@@ -166,6 +173,9 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		if ss.info.AuthUser == "" {
 			return errNeedAuth
 		}
+	}
+	if ss.info.ID != "" { // set here, cleared by Reset
+		return errNestedMail
 	}
 	ss.info.ID = newID()
 	ss.env = Envelope{From: from}

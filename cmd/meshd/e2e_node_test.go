@@ -28,8 +28,6 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/meshd/meshd/harness/extern"
 )
 
 // meshdBin is the binary built once by TestMain for every test of this package.
@@ -98,17 +96,27 @@ type meshNode struct {
 func startNode(t testing.TB, opts nodeOptions) *meshNode {
 	t.Helper()
 	dir := t.TempDir()
+	// Six distinct ports: smtp, submission, admin, linkstate, gossip and a dead DNS server;
+	// none of them one the test already chose for a server it starts later (smarthost, MX).
+	avoid := map[int]bool{opts.MXPort: true}
+	for _, a := range []string{opts.Smarthost, opts.DNSServer} {
+		if _, p, err := net.SplitHostPort(a); err == nil {
+			port, _ := strconv.Atoi(p)
+			avoid[port] = true
+		}
+	}
+	addrs := freeAddrs(t, 6, avoid)
 	n := &meshNode{
 		t:          t,
 		Dir:        dir,
 		ConfigPath: filepath.Join(dir, "meshd.yaml"),
 		DataDir:    filepath.Join(dir, "data"),
 		Maildir:    filepath.Join(dir, "maildir"),
-		SMTP:       extern.FreeAddr(t),
-		Submission: extern.FreeAddr(t),
-		Admin:      extern.FreeAddr(t),
+		SMTP:       addrs[0],
+		Submission: addrs[1],
+		Admin:      addrs[2],
 	}
-	cfg, err := yaml.Marshal(n.config(t, opts))
+	cfg, err := yaml.Marshal(n.config(opts, addrs[3], addrs[4], addrs[5]))
 	if err != nil {
 		t.Fatalf("e2e: marshal config: %v", err)
 	}
@@ -126,7 +134,33 @@ func startNode(t testing.TB, opts nodeOptions) *meshNode {
 	return n
 }
 
-func (n *meshNode) config(t testing.TB, o nodeOptions) map[string]any {
+// freeAddrs returns k distinct free loopback addresses whose ports are not in avoid. Every
+// listener stays open until all ports are chosen, so the kernel cannot hand one out twice.
+func freeAddrs(t testing.TB, k int, avoid map[int]bool) []string {
+	t.Helper()
+	var open []net.Listener
+	defer func() {
+		for _, l := range open {
+			l.Close()
+		}
+	}()
+	var addrs []string
+	for len(addrs) < k {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("e2e: free port: %v", err)
+		}
+		open = append(open, l)
+		if !avoid[l.Addr().(*net.TCPAddr).Port] {
+			addrs = append(addrs, l.Addr().String())
+		}
+	}
+	return addrs
+}
+
+// config builds the node's YAML document: linkstate and gossip get ports of their own, and
+// deadDNS (nothing listens there) is the resolver when the test names no DNS server.
+func (n *meshNode) config(o nodeOptions, linkstate, gossip, deadDNS string) map[string]any {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -154,7 +188,7 @@ func (n *meshNode) config(t testing.TB, o nodeOptions) map[string]any {
 		outbound["dns_server"] = o.DNSServer
 	} else {
 		// Never ask the machine's resolver: an unused loopback port fails fast.
-		outbound["dns_server"] = extern.FreeAddr(t)
+		outbound["dns_server"] = deadDNS
 	}
 	if o.MXPort != 0 {
 		outbound["mx_port"] = o.MXPort
@@ -172,7 +206,7 @@ func (n *meshNode) config(t testing.TB, o nodeOptions) map[string]any {
 		},
 		"listen": map[string]any{
 			"smtp": n.SMTP, "submission": n.Submission, "admin": n.Admin,
-			"linkstate": extern.FreeAddr(t), "gossip": extern.FreeAddr(t),
+			"linkstate": linkstate, "gossip": gossip,
 		},
 		"tls":           map[string]any{"self_signed": true},
 		"local_domains": o.LocalDomains,

@@ -16,11 +16,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
+
+// viaRG2 matches the Received: line a node of rg2 adds ("by n1.rg2.meshd.test with ...").
+var viaRG2 = regexp.MustCompile(`(?m)^\s+by n[0-9]+\.rg2\.meshd\.test `)
 
 // Exit codes of scripts/sites.
 const (
@@ -192,7 +196,13 @@ func TestSitesAcrossNamespaces(t *testing.T) {
 			t.Errorf("sites down left namespaces behind: %v", left)
 		}
 	})
-	out, code := s.run(t, "up", "-rgs", fmt.Sprint(rgs), "-nodes", fmt.Sprint(nodes), "-meshd", meshdBin)
+	// MESHD_SITES_MODE=mx|mesh forces a config mode; by default the script picks mesh when this
+	// meshd accepts the mesh keys.
+	wantMode := os.Getenv("MESHD_SITES_MODE")
+	if wantMode == "" {
+		wantMode = "auto"
+	}
+	out, code := s.run(t, "up", "-rgs", fmt.Sprint(rgs), "-nodes", fmt.Sprint(nodes), "-mode", wantMode, "-meshd", meshdBin)
 	if code == sitesNoNetns {
 		msg := strings.TrimSpace(out)
 		if inCI() {
@@ -230,8 +240,16 @@ func TestSitesAcrossNamespaces(t *testing.T) {
 		}
 		s.must(t, "send", "rg1", "bob@rg3.test", "tok-cut-13")
 		if mode == "mesh" {
-			// Connectors rg1->rg2->rg3 are an alternative path: mail arrives during the cut.
-			s.waitDelivered(t, "rg3", nodes, "bob@rg3.test", "tok-cut-13")
+			// Connectors rg1->rg2->rg3 are an alternative path: mail arrives during the cut,
+			// and a node of rg2 has handled it.
+			p := s.waitDelivered(t, "rg3", nodes, "bob@rg3.test", "tok-cut-13")
+			msg, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !viaRG2.Match(msg) {
+				t.Fatalf("delivered during the rg1-rg3 cut but not through rg2:\n%s", msg)
+			}
 			s.must(t, "heal", "rg1", "rg3")
 			return
 		}
@@ -274,6 +292,13 @@ func TestSitesAcrossNamespaces(t *testing.T) {
 		s.must(t, "restart", "rg3-n1")
 		s.must(t, "send", "rg1", "erin@rg3.test", "tok-restart-13")
 		s.waitDelivered(t, "rg3", nodes, "erin@rg3.test", "tok-restart-13")
+
+		// rg1-n1 is rg1's preferred master: with it dead, rg1-n2 takes the mail (send uses the
+		// first live node of the site) and routes it on its own.
+		s.must(t, "kill", "rg1-n1")
+		s.must(t, "send", "rg1", "grace@rg2.test", "tok-master-12")
+		s.waitDelivered(t, "rg2", nodes, "grace@rg2.test", "tok-master-12")
+		s.must(t, "restart", "rg1-n1")
 	})
 
 	t.Run("delay", func(t *testing.T) {

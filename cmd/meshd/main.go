@@ -29,6 +29,9 @@ func main() {
 // run is main without the process: it parses args, runs the node until a
 // signal and returns the exit code (0 ok, 1 runtime error, 2 usage/config).
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "sim" {
+		return runSim(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("meshd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML configuration `file` (default: embedded defaults on loopback)")

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshd/meshd/linkstate"
@@ -32,6 +35,8 @@ type Mesh struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	kick   chan struct{} // master state changed: originate if needed
+
+	nodeIPs atomic.Pointer[ipIndex]
 
 	mu     sync.Mutex
 	view   membership.View
@@ -321,4 +326,54 @@ func (m *Mesh) onLSDBChange(rgs []string) {
 	m.router.Update(snap.Records())
 	m.syncer.trigger()
 	m.probe.reconfigure()
+}
+
+// KnowsNodeIP reports whether ip is the address of a mesh node in the
+// LSDB (its mesh SMTP listener's host), or of this node.
+func (m *Mesh) KnowsNodeIP(ip netip.Addr) bool {
+	ix := m.nodeIPs.Load()
+	if ix == nil || ix.seq != m.db.Snapshot().Seq() {
+		ix = m.indexNodeIPs()
+	}
+	return ix.ips[ip.Unmap()]
+}
+
+// OwnsDomain reports whether a routing group of the mesh has an address
+// space (other than "*") that matches domain.
+func (m *Mesh) OwnsDomain(domain string) bool {
+	for _, r := range m.db.Snapshot().Records() {
+		for _, as := range r.AddressSpaces {
+			if as.Pattern == domain || (strings.HasPrefix(as.Pattern, "*.") && strings.HasSuffix(domain, as.Pattern[1:])) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+type ipIndex struct {
+	seq uint64
+	ips map[netip.Addr]bool
+}
+
+func (m *Mesh) indexNodeIPs() *ipIndex {
+	snap := m.db.Snapshot()
+	ix := &ipIndex{seq: snap.Seq(), ips: map[netip.Addr]bool{}}
+	add := func(hostport string) {
+		host, _, err := net.SplitHostPort(hostport)
+		if err != nil {
+			return
+		}
+		if ip, err := netip.ParseAddr(host); err == nil {
+			ix.ips[ip.Unmap()] = true
+		}
+	}
+	add(m.cfg.MeshSMTP)
+	for _, r := range snap.Records() {
+		for _, mb := range r.Members {
+			add(mb.SMTP)
+		}
+	}
+	m.nodeIPs.Store(ix)
+	return ix
 }

@@ -5,7 +5,7 @@
 //
 // The node mounts the handler from NewHandler on its admin listener and
 // adapts itself to the small Source interface; this package imports the
-// link-state, membership and routing types but never package node.
+// link-state and membership types but never package node.
 //
 // Data flows one way, on every request:
 //
@@ -24,7 +24,10 @@
 // SVG rendering uses github.com/goccy/go-graphviz, Graphviz compiled to
 // WebAssembly and run by wazero, so no C toolchain or dot binary is needed.
 // That library drives one process-wide WebAssembly instance, so every
-// rendering in the process is serialised (see RenderSVG).
+// rendering in the process is serialised, and it keeps some memory per
+// rendering, so the handler renders again only when the drawn DOT text
+// changes; damping penalties, which decay all the time, are listed in the
+// connector table rather than drawn (see RenderSVG).
 //
 // The HTML page has no external assets; a small inline script re-fetches
 // status.json and graph.svg every two seconds. All its links are relative,

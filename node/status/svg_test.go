@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/meshd/meshd/linkstate"
 )
 
 // svgElements parses doc as XML and returns the number of elements and
@@ -134,4 +136,22 @@ func BenchmarkSVG(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestSVGEscapes: names come from the network (signed, but still data);
+// the SVG is inlined in the page, so Graphviz must escape them.
+func TestSVGEscapes(t *testing.T) {
+	evil := `<script>alert("x")</script>`
+	recs := []*linkstate.Record{{RG: evil, Master: `m"><img src=x>`,
+		Connectors: []linkstate.Connector{{ID: `c"onmouseover="x`, From: evil, To: "b", Cost: 1}}}}
+	svg, err := RenderSVG(context.Background(), Graph(recs, GraphOptions{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"<script", "<img", `"onmouseover`} {
+		if strings.Contains(string(svg), bad) {
+			t.Errorf("SVG contains unescaped %q", bad)
+		}
+	}
+	svgElements(t, svg) // still well-formed XML
 }

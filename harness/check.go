@@ -1,0 +1,216 @@
+package harness
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// check is one assertion being decided.
+type check struct {
+	a       *Assertion
+	decided bool
+	passed  bool
+	detail  string
+
+	lastScan  time.Duration
+	quietFrom time.Duration // delivered: all found since
+	lastPath  string
+	advFrom   map[string]uint64
+	advTo     map[string]uint64
+}
+
+// quietPeriod is how long every accepted message must stay delivered
+// exactly once before delivered_exactly_once passes early, so that a
+// late duplicate is still seen.
+const quietPeriod = time.Second
+
+func newCheck(a *Assertion) *check { return &check{a: a, quietFrom: -1} }
+
+func (c *check) pass(format string, args ...any) {
+	c.decided, c.passed, c.detail = true, true, fmt.Sprintf(format, args...)
+}
+
+func (c *check) fail(format string, args ...any) {
+	c.decided, c.passed, c.detail = true, false, fmt.Sprintf(format, args...)
+}
+
+// atEnd: decided only once the run is over.
+func (c *check) atEnd() bool {
+	a := c.a
+	return a.Convergence != nil || a.Refused != nil || (a.MaxAdvertisements != nil && a.MaxAdvertisements.To == 0)
+}
+
+func (c *check) name() string {
+	a := c.a
+	switch {
+	case a.DeliveredExactlyOnce != nil:
+		return fmt.Sprintf("delivered exactly once by %v", a.DeliveredExactlyOnce.By)
+	case a.LSDBConverged != nil:
+		return fmt.Sprintf("LSDB digests equal by %v", a.LSDBConverged.By)
+	case a.Route != nil:
+		return fmt.Sprintf("route %s -> %s is %s in [%v, %v]", a.Route.From, a.Route.Domain,
+			strings.Join(a.Route.Path, ">"), a.Route.After, a.Route.By)
+	case a.MaxAdvertisements != nil:
+		m := a.MaxAdvertisements
+		scope := "all groups"
+		if m.RG != "" {
+			scope = m.RG
+		}
+		to := "end"
+		if m.To > 0 {
+			to = m.To.String()
+		}
+		return fmt.Sprintf("at most %d advertisements by %s in [%v, %s]", m.Max, scope, m.From, to)
+	case a.Convergence != nil:
+		return fmt.Sprintf("convergence after %s within %v", a.Convergence.Step, a.Convergence.Max)
+	case a.Refused != nil:
+		return fmt.Sprintf("at least %d messages refused", a.Refused.Min)
+	}
+	return "?"
+}
+
+func (c *check) result() AssertionResult {
+	return AssertionResult{Name: c.name(), Passed: c.passed, Detail: c.detail}
+}
+
+// evaluate advances a time-bound assertion at offset now.
+func (r *runner) evaluate(c *check, now time.Duration) {
+	a := c.a
+	switch {
+	case a.DeliveredExactlyOnce != nil:
+		r.evalDelivered(c, now, a.DeliveredExactlyOnce.By)
+	case a.LSDBConverged != nil:
+		last := time.Duration(0)
+		if n := len(r.sc.Timeline); n > 0 {
+			last = r.sc.Timeline[n-1].At
+		}
+		// Agreement counts once the last step had time to take effect.
+		if now >= last+time.Second && r.conv.stableFor(now, time.Second) {
+			c.pass("every live node agrees since %v", round(r.conv.since))
+		} else if now > a.LSDBConverged.By {
+			c.fail("live nodes still disagree at %v", round(now))
+		}
+	case a.Route != nil:
+		ra := a.Route
+		if now < ra.After {
+			return
+		}
+		path, err := r.cl.Route(ra.From, ra.Domain)
+		got := strings.Join(path, ">")
+		if err != nil {
+			got = "error: " + err.Error()
+		}
+		if err == nil && got == strings.Join(ra.Path, ">") {
+			c.pass("path %s at %v", got, round(now))
+			return
+		}
+		c.lastPath = got
+		if now > ra.By {
+			c.fail("last seen %s at %v", c.lastPath, round(now))
+		}
+	case a.MaxAdvertisements != nil:
+		m := a.MaxAdvertisements
+		if c.advFrom == nil && now >= m.From {
+			c.advFrom = r.originated()
+		}
+		if m.To > 0 && c.advFrom != nil && now >= m.To {
+			c.advTo = r.originated()
+			r.decideAdvert(c)
+		}
+	}
+}
+
+func (r *runner) evalDelivered(c *check, now, by time.Duration) {
+	if r.isSending() {
+		if now > by {
+			c.fail("traffic still being sent at the deadline")
+		}
+		return
+	}
+	if c.lastScan > 0 && now-c.lastScan < 250*time.Millisecond && now <= by {
+		return
+	}
+	c.lastScan = now
+	counts, err := r.cl.Delivered()
+	if err != nil {
+		if now > by {
+			c.fail("count deliveries: %v", err)
+		}
+		return
+	}
+	m := tally(r.sentSnapshot(), counts)
+	if m.Duplicated > 0 {
+		c.fail("%d of %d accepted messages delivered more than once", m.Duplicated, m.Accepted)
+		return
+	}
+	if m.Lost == 0 && m.Bounced == 0 {
+		if c.quietFrom < 0 {
+			c.quietFrom = now
+		}
+		if now-c.quietFrom >= quietPeriod || now > by {
+			c.pass("%d of %d accepted messages delivered once (all by %v)", m.Delivered, m.Accepted, round(c.quietFrom))
+		}
+		return
+	}
+	c.quietFrom = -1
+	if now > by {
+		c.fail("%d of %d accepted messages lost and %d bounced by %v", m.Lost, m.Accepted, m.Bounced, by)
+	}
+}
+
+func (r *runner) decideAdvert(c *check) {
+	m := c.a.MaxAdvertisements
+	if c.advFrom == nil {
+		c.fail("window start %v not reached", m.From)
+		return
+	}
+	var n uint64
+	for _, rg := range r.sc.Topology.RoutingGroups {
+		if m.RG != "" && rg.Name != m.RG {
+			continue
+		}
+		for _, nd := range rg.Nodes {
+			n += c.advTo[nd.Name] - c.advFrom[nd.Name]
+		}
+	}
+	if n <= m.Max {
+		c.pass("%d originated", n)
+	} else {
+		c.fail("%d originated, more than %d", n, m.Max)
+	}
+}
+
+// decideAtEnd decides the assertions that look at the whole run.
+func (r *runner) decideAtEnd(c *check, now time.Duration, rep *Report) {
+	a := c.a
+	switch {
+	case a.MaxAdvertisements != nil:
+		c.advTo = r.originated()
+		r.decideAdvert(c)
+	case a.Convergence != nil:
+		for _, s := range rep.Steps {
+			if s.Name != a.Convergence.Step {
+				continue
+			}
+			switch {
+			case s.Converged == nil:
+				c.fail("no convergence measured (%s)", s.Note)
+			case *s.Converged <= a.Convergence.Max:
+				c.pass("converged in %v", round(*s.Converged))
+			default:
+				c.fail("converged in %v", round(*s.Converged))
+			}
+			return
+		}
+		c.fail("step %s did not run", a.Convergence.Step)
+	case a.Refused != nil:
+		if rep.Messages.Refused >= a.Refused.Min {
+			c.pass("%d refused", rep.Messages.Refused)
+		} else {
+			c.fail("%d refused", rep.Messages.Refused)
+		}
+	default:
+		c.fail("undecided at %v", round(now))
+	}
+}

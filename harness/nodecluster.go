@@ -1,0 +1,537 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/meshd/meshd/harness/netem"
+	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/queue"
+	"github.com/meshd/meshd/smtp"
+)
+
+// orgKey signs the records of a simulated organisation (HMAC mode).
+var orgKey = base64.StdEncoding.EncodeToString([]byte("meshd-harness-org-key-0123456789"))
+
+// ballastID is the held message that fills a node's queue when its disk
+// is "full".
+const ballastID = "harness-ballast-disk-full"
+
+// nodeCluster is the real mesh: one node.Node per topology node, each on
+// its own netem host, all in this process on loopback.
+type nodeCluster struct {
+	sc     *Scenario
+	opts   Options
+	log    *slog.Logger
+	net    *netem.Network
+	client *smtp.Client
+
+	mu    sync.Mutex
+	nodes map[string]*simNode
+
+	broken atomic.Bool // BreakForwarding armed (from t=0)
+}
+
+// simNode is one node across its incarnations.
+type simNode struct {
+	name, rg string
+	cfg      node.Config
+	host     *netem.Host
+	prebound map[string]net.Listener // address -> listener bound before the first start
+	gossip   string                  // gossip address once known
+	n        *node.Node              // nil while crashed
+	m        *mesh.Mesh              // n's mesh side
+	orig     uint64                  // Originated of earlier incarnations
+	full     bool
+}
+
+// StartCluster starts every node of the scenario's topology on a netem
+// network and returns once all of them run (not yet converged). It is the
+// default Options.NewCluster.
+func StartCluster(ctx context.Context, sc *Scenario, opts Options) (Cluster, error) {
+	opts = opts.withDefaults()
+	c := &nodeCluster{sc: sc, opts: opts, log: opts.Logger,
+		net:   netem.New(netem.Options{Seed: uint64(sc.Seed), Logger: opts.Logger}),
+		nodes: map[string]*simNode{}}
+	clientHost := c.net.Host("harness-client")
+	c.client = smtp.NewClient(smtp.ClientConfig{HeloName: "harness.meshd.test", Dial: clientHost.DialContext,
+		ConnectTimeout: 2 * time.Second, CommandTimeout: 10 * time.Second})
+	if err := c.start(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *nodeCluster) start(ctx context.Context) error {
+	t := &c.sc.Topology
+	meshAddr := map[string]string{}
+	// Bind the listeners of every node first: connectors name the mesh
+	// addresses of their targets.
+	for _, rg := range t.RoutingGroups {
+		for _, ns := range rg.Nodes {
+			sn := &simNode{name: ns.Name, rg: rg.Name, host: c.net.Host(ns.Name), prebound: map[string]net.Listener{}}
+			for range 3 {
+				ln, err := sn.host.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					return fmt.Errorf("harness: bind for %s: %w", ns.Name, err)
+				}
+				sn.prebound[ln.Addr().String()] = ln
+			}
+			c.nodes[ns.Name] = sn
+		}
+	}
+	for _, sn := range c.nodes {
+		var addrs []string
+		for a := range sn.prebound {
+			addrs = append(addrs, a)
+		}
+		addrs = sortedStrings(addrs)
+		meshAddr[sn.name] = addrs[1]
+		sn.cfg = c.config(sn, addrs[0], addrs[1], addrs[2])
+	}
+	for _, sn := range c.nodes {
+		sn.cfg.Connectors = c.connectors(sn.rg, meshAddr)
+	}
+	// The first node of a group is its gossip seed; the others join it.
+	for _, rg := range t.RoutingGroups {
+		for _, ns := range rg.Nodes {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := c.boot(c.nodes[ns.Name]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func sortedStrings(s []string) []string {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s
+}
+
+// config is a node's configuration with the scenario's fast timers.
+func (c *nodeCluster) config(sn *simNode, smtpAddr, meshAddr, lsAddr string) node.Config {
+	tm := c.sc.Timers
+	t := &c.sc.Topology
+	cfg := node.DefaultConfig()
+	cfg.Node = node.NodeConfig{Name: sn.name, RoutingGroup: sn.rg, DataDir: filepath.Join(c.opts.DataDir, sn.name)}
+	cfg.Listen = node.ListenConfig{SMTP: smtpAddr, Mesh: meshAddr, Linkstate: lsAddr, Gossip: "127.0.0.1:0"}
+	cfg.TLS = node.TLSConfig{} // plaintext: the harness measures routing, not crypto
+	cfg.LocalDomains = t.rg(sn.rg).Domains
+	cfg.Outbound.ConnectTimeout = time.Second
+	cfg.Outbound.CommandTimeout = 5 * time.Second
+	cfg.Outbound.DeadTime = tm.DeadTime
+	cfg.Queue.Retry = node.RetryConfig{Initial: tm.RetryInitial, Max: tm.RetryMax, Factor: 2, Jitter: 0.2}
+	cfg.Queue.GCInterval = time.Minute
+	cfg.Log.Level = "warn"
+	for _, rg := range t.RoutingGroups {
+		for _, ns := range rg.Nodes {
+			if ns.Name == sn.name {
+				cfg.Mesh.Priority = ns.Priority
+			}
+		}
+	}
+	m := &cfg.Mesh
+	m.OrgKey = orgKey
+	for _, rg := range t.RoutingGroups {
+		m.RoutingGroups = append(m.RoutingGroups, node.RoutingGroupConfig{Name: rg.Name})
+	}
+	m.FastGossip = true
+	m.CollectWindow = 100 * time.Millisecond
+	m.SyncInterval = tm.SyncInterval
+	m.Probe = node.ProbeConfig{Interval: tm.ProbeInterval, Keepalive: tm.ProbeKeepalive, Timeout: tm.ProbeTimeout,
+		GlitchRetries: 2, GlitchDelay: 20 * time.Millisecond, UpAfter: 2}
+	if tm.DampingPenalty > 0 {
+		m.Damping.Penalty = float64(tm.DampingPenalty)
+	}
+	if tm.DampingSuppress > 0 {
+		m.Damping.Suppress = float64(tm.DampingSuppress)
+	}
+	if tm.DampingReuse > 0 {
+		m.Damping.Reuse = float64(tm.DampingReuse)
+	}
+	if tm.DampingHalfLife > 0 {
+		m.Damping.HalfLife = tm.DampingHalfLife
+	}
+	return cfg
+}
+
+func (c *nodeCluster) connectors(rg string, meshAddr map[string]string) []node.ConnectorConfig {
+	t := &c.sc.Topology
+	var out []node.ConnectorConfig
+	for i := range t.Connectors {
+		k := &t.Connectors[i]
+		if k.From != rg {
+			continue
+		}
+		_, dst := t.ends(k)
+		var targets []string
+		for _, d := range dst {
+			targets = append(targets, meshAddr[d])
+		}
+		out = append(out, node.ConnectorConfig{Name: k.Name, To: k.To, Cost: k.Cost,
+			SourceBridgeheads: k.SourceBridgeheads, Targets: targets})
+	}
+	return out
+}
+
+// seeds are the known gossip addresses of the other nodes of rg.
+func (c *nodeCluster) seeds(sn *simNode) []string {
+	var out []string
+	for _, other := range c.sc.Topology.nodesOf(sn.rg) {
+		if o := c.nodes[other]; o != sn && o.gossip != "" {
+			out = append(out, o.gossip)
+		}
+	}
+	return out
+}
+
+// boot starts one incarnation of a node. Caller must not hold c.mu.
+func (c *nodeCluster) boot(sn *simNode) error {
+	cfg := sn.cfg
+	cfg.Mesh.Seeds = c.seeds(sn)
+	if sn.gossip != "" {
+		cfg.Listen.Gossip = sn.gossip
+	}
+	if sn.full {
+		cfg.Queue.MaxMessages = 1
+	}
+	n, err := node.New(cfg, c.nodeOptions(sn))
+	if err != nil {
+		return fmt.Errorf("harness: start %s: %w", sn.name, err)
+	}
+	if err := c.ballast(n, sn); err != nil {
+		n.Close()
+		return err
+	}
+	if err := n.Start(); err != nil {
+		n.Close()
+		return fmt.Errorf("harness: start %s: %w", sn.name, err)
+	}
+	c.mu.Lock()
+	sn.n, sn.m = n, n.Mesh()
+	if sn.gossip == "" && sn.m != nil {
+		sn.gossip = sn.m.GossipAddr()
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// ballast fills or empties the queue before the node starts: a full disk
+// is a queue bounded at one message that holds one held message, so every
+// Enqueue fails with queue.ErrFull (451 4.3.0) while the mail already
+// queued keeps being delivered.
+func (c *nodeCluster) ballast(n *node.Node, sn *simNode) error {
+	q := n.Queue()
+	if !sn.full {
+		if err := q.Delete(ballastID); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			return fmt.Errorf("harness: free disk of %s: %w", sn.name, err)
+		}
+		return nil
+	}
+	if _, err := q.Get(ballastID); err == nil {
+		return nil
+	}
+	env := queue.Envelope{ID: ballastID, From: "", Rcpts: []queue.Rcpt{{Addr: "ballast@" + sn.cfg.LocalDomains[0]}},
+		ReceivedAt: time.Now(), Source: "local"}
+	if err := q.Enqueue(context.Background(), env, []byte("Subject: ballast\r\n\r\nfills the disk\r\n")); err != nil &&
+		!errors.Is(err, queue.ErrFull) {
+		return fmt.Errorf("harness: fill disk of %s: %w", sn.name, err)
+	}
+	if err := q.Hold(ballastID); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		return fmt.Errorf("harness: fill disk of %s: %w", sn.name, err)
+	}
+	return nil
+}
+
+func (c *nodeCluster) nodeOptions(sn *simNode) node.Options {
+	dial := sn.host.DialContext
+	if c.breaks(sn.name) {
+		dial = c.brokenDial(sn, dial)
+	}
+	return node.Options{
+		Logger: c.log.With("sim_node", sn.name),
+		Dial:   dial,
+		Listen: func(network, addr string) (net.Listener, error) {
+			c.mu.Lock()
+			ln, ok := sn.prebound[addr]
+			delete(sn.prebound, addr)
+			c.mu.Unlock()
+			if ok {
+				return ln, nil
+			}
+			return relisten(sn.host, network, addr)
+		},
+		GossipTransport: func(bind string) (memberlist.NodeAwareTransport, error) {
+			return sn.host.GossipTransport(bind)
+		},
+	}
+}
+
+// relisten binds an address a previous incarnation used; the old
+// listener's close may still be settling.
+func relisten(h *netem.Host, network, addr string) (net.Listener, error) {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		ln, err := h.Listen(network, addr)
+		if err == nil || time.Now().After(deadline) {
+			return ln, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (c *nodeCluster) breaks(name string) bool {
+	for _, b := range c.opts.BreakForwarding {
+		if b == name {
+			return true
+		}
+	}
+	return false
+}
+
+// brokenDial refuses, once armed, every connection to a node of another
+// routing group: the node accepts mail and never hands it on.
+func (c *nodeCluster) brokenDial(sn *simNode, dial func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if c.broken.Load() {
+			if owner, ok := c.net.Owner(addr); ok {
+				if rg, _ := c.sc.Topology.rgOf(owner); rg != sn.rg {
+					return nil, fmt.Errorf("harness: %s: forwarding disabled", sn.name)
+				}
+			}
+		}
+		return dial(ctx, network, addr)
+	}
+}
+
+// timelineStarted arms BreakForwarding: the broken node converged like
+// the others and fails only from t=0.
+func (c *nodeCluster) timelineStarted() { c.broken.Store(true) }
+
+func (c *nodeCluster) Faults() Faults { return c.net }
+
+func (c *nodeCluster) get(name string) (*simNode, error) {
+	sn, ok := c.nodes[name]
+	if !ok {
+		return nil, fmt.Errorf("harness: unknown node %q", name)
+	}
+	return sn, nil
+}
+
+// take removes the running incarnation so that nobody reads it any more.
+func (c *nodeCluster) take(name string) (*simNode, *node.Node, error) {
+	sn, err := c.get(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := sn.n
+	if n == nil {
+		return nil, nil, fmt.Errorf("harness: node %s is not running", name)
+	}
+	if sn.m != nil {
+		sn.orig += sn.m.Stats().Originated
+	}
+	sn.n, sn.m = nil, nil
+	return sn, n, nil
+}
+
+func (c *nodeCluster) Crash(name string) error {
+	sn, n, err := c.take(name)
+	if err != nil {
+		return err
+	}
+	c.net.Crash(sn.name)
+	if err := n.Crash(); err != nil {
+		c.log.Debug("crash", "node", name, "err", err)
+	}
+	return nil
+}
+
+func (c *nodeCluster) Restart(_ context.Context, name string) error {
+	sn, err := c.get(name)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	running := sn.n != nil
+	c.mu.Unlock()
+	if running {
+		return fmt.Errorf("harness: restart %s: still running", name)
+	}
+	c.net.Restart(sn.name)
+	return c.boot(sn)
+}
+
+// SetDiskFull restarts the node gracefully with its queue full (or freed):
+// the queue has no run-time bound to change, so this is the closest clean
+// equivalent of a disk that fills up under a running node.
+func (c *nodeCluster) SetDiskFull(_ context.Context, name string, full bool) error {
+	sn, n, err := c.take(name)
+	if err != nil {
+		return err
+	}
+	if err := n.Close(); err != nil {
+		c.log.Debug("close", "node", name, "err", err)
+	}
+	sn.full = full
+	return c.boot(sn)
+}
+
+func (c *nodeCluster) Send(ctx context.Context, from string, m Mail) error {
+	sn, err := c.get(from)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	addr := ""
+	if sn.n != nil {
+		addr = sn.n.SMTPAddr().String()
+	} else {
+		addr = sn.cfg.Listen.SMTP // crashed: the dial is refused
+	}
+	c.mu.Unlock()
+	res, err := c.client.Send(ctx, addr, smtp.Outgoing{From: m.From, Rcpts: []smtp.Rcpt{{Addr: m.To}}, Body: m.Body})
+	if err != nil {
+		return err
+	}
+	if len(res) != 1 || res[0].Code != 250 {
+		return fmt.Errorf("harness: send %s: %+v", m.MessageID, res)
+	}
+	return nil
+}
+
+func (c *nodeCluster) Delivered() (Deliveries, error) {
+	d := Deliveries{Copies: map[string]int{}, Bounced: map[string]string{}}
+	for _, name := range c.sc.Topology.NodeNames() {
+		sn := c.nodes[name]
+		if err := countMaildir(filepath.Join(sn.cfg.Node.DataDir, "maildir"), d); err != nil {
+			return d, err
+		}
+	}
+	return d, nil
+}
+
+func (c *nodeCluster) live(name string) *mesh.Mesh {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sn, ok := c.nodes[name]; ok {
+		return sn.m
+	}
+	return nil
+}
+
+func (c *nodeCluster) LSDB(name string) (LSDBInfo, bool) {
+	m := c.live(name)
+	if m == nil {
+		return LSDBInfo{}, false
+	}
+	snap := m.LSDB().Snapshot()
+	return LSDBInfo{Digest: snap.Digest(), Records: len(snap.Records())}, true
+}
+
+func (c *nodeCluster) Route(name, domain string) ([]string, error) {
+	m := c.live(name)
+	if m == nil {
+		return nil, fmt.Errorf("harness: node %s is down", name)
+	}
+	tab := m.Routes()
+	if tab == nil {
+		return nil, fmt.Errorf("harness: node %s has no routing table yet", name)
+	}
+	d, err := tab.Route("harness-route-probe", domain)
+	if err != nil {
+		return nil, err
+	}
+	return d.Path, nil
+}
+
+func (c *nodeCluster) Originated(name string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sn, ok := c.nodes[name]
+	if !ok {
+		return 0
+	}
+	n := sn.orig
+	if sn.m != nil {
+		n += sn.m.Stats().Originated
+	}
+	return n
+}
+
+func (c *nodeCluster) Close() error {
+	var errs []error
+	for _, name := range c.sc.Topology.NodeNames() {
+		sn := c.nodes[name]
+		if sn == nil {
+			continue
+		}
+		c.mu.Lock()
+		n := sn.n
+		sn.n, sn.m = nil, nil
+		for a, ln := range sn.prebound {
+			ln.Close()
+			delete(sn.prebound, a)
+		}
+		c.mu.Unlock()
+		if n != nil {
+			errs = append(errs, n.Close())
+		}
+	}
+	c.client.Close()
+	errs = append(errs, c.net.Close())
+	return errors.Join(errs...)
+}
+
+// Locate says where a message with this Message-ID sits in the queues of
+// the live nodes, for the report of a lost message.
+func (c *nodeCluster) Locate(messageID string) []string {
+	var out []string
+	mark := []byte("Message-ID: <" + messageID + ">")
+	for _, name := range c.sc.Topology.NodeNames() {
+		c.mu.Lock()
+		n := c.nodes[name].n
+		c.mu.Unlock()
+		if n == nil {
+			continue
+		}
+		q := n.Queue()
+		msgs, err := q.List(queue.Filter{})
+		if err != nil {
+			continue
+		}
+		for _, m := range msgs {
+			body, err := q.Body(m.ID)
+			if err != nil || !bytes.Contains(body, mark) {
+				continue
+			}
+			for _, r := range m.Recipients {
+				out = append(out, fmt.Sprintf("queued on %s as %s: %s state %d, %d attempts, next %s, last error %q",
+					name, m.ID, r.Addr, r.State, r.Attempts, r.NextAttempt.Format("15:04:05.000"), r.LastError))
+			}
+		}
+	}
+	return out
+}

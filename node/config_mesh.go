@@ -1,0 +1,351 @@
+package node
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/node/mesh"
+)
+
+// MeshConfig configures the node's part in the mesh: gossip, link state
+// and its keys. It is used only when listen.mesh is set.
+type MeshConfig struct {
+	// Priority ranks this node in master election: higher wins, then name.
+	Priority uint32 `yaml:"priority"`
+	// Seeds are gossip addresses of other members of this routing group.
+	Seeds []string `yaml:"seeds"`
+	// GossipKey (base64 of 16, 24 or 32 bytes) encrypts the group's gossip.
+	GossipKey string `yaml:"gossip_key"`
+	// OrgKey (base64, at least 32 bytes) signs link-state records with
+	// HMAC-SHA256 for routing groups without Ed25519 keys.
+	OrgKey string `yaml:"org_key"`
+	// RoutingGroups lists every routing group of the organisation; records
+	// of groups not listed are refused.
+	RoutingGroups []RoutingGroupConfig `yaml:"routing_groups"`
+	// SigningKey is "keyid:base64" of this group's Ed25519 private key
+	// (seed or full key), used when the group has public keys.
+	SigningKey string `yaml:"signing_key"`
+
+	TTL           time.Duration `yaml:"ttl"`
+	Refresh       time.Duration `yaml:"refresh"`
+	SyncInterval  time.Duration `yaml:"sync_interval"`
+	CollectWindow time.Duration `yaml:"collect_window"`
+	// FastGossip tightens memberlist's timers (tests, one-host demos).
+	FastGossip bool          `yaml:"fast_gossip"`
+	Probe      ProbeConfig   `yaml:"probe"`
+	Damping    DampingConfig `yaml:"damping"`
+	// RequireTLS makes mesh hops and link-state sessions use TLS.
+	RequireTLS bool `yaml:"require_tls"`
+}
+
+// RoutingGroupConfig names one routing group of the organisation.
+type RoutingGroupConfig struct {
+	Name string `yaml:"name"`
+	// PublicKeys are "keyid:base64" Ed25519 public keys that sign the
+	// group's records. Without any, the org key signs them.
+	PublicKeys []string `yaml:"public_keys"`
+}
+
+// ProbeConfig tunes failure detection of bridgehead pairs.
+type ProbeConfig struct {
+	Interval      time.Duration `yaml:"interval"`
+	Keepalive     time.Duration `yaml:"keepalive"`
+	Timeout       time.Duration `yaml:"timeout"`
+	GlitchRetries int           `yaml:"glitch_retries"`
+	GlitchDelay   time.Duration `yaml:"glitch_delay"`
+	UpAfter       int           `yaml:"up_after"`
+}
+
+// DampingConfig is connector flap damping (RFC 2439 style).
+type DampingConfig struct {
+	Penalty     float64       `yaml:"penalty"`
+	HalfLife    time.Duration `yaml:"half_life"`
+	Suppress    float64       `yaml:"suppress"`
+	Reuse       float64       `yaml:"reuse"`
+	MaxSuppress time.Duration `yaml:"max_suppress"`
+}
+
+// ConnectorConfig is one connector of this node's routing group. Every
+// node of the group lists the same connectors; the master's list is the
+// one advertised.
+type ConnectorConfig struct {
+	Name string `yaml:"name"`
+	// To is the target routing group; empty for an external connector.
+	To   string `yaml:"to"`
+	Cost uint32 `yaml:"cost"`
+	// SourceBridgeheads are node names of this group that may use the
+	// connector; empty means any member.
+	SourceBridgeheads []string `yaml:"source_bridgeheads"`
+	// Targets are the mesh SMTP addresses (host:port) of the target
+	// bridgeheads in To.
+	Targets []string `yaml:"targets"`
+	// Smarthost (external connectors) is host:port; empty = DNS MX.
+	Smarthost     string               `yaml:"smarthost"`
+	AddressSpaces []AddressSpaceConfig `yaml:"address_spaces"`
+}
+
+// AddressSpaceConfig is a domain pattern with a cost.
+type AddressSpaceConfig struct {
+	Pattern string `yaml:"pattern"`
+	Cost    uint32 `yaml:"cost"`
+}
+
+func defaultMeshConfig() MeshConfig {
+	return MeshConfig{
+		TTL: time.Hour, Refresh: 30 * time.Minute, SyncInterval: 30 * time.Second, CollectWindow: 500 * time.Millisecond,
+		Probe: ProbeConfig{Interval: time.Second, Keepalive: 10 * time.Second, Timeout: 2 * time.Second,
+			GlitchRetries: 2, GlitchDelay: 50 * time.Millisecond, UpAfter: 2},
+		Damping: DampingConfig{Penalty: linkstate.DefaultDamping.Penalty, HalfLife: linkstate.DefaultDamping.HalfLife,
+			Suppress: linkstate.DefaultDamping.Suppress, Reuse: linkstate.DefaultDamping.Reuse, MaxSuppress: linkstate.DefaultDamping.MaxSuppress},
+	}
+}
+
+// meshEnabled reports whether the node takes part in a mesh.
+func (c *Config) meshEnabled() bool { return c.Listen.Mesh != "" }
+
+func (c *Config) validateMesh() error {
+	if !c.meshEnabled() {
+		if len(c.Connectors) > 0 {
+			return configError("connectors", "need listen.mesh (connectors belong to a mesh node)")
+		}
+		return nil
+	}
+	m := c.Mesh
+	if c.Listen.Linkstate == "" {
+		return configError("listen.linkstate", "must be set for a mesh node (listen.mesh is set)")
+	}
+	if c.Listen.Gossip == "" {
+		return configError("listen.gossip", "must be set for a mesh node (listen.mesh is set)")
+	}
+	for i, s := range m.Seeds {
+		if err := checkHostPort(s, false); err != nil {
+			return configError(fmt.Sprintf("mesh.seeds[%d]", i), "%v", err)
+		}
+	}
+	if m.GossipKey != "" {
+		k, err := base64.StdEncoding.DecodeString(m.GossipKey)
+		if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
+			return configError("mesh.gossip_key", "must be base64 of 16, 24 or 32 bytes")
+		}
+	}
+	if _, err := c.keyring(); err != nil {
+		return err
+	}
+	durs := []struct {
+		key string
+		d   time.Duration
+		min time.Duration
+	}{
+		{"mesh.ttl", m.TTL, time.Minute}, {"mesh.refresh", m.Refresh, time.Second}, {"mesh.sync_interval", m.SyncInterval, 100 * time.Millisecond},
+		{"mesh.collect_window", m.CollectWindow, time.Millisecond}, {"mesh.probe.interval", m.Probe.Interval, 10 * time.Millisecond},
+		{"mesh.probe.keepalive", m.Probe.Keepalive, 10 * time.Millisecond}, {"mesh.probe.timeout", m.Probe.Timeout, 10 * time.Millisecond},
+		{"mesh.probe.glitch_delay", m.Probe.GlitchDelay, time.Millisecond},
+	}
+	for _, d := range durs {
+		if d.d < d.min {
+			return configError(d.key, "must be at least %v, got %v", d.min, d.d)
+		}
+	}
+	if m.Refresh >= m.TTL {
+		return configError("mesh.refresh", "must be shorter than mesh.ttl (%v), got %v", m.TTL, m.Refresh)
+	}
+	if m.Probe.GlitchRetries < 0 || m.Probe.GlitchRetries > 10 {
+		return configError("mesh.probe.glitch_retries", "must be 0..10, got %d", m.Probe.GlitchRetries)
+	}
+	if m.Probe.UpAfter < 1 || m.Probe.UpAfter > 100 {
+		return configError("mesh.probe.up_after", "must be 1..100, got %d", m.Probe.UpAfter)
+	}
+	if err := c.stateConfig().Damping.Validate(); err != nil {
+		return configError("mesh.damping", "%v", err)
+	}
+	return c.validateConnectors()
+}
+
+func (c *Config) validateConnectors() error {
+	seen := map[string]bool{}
+	known := map[string]bool{}
+	for _, rg := range c.Mesh.RoutingGroups {
+		known[rg.Name] = true
+	}
+	for i, k := range c.Connectors {
+		key := fmt.Sprintf("connectors[%d]", i)
+		if !validName(k.Name) {
+			return configError(key+".name", "must be 1-63 lowercase letters, digits or '-', got %q", k.Name)
+		}
+		if seen[k.Name] {
+			return configError(key+".name", "connector %q is listed twice", k.Name)
+		}
+		seen[k.Name] = true
+		if k.Cost < 1 || k.Cost > 100 {
+			return configError(key+".cost", "must be 1..100, got %d", k.Cost)
+		}
+		if k.To != "" {
+			if !known[k.To] {
+				return configError(key+".to", "routing group %q is not in mesh.routing_groups", k.To)
+			}
+			if k.To == c.Node.RoutingGroup {
+				return configError(key+".to", "a connector leads to another routing group, not to %q itself", k.To)
+			}
+			if len(k.Targets) == 0 {
+				return configError(key+".targets", "must list at least one target bridgehead of %q", k.To)
+			}
+			if k.Smarthost != "" || len(k.AddressSpaces) > 0 {
+				return configError(key+".to", "smarthost and address_spaces belong to external connectors (no to)")
+			}
+		} else if len(k.AddressSpaces) == 0 {
+			return configError(key+".address_spaces", "an external connector needs at least one address space")
+		}
+		for j, t := range k.Targets {
+			if err := checkHostPort(t, false); err != nil {
+				return configError(fmt.Sprintf("%s.targets[%d]", key, j), "%v", err)
+			}
+		}
+		if k.Smarthost != "" {
+			if err := checkHostPort(k.Smarthost, false); err != nil {
+				return configError(key+".smarthost", "%v", err)
+			}
+		}
+		for j, s := range k.SourceBridgeheads {
+			if !validName(s) {
+				return configError(fmt.Sprintf("%s.source_bridgeheads[%d]", key, j), "must be a node name, got %q", s)
+			}
+		}
+		for j, as := range k.AddressSpaces {
+			if err := checkSpace(as); err != nil {
+				return configError(fmt.Sprintf("%s.address_spaces[%d]", key, j), "%v", err)
+			}
+		}
+	}
+	return nil
+}
+
+func checkSpace(as AddressSpaceConfig) error {
+	p := strings.ToLower(as.Pattern)
+	if p == "" || strings.Count(p, "*") > 1 || (strings.Contains(p, "*") && p != "*" && !strings.HasPrefix(p, "*.")) {
+		return fmt.Errorf("pattern must be a domain, *.domain or *, got %q", as.Pattern)
+	}
+	if as.Cost < 1 || as.Cost > 100 {
+		return fmt.Errorf("cost must be 1..100, got %d", as.Cost)
+	}
+	return nil
+}
+
+// validName is the rule for node, routing group and connector names.
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// keyring builds the link-state keyring from mesh.org_key,
+// mesh.routing_groups and mesh.signing_key.
+func (c *Config) keyring() (*linkstate.Keyring, error) {
+	m := c.Mesh
+	kr := linkstate.NewKeyring()
+	if m.OrgKey != "" {
+		k, err := base64.StdEncoding.DecodeString(m.OrgKey)
+		if err != nil {
+			return nil, configError("mesh.org_key", "must be base64: %v", err)
+		}
+		if err := kr.SetOrgKey(k); err != nil {
+			return nil, configError("mesh.org_key", "%v", err)
+		}
+	}
+	self := false
+	anyEd := false
+	for i, rg := range m.RoutingGroups {
+		key := fmt.Sprintf("mesh.routing_groups[%d]", i)
+		if !validName(rg.Name) {
+			return nil, configError(key+".name", "must be 1-63 lowercase letters, digits or '-', got %q", rg.Name)
+		}
+		if err := kr.AddRG(rg.Name); err != nil {
+			return nil, configError(key+".name", "%v", err)
+		}
+		self = self || rg.Name == c.Node.RoutingGroup
+		for j, pk := range rg.PublicKeys {
+			id, raw, err := splitKey(pk)
+			if err != nil || len(raw) != ed25519.PublicKeySize {
+				return nil, configError(fmt.Sprintf("%s.public_keys[%d]", key, j), "must be keyid:base64 of a 32-byte Ed25519 public key")
+			}
+			if err := kr.AddPublicKey(rg.Name, id, ed25519.PublicKey(raw)); err != nil {
+				return nil, configError(fmt.Sprintf("%s.public_keys[%d]", key, j), "%v", err)
+			}
+			anyEd = anyEd || rg.Name == c.Node.RoutingGroup
+		}
+	}
+	if !self {
+		return nil, configError("mesh.routing_groups", "must list this node's routing group %q", c.Node.RoutingGroup)
+	}
+	if m.SigningKey != "" {
+		id, raw, err := splitKey(m.SigningKey)
+		var priv ed25519.PrivateKey
+		switch {
+		case err != nil:
+		case len(raw) == ed25519.SeedSize:
+			priv = ed25519.NewKeyFromSeed(raw)
+		case len(raw) == ed25519.PrivateKeySize:
+			priv = ed25519.PrivateKey(raw)
+		}
+		if priv == nil {
+			return nil, configError("mesh.signing_key", "must be keyid:base64 of an Ed25519 seed (32 bytes) or private key (64 bytes)")
+		}
+		if err := kr.SetSigningKey(c.Node.RoutingGroup, id, priv); err != nil {
+			return nil, configError("mesh.signing_key", "%v", err)
+		}
+	} else if anyEd {
+		return nil, configError("mesh.signing_key", "routing group %q has public keys, so this node needs its signing key", c.Node.RoutingGroup)
+	}
+	if m.OrgKey == "" && !anyEd {
+		return nil, configError("mesh.org_key", "must be set (or Ed25519 keys for routing group %q)", c.Node.RoutingGroup)
+	}
+	return kr, nil
+}
+
+func splitKey(s string) (id string, raw []byte, err error) {
+	id, b64, ok := strings.Cut(s, ":")
+	if !ok || id == "" {
+		return "", nil, fmt.Errorf("want keyid:base64")
+	}
+	raw, err = base64.StdEncoding.DecodeString(b64)
+	return id, raw, err
+}
+
+func (c *Config) stateConfig() linkstate.StateConfig {
+	d := c.Mesh.Damping
+	return linkstate.StateConfig{Damping: linkstate.DampingConfig{
+		Penalty: d.Penalty, HalfLife: d.HalfLife, Suppress: d.Suppress, Reuse: d.Reuse, MaxSuppress: d.MaxSuppress,
+	}}
+}
+
+// meshConnectors converts the configured connectors for package mesh.
+func (c *Config) meshConnectors() []mesh.Connector {
+	var out []mesh.Connector
+	for _, k := range c.Connectors {
+		mc := mesh.Connector{Name: k.Name, To: k.To, Cost: k.Cost, SourceBridgeheads: k.SourceBridgeheads,
+			Targets: k.Targets, Smarthost: k.Smarthost}
+		for _, as := range k.AddressSpaces {
+			mc.AddressSpaces = append(mc.AddressSpaces, linkstate.AddressSpace{Pattern: strings.ToLower(as.Pattern), Cost: as.Cost})
+		}
+		out = append(out, mc)
+	}
+	return out
+}
+
+// localSpaces are this routing group's address spaces: its local domains.
+func (c *Config) localSpaces() []linkstate.AddressSpace {
+	var out []linkstate.AddressSpace
+	for _, d := range c.LocalDomains {
+		out = append(out, linkstate.AddressSpace{Pattern: strings.ToLower(d), Cost: 1})
+	}
+	return out
+}

@@ -1,0 +1,195 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/smtp"
+	"github.com/meshd/meshd/smtp/xlink"
+)
+
+// setupMesh binds the mesh-facing SMTP listener (go-smtp behind the
+// X-LINK2STATE interposer) and the link-state listener, and builds the
+// mesh side. Nothing runs until startMesh.
+func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) error {
+	cfg := n.cfg
+	kr, err := cfg.keyring()
+	if err != nil {
+		return err
+	}
+	lsLn, err := n.listen("tcp", cfg.Listen.Linkstate)
+	if err != nil {
+		return fmt.Errorf("node: listen.linkstate: %w", err)
+	}
+	meshLn, err := n.listen("tcp", cfg.Listen.Mesh)
+	if err != nil {
+		lsLn.Close()
+		return fmt.Errorf("node: listen.mesh: %w", err)
+	}
+	var gossipKey []byte
+	if cfg.Mesh.GossipKey != "" {
+		gossipKey, _ = base64.StdEncoding.DecodeString(cfg.Mesh.GossipKey)
+	}
+	// Peers present self-signed certificates by default: the link-state
+	// sessions are encrypted, and authenticated by the record signatures.
+	var clientTLS, channelTLS, channelClientTLS *tls.Config
+	if tlsCfg != nil {
+		clientTLS = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // see above
+		if cfg.Mesh.RequireTLS {
+			channelTLS, channelClientTLS = tlsCfg, clientTLS
+		}
+	}
+	mcfg := mesh.Config{
+		Node: cfg.Node.Name, RG: cfg.Node.RoutingGroup, Priority: cfg.Mesh.Priority,
+		MeshSMTP:  advertised(meshLn.Addr(), cfg.Listen.Mesh),
+		LinkState: lsLn, LinkStateAddr: advertised(lsLn.Addr(), cfg.Listen.Linkstate),
+		GossipBind: cfg.Listen.Gossip, Seeds: cfg.Mesh.Seeds, GossipKey: gossipKey, FastGossip: cfg.Mesh.FastGossip,
+		Connectors: cfg.meshConnectors(), LocalSpaces: cfg.localSpaces(), Keyring: kr,
+		TTL: cfg.Mesh.TTL, Refresh: cfg.Mesh.Refresh, CollectWindow: cfg.Mesh.CollectWindow, SyncInterval: cfg.Mesh.SyncInterval,
+		State: cfg.stateConfig(),
+		Probe: mesh.ProbeConfig{Interval: cfg.Mesh.Probe.Interval, Keepalive: cfg.Mesh.Probe.Keepalive, Timeout: cfg.Mesh.Probe.Timeout,
+			GlitchRetries: cfg.Mesh.Probe.GlitchRetries, GlitchDelay: cfg.Mesh.Probe.GlitchDelay, UpAfter: cfg.Mesh.Probe.UpAfter},
+		ServerTLS: channelTLS, ClientTLS: clientTLS, Dial: opts.Dial, Now: n.now, Logger: n.log, HeloName: cfg.Node.Hostname,
+	}
+	if channelClientTLS == nil {
+		// The port-691 channel is plaintext unless mesh.require_tls.
+		mcfg.ServerTLS = nil
+	}
+	if opts.GossipTransport != nil {
+		tr, err := opts.GossipTransport(cfg.Listen.Gossip)
+		if err != nil {
+			lsLn.Close()
+			meshLn.Close()
+			return fmt.Errorf("node: gossip transport: %w", err)
+		}
+		mcfg.GossipTransport = tr
+	}
+	m, err := mesh.New(mcfg)
+	if err != nil {
+		lsLn.Close()
+		meshLn.Close()
+		return fmt.Errorf("node: %w", err)
+	}
+	n.mesh = m
+	n.policy.mesh = m
+	n.meshSrv, err = smtp.NewServer(smtp.ServerConfig{
+		Hostname: cfg.Node.Hostname,
+		Listener: xlink.Listen(meshLn, xlink.Config{
+			Hostname: cfg.Node.Hostname, Store: m.Store(), TLS: tlsCfg,
+			Allow:  func(a net.Addr, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(a) },
+			Logger: n.log.With("listener", "mesh"),
+		}),
+		Mesh:     true,
+		MeshPeer: func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
+		Limits:   limits,
+		Policy:   n.policy,
+		Sink:     &sink{n: n, source: "smtp"},
+		Logger:   n.log.With("listener", "mesh"),
+		Now:      n.now,
+	})
+	if err != nil {
+		m.Close()
+		lsLn.Close()
+		return fmt.Errorf("node: listen.mesh: %w", err)
+	}
+	return nil
+}
+
+// advertised turns a bound address into the one peers should dial: the
+// configured host with the bound port (a wildcard host becomes loopback).
+func advertised(bound net.Addr, configured string) string {
+	host, _, err := net.SplitHostPort(configured)
+	_, port, perr := net.SplitHostPort(bound.String())
+	if err != nil || perr != nil {
+		return bound.String()
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func (n *Node) startMesh(ctx context.Context, g *errgroup.Group) error {
+	if n.mesh == nil {
+		return nil
+	}
+	if err := n.meshSrv.Start(); err != nil {
+		return fmt.Errorf("node: start mesh listener: %w", err)
+	}
+	if err := n.mesh.Start(); err != nil {
+		return fmt.Errorf("node: start mesh: %w", err)
+	}
+	g.Go(func() error {
+		// Every new routing table sends waiting mail on its way at once.
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-n.mesh.RoutesChanged():
+				n.del.reroute()
+			}
+		}
+	})
+	return nil
+}
+
+// closeMesh stops the mesh side: gracefully (leave the pool) or, for
+// crash, as a killed process would.
+func (n *Node) closeMesh(crash bool) error {
+	if n.mesh == nil {
+		return nil
+	}
+	var errs []error
+	if n.meshSrv != nil {
+		errs = append(errs, n.meshSrv.Close())
+	}
+	if crash {
+		errs = append(errs, n.mesh.Crash())
+	} else {
+		errs = append(errs, n.mesh.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Mesh is the node's mesh side, nil for a standalone node.
+func (n *Node) Mesh() *mesh.Mesh { return n.mesh }
+
+// MeshAddr is the mesh-facing SMTP listener's address, nil when standalone.
+func (n *Node) MeshAddr() net.Addr {
+	if n.meshSrv == nil {
+		return nil
+	}
+	return n.meshSrv.Addr()
+}
+
+// Crash stops the node the way kill -9 would look to its peers: it leaves
+// the gossip pool without a word and drops every connection. The queue is
+// closed (badger must release its directory to be reopened in-process),
+// but nothing is drained or recorded on the way down.
+func (n *Node) Crash() error {
+	var err error
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.closed = true
+		n.mu.Unlock()
+		errs := []error{n.closeMesh(true)}
+		n.mesh = nil
+		errs = append(errs, n.closeParts())
+		err = errors.Join(errs...)
+		n.closeErr = err
+		n.log.Info("node crashed (simulated)")
+	})
+	return err
+}
+
+// meshHopTimeout bounds one delivery attempt to a mesh peer.
+const meshHopTimeout = 2 * time.Minute

@@ -1,0 +1,100 @@
+package node
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/meshd/meshd/queue"
+	"github.com/meshd/meshd/routing"
+	"github.com/meshd/meshd/smtp"
+)
+
+// meshGroup turns the routing decision for a domain into a destination
+// group: local delivery, a hop to another mesh node (inside this routing
+// group or to a target bridgehead of the next), out of the mesh through an
+// external connector, or no route (the message waits where it is and is
+// routed again on the next table).
+func (t *transports) meshGroup(msgID, domain string) *group {
+	tab := t.n.mesh.Routes()
+	if tab == nil {
+		return &group{key: kindNoRoute, kind: kindNoRoute, why: "no routing table yet"}
+	}
+	d, err := tab.Route(msgID, domain)
+	switch {
+	case errors.Is(err, routing.ErrInvalidDomain):
+		return &group{key: "invalid:" + domain, kind: kindNoRoute, why: "invalid domain " + domain}
+	case err != nil || d.Kind == routing.NoRoute:
+		return &group{key: kindNoRoute, kind: kindNoRoute, why: "no route to " + domain + " in the mesh now; waiting for link state"}
+	}
+	switch d.Kind {
+	case routing.Local:
+		return t.localGroup()
+	case routing.External:
+		if d.Exit != nil && d.Exit.Smarthost != "" {
+			return &group{key: "smarthost:" + d.Exit.Smarthost, kind: kindSmarthost, smarthost: d.Exit.Smarthost, perDestCap: t.cfg.Outbound.MaxPerDestination}
+		}
+		return &group{key: "mx:" + domain, kind: kindMX, domain: domain, perDestCap: t.cfg.Outbound.MaxPerDestination}
+	}
+	// Intra or Remote: one copy per next hop; fallbacks follow in order.
+	var hops []string
+	for _, h := range d.NextHops {
+		hops = append(hops, h.Addr)
+	}
+	if len(hops) == 0 {
+		return &group{key: kindNoRoute, kind: kindNoRoute, why: "no live bridgehead towards " + domain}
+	}
+	g := &group{key: "mesh:" + hops[0], kind: kindMesh, hops: hops, remote: d.Kind == routing.Remote,
+		perDestCap: t.cfg.Outbound.MaxPerDestination}
+	if d.Connector != nil && d.Kind == routing.Remote {
+		g.connector = d.Connector.ID
+	}
+	return g
+}
+
+// reportHop feeds the outcome of a session over a connector's bridgehead
+// pair into failure detection: reaching the peer's MAIL stage counts as
+// up whatever it answered to the recipients; only failing to hold a
+// session counts as down.
+func (t *transports) reportHop(g *group, addr string, err error) {
+	if g.kind != kindMesh || g.connector == "" || t.n.mesh == nil {
+		return
+	}
+	var de *smtp.DeliveryError
+	reached := err == nil || (errors.As(err, &de) && de.Code != 0 && de.Op != "connect" && de.Op != "starttls")
+	t.n.mesh.ReportAttempt(g.connector, addr, reached)
+}
+
+// meshBody is the copy sent to the next hop: our mesh headers replace any
+// the message carries. The copy's ID is derived from the message ID and
+// the recipients of this copy, so a resend of the same copy after a crash
+// is the same ID (the next hop answers 250 and drops it), while another
+// copy of the same message, or a later retry for fewer recipients, is a
+// new one. A hop out of the routing group adds it to the trace.
+func meshBody(m *queue.Message, body []byte, g *group, rg string) []byte {
+	trace := slices.Clone(m.Trace)
+	if g.remote && !slices.Contains(trace, rg) {
+		trace = append(trace, rg)
+	}
+	hdr := fmt.Sprintf("%s: %s\r\n", hdrMeshID, copyID(m.ID, g.rcpts))
+	if len(trace) > 0 {
+		hdr += fmt.Sprintf("%s: %s\r\n", hdrMeshTrace, strings.Join(trace, ", "))
+	}
+	rest := stripHeaders(body, hdrMeshID, hdrMeshTrace)
+	out := make([]byte, 0, len(hdr)+len(rest))
+	return append(append(out, hdr...), rest...)
+}
+
+// copyID derives the mesh ID of one copy: 26 lowercase base32 characters
+// of SHA-256 over the message ID and the sorted recipients.
+func copyID(id string, rcpts []queue.Recipient) string {
+	addrs := make([]string, len(rcpts))
+	for i, r := range rcpts {
+		addrs[i] = strings.ToLower(r.Addr)
+	}
+	slices.Sort(addrs)
+	sum := sha256.Sum256([]byte(id + "\n" + strings.Join(addrs, "\n")))
+	return idBase32.EncodeToString(sum[:16])
+}

@@ -1,0 +1,606 @@
+package smtp
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// dialogConn is the connection go-smtp sees. It follows the SMTP dialogue
+// (one client command line at a time, DATA content up to its end line,
+// BDAT chunks by their byte count) so that it can
+//
+//   - terminate STARTTLS itself (RFC 3207) when the listener has TLS, and
+//     present plaintext to go-smtp, which is configured without TLS;
+//   - rewrite go-smtp's sequence-error replies from 502 5.5.1 ("command not
+//     implemented") to 503 5.5.1 ("bad sequence of commands", RFC 5321
+//     §4.2.4 and §4.3.2), matched on go-smtp's exact texts, and only for
+//     the command that can produce them.
+//
+// Message content is never parsed or rewritten, and go-smtp's reply to the
+// end of DATA (the Sink's verdict) passes untouched.
+type dialogConn struct {
+	inner   net.Conn    // the accepted connection (a *capConn)
+	tlsCfg  *tls.Config // nil: STARTTLS is not ours (none, or an interposer below)
+	timeout time.Duration
+	log     *slog.Logger
+
+	wmu sync.Mutex // serialises writes to wire; taken before mu
+
+	mu          sync.Mutex // guards the fields below
+	wire        net.Conn   // inner, or the *tls.Conn after our STARTTLS
+	tlsState    *tls.ConnectionState
+	state       dialogState
+	verb        string // go-smtp's verb of the command it is handling
+	chunkSize   int64  // BDAT: declared size of the current chunk
+	chunkLeft   int64  // BDAT: bytes of it go-smtp has not read yet
+	replied     bool   // BDAT: go-smtp answered before reading the chunk
+	contentSeen bool   // DATA/BDAT content has flowed for the current command
+	needEHLO    bool   // after our STARTTLS, until EHLO/HELO
+	swallow     bool   // drop go-smtp's reply to the RSET we fed it
+	ehloHeld    []byte // EHLO reply lines held until the last one
+	out         []byte // partial reply line from go-smtp
+	goRead      time.Time
+	goWrite     time.Time
+
+	// Owned by go-smtp's connection goroutine, the only reader.
+	br       *bufio.Reader
+	brSize   int
+	pending  []byte // bytes handed to go-smtp but not yet read by it
+	dotState int
+}
+
+// dialogState is where the dialogue stands as dialogConn follows it.
+type dialogState int
+
+const (
+	// stCommand: go-smtp has answered everything; the next client line is
+	// a command.
+	stCommand dialogState = iota
+	// stBusy: a command was handed to go-smtp and its final reply is not
+	// written yet; lines go-smtp reads meanwhile (SASL responses) pass.
+	stBusy
+	// stData: after go-smtp's 354, content passes up to and including the
+	// end-of-data line.
+	stData
+	// stChunk: a BDAT chunk passes, chunkLeft bytes.
+	stChunk
+	// stPass: the dialogue is no longer followed (a line too long to look
+	// at, an error in the middle of content, QUIT): bytes pass both ways
+	// and nothing is intercepted or rewritten.
+	stPass
+)
+
+// minLineBuf is the smallest line buffer; it grows to the configured
+// MaxLineLength so that no line go-smtp accepts is split.
+const minLineBuf = 4096
+
+func newDialogConn(inner net.Conn, tlsCfg *tls.Config, lim Limits, log *slog.Logger) *dialogConn {
+	size := max(minLineBuf, lim.MaxLineLength+2)
+	return &dialogConn{
+		inner:   inner,
+		tlsCfg:  tlsCfg,
+		timeout: lim.CommandTimeout,
+		log:     log,
+		wire:    inner,
+		br:      bufio.NewReaderSize(inner, size),
+		brSize:  size,
+	}
+}
+
+// dialogListener hands go-smtp dialogConns.
+type dialogListener struct {
+	net.Listener
+	tlsCfg *tls.Config
+	limits Limits
+	log    *slog.Logger
+}
+
+func (l dialogListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return newDialogConn(c, l.tlsCfg, l.limits, l.log), nil
+}
+
+// Read implements net.Conn for go-smtp.
+func (c *dialogConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		if len(c.pending) > 0 {
+			n := copy(p, c.pending)
+			c.pending = c.pending[n:]
+			return n, nil
+		}
+		c.mu.Lock()
+		st := c.state
+		c.mu.Unlock()
+		switch st {
+		case stPass:
+			return c.br.Read(p)
+		case stChunk:
+			return c.readChunk(p)
+		case stData:
+			return c.readData(p)
+		case stBusy:
+			line, _, err := c.readLine()
+			if len(line) == 0 {
+				return 0, err
+			}
+			c.pending = line
+		case stCommand:
+			line, complete, err := c.readLine()
+			if len(line) == 0 {
+				return 0, err
+			}
+			if err := c.command(line, complete); err != nil {
+				return 0, err
+			}
+		}
+	}
+}
+
+// readLine returns the next client line with its LF, or the bytes there
+// are when the line does not fit the buffer or the stream ends. The slice
+// is valid until the next read from br.
+func (c *dialogConn) readLine() (line []byte, complete bool, err error) {
+	line, err = c.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		return line, false, nil
+	}
+	return line, err == nil, err
+}
+
+// command decides what happens to one client line in command state.
+func (c *dialogConn) command(line []byte, complete bool) error {
+	if !complete {
+		// Longer than any line go-smtp accepts, or cut by EOF: go-smtp
+		// refuses it and ends the session; stop following the dialogue.
+		c.setState(stPass)
+		c.pending = line
+		return nil
+	}
+	verb, arg := commandVerb(line)
+	c.mu.Lock()
+	needEHLO := c.needEHLO
+	c.mu.Unlock()
+	switch {
+	case verb == "STARTTLS" && c.tlsCfg != nil:
+		return c.startTLS(line)
+	case needEHLO && (verb == "MAIL" || verb == "AUTH"):
+		// RFC 3207 §4.2: the client must discard what it learnt before
+		// TLS and greet again. go-smtp still holds the old EHLO name.
+		return c.reply("503 5.5.1 Send EHLO first after STARTTLS")
+	}
+	c.mu.Lock()
+	c.verb, c.state, c.contentSeen = verb, stBusy, false
+	if verb == "BDAT" {
+		if n, ok := chunkSize(arg); ok && n > 0 {
+			c.state, c.chunkSize, c.chunkLeft, c.replied = stChunk, n, n, false
+		} else {
+			c.chunkSize, c.chunkLeft = 0, 0
+		}
+	}
+	c.mu.Unlock()
+	c.pending = line
+	return nil
+}
+
+func (c *dialogConn) setState(st dialogState) {
+	c.mu.Lock()
+	c.state = st
+	c.mu.Unlock()
+}
+
+// commandVerb splits a line the way go-smtp v0.25 does (parseCmd): a line
+// starting with STARTTLS is STARTTLS; otherwise the verb is exactly four
+// characters followed by a space or the end of the line.
+func commandVerb(line []byte) (verb, arg string) {
+	s := strings.TrimRight(string(line), "\r\n")
+	if len(s) >= 8 && strings.EqualFold(s[:8], "STARTTLS") {
+		return "STARTTLS", ""
+	}
+	switch {
+	case len(s) == 4:
+		return strings.ToUpper(s), ""
+	case len(s) < 6 || s[4] != ' ':
+		return "", ""
+	}
+	return strings.ToUpper(s[:4]), strings.TrimSpace(s[5:])
+}
+
+// chunkSize mirrors go-smtp's checks of BDAT arguments: when they pass,
+// go-smtp reads (or discards) exactly n bytes of chunk whatever it answers.
+func chunkSize(arg string) (int64, bool) {
+	args := strings.Fields(arg)
+	if len(args) == 0 || len(args) > 2 {
+		return 0, false
+	}
+	if len(args) == 2 && !strings.EqualFold(args[1], "LAST") {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(args[0], 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return int64(n), true
+}
+
+func (c *dialogConn) readChunk(p []byte) (int, error) {
+	c.mu.Lock()
+	left := c.chunkLeft
+	c.mu.Unlock()
+	if int64(len(p)) > left {
+		p = p[:left]
+	}
+	n, err := c.br.Read(p)
+	c.mu.Lock()
+	c.chunkLeft -= int64(n)
+	if n > 0 {
+		c.contentSeen = true
+	}
+	if c.chunkLeft == 0 && c.state == stChunk {
+		if c.replied {
+			c.state = stCommand
+		} else {
+			c.state = stBusy
+		}
+	}
+	c.mu.Unlock()
+	return n, err
+}
+
+// End-of-data detection: the machine of go-smtp's dataReader (and
+// net/textproto's dotReader): a line begins only after CRLF, and ".CRLF"
+// at the beginning of a line ends the content.
+const (
+	dotBeginLine = iota
+	dotDot
+	dotDotCR
+	dotCR
+	dotData
+)
+
+func (c *dialogConn) readData(p []byte) (int, error) {
+	if _, err := c.br.Peek(1); err != nil {
+		return 0, err
+	}
+	buf, _ := c.br.Peek(min(c.br.Buffered(), len(p)))
+	n, ended := 0, false
+	for n < len(buf) && !ended {
+		b := buf[n]
+		n++
+		switch c.dotState {
+		case dotBeginLine:
+			switch b {
+			case '.':
+				c.dotState = dotDot
+			case '\r':
+				c.dotState = dotCR
+			default:
+				c.dotState = dotData
+			}
+		case dotDot:
+			if b == '\r' {
+				c.dotState = dotDotCR
+			} else {
+				c.dotState = dotData
+			}
+		case dotDotCR:
+			if b == '\n' {
+				ended = true
+			} else {
+				c.dotState = dotData
+			}
+		case dotCR:
+			if b == '\n' {
+				c.dotState = dotBeginLine
+			} else {
+				c.dotState = dotData
+			}
+		case dotData:
+			if b == '\r' {
+				c.dotState = dotCR
+			}
+		}
+	}
+	copy(p, buf[:n])
+	_, _ = c.br.Discard(n)
+	if ended {
+		c.mu.Lock()
+		if c.state == stData {
+			c.state = stBusy // awaiting go-smtp's verdict on the message
+		}
+		c.mu.Unlock()
+	}
+	return n, nil
+}
+
+// Write implements net.Conn for go-smtp: reply lines pass through, with
+// the sequence errors renumbered and STARTTLS added to EHLO when ours.
+func (c *dialogConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	c.out = append(c.out, p...)
+	var send []byte
+	for {
+		i := bytes.IndexByte(c.out, '\n')
+		if i < 0 {
+			break
+		}
+		send = c.filterReply(send, c.out[:i+1])
+		c.out = c.out[i+1:]
+	}
+	if len(c.out) > minLineBuf {
+		// Not a reply line we could act on; do not hold it back.
+		send = append(send, c.out...)
+		c.out = nil
+	}
+	c.out = append([]byte(nil), c.out...)
+	wire := c.wire
+	c.mu.Unlock()
+	if len(send) > 0 {
+		if _, err := wire.Write(send); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// filterReply handles one reply line from go-smtp (mu held) and returns
+// send with what goes to the client appended.
+func (c *dialogConn) filterReply(send, line []byte) []byte {
+	code, final := replyCode(line)
+	if c.state == stPass {
+		return append(send, line...)
+	}
+	if c.swallow {
+		if final {
+			c.swallow = false
+			c.afterReply(code)
+		}
+		return send
+	}
+	if c.state == stBusy && c.verb == "EHLO" && c.tlsCfg != nil && c.tlsState == nil {
+		c.ehloHeld = append(c.ehloHeld, line...)
+		if !final {
+			return send
+		}
+		held := c.ehloHeld
+		c.ehloHeld = nil
+		if code == 250 {
+			held = addKeyword(held, "STARTTLS")
+		}
+		c.afterReply(code)
+		return append(send, held...)
+	}
+	if final && (c.state == stBusy || c.state == stChunk) && !c.contentSeen {
+		line = renumber(c.verb, line)
+	}
+	send = append(send, line...)
+	if final {
+		c.afterReply(code)
+	}
+	return send
+}
+
+// afterReply moves the dialogue on after go-smtp's final reply line (mu held).
+func (c *dialogConn) afterReply(code int) {
+	switch c.state {
+	case stBusy:
+		switch {
+		case code == 334: // SASL challenge: the next line is a response
+		case code == 354 && c.verb == "DATA":
+			c.state, c.dotState, c.contentSeen = stData, dotBeginLine, true
+		case c.verb == "QUIT":
+			c.state = stPass
+		default:
+			c.state = stCommand
+			if (c.verb == "EHLO" || c.verb == "HELO") && code == 250 {
+				c.needEHLO = false
+			}
+		}
+	case stChunk:
+		// go-smtp refused the BDAT before reading its chunk; it still
+		// reads the chunk, and then waits for a command.
+		c.replied = true
+	case stData:
+		// A reply in the middle of content (timeout, line too long): the
+		// session is ending and we no longer know where commands start.
+		c.state = stPass
+	}
+}
+
+// replyCode parses "ddd-" (continued) or "ddd " (final); anything else
+// counts as a final line with code 0.
+func replyCode(line []byte) (int, bool) {
+	if len(line) < 3 {
+		return 0, true
+	}
+	code := 0
+	for _, b := range line[:3] {
+		if b < '0' || b > '9' {
+			return 0, true
+		}
+		code = code*10 + int(b-'0')
+	}
+	return code, len(line) == 3 || line[3] != '-'
+}
+
+// renumbered lists go-smtp v0.25's replies that carry the wrong code: the
+// sequence errors it sends as 502 5.5.1 (RFC 5321 §4.3.2 has 503 for
+// them, 502 being "command not implemented"), and AUTH without arguments,
+// a syntax error (501, RFC 4954 §4). Keyed by verb and exact reply line.
+var renumbered = map[string]string{
+	"MAIL 502 5.5.1 Please introduce yourself first.":         "503",
+	"AUTH 502 5.5.1 Please introduce yourself first.":         "503",
+	"MAIL 502 5.5.1 MAIL not allowed during message transfer": "503",
+	"RCPT 502 5.5.1 Missing MAIL FROM command.":               "503",
+	"RCPT 502 5.5.1 RCPT not allowed during message transfer": "503",
+	"DATA 502 5.5.1 Missing RCPT TO command.":                 "503",
+	"BDAT 502 5.5.1 Missing RCPT TO command.":                 "503",
+	"DATA 502 5.5.1 DATA not allowed during message transfer": "503",
+	"DATA 502 5.5.1 DATA not allowed for BINARYMIME messages": "503",
+	"STARTTLS 502 5.5.1 Already running in TLS":               "503",
+	"AUTH 502 5.5.4 Missing parameter":                        "501",
+}
+
+// renumber returns line with its code corrected when it is one of the
+// replies in renumbered, given as the answer to verb.
+func renumber(verb string, line []byte) []byte {
+	if len(line) < 4 || string(line[:4]) != "502 " {
+		return line
+	}
+	text := strings.TrimRight(string(line), "\r\n")
+	code, ok := renumbered[verb+" "+text]
+	if !ok {
+		return line
+	}
+	return append([]byte(code), line[3:]...)
+}
+
+// addKeyword adds "250-kw" before the last line of an EHLO reply, turning
+// a one-line reply into a multi-line one.
+func addKeyword(reply []byte, kw string) []byte {
+	body := bytes.TrimRight(reply, "\r\n")
+	lastStart := bytes.LastIndexByte(body, '\n') + 1
+	var out []byte
+	if lastStart == 0 {
+		out = append(out, reply...)
+		if len(out) > 3 {
+			out[3] = '-'
+		}
+		return append(out, "250 "+kw+"\r\n"...)
+	}
+	out = append(out, reply[:lastStart]...)
+	out = append(out, "250-"+kw+"\r\n"...)
+	return append(out, reply[lastStart:]...)
+}
+
+// reply writes a reply of our own, for a command go-smtp never sees, and
+// gives the client a fresh command timeout for its next line.
+func (c *dialogConn) reply(line string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	wire, goWrite := c.wire, c.goWrite
+	c.mu.Unlock()
+	_ = c.inner.SetWriteDeadline(time.Now().Add(c.timeout))
+	_, err := io.WriteString(wire, line+"\r\n")
+	_ = c.inner.SetWriteDeadline(goWrite)
+	_ = c.inner.SetReadDeadline(time.Now().Add(c.timeout))
+	return err
+}
+
+// startTLS runs STARTTLS for go-smtp (RFC 3207 §4).
+func (c *dialogConn) startTLS(line []byte) error {
+	c.mu.Lock()
+	tlsOn := c.tlsState != nil
+	c.mu.Unlock()
+	switch {
+	case !strings.EqualFold(strings.TrimRight(string(line), "\r\n"), "STARTTLS"):
+		return c.reply("501 5.5.4 Syntax: STARTTLS (no parameters allowed)")
+	case tlsOn:
+		return c.reply("503 5.5.1 TLS already active")
+	}
+	if err := c.reply("220 2.0.0 Ready to start TLS"); err != nil {
+		return err
+	}
+	tc := tls.Server(c.inner, c.tlsCfg)
+	_ = c.inner.SetDeadline(time.Now().Add(c.timeout))
+	err := tc.Handshake()
+	c.mu.Lock()
+	goRead, goWrite := c.goRead, c.goWrite
+	c.mu.Unlock()
+	_ = c.inner.SetReadDeadline(goRead)
+	_ = c.inner.SetWriteDeadline(goWrite)
+	if err != nil {
+		c.log.Info("smtp: TLS handshake failed", "peer", addrString(c.inner.RemoteAddr()), "err", err)
+		_ = c.inner.Close()
+		// go-smtp ends the session quietly on EOF.
+		return io.EOF
+	}
+	cs := tc.ConnectionState()
+	// RFC 3207 §4.2: plaintext pipelined after STARTTLS is discarded with
+	// the old reader, and everything learnt before TLS is forgotten:
+	// go-smtp gets an RSET, whose reply is dropped, and the client must
+	// send EHLO again before MAIL or AUTH.
+	c.br = bufio.NewReaderSize(tc, c.brSize)
+	c.mu.Lock()
+	c.wire, c.tlsState = tc, &cs
+	c.needEHLO, c.swallow = true, true
+	c.verb, c.state, c.contentSeen = "RSET", stBusy, false
+	c.mu.Unlock()
+	c.pending = []byte("RSET\r\n")
+	return nil
+}
+
+// TLSConnectionState reports the TLS session this connection terminated,
+// or else the one a connection below terminated (smtp/xlink's interposer
+// on mesh listeners), and false while there is none.
+func (c *dialogConn) TLSConnectionState() (tls.ConnectionState, bool) {
+	c.mu.Lock()
+	st := c.tlsState
+	c.mu.Unlock()
+	if st != nil {
+		return *st, true
+	}
+	inner := c.inner
+	if cc, ok := inner.(*capConn); ok {
+		inner = cc.Conn
+	}
+	if ts, ok := inner.(tlsStater); ok {
+		return ts.TLSConnectionState()
+	}
+	return tls.ConnectionState{}, false
+}
+
+// Close closes the connection, with a TLS close_notify after STARTTLS.
+func (c *dialogConn) Close() error {
+	c.mu.Lock()
+	wire := c.wire
+	c.mu.Unlock()
+	if wire != c.inner {
+		_ = c.inner.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = wire.Close()
+	}
+	return c.inner.Close()
+}
+
+func (c *dialogConn) LocalAddr() net.Addr  { return c.inner.LocalAddr() }
+func (c *dialogConn) RemoteAddr() net.Addr { return c.inner.RemoteAddr() }
+
+// SetDeadline, SetReadDeadline and SetWriteDeadline are go-smtp's; they
+// are remembered so that they can be restored after a TLS handshake or a
+// reply of our own.
+func (c *dialogConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.goRead, c.goWrite = t, t
+	c.mu.Unlock()
+	return c.inner.SetDeadline(t)
+}
+
+func (c *dialogConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.goRead = t
+	c.mu.Unlock()
+	return c.inner.SetReadDeadline(t)
+}
+
+func (c *dialogConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.goWrite = t
+	c.mu.Unlock()
+	return c.inner.SetWriteDeadline(t)
+}
