@@ -128,7 +128,7 @@ func (r *runner) evalDelivered(c *check, now, by time.Duration) {
 		}
 		return
 	}
-	if c.lastScan > 0 && now-c.lastScan < 250*time.Millisecond && now <= by {
+	if c.lastScan > 0 && now-c.lastScan < 100*time.Millisecond && now <= by {
 		return
 	}
 	c.lastScan = now
@@ -147,6 +147,9 @@ func (r *runner) evalDelivered(c *check, now, by time.Duration) {
 	if m.Lost == 0 && m.Bounced == 0 {
 		if c.quietFrom < 0 {
 			c.quietFrom = now
+			if r.allDelivered == 0 {
+				r.allDelivered = now
+			}
 		}
 		if now-c.quietFrom >= quietPeriod || now > by {
 			c.pass("%d of %d accepted messages delivered once (all by %v)", m.Delivered, m.Accepted, round(c.quietFrom))
@@ -154,6 +157,7 @@ func (r *runner) evalDelivered(c *check, now, by time.Duration) {
 		return
 	}
 	c.quietFrom = -1
+	r.allDelivered = 0
 	if now > by {
 		c.fail("%d of %d accepted messages lost and %d bounced by %v", m.Lost, m.Accepted, m.Bounced, by)
 	}

@@ -528,7 +528,7 @@ func (c *nodeCluster) Locate(messageID string) []string {
 				continue
 			}
 			for _, r := range m.Recipients {
-				out = append(out, fmt.Sprintf("queued on %s as %s: %s state %d, %d attempts, next %s, last error %q",
+				out = append(out, fmt.Sprintf("queued on %s as %s: %s %v, %d attempts, next %s, last error %q",
 					name, m.ID, r.Addr, r.State, r.Attempts, r.NextAttempt.Format("15:04:05.000"), r.LastError))
 			}
 		}

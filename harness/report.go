@@ -43,6 +43,9 @@ type MessageStats struct {
 	// the cluster can tell), BouncedIDs up to ten bounced ones with the
 	// DSN's diagnostic.
 	LostIDs    []string `json:"lost_ids,omitempty"`
+	// AllDeliveredAt is when every accepted message was first seen
+	// delivered (0: never; measured by delivered_exactly_once only).
+	AllDeliveredAt time.Duration `json:"all_delivered_at_ns,omitempty"`
 	BouncedIDs []string `json:"bounced_ids,omitempty"`
 }
 
@@ -94,6 +97,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		m.Sent, m.Accepted, m.Refused, m.Delivered, m.Duplicated, m.Lost, m.Bounced)
 	if m.DeliveredRefused > 0 {
 		fmt.Fprintf(&b, " (+%d refused but delivered)", m.DeliveredRefused)
+	}
+	if m.AllDeliveredAt > 0 {
+		fmt.Fprintf(&b, "; all delivered by %v", round(m.AllDeliveredAt))
 	}
 	b.WriteString("\n")
 	if len(m.LostIDs) > 0 {

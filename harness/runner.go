@@ -93,8 +93,9 @@ type runner struct {
 	mu      sync.Mutex
 	sent    []sentMsg
 
-	checks  []*check
-	baseAdv map[string]uint64 // originated per node at t=0
+	checks       []*check
+	baseAdv      map[string]uint64 // originated per node at t=0
+	allDelivered time.Duration     // every accepted message seen delivered since
 }
 
 // locator is implemented by clusters that can say where a message sits.
@@ -431,6 +432,7 @@ func (r *runner) finish(rep *Report, eventsFrom int) {
 		r.log.Warn("count deliveries", "err", err)
 	}
 	rep.Messages = tally(r.sentSnapshot(), counts)
+	rep.Messages.AllDeliveredAt = r.allDelivered
 	if l, ok := r.cl.(locator); ok {
 		for i, id := range rep.Messages.LostIDs {
 			if where := l.Locate(id); len(where) > 0 {

@@ -7,14 +7,14 @@ import (
 )
 
 // DampingConfig configures connector flap damping, after BGP route-flap
-// damping (RFC 2439 §4.2): every transition adds Penalty to a figure of
+// damping (RFC 2439 §4.2): every flap (a withdrawal: the connector going down) adds Penalty to a figure of
 // merit that decays exponentially with HalfLife; once it exceeds Suppress
 // the connector is held down until it decays to Reuse. The penalty is
 // capped so that suppression never outlasts MaxSuppress after the last
 // transition (RFC 2439 §4.2, "ceiling"). Zero fields take their value
 // from DefaultDamping.
 type DampingConfig struct {
-	Penalty     float64       // added per up/down transition; default 1000
+	Penalty     float64       // added per flap (withdrawal); default 1000
 	HalfLife    time.Duration // default 15m
 	Suppress    float64       // suppress when the penalty exceeds this; default 2000
 	Reuse       float64       // reuse when the penalty decays to this; default 750
@@ -22,7 +22,7 @@ type DampingConfig struct {
 }
 
 // DefaultDamping is the configuration used where fields are zero: with
-// it, the third transition within a few minutes suppresses the connector.
+// it, the third withdrawal within a few minutes suppresses the connector.
 var DefaultDamping = DampingConfig{Penalty: 1000, HalfLife: 15 * time.Minute, Suppress: 2000, Reuse: 750, MaxSuppress: time.Hour}
 
 // withDefaults fills zero fields from DefaultDamping.
@@ -118,7 +118,7 @@ func (d *Damper) update(now time.Time) {
 	}
 }
 
-// Transition records one up/down transition at now and reports whether
+// Transition records one flap (withdrawal) at now and reports whether
 // the connector is now suppressed.
 func (d *Damper) Transition(now time.Time) bool {
 	d.decay(now)

@@ -49,8 +49,9 @@ type pair struct {
 
 // ConnectorState folds observations of one connector's bridgehead pairs
 // into the state its RG master advertises. The connector is up when at
-// least one pair is up; every change of that raw state is a transition
-// for flap damping. Pairs start up (nothing observed against them yet).
+// least one pair is up; every change of that raw state to down (a
+// withdrawal) is a flap for damping. Pairs start up (nothing observed
+// against them yet).
 // Time comes from the caller; a ConnectorState is not safe for
 // concurrent use (its owner, the master, serialises observations).
 type ConnectorState struct {
@@ -121,7 +122,13 @@ func (c *ConnectorState) recompute(now time.Time) bool {
 		return false
 	}
 	c.rawUp = up
-	c.damp.Transition(now)
+	// A flap is counted when the connector goes down (a withdrawal, as in
+	// RFC 2439 practice): coming back is the other half of the same flap,
+	// and a connector seen down once at start-up (its peer not yet
+	// running) and then up is not penalised twice.
+	if !up {
+		c.damp.Transition(now)
+	}
 	return true
 }
 

@@ -99,8 +99,9 @@ func TestConnectorStateAdvertised(t *testing.T) {
 		{"fresh", 0, false, true, false},
 		{"down", 1, false, false, false},
 		{"back up", 2, false, true, false},
-		{"flapping, up but suppressed", 4, false, false, true},
-		{"flapping, down and suppressed", 3, false, false, true},
+		{"two flaps are tolerated", 4, false, true, false},
+		{"flapping, up but suppressed", 6, false, false, true},
+		{"flapping, down and suppressed", 5, false, false, true},
 		{"bridge down is advertised up", 1, true, true, false},
 		{"bridge flapping is never suppressed", 5, true, true, false},
 	}
@@ -127,8 +128,8 @@ func TestConnectorStateReuseAndPairs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 4 {
-		c.Observe(t0, "a", "x:25", i%2 == 1)
+	for i := range 6 {
+		c.Observe(t0, "a", "x:25", i%2 == 1) // three withdrawals
 	}
 	c.Observe(t0, "b", "x:25", true)
 	if up, _ := c.Advertised(t0, false); up {

@@ -42,7 +42,7 @@ type deliverer struct {
 	// failed: a new routing table retries them at once.
 	waiting map[string]bool
 	wg      sync.WaitGroup
-	wake      chan struct{}
+	wake    chan struct{}
 }
 
 func newDeliverer(n *Node, opts Options) (*deliverer, error) {

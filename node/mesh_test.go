@@ -27,8 +27,9 @@ type testMesh struct {
 	links []meshLink
 	cfgs  map[string]Config
 	nodes map[string]*Node
-	meshL map[string]string // node -> mesh listener address (fixed for restarts)
-	seeds map[string]string // rg -> gossip address of its first node
+	meshL map[string]string       // node -> mesh listener address (fixed for restarts)
+	held  map[string]net.Listener // reservations of those addresses until first start
+	seeds map[string]string       // rg -> gossip address of its first node
 	mu    sync.Mutex
 }
 
@@ -41,7 +42,8 @@ var testOrgKey = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef01234
 
 func newTestMesh(t *testing.T, rgs map[string][]string, links []meshLink) *testMesh {
 	tm := &testMesh{t: t, nw: netem.New(netem.Options{Seed: 1}), rgs: rgs, links: links,
-		cfgs: map[string]Config{}, nodes: map[string]*Node{}, meshL: map[string]string{}, seeds: map[string]string{}}
+		cfgs: map[string]Config{}, nodes: map[string]*Node{}, meshL: map[string]string{}, seeds: map[string]string{},
+		held: map[string]net.Listener{}}
 	// Fix every mesh listener address first: connectors name them.
 	for _, names := range rgs {
 		for _, name := range names {
@@ -50,7 +52,7 @@ func newTestMesh(t *testing.T, rgs map[string][]string, links []meshLink) *testM
 				t.Fatal(err)
 			}
 			tm.meshL[name] = l.Addr().String()
-			l.Close()
+			tm.held[name] = l
 		}
 	}
 	for _, rg := range sortedRGs(rgs) {
@@ -136,6 +138,10 @@ func (tm *testMesh) start(name string) *Node {
 		GossipTransport: func(bind string) (memberlist.NodeAwareTransport, error) {
 			return h.GossipTransport(bind)
 		},
+	}
+	if l := tm.held[name]; l != nil {
+		l.Close() // released only now, so no other test takes the port
+		delete(tm.held, name)
 	}
 	var n *Node
 	var err error

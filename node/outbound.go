@@ -61,7 +61,7 @@ type transports struct {
 	remote   *smtp.Client // smarthost and MX
 	// meshClient carries hops to other mesh nodes (their mesh listeners).
 	meshClient *smtp.Client
-	lmtp     *smtp.Client
+	lmtp       *smtp.Client
 	// writeMaildir is maildir.Deliver; a field so tests can make it fail.
 	writeMaildir func(root, rcpt string, body []byte) (string, error)
 

@@ -66,7 +66,7 @@ func NewClient(cfg ClientConfig) *Client {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Client{cfg: cfg, log: logger.With("node", cfg.Node, "rg", cfg.RG, "component", "ls-channel"),
+	return &Client{cfg: cfg, log: logger.With("component", "ls-channel"),
 		send: make(chan []Observation, 64), hand: make(chan [][]byte, 64),
 		admin: make(chan adminMsg, 16)}
 }

@@ -82,7 +82,7 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg: cfg, log: logger.With("node", cfg.Node, "rg", cfg.RG, "component", "ls-channel"),
+		cfg: cfg, log: logger.With("component", "ls-channel"),
 		ctx: ctx, cancel: cancel, members: map[*memberConn]struct{}{},
 	}
 	s.wg.Add(1)

@@ -33,6 +33,6 @@ func (w *logWriter) Write(b []byte) (int, error) {
 	if level == slog.LevelInfo {
 		level = slog.LevelDebug
 	}
-	w.log.Log(context.Background(), level, string(line), "component", "gossip")
+	w.log.Log(context.Background(), level, string(line))
 	return len(b), nil
 }

@@ -72,7 +72,7 @@ func Start(cfg Config) (*Pool, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	logger = logger.With("node", cfg.Name, "rg", cfg.Meta.RG)
+	logger = logger.With("component", "gossip")
 	meta, err := encodeMeta(cfg.Meta)
 	if err != nil {
 		return nil, err

@@ -60,7 +60,8 @@ func New(cfg Config) (*Mesh, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	logger := cfg.Logger.With("node", cfg.Node, "rg", cfg.RG)
+	// The caller's logger already names the node and routing group.
+	logger := cfg.Logger
 	db, err := linkstate.New(linkstate.Options{Keyring: cfg.Keyring, Now: cfg.Now, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("mesh: %w", err)
