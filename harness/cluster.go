@@ -47,6 +47,8 @@ type LSDBInfo struct {
 type Deliveries struct {
 	// Copies counts the copies of every Message-ID found.
 	Copies map[string]int
+	// At is when the first copy of each Message-ID was written.
+	At map[string]time.Time
 	// Bounced maps the Message-ID of an original message to the
 	// diagnostic of a delivery status notification found for it.
 	Bounced map[string]string

@@ -33,6 +33,11 @@ func countMaildir(root string, out Deliveries) error {
 		}
 		if h.messageID != "" {
 			out.Copies[h.messageID]++
+			if info, err := d.Info(); err == nil && out.At != nil {
+				if t, ok := out.At[h.messageID]; !ok || info.ModTime().Before(t) {
+					out.At[h.messageID] = info.ModTime()
+				}
+			}
 		}
 		if h.dsnFor != "" {
 			out.Bounced[h.dsnFor] = h.diagnostic

@@ -423,7 +423,7 @@ func (c *nodeCluster) Send(ctx context.Context, from string, m Mail) error {
 }
 
 func (c *nodeCluster) Delivered() (Deliveries, error) {
-	d := Deliveries{Copies: map[string]int{}, Bounced: map[string]string{}}
+	d := Deliveries{Copies: map[string]int{}, Bounced: map[string]string{}, At: map[string]time.Time{}}
 	for _, name := range c.sc.Topology.NodeNames() {
 		sn := c.nodes[name]
 		if err := countMaildir(filepath.Join(sn.cfg.Node.DataDir, "maildir"), d); err != nil {

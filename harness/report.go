@@ -46,6 +46,9 @@ type MessageStats struct {
 	// AllDeliveredAt is when every accepted message was first seen
 	// delivered (0: never; measured by delivered_exactly_once only).
 	AllDeliveredAt time.Duration `json:"all_delivered_at_ns,omitempty"`
+	// LastDeliveryAt is when the last accepted message that was delivered
+	// reached its Maildir (file time): with Delivered, the delivery rate.
+	LastDeliveryAt time.Duration `json:"last_delivery_at_ns,omitempty"`
 	BouncedIDs []string `json:"bounced_ids,omitempty"`
 }
 
@@ -98,8 +101,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	if m.DeliveredRefused > 0 {
 		fmt.Fprintf(&b, " (+%d refused but delivered)", m.DeliveredRefused)
 	}
-	if m.AllDeliveredAt > 0 {
-		fmt.Fprintf(&b, "; all delivered by %v", round(m.AllDeliveredAt))
+	if m.LastDeliveryAt > 0 {
+		fmt.Fprintf(&b, "; last delivery at %v", round(m.LastDeliveryAt))
 	}
 	b.WriteString("\n")
 	if len(m.LostIDs) > 0 {

@@ -433,6 +433,11 @@ func (r *runner) finish(rep *Report, eventsFrom int) {
 	}
 	rep.Messages = tally(r.sentSnapshot(), counts)
 	rep.Messages.AllDeliveredAt = r.allDelivered
+	for _, s := range r.sentSnapshot() {
+		if t, ok := counts.At[s.id]; ok && s.accepted {
+			rep.Messages.LastDeliveryAt = max(rep.Messages.LastDeliveryAt, t.Sub(r.start))
+		}
+	}
 	if l, ok := r.cl.(locator); ok {
 		for i, id := range rep.Messages.LostIDs {
 			if where := l.Locate(id); len(where) > 0 {

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -17,12 +18,14 @@ type masterState struct {
 	latest   map[pairKey]channel.Observation      // newest observation per pair
 	current  *linkstate.Record                    // last record we originated
 	lastView string                               // members/master fingerprint of current
+	admin    map[string]channel.AdminState        // operator overrides by connector
 }
 
 type pairKey struct{ Connector, Source, Target string }
 
 func newMasterState() masterState {
-	return masterState{states: map[string]*linkstate.ConnectorState{}, latest: map[pairKey]channel.Observation{}}
+	return masterState{states: map[string]*linkstate.ConnectorState{}, latest: map[pairKey]channel.Observation{},
+		admin: map[string]channel.AdminState{}}
 }
 
 // onMemberObservations is the channel server's callback (master only).
@@ -119,6 +122,7 @@ func (m *Mesh) buildRecordLocked(now time.Time) (*linkstate.Record, error) {
 		}
 		m.applyObservationsLocked(now, k.ID, st, live)
 		st.Apply(now, bridges[linkstate.ConnectorKey{From: cfg.RG, ID: k.ID}], k)
+		applyAdmin(k, m.master.admin[k.ID])
 	}
 
 	installed, _ := m.db.Snapshot().Lookup(cfg.RG)
@@ -262,4 +266,97 @@ func sortedConnectors(s []linkstate.Connector) []linkstate.Connector {
 	s = slices.Clone(s)
 	slices.SortFunc(s, func(x, y linkstate.Connector) int { return cmpString(x.ID, y.ID) })
 	return s
+}
+
+// applyAdmin writes an operator's override into an advertised connector.
+// Down is explicit, so it beats the bridge rule: every pair is advertised
+// down (a placeholder pair stands for a connector with none observed).
+// Drain advertises the highest cost: the connector carries mail only when
+// nothing else can.
+func applyAdmin(k *linkstate.Connector, st channel.AdminState) {
+	switch st {
+	case channel.AdminDown:
+		k.Bridge = false
+		if len(k.Pairs) == 0 {
+			src := "any"
+			if len(k.SourceBridgeheads) > 0 {
+				src = k.SourceBridgeheads[0]
+			}
+			for _, t := range k.TargetBridgeheads {
+				k.Pairs = append(k.Pairs, linkstate.PairState{Source: src, Target: t})
+			}
+			if k.To == "" && k.Smarthost != "" {
+				k.Pairs = append(k.Pairs, linkstate.PairState{Source: src, Target: k.Smarthost})
+			}
+		}
+		for i := range k.Pairs {
+			k.Pairs[i].Up = false
+		}
+		if len(k.Pairs) == 0 {
+			k.Suppressed = true // an MX connector: nothing else says down
+		}
+	case channel.AdminDrain:
+		k.Cost = linkstate.MaxConnectorCost
+	}
+}
+
+// ErrUnknownConnector: no connector of this routing group has that name.
+var ErrUnknownConnector = errors.New("mesh: no such connector in this routing group")
+
+// SetConnectorAdmin sets an operator's override of one of this routing
+// group's connectors: AdminDown, AdminDrain, or AdminAuto to follow
+// observations again. On a member it is sent to the master.
+func (m *Mesh) SetConnectorAdmin(name string, st channel.AdminState) error {
+	found := false
+	for _, c := range m.cfg.Connectors {
+		found = found || c.Name == name
+	}
+	if !found {
+		return fmt.Errorf("%w: %q", ErrUnknownConnector, name)
+	}
+	// Kept here too: should this node become master, the override stays.
+	m.setAdmin(name, st)
+	if m.IsMaster() {
+		return nil
+	}
+	if err := m.cli.Admin(name, st); err != nil {
+		return fmt.Errorf("mesh: connector %s %s: %w", name, st, err)
+	}
+	return nil
+}
+
+func (m *Mesh) setAdmin(name string, st channel.AdminState) {
+	m.mu.Lock()
+	if st == channel.AdminAuto {
+		delete(m.master.admin, name)
+	} else {
+		m.master.admin[name] = st
+	}
+	m.mu.Unlock()
+	m.log.Info("connector override", "connector", name, "state", st.String())
+	m.poke()
+}
+
+// AdminStates returns the operator overrides the master holds.
+func (m *Mesh) AdminStates() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]string{}
+	for k, v := range m.master.admin {
+		out[k] = v.String()
+	}
+	return out
+}
+
+// Penalties returns the damping penalty of each connector the master
+// tracks (zero elsewhere).
+func (m *Mesh) Penalties() map[string]float64 {
+	now := m.cfg.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]float64{}
+	for id, st := range m.master.states {
+		out[id] = st.Damper().Penalty(now)
+	}
+	return out
 }

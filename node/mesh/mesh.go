@@ -122,6 +122,7 @@ func (m *Mesh) Start() error {
 		Records:   m.encodedAll,
 		OnObserve: m.onMemberObservations,
 		OnRecords: func(from string, recs [][]byte) { m.installEncoded(recs, false) },
+		OnAdmin:   func(from, name string, st channel.AdminState) { m.setAdmin(name, st) },
 		Logger:    m.log,
 	})
 	m.cli = channel.NewClient(channel.ClientConfig{

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/linkstate/channel"
 	"github.com/meshd/meshd/routing"
 	msmtp "github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/smtp/xlink"
@@ -365,4 +367,29 @@ func TestMasterFailoverKeepsLSDBIdentical(t *testing.T) {
 		return nil
 	})
 	waitFor(t, 10*time.Second, "identical LSDB after rejoin", tm.converged(3))
+}
+
+func TestConnectorAdminDownAndDrain(t *testing.T) {
+	tm := triangle(t)
+	waitFor(t, 15*time.Second, "LSDB convergence", tm.converged(3))
+	a1 := tm.nodes["a1"]
+	waitFor(t, 5*time.Second, "initial path", pathIs(a1, "rgc.test", "rga", "rgb", "rgc"))
+	// Through a member: the master applies it.
+	waitFor(t, 5*time.Second, "override accepted", func() error {
+		return tm.nodes["a2"].mesh.SetConnectorAdmin("ab", channel.AdminDown)
+	})
+	waitFor(t, 5*time.Second, "ab down everywhere", pathIs(tm.nodes["c2"], "rga.test", "rgc", "rga"))
+	waitFor(t, 5*time.Second, "a avoids ab", pathIs(a1, "rgc.test", "rga", "rgc"))
+	if err := a1.mesh.SetConnectorAdmin("nope", channel.AdminDown); !errors.Is(err, ErrUnknownConnector) {
+		t.Fatalf("unknown connector: %v", err)
+	}
+	if err := a1.mesh.SetConnectorAdmin("ab", channel.AdminAuto); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "ab back", pathIs(a1, "rgc.test", "rga", "rgb", "rgc"))
+	// Drain: ab costs 100 now, so a->c (50) wins; b->a still uses ba.
+	if err := a1.mesh.SetConnectorAdmin("ab", channel.AdminDrain); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "drained", pathIs(a1, "rgc.test", "rga", "rgc"))
 }
