@@ -191,5 +191,8 @@ func (n *Node) Crash() error {
 	return err
 }
 
-// meshHopTimeout bounds one delivery attempt to a mesh peer.
-const meshHopTimeout = 2 * time.Minute
+// Timeouts of hops to other mesh nodes.
+const (
+	meshConnectTimeout = 5 * time.Second
+	meshCommandTimeout = 30 * time.Second
+)

@@ -21,7 +21,7 @@ import (
 // testMesh is a mesh of real nodes in one process on loopback, over an
 // injected network that can cut links between them.
 type testMesh struct {
-	t     *testing.T
+	t     testing.TB
 	nw    *netem.Network
 	rgs   map[string][]string // rg -> node names
 	links []meshLink
@@ -40,7 +40,7 @@ type meshLink struct {
 
 var testOrgKey = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 
-func newTestMesh(t *testing.T, rgs map[string][]string, links []meshLink) *testMesh {
+func newTestMesh(t testing.TB, rgs map[string][]string, links []meshLink) *testMesh {
 	tm := &testMesh{t: t, nw: netem.New(netem.Options{Seed: 1}), rgs: rgs, links: links,
 		cfgs: map[string]Config{}, nodes: map[string]*Node{}, meshL: map[string]string{}, seeds: map[string]string{},
 		held: map[string]net.Listener{}}
@@ -100,6 +100,9 @@ func (tm *testMesh) config(name, rg string) Config {
 	cfg.Queue.Retry = RetryConfig{Initial: 200 * time.Millisecond, Max: time.Second, Factor: 2, Jitter: 0}
 	cfg.Outbound.ConnectTimeout, cfg.Outbound.CommandTimeout, cfg.Outbound.DeadTime = 2*time.Second, 5*time.Second, 0
 	cfg.Mesh.OrgKey = testOrgKey
+	if v := os.Getenv("MESHD_BENCH_PERDEST"); v != "" {
+		fmt.Sscan(v, &cfg.Outbound.MaxPerDestination)
+	}
 	cfg.Mesh.FastGossip = true
 	cfg.Mesh.CollectWindow = 100 * time.Millisecond
 	cfg.Mesh.SyncInterval = time.Second
@@ -189,7 +192,7 @@ func (tm *testMesh) live() []*Node {
 	return out
 }
 
-func poll(t *testing.T, d time.Duration, what string, cond func() error) time.Duration {
+func poll(t testing.TB, d time.Duration, what string, cond func() error) time.Duration {
 	t.Helper()
 	start := time.Now()
 	var err error
@@ -269,7 +272,7 @@ func (tm *testMesh) sendTo(node, rcpt, msgID string) error {
 	return send(n.SMTPAddr(), "s@sender.test", []string{rcpt}, body)
 }
 
-func triangleMesh(t *testing.T) *testMesh {
+func triangleMesh(t testing.TB) *testMesh {
 	return newTestMesh(t,
 		map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1", "b2"}, "rgc": {"c1", "c2"}},
 		[]meshLink{
@@ -312,7 +315,7 @@ func TestMeshDeliversAlongLeastCostPath(t *testing.T) {
 	})
 }
 
-func readOneMessage(t *testing.T, tm *testMesh, rg, id string) string {
+func readOneMessage(t testing.TB, tm *testMesh, rg, id string) string {
 	for _, name := range tm.rgs[rg] {
 		root := filepath.Join(tm.cfgs[name].Node.DataDir, "maildir")
 		var found string

@@ -94,12 +94,15 @@ func newTransports(n *Node, opts Options) (*transports, error) {
 	})
 	if c.meshEnabled() {
 		t.meshClient = smtp.NewClient(smtp.ClientConfig{
-			HeloName:       c.Node.Hostname,
-			TLS:            &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec // peers are authenticated by address; records by signature
-			RequireTLS:     c.Mesh.RequireTLS,
-			Opportunistic:  !c.Mesh.RequireTLS,
-			ConnectTimeout: c.Outbound.ConnectTimeout,
-			CommandTimeout: c.Outbound.CommandTimeout,
+			HeloName:      c.Node.Hostname,
+			TLS:           &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec // peers are authenticated by address; records by signature
+			RequireTLS:    c.Mesh.RequireTLS,
+			Opportunistic: !c.Mesh.RequireTLS,
+			// Mesh peers are our own nodes, one routing table away from an
+			// alternative: give up on a silent link sooner than on the
+			// internet, so the message takes the new route.
+			ConnectTimeout: min(c.Outbound.ConnectTimeout, meshConnectTimeout),
+			CommandTimeout: min(c.Outbound.CommandTimeout, meshCommandTimeout),
 			Dial:           opts.Dial,
 			Logger:         log.With("component", "mesh-hop"),
 		})
@@ -240,6 +243,9 @@ func allResults(g *group, o queue.Outcome, reply string) []queue.Result {
 // written copies without recording them (see indoubt.go).
 func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inDoubt bool) []queue.Result {
 	out := make([]queue.Result, 0, len(g.rcpts))
+	// The hop's X-Meshd-ID is this message's queue ID, which copyHeader
+	// writes again: keep one.
+	body = stripHeaders(body, hdrMeshID)
 	for _, r := range g.rcpts {
 		hdr := copyHeader(m.From, r.Addr, m.ID)
 		if inDoubt && r.Attempts > 0 {

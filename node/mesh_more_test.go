@@ -1,0 +1,131 @@
+package node
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshd/meshd/harness/extern"
+)
+
+func TestMeshDSNRoutedBackThroughTheMesh(t *testing.T) {
+	tm := triangleMesh(t)
+	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
+	// rgc's Maildir refuses the mailbox name: a permanent failure there
+	// makes a DSN that has to find its way back to rga's sender.
+	body := "From: s@rga.test\r\nTo: bad/user@rgc.test\r\nMessage-ID: <dsn1@test>\r\nSubject: will bounce\r\n\r\nx\r\n"
+	if err := send(tm.nodes["a1"].SMTPAddr(), "s@rga.test", []string{"bad/user@rgc.test"}, body); err != nil {
+		t.Fatal(err)
+	}
+	var report string
+	poll(t, 30*time.Second, "DSN in the sender's mailbox in rga", func() error {
+		for _, name := range tm.rgs["rga"] {
+			for _, m := range mailboxMessages(tm.cfgs[name], "rga.test", "s") {
+				if strings.Contains(m, "multipart/report") && strings.Contains(m, "<dsn1@test>") {
+					report = m
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no DSN yet")
+	})
+	for _, want := range []string{"report-type=delivery-status", "Action: failed", "Final-Recipient: rfc822; bad/user@rgc.test", "X-Meshd-Trace: rgc"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("DSN lacks %q:\n%s", want, report)
+		}
+	}
+}
+
+func mailboxMessages(cfg Config, domain, user string) []string {
+	var out []string
+	root := cfg.Delivery.Maildir
+	if root == "" {
+		root = filepath.Join(cfg.Node.DataDir, "maildir")
+	}
+	for _, sub := range []string{"new", "cur"} {
+		files, _ := filepath.Glob(filepath.Join(root, domain, user, sub, "*"))
+		for _, f := range files {
+			if b, err := os.ReadFile(f); err == nil {
+				out = append(out, string(b))
+			}
+		}
+	}
+	return out
+}
+
+// TestMeshListenerAdvertisesLinkStateToSwaks: swaks, a client we did not
+// write, sees X-LINK2STATE in the EHLO reply of the mesh listener and not
+// in that of the public one.
+func TestMeshListenerAdvertisesLinkStateToSwaks(t *testing.T) {
+	swaks := extern.Require(t, extern.FindSwaks)
+	tm := newTestMesh(t, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}},
+		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}})
+	a1 := tm.nodes["a1"]
+	ehlo := func(addr string) string {
+		out, err := exec.Command(swaks, "--server", addr, "--quit-after", "EHLO", "--ehlo", "peer.test").CombinedOutput()
+		if err != nil {
+			t.Fatalf("swaks %s: %v\n%s", addr, err, out)
+		}
+		return string(out)
+	}
+	if out := ehlo(a1.MeshAddr().String()); !strings.Contains(out, "250-X-LINK2STATE") {
+		t.Errorf("mesh listener does not advertise X-LINK2STATE:\n%s", out)
+	}
+	if out := ehlo(a1.SMTPAddr().String()); strings.Contains(out, "X-LINK2STATE") {
+		t.Errorf("public listener advertises X-LINK2STATE:\n%s", out)
+	}
+}
+
+// BenchmarkMeshThroughput measures end-to-end delivery across three
+// routing groups: messages submitted at a1 travel rga → rgb's bridgehead
+// → rgc's bridgehead → Maildir, each hop a durable queue with synced
+// commits. Ten SMTP sessions submit at once. Reported as delivered
+// messages per second (wall time from the first submission to the last
+// Maildir delivery).
+func BenchmarkMeshThroughput(b *testing.B) {
+	tm := newTestMesh(b, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}, "rgc": {"c1"}},
+		[]meshLink{{"ab", "rga", "rgb", 10}, {"bc", "rgb", "rgc", 10}, {"ba", "rgb", "rga", 10}, {"cb", "rgc", "rgb", 10}})
+	poll(b, 20*time.Second, "LSDB convergence", tm.converged)
+	poll(b, 10*time.Second, "route", tm.pathIs("a1", "rgc.test", "rga>rgb>rgc"))
+	body := strings.Repeat("meshd throughput benchmark line of text.\r\n", 100) // about 4 KiB
+	const sessions = 10
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed int
+	var mu sync.Mutex
+	for s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := s; i < b.N; i += sessions {
+				msg := fmt.Sprintf("From: s@rga.test\r\nTo: u@rgc.test\r\nMessage-ID: <tp%d@test>\r\n\r\n%s", i, body)
+				if err := send(tm.nodes["a1"].SMTPAddr(), "s@rga.test", []string{"u@rgc.test"}, msg); err != nil {
+					mu.Lock()
+					failed++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	submitted := time.Since(start)
+	if failed > 0 {
+		b.Fatalf("%d submissions failed", failed)
+	}
+	poll(b, 10*time.Minute, "all delivered", func() error {
+		if got := len(tm.delivered("rgc")); got < b.N {
+			return fmt.Errorf("%d of %d delivered", got, b.N)
+		}
+		return nil
+	})
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")
+	b.ReportMetric(float64(b.N)/submitted.Seconds(), "accepted/s")
+}
