@@ -42,14 +42,14 @@ type MessageStats struct {
 	// LostIDs names up to ten lost messages (with where they sit, when
 	// the cluster can tell), BouncedIDs up to ten bounced ones with the
 	// DSN's diagnostic.
-	LostIDs    []string `json:"lost_ids,omitempty"`
+	LostIDs []string `json:"lost_ids,omitempty"`
 	// AllDeliveredAt is when every accepted message was first seen
 	// delivered (0: never; measured by delivered_exactly_once only).
 	AllDeliveredAt time.Duration `json:"all_delivered_at_ns,omitempty"`
 	// LastDeliveryAt is when the last accepted message that was delivered
 	// reached its Maildir (file time): with Delivered, the delivery rate.
 	LastDeliveryAt time.Duration `json:"last_delivery_at_ns,omitempty"`
-	BouncedIDs []string `json:"bounced_ids,omitempty"`
+	BouncedIDs     []string      `json:"bounced_ids,omitempty"`
 }
 
 // StepReport is one timeline step with what followed it.

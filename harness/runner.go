@@ -606,5 +606,3 @@ func (st *Step) describe() string {
 	}
 	return "?"
 }
-
-

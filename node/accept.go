@@ -116,6 +116,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		return "", err
 	}
 	n.metrics.accepted.WithLabelValues(source).Inc()
+	n.trackReceived(qenv, body, s.source)
 	n.metrics.replies.WithLabelValues("250").Inc()
 	n.log.Debug("message queued", "msg", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", len(body), "source", source)
 	return id, nil

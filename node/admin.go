@@ -9,72 +9,21 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/queue"
 )
 
-// MessageInfo is a queued message as the admin API shows it.
-type MessageInfo struct {
-	ID            string          `json:"id"`
-	From          string          `json:"from"`
-	Size          int64           `json:"size"`
-	ReceivedAt    time.Time       `json:"received_at"`
-	Source        string          `json:"source,omitempty"`
-	ClientAddr    string          `json:"client_addr,omitempty"`
-	AuthUser      string          `json:"auth_user,omitempty"`
-	EnvID         string          `json:"envid,omitempty"`
-	Ret           string          `json:"ret,omitempty"`
-	Trace         []string        `json:"trace,omitempty"`
-	Held          bool            `json:"held"`
-	DelayNotified bool            `json:"delay_notified"`
-	NextAttempt   *time.Time      `json:"next_attempt,omitempty"`
-	Recipients    []RecipientInfo `json:"recipients"`
-}
-
-// RecipientInfo is one recipient of a queued message.
-type RecipientInfo struct {
-	Addr        string     `json:"addr"`
-	State       string     `json:"state"` // pending, delivered, failed, expired
-	Attempts    int        `json:"attempts"`
-	NextAttempt *time.Time `json:"next_attempt,omitempty"`
-	LastAttempt *time.Time `json:"last_attempt,omitempty"`
-	LastError   string     `json:"last_error,omitempty"`
-	LastReply   string     `json:"last_reply,omitempty"`
-	Notify      []string   `json:"notify,omitempty"`
-}
-
-// QueueList is the answer of GET /api/queue.
-type QueueList struct {
-	Messages []MessageInfo `json:"messages"`
-}
-
-// StatusInfo is the answer of GET /api/status.
-type StatusInfo struct {
-	Node         string            `json:"node"`
-	RoutingGroup string            `json:"routing_group"`
-	Hostname     string            `json:"hostname"`
-	Listeners    map[string]string `json:"listeners"`
-	LocalDomains []string          `json:"local_domains"`
-	Queue        QueueStats        `json:"queue"`
-}
-
-// QueueStats summarises the queue in StatusInfo.
-type QueueStats struct {
-	Messages int        `json:"messages"`
-	Bytes    int64      `json:"bytes"`
-	Oldest   *time.Time `json:"oldest,omitempty"`
-}
-
-// ActionResult is the answer of the POST and DELETE queue endpoints.
-type ActionResult struct {
-	ID     string       `json:"id"`
-	Action string       `json:"action"`
-	Result *MessageInfo `json:"message,omitempty"` // the message after the action; absent after delete
-}
-
-// ErrorInfo is the body of every error answer.
-type ErrorInfo struct {
-	Error string `json:"error"`
-}
+// The admin API's JSON types live in package adminapi, so that clients
+// (meshctl) decode them without importing the node.
+type (
+	MessageInfo   = adminapi.MessageInfo
+	RecipientInfo = adminapi.RecipientInfo
+	QueueList     = adminapi.QueueList
+	StatusInfo    = adminapi.StatusInfo
+	QueueStats    = adminapi.QueueStats
+	ActionResult  = adminapi.ActionResult
+	ErrorInfo     = adminapi.ErrorInfo
+)
 
 // adminHandler serves the admin API:
 //
@@ -84,6 +33,8 @@ type ErrorInfo struct {
 //	POST   /api/queue/{id}/{retry|hold|release}
 //	DELETE /api/queue/{id}
 //	GET    /metrics
+//
+// and the mesh, tracking and status-page endpoints of admin_mesh.go.
 func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/status", n.handleStatus)
@@ -91,7 +42,9 @@ func (n *Node) adminHandler() http.Handler {
 	mux.HandleFunc("GET /api/queue/{id}", n.handleQueueShow)
 	mux.HandleFunc("POST /api/queue/{id}/{action}", n.handleQueueAction)
 	mux.HandleFunc("DELETE /api/queue/{id}", n.handleQueueDelete)
+	_ = n.metrics.reg.Register(meshCollector{n}) // read at scrape time (metrics_mesh.go)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	n.mountMesh(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -296,6 +296,7 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 			failed = append(failed, r)
 		}
 	}
+	d.n.trackAttempt(m, g, results, remoteMTA)
 	// The DSN is queued before the failure is recorded: a crash in
 	// between re-sends the same DSN ID, which the queue drops as a duplicate.
 	if len(failed) > 0 {

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshd/meshd/linkstate/channel"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/smtp/xlink"
@@ -30,6 +31,7 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 	if err != nil {
 		return fmt.Errorf("node: listen.linkstate: %w", err)
 	}
+	lsLn = channel.TrackListener(lsLn, n.answerTrack) // message tracking (track.go) shares the port-691 listener
 	meshLn, err := n.listen("tcp", cfg.Listen.Mesh)
 	if err != nil {
 		lsLn.Close()
@@ -128,6 +130,7 @@ func (n *Node) startMesh(ctx context.Context, g *errgroup.Group) error {
 	if err := n.mesh.Start(); err != nil {
 		return fmt.Errorf("node: start mesh: %w", err)
 	}
+	g.Go(func() error { return n.watchLinkState(ctx) }) // metrics (metrics_mesh.go)
 	g.Go(func() error {
 		// Every new routing table sends waiting mail on its way at once.
 		for {

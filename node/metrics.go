@@ -18,6 +18,7 @@ type metrics struct {
 	dsnSent      *prometheus.CounterVec // by kind: failure, delay, success
 	replies      *prometheus.CounterVec // SMTP replies sent, by code
 	deadSkips    prometheus.Counter
+	mesh         *meshMetrics // metrics_mesh.go
 }
 
 func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
@@ -57,6 +58,8 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 	queueBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "meshd_queue_size_bytes", Help: "Bytes of message bodies in the queue.",
 	}, func() float64 { _, b := queueStats(); return float64(b) })
+	m.mesh = newMeshMetrics()
+	m.reg.MustRegister(m.mesh.digestChanges, m.mesh.convergence, m.mesh.transitions, m.mesh.tables, m.mesh.adminOverrides)
 	m.reg.MustRegister(m.accepted, m.rejectedFull, m.delivered, m.deferred, m.bounced, m.expired,
 		m.dsnSent, m.replies, m.deadSkips, queueMsgs, queueBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -57,6 +57,7 @@ type Node struct {
 	admin   *http.Server
 
 	del *deliverer
+	trk *tracker // message-tracking log (track.go)
 
 	// Mesh side; nil for a standalone node.
 	mesh    *mesh.Mesh
@@ -106,6 +107,9 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: create data dir: %w", err)
+	}
+	if n.trk, err = openTracker(cfg.Node.DataDir, cfg.Node.Name, cfg.Node.RoutingGroup, log); err != nil {
+		return nil, err
 	}
 	tlsCfg, err := loadTLS(cfg, now())
 	if err != nil {
@@ -287,6 +291,9 @@ func (n *Node) closeParts() error {
 	}
 	if n.q != nil {
 		errs = append(errs, n.q.Close())
+	}
+	if n.trk != nil {
+		errs = append(errs, n.trk.close())
 	}
 	return errors.Join(errs...)
 }

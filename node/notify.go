@@ -175,6 +175,7 @@ func (d *deliverer) sendDSN(req dsnRequest) bool {
 		return false
 	}
 	d.n.metrics.dsnSent.WithLabelValues(req.Kind).Inc()
+	d.n.trackDSN(req.Msg, id, req.Kind)
 	d.log.Info("dsn queued", "msg", req.Msg.ID, "dsn", id, "kind", req.Kind, "to", req.Msg.From, "rcpts", len(req.Rcpts))
 	return true
 }

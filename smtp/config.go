@@ -92,7 +92,9 @@ type ServerConfig struct {
 	Hostname string       // our name in the greeting and Received: headers
 	Addr     string       // listen address when Listener is nil, e.g. "127.0.0.1:2525"
 	Listener net.Listener // optional; the Server owns it and closes it on Close
-	// TLS enables STARTTLS; nil means STARTTLS is not offered.
+	// TLS enables STARTTLS, which the server terminates below go-smtp;
+	// nil means STARTTLS is not offered (unless an interposer in Listener,
+	// such as smtp/xlink's, terminates it).
 	TLS *tls.Config
 	// Submission makes this a message submission listener (RFC 6409): AUTH
 	// PLAIN and LOGIN are offered only after STARTTLS, and MAIL is refused

@@ -10,12 +10,25 @@
 //
 //	net.Listener (injected or bound by NewServer; smtp/xlink may wrap it)
 //	  -> per-IP connection cap (421 4.7.0 beyond Limits.MaxConnsPerIP)
+//	  -> dialogue follower (dialog.go): terminates STARTTLS (RFC 3207)
+//	     when ServerConfig.TLS is set, renumbers go-smtp's sequence
+//	     errors from 502 to 503 5.5.1 (RFC 5321 §4.3.2); it tracks DATA
+//	     and BDAT so message content is never looked at
 //	  -> go-smtp protocol engine (EHLO, PIPELINING, SIZE, 8BITMIME,
-//	     ENHANCEDSTATUSCODES, SMTPUTF8, DSN, CHUNKING/BDAT, STARTTLS, AUTH)
-//	  -> session: submission rules, [Policy.CheckRcpt] per recipient
+//	     ENHANCEDSTATUSCODES, SMTPUTF8, DSN, CHUNKING/BDAT, AUTH), which
+//	     sees plaintext only and is configured without TLS
+//	  -> session: AUTH only over TLS (538 5.7.11 before), submission
+//	     rules, [Policy.CheckRcpt] per recipient
 //	  -> DATA/BDAT: size, header size and Received-count checks,
 //	     our Received: header prepended (RFC 5321 §4.4)
 //	  -> [Sink.Accept], whose result becomes the final reply.
+//
+// go-smtp cannot be extended with hooks, and it wraps its connection in
+// tls.Server itself, below which replies could no longer be rewritten;
+// hence TLS is ended one layer lower, in the dialogue follower. On mesh
+// listeners smtp/xlink's interposer sits below the server and terminates
+// STARTTLS there (ServerConfig.TLS is nil); the session reads the TLS state
+// from whichever connection ended it.
 //
 // The package imports neither the queue nor the node: the node implements
 // [Policy], [Sink] and [Authenticator].

@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/node/adminapi"
 )
 
 const timeLayout = "2006-01-02 15:04:05Z07:00"
@@ -48,7 +48,7 @@ func truncate(s string, n int) string {
 	return s[:n-3] + "..."
 }
 
-func printStatus(w io.Writer, st node.StatusInfo) {
+func printStatus(w io.Writer, st adminapi.StatusInfo) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "node\t%s\n", st.Node)
 	fmt.Fprintf(tw, "routing group\t%s\n", st.RoutingGroup)
@@ -67,7 +67,7 @@ func printStatus(w io.Writer, st node.StatusInfo) {
 	_ = tw.Flush()
 }
 
-func printQueue(w io.Writer, msgs []node.MessageInfo) {
+func printQueue(w io.Writer, msgs []adminapi.MessageInfo) {
 	if len(msgs) == 0 {
 		fmt.Fprintln(w, "queue is empty")
 		return
@@ -95,7 +95,7 @@ func printQueue(w io.Writer, msgs []node.MessageInfo) {
 	fmt.Fprintf(w, "%d messages\n", len(msgs))
 }
 
-func printMessage(w io.Writer, m node.MessageInfo) {
+func printMessage(w io.Writer, m adminapi.MessageInfo) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "id\t%s\n", m.ID)
 	fmt.Fprintf(tw, "from\t%s\n", sender(m.From))

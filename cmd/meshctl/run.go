@@ -14,20 +14,34 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/node/adminapi"
 )
 
 // Exit codes.
 const (
-	exitOK    = 0
-	exitError = 1 // talking to the node failed, or it refused (unknown ID, ...)
-	exitUsage = 2
+	exitOK          = 0
+	exitError       = 1 // the node answered with an error, or what was asked for is not there (unknown ID, connector, ...)
+	exitUsage       = 2
+	exitUnreachable = 3 // the node (admin API, or the -from link-state listener) could not be reached
 )
 
 const usageText = `usage: meshctl [-admin HOST:PORT] [-json] COMMAND
 
 commands:
   status                          node, listeners and queue summary
+  members                         gossip view of the node's routing group, with its master
+  lsdb [-from HOST:PORT]          link-state database: per routing group its version
+                                  (epoch.major.minor.user), master, age, TTL, members, and
+                                  connectors with bridgehead pairs, flags and damping penalties;
+                                  -from reads it over a node's port-691 link-state listener
+  routes                          routing groups and address spaces with costs and first hops
+  trace [-id MSGID] ADDRESS       route of ADDRESS from this node: path, costs, next hops,
+                                  and why each alternative lost
+  connector up|down|drain NAME    override a connector of the node's routing group
+                                  (up: follow observations again)
+  track MESSAGE-ID                every hop of a message across the mesh (mesh ID, queue ID
+                                  or Message-ID header value)
+  graph [-svg]                    the topology as Graphviz DOT (or SVG) from the status page
   queue list [-held|-active] [-limit N]
                                   queued messages
   queue show ID                   one message with its recipients
@@ -35,6 +49,12 @@ commands:
   queue hold ID                   keep the message from delivery
   queue release ID                undo hold
   queue delete ID                 remove the message (no DSN)
+
+exit status:
+  0  success
+  1  the node answered with an error, or the message, connector or ID is unknown
+  2  usage error
+  3  the node could not be reached
 
 flags:
 `
@@ -56,7 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	defAdmin := os.Getenv("MESHD_ADMIN")
 	if defAdmin == "" {
-		defAdmin = node.DefaultConfig().Listen.Admin
+		defAdmin = adminapi.DefaultAddr
 	}
 	fs.StringVar(&c.admin, "admin", defAdmin, "admin API address `host:port` of the node (env MESHD_ADMIN)")
 	fs.BoolVar(&c.json, "json", false, "print JSON (for scripts) instead of tables")
@@ -83,6 +103,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.status()
 	case "queue":
 		return c.queue(rest[1:])
+	case "members", "lsdb", "routes", "trace", "connector", "track", "graph":
+		return c.mesh(rest[0], rest[1:])
 	case "help":
 		fs.Usage()
 		return exitOK
@@ -98,8 +120,18 @@ func (c *cli) usage(msg string) int {
 
 func (c *cli) fail(err error) int {
 	fmt.Fprintf(c.stderr, "meshctl: %v\n", err)
+	var ue *unreachableError
+	if errors.As(err, &ue) {
+		return exitUnreachable
+	}
 	return exitError
 }
+
+// unreachableError: no answer at all from the node.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
 
 func (c *cli) queue(args []string) int {
 	if len(args) == 0 {
@@ -122,7 +154,7 @@ func (c *cli) queue(args []string) int {
 }
 
 func (c *cli) status() int {
-	var st node.StatusInfo
+	var st adminapi.StatusInfo
 	raw, err := c.call(http.MethodGet, "/api/status", &st)
 	if err != nil {
 		return c.fail(err)
@@ -163,7 +195,7 @@ func (c *cli) queueList(args []string) int {
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	var list node.QueueList
+	var list adminapi.QueueList
 	raw, err := c.call(http.MethodGet, path, &list)
 	if err != nil {
 		return c.fail(err)
@@ -176,7 +208,7 @@ func (c *cli) queueList(args []string) int {
 }
 
 func (c *cli) queueShow(id string) int {
-	var m node.MessageInfo
+	var m adminapi.MessageInfo
 	raw, err := c.call(http.MethodGet, "/api/queue/"+url.PathEscape(id), &m)
 	if err != nil {
 		return c.fail(err)
@@ -193,7 +225,7 @@ func (c *cli) queueAction(action, id string) int {
 	if action == "delete" {
 		method, path = http.MethodDelete, "/api/queue/"+url.PathEscape(id)
 	}
-	var res node.ActionResult
+	var res adminapi.ActionResult
 	raw, err := c.call(method, path, &res)
 	if err != nil {
 		return c.fail(err)
@@ -217,7 +249,7 @@ func (c *cli) call(method, path string, v any) ([]byte, error) {
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach node admin API at %s: %w", c.admin, unwrapURL(err))
+		return nil, &unreachableError{fmt.Errorf("cannot reach node admin API at %s: %w", c.admin, unwrapURL(err))}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -225,7 +257,7 @@ func (c *cli) call(method, path string, v any) ([]byte, error) {
 		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e node.ErrorInfo
+		var e adminapi.ErrorInfo
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
 			return nil, fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
 		}

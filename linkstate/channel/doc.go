@@ -22,7 +22,7 @@
 //
 // Frame types and payloads:
 //
-//	1 HELLO    magic "MESHD691", version u16, role u8 (1 member, 2 dump),
+//	1 HELLO    magic "MESHD691", version u16, role u8 (1 member, 2 dump, 3 track),
 //	           node str, rg str                        (client → server)
 //	2 WELCOME  version u16, node str, rg str          (server → client)
 //	3 REFUSE   code u8, text str; then close          (server → client)
@@ -38,7 +38,14 @@
 //	6 PING     empty, either way; answered by nothing (keepalive)
 //	7 ADMIN    connector str, state u8 (0 auto, 1 down, 2 drain)
 //	           an operator's override sent through a member (member → master)
+//	8 TRACKREQ count u16, count × key str              (track client → server)
+//	9 TRACKRESP count u32, count × (len u32, event bytes) (server → track client)
 //
 // str is u16 length + UTF-8 bytes (at most 255 bytes). A dump client
 // sends HELLO with role 2, reads one RECORDS frame (full) and closes.
+// A track client (meshctl track, through a node) sends HELLO with role 3,
+// reads WELCOME, sends one TRACKREQ with message keys and reads one
+// TRACKRESP: the node's message-tracking events for those keys (opaque
+// bytes here; JSON written by the node). TrackListener answers role 3 in
+// front of a Server; any node of any routing group answers it.
 package channel

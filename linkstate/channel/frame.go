@@ -37,6 +37,7 @@ const (
 	fObserve frameType = 5
 	fPing    frameType = 6
 	fAdmin   frameType = 7
+	// 8 TRACKREQ and 9 TRACKRESP: see track.go.
 )
 
 // AdminState is an operator's override of a connector's state.
@@ -263,7 +264,7 @@ func decodeHello(p []byte) (hello, error) {
 	if err := r.end(); err != nil {
 		return hello{}, fmt.Errorf("channel: greeting: %w", err)
 	}
-	if h.Role != RoleMember && h.Role != RoleDump {
+	if h.Role != RoleMember && h.Role != RoleDump && h.Role != RoleTrack {
 		return hello{}, fmt.Errorf("channel: greeting: unknown role %d", h.Role)
 	}
 	return h, nil

@@ -200,6 +200,10 @@ func (s *Server) handle(c net.Conn) {
 		}
 		_ = writeFrame(bw, fRecords, encodeRecords(true, s.cfg.Records()))
 		return
+	case h.Role == RoleTrack:
+		// Tracking is answered by a TrackListener in front of the server.
+		s.refuse(bw, RefuseBadGreeting, "message tracking is not served on this listener")
+		return
 	case h.RG != s.cfg.RG:
 		s.refuse(bw, RefuseWrongRG, fmt.Sprintf("this is routing group %q", s.cfg.RG))
 		return

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/linkstate/channel"
+	"github.com/meshd/meshd/node/adminapi"
+)
+
+// mesh runs the mesh commands: members, lsdb, routes, trace, connector,
+// track and graph.
+func (c *cli) mesh(cmd string, args []string) int {
+	switch cmd {
+	case "members", "routes":
+		if len(args) != 0 {
+			return c.usage(cmd + " takes no arguments")
+		}
+		if cmd == "members" {
+			var v adminapi.Members
+			return c.show("/api/mesh/members", &v, func(w io.Writer) { printMembers(w, v) })
+		}
+		var v adminapi.Routes
+		return c.show("/api/mesh/routes", &v, func(w io.Writer) { printRoutes(w, v) })
+	case "lsdb":
+		return c.lsdb(args)
+	case "trace":
+		return c.trace(args)
+	case "connector":
+		if len(args) != 2 || (args[0] != "up" && args[0] != "down" && args[0] != "drain") || args[1] == "" {
+			return c.usage("connector needs an action (up, down or drain) and a connector name")
+		}
+		var v adminapi.ConnectorResult
+		raw, err := c.call(http.MethodPost, "/api/mesh/connector/"+url.PathEscape(args[1])+"/"+args[0], &v)
+		if err != nil {
+			return c.fail(err)
+		}
+		if c.json {
+			return c.writeRaw(raw)
+		}
+		fmt.Fprintf(c.stdout, "connector %s: %s (override now %s)\n", v.Connector, v.Action, v.Admin)
+		return exitOK
+	case "track":
+		if len(args) != 1 || args[0] == "" {
+			return c.usage("track needs exactly one message ID")
+		}
+		var v adminapi.TrackResult
+		return c.show("/api/track/"+url.PathEscape(args[0]), &v, func(w io.Writer) { printTrack(w, v) })
+	case "graph":
+		fs := flag.NewFlagSet("graph", flag.ContinueOnError)
+		fs.SetOutput(c.stderr)
+		svg := fs.Bool("svg", false, "SVG instead of DOT")
+		if err := fs.Parse(args); err != nil {
+			return exitUsage
+		}
+		if fs.NArg() > 0 {
+			return c.usage(fmt.Sprintf("graph: unexpected argument %q", fs.Arg(0)))
+		}
+		path := "/status/graph.dot"
+		if *svg {
+			path = "/status/graph.svg"
+		}
+		body, err := c.get(path)
+		if err != nil {
+			return c.fail(err)
+		}
+		_, _ = c.stdout.Write(body)
+		return exitOK
+	}
+	return c.usage(fmt.Sprintf("unknown command %q", cmd))
+}
+
+// show GETs path into v and prints it with table, or the raw JSON.
+func (c *cli) show(path string, v any, table func(io.Writer)) int {
+	raw, err := c.call(http.MethodGet, path, v)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.writeRaw(raw)
+	}
+	table(c.stdout)
+	return exitOK
+}
+
+func (c *cli) lsdb(args []string) int {
+	fs := flag.NewFlagSet("lsdb", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	from := fs.String("from", "", "read the LSDB over the port-691 link-state listener at `HOST:PORT` instead of the admin API")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		return c.usage(fmt.Sprintf("lsdb: unexpected argument %q", fs.Arg(0)))
+	}
+	if *from == "" {
+		var v adminapi.LSDB
+		return c.show("/api/mesh/lsdb", &v, func(w io.Writer) { printLSDB(w, v) })
+	}
+	v, err := c.dump(*from)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		b, _ := json.Marshal(v)
+		return c.writeRaw(b)
+	}
+	printLSDB(c.stdout, v)
+	return exitOK
+}
+
+// dump reads the LSDB of the node at addr over the link-state channel.
+// Signatures are not checked (meshctl holds no keys): it shows what the
+// node holds, which the node verified when it installed it.
+func (c *cli) dump(addr string) (adminapi.LSDB, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	raw, err := channel.Dump(ctx, nil, nil, addr)
+	if err != nil {
+		return adminapi.LSDB{}, &unreachableError{fmt.Errorf("read LSDB from %s: %w", addr, err)}
+	}
+	var recs []*linkstate.Record
+	var sums []linkstate.Summary
+	for _, b := range raw {
+		r, err := linkstate.DecodeRecord(b)
+		if err != nil {
+			return adminapi.LSDB{}, fmt.Errorf("record from %s: %w", addr, err)
+		}
+		recs = append(recs, r)
+		if s, err := linkstate.Summarize(r); err == nil {
+			sums = append(sums, s)
+		}
+	}
+	out := adminapi.LSDB{Source: addr, Records: adminapi.FromRecords(recs, time.Now(), "", nil, nil)}
+	if d, err := linkstate.DigestSummaries(sums); err == nil {
+		out.Digest = adminapi.Digest(d)
+	}
+	return out, nil
+}
+
+func (c *cli) trace(args []string) int {
+	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	id := fs.String("id", "", "route as message `MSGID` (the choice among equal-cost next hops depends on it)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		return c.usage("trace needs exactly one address")
+	}
+	q := url.Values{"rcpt": {fs.Arg(0)}}
+	if *id != "" {
+		q.Set("id", *id)
+	}
+	var v adminapi.Trace
+	return c.show("/api/mesh/trace?"+q.Encode(), &v, func(w io.Writer) {
+		for _, l := range v.Lines {
+			fmt.Fprintln(w, l)
+		}
+	})
+}
+
+// get fetches a non-JSON document from the admin listener.
+func (c *cli) get(path string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.admin+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, &unreachableError{fmt.Errorf("cannot reach node admin API at %s: %w", c.admin, unwrapURL(err))}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("GET %s: HTTP %s", path, resp.Status)
+	}
+	return body, nil
+}

@@ -1,0 +1,29 @@
+// Package adminapi holds the JSON documents of a node's admin HTTP API
+// (listen.admin): the queue, status, mesh (members, LSDB, routes, trace,
+// connector overrides) and message-tracking endpoints. The node encodes
+// them; clients such as meshctl decode them without importing the node
+// (and with it the status page's WebAssembly Graphviz).
+//
+// Endpoints:
+//
+//	GET    /api/status                      StatusInfo
+//	GET    /api/queue[?held=..][&limit=N]   QueueList
+//	GET    /api/queue/{id}                  MessageInfo
+//	POST   /api/queue/{id}/{retry|hold|release}, DELETE /api/queue/{id}   ActionResult
+//	GET    /api/mesh/members                Members
+//	GET    /api/mesh/lsdb                   LSDB
+//	GET    /api/mesh/routes                 Routes
+//	GET    /api/mesh/trace?rcpt=ADDR[&id=MSGID]   Trace
+//	POST   /api/mesh/connector/{name}/{up|down|drain}   ConnectorResult
+//	GET    /api/mesh/graph.dot, /api/mesh/graph.svg     the status page's graph
+//	GET    /api/track/{key}                 TrackResult
+//	GET    /metrics                         Prometheus text format
+//	GET    /status/                         the status page (node/status)
+//
+// Every error answer is ErrorInfo with a 4xx or 5xx status: 404 for an
+// unknown message, connector or endpoint, 400 for a bad request, 409 when
+// the node is standalone (no mesh) and the endpoint needs one.
+package adminapi
+
+// DefaultAddr is the admin listener of a node on the embedded defaults.
+const DefaultAddr = "127.0.0.1:8025"

@@ -1,0 +1,67 @@
+package adminapi
+
+import "time"
+
+// MessageInfo is a queued message as the admin API shows it.
+type MessageInfo struct {
+	ID            string          `json:"id"`
+	From          string          `json:"from"`
+	Size          int64           `json:"size"`
+	ReceivedAt    time.Time       `json:"received_at"`
+	Source        string          `json:"source,omitempty"`
+	ClientAddr    string          `json:"client_addr,omitempty"`
+	AuthUser      string          `json:"auth_user,omitempty"`
+	EnvID         string          `json:"envid,omitempty"`
+	Ret           string          `json:"ret,omitempty"`
+	Trace         []string        `json:"trace,omitempty"`
+	Held          bool            `json:"held"`
+	DelayNotified bool            `json:"delay_notified"`
+	NextAttempt   *time.Time      `json:"next_attempt,omitempty"`
+	Recipients    []RecipientInfo `json:"recipients"`
+}
+
+// RecipientInfo is one recipient of a queued message.
+type RecipientInfo struct {
+	Addr        string     `json:"addr"`
+	State       string     `json:"state"` // pending, delivered, failed, expired
+	Attempts    int        `json:"attempts"`
+	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+	LastAttempt *time.Time `json:"last_attempt,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
+	LastReply   string     `json:"last_reply,omitempty"`
+	Notify      []string   `json:"notify,omitempty"`
+}
+
+// QueueList is the answer of GET /api/queue.
+type QueueList struct {
+	Messages []MessageInfo `json:"messages"`
+}
+
+// StatusInfo is the answer of GET /api/status.
+type StatusInfo struct {
+	Node         string            `json:"node"`
+	RoutingGroup string            `json:"routing_group"`
+	Hostname     string            `json:"hostname"`
+	Listeners    map[string]string `json:"listeners"`
+	LocalDomains []string          `json:"local_domains"`
+	Queue        QueueStats        `json:"queue"`
+}
+
+// QueueStats summarises the queue in StatusInfo.
+type QueueStats struct {
+	Messages int        `json:"messages"`
+	Bytes    int64      `json:"bytes"`
+	Oldest   *time.Time `json:"oldest,omitempty"`
+}
+
+// ActionResult is the answer of the POST and DELETE queue endpoints.
+type ActionResult struct {
+	ID     string       `json:"id"`
+	Action string       `json:"action"`
+	Result *MessageInfo `json:"message,omitempty"` // the message after the action; absent after delete
+}
+
+// ErrorInfo is the body of every error answer.
+type ErrorInfo struct {
+	Error string `json:"error"`
+}

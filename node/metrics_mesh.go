@@ -1,0 +1,202 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshd/meshd/linkstate"
+)
+
+// meshMetrics are the mesh-side metrics: counters fed by watchLinkState,
+// and a collector that reads the mesh, the LSDB and the queue per next
+// hop at scrape time.
+type meshMetrics struct {
+	digestChanges  prometheus.Counter
+	convergence    prometheus.Histogram
+	transitions    *prometheus.CounterVec // connector up/down transitions seen in records, by rg and connector
+	tables         prometheus.Counter     // routing tables published (generation changes)
+	adminOverrides *prometheus.CounterVec // operator connector overrides, by action
+}
+
+func newMeshMetrics() *meshMetrics {
+	return &meshMetrics{
+		digestChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshd_linkstate_digest_changes_total", Help: "Changes of the LSDB digest (a record installed, replaced or expired).",
+		}),
+		convergence: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "meshd_linkstate_convergence_seconds", Help: "Time from a record's IssuedAt (whole seconds on the wire) to its install on this node.",
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300},
+		}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_connector_transitions_total", Help: "Connector up/down transitions seen in installed records, by routing group and connector.",
+		}, []string{"rg", "connector"}),
+		tables: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshd_routing_tables_total", Help: "Routing tables computed (SPF runs that published a new table) since start.",
+		}),
+		adminOverrides: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_connector_admin_overrides_total", Help: "Operator connector overrides received on this node's admin API, by action (up, down, drain).",
+		}, []string{"action"}),
+	}
+}
+
+// meshCollector reads the node at scrape time.
+type meshCollector struct{ n *Node }
+
+var (
+	descHopMsgs    = prometheus.NewDesc("meshd_queue_next_hop_messages", "Messages with pending recipients, by the next hop the current routes send them to.", []string{"next_hop"}, nil)
+	descHopAge     = prometheus.NewDesc("meshd_queue_next_hop_oldest_age_seconds", "Age of the oldest message waiting for each next hop.", []string{"next_hop"}, nil)
+	descOldest     = prometheus.NewDesc("meshd_queue_oldest_age_seconds", "Age of the oldest message in the queue (0 when empty).", nil, nil)
+	descRecords    = prometheus.NewDesc("meshd_linkstate_records", "Live link-state records in the LSDB.", nil, nil)
+	descLSDBBytes  = prometheus.NewDesc("meshd_linkstate_size_bytes", "Encoded size of the records in the LSDB.", nil, nil)
+	descRecordAge  = prometheus.NewDesc("meshd_linkstate_record_age_seconds", "Age of each routing group's record (since IssuedAt).", []string{"rg"}, nil)
+	descMaster     = prometheus.NewDesc("meshd_mesh_is_master", "1 when this node is its routing group's master.", nil, nil)
+	descMasterOK   = prometheus.NewDesc("meshd_mesh_master_known", "1 when the gossip view of this node's routing group has a master.", nil, nil)
+	descMembers    = prometheus.NewDesc("meshd_mesh_members", "Live members in the gossip view of this node's routing group.", nil, nil)
+	descConnUp     = prometheus.NewDesc("meshd_connector_up", "1 when the connector is advertised up, by routing group and connector.", []string{"rg", "connector"}, nil)
+	descConnSupp   = prometheus.NewDesc("meshd_connector_suppressed", "1 when flap damping suppresses the connector.", []string{"rg", "connector"}, nil)
+	descConnAdmin  = prometheus.NewDesc("meshd_connector_admin_down", "1 when an operator override holds one of this routing group's connectors down or drained.", []string{"connector", "state"}, nil)
+	descPenalty    = prometheus.NewDesc("meshd_connector_damping_penalty", "Flap-damping penalty of this routing group's connectors (tracked on the master).", []string{"connector"}, nil)
+	descXSessions  = prometheus.NewDesc("meshd_xlink_sessions_total", "X-LINK2STATE sessions opened to other routing groups.", nil, nil)
+	descXFailures  = prometheus.NewDesc("meshd_xlink_failures_total", "X-LINK2STATE sessions that failed.", nil, nil)
+	descXNoExt     = prometheus.NewDesc("meshd_xlink_peers_without_extension_total", "Peers that did not offer X-LINK2STATE in EHLO.", nil, nil)
+	descOriginated = prometheus.NewDesc("meshd_linkstate_originated_records_total", "Records this node originated as master.", nil, nil)
+	descInstalled  = prometheus.NewDesc("meshd_linkstate_installed_records_total", "Records installed from elsewhere.", nil, nil)
+	descObserved   = prometheus.NewDesc("meshd_connector_observations_total", "Bridgehead pair transitions this node observed.", nil, nil)
+	descMasterChg  = prometheus.NewDesc("meshd_mesh_master_changes_total", "Master changes seen in this node's routing group.", nil, nil)
+	descGeneration = prometheus.NewDesc("meshd_routing_table_generation", "Generation of the current routing table.", nil, nil)
+)
+
+func (c meshCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descHopMsgs, descHopAge, descOldest, descRecords, descLSDBBytes, descRecordAge, descMaster,
+		descMasterOK, descMembers, descConnUp, descConnSupp, descConnAdmin, descPenalty, descXSessions, descXFailures, descXNoExt,
+		descOriginated, descInstalled, descObserved, descMasterChg, descGeneration} {
+		ch <- d
+	}
+}
+
+func (c meshCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	if n.q != nil {
+		oldest := 0.0
+		if st := n.q.Stats(); !st.Oldest.IsZero() {
+			oldest = n.now().Sub(st.Oldest).Seconds()
+		}
+		gauge(descOldest, oldest)
+		for _, q := range n.nextHopQueues() {
+			gauge(descHopMsgs, float64(q.messages), q.hop)
+			gauge(descHopAge, q.oldest.Seconds(), q.hop)
+		}
+	}
+	m := n.mesh
+	if m == nil {
+		return
+	}
+	snap := m.LSDB().Snapshot()
+	now := n.now()
+	size := 0
+	recs := snap.Records()
+	gauge(descRecords, float64(len(recs)))
+	for _, r := range recs {
+		if b, ok := snap.Encoded(r.RG); ok {
+			size += len(b)
+		}
+		gauge(descRecordAge, now.Sub(r.IssuedAt).Seconds(), r.RG)
+		for i := range r.Connectors {
+			k := &r.Connectors[i]
+			gauge(descConnUp, b2f(k.Up()), r.RG, k.ID)
+			gauge(descConnSupp, b2f(k.Suppressed), r.RG, k.ID)
+		}
+	}
+	gauge(descLSDBBytes, float64(size))
+	v := m.View()
+	gauge(descMaster, b2f(v.Master == n.cfg.Node.Name))
+	gauge(descMasterOK, b2f(v.Master != ""))
+	gauge(descMembers, float64(len(v.Members)))
+	for id, st := range m.AdminStates() {
+		gauge(descConnAdmin, 1, id, st)
+	}
+	for id, p := range m.Penalties() {
+		gauge(descPenalty, p, id)
+	}
+	st := m.Stats()
+	counter(descXSessions, st.SyncSessions)
+	counter(descXFailures, st.SyncFailures)
+	counter(descXNoExt, st.NoExtension)
+	counter(descOriginated, st.Originated)
+	counter(descInstalled, st.Installed)
+	counter(descObserved, st.Observations)
+	counter(descMasterChg, st.MasterChanges)
+	if t := m.Routes(); t != nil {
+		gauge(descGeneration, float64(t.Generation()))
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// watchLinkState feeds the event metrics: digest changes, convergence of
+// every installed record, connector transitions and routing tables. It
+// runs until ctx is done.
+func (n *Node) watchLinkState(ctx context.Context) error {
+	if n.mesh == nil {
+		return nil
+	}
+	mm := n.metrics.mesh
+	db := n.mesh.LSDB()
+	sub := db.Subscribe()
+	defer sub.Close()
+	lastDigest := db.Snapshot().Digest()
+	up := map[linkstate.ConnectorKey]bool{}
+	var gen uint64
+	if t := n.mesh.Routes(); t != nil {
+		gen = t.Generation()
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-sub.C():
+			changed := sub.Changes()
+			snap := db.Snapshot()
+			now := n.now()
+			if d := snap.Digest(); d != lastDigest {
+				lastDigest = d
+				mm.digestChanges.Inc()
+			}
+			for _, rg := range changed {
+				r, ok := snap.Get(rg)
+				if !ok || r.Tombstone {
+					continue
+				}
+				mm.convergence.Observe(max(now.Sub(r.IssuedAt), 0).Seconds())
+				for i := range r.Connectors {
+					k := &r.Connectors[i]
+					key := linkstate.ConnectorKey{From: rg, ID: k.ID}
+					if was, seen := up[key]; seen && was != k.Up() {
+						mm.transitions.WithLabelValues(rg, k.ID).Inc()
+					}
+					up[key] = k.Up()
+				}
+			}
+		}
+		if t := n.mesh.Routes(); t != nil && t.Generation() != gen {
+			mm.tables.Add(float64(max(int64(t.Generation())-int64(gen), 1)))
+			gen = t.Generation()
+		}
+	}
+}

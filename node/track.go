@@ -1,0 +1,374 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshd/meshd/linkstate/channel"
+	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/queue"
+)
+
+// Message tracking: every node appends one JSON line per event of a
+// message's life (received, relayed, delivered, deferred, bounced, dsn) to
+// <data_dir>/track.log. The file is bounded: past trackMaxBytes it is
+// renamed to track.log.1 (replacing the older one) and a new one begins.
+//
+// A node answers "the events for these keys" on its port-691 listener
+// (channel.TrackListener in front of the link-state server), and
+// GET /api/track/{key} asks every member of every routing group in the
+// LSDB, following relayed copies hop by hop: the copy ID a node relayed
+// is the ID the next hop received the message under.
+
+// Tracking event kinds.
+const (
+	TrackReceived  = "received"
+	TrackRelayed   = "relayed"
+	TrackDelivered = "delivered"
+	TrackDeferred  = "deferred"
+	TrackBounced   = "bounced"
+	TrackDSN       = "dsn"
+)
+
+// TrackEvent is one line of the tracking log.
+type TrackEvent = adminapi.TrackEvent
+
+// TrackResult is the answer of GET /api/track/{key}.
+type TrackResult = adminapi.TrackResult
+
+const (
+	trackFile     = "track.log"
+	trackMaxBytes = 8 << 20
+	// trackMaxRounds bounds how many hops the fan-out follows.
+	trackMaxRounds = 16
+)
+
+// tracker appends events to the node's tracking log.
+type tracker struct {
+	node, rg string
+	path     string
+	max      int64
+	log      *slog.Logger
+
+	mu   sync.Mutex
+	f    *os.File
+	size int64
+}
+
+func openTracker(dir, node, rg string, log *slog.Logger) (*tracker, error) {
+	t := &tracker{node: node, rg: rg, path: filepath.Join(dir, trackFile), max: trackMaxBytes, log: log}
+	if err := t.open(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *tracker) open() error {
+	f, err := os.OpenFile(t.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("node: open tracking log: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("node: open tracking log: %w", err)
+	}
+	t.f, t.size = f, st.Size()
+	return nil
+}
+
+// add appends ev. Tracking never fails mail: errors are logged.
+func (t *tracker) add(ev TrackEvent) {
+	ev.Node, ev.RG = t.node, t.rg
+	line, err := json.Marshal(ev)
+	if err != nil {
+		return
+	}
+	line = append(line, '\n')
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.f == nil {
+		return
+	}
+	if t.size+int64(len(line)) > t.max && t.size > 0 {
+		t.rotateLocked()
+	}
+	n, err := t.f.Write(line)
+	t.size += int64(n)
+	if err != nil {
+		t.log.Warn("tracking log write failed", "err", err)
+	}
+}
+
+func (t *tracker) rotateLocked() {
+	t.f.Close()
+	t.f = nil
+	if err := os.Rename(t.path, t.path+".1"); err != nil {
+		t.log.Warn("tracking log rotate failed", "err", err)
+	}
+	if err := t.open(); err != nil {
+		t.log.Warn("tracking log reopen failed", "err", err)
+	}
+}
+
+func (t *tracker) close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.f == nil {
+		return nil
+	}
+	err := t.f.Close()
+	t.f = nil
+	return err
+}
+
+// find returns the events of this node whose ID, Message-ID or DSN ID is
+// one of keys, oldest first.
+func (t *tracker) find(keys []string) []TrackEvent {
+	want := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		want[normKey(k)] = true
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []TrackEvent
+	for _, p := range []string{t.path + ".1", t.path} {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			if !containsAny(line, want) {
+				continue
+			}
+			var ev TrackEvent
+			if json.Unmarshal(line, &ev) != nil {
+				continue
+			}
+			if want[ev.ID] || (ev.MessageID != "" && want[normKey(ev.MessageID)]) || (ev.DSNID != "" && want[ev.DSNID]) {
+				out = append(out, ev)
+			}
+		}
+		f.Close()
+	}
+	return out
+}
+
+// containsAny is a cheap filter before decoding a line.
+func containsAny(line []byte, keys map[string]bool) bool {
+	lower := bytes.ToLower(line)
+	for k := range keys {
+		if bytes.Contains(lower, []byte(k)) {
+			return true
+		}
+	}
+	return false
+}
+
+// normKey makes "<Abc@host>" and "abc@host" the same key.
+func normKey(k string) string {
+	return strings.ToLower(strings.Trim(strings.TrimSpace(k), "<>"))
+}
+
+// track appends an event to the node's tracking log (no-op without one).
+func (n *Node) track(ev TrackEvent) {
+	if n == nil || n.trk == nil {
+		return
+	}
+	if ev.Time.IsZero() {
+		ev.Time = n.now().UTC()
+	}
+	n.trk.add(ev)
+}
+
+// trackReceived records a message the node has just queued.
+func (n *Node) trackReceived(env queue.Envelope, body []byte, listener string) {
+	ev := TrackEvent{Event: TrackReceived, ID: env.ID, MessageID: strings.Trim(headerValue(body, "Message-ID"), "<> "),
+		From: env.From, Source: env.Source, Listener: listener, Client: env.ClientAddr, Size: int64(len(body))}
+	for _, r := range env.Rcpts {
+		ev.Rcpts = append(ev.Rcpts, r.Addr)
+	}
+	n.track(ev)
+}
+
+// trackAttempt records the outcome of one delivery attempt of a group.
+func (n *Node) trackAttempt(m *queue.Message, g *group, results []queue.Result, remote string) {
+	byOutcome := map[queue.Outcome][]queue.Result{}
+	for _, r := range results {
+		byOutcome[r.Outcome] = append(byOutcome[r.Outcome], r)
+	}
+	for _, o := range []queue.Outcome{queue.Delivered, queue.TempFail, queue.PermFail} {
+		rs := byOutcome[o]
+		if len(rs) == 0 {
+			continue
+		}
+		ev := TrackEvent{ID: m.ID, Kind: g.kind, Dest: g.key, Addr: remote, Reply: rs[0].Reply, Connector: g.connector}
+		for _, r := range rs {
+			ev.Rcpts = append(ev.Rcpts, r.Addr)
+		}
+		switch o {
+		case queue.Delivered:
+			ev.Event = TrackDelivered
+			if g.kind == kindMesh {
+				ev.Event = TrackRelayed
+				ev.CopyID = copyID(m.ID, g.rcpts)
+				ev.NextHop = n.memberAt(remote)
+			}
+		case queue.TempFail:
+			ev.Event = TrackDeferred
+		case queue.PermFail:
+			ev.Event = TrackBounced
+		}
+		n.track(ev)
+	}
+}
+
+// trackDSN records a delivery status notification queued for m.
+func (n *Node) trackDSN(m *queue.Message, dsnID, kind string) {
+	n.track(TrackEvent{Event: TrackDSN, ID: m.ID, DSNID: dsnID, Kind: kind, Rcpts: []string{m.From}})
+}
+
+// memberAt names the mesh node whose mesh SMTP listener is addr ("" when
+// no record lists it).
+func (n *Node) memberAt(addr string) string {
+	if n.mesh == nil || addr == "" {
+		return ""
+	}
+	for _, r := range n.mesh.LSDB().Snapshot().Records() {
+		for _, m := range r.Members {
+			if m.SMTP == addr {
+				return m.Name
+			}
+		}
+	}
+	return ""
+}
+
+// trackPeer is a node to ask for tracking events.
+type trackPeer struct{ name, addr string }
+
+// trackPeers lists every member of every routing group the LSDB knows,
+// except this node.
+func (n *Node) trackPeers() []trackPeer {
+	if n.mesh == nil {
+		return nil
+	}
+	var out []trackPeer
+	for _, r := range n.mesh.LSDB().Snapshot().Records() {
+		for _, m := range r.Members {
+			if m.Name != n.cfg.Node.Name && m.LinkState != "" {
+				out = append(out, trackPeer{name: m.Name, addr: m.LinkState})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b trackPeer) int { return cmp.Compare(a.name, b.name) })
+	return slices.CompactFunc(out, func(a, b trackPeer) bool { return a.name == b.name })
+}
+
+// answerTrack serves the channel's tracking requests.
+func (n *Node) answerTrack(_ context.Context, keys []string) [][]byte {
+	if n.trk == nil {
+		return nil
+	}
+	var out [][]byte
+	for _, ev := range n.trk.find(keys) {
+		if b, err := json.Marshal(ev); err == nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// trackAcross collects the events of key from every node of the mesh,
+// following relayed copies and generated DSNs until nothing new turns up.
+func (n *Node) trackAcross(ctx context.Context, key string) TrackResult {
+	res := TrackResult{Key: key, Events: []TrackEvent{}}
+	peers := n.trackPeers()
+	asked := map[string]bool{}
+	unreachable := map[string]bool{}
+	seen := map[string]bool{}
+	keys := []string{normKey(key)}
+	for round := 0; round < trackMaxRounds && len(keys) > 0; round++ {
+		for _, k := range keys {
+			asked[k] = true
+		}
+		evs := n.gatherTrack(ctx, peers, keys, unreachable)
+		keys = nil
+		for _, ev := range evs {
+			b, _ := json.Marshal(ev)
+			if seen[string(b)] {
+				continue
+			}
+			seen[string(b)] = true
+			res.Events = append(res.Events, ev)
+			for _, k := range []string{ev.ID, ev.CopyID, ev.DSNID} {
+				if k != "" && !asked[k] && !slices.Contains(keys, k) {
+					keys = append(keys, k)
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(res.Events, func(a, b TrackEvent) int {
+		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(trackOrder(a.Event), trackOrder(b.Event)), cmp.Compare(a.Node, b.Node))
+	})
+	for a := range unreachable {
+		res.Unreachable = append(res.Unreachable, a)
+	}
+	slices.Sort(res.Unreachable)
+	return res
+}
+
+// trackOrder puts events of the same second in the order they happen.
+func trackOrder(ev string) int {
+	return slices.Index([]string{TrackReceived, TrackDeferred, TrackRelayed, TrackDelivered, TrackBounced, TrackDSN}, ev)
+}
+
+// gatherTrack asks this node and every peer, in parallel, for keys.
+func (n *Node) gatherTrack(ctx context.Context, peers []trackPeer, keys []string, unreachable map[string]bool) []TrackEvent {
+	var mu sync.Mutex
+	var out []TrackEvent
+	if n.trk != nil {
+		out = append(out, n.trk.find(keys)...)
+	}
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			raw, err := channel.Track(cctx, nil, nil, p.addr, keys)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if !errors.Is(err, context.Canceled) {
+					unreachable[p.name+" "+p.addr] = true
+				}
+				return
+			}
+			for _, b := range raw {
+				var ev TrackEvent
+				if json.Unmarshal(b, &ev) == nil {
+					out = append(out, ev)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
