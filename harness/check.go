@@ -122,7 +122,7 @@ func (r *runner) evaluate(c *check, now time.Duration) {
 }
 
 func (r *runner) evalDelivered(c *check, now, by time.Duration) {
-	if r.isSending() {
+	if !r.timelineDone || r.isSending() {
 		if now > by {
 			c.fail("traffic still being sent at the deadline")
 		}
@@ -140,6 +140,10 @@ func (r *runner) evalDelivered(c *check, now, by time.Duration) {
 		return
 	}
 	m := tally(r.sentSnapshot(), counts)
+	if m.Accepted == 0 {
+		c.fail("no message was accepted (%d sent, %d refused): nothing to deliver", m.Sent, m.Refused)
+		return
+	}
 	if m.Duplicated > 0 {
 		c.fail("%d of %d accepted messages delivered more than once", m.Duplicated, m.Accepted)
 		return

@@ -38,8 +38,9 @@ type nodeCluster struct {
 	net    *netem.Network
 	client *smtp.Client
 
-	mu    sync.Mutex
-	nodes map[string]*simNode
+	mu         sync.Mutex
+	nodes      map[string]*simNode
+	smarthosts []smarthost
 
 	broken atomic.Bool // BreakForwarding armed (from t=0)
 }
@@ -102,8 +103,12 @@ func (c *nodeCluster) start(ctx context.Context) error {
 		meshAddr[sn.name] = addrs[1]
 		sn.cfg = c.config(sn, addrs[0], addrs[1], addrs[2])
 	}
+	ext, err := c.startSmarthosts()
+	if err != nil {
+		return err
+	}
 	for _, sn := range c.nodes {
-		sn.cfg.Connectors = c.connectors(sn.rg, meshAddr)
+		sn.cfg.Connectors = append(c.connectors(sn.rg, meshAddr), externalConnectors(t, sn.rg, ext)...)
 	}
 	// The first node of a group is its gossip seed; the others join it.
 	for _, rg := range t.RoutingGroups {
@@ -137,6 +142,8 @@ func (c *nodeCluster) config(sn *simNode, smtpAddr, meshAddr, lsAddr string) nod
 	cfg.Listen = node.ListenConfig{SMTP: smtpAddr, Mesh: meshAddr, Linkstate: lsAddr, Gossip: "127.0.0.1:0"}
 	cfg.TLS = node.TLSConfig{} // plaintext: the harness measures routing, not crypto
 	cfg.LocalDomains = t.rg(sn.rg).Domains
+	// The harness plays the organisation's own clients: they may relay.
+	cfg.Relay.AllowNetworks = []string{"127.0.0.0/8"}
 	cfg.Outbound.ConnectTimeout = time.Second
 	cfg.Outbound.CommandTimeout = 5 * time.Second
 	cfg.Outbound.DeadTime = tm.DeadTime
@@ -424,9 +431,15 @@ func (c *nodeCluster) Send(ctx context.Context, from string, m Mail) error {
 
 func (c *nodeCluster) Delivered() (Deliveries, error) {
 	d := Deliveries{Copies: map[string]int{}, Bounced: map[string]string{}, At: map[string]time.Time{}}
+	roots := make([]string, 0, len(c.nodes)+len(c.smarthosts))
 	for _, name := range c.sc.Topology.NodeNames() {
-		sn := c.nodes[name]
-		if err := countMaildir(filepath.Join(sn.cfg.Node.DataDir, "maildir"), d); err != nil {
+		roots = append(roots, filepath.Join(c.nodes[name].cfg.Node.DataDir, "maildir"))
+	}
+	for _, s := range c.smarthosts {
+		roots = append(roots, s.root)
+	}
+	for _, root := range roots {
+		if err := countMaildir(root, d); err != nil {
 			return d, err
 		}
 	}
@@ -501,6 +514,7 @@ func (c *nodeCluster) Close() error {
 		}
 	}
 	c.client.Close()
+	errs = append(errs, c.closeSmarthosts())
 	errs = append(errs, c.net.Close())
 	return errors.Join(errs...)
 }

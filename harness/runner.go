@@ -96,6 +96,7 @@ type runner struct {
 	checks       []*check
 	baseAdv      map[string]uint64 // originated per node at t=0
 	allDelivered time.Duration     // every accepted message seen delivered since
+	timelineDone bool              // every step has been carried out
 }
 
 // locator is implemented by clusters that can say where a message sits.
@@ -238,13 +239,15 @@ func (r *runner) loop(ctx context.Context) error {
 		now := r.elapsed()
 		for next < len(r.sc.Timeline) && r.sc.Timeline[next].At <= now {
 			st := &r.sc.Timeline[next]
+			at := r.elapsed()
 			err := r.do(ctx, next, st)
 			if err != nil {
 				r.log.Warn("step failed", "step", st.describe(), "err", err)
 			}
-			r.steps = append(r.steps, stepRun{step: st, at: r.elapsed(), err: err})
+			r.steps = append(r.steps, stepRun{step: st, at: at, err: err})
 			next++
 		}
+		r.timelineDone = next == len(r.sc.Timeline)
 		now = r.elapsed()
 		r.sample(now)
 		done := next == len(r.sc.Timeline) && now >= r.sc.Duration && !r.isSending()

@@ -82,6 +82,10 @@ func TestRunnerPassesHealthyRun(t *testing.T) {
 	if m.Sent != 13 || m.Accepted != 10 || m.Refused != 3 || m.Delivered != 10 || m.Lost != 0 || m.Duplicated != 0 {
 		t.Errorf("messages %+v", m)
 	}
+	// The last send starts at 300ms: nothing can be "all delivered" before.
+	if m.AllDeliveredAt < 300*time.Millisecond {
+		t.Errorf("all delivered at %v, before the last send step", m.AllDeliveredAt)
+	}
 	var crash *StepReport
 	for i := range rep.Steps {
 		if rep.Steps[i].Name == "crash-b1" {

@@ -40,6 +40,7 @@ type Scenario struct {
 type Topology struct {
 	RoutingGroups []RGSpec        `yaml:"routing_groups"`
 	Connectors    []ConnectorSpec `yaml:"connectors"`
+	External      []ExternalSpec  `yaml:"external"`
 }
 
 // RGSpec is one routing group (site).
@@ -340,7 +341,7 @@ func (t *Topology) validate() error {
 			}
 		}
 	}
-	return nil
+	return t.validateExternal(conns)
 }
 
 func validName(s string) bool {
@@ -419,8 +420,8 @@ func (sc *Scenario) validateStep(st *Step) error {
 		if err := t.checkNode(s.From); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
-		if _, ok := t.rgOfAddress(s.To); !ok {
-			return fmt.Errorf("send: to %q: not an address of a routing group's domain", s.To)
+		if _, ok := t.rgOfAddress(s.To); !ok && !t.externalFor(domainOf(s.To)) {
+			return fmt.Errorf("send: to %q: not an address of a routing group's or external connector's domain", s.To)
 		}
 		if s.Count <= 0 {
 			return errors.New("send: count must be positive")
@@ -529,6 +530,13 @@ func (t *Topology) rgOfAddress(addr string) (string, bool) {
 	return "", false
 }
 
+func domainOf(addr string) string {
+	if at := strings.LastIndexByte(addr, '@'); at > 0 {
+		return addr[at+1:]
+	}
+	return ""
+}
+
 func (t *Topology) connector(name string) *ConnectorSpec {
 	for i := range t.Connectors {
 		if t.Connectors[i].Name == name {
@@ -577,7 +585,7 @@ func (t *Topology) checkLink(l *LinkRef) error {
 	set := 0
 	if l.Connector != "" {
 		set++
-		if t.connector(l.Connector) == nil {
+		if t.connector(l.Connector) == nil && t.external(l.Connector) == nil {
 			return fmt.Errorf("unknown connector %q", l.Connector)
 		}
 	}
@@ -615,6 +623,15 @@ func (t *Topology) checkLink(l *LinkRef) error {
 func (t *Topology) pairs(l *LinkRef) [][2]string {
 	var out [][2]string
 	switch {
+	case l.Connector != "" && t.external(l.Connector) != nil:
+		e := t.external(l.Connector)
+		src := e.SourceBridgeheads
+		if len(src) == 0 {
+			src = t.nodesOf(e.From)
+		}
+		for _, s := range src {
+			out = append(out, [2]string{s, e.host()})
+		}
 	case l.Connector != "":
 		src, dst := t.ends(t.connector(l.Connector))
 		for _, s := range src {

@@ -51,6 +51,40 @@ assert:
 	}
 }
 
+func TestParseScenarioExternal(t *testing.T) {
+	sc, err := ParseScenario([]byte(`
+name: ext
+topology:
+  routing_groups:
+    - {name: rga, nodes: [{name: a1}, {name: a2}]}
+  external:
+    - {name: internet, from: rga, cost: 5, source_bridgeheads: [a2], domains: ["*.example.net"]}
+timeline:
+  - {at: 0s, send: {from: a1, to: u@mx.example.net, count: 1}}
+  - {at: 1s, cut: {connector: internet}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := sc.Topology.pairs(sc.Timeline[1].Cut); len(p) != 1 || p[0] != [2]string{"a2", "ext-internet"} {
+		t.Errorf("pairs of the external connector: %v", p)
+	}
+	for _, bad := range []struct{ ext, want string }{
+		{`{name: internet, from: rgz, cost: 5}`, "unknown routing group"},
+		{`{name: internet, from: rga, cost: 5, domains: ["ex*.net"]}`, "bad domain pattern"},
+		{`{name: internet, from: rga, cost: 5, source_bridgeheads: [zz]}`, "not a node of rga"},
+	} {
+		_, err := ParseScenario([]byte("name: x\ntopology:\n  routing_groups: [{name: rga, nodes: [{name: a1}]}]\n  external: [" + bad.ext + "]\n"))
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: err = %v, want %q", bad.ext, err, bad.want)
+		}
+	}
+	if _, err := ParseScenario([]byte("name: x\ntopology:\n  routing_groups: [{name: rga, nodes: [{name: a1}]}]\n" +
+		"timeline:\n  - {at: 0s, send: {from: a1, to: u@example.net, count: 1}}\n")); err == nil {
+		t.Error("a send to a domain nobody takes was accepted")
+	}
+}
+
 func TestParseScenarioErrors(t *testing.T) {
 	tests := []struct {
 		name, src, want string

@@ -40,6 +40,9 @@ type MeshConfig struct {
 	Damping    DampingConfig `yaml:"damping"`
 	// RequireTLS makes mesh hops and link-state sessions use TLS.
 	RequireTLS bool `yaml:"require_tls"`
+	// MaxPerPeer caps concurrent hops to one mesh node (our own nodes
+	// take more parallel sessions than an outside MX is offered).
+	MaxPerPeer int `yaml:"max_per_peer"`
 }
 
 // RoutingGroupConfig names one routing group of the organisation.
@@ -96,7 +99,8 @@ type AddressSpaceConfig struct {
 
 func defaultMeshConfig() MeshConfig {
 	return MeshConfig{
-		TTL: time.Hour, Refresh: 30 * time.Minute, SyncInterval: 30 * time.Second, CollectWindow: 500 * time.Millisecond,
+		MaxPerPeer: 16,
+		TTL:        time.Hour, Refresh: 30 * time.Minute, SyncInterval: 30 * time.Second, CollectWindow: 500 * time.Millisecond,
 		Probe: ProbeConfig{Interval: time.Second, Keepalive: 10 * time.Second, Timeout: 2 * time.Second,
 			GlitchRetries: 2, GlitchDelay: 50 * time.Millisecond, UpAfter: 2},
 		Damping: DampingConfig{Penalty: linkstate.DefaultDamping.Penalty, HalfLife: linkstate.DefaultDamping.HalfLife,
@@ -155,6 +159,9 @@ func (c *Config) validateMesh() error {
 	}
 	if m.Probe.GlitchRetries < 0 || m.Probe.GlitchRetries > 10 {
 		return configError("mesh.probe.glitch_retries", "must be 0..10, got %d", m.Probe.GlitchRetries)
+	}
+	if m.MaxPerPeer < 1 || m.MaxPerPeer > 1000 {
+		return configError("mesh.max_per_peer", "must be 1..1000, got %d", m.MaxPerPeer)
 	}
 	if m.Probe.UpAfter < 1 || m.Probe.UpAfter > 100 {
 		return configError("mesh.probe.up_after", "must be 1..100, got %d", m.Probe.UpAfter)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -120,16 +121,33 @@ func (d *deliverer) dispatch(ctx context.Context) (blocked bool) {
 	limit := cap(d.global) * maxInflightFactor
 	d.mu.Lock()
 	busy := len(d.inflight)
-	d.mu.Unlock()
 	if ctx.Err() != nil {
+		d.mu.Unlock()
 		return false
 	}
-	if busy >= limit {
+	// Refill only once a quarter of the slots is free: every pass walks
+	// the due messages in flight, so refilling after each finished message
+	// would cost a walk of up to limit entries per delivery.
+	if busy > limit-max(limit/4, 1) {
+		d.mu.Unlock()
 		return true
 	}
-	// Due also returns messages in flight (earliest first, and those waiting
-	// for a busy destination stay due), so ask for them plus the room.
-	msgs, err := d.q.Due(d.n.now(), busy+min(limit-busy, 256))
+	// Only this goroutine adds to inflight, so the copy can only hold
+	// messages that have finished since (they are skipped this pass and
+	// their done wakes the next).
+	skip := maps.Clone(d.inflight)
+	d.mu.Unlock()
+	// Messages in flight stay due while they wait for a busy destination;
+	// DueFunc passes over them without reading them from disk, which on a
+	// backlog would cost a decode per message in flight on every pass.
+	skipped := false
+	msgs, err := d.q.DueFunc(d.n.now(), min(limit-busy, 256), func(id string) bool {
+		if skip[id] {
+			skipped = true
+			return false
+		}
+		return true
+	})
 	if err != nil {
 		if !errors.Is(err, queue.ErrClosed) {
 			d.log.Error("queue: due", "err", err)
@@ -151,7 +169,7 @@ func (d *deliverer) dispatch(ctx context.Context) (blocked bool) {
 			d.process(ctx, m)
 		}()
 	}
-	return started == 0 && len(msgs) > 0
+	return started == 0 && (len(msgs) > 0 || skipped)
 }
 
 func (d *deliverer) markWaiting(id string) {

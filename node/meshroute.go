@@ -47,7 +47,7 @@ func (t *transports) meshGroup(msgID, domain string) *group {
 		return &group{key: kindNoRoute, kind: kindNoRoute, why: "no live bridgehead towards " + domain}
 	}
 	g := &group{key: "mesh:" + hops[0], kind: kindMesh, hops: hops, remote: d.Kind == routing.Remote,
-		perDestCap: t.cfg.Outbound.MaxPerDestination}
+		perDestCap: t.cfg.Mesh.MaxPerPeer}
 	if d.Connector != nil && d.Kind == routing.Remote {
 		g.connector = d.Connector.ID
 	}

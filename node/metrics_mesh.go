@@ -51,9 +51,9 @@ var (
 	descRecords    = prometheus.NewDesc("meshd_linkstate_records", "Live link-state records in the LSDB.", nil, nil)
 	descLSDBBytes  = prometheus.NewDesc("meshd_linkstate_size_bytes", "Encoded size of the records in the LSDB.", nil, nil)
 	descRecordAge  = prometheus.NewDesc("meshd_linkstate_record_age_seconds", "Age of each routing group's record (since IssuedAt).", []string{"rg"}, nil)
-	descMaster     = prometheus.NewDesc("meshd_mesh_is_master", "1 when this node is its routing group's master.", nil, nil)
-	descMasterOK   = prometheus.NewDesc("meshd_mesh_master_known", "1 when the gossip view of this node's routing group has a master.", nil, nil)
-	descMembers    = prometheus.NewDesc("meshd_mesh_members", "Live members in the gossip view of this node's routing group.", nil, nil)
+	descMaster     = prometheus.NewDesc("meshd_mesh_is_master", "1 when this node is its routing group's master.", []string{"rg"}, nil)
+	descMasterOK   = prometheus.NewDesc("meshd_mesh_master_known", "1 when the gossip view of this node's routing group has a master.", []string{"rg"}, nil)
+	descMembers    = prometheus.NewDesc("meshd_mesh_members", "Live members in the gossip view of this node's routing group.", []string{"rg"}, nil)
 	descConnUp     = prometheus.NewDesc("meshd_connector_up", "1 when the connector is advertised up, by routing group and connector.", []string{"rg", "connector"}, nil)
 	descConnSupp   = prometheus.NewDesc("meshd_connector_suppressed", "1 when flap damping suppresses the connector.", []string{"rg", "connector"}, nil)
 	descConnAdmin  = prometheus.NewDesc("meshd_connector_admin_down", "1 when an operator override holds one of this routing group's connectors down or drained.", []string{"connector", "state"}, nil)
@@ -117,9 +117,10 @@ func (c meshCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descLSDBBytes, float64(size))
 	v := m.View()
-	gauge(descMaster, b2f(v.Master == n.cfg.Node.Name))
-	gauge(descMasterOK, b2f(v.Master != ""))
-	gauge(descMembers, float64(len(v.Members)))
+	rg := n.cfg.Node.RoutingGroup
+	gauge(descMaster, b2f(v.Master == n.cfg.Node.Name), rg)
+	gauge(descMasterOK, b2f(v.Master != ""), rg)
+	gauge(descMembers, float64(len(v.Members)), rg)
 	for id, st := range m.AdminStates() {
 		gauge(descConnAdmin, 1, id, st)
 	}

@@ -323,14 +323,40 @@ func (n *Node) trackAcross(ctx context.Context, key string) TrackResult {
 			}
 		}
 	}
+	// Hop by hop: a copy comes after the hop that relayed it, whatever
+	// the clocks of the nodes say.
+	depth := hopDepths(res.Events)
 	slices.SortStableFunc(res.Events, func(a, b TrackEvent) int {
-		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(trackOrder(a.Event), trackOrder(b.Event)), cmp.Compare(a.Node, b.Node))
+		return cmp.Or(cmp.Compare(depth[a.ID], depth[b.ID]), a.Time.Compare(b.Time),
+			cmp.Compare(trackOrder(a.Event), trackOrder(b.Event)), cmp.Compare(a.Node, b.Node))
 	})
 	for a := range unreachable {
 		res.Unreachable = append(res.Unreachable, a)
 	}
 	slices.Sort(res.Unreachable)
 	return res
+}
+
+// hopDepths numbers the IDs of a message's copies: 0 for where it
+// entered the mesh, n+1 for a copy relayed (or a DSN generated) at n.
+func hopDepths(evs []TrackEvent) map[string]int {
+	parent := map[string]string{}
+	for _, ev := range evs {
+		for _, child := range []string{ev.CopyID, ev.DSNID} {
+			if child != "" && child != ev.ID {
+				parent[child] = ev.ID
+			}
+		}
+	}
+	depth := map[string]int{}
+	for _, ev := range evs {
+		d, id := 0, ev.ID
+		for p, ok := parent[id]; ok && d < trackMaxRounds*4; p, ok = parent[id] {
+			d, id = d+1, p
+		}
+		depth[ev.ID] = d
+	}
+	return depth
 }
 
 // trackOrder puts events of the same second in the order they happen.

@@ -98,6 +98,12 @@ func (x *index) next() (time.Time, bool) {
 // first, without touching the heap: a best-first walk that only expands
 // nodes that are due, so it costs O(k log k) for k results.
 func (x *index) due(now time.Time, max int) []string {
+	return x.dueFunc(now, max, nil)
+}
+
+// dueFunc is due restricted to the items for which want (nil: every item)
+// returns true; items it refuses do not count towards max.
+func (x *index) dueFunc(now time.Time, max int, want func(id string) bool) []string {
 	if len(x.byNext) == 0 || x.byNext[0].next.After(now) {
 		return nil
 	}
@@ -105,7 +111,9 @@ func (x *index) due(now time.Time, max int) []string {
 	f := &posHeap{h: x.byNext, p: []int{0}}
 	for f.Len() > 0 && (max <= 0 || len(ids) < max) {
 		p := heap.Pop(f).(int)
-		ids = append(ids, x.byNext[p].id)
+		if id := x.byNext[p].id; want == nil || want(id) {
+			ids = append(ids, id)
+		}
 		for _, c := range [2]int{2*p + 1, 2*p + 2} {
 			if c < len(x.byNext) && !x.byNext[c].next.After(now) {
 				heap.Push(f, c)

@@ -457,8 +457,18 @@ func (q *Queue) loadMany(ids []string) ([]*Message, error) {
 // Due returns up to max messages (max <= 0: all) that are not held and have
 // a Pending recipient with NextAttempt <= now, earliest first.
 func (q *Queue) Due(now time.Time, max int) ([]*Message, error) {
+	return q.DueFunc(now, max, nil)
+}
+
+// DueFunc is Due restricted to the messages whose ID want accepts (nil
+// accepts every one); refused messages are neither read from disk nor
+// counted towards max. A scheduler passes a want that refuses the messages
+// it already works on, so that a large backlog waiting for busy
+// destinations is not decoded again on every pass. want is called with
+// the queue's lock held: it must not call back into the Queue.
+func (q *Queue) DueFunc(now time.Time, max int, want func(id string) bool) ([]*Message, error) {
 	q.mu.Lock()
-	ids := q.idx.due(now, max)
+	ids := q.idx.dueFunc(now, max, want)
 	q.mu.Unlock()
 	ms, err := q.loadMany(ids)
 	if err != nil {

@@ -735,3 +735,94 @@ func TestEnqueueContextCanceled(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestIndexDueFuncSkipsRefused checks that refused items neither appear nor
+// count towards max, and that items below a refused one in the heap are
+// still found.
+func TestIndexDueFuncSkipsRefused(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	base := time.Unix(1e9, 0)
+	for round := range 200 {
+		x := newIndex()
+		n := rng.IntN(60)
+		skip := map[string]bool{}
+		for i := range n {
+			id := fmt.Sprintf("m%03d", i)
+			m := &Message{Envelope: Envelope{ID: id}, Held: rng.IntN(5) == 0,
+				Recipients: []Recipient{{State: Pending, NextAttempt: base.Add(time.Duration(rng.IntN(30)) * time.Second)}}}
+			m.updateNext()
+			x.put(m)
+			if rng.IntN(2) == 0 {
+				skip[id] = true
+			}
+		}
+		now := base.Add(time.Duration(rng.IntN(30)) * time.Second)
+		max := rng.IntN(10)
+		var want []*item
+		for _, it := range x.items {
+			if it.dueable() && !it.next.After(now) && !skip[it.id] {
+				want = append(want, it)
+			}
+		}
+		slices.SortFunc(want, func(a, b *item) int {
+			if c := a.next.Compare(b.next); c != 0 {
+				return c
+			}
+			return cmpString(a.id, b.id)
+		})
+		if max > 0 && len(want) > max {
+			want = want[:max]
+		}
+		got := x.dueFunc(now, max, func(id string) bool { return !skip[id] })
+		if len(got) != len(want) {
+			t.Fatalf("round %d: dueFunc returned %d, want %d", round, len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != want[i].id {
+				t.Fatalf("round %d: dueFunc[%d] = %s, want %s", round, i, got[i], want[i].id)
+			}
+		}
+	}
+}
+
+func TestDueFuncLoadsOnlyWanted(t *testing.T) {
+	clk := newClock()
+	q, err := Open(Options{InMemory: true, Now: clk.Now, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	for _, id := range []string{"aaaaaaaa", "bbbbbbbb", "cccccccc"} {
+		env := Envelope{ID: id, From: "a@x.test", Rcpts: []Rcpt{{Addr: "b@y.test"}}, ReceivedAt: clk.Now()}
+		if err := q.Enqueue(ctx, env, []byte("Subject: t\r\n\r\nbody\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name string
+		max  int
+		skip map[string]bool
+		want []string
+	}{
+		{"all", 0, nil, []string{"aaaaaaaa", "bbbbbbbb", "cccccccc"}},
+		{"skip first", 1, map[string]bool{"aaaaaaaa": true}, []string{"bbbbbbbb"}},
+		{"skip all", 0, map[string]bool{"aaaaaaaa": true, "bbbbbbbb": true, "cccccccc": true}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms, err := q.DueFunc(clk.Now(), tt.max, func(id string) bool { return !tt.skip[id] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, m := range ms {
+				got = append(got, m.ID)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("DueFunc = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

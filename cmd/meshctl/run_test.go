@@ -143,8 +143,8 @@ func TestGolden(t *testing.T) {
 	}
 	t.Run("unreachable", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
-		if code := run([]string{"-admin", dead, "status"}, &stdout, &stderr); code != 1 {
-			t.Errorf("exit code %d, want 1", code)
+		if code := run([]string{"-admin", dead, "status"}, &stdout, &stderr); code != exitUnreachable {
+			t.Errorf("exit code %d, want %d", code, exitUnreachable)
 		}
 		if !strings.Contains(stderr.String(), "cannot reach node admin API at "+dead) {
 			t.Errorf("stderr = %q", stderr.String())
