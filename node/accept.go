@@ -202,14 +202,54 @@ func stripHeaders(body []byte, names ...string) []byte {
 	return append(out, body[end:]...)
 }
 
+// hasAnyField is a quick pre-check for stripHeaders: it reports whether any
+// of names occurs anywhere in h, ignoring ASCII case, without copying h.
 func hasAnyField(h []byte, names []string) bool {
-	lower := bytes.ToLower(h)
 	for _, nm := range names {
-		if bytes.Contains(lower, []byte(strings.ToLower(nm))) {
+		if containsFold(h, nm) {
 			return true
 		}
 	}
 	return false
+}
+
+// containsFold reports whether s contains sub under ASCII case folding.
+func containsFold(s []byte, sub string) bool {
+	if len(sub) == 0 {
+		return true
+	}
+	lo, up := lowerASCII(sub[0]), upperASCII(sub[0])
+	for i := 0; i+len(sub) <= len(s); i++ {
+		// Jump to the next possible first byte.
+		j := bytes.IndexByte(s[i:len(s)-len(sub)+1], lo)
+		if lo != up {
+			if k := bytes.IndexByte(s[i:len(s)-len(sub)+1], up); k >= 0 && (j < 0 || k < j) {
+				j = k
+			}
+		}
+		if j < 0 {
+			return false
+		}
+		i += j
+		if strings.EqualFold(string(s[i:i+len(sub)]), sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func upperASCII(c byte) byte {
+	if 'a' <= c && c <= 'z' {
+		return c - ('a' - 'A')
+	}
+	return c
 }
 
 // parseTrace reads "rg1, rg2" into its routing group names.

@@ -19,6 +19,12 @@ type op struct {
 	// finish, if set, runs under q.mu once the op is settled either way.
 	finish func()
 	done   chan error // capacity 1
+	// deferrable ops (the delivery loop's Attempt and Record) are not
+	// waited for by an SMTP client. While Enqueues are arriving, a batch
+	// that starts with a deferrable op waits up to maxDefer for the next
+	// one, so that the two share one synced commit: every commit costs
+	// a flush whose CPU time is taken from accepting mail.
+	deferrable bool
 }
 
 // mutation is what an op writes, and what changes in memory after the
@@ -51,6 +57,13 @@ func (m *mutation) writeTo(txn *badger.Txn) error {
 // has counted itself in q.preparing; submit uncounts it.
 func (q *Queue) submit(ctx context.Context, o *op) error {
 	q.preparing.Add(-1)
+	if !o.deferrable {
+		now := int64(time.Since(q.epoch))
+		if prev := q.lastUrgent.Swap(now); prev > 0 {
+			// Approximate under concurrent submits; it only sizes a wait.
+			q.urgentGap.Store((3*q.urgentGap.Load() + now - prev) / 4)
+		}
+	}
 	select {
 	case q.ops <- o:
 	case <-q.stop:
@@ -103,6 +116,9 @@ func (q *Queue) committer() {
 			q.drain()
 			return
 		}
+		if batch[0].deferrable {
+			batch = q.awaitUrgent(batch)
+		}
 	fill:
 		for len(batch) < q.opts.MaxBatch {
 			select {
@@ -148,6 +164,47 @@ func (q *Queue) linger(batch []*op) []*op {
 	}
 	return batch
 }
+
+// awaitUrgent holds a batch that starts with a deferrable op until an op
+// that is not deferrable joins it, when such ops are arriving: it waits
+// until about two average gaps after the last one, at most maxDefer. With
+// no recent Enqueue it returns at once, so the delivery loop alone is not
+// slowed down.
+func (q *Queue) awaitUrgent(batch []*op) []*op {
+	last := q.lastUrgent.Load()
+	gap := time.Duration(q.urgentGap.Load())
+	if last == 0 || gap > maxDefer {
+		return batch
+	}
+	since := time.Since(q.epoch) - time.Duration(last)
+	d := min(2*gap-since, maxDefer)
+	if since > urgentWindow || d <= 0 {
+		return batch
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for len(batch) < q.opts.MaxBatch {
+		select {
+		case o := <-q.ops:
+			batch = append(batch, o)
+			if !o.deferrable {
+				return batch
+			}
+		case <-timer.C:
+			return batch
+		case <-q.stop:
+			return batch
+		}
+	}
+	return batch
+}
+
+// Bounds of awaitUrgent: the longest a deferrable op waits, and how recent
+// the last other op must be for it to wait at all.
+const (
+	maxDefer     = 3 * time.Millisecond
+	urgentWindow = 10 * time.Millisecond
+)
 
 // Bounds of the linger wait.
 const (

@@ -17,9 +17,22 @@ type change func(m *Message) (finished, notify bool, err error)
 // mutate applies fn to the stored message id through the committer (synced,
 // group-committed) and returns the message as written.
 func (q *Queue) mutate(id string, fn change) (*Message, error) {
+	return q.mutateOp(id, false, fn)
+}
+
+// mutateDeferrable is mutate for the delivery loop's own bookkeeping
+// (Attempt, Record, Expire, MarkDelayNotified): the change is as durable
+// when it returns, but may wait briefly to share the commit of the next
+// Enqueue (see op.deferrable).
+func (q *Queue) mutateDeferrable(id string, fn change) (*Message, error) {
+	return q.mutateOp(id, true, fn)
+}
+
+func (q *Queue) mutateOp(id string, deferrable bool, fn change) (*Message, error) {
 	q.preparing.Add(1)
 	var out *Message
 	o := &op{
+		deferrable: deferrable,
 		run: func(txn *badger.Txn) (*mutation, error) {
 			m, err := getMessage(txn, id)
 			if err != nil {
@@ -71,7 +84,7 @@ func selected(addrs []string) func(string) bool {
 func (q *Queue) Attempt(id string, rcpts []string, next time.Time) error {
 	now := q.now()
 	sel := selected(rcpts)
-	_, err := q.mutate(id, func(m *Message) (bool, bool, error) {
+	_, err := q.mutateDeferrable(id, func(m *Message) (bool, bool, error) {
 		for i := range m.Recipients {
 			r := &m.Recipients[i]
 			if r.State != Pending || !sel(r.Addr) {
@@ -107,7 +120,7 @@ func (q *Queue) RecordMessage(id string, results []Result) (*Message, error) {
 			return nil, fmt.Errorf("queue: record %s: %w: outcome %d for %s", id, ErrInvalid, r.Outcome, r.Addr)
 		}
 	}
-	m, err := q.mutate(id, func(m *Message) (bool, bool, error) {
+	m, err := q.mutateDeferrable(id, func(m *Message) (bool, bool, error) {
 		for _, res := range results {
 			for i := range m.Recipients {
 				r := &m.Recipients[i]
@@ -139,7 +152,7 @@ func (q *Queue) RecordMessage(id string, results []Result) (*Message, error) {
 // Pending, and returns the message as it stands after the change.
 func (q *Queue) Expire(id string, rcpts []string, reason string) (*Message, error) {
 	sel := selected(rcpts)
-	m, err := q.mutate(id, func(m *Message) (bool, bool, error) {
+	m, err := q.mutateDeferrable(id, func(m *Message) (bool, bool, error) {
 		for i := range m.Recipients {
 			r := &m.Recipients[i]
 			if r.State == Pending && sel(r.Addr) {
@@ -157,7 +170,7 @@ func (q *Queue) Expire(id string, rcpts []string, reason string) (*Message, erro
 
 // MarkDelayNotified records that a delay DSN was sent for the message.
 func (q *Queue) MarkDelayNotified(id string) error {
-	_, err := q.mutate(id, func(m *Message) (bool, bool, error) {
+	_, err := q.mutateDeferrable(id, func(m *Message) (bool, bool, error) {
 		m.DelayNotified = true
 		return false, false, nil
 	})

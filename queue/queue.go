@@ -93,6 +93,13 @@ type Queue struct {
 	commits, committedOps atomic.Uint64
 	commitNanos           atomic.Int64 // moving average of txn.Commit time
 	preparing             atomic.Int64 // callers building an op, not yet submitted
+
+	// Arrivals of ops that are not deferrable (Enqueue, admin changes),
+	// for deferrable ops to wait for: nanoseconds since epoch (monotonic)
+	// of the last one, and a moving average of the gap between them.
+	epoch      time.Time
+	lastUrgent atomic.Int64
+	urgentGap  atomic.Int64
 }
 
 // Open opens (or creates) the queue in opts.Dir and rebuilds the in-memory
@@ -130,6 +137,7 @@ func Open(opts Options) (*Queue, error) {
 		stopped: make(chan struct{}),
 		notify:  make(chan struct{}, 1),
 		idx:     newIndex(),
+		epoch:   time.Now(),
 	}
 	if err := q.load(); err != nil {
 		db.Close()
@@ -220,6 +228,8 @@ func (q *Queue) Close() error {
 		if q.closeErr != nil {
 			q.closeErr = fmt.Errorf("queue: close: %w", q.closeErr)
 		}
+		txns, ops := q.CommitStats()
+		q.log.Info("queue: closed", "commits", txns, "ops", ops)
 	})
 	return q.closeErr
 }

@@ -1,13 +1,13 @@
 package smtp
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -214,10 +214,11 @@ func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 // Sink. Its returned *SMTPError is the final reply, success included: go-smtp
 // sends any *SMTPError verbatim, which is how "queued as" reaches the client.
 func (ss *session) Data(r io.Reader) error {
-	body, err := ss.readBody(r)
+	buf, err := ss.readBody(r)
 	if err != nil {
 		return err
 	}
+	body := buf[bodyHeadroom:]
 	hdrLen, received := scanHeader(body)
 	if hdrLen > ss.srv.limits.MaxHeaderBytes {
 		ss.srv.log.Info("smtp: message refused: header too large", append(ss.logAttrs(), "bytes", hdrLen)...)
@@ -228,8 +229,16 @@ func (ss *session) Data(r io.Reader) error {
 		return errMailLoop
 	}
 	trace := ss.srv.receivedHeader(&ss.info, ss.env)
-	full := make([]byte, 0, len(trace)+len(body))
-	full = append(append(full, trace...), body...)
+	var full []byte
+	if len(trace) <= bodyHeadroom {
+		// The usual case: the field fits in front of the message, which is
+		// then not copied again.
+		full = buf[bodyHeadroom-len(trace):]
+		copy(full, trace)
+	} else {
+		full = make([]byte, 0, len(trace)+len(body))
+		full = append(append(full, trace...), body...)
+	}
 
 	ctx, cancel := context.WithTimeout(ss.srv.ctx, ss.srv.limits.DataTimeout)
 	defer cancel()
@@ -258,20 +267,28 @@ func (ss *session) Data(r io.Reader) error {
 	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
 }
 
-// readBody reads all of DATA/BDAT. go-smtp's reader enforces the size limit
-// and the line limit; we add the per-block idle timeout (RFC 5321 §4.5.3.2.5).
+// bodyHeadroom is the room readBody leaves in front of the message for our
+// Received: field (about 200 octets), so that prepending it does not copy
+// the message.
+const bodyHeadroom = 512
+
+// readBody reads all of DATA/BDAT into a buffer whose first bodyHeadroom
+// bytes are left free. go-smtp's reader enforces the size limit and the line
+// limit; we add the per-block idle timeout (RFC 5321 §4.5.3.2.5).
 func (ss *session) readBody(r io.Reader) ([]byte, error) {
-	var buf bytes.Buffer
-	chunk := make([]byte, 32<<10)
+	buf := make([]byte, bodyHeadroom, bodyHeadroom+8<<10)
 	for {
+		if cap(buf)-len(buf) < 2<<10 {
+			buf = slices.Grow(buf, cap(buf)) // at least doubles
+		}
 		_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.srv.limits.DataTimeout))
-		n, err := r.Read(chunk)
-		buf.Write(chunk[:n])
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
 		if err == nil {
 			continue
 		}
 		if err == io.EOF {
-			return buf.Bytes(), nil
+			return buf, nil
 		}
 		var se *gosmtp.SMTPError
 		var ne net.Error

@@ -198,6 +198,15 @@ func TestGoldenDemo(t *testing.T) {
 			golden(t, "demo-"+tt.name, got)
 		})
 	}
+	t.Run("graph-svg", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"-admin", a1.Admin, "graph", "-svg"}, &stdout, &stderr); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		if out := stdout.String(); !strings.Contains(out, "<svg") || !strings.Contains(out, "rgb") || !strings.Contains(out, "cost 50") {
+			t.Errorf("graph -svg is not the topology as SVG:\n%.500s", out)
+		}
+	})
 	t.Run("lsdb-from-unreachable", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

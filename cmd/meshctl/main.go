@@ -9,7 +9,7 @@
 //	meshctl [-admin HOST:PORT] [-json] lsdb [-from HOST:PORT]
 //	meshctl [-admin HOST:PORT] [-json] trace [-id MSGID] ADDRESS
 //	meshctl [-admin HOST:PORT] [-json] connector up|down|drain NAME
-//	meshctl [-admin HOST:PORT] [-json] track MESSAGE-ID
+//	meshctl [-admin HOST:PORT] [-json] track [-wait DURATION] MESSAGE-ID
 //	meshctl [-admin HOST:PORT] graph [-svg]
 //
 // Output is a table for people, or the API's JSON with -json. `lsdb -from`

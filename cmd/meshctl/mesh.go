@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/meshd/meshd/linkstate"
@@ -48,11 +50,7 @@ func (c *cli) mesh(cmd string, args []string) int {
 		fmt.Fprintf(c.stdout, "connector %s: %s (override now %s)\n", v.Connector, v.Action, v.Admin)
 		return exitOK
 	case "track":
-		if len(args) != 1 || args[0] == "" {
-			return c.usage("track needs exactly one message ID")
-		}
-		var v adminapi.TrackResult
-		return c.show("/api/track/"+url.PathEscape(args[0]), &v, func(w io.Writer) { printTrack(w, v) })
+		return c.track(args)
 	case "graph":
 		fs := flag.NewFlagSet("graph", flag.ContinueOnError)
 		fs.SetOutput(c.stderr)
@@ -75,6 +73,79 @@ func (c *cli) mesh(cmd string, args []string) int {
 		return exitOK
 	}
 	return c.usage(fmt.Sprintf("unknown command %q", cmd))
+}
+
+// track prints the hops of a message; with -wait it asks again until
+// every copy has reached its end (delivered or bounced) or the time is up.
+func (c *cli) track(args []string) int {
+	fs := flag.NewFlagSet("track", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	wait := fs.Duration("wait", 0, "ask again until every copy is delivered or bounced, for at most `DURATION` (e.g. 10s)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 1 || fs.Arg(0) == "" {
+		return c.usage("track needs exactly one message ID")
+	}
+	path := "/api/track/" + url.PathEscape(fs.Arg(0))
+	deadline := time.Now().Add(*wait)
+	for {
+		var v adminapi.TrackResult
+		raw, err := c.call(http.MethodGet, path, &v)
+		var ue *unreachableError
+		done := err == nil && trackDone(v)
+		if done || time.Now().After(deadline) || errors.As(err, &ue) {
+			if err != nil {
+				return c.fail(err)
+			}
+			if c.json {
+				return c.writeRaw(raw)
+			}
+			printTrack(c.stdout, v)
+			if !done && *wait > 0 {
+				fmt.Fprintf(c.stdout, "still on its way after %s\n", *wait)
+			}
+			return exitOK
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// trackDone reports whether every copy of the message has reached its
+// end: each relayed copy was received by the next hop, and each copy
+// not relayed further was delivered or bounced for all its recipients.
+func trackDone(v adminapi.TrackResult) bool {
+	seen := map[string]bool{}
+	for _, e := range v.Events {
+		seen[e.ID] = true
+	}
+	pending := map[string]map[string]bool{} // ID -> recipients without an end
+	for _, e := range v.Events {
+		if pending[e.ID] == nil {
+			pending[e.ID] = map[string]bool{}
+		}
+		switch e.Event {
+		case "received":
+			for _, r := range e.Rcpts {
+				pending[e.ID][strings.ToLower(r)] = true
+			}
+		case "relayed":
+			if !seen[e.CopyID] {
+				return false
+			}
+			fallthrough
+		case "delivered", "bounced":
+			for _, r := range e.Rcpts {
+				delete(pending[e.ID], strings.ToLower(r))
+			}
+		}
+	}
+	for _, p := range pending {
+		if len(p) > 0 {
+			return false
+		}
+	}
+	return len(v.Events) > 0
 }
 
 // show GETs path into v and prints it with table, or the raw JSON.

@@ -39,8 +39,10 @@ commands:
                                   and why each alternative lost
   connector up|down|drain NAME    override a connector of the node's routing group
                                   (up: follow observations again)
-  track MESSAGE-ID                every hop of a message across the mesh (mesh ID, queue ID
-                                  or Message-ID header value)
+  track [-wait DURATION] MESSAGE-ID
+                                  every hop of a message across the mesh (mesh ID, queue ID
+                                  or Message-ID header value); -wait asks again until every
+                                  copy is delivered or bounced
   graph [-svg]                    the topology as Graphviz DOT (or SVG) from the status page
   queue list [-held|-active] [-limit N]
                                   queued messages

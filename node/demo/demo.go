@@ -243,8 +243,10 @@ func (d *Demo) Info() Info { return d.info }
 // Nodes are the running nodes, in the order of Info().Nodes.
 func (d *Demo) Nodes() []*node.Node { return d.nodes }
 
-// WaitReady waits until every node holds a record of every routing group
-// and routes to every routing group's domain.
+// WaitReady waits until every node holds a record of every routing group,
+// routes to every routing group's domain, and no record marks a connector
+// as a bridge (none is in the triangle; a master that has not yet heard
+// of the other groups marks its connectors so for a moment).
 func (d *Demo) WaitReady(ctx context.Context) error {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
@@ -265,6 +267,13 @@ func (d *Demo) ready() bool {
 		m := n.Mesh()
 		if m == nil || m.LSDB().Snapshot().Len() < len(rgNames) {
 			return false
+		}
+		for _, r := range m.LSDB().Snapshot().Records() {
+			for _, c := range r.Connectors {
+				if c.Bridge {
+					return false
+				}
+			}
 		}
 		tab := m.Routes()
 		if tab == nil {

@@ -378,7 +378,15 @@ func TestConnectorAdminDownAndDrain(t *testing.T) {
 	waitFor(t, 5*time.Second, "override accepted", func() error {
 		return tm.nodes["a2"].mesh.SetConnectorAdmin("ab", channel.AdminDown)
 	})
-	waitFor(t, 5*time.Second, "ab down everywhere", pathIs(tm.nodes["c2"], "rga.test", "rgc", "rga"))
+	waitFor(t, 5*time.Second, "ab down everywhere", func() error {
+		for _, nd := range tm.live() {
+			r, ok := nd.mesh.LSDB().Snapshot().Get("rga")
+			if !ok || findConnector(r, "ab") == nil || findConnector(r, "ab").Up() {
+				return fmt.Errorf("%s still holds ab up", nd.name)
+			}
+		}
+		return nil
+	})
 	waitFor(t, 5*time.Second, "a avoids ab", pathIs(a1, "rgc.test", "rga", "rgc"))
 	if err := a1.mesh.SetConnectorAdmin("nope", channel.AdminDown); !errors.Is(err, ErrUnknownConnector) {
 		t.Fatalf("unknown connector: %v", err)

@@ -1,0 +1,152 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestTrackerFindAndRotate(t *testing.T) {
+	dir := t.TempDir()
+	tr, err := openTracker(dir, "n1", "rg1", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.close()
+	tr.max = 600 // a few events per file
+	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	for i := range 12 {
+		tr.add(TrackEvent{Time: at.Add(time.Duration(i) * time.Second), Event: TrackReceived, ID: fmt.Sprintf("id-%02d", i),
+			MessageID: fmt.Sprintf("Msg-%02d@Client.Test", i)})
+	}
+	tr.add(TrackEvent{Event: TrackDSN, ID: "id-11", DSNID: "dsn-11"})
+
+	tests := []struct {
+		name string
+		keys []string
+		want []string // IDs found, in file order
+	}{
+		{"by id", []string{"id-11"}, []string{"id-11", "id-11"}},
+		{"by message-id with brackets and case", []string{"<msg-11@client.test>"}, []string{"id-11"}},
+		{"by dsn id", []string{"dsn-11"}, []string{"id-11"}},
+		{"several", []string{"id-10", "id-09"}, []string{"id-09", "id-10"}},
+		{"rotated away", []string{"id-00"}, nil},
+		{"unknown", []string{"nothing"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, ev := range tr.find(tt.keys) {
+				got = append(got, ev.ID)
+				if ev.Node != "n1" || ev.RG != "rg1" {
+					t.Errorf("event %+v lacks node and rg", ev)
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("find(%q) = %q, want %q", tt.keys, got, tt.want)
+			}
+		})
+	}
+	for _, p := range []string{trackFile, trackFile + ".1"} {
+		fi, err := os.Stat(filepath.Join(dir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() > 600 {
+			t.Errorf("%s is %d bytes, over the bound", p, fi.Size())
+		}
+	}
+}
+
+func TestHopDepths(t *testing.T) {
+	evs := []TrackEvent{
+		{ID: "c", Event: TrackReceived},
+		{ID: "a", Event: TrackRelayed, CopyID: "b"},
+		{ID: "b", Event: TrackRelayed, CopyID: "c"},
+		{ID: "a", Event: TrackReceived},
+		{ID: "c", Event: TrackBounced},
+		{ID: "c", Event: TrackDSN, DSNID: "d"},
+		{ID: "d", Event: TrackReceived},
+	}
+	want := map[string]int{"a": 0, "b": 1, "c": 2, "d": 3}
+	got := hopDepths(evs)
+	for id, d := range want {
+		if got[id] != d {
+			t.Errorf("depth of %s = %d, want %d", id, got[id], d)
+		}
+	}
+}
+
+// TestTrackAcrossMesh sends a message across three routing groups of real
+// nodes and follows it from the first node's admin API, starting from its
+// Message-ID header.
+func TestTrackAcrossMesh(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node mesh")
+	}
+	tm := newTestMesh(t, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}, "rgc": {"c1"}},
+		[]meshLink{{"ab", "rga", "rgb", 10}, {"bc", "rgb", "rgc", 10}, {"ac", "rga", "rgc", 50},
+			{"ba", "rgb", "rga", 10}, {"cb", "rgc", "rgb", 10}, {"ca", "rgc", "rga", 50}})
+	a1 := tm.nodes["a1"]
+	poll(t, 30*time.Second, "a1 routes to rgc over rgb", func() error {
+		tab := a1.Mesh().Routes()
+		if tab == nil {
+			return fmt.Errorf("no table")
+		}
+		rg, ok := tab.RG("rgc")
+		if !ok || !rg.Reachable || rg.Cost != 20 {
+			return fmt.Errorf("rgc: %+v", rg)
+		}
+		return nil
+	})
+	body := "From: alice@rga.test\r\nTo: bob@rgc.test\r\nMessage-ID: <track-1@client.test>\r\nSubject: t\r\n\r\nhi\r\n"
+	mustSend(t, a1.SMTPAddr(), "alice@rga.test", []string{"bob@rgc.test"}, body)
+
+	var res TrackResult
+	poll(t, 30*time.Second, "delivered in rgc", func() error {
+		resp, err := http.Get("http://" + a1.AdminAddr().String() + "/api/track/%3Ctrack-1@client.test%3E")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
+		}
+		res = TrackResult{}
+		if err := json.Unmarshal(b, &res); err != nil {
+			return err
+		}
+		if n := len(res.Events); n == 0 || res.Events[n-1].Event != TrackDelivered {
+			return fmt.Errorf("%d events", n)
+		}
+		return nil
+	})
+	var got []string
+	for _, ev := range res.Events {
+		got = append(got, ev.Node+":"+ev.Event)
+	}
+	want := "a1:received a1:relayed b1:received b1:relayed c1:received c1:delivered"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("events %q, want %q", strings.Join(got, " "), want)
+	}
+	if r := res.Events[1]; r.NextHop != "b1" || r.Connector != "ab" || r.CopyID != res.Events[2].ID {
+		t.Errorf("relay event %+v does not name b1, ab and the copy b1 received", r)
+	}
+	if res.Events[0].MessageID != "track-1@client.test" {
+		t.Errorf("received event has Message-ID %q", res.Events[0].MessageID)
+	}
+	// The answer of one node, over its port-691 listener.
+	evs := a1.answerTrack(context.Background(), []string{res.Events[0].ID})
+	if len(evs) != 2 {
+		t.Errorf("a1 answers %d events for its own ID, want 2 (received, relayed)", len(evs))
+	}
+}
