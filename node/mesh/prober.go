@@ -33,6 +33,7 @@ type pairWatch struct {
 	next     time.Time // next probe
 	checking bool      // a glitch check is running
 	suspect  bool      // forwarding saw a failure: confirm it now
+	known    bool      // a result has been reported at least once
 	at       time.Time // last transition
 }
 
@@ -261,6 +262,11 @@ func (p *prober) result(k pairKey, ok bool) {
 		w.next = now.Add(jitter(p.cfg.Keepalive))
 	} else {
 		w.next = now.Add(p.cfg.Interval)
+	}
+	// The first confirmed result is reported too, so the record lists
+	// every pair with its state, not only the ones that changed.
+	if !w.known {
+		w.known, changed = true, true
 	}
 	if changed {
 		w.at = now
