@@ -119,7 +119,7 @@ func BenchmarkDeliveryFlapping(b *testing.B) {
 			{Name: "ac", From: "rga", To: "rgc", Cost: 50}, {Name: "ca", From: "rgc", To: "rga", Cost: 50},
 		},
 	}
-	const count = 300
+	const count, perSecond = 600, 200
 	for _, flap := range []bool{false, true} {
 		name := "steady"
 		if flap {
@@ -127,9 +127,11 @@ func BenchmarkDeliveryFlapping(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			var rate float64
+			var bounced int
+			var adverts uint64
 			for i := 0; i < b.N; i++ {
 				sc := &Scenario{Name: "bench-delivery-" + name, Topology: topo, Duration: 4 * time.Second,
-					Timeline: []Step{{At: 0, Send: &SendSpec{From: "a1", To: "u@rgc.test", Count: count, Rate: 1000}}},
+					Timeline: []Step{{At: 0, Send: &SendSpec{From: "a1", To: "u@rgc.test", Count: count, Rate: perSecond}}},
 					Assert:   []Assertion{{DeliveredExactlyOnce: &Deadline{By: 30 * time.Second}}}}
 				if flap {
 					sc.Timeline = append(sc.Timeline, Step{At: 200 * time.Millisecond, Name: "flap",
@@ -144,13 +146,20 @@ func BenchmarkDeliveryFlapping(b *testing.B) {
 				for _, a := range rep.Failed() {
 					fails = append(fails, a.Name+": "+a.Detail)
 				}
-				b.Logf("%s: accepted %d delivered %d lost %d bounced %d duplicated %d, last delivery at %v; advertisements %v; failed: %s",
-					name, m.Accepted, m.Delivered, m.Lost, m.Bounced, m.Duplicated, m.LastDeliveryAt, rep.Advertisements, strings.Join(fails, "; "))
-				if m.LastDeliveryAt > 0 {
-					rate += float64(m.Delivered) / m.LastDeliveryAt.Seconds()
+				b.Logf("%s: accepted %d delivered %d lost %d bounced %d duplicated %d, last sent at %v, last delivery at %v; advertisements %v; failed: %s",
+					name, m.Accepted, m.Delivered, m.Lost, m.Bounced, m.Duplicated, m.LastSentAt, m.LastDeliveryAt, rep.Advertisements, strings.Join(fails, "; "))
+				// Delivered per second from the first send until the
+				// later of the last delivery and the last send: bounced
+				// messages do not count, and do not shorten the window.
+				if window := max(m.LastDeliveryAt, m.LastSentAt); window > 0 {
+					rate += float64(m.Delivered) / window.Seconds()
 				}
+				bounced += m.Bounced + m.Lost
+				adverts += rep.Advertisements["rgb"] + rep.Advertisements["rgc"]
 			}
 			b.ReportMetric(rate/float64(b.N), "msgs/s")
+			b.ReportMetric(float64(bounced)/float64(b.N), "undelivered/op")
+			b.ReportMetric(float64(adverts)/float64(b.N), "adverts/op")
 			b.ReportMetric(0, "ns/op")
 		})
 	}

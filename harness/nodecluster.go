@@ -84,24 +84,19 @@ func (c *nodeCluster) start(ctx context.Context) error {
 	for _, rg := range t.RoutingGroups {
 		for _, ns := range rg.Nodes {
 			sn := &simNode{name: ns.Name, rg: rg.Name, host: c.net.Host(ns.Name), prebound: map[string]net.Listener{}}
+			var addrs []string // smtp, mesh, linkstate
 			for range 3 {
 				ln, err := sn.host.Listen("tcp", "127.0.0.1:0")
 				if err != nil {
 					return fmt.Errorf("harness: bind for %s: %w", ns.Name, err)
 				}
 				sn.prebound[ln.Addr().String()] = ln
+				addrs = append(addrs, ln.Addr().String())
 			}
+			meshAddr[sn.name] = addrs[1]
+			sn.cfg = c.config(sn, addrs[0], addrs[1], addrs[2])
 			c.nodes[ns.Name] = sn
 		}
-	}
-	for _, sn := range c.nodes {
-		var addrs []string
-		for a := range sn.prebound {
-			addrs = append(addrs, a)
-		}
-		addrs = sortedStrings(addrs)
-		meshAddr[sn.name] = addrs[1]
-		sn.cfg = c.config(sn, addrs[0], addrs[1], addrs[2])
 	}
 	ext, err := c.startSmarthosts()
 	if err != nil {
@@ -122,15 +117,6 @@ func (c *nodeCluster) start(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func sortedStrings(s []string) []string {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
-	return s
 }
 
 // config is a node's configuration with the scenario's fast timers.

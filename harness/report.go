@@ -3,6 +3,8 @@ package harness
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -49,7 +51,9 @@ type MessageStats struct {
 	// LastDeliveryAt is when the last accepted message that was delivered
 	// reached its Maildir (file time): with Delivered, the delivery rate.
 	LastDeliveryAt time.Duration `json:"last_delivery_at_ns,omitempty"`
-	BouncedIDs     []string      `json:"bounced_ids,omitempty"`
+	// LastSentAt is when the last message of the run was answered.
+	LastSentAt time.Duration `json:"last_sent_at_ns,omitempty"`
+	BouncedIDs []string      `json:"bounced_ids,omitempty"`
 }
 
 // StepReport is one timeline step with what followed it.
@@ -151,15 +155,4 @@ func (r *Report) WriteText(w io.Writer) error {
 
 func round(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -88,10 +88,11 @@ type runner struct {
 	conv  convTracker
 	steps []stepRun
 
-	sendWG  sync.WaitGroup
-	sending int // send steps started and not finished; guarded by mu
-	mu      sync.Mutex
-	sent    []sentMsg
+	sendWG   sync.WaitGroup
+	sending  int // send steps started and not finished; guarded by mu
+	mu       sync.Mutex
+	sent     []sentMsg
+	lastSent time.Duration // when the last message was answered
 
 	checks       []*check
 	baseAdv      map[string]uint64 // originated per node at t=0
@@ -410,6 +411,7 @@ func (r *runner) startSend(ctx context.Context, idx int, s *SendSpec) {
 			}
 			r.mu.Lock()
 			r.sent = append(r.sent, sentMsg{id: id, from: s.From, to: s.To, accepted: err == nil})
+			r.lastSent = r.elapsed()
 			r.mu.Unlock()
 		}
 	}()
@@ -436,6 +438,9 @@ func (r *runner) finish(rep *Report, eventsFrom int) {
 	}
 	rep.Messages = tally(r.sentSnapshot(), counts)
 	rep.Messages.AllDeliveredAt = r.allDelivered
+	r.mu.Lock()
+	rep.Messages.LastSentAt = r.lastSent
+	r.mu.Unlock()
 	for _, s := range r.sentSnapshot() {
 		if t, ok := counts.At[s.id]; ok && s.accepted {
 			rep.Messages.LastDeliveryAt = max(rep.Messages.LastDeliveryAt, t.Sub(r.start))

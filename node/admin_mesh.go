@@ -228,7 +228,7 @@ func (n *Node) nextHopQueues() []hopQueue {
 			if r.State != queue.Pending {
 				continue
 			}
-			hop := n.hopName(n.del.out.groupFor(m.ID, r.Addr))
+			hop := n.hopName(n.del.out.groupFor(m, r.Addr))
 			if m.Held {
 				hop = "held"
 			}

@@ -124,11 +124,12 @@ func (n *Node) startMesh(ctx context.Context, g *errgroup.Group) error {
 	if n.mesh == nil {
 		return nil
 	}
-	if err := n.meshSrv.Start(); err != nil {
-		return fmt.Errorf("node: start mesh listener: %w", err)
-	}
+	// The mesh side first: the listener's X-LINK2STATE sessions use it.
 	if err := n.mesh.Start(); err != nil {
 		return fmt.Errorf("node: start mesh: %w", err)
+	}
+	if err := n.meshSrv.Start(); err != nil {
+		return fmt.Errorf("node: start mesh listener: %w", err)
 	}
 	g.Go(func() error { return n.watchLinkState(ctx) }) // metrics (metrics_mesh.go)
 	g.Go(func() error {

@@ -17,7 +17,8 @@ import (
 // group or to a target bridgehead of the next), out of the mesh through an
 // external connector, or no route (the message waits where it is and is
 // routed again on the next table).
-func (t *transports) meshGroup(msgID, domain string) *group {
+func (t *transports) meshGroup(m *queue.Message, domain string) *group {
+	msgID := m.ID
 	tab := t.n.mesh.Routes()
 	if tab == nil {
 		return &group{key: kindNoRoute, kind: kindNoRoute, why: "no routing table yet"}
@@ -45,6 +46,13 @@ func (t *transports) meshGroup(msgID, domain string) *group {
 	}
 	if len(hops) == 0 {
 		return &group{key: kindNoRoute, kind: kindNoRoute, why: "no live bridgehead towards " + domain}
+	}
+	// A route back into a routing group the message already crossed would
+	// be refused there as a loop (554 5.4.6): the message waits here, at
+	// the point of failure, for a table that leads forward.
+	if d.Kind == routing.Remote && len(d.Path) > 1 && slices.Contains(m.Trace, d.Path[1]) {
+		return &group{key: kindNoRoute, kind: kindNoRoute,
+			why: "the route to " + domain + " leads back into " + d.Path[1] + ", already crossed; waiting for link state"}
 	}
 	g := &group{key: "mesh:" + hops[0], kind: kindMesh, hops: hops, remote: d.Kind == routing.Remote,
 		perDestCap: t.cfg.Mesh.MaxPerPeer}
@@ -97,4 +105,18 @@ func copyID(id string, rcpts []queue.Recipient) string {
 	slices.Sort(addrs)
 	sum := sha256.Sum256([]byte(id + "\n" + strings.Join(addrs, "\n")))
 	return idBase32.EncodeToString(sum[:16])
+}
+
+// loopsWait turns a next hop's loop refusal (554 5.4.6: its routing group
+// is already in the trace) into a temporary failure: the route changed
+// under the message, and it waits for one that leads forward rather than
+// bouncing.
+func loopsWait(res []queue.Result) []queue.Result {
+	for i, r := range res {
+		if r.Outcome == queue.PermFail && strings.HasPrefix(r.Reply, "554 5.4.6") {
+			res[i].Outcome = queue.TempFail
+			res[i].Reply = "451 4.4.6 next hop refused a loop; waiting for another route (" + r.Reply + ")"
+		}
+	}
+	return res
 }

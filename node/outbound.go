@@ -144,7 +144,7 @@ func (t *transports) route(m *queue.Message, now time.Time) []*group {
 		if r.State != queue.Pending || r.NextAttempt.After(now) {
 			continue
 		}
-		g := t.groupFor(m.ID, r.Addr)
+		g := t.groupFor(m, r.Addr)
 		if have := byKey[g.key]; have != nil {
 			g = have
 		} else {
@@ -160,13 +160,13 @@ func (t *transports) route(m *queue.Message, now time.Time) []*group {
 	return groups
 }
 
-func (t *transports) groupFor(msgID, addr string) *group {
+func (t *transports) groupFor(m *queue.Message, addr string) *group {
 	domain := addrDomain(addr)
 	switch {
 	case t.n.policy.isLocal(domain):
 		return t.localGroup()
 	case t.n.mesh != nil:
-		return t.meshGroup(msgID, domain)
+		return t.meshGroup(m, domain)
 	case t.cfg.Outbound.Smarthost != "":
 		return &group{key: "smarthost:" + t.cfg.Outbound.Smarthost, kind: kindSmarthost, perDestCap: t.cfg.Outbound.MaxPerDestination}
 	}
@@ -195,7 +195,8 @@ func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte,
 		}
 		return t.sendHosts(ctx, t.remote, []string{host}, m, body, g)
 	case kindMesh:
-		return t.sendHosts(ctx, t.meshClient, g.hops, m, meshBody(m, body, g, t.cfg.Node.RoutingGroup), g)
+		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshBody(m, body, g, t.cfg.Node.RoutingGroup), g)
+		return loopsWait(res), remote
 	case kindNoRoute:
 		return allResults(g, queue.TempFail, "451 4.4.4 "+g.why), ""
 	}

@@ -75,3 +75,42 @@ func benchEnqueue(b *testing.B, callers int, tune func(badger.Options) badger.Op
 		b.ReportMetric(float64(elapsed.Microseconds())/float64(txns), "µs/commit")
 	}
 }
+
+// BenchmarkDueBacklog compares one delivery-loop pass over a backlog in
+// which 1024 due messages are already being worked on: Due must read all of
+// them again to return the 256 new ones, DueFunc passes over them in memory.
+//
+//	go test -run '^$' -bench DueBacklog ./queue
+func BenchmarkDueBacklog(b *testing.B) {
+	const inflight, room = 1024, 256
+	clk := newClock()
+	q := openQueue(b, Options{InMemory: true, Now: clk.Now})
+	body := make([]byte, 4096)
+	skip := make(map[string]bool, inflight)
+	for i := range inflight + room + 100 {
+		id := fmt.Sprintf("due-%06d", i)
+		if err := q.Enqueue(context.Background(), env(id, "rcpt@example.test"), body); err != nil {
+			b.Fatal(err)
+		}
+		if i < inflight {
+			skip[id] = true
+		}
+		clk.Add(time.Millisecond) // earliest first: the in-flight ones lead
+	}
+	b.Run("Due", func(b *testing.B) {
+		for b.Loop() {
+			ms, err := q.Due(clk.Now(), inflight+room)
+			if err != nil || len(ms) != inflight+room {
+				b.Fatalf("Due: %d messages, %v", len(ms), err)
+			}
+		}
+	})
+	b.Run("DueFunc", func(b *testing.B) {
+		for b.Loop() {
+			ms, err := q.DueFunc(clk.Now(), room, func(id string) bool { return !skip[id] })
+			if err != nil || len(ms) != room {
+				b.Fatalf("DueFunc: %d messages, %v", len(ms), err)
+			}
+		}
+	})
+}

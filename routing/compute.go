@@ -256,7 +256,7 @@ func (cp *Computer) resolve(dst []cachedEdge, r *linkstate.Record) []cachedEdge 
 	first := len(dst)
 	for ci := range r.Connectors {
 		c := &r.Connectors[ci]
-		if c.To == "" || c.To == r.RG || (c.From != "" && c.From != r.RG) || !c.Up() {
+		if c.To == "" || c.To == r.RG || (c.From != "" && c.From != r.RG) || !c.Up() || !hasLiveSource(c, r) {
 			continue
 		}
 		dst = append(dst, cachedEdge{to: cp.id(c.To), cost: edgeCost(c), conn: c})
@@ -264,6 +264,24 @@ func (cp *Computer) resolve(dst []cachedEdge, r *linkstate.Record) []cachedEdge 
 	added := dst[first:]
 	slices.SortFunc(added, func(a, b cachedEdge) int { return strings.Compare(a.conn.ID, b.conn.ID) })
 	return dst
+}
+
+// hasLiveSource reports whether a connector can be used at all: it lists
+// no source bridgeheads (any member sends), or one of them is a live
+// member of its routing group. A connector whose only source bridgeheads
+// are gone is no edge of the graph, so routes go around it.
+func hasLiveSource(c *linkstate.Connector, r *linkstate.Record) bool {
+	if len(c.SourceBridgeheads) == 0 {
+		return true
+	}
+	for _, s := range c.SourceBridgeheads {
+		for _, m := range r.Members {
+			if m.Name == s {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // intern gives new RG names indices. The names are copied into one

@@ -180,11 +180,19 @@ func TestRouteRules(t *testing.T) {
 			want:   want{kind: Remote, hops: []string{"b1:25"}},
 		},
 		{
-			name: "source bridgehead not a member: ignored, connector unusable",
+			name: "source bridgehead not a member: the connector is no edge",
 			topo: newTopo().rg("a", "a1").rg("b", "b1").as("b", "b.test", 0).
 				link("ab", "a", "b", 1, sources("ghost")),
 			domain: "b.test",
-			want:   want{err: ErrNoRoute, kind: NoRoute, reasons: []Reason{ReasonNoBridgehead}},
+			want:   want{err: ErrNoRoute, kind: NoRoute, reasons: []Reason{ReasonUnreachable}},
+		},
+		{
+			name: "only source bridgehead gone: route around through c",
+			topo: newTopo().rg("a", "a1").rg("b", "b1").rg("c", "c1").as("b", "b.test", 0).
+				link("ab", "a", "b", 1, sources("ghost"), targets("b1:25")).
+				link("ac", "a", "c", 5, targets("c1:25")).link("cb", "c", "b", 5, targets("b1:25")),
+			domain: "b.test",
+			want:   want{kind: Remote, hops: []string{"c1:25"}},
 		},
 		{
 			name: "our pairs down, another source's up: Intra to it",

@@ -270,8 +270,15 @@ func (d *Demo) ready() bool {
 		}
 		for _, r := range m.LSDB().Snapshot().Records() {
 			for _, c := range r.Connectors {
-				if c.Bridge {
+				// Every member of the group is a source bridgehead: ready
+				// once each has reported each of its pairs up.
+				if c.Bridge || len(c.Pairs) < len(r.Members)*len(c.TargetBridgeheads) {
 					return false
+				}
+				for _, p := range c.Pairs {
+					if !p.Up {
+						return false
+					}
 				}
 			}
 		}

@@ -122,6 +122,7 @@ func (m *Mesh) buildRecordLocked(now time.Time) (*linkstate.Record, error) {
 		}
 		m.applyObservationsLocked(now, k.ID, st, live)
 		st.Apply(now, bridges[linkstate.ConnectorKey{From: cfg.RG, ID: k.ID}], k)
+		freezeSuppressed(k, m.master.current)
 		applyAdmin(k, m.master.admin[k.ID])
 	}
 
@@ -266,6 +267,21 @@ func sortedConnectors(s []linkstate.Connector) []linkstate.Connector {
 	s = slices.Clone(s)
 	slices.SortFunc(s, func(x, y linkstate.Connector) int { return cmpString(x.ID, y.ID) })
 	return s
+}
+
+// freezeSuppressed keeps a suppressed connector's pairs as last advertised:
+// while flap damping holds it down, its flapping pairs must not cause new
+// advertisements — bounding them is what damping is for.
+func freezeSuppressed(k *linkstate.Connector, prev *linkstate.Record) {
+	if !k.Suppressed || prev == nil {
+		return
+	}
+	for _, pc := range prev.Connectors {
+		if pc.ID == k.ID && pc.Suppressed {
+			k.Pairs = slices.Clone(pc.Pairs)
+			return
+		}
+	}
 }
 
 // applyAdmin writes an operator's override into an advertised connector.

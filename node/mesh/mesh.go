@@ -255,12 +255,16 @@ func (m *Mesh) installEncoded(recs [][]byte, fromMaster bool) (installed [][]byt
 		m.mu.Lock()
 		m.stats.Installed += uint64(len(installed))
 		m.mu.Unlock()
-		if !fromMaster && !m.IsMaster() {
+		if !fromMaster && !m.IsMaster() && m.cli != nil {
 			m.cli.Hand(installed)
 		}
 	}
 	return installed
 }
+
+// originateBatch is how long the master gathers changes before it
+// originates a record.
+const originateBatch = 10 * time.Millisecond
 
 // run owns origination, LSDB change fan-out and expiry.
 func (m *Mesh) run() {
@@ -277,8 +281,10 @@ func (m *Mesh) run() {
 		case <-m.ctx.Done():
 			return
 		case <-m.kick:
-			if wait := m.originate(); wait > 0 && collect == nil {
-				collect = time.After(wait)
+			// Gather the observations of one event (a cut fails every
+			// pair of a connector within milliseconds) into one record.
+			if collect == nil {
+				collect = time.After(originateBatch)
 			}
 		case <-collect:
 			collect = nil
