@@ -60,11 +60,7 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		State: cfg.stateConfig(),
 		Probe: mesh.ProbeConfig{Interval: cfg.Mesh.Probe.Interval, Keepalive: cfg.Mesh.Probe.Keepalive, Timeout: cfg.Mesh.Probe.Timeout,
 			GlitchRetries: cfg.Mesh.Probe.GlitchRetries, GlitchDelay: cfg.Mesh.Probe.GlitchDelay, UpAfter: cfg.Mesh.Probe.UpAfter},
-		ServerTLS: channelTLS, ClientTLS: clientTLS, Dial: opts.Dial, Now: n.now, Logger: n.log, HeloName: cfg.Node.Hostname,
-	}
-	if channelClientTLS == nil {
-		// The port-691 channel is plaintext unless mesh.require_tls.
-		mcfg.ServerTLS = nil
+		ServerTLS: channelTLS, ChannelTLS: channelClientTLS, ClientTLS: clientTLS, Dial: opts.Dial, Now: n.now, Logger: n.log, HeloName: cfg.Node.Hostname,
 	}
 	if opts.GossipTransport != nil {
 		tr, err := opts.GossipTransport(cfg.Listen.Gossip)

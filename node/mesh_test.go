@@ -285,6 +285,25 @@ func triangleMesh(t testing.TB) *testMesh {
 func TestMeshDeliversAlongLeastCostPath(t *testing.T) {
 	tm := triangleMesh(t)
 	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
+	// Members' observations reach their master over the port-691 channel
+	// (TLS is on for the SMTP listeners, plaintext on the channel): every
+	// connector lists the pairs of both its source nodes.
+	poll(t, 10*time.Second, "pairs of both members in rga's record", func() error {
+		r, _ := tm.nodes["b1"].Mesh().LSDB().Snapshot().Get("rga")
+		if r == nil {
+			return fmt.Errorf("no rga record")
+		}
+		for _, c := range r.Connectors {
+			srcs := map[string]bool{}
+			for _, p := range c.Pairs {
+				srcs[p.Source] = true
+			}
+			if !srcs["a1"] || !srcs["a2"] {
+				return fmt.Errorf("connector %s pairs from %v", c.ID, srcs)
+			}
+		}
+		return nil
+	})
 	poll(t, 10*time.Second, "route", tm.pathIs("a2", "rgc.test", "rga>rgb>rgc"))
 	if err := tm.sendTo("a2", "carol@rgc.test", "<m1@test>"); err != nil {
 		t.Fatal(err)

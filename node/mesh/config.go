@@ -90,14 +90,17 @@ type Config struct {
 	State         linkstate.StateConfig
 	Probe         ProbeConfig
 
-	// ServerTLS secures the port-691 listener; ClientTLS the channel and
-	// X-LINK2STATE sessions this node opens. Both nil = plaintext.
-	ServerTLS *tls.Config
-	ClientTLS *tls.Config
-	Dial      func(ctx context.Context, network, addr string) (net.Conn, error)
-	Now       func() time.Time
-	Logger    *slog.Logger
-	HeloName  string
+	// ServerTLS secures the port-691 listener and ChannelTLS this node's
+	// connection to its master's (both nil: plaintext; they must agree
+	// across the group). ClientTLS is for the X-LINK2STATE sessions this
+	// node opens (STARTTLS).
+	ServerTLS  *tls.Config
+	ChannelTLS *tls.Config
+	ClientTLS  *tls.Config
+	Dial       func(ctx context.Context, network, addr string) (net.Conn, error)
+	Now        func() time.Time
+	Logger     *slog.Logger
+	HeloName   string
 }
 
 func (c *Config) setDefaults() error {

@@ -126,7 +126,7 @@ func (m *Mesh) Start() error {
 		Logger:    m.log,
 	})
 	m.cli = channel.NewClient(channel.ClientConfig{
-		Node: m.cfg.Node, RG: m.cfg.RG, TLS: m.cfg.ClientTLS, Dial: m.cfg.Dial,
+		Node: m.cfg.Node, RG: m.cfg.RG, TLS: m.cfg.ChannelTLS, Dial: m.cfg.Dial,
 		OnRecords:    func(full bool, recs [][]byte) { m.installEncoded(recs, true) },
 		Observations: m.ownObservations,
 		OnConnected:  m.onMasterSession,
