@@ -7,7 +7,6 @@ import (
 	"encoding/base32"
 	"errors"
 	"regexp"
-	"slices"
 	"strings"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -20,6 +19,9 @@ import (
 const (
 	hdrMeshID    = "X-Meshd-ID"
 	hdrMeshTrace = "X-Meshd-Trace"
+	// hdrMeshOrigin names the message as it entered the mesh; every copy's
+	// ID derives from it, so a copy keeps its ID across hops and reroutes.
+	hdrMeshOrigin = "X-Meshd-Origin"
 )
 
 var (
@@ -70,12 +72,12 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 			id = v
 		}
 		trace = parseTrace(headerValue(body, hdrMeshTrace))
-		if slices.Contains(trace, n.cfg.Node.RoutingGroup) {
+		if visits(trace, n.cfg.Node.RoutingGroup) >= maxRGVisits {
 			n.metrics.replies.WithLabelValues("554").Inc()
 			return "", errLoop
 		}
 	} else {
-		body = stripHeaders(body, hdrMeshID, hdrMeshTrace)
+		body = stripHeaders(body, hdrMeshID, hdrMeshTrace, hdrMeshOrigin)
 	}
 	qenv := queue.Envelope{
 		ID:         id,
@@ -250,6 +252,24 @@ func upperASCII(c byte) byte {
 		return c - ('a' - 'A')
 	}
 	return c
+}
+
+// maxRGVisits is how often a message may enter one routing group. Once is
+// the rule; a second time is allowed because a route can change under a
+// message in transit (a connector fails after the message left a group,
+// and the way forward now leads back through it). A third entry is a loop
+// (554 5.4.6), whatever the link state says.
+const maxRGVisits = 2
+
+// visits counts the entries of rg in a trace.
+func visits(trace []string, rg string) int {
+	n := 0
+	for _, t := range trace {
+		if t == rg {
+			n++
+		}
+	}
+	return n
 }
 
 // parseTrace reads "rg1, rg2" into its routing group names.

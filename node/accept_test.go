@@ -46,9 +46,15 @@ func TestMeshPeerIDDedupAndStrip(t *testing.T) {
 	if got := len(mailbox(t, peer.cfg, "bob@example.test")); got != 1 {
 		t.Errorf("mesh resend delivered %d times, want 1", got)
 	}
-	loop := "X-Meshd-ID: meshid-0002\r\nX-Meshd-Trace: rg9, rg1\r\nSubject: loop\r\n\r\nbody\r\n"
+	// One re-entry is a reroute after a topology change; a third entry
+	// into our routing group is a loop.
+	reentry := "X-Meshd-ID: meshid-0003\r\nX-Meshd-Trace: rg1, rg9\r\nSubject: rerouted\r\n\r\nbody\r\n"
+	if err := send(peer.SMTPAddr(), "a@far.test", []string{"bob@example.test"}, reentry); err != nil {
+		t.Errorf("one re-entry refused: %v", err)
+	}
+	loop := "X-Meshd-ID: meshid-0002\r\nX-Meshd-Trace: rg1, rg9, rg1\r\nSubject: loop\r\n\r\nbody\r\n"
 	if got := replyCode(send(peer.SMTPAddr(), "a@far.test", []string{"bob@example.test"}, loop)); got != "554 5.4.6" {
-		t.Errorf("trace through our RG: got %q, want 554 5.4.6", got)
+		t.Errorf("trace through our RG twice: got %q, want 554 5.4.6", got)
 	}
 
 	// From a non-peer the headers are removed and not believed.

@@ -47,12 +47,13 @@ func (t *transports) meshGroup(m *queue.Message, domain string) *group {
 	if len(hops) == 0 {
 		return &group{key: kindNoRoute, kind: kindNoRoute, why: "no live bridgehead towards " + domain}
 	}
-	// A route back into a routing group the message already crossed would
-	// be refused there as a loop (554 5.4.6): the message waits here, at
-	// the point of failure, for a table that leads forward.
-	if d.Kind == routing.Remote && len(d.Path) > 1 && slices.Contains(m.Trace, d.Path[1]) {
+	// A route into a routing group the message has entered as often as a
+	// group may be entered would be refused there as a loop (554 5.4.6):
+	// the message waits here, at the point of failure, for a table that
+	// leads forward.
+	if d.Kind == routing.Remote && len(d.Path) > 1 && visits(m.Trace, d.Path[1]) >= maxRGVisits {
 		return &group{key: kindNoRoute, kind: kindNoRoute,
-			why: "the route to " + domain + " leads back into " + d.Path[1] + ", already crossed; waiting for link state"}
+			why: "the route to " + domain + " leads back into " + d.Path[1] + " again; waiting for link state"}
 	}
 	g := &group{key: "mesh:" + hops[0], kind: kindMesh, hops: hops, remote: d.Kind == routing.Remote,
 		perDestCap: t.cfg.Mesh.MaxPerPeer}
@@ -76,23 +77,38 @@ func (t *transports) reportHop(g *group, addr string, err error) {
 }
 
 // meshBody is the copy sent to the next hop: our mesh headers replace any
-// the message carries. The copy's ID is derived from the message ID and
-// the recipients of this copy, so a resend of the same copy after a crash
-// is the same ID (the next hop answers 250 and drops it), while another
-// copy of the same message, or a later retry for fewer recipients, is a
-// new one. A hop out of the routing group adds it to the trace.
+// the message carries. The copy's ID is derived from the message's origin
+// ID (its ID where it entered the mesh, carried in X-Meshd-Origin) and the
+// recipients of this copy. So the same recipients of the same message have
+// the same ID at every hop and over every route: a resend after a crash,
+// or a copy that reaches a node again by another path after a route
+// changed in the middle of a transfer, is a duplicate there (250, dropped),
+// while a retry for fewer recipients is a new copy. A hop out of the
+// routing group adds it to the trace.
 func meshBody(m *queue.Message, body []byte, g *group, rg string) []byte {
 	trace := slices.Clone(m.Trace)
-	if g.remote && !slices.Contains(trace, rg) {
-		trace = append(trace, rg)
+	if g.remote {
+		trace = append(trace, rg) // every exit counts: a re-entry shows twice
 	}
-	hdr := fmt.Sprintf("%s: %s\r\n", hdrMeshID, copyID(m.ID, g.rcpts))
+	origin := originID(m, body)
+	g.copyID = copyID(origin, g.rcpts)
+	hdr := fmt.Sprintf("%s: %s\r\n%s: %s\r\n", hdrMeshID, g.copyID, hdrMeshOrigin, origin)
 	if len(trace) > 0 {
 		hdr += fmt.Sprintf("%s: %s\r\n", hdrMeshTrace, strings.Join(trace, ", "))
 	}
-	rest := stripHeaders(body, hdrMeshID, hdrMeshTrace)
+	rest := stripHeaders(body, hdrMeshID, hdrMeshTrace, hdrMeshOrigin)
 	out := make([]byte, 0, len(hdr)+len(rest))
 	return append(append(out, hdr...), rest...)
+}
+
+// originID is the ID the message had where it entered the mesh: the
+// X-Meshd-Origin a mesh peer gave it (the sink strips the header from
+// anyone else), or its own ID at its first node.
+func originID(m *queue.Message, body []byte) string {
+	if v := strings.ToLower(strings.TrimSpace(headerValue(body, hdrMeshOrigin))); validID(v) {
+		return v
+	}
+	return m.ID
 }
 
 // copyID derives the mesh ID of one copy: 26 lowercase base32 characters

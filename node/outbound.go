@@ -50,6 +50,7 @@ type group struct {
 	remote    bool
 	smarthost string // External decisions through a smarthost connector
 	why       string // kindNoRoute: the reason, for the reply
+	copyID    string // kindMesh: the ID the next hop receives the copy under (set when sent)
 }
 
 // transports delivers groups: Maildir, LMTP, smarthost or MX, with the
@@ -246,7 +247,7 @@ func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inD
 	out := make([]queue.Result, 0, len(g.rcpts))
 	// The hop's X-Meshd-ID is this message's queue ID, which copyHeader
 	// writes again: keep one.
-	body = stripHeaders(body, hdrMeshID)
+	body = stripHeaders(body, hdrMeshID, hdrMeshOrigin)
 	for _, r := range g.rcpts {
 		hdr := copyHeader(m.From, r.Addr, m.ID)
 		if inDoubt && r.Attempts > 0 {

@@ -226,7 +226,7 @@ func (n *Node) trackAttempt(m *queue.Message, g *group, results []queue.Result, 
 			ev.Event = TrackDelivered
 			if g.kind == kindMesh {
 				ev.Event = TrackRelayed
-				ev.CopyID = copyID(m.ID, g.rcpts)
+				ev.CopyID = g.copyID
 				ev.NextHop = n.memberAt(remote)
 			}
 		case queue.TempFail:
@@ -327,7 +327,7 @@ func (n *Node) trackAcross(ctx context.Context, key string) TrackResult {
 	// the clocks of the nodes say.
 	depth := hopDepths(res.Events)
 	slices.SortStableFunc(res.Events, func(a, b TrackEvent) int {
-		return cmp.Or(cmp.Compare(depth[a.ID], depth[b.ID]), a.Time.Compare(b.Time),
+		return cmp.Or(cmp.Compare(depth[[2]string{a.Node, a.ID}], depth[[2]string{b.Node, b.ID}]), a.Time.Compare(b.Time),
 			cmp.Compare(trackOrder(a.Event), trackOrder(b.Event)), cmp.Compare(a.Node, b.Node))
 	})
 	for a := range unreachable {
@@ -337,24 +337,28 @@ func (n *Node) trackAcross(ctx context.Context, key string) TrackResult {
 	return res
 }
 
-// hopDepths numbers the IDs of a message's copies: 0 for where it
-// entered the mesh, n+1 for a copy relayed (or a DSN generated) at n.
-func hopDepths(evs []TrackEvent) map[string]int {
-	parent := map[string]string{}
+// hopDepths numbers the hops of a message's copies: 0 where it entered
+// the mesh, n+1 for a copy relayed (or a DSN generated) at hop n. A hop is
+// a (node, ID) pair: a copy keeps its ID across hops when its recipients
+// do not change, so the ID alone does not tell the hops apart.
+func hopDepths(evs []TrackEvent) map[[2]string]int {
+	type hop = [2]string // node, id
+	parent := map[hop]hop{}
 	for _, ev := range evs {
-		for _, child := range []string{ev.CopyID, ev.DSNID} {
-			if child != "" && child != ev.ID {
-				parent[child] = ev.ID
-			}
+		if ev.CopyID != "" && ev.NextHop != "" {
+			parent[hop{ev.NextHop, ev.CopyID}] = hop{ev.Node, ev.ID}
+		}
+		if ev.DSNID != "" && ev.DSNID != ev.ID {
+			parent[hop{ev.Node, ev.DSNID}] = hop{ev.Node, ev.ID}
 		}
 	}
-	depth := map[string]int{}
+	depth := map[hop]int{}
 	for _, ev := range evs {
-		d, id := 0, ev.ID
-		for p, ok := parent[id]; ok && d < trackMaxRounds*4; p, ok = parent[id] {
-			d, id = d+1, p
+		d, h := 0, hop{ev.Node, ev.ID}
+		for p, ok := parent[h]; ok && d < trackMaxRounds*4; p, ok = parent[h] {
+			d, h = d+1, p
 		}
-		depth[ev.ID] = d
+		depth[hop{ev.Node, ev.ID}] = d
 	}
 	return depth
 }

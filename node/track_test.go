@@ -67,20 +67,23 @@ func TestTrackerFindAndRotate(t *testing.T) {
 }
 
 func TestHopDepths(t *testing.T) {
+	// x1 relays a to x2 as b; x2 relays b to x3 keeping the ID (same
+	// recipients); x3 relays b on to x4 as c; x4 bounces and makes DSN d.
 	evs := []TrackEvent{
-		{ID: "c", Event: TrackReceived},
-		{ID: "a", Event: TrackRelayed, CopyID: "b"},
-		{ID: "b", Event: TrackRelayed, CopyID: "c"},
-		{ID: "a", Event: TrackReceived},
-		{ID: "c", Event: TrackBounced},
-		{ID: "c", Event: TrackDSN, DSNID: "d"},
-		{ID: "d", Event: TrackReceived},
+		{Node: "x4", ID: "c", Event: TrackReceived},
+		{Node: "x1", ID: "a", Event: TrackRelayed, CopyID: "b", NextHop: "x2"},
+		{Node: "x2", ID: "b", Event: TrackRelayed, CopyID: "b", NextHop: "x3"},
+		{Node: "x3", ID: "b", Event: TrackRelayed, CopyID: "c", NextHop: "x4"},
+		{Node: "x1", ID: "a", Event: TrackReceived},
+		{Node: "x4", ID: "c", Event: TrackBounced},
+		{Node: "x4", ID: "c", Event: TrackDSN, DSNID: "d"},
+		{Node: "x4", ID: "d", Event: TrackReceived},
 	}
-	want := map[string]int{"a": 0, "b": 1, "c": 2, "d": 3}
+	want := map[[2]string]int{{"x1", "a"}: 0, {"x2", "b"}: 1, {"x3", "b"}: 2, {"x4", "c"}: 3, {"x4", "d"}: 4}
 	got := hopDepths(evs)
-	for id, d := range want {
-		if got[id] != d {
-			t.Errorf("depth of %s = %d, want %d", id, got[id], d)
+	for h, d := range want {
+		if got[h] != d {
+			t.Errorf("depth of %v = %d, want %d", h, got[h], d)
 		}
 	}
 }

@@ -2,15 +2,16 @@ package smtp
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/meshd/meshd/smtp/dialogue"
 )
 
 // dialogConn is the connection go-smtp sees. It follows the SMTP dialogue
@@ -32,29 +33,24 @@ type dialogConn struct {
 	timeout time.Duration
 	log     *slog.Logger
 
-	wmu sync.Mutex // serialises writes to wire; taken before mu
+	w *dialogue.Wire // to the client: inner, or our TLS session over it
 
-	mu          sync.Mutex // guards the fields below
-	wire        net.Conn   // inner, or the *tls.Conn after our STARTTLS
-	tlsState    *tls.ConnectionState
+	mu          sync.Mutex // guards the fields below; taken after w's write lock
 	state       dialogState
-	verb        string // go-smtp's verb of the command it is handling
-	chunkSize   int64  // BDAT: declared size of the current chunk
-	chunkLeft   int64  // BDAT: bytes of it go-smtp has not read yet
-	replied     bool   // BDAT: go-smtp answered before reading the chunk
-	contentSeen bool   // DATA/BDAT content has flowed for the current command
-	needEHLO    bool   // after our STARTTLS, until EHLO/HELO
-	swallow     bool   // drop go-smtp's reply to the RSET we fed it
-	ehloHeld    []byte // EHLO reply lines held until the last one
-	out         []byte // partial reply line from go-smtp
-	goRead      time.Time
-	goWrite     time.Time
+	verb        string             // go-smtp's verb of the command it is handling
+	chunkSize   int64              // BDAT: declared size of the current chunk
+	chunkLeft   int64              // BDAT: bytes of it go-smtp has not read yet
+	replied     bool               // BDAT: go-smtp answered before reading the chunk
+	contentSeen bool               // DATA/BDAT content has flowed for the current command
+	needEHLO    bool               // after our STARTTLS, until EHLO/HELO
+	swallow     bool               // drop go-smtp's reply to the RSET we fed it
+	ehloHeld    []byte             // EHLO reply lines held until the last one
+	eod         dialogue.EndOfData // DATA: where the content stands
 
 	// Owned by go-smtp's connection goroutine, the only reader.
-	br       *bufio.Reader
-	brSize   int
-	pending  []byte // bytes handed to go-smtp but not yet read by it
-	dotState int
+	br      *bufio.Reader
+	brSize  int
+	pending []byte // bytes handed to go-smtp but not yet read by it
 }
 
 // dialogState is where the dialogue stands as dialogConn follows it.
@@ -80,7 +76,7 @@ const (
 
 // minLineBuf is the smallest line buffer; it grows to the configured
 // MaxLineLength so that no line go-smtp accepts is split.
-const minLineBuf = 4096
+const minLineBuf = dialogue.MaxHeldReply
 
 func newDialogConn(inner net.Conn, tlsCfg *tls.Config, lim Limits, log *slog.Logger) *dialogConn {
 	size := max(minLineBuf, lim.MaxLineLength+2)
@@ -89,7 +85,7 @@ func newDialogConn(inner net.Conn, tlsCfg *tls.Config, lim Limits, log *slog.Log
 		tlsCfg:  tlsCfg,
 		timeout: lim.CommandTimeout,
 		log:     log,
-		wire:    inner,
+		w:       dialogue.NewWire(inner),
 		br:      bufio.NewReaderSize(inner, size),
 		brSize:  size,
 	}
@@ -150,15 +146,9 @@ func (c *dialogConn) Read(p []byte) (int, error) {
 	}
 }
 
-// readLine returns the next client line with its LF, or the bytes there
-// are when the line does not fit the buffer or the stream ends. The slice
-// is valid until the next read from br.
+// readLine returns the next client line; see dialogue.ReadLine.
 func (c *dialogConn) readLine() (line []byte, complete bool, err error) {
-	line, err = c.br.ReadSlice('\n')
-	if err == bufio.ErrBufferFull {
-		return line, false, nil
-	}
-	return line, err == nil, err
+	return dialogue.ReadLine(c.br)
 }
 
 // command decides what happens to one client line in command state.
@@ -202,48 +192,18 @@ func (c *dialogConn) setState(st dialogState) {
 	c.mu.Unlock()
 }
 
-// commandVerb splits a line the way go-smtp v0.25 does (parseCmd): a line
-// starting with STARTTLS is STARTTLS; otherwise the verb is exactly four
-// characters followed by a space or the end of the line.
-func commandVerb(line []byte) (verb, arg string) {
-	s := strings.TrimRight(string(line), "\r\n")
-	if len(s) >= 8 && strings.EqualFold(s[:8], "STARTTLS") {
-		return "STARTTLS", ""
-	}
-	switch {
-	case len(s) == 4:
-		return strings.ToUpper(s), ""
-	case len(s) < 6 || s[4] != ' ':
-		return "", ""
-	}
-	return strings.ToUpper(s[:4]), strings.TrimSpace(s[5:])
-}
+// commandVerb splits a line the way go-smtp does; see dialogue.Verb.
+func commandVerb(line []byte) (verb, arg string) { return dialogue.Verb(line) }
 
-// chunkSize mirrors go-smtp's checks of BDAT arguments: when they pass,
-// go-smtp reads (or discards) exactly n bytes of chunk whatever it answers.
-func chunkSize(arg string) (int64, bool) {
-	args := strings.Fields(arg)
-	if len(args) == 0 || len(args) > 2 {
-		return 0, false
-	}
-	if len(args) == 2 && !strings.EqualFold(args[1], "LAST") {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(args[0], 10, 32)
-	if err != nil {
-		return 0, false
-	}
-	return int64(n), true
-}
+// chunkSize mirrors go-smtp's checks of BDAT arguments; see
+// dialogue.ChunkSize.
+func chunkSize(arg string) (int64, bool) { return dialogue.ChunkSize(arg) }
 
 func (c *dialogConn) readChunk(p []byte) (int, error) {
 	c.mu.Lock()
 	left := c.chunkLeft
 	c.mu.Unlock()
-	if int64(len(p)) > left {
-		p = p[:left]
-	}
-	n, err := c.br.Read(p)
+	n, err := dialogue.ReadChunk(c.br, p, left)
 	c.mu.Lock()
 	c.chunkLeft -= int64(n)
 	if n > 0 {
@@ -260,62 +220,9 @@ func (c *dialogConn) readChunk(p []byte) (int, error) {
 	return n, err
 }
 
-// End-of-data detection: the machine of go-smtp's dataReader (and
-// net/textproto's dotReader): a line begins only after CRLF, and ".CRLF"
-// at the beginning of a line ends the content.
-const (
-	dotBeginLine = iota
-	dotDot
-	dotDotCR
-	dotCR
-	dotData
-)
-
+// readData passes DATA content up to and including its end line.
 func (c *dialogConn) readData(p []byte) (int, error) {
-	if _, err := c.br.Peek(1); err != nil {
-		return 0, err
-	}
-	buf, _ := c.br.Peek(min(c.br.Buffered(), len(p)))
-	n, ended := 0, false
-	for n < len(buf) && !ended {
-		b := buf[n]
-		n++
-		switch c.dotState {
-		case dotBeginLine:
-			switch b {
-			case '.':
-				c.dotState = dotDot
-			case '\r':
-				c.dotState = dotCR
-			default:
-				c.dotState = dotData
-			}
-		case dotDot:
-			if b == '\r' {
-				c.dotState = dotDotCR
-			} else {
-				c.dotState = dotData
-			}
-		case dotDotCR:
-			if b == '\n' {
-				ended = true
-			} else {
-				c.dotState = dotData
-			}
-		case dotCR:
-			if b == '\n' {
-				c.dotState = dotBeginLine
-			} else {
-				c.dotState = dotData
-			}
-		case dotData:
-			if b == '\r' {
-				c.dotState = dotCR
-			}
-		}
-	}
-	copy(p, buf[:n])
-	_, _ = c.br.Discard(n)
+	n, ended, err := c.eod.Read(c.br, p)
 	if ended {
 		c.mu.Lock()
 		if c.state == stData {
@@ -323,45 +230,19 @@ func (c *dialogConn) readData(p []byte) (int, error) {
 		}
 		c.mu.Unlock()
 	}
-	return n, nil
+	return n, err
 }
 
 // Write implements net.Conn for go-smtp: reply lines pass through, with
 // the sequence errors renumbered and STARTTLS added to EHLO when ours.
 func (c *dialogConn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.mu.Lock()
-	c.out = append(c.out, p...)
-	var send []byte
-	for {
-		i := bytes.IndexByte(c.out, '\n')
-		if i < 0 {
-			break
-		}
-		send = c.filterReply(send, c.out[:i+1])
-		c.out = c.out[i+1:]
-	}
-	if len(c.out) > minLineBuf {
-		// Not a reply line we could act on; do not hold it back.
-		send = append(send, c.out...)
-		c.out = nil
-	}
-	c.out = append([]byte(nil), c.out...)
-	wire := c.wire
-	c.mu.Unlock()
-	if len(send) > 0 {
-		if _, err := wire.Write(send); err != nil {
-			return 0, err
-		}
-	}
-	return len(p), nil
+	return c.w.WriteReplies(p, &c.mu, c.filterReply)
 }
 
 // filterReply handles one reply line from go-smtp (mu held) and returns
 // send with what goes to the client appended.
 func (c *dialogConn) filterReply(send, line []byte) []byte {
-	code, final := replyCode(line)
+	code, final := dialogue.ReplyCode(line)
 	if c.state == stPass {
 		return append(send, line...)
 	}
@@ -372,7 +253,7 @@ func (c *dialogConn) filterReply(send, line []byte) []byte {
 		}
 		return send
 	}
-	if c.state == stBusy && c.verb == "EHLO" && c.tlsCfg != nil && c.tlsState == nil {
+	if c.state == stBusy && c.verb == "EHLO" && c.tlsCfg != nil && !c.tlsOn() {
 		c.ehloHeld = append(c.ehloHeld, line...)
 		if !final {
 			return send
@@ -402,7 +283,8 @@ func (c *dialogConn) afterReply(code int) {
 		switch {
 		case code == 334: // SASL challenge: the next line is a response
 		case code == 354 && c.verb == "DATA":
-			c.state, c.dotState, c.contentSeen = stData, dotBeginLine, true
+			c.state, c.contentSeen = stData, true
+			c.eod.Reset()
 		case c.verb == "QUIT":
 			c.state = stPass
 		default:
@@ -420,22 +302,6 @@ func (c *dialogConn) afterReply(code int) {
 		// session is ending and we no longer know where commands start.
 		c.state = stPass
 	}
-}
-
-// replyCode parses "ddd-" (continued) or "ddd " (final); anything else
-// counts as a final line with code 0.
-func replyCode(line []byte) (int, bool) {
-	if len(line) < 3 {
-		return 0, true
-	}
-	code := 0
-	for _, b := range line[:3] {
-		if b < '0' || b > '9' {
-			return 0, true
-		}
-		code = code*10 + int(b-'0')
-	}
-	return code, len(line) == 3 || line[3] != '-'
 }
 
 // renumbered lists go-smtp v0.25's replies that carry the wrong code: the
@@ -470,75 +336,53 @@ func renumber(verb string, line []byte) []byte {
 	return append([]byte(code), line[3:]...)
 }
 
-// addKeyword adds "250-kw" before the last line of an EHLO reply, turning
-// a one-line reply into a multi-line one.
+// addKeyword adds "250-kw" before the last line of an EHLO reply; see
+// dialogue.InsertKeywords.
 func addKeyword(reply []byte, kw string) []byte {
-	body := bytes.TrimRight(reply, "\r\n")
-	lastStart := bytes.LastIndexByte(body, '\n') + 1
-	var out []byte
-	if lastStart == 0 {
-		out = append(out, reply...)
-		if len(out) > 3 {
-			out[3] = '-'
-		}
-		return append(out, "250 "+kw+"\r\n"...)
-	}
-	out = append(out, reply[:lastStart]...)
-	out = append(out, "250-"+kw+"\r\n"...)
-	return append(out, reply[lastStart:]...)
+	return dialogue.InsertKeywords(reply, []string{kw})
 }
 
 // reply writes a reply of our own, for a command go-smtp never sees, and
 // gives the client a fresh command timeout for its next line.
 func (c *dialogConn) reply(line string) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.mu.Lock()
-	wire, goWrite := c.wire, c.goWrite
-	c.mu.Unlock()
-	_ = c.inner.SetWriteDeadline(time.Now().Add(c.timeout))
-	_, err := io.WriteString(wire, line+"\r\n")
-	_ = c.inner.SetWriteDeadline(goWrite)
-	_ = c.inner.SetReadDeadline(time.Now().Add(c.timeout))
-	return err
+	return c.w.Reply(c.timeout, []byte(line+"\r\n"))
+}
+
+// tlsOn reports whether this connection terminated TLS.
+func (c *dialogConn) tlsOn() bool {
+	_, ok := c.w.TLS()
+	return ok
 }
 
 // startTLS runs STARTTLS for go-smtp (RFC 3207 §4).
 func (c *dialogConn) startTLS(line []byte) error {
-	c.mu.Lock()
-	tlsOn := c.tlsState != nil
-	c.mu.Unlock()
 	switch {
-	case !strings.EqualFold(strings.TrimRight(string(line), "\r\n"), "STARTTLS"):
+	case !dialogue.IsSTARTTLS(line):
 		return c.reply("501 5.5.4 Syntax: STARTTLS (no parameters allowed)")
-	case tlsOn:
+	case c.tlsOn():
 		return c.reply("503 5.5.1 TLS already active")
 	}
-	if err := c.reply("220 2.0.0 Ready to start TLS"); err != nil {
+	tc, err := c.w.StartTLS(c.tlsCfg, c.timeout, func(tc *tls.Conn) error {
+		_ = c.inner.SetDeadline(time.Now().Add(c.timeout))
+		err := tc.Handshake()
+		c.w.Deadlines().Restore()
 		return err
-	}
-	tc := tls.Server(c.inner, c.tlsCfg)
-	_ = c.inner.SetDeadline(time.Now().Add(c.timeout))
-	err := tc.Handshake()
-	c.mu.Lock()
-	goRead, goWrite := c.goRead, c.goWrite
-	c.mu.Unlock()
-	_ = c.inner.SetReadDeadline(goRead)
-	_ = c.inner.SetWriteDeadline(goWrite)
-	if err != nil {
-		c.log.Info("smtp: TLS handshake failed", "peer", addrString(c.inner.RemoteAddr()), "err", err)
-		_ = c.inner.Close()
+	})
+	var hsErr *dialogue.HandshakeError
+	switch {
+	case errors.As(err, &hsErr):
+		c.log.Info("smtp: TLS handshake failed", "peer", addrString(c.inner.RemoteAddr()), "err", hsErr.Err)
 		// go-smtp ends the session quietly on EOF.
 		return io.EOF
+	case err != nil:
+		return err
 	}
-	cs := tc.ConnectionState()
 	// RFC 3207 §4.2: plaintext pipelined after STARTTLS is discarded with
 	// the old reader, and everything learnt before TLS is forgotten:
 	// go-smtp gets an RSET, whose reply is dropped, and the client must
 	// send EHLO again before MAIL or AUTH.
 	c.br = bufio.NewReaderSize(tc, c.brSize)
 	c.mu.Lock()
-	c.wire, c.tlsState = tc, &cs
 	c.needEHLO, c.swallow = true, true
 	c.verb, c.state, c.contentSeen = "RSET", stBusy, false
 	c.mu.Unlock()
@@ -550,11 +394,8 @@ func (c *dialogConn) startTLS(line []byte) error {
 // or else the one a connection below terminated (smtp/xlink's interposer
 // on mesh listeners), and false while there is none.
 func (c *dialogConn) TLSConnectionState() (tls.ConnectionState, bool) {
-	c.mu.Lock()
-	st := c.tlsState
-	c.mu.Unlock()
-	if st != nil {
-		return *st, true
+	if st, ok := c.w.TLS(); ok {
+		return st, true
 	}
 	inner := c.inner
 	if cc, ok := inner.(*capConn); ok {
@@ -567,16 +408,7 @@ func (c *dialogConn) TLSConnectionState() (tls.ConnectionState, bool) {
 }
 
 // Close closes the connection, with a TLS close_notify after STARTTLS.
-func (c *dialogConn) Close() error {
-	c.mu.Lock()
-	wire := c.wire
-	c.mu.Unlock()
-	if wire != c.inner {
-		_ = c.inner.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = wire.Close()
-	}
-	return c.inner.Close()
-}
+func (c *dialogConn) Close() error { return c.w.Close(time.Second) }
 
 func (c *dialogConn) LocalAddr() net.Addr  { return c.inner.LocalAddr() }
 func (c *dialogConn) RemoteAddr() net.Addr { return c.inner.RemoteAddr() }
@@ -584,23 +416,8 @@ func (c *dialogConn) RemoteAddr() net.Addr { return c.inner.RemoteAddr() }
 // SetDeadline, SetReadDeadline and SetWriteDeadline are go-smtp's; they
 // are remembered so that they can be restored after a TLS handshake or a
 // reply of our own.
-func (c *dialogConn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.goRead, c.goWrite = t, t
-	c.mu.Unlock()
-	return c.inner.SetDeadline(t)
-}
+func (c *dialogConn) SetDeadline(t time.Time) error { return c.w.Deadlines().SetDeadline(t) }
 
-func (c *dialogConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.goRead = t
-	c.mu.Unlock()
-	return c.inner.SetReadDeadline(t)
-}
+func (c *dialogConn) SetReadDeadline(t time.Time) error { return c.w.Deadlines().SetReadDeadline(t) }
 
-func (c *dialogConn) SetWriteDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.goWrite = t
-	c.mu.Unlock()
-	return c.inner.SetWriteDeadline(t)
-}
+func (c *dialogConn) SetWriteDeadline(t time.Time) error { return c.w.Deadlines().SetWriteDeadline(t) }

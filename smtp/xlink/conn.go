@@ -2,17 +2,17 @@ package xlink
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/meshd/meshd/smtp/dialogue"
 )
 
 // mode is where the SMTP dialogue stands, as the interposer follows it.
@@ -37,7 +37,7 @@ const (
 
 // lineBufSize bounds how much of a client line the interposer looks at.
 // go-smtp's own limit (MaxLineLength, 2000 by default) is smaller.
-const lineBufSize = 4096
+const lineBufSize = dialogue.MaxHeldReply
 
 // errDropped is returned internally when the interposer closed the session.
 var errDropped = errors.New("xlink: session dropped")
@@ -56,21 +56,16 @@ type Conn struct {
 	cfg *Config
 	raw net.Conn
 
-	wmu sync.Mutex // serialises writes to wire; taken before mu
+	w *dialogue.Wire // to the client: raw, or the TLS session after STARTTLS
 
-	mu        sync.Mutex // guards the fields below
-	wire      net.Conn   // raw, or the *tls.Conn after STARTTLS
-	tlsState  *tls.ConnectionState
+	mu        sync.Mutex // guards the fields below; taken after w's write lock
 	mode      mode
-	verb      string // go-smtp's verb of the command it is handling
-	swallow   bool   // drop go-smtp's reply (to our injected RSET)
-	ehloHeld  []byte // EHLO reply held until its last line
-	ehlo      bool   // a successful EHLO since connect/STARTTLS
-	needEHLO  bool   // STARTTLS done, no EHLO yet
-	outbuf    []byte // partial reply line from go-smtp
-	dataState int
-	goRead    time.Time // deadlines as go-smtp last set them
-	goWrite   time.Time
+	verb      string             // go-smtp's verb of the command it is handling
+	swallow   bool               // drop go-smtp's reply (to our injected RSET)
+	ehloHeld  []byte             // EHLO reply held until its last line
+	ehlo      bool               // a successful EHLO since connect/STARTTLS
+	needEHLO  bool               // STARTTLS done, no EHLO yet
+	eod       dialogue.EndOfData // modeData: where the content stands
 	closed    bool
 	closeOnce sync.Once
 	closeErr  error
@@ -83,7 +78,7 @@ type Conn struct {
 }
 
 func newConn(ctx context.Context, raw net.Conn, cfg *Config) *Conn {
-	c := &Conn{ctx: ctx, cfg: cfg, raw: raw, wire: raw, mode: modeCmd}
+	c := &Conn{ctx: ctx, cfg: cfg, raw: raw, w: dialogue.NewWire(raw), mode: modeCmd}
 	c.br = bufio.NewReaderSize(raw, lineBufSize)
 	c.proto.init(cfg)
 	return c
@@ -138,12 +133,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 // readLine returns the next client line (with its LF) or, when the line
 // is longer than the buffer or the stream ends, the bytes available.
 func (c *Conn) readLine() (line []byte, complete bool, err error) {
-	s, err := c.br.ReadSlice('\n')
-	line = append([]byte(nil), s...)
-	if err == bufio.ErrBufferFull {
-		return line, false, nil
-	}
-	return line, err == nil, err
+	s, complete, err := dialogue.ReadLine(c.br)
+	return append([]byte(nil), s...), complete, err
 }
 
 // command decides what to do with one client line in command state: the
@@ -153,7 +144,7 @@ func (c *Conn) command(line []byte, complete bool) error {
 	if isXLink(line) {
 		return c.xlink(line, complete)
 	}
-	verb, arg := goSMTPVerb(line)
+	verb, arg := dialogue.Verb(line)
 	c.mu.Lock()
 	needEHLO := c.needEHLO
 	c.mu.Unlock()
@@ -177,7 +168,7 @@ func (c *Conn) command(line []byte, complete bool) error {
 		// following the dialogue rather than guess where it resumes.
 		c.mode = modePass
 	} else if verb == "BDAT" {
-		if n, ok := bdatSize(arg); ok && n > 0 {
+		if n, ok := dialogue.ChunkSize(arg); ok && n > 0 {
 			c.mode, c.bdatLeft = modeBDAT, n
 		}
 	}
@@ -198,45 +189,8 @@ func isXLink(line []byte) bool {
 	return len(rest) == 0 || rest[0] == ' ' || rest[0] == '\r' || rest[0] == '\n'
 }
 
-// goSMTPVerb mirrors how go-smtp v0.25 splits a command line (parseCmd):
-// the verb is the first four characters, followed by a space or nothing;
-// any line starting with STARTTLS is STARTTLS.
-func goSMTPVerb(line []byte) (verb, arg string) {
-	s := strings.TrimRight(string(line), "\r\n")
-	if strings.HasPrefix(strings.ToUpper(s), "STARTTLS") {
-		return "STARTTLS", ""
-	}
-	switch {
-	case len(s) == 4:
-		return strings.ToUpper(s), ""
-	case len(s) < 6 || s[4] != ' ':
-		return "", ""
-	}
-	return strings.ToUpper(s[:4]), strings.TrimSpace(s[5:])
-}
-
-// bdatSize mirrors go-smtp's BDAT argument checks: when they pass, go-smtp
-// reads (or discards) exactly n bytes of chunk, whatever it answers.
-func bdatSize(arg string) (int64, bool) {
-	args := strings.Fields(arg)
-	if len(args) == 0 || len(args) > 2 {
-		return 0, false
-	}
-	if len(args) == 2 && !strings.EqualFold(args[1], "LAST") {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(args[0], 10, 32)
-	if err != nil {
-		return 0, false
-	}
-	return int64(n), true
-}
-
 func (c *Conn) readBDAT(p []byte) (int, error) {
-	if int64(len(p)) > c.bdatLeft {
-		p = p[:c.bdatLeft]
-	}
-	n, err := c.br.Read(p)
+	n, err := dialogue.ReadChunk(c.br, p, c.bdatLeft)
 	c.bdatLeft -= int64(n)
 	if c.bdatLeft == 0 {
 		c.mu.Lock()
@@ -248,105 +202,28 @@ func (c *Conn) readBDAT(p []byte) (int, error) {
 	return n, err
 }
 
-// Data states, the same machine as go-smtp's dataReader (and
-// net/textproto's dotReader): a line starts only after CRLF, and ".CRLF"
-// at the start of a line ends the data.
-const (
-	dsBeginLine = iota
-	dsDot
-	dsDotCR
-	dsCR
-	dsData
-)
-
+// readData passes DATA content up to and including its end line.
 func (c *Conn) readData(p []byte) (int, error) {
-	if _, err := c.br.Peek(1); err != nil {
-		return 0, err
-	}
-	buf, _ := c.br.Peek(min(c.br.Buffered(), len(p)))
-	c.mu.Lock()
-	n, ended := 0, false
-	for n < len(buf) && !ended {
-		b := buf[n]
-		n++
-		switch c.dataState {
-		case dsBeginLine:
-			switch b {
-			case '.':
-				c.dataState = dsDot
-			case '\r':
-				c.dataState = dsCR
-			default:
-				c.dataState = dsData
-			}
-		case dsDot:
-			if b == '\r' {
-				c.dataState = dsDotCR
-			} else {
-				c.dataState = dsData
-			}
-		case dsDotCR:
-			if b == '\n' {
-				ended = true
-			} else {
-				c.dataState = dsData
-			}
-		case dsCR:
-			if b == '\n' {
-				c.dataState = dsBeginLine
-			} else {
-				c.dataState = dsData
-			}
-		case dsData:
-			if b == '\r' {
-				c.dataState = dsCR
-			}
+	n, ended, err := c.eod.Read(c.br, p)
+	if ended {
+		c.mu.Lock()
+		if c.mode == modeData {
+			c.mode = modeCmd
 		}
+		c.mu.Unlock()
 	}
-	if ended && c.mode == modeData {
-		c.mode = modeCmd
-	}
-	c.mu.Unlock()
-	copy(p, buf[:n])
-	_, _ = c.br.Discard(n)
-	return n, nil
+	return n, err
 }
 
 // Write implements net.Conn for go-smtp: replies pass through, the EHLO
 // reply gets the interposer's keywords before its last line.
 func (c *Conn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.mu.Lock()
-	c.outbuf = append(c.outbuf, p...)
-	var out []byte
-	for {
-		i := bytes.IndexByte(c.outbuf, '\n')
-		if i < 0 {
-			break
-		}
-		out = c.filterReply(out, c.outbuf[:i+1])
-		c.outbuf = c.outbuf[i+1:]
-	}
-	if len(c.outbuf) > lineBufSize {
-		// Not a reply line we could act on; do not hold it back.
-		out = append(out, c.outbuf...)
-		c.outbuf = nil
-	}
-	c.outbuf = append([]byte(nil), c.outbuf...)
-	wire := c.wire
-	c.mu.Unlock()
-	if len(out) > 0 {
-		if _, err := wire.Write(out); err != nil {
-			return 0, err
-		}
-	}
-	return len(p), nil
+	return c.w.WriteReplies(p, &c.mu, c.filterReply)
 }
 
 // filterReply handles one reply line from go-smtp (mu held).
 func (c *Conn) filterReply(out, line []byte) []byte {
-	code, final := replyCode(line)
+	code, final := dialogue.ReplyCode(line)
 	if c.swallow {
 		if final {
 			c.swallow = false
@@ -382,7 +259,8 @@ func (c *Conn) filterReply(out, line []byte) []byte {
 func (c *Conn) afterReply(code int) {
 	switch {
 	case c.mode == modeCmd && code == 354:
-		c.mode, c.dataState = modeData, dsBeginLine
+		c.mode = modeData
+		c.eod.Reset()
 	case c.mode == modeCmd && code == 334:
 		// SASL challenge: the next client line is a response, not a command.
 	case c.mode == modeCmd:
@@ -403,72 +281,23 @@ func (c *Conn) afterReply(code int) {
 
 func (c *Conn) keywords() []string {
 	var kw []string
-	if c.cfg.TLS != nil && c.tlsState == nil {
+	if c.cfg.TLS != nil && c.tlsState() == nil {
 		kw = append(kw, "STARTTLS")
 	}
 	return append(kw, "X-LINK2STATE")
 }
 
-// replyCode parses "ddd-" or "ddd " (final); anything else counts as a
-// final line with code 0.
-func replyCode(line []byte) (int, bool) {
-	if len(line) < 3 {
-		return 0, true
-	}
-	code := 0
-	for _, b := range line[:3] {
-		if b < '0' || b > '9' {
-			return 0, true
-		}
-		code = code*10 + int(b-'0')
-	}
-	return code, len(line) == 3 || line[3] != '-'
-}
+// replyCode parses a reply line's code; see dialogue.ReplyCode.
+func replyCode(line []byte) (int, bool) { return dialogue.ReplyCode(line) }
 
-// insertKeywords adds "ddd-KEYWORD" lines before the last line of a
-// multi-line 250 reply (turning a one-line reply into a multi-line one).
+// insertKeywords adds keyword lines to an EHLO reply; see
+// dialogue.InsertKeywords.
 func insertKeywords(reply []byte, kws []string) []byte {
-	body := reply
-	var lastStart int
-	if i := bytes.LastIndexByte(bytes.TrimRight(body, "\r\n"), '\n'); i >= 0 {
-		lastStart = i + 1
-	}
-	var out []byte
-	if lastStart == 0 {
-		first := append([]byte(nil), body...)
-		if len(first) > 3 {
-			first[3] = '-'
-		}
-		out = append(out, first...)
-		for i, kw := range kws {
-			sep := "-"
-			if i == len(kws)-1 {
-				sep = " "
-			}
-			out = append(out, "250"+sep+kw+"\r\n"...)
-		}
-		return out
-	}
-	out = append(out, body[:lastStart]...)
-	for _, kw := range kws {
-		out = append(out, "250-"+kw+"\r\n"...)
-	}
-	return append(out, body[lastStart:]...)
-}
-
-// extendReadDeadline gives the client CommandTimeout for its next line
-// while the interposer, not go-smtp, is reading commands.
-func (c *Conn) extendReadDeadline() {
-	_ = c.raw.SetReadDeadline(time.Now().Add(c.cfg.CommandTimeout))
+	return dialogue.InsertKeywords(reply, kws)
 }
 
 // restoreReadDeadline puts back the deadline go-smtp last asked for.
-func (c *Conn) restoreReadDeadline() {
-	c.mu.Lock()
-	d := c.goRead
-	c.mu.Unlock()
-	_ = c.raw.SetReadDeadline(d)
-}
+func (c *Conn) restoreReadDeadline() { c.w.Deadlines().RestoreRead() }
 
 // reply writes interposer reply lines straight to the client.
 func (c *Conn) reply(lines ...string) error {
@@ -477,20 +306,7 @@ func (c *Conn) reply(lines ...string) error {
 		b = append(b, l...)
 		b = append(b, '\r', '\n')
 	}
-	return c.writeRaw(b)
-}
-
-func (c *Conn) writeRaw(b []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.mu.Lock()
-	wire, goWrite := c.wire, c.goWrite
-	c.mu.Unlock()
-	_ = c.raw.SetWriteDeadline(time.Now().Add(c.cfg.CommandTimeout))
-	_, err := wire.Write(b)
-	_ = c.raw.SetWriteDeadline(goWrite)
-	c.extendReadDeadline()
-	return err
+	return c.w.Reply(c.cfg.CommandTimeout, b)
 }
 
 // drop refuses the command with reply, announces 421 and closes: the
@@ -506,39 +322,39 @@ func (c *Conn) drop(reply string) error {
 // startTLS terminates STARTTLS for go-smtp (RFC 3207).
 func (c *Conn) startTLS(line []byte, complete bool) error {
 	c.mu.Lock()
-	tlsOn, ehlo := c.tlsState != nil, c.ehlo
+	ehlo := c.ehlo
 	c.mu.Unlock()
+	tlsOn := c.tlsState() != nil
 	switch {
-	case !complete || !strings.EqualFold(strings.TrimRight(string(line), "\r\n"), "STARTTLS"):
+	case !complete || !dialogue.IsSTARTTLS(line):
 		return c.reply("501 5.5.4 Syntax: STARTTLS")
 	case tlsOn:
 		return c.reply("503 5.5.1 TLS already active")
 	case !ehlo:
 		return c.reply("503 5.5.1 Send EHLO first")
 	}
-	if err := c.reply("220 2.0.0 Ready to start TLS"); err != nil {
-		return err
-	}
-	tc := tls.Server(c.raw, c.cfg.TLS)
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.HandshakeTimeout)
-	err := tc.HandshakeContext(ctx)
-	cancel()
-	if err != nil {
-		c.cfg.Logger.Info("xlink: TLS handshake failed", "peer", c.raw.RemoteAddr().String(), "err", err)
-		_ = c.raw.Close()
+	tc, err := c.w.StartTLS(c.cfg.TLS, c.cfg.CommandTimeout, func(tc *tls.Conn) error {
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.HandshakeTimeout)
+		defer cancel()
+		return tc.HandshakeContext(ctx)
+	})
+	var hsErr *dialogue.HandshakeError
+	switch {
+	case errors.As(err, &hsErr):
+		c.cfg.Logger.Info("xlink: TLS handshake failed", "peer", c.raw.RemoteAddr().String(), "err", hsErr.Err)
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
 		return errDropped
+	case err != nil:
+		return err
 	}
-	cs := tc.ConnectionState()
 	// RFC 3207 §4.2: forget everything learned before TLS. Plaintext that
 	// was pipelined after STARTTLS is discarded with the old reader; go-smtp
 	// is fed an RSET whose reply is swallowed, and the client must EHLO.
 	c.br = bufio.NewReaderSize(tc, lineBufSize)
 	c.proto.reset()
 	c.mu.Lock()
-	c.wire, c.tlsState = tc, &cs
 	c.ehlo, c.needEHLO = false, true
 	c.verb, c.swallow, c.mode = "RSET", true, modeCmd
 	c.mu.Unlock()
@@ -548,13 +364,15 @@ func (c *Conn) startTLS(line []byte, complete bool) error {
 
 // TLSConnectionState returns the state of the TLS session the interposer
 // terminated, and false before STARTTLS.
-func (c *Conn) TLSConnectionState() (tls.ConnectionState, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.tlsState == nil {
-		return tls.ConnectionState{}, false
+func (c *Conn) TLSConnectionState() (tls.ConnectionState, bool) { return c.w.TLS() }
+
+// tlsState returns the TLS session the interposer terminated, nil before
+// STARTTLS.
+func (c *Conn) tlsState() *tls.ConnectionState {
+	if cs, ok := c.w.TLS(); ok {
+		return &cs
 	}
-	return *c.tlsState, true
+	return nil
 }
 
 // PeerCertificate returns the client's certificate when it was verified
@@ -572,13 +390,8 @@ func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.closed = true
-		wire := c.wire
 		c.mu.Unlock()
-		_ = c.raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		c.closeErr = wire.Close()
-		if wire != c.raw {
-			_ = c.raw.Close()
-		}
+		c.closeErr = c.w.Close(5 * time.Second)
 	})
 	return c.closeErr
 }
@@ -588,26 +401,11 @@ func (c *Conn) LocalAddr() net.Addr  { return c.raw.LocalAddr() }
 func (c *Conn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
 
 // SetDeadline sets both deadlines (see SetReadDeadline).
-func (c *Conn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.goRead, c.goWrite = t, t
-	c.mu.Unlock()
-	return c.raw.SetDeadline(t)
-}
+func (c *Conn) SetDeadline(t time.Time) error { return c.w.Deadlines().SetDeadline(t) }
 
 // SetReadDeadline is go-smtp's; the interposer remembers it and restores
 // it after reading commands under its own CommandTimeout.
-func (c *Conn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.goRead = t
-	c.mu.Unlock()
-	return c.raw.SetReadDeadline(t)
-}
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.w.Deadlines().SetReadDeadline(t) }
 
 // SetWriteDeadline is go-smtp's (restored after interposer replies).
-func (c *Conn) SetWriteDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.goWrite = t
-	c.mu.Unlock()
-	return c.raw.SetWriteDeadline(t)
-}
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.w.Deadlines().SetWriteDeadline(t) }

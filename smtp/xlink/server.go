@@ -49,8 +49,9 @@ func (c *Conn) xlink(line []byte, complete bool) error {
 		return c.drop("500 5.5.2 X-LINK2STATE line too long")
 	}
 	c.mu.Lock()
-	ehlo, st := c.ehlo, c.tlsState
+	ehlo := c.ehlo
 	c.mu.Unlock()
+	st := c.tlsState()
 	switch {
 	case !ehlo:
 		return c.reply("503 5.5.1 Send EHLO first")

@@ -1,0 +1,89 @@
+package dialogue
+
+import "bufio"
+
+// ReadChunk reads into p at most left bytes of a BDAT chunk from br.
+func ReadChunk(br *bufio.Reader, p []byte, left int64) (int, error) {
+	if int64(len(p)) > left {
+		p = p[:left]
+	}
+	return br.Read(p)
+}
+
+// EndOfData follows DATA content to find its end: the machine of
+// go-smtp's dataReader (and net/textproto's dotReader), where a line
+// begins only after CRLF and ".CRLF" at the beginning of a line ends the
+// content (RFC 5321 §4.1.1.4). The zero value is at the beginning of a
+// line, where content starts after the 354 reply.
+type EndOfData struct {
+	state int
+}
+
+const (
+	eodBeginLine = iota
+	eodDot
+	eodDotCR
+	eodCR
+	eodData
+)
+
+// Reset puts e back at the beginning of content.
+func (e *EndOfData) Reset() { e.state = eodBeginLine }
+
+// Scan follows buf and returns how many of its bytes belong to the
+// content, up to and including the end-of-data line, and whether that
+// line was seen.
+func (e *EndOfData) Scan(buf []byte) (n int, ended bool) {
+	for n < len(buf) && !ended {
+		b := buf[n]
+		n++
+		switch e.state {
+		case eodBeginLine:
+			switch b {
+			case '.':
+				e.state = eodDot
+			case '\r':
+				e.state = eodCR
+			default:
+				e.state = eodData
+			}
+		case eodDot:
+			if b == '\r' {
+				e.state = eodDotCR
+			} else {
+				e.state = eodData
+			}
+		case eodDotCR:
+			if b == '\n' {
+				ended = true
+			} else {
+				e.state = eodData
+			}
+		case eodCR:
+			if b == '\n' {
+				e.state = eodBeginLine
+			} else {
+				e.state = eodData
+			}
+		case eodData:
+			if b == '\r' {
+				e.state = eodCR
+			}
+		}
+	}
+	return n, ended
+}
+
+// Read reads content from br into p, never past the end-of-data line,
+// and reports whether it read that line. It waits for at least one byte
+// and then takes only what br already holds.
+func (e *EndOfData) Read(br *bufio.Reader, p []byte) (n int, ended bool, err error) {
+	if _, err := br.Peek(1); err != nil {
+		return 0, false, err
+	}
+	buf, _ := br.Peek(min(br.Buffered(), len(p)))
+	n, ended = e.Scan(buf)
+	copy(p, buf[:n])
+	_, _ = br.Discard(n)
+	return n, ended, nil
+}
