@@ -42,8 +42,11 @@ type deliverer struct {
 	// waiting holds messages that found no route, or whose mesh hop
 	// failed: a new routing table retries them at once.
 	waiting map[string]bool
-	wg      sync.WaitGroup
-	wake    chan struct{}
+	// final: per message in flight, whether a recipient was finished here
+	// (true) or all finished ones were relayed to mesh peers (false).
+	final map[string]bool
+	wg    sync.WaitGroup
+	wake  chan struct{}
 }
 
 func newDeliverer(n *Node, opts Options) (*deliverer, error) {
@@ -67,6 +70,7 @@ func newDeliverer(n *Node, opts Options) (*deliverer, error) {
 		attempted: make(map[string]bool),
 		dests:     make(map[string]chan struct{}),
 		waiting:   make(map[string]bool),
+		final:     make(map[string]bool),
 		wake:      make(chan struct{}, 1),
 	}, nil
 }
@@ -323,6 +327,7 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 	if len(delivered) > 0 && (g.kind == kindMaildir || g.kind == kindLMTP) {
 		d.successDSN(m, body, delivered)
 	}
+	d.noteOutcome(m.ID, g, results)
 	after, err := d.q.RecordMessage(m.ID, results)
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
@@ -330,8 +335,43 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 	case err != nil:
 		log.Error("queue: record results", "err", err)
 	case !hasPending(after):
+		if d.onlyRelayed(m.ID) {
+			// Every recipient went on to other mesh nodes: this node is
+			// done with the copy, and may see it again legitimately.
+			if err := d.q.Forget(m.ID); err != nil && !errors.Is(err, queue.ErrClosed) {
+				log.Warn("queue: forget relayed message", "err", err)
+			}
+		}
 		d.forget(m.ID)
 	}
+}
+
+// noteOutcome remembers, per message, whether any recipient was finished
+// here (delivered locally or out of the mesh, or failed) rather than
+// relayed to another mesh node.
+func (d *deliverer) noteOutcome(id string, g *group, results []queue.Result) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range results {
+		switch {
+		case r.Outcome == queue.TempFail:
+		case g.kind == kindMesh && r.Outcome == queue.Delivered:
+			if _, ok := d.final[id]; !ok {
+				d.final[id] = false
+			}
+		default:
+			d.final[id] = true
+		}
+	}
+}
+
+// onlyRelayed reports whether every finished recipient of the message was
+// relayed to another mesh node (as far as this process saw).
+func (d *deliverer) onlyRelayed(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	final, ok := d.final[id]
+	return ok && !final
 }
 
 // acquire takes a global slot and one of the destination's slots.
@@ -396,6 +436,7 @@ func (d *deliverer) expire(m *queue.Message, body []byte, now time.Time) {
 func (d *deliverer) forget(id string) {
 	d.mu.Lock()
 	delete(d.attempted, id)
+	delete(d.final, id)
 	d.mu.Unlock()
 }
 

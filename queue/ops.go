@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -230,6 +231,32 @@ func (q *Queue) Delete(id string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("queue: delete %s: %w", id, err)
+	}
+	return nil
+}
+
+// Forget drops the dedup marker of a message that is no longer queued, so
+// that the same ID is accepted again. A node calls it after handing every
+// recipient of a message on to other mesh nodes: the message may come back
+// legitimately (a route changed under it and the way on leads through
+// here again), while a true duplicate is still recognised where the copy
+// was finally delivered. A message still queued keeps its marker.
+func (q *Queue) Forget(id string) error {
+	q.dbMu.RLock()
+	defer q.dbMu.RUnlock()
+	if q.closed {
+		return fmt.Errorf("queue: forget %s: %w", id, ErrClosed)
+	}
+	err := q.db.Update(func(txn *badger.Txn) error {
+		if _, err := txn.Get(msgKey(id)); err == nil {
+			return nil
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		return txn.Delete(dedupKey(id))
+	})
+	if err != nil {
+		return fmt.Errorf("queue: forget %s: %w", id, err)
 	}
 	return nil
 }
