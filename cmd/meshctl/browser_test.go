@@ -2,60 +2,23 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"image"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/harness/extern"
 )
 
-// chromium is Debian's headless browser (scripts/install-deps installs it).
-const chromium = "/usr/bin/chromium"
-
-// browse runs headless chromium once on url with extra flags, in a process
-// group of its own that is killed when it returns.
+// browse runs headless chromium once on url with extra flags, giving the
+// page's script time to fetch the SVG before a screenshot is taken.
 func browse(t *testing.T, url string, extra ...string) []byte {
-	t.Helper()
-	profile, err := os.MkdirTemp("", "meshctl-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(profile) })
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-		"--hide-scrollbars", "--force-device-scale-factor=1", "--window-size=1280,900",
-		// Let the page's script fetch the SVG before the shot is taken.
-		"--virtual-time-budget=3000", "--user-data-dir=" + profile}, extra...)
-	cmd := exec.CommandContext(ctx, chromium, append(args, url)...)
-	cmd.Env = append(os.Environ(), "HOME="+profile)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	if cmd.Process != nil {
-		if kerr := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); kerr != nil && !errors.Is(kerr, syscall.ESRCH) {
-			t.Logf("kill chromium: %v", kerr)
-		}
-	}
-	if err != nil {
-		s := stderr.String()
-		if len(s) > 2000 {
-			s = s[len(s)-2000:]
-		}
-		t.Fatalf("chromium %v: %v\n%s", extra, err, s)
-	}
-	return stdout.Bytes()
+	return extern.Chromium(t, url, append([]string{"--virtual-time-budget=3000"}, extra...)...)
 }
 
 // colours counts the pixels of the up colour (green) and the down colour
@@ -122,9 +85,7 @@ func TestBrowserDemoStatusPage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 6-node mesh and a browser")
 	}
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("headless chromium is needed at %s: run scripts/install-deps: %v", chromium, err)
-	}
+	extern.Require(t, extern.FindChromium)
 	d, _ := startDemo(t)
 	a1 := d.Info().Nodes[0]
 	// The admin root redirects to the page.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,21 +22,11 @@ const defaultDemoBase = 25000
 // mesh of package demo until SIGINT or SIGTERM. Exit code 0 after a
 // signal, 1 when the mesh could not start, 2 for usage errors.
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("meshd demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("meshd demo", "[-dir DIR] [-base PORT] [-v]", stderr)
 	dir := fs.String("dir", "meshd-demo", "`DIR` for demo.json, the nodes' data and Maildirs, and meshd.log")
 	base := fs.Int("base", defaultDemoBase, "first listening `port` (node i uses base+10*i .. base+10*i+4); 0 picks free ports")
 	verbose := fs.Bool("v", false, "log to stderr instead of DIR/meshd.log")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: meshd demo [-dir DIR] [-base PORT] [-v]\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "meshd demo: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
+	if !parseArgs(fs, args, 0, stderr) {
 		return 2
 	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {

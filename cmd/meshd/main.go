@@ -35,21 +35,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "demo" {
 		return runDemo(args[1:], stdout, stderr)
 	}
-	fs := flag.NewFlagSet("meshd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("meshd", "[-config FILE] [-check] [-version]\n       meshd demo [-dir DIR] [-base PORT] [-v]\n       meshd sim [-json] [-keep DIR] [-v] SCENARIO.yaml", stderr)
 	configPath := fs.String("config", "", "YAML configuration `file` (default: embedded defaults on loopback)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	checkOnly := fs.Bool("check", false, "validate the configuration and exit")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: meshd [-config FILE] [-check] [-version]\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "meshd: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
+	if !parseArgs(fs, args, 0, stderr) {
 		return 2
 	}
 	if *showVersion {
@@ -132,4 +122,32 @@ func version() string {
 		return bi.Main.Version
 	}
 	return "devel"
+}
+
+// newFlagSet is a flag set for meshd or one of its subcommands, whose
+// usage line is "usage: NAME SYNOPSIS" followed by the flags.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s %s\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseArgs parses args and checks that exactly want positional arguments
+// remain; on an error it prints why and the usage, and reports false.
+func parseArgs(fs *flag.FlagSet, args []string, want int, stderr io.Writer) bool {
+	if err := fs.Parse(args); err != nil {
+		return false
+	}
+	if fs.NArg() != want {
+		if fs.NArg() > want {
+			fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(want))
+		}
+		fs.Usage()
+		return false
+	}
+	return true
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,20 +18,11 @@ import (
 // 0 when every assertion passed, 1 when one failed or the run could not be
 // carried out, 2 for usage and scenario errors.
 func runSim(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("meshd sim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("meshd sim", "[-json] [-keep DIR] [-v] SCENARIO.yaml", stderr)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	keep := fs.String("keep", "", "keep the nodes' data directories under `DIR` (default: a temporary directory, removed)")
 	verbose := fs.Bool("v", false, "log what the nodes do (debug) to stderr")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: meshd sim [-json] [-keep DIR] [-v] SCENARIO.yaml\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
+	if !parseArgs(fs, args, 1, stderr) {
 		return 2
 	}
 	sc, err := harness.LoadScenario(fs.Arg(0))

@@ -1,79 +1,28 @@
 package status
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"image"
 	"image/png"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/harness/extern"
 )
 
-// chromiumPath is where Debian's chromium package (scripts/install-deps)
-// puts the browser.
-const chromiumPath = "/usr/bin/chromium"
-
 // requireChromium fails the test when the browser is missing: the status
-// page is only known to work if a real browser drew it. MESHD_SKIP_EXTERN=1
-// turns that into a skip for machines without the external tools.
-func requireChromium(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("MESHD_SKIP_EXTERN") == "1" {
-			t.Skipf("MESHD_SKIP_EXTERN=1 and %s is missing", chromiumPath)
-		}
-		t.Fatalf("headless chromium is needed at %s: run scripts/install-deps (MESHD_SKIP_EXTERN=1 skips this test locally): %v", chromiumPath, err)
-	}
-}
+// page is only known to work if a real browser drew it.
+func requireChromium(t *testing.T) { extern.Require(t, extern.FindChromium) }
 
-// runChromium runs headless chromium once against url with extra flags
-// and returns its standard output. The browser runs in a process group of
-// its own that is killed when it returns, so no helper process outlives
-// the test.
+// runChromium runs headless chromium once against url with extra flags.
 func runChromium(t *testing.T, url string, extra ...string) []byte {
-	t.Helper()
-	profile, err := os.MkdirTemp("", "meshd-status-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Not t.TempDir: chromium's helpers may still be removing files when
-	// the directory is cleaned up, and that must not fail the test.
-	t.Cleanup(func() { os.RemoveAll(profile) })
-
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	args := append([]string{
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-extensions", "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1",
-		"--user-data-dir=" + profile, "--window-size=1280,900",
-	}, extra...)
-	cmd := exec.CommandContext(ctx, chromiumPath, append(args, url)...)
-	cmd.Env = append(os.Environ(), "HOME="+profile)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	if cmd.Process != nil {
-		if kerr := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); kerr != nil && !errors.Is(kerr, syscall.ESRCH) {
-			t.Logf("kill chromium process group: %v", kerr)
-		}
-	}
-	if err != nil {
-		t.Fatalf("chromium %v: %v\nstderr:\n%s", extra, err, tail(stderr.String(), 2000))
-	}
-	return stdout.Bytes()
+	return extern.Chromium(t, url, extra...)
 }
 
 func tail(s string, n int) string {
