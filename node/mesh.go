@@ -145,7 +145,9 @@ func (n *Node) startMesh(ctx context.Context, g *errgroup.Group) error {
 // closeMesh stops the mesh side: gracefully (leave the pool) or, for
 // crash, as a killed process would.
 func (n *Node) closeMesh(crash bool) error {
-	if n.mesh == nil {
+	// n.mesh stays set: goroutines still running may read it until
+	// closeParts has stopped them.
+	if n.mesh == nil || n.meshClosed.Swap(true) {
 		return nil
 	}
 	var errs []error
@@ -182,8 +184,7 @@ func (n *Node) Crash() error {
 		n.closed = true
 		n.mu.Unlock()
 		errs := []error{n.closeMesh(true)}
-		n.mesh = nil
-		errs = append(errs, n.closeParts())
+		errs = append(errs, n.closeParts()) // closeMesh is not repeated there
 		err = errors.Join(errs...)
 		n.closeErr = err
 		n.log.Info("node crashed (simulated)")

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -60,9 +61,10 @@ type Node struct {
 	trk *tracker // message-tracking log (track.go)
 
 	// Mesh side; nil for a standalone node.
-	mesh    *mesh.Mesh
-	meshSrv *smtp.Server
-	listen  func(network, addr string) (net.Listener, error)
+	mesh       *mesh.Mesh
+	meshClosed atomic.Bool
+	meshSrv    *smtp.Server
+	listen     func(network, addr string) (net.Listener, error)
 
 	mu      sync.Mutex
 	started bool
