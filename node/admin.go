@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -33,6 +34,7 @@ type (
 //	POST   /api/queue/{id}/{retry|hold|release}
 //	DELETE /api/queue/{id}
 //	GET    /metrics
+//	GET    /debug/pprof/...   (Go's profiler, for performance reports)
 //
 // and the mesh, tracking and status-page endpoints of admin_mesh.go.
 func (n *Node) adminHandler() http.Handler {
@@ -44,6 +46,10 @@ func (n *Node) adminHandler() http.Handler {
 	mux.HandleFunc("DELETE /api/queue/{id}", n.handleQueueDelete)
 	_ = n.metrics.reg.Register(meshCollector{n}) // read at scrape time (metrics_mesh.go)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	n.mountMesh(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)

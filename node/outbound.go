@@ -90,6 +90,9 @@ func newTransports(n *Node, opts Options) (*transports, error) {
 		Opportunistic:  true,
 		ConnectTimeout: c.Outbound.ConnectTimeout,
 		CommandTimeout: c.Outbound.CommandTimeout,
+		// As many idle sessions as may be busy at once, so that a steady
+		// stream to one destination reuses every session it opened.
+		MaxIdlePerHost: c.Outbound.MaxPerDestination,
 		Dial:           opts.Dial,
 		Logger:         log,
 	})
@@ -104,6 +107,7 @@ func newTransports(n *Node, opts Options) (*transports, error) {
 			// internet, so the message takes the new route.
 			ConnectTimeout: min(c.Outbound.ConnectTimeout, meshConnectTimeout),
 			CommandTimeout: min(c.Outbound.CommandTimeout, meshCommandTimeout),
+			MaxIdlePerHost: c.Mesh.MaxPerPeer,
 			Dial:           opts.Dial,
 			Logger:         log.With("component", "mesh-hop"),
 		})
@@ -112,6 +116,7 @@ func newTransports(n *Node, opts Options) (*transports, error) {
 		t.lmtp = smtp.NewClient(smtp.ClientConfig{
 			HeloName:       c.Outbound.HeloName,
 			LMTP:           true,
+			MaxIdlePerHost: c.Outbound.MaxPerDestination,
 			ConnectTimeout: c.Outbound.ConnectTimeout,
 			CommandTimeout: c.Outbound.CommandTimeout,
 			Dial:           opts.Dial,

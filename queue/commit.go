@@ -54,10 +54,11 @@ func (m *mutation) writeTo(txn *badger.Txn) error {
 }
 
 // submit hands o to the committer and waits for its result. The caller
-// has counted itself in q.preparing; submit uncounts it.
+// of an op that is not deferrable has counted itself in q.preparing;
+// submit uncounts it.
 func (q *Queue) submit(ctx context.Context, o *op) error {
-	q.preparing.Add(-1)
 	if !o.deferrable {
+		q.preparing.Add(-1)
 		now := int64(time.Since(q.epoch))
 		if prev := q.lastUrgent.Swap(now); prev > 0 {
 			// Approximate under concurrent submits; it only sizes a wait.

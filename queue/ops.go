@@ -30,7 +30,11 @@ func (q *Queue) mutateDeferrable(id string, fn change) (*Message, error) {
 }
 
 func (q *Queue) mutateOp(id string, deferrable bool, fn change) (*Message, error) {
-	q.preparing.Add(1)
+	if !deferrable {
+		// Only ops that somebody waits for are lingered for (linger):
+		// the delivery loop's own never hold up an SMTP client's reply.
+		q.preparing.Add(1)
+	}
 	var out *Message
 	o := &op{
 		deferrable: deferrable,

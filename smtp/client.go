@@ -147,6 +147,18 @@ func (c *Client) Send(ctx context.Context, addr string, m Outgoing) ([]RcptResul
 	// Cancellation closes the socket, which unblocks any read or write.
 	stop := context.AfterFunc(ctx, func() { _ = cc.close() })
 	results, reusable, err := c.transact(cc, m)
+	if errors.Is(err, errStale) && stop() {
+		// An idle session that did not answer its pipelined RSET: the
+		// server dropped it while it waited. Nothing was sent beyond the
+		// envelope, so the message goes again on a new session.
+		c.log.Debug("smtp: dropping stale session", "peer", addr, "err", err)
+		_ = cc.close()
+		if cc, err = c.dial(ctx, addr); err != nil {
+			return nil, err
+		}
+		stop = context.AfterFunc(ctx, func() { _ = cc.close() })
+		results, reusable, err = c.transact(cc, m)
+	}
 	if !stop() {
 		// ctx ended during the transaction: the socket is closed. If the
 		// transaction finished anyway its results stand.
@@ -179,12 +191,28 @@ func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reu
 	}
 
 	// RFC 2920: with PIPELINING, MAIL and every RCPT go in one write and
-	// the replies are read afterwards. DATA waits for them so that it is
-	// never sent when every recipient was refused.
+	// the replies are read afterwards, behind the RSET of a reused session
+	// (get leaves it to us). DATA waits for them so that it is never sent
+	// when every recipient was refused.
 	pipeline := cc.has("PIPELINING")
 	if pipeline {
 		cmds := append([]string{mail}, rcptCmds...)
-		if err := cc.text.PrintfLine("%s", strings.Join(cmds, "\r\n")); err != nil {
+		if cc.reset {
+			cmds = append([]string{"RSET"}, cmds...)
+		}
+		err := cc.text.PrintfLine("%s", strings.Join(cmds, "\r\n"))
+		if cc.reset {
+			cc.reset = false
+			r := reply{}
+			if err == nil {
+				r, err = cc.readReply()
+			}
+			if err != nil || r.code != 250 {
+				text := fmt.Sprintf("RSET on a reused session: reply %d, %v", r.code, err)
+				return nil, false, &DeliveryError{Op: "rset", Addr: cc.addr, Temporary: true, Text: text, Err: errStale}
+			}
+		}
+		if err != nil {
 			return netErr("mail", err)
 		}
 	}
@@ -348,13 +376,22 @@ func rcptCommand(cc *clientConn, r Rcpt) string {
 	return b.String()
 }
 
+// errStale is transact's error when a reused session did not answer the
+// RSET pipelined in front of the envelope; Send then tries a new session.
+var errStale = errors.New("smtp: idle session went stale")
+
 // get returns a ready session to addr: an idle one that answers RSET, or a
-// new one.
+// new one. A server with PIPELINING gets the RSET in front of the next
+// envelope instead, which saves a round trip per message (transact).
 func (c *Client) get(ctx context.Context, addr string) (*clientConn, error) {
 	for {
 		cc := c.takeIdle(addr)
 		if cc == nil {
 			break
+		}
+		if cc.has("PIPELINING") {
+			cc.reset = true
+			return cc, nil
 		}
 		stop := context.AfterFunc(ctx, func() { _ = cc.close() })
 		r, err := cc.cmd("RSET")

@@ -491,3 +491,88 @@ func TestClientLMTPConnectionLost(t *testing.T) {
 		t.Fatal("broken session kept for reuse")
 	}
 }
+
+// TestClientPipelinesRSET: on a reused session with PIPELINING the RSET goes
+// in the same write as the next envelope. This server answers RSET only
+// after it has read the MAIL behind it, so a client that waited for the
+// RSET reply first would hang until its command timeout.
+func TestClientPipelinesRSET(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	served := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		tp := textproto.NewConn(c)
+		expect := func(prefix string) error {
+			line, err := tp.ReadLine()
+			if err != nil || !strings.HasPrefix(line, prefix) {
+				return fmt.Errorf("read %q (%v), want %s", line, err, prefix)
+			}
+			return nil
+		}
+		transaction := func() error {
+			for _, s := range []struct{ expect, reply string }{{"RCPT", "250 2.1.5 ok"}, {"DATA", "354 go"}} {
+				if err := expect(s.expect); err != nil {
+					return err
+				}
+				if err := tp.PrintfLine("%s", s.reply); err != nil {
+					return err
+				}
+			}
+			if _, err := tp.ReadDotBytes(); err != nil {
+				return err
+			}
+			return tp.PrintfLine("250 2.0.0 queued")
+		}
+		served <- func() error {
+			if err := tp.PrintfLine("220 mx.test ESMTP"); err != nil {
+				return err
+			}
+			if err := expect("EHLO"); err != nil {
+				return err
+			}
+			if err := tp.PrintfLine("250-mx.test\r\n250 PIPELINING"); err != nil {
+				return err
+			}
+			if err := expect("MAIL"); err != nil {
+				return err
+			}
+			if err := tp.PrintfLine("250 2.1.0 ok"); err != nil {
+				return err
+			}
+			if err := transaction(); err != nil {
+				return err
+			}
+			// The second message: RSET is answered only once MAIL is in.
+			if err := expect("RSET"); err != nil {
+				return err
+			}
+			if err := expect("MAIL"); err != nil {
+				return err
+			}
+			if err := tp.PrintfLine("250 2.0.0 reset\r\n250 2.1.0 ok"); err != nil {
+				return err
+			}
+			return transaction()
+		}()
+	}()
+	c := newTestClient(t, ClientConfig{CommandTimeout: 3 * time.Second})
+	for i := range 2 {
+		res, err := send(t, c, l.Addr().String(), out("b@remote.test"))
+		if err != nil || len(res) != 1 || res[0].Code != 250 {
+			t.Fatalf("message %d: results %+v, err %v", i+1, res, err)
+		}
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+}

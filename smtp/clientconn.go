@@ -38,15 +38,21 @@ type clientConn struct {
 	tls   bool
 	lmtp  bool
 	since time.Time // when it went idle
+	reset bool      // reused: RSET goes in front of the next envelope
 }
 
 func (cc *clientConn) setConn(c net.Conn, timeout time.Duration) {
 	cc.io = &timedConn{Conn: c, timeout: timeout}
 	cc.text = &textproto.Conn{
 		Reader: *textproto.NewReader(bufio.NewReader(cc.io)),
-		Writer: *textproto.NewWriter(bufio.NewWriter(cc.io)),
+		// Large enough that a typical message goes out in one write.
+		Writer: *textproto.NewWriter(bufio.NewWriterSize(cc.io, writeBuffer)),
 	}
 }
+
+// writeBuffer is the client's write buffer: commands and message content
+// are flushed in writes of up to this size.
+const writeBuffer = 32 << 10
 
 func (cc *clientConn) close() error { return cc.base.Close() }
 
