@@ -186,3 +186,47 @@ func TestNotifyParameters(t *testing.T) {
 		t.Errorf("got %d success and %d failure DSNs, want 1 and 1", success, failure)
 	}
 }
+
+// TestRelayedDSN: a recipient with NOTIFY=SUCCESS handed to a smarthost
+// without DSN gets a "relayed" notification (RFC 3461 §4.2); one handed to
+// a smarthost with DSN gets none from us (the request travels on), and a
+// recipient without NOTIFY=SUCCESS never gets one.
+func TestRelayedDSN(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		remoteDSN bool
+		want      int
+	}{{"next hop without DSN", false, 1}, {"next hop with DSN", true, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			remote := startRemoteWith(t, func(string, int) error { return nil }, func(s *gosmtp.Server) { s.EnableDSN = tc.remoteDSN })
+			cfg := testConfig(t)
+			cfg.Outbound.Smarthost = remote.addr.String()
+			cfg.Relay.AllowNetworks = []string{"127.0.0.1"}
+			n := startNode(t, cfg, Options{})
+			sendNotify(t, n.SMTPAddr().String(), "alice@example.test", map[string][]gosmtp.DSNNotify{
+				"one@far.test":   {gosmtp.DSNNotifySuccess},
+				"two@far.test":   {gosmtp.DSNNotifySuccess, gosmtp.DSNNotifyFailure},
+				"three@far.test": nil,
+			}, message("relayed"))
+			waitFor(t, 10*time.Second, "queue empty", func() bool { return n.Queue().Stats().Messages == 0 })
+			if got := len(remote.received()); got != 1 {
+				t.Fatalf("smarthost got %d messages, want 1", got)
+			}
+			dsns := mailbox(t, n.cfg, "alice@example.test")
+			if len(dsns) != tc.want {
+				t.Fatalf("%d DSNs to the sender, want %d:\n%s", len(dsns), tc.want, strings.Join(dsns, "\n----\n"))
+			}
+			for _, d := range dsns {
+				for _, want := range []string{"Subject: Relayed:", "Final-Recipient: rfc822; one@far.test", "Final-Recipient: rfc822; two@far.test",
+					"Action: relayed", "Status: 2.0.0", "Remote-MTA: dns; [127.0.0.1]"} {
+					if !strings.Contains(d, want) {
+						t.Errorf("DSN lacks %q:\n%s", want, d)
+					}
+				}
+				if strings.Contains(d, "three@far.test") {
+					t.Errorf("DSN reports three@far.test, which did not ask for SUCCESS:\n%s", d)
+				}
+			}
+		})
+	}
+}

@@ -324,8 +324,20 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 	if len(failed) > 0 {
 		d.failureDSN(m, body, failed, remoteMTA)
 	}
-	if len(delivered) > 0 && (g.kind == kindMaildir || g.kind == kindLMTP) {
-		d.successDSN(m, body, delivered)
+	switch {
+	case len(delivered) == 0:
+	case g.kind == kindMaildir || g.kind == kindLMTP:
+		d.successDSN(m, body, delivered, dsnSuccess, remoteMTA)
+	case g.kind == kindSmarthost || g.kind == kindMX:
+		// Out of the mesh to a server without DSN: this was the last hop
+		// that could report on the message (RFC 3461 §4.2).
+		var relayed []queue.Result
+		for _, r := range delivered {
+			if r.Relayed {
+				relayed = append(relayed, r)
+			}
+		}
+		d.successDSN(m, body, relayed, dsnRelayed, remoteMTA)
 	}
 	d.noteOutcome(m.ID, g, results)
 	after, err := d.q.RecordMessage(m.ID, results)

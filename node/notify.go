@@ -16,6 +16,7 @@ const (
 	dsnFailure = "failure"
 	dsnDelay   = "delay"
 	dsnSuccess = "success" // final delivery with NOTIFY=SUCCESS (RFC 3461 §4.1)
+	dsnRelayed = "relayed" // NOTIFY=SUCCESS, handed to a server without DSN (§4.2)
 )
 
 // dsnRcpt is one recipient reported in a DSN.
@@ -44,13 +45,13 @@ type dsnRequest struct {
 // only ever sent when asked for.
 func wantsNotify(notify []string, kind string) bool {
 	if len(notify) == 0 {
-		return kind != dsnSuccess
+		return kind != dsnSuccess && kind != dsnRelayed
 	}
 	want := "FAILURE"
 	switch kind {
 	case dsnDelay:
 		want = "DELAY"
-	case dsnSuccess:
+	case dsnSuccess, dsnRelayed:
 		want = "SUCCESS"
 	}
 	for _, n := range notify {
@@ -99,22 +100,28 @@ func (d *deliverer) failureDSN(m *queue.Message, body []byte, failed []queue.Res
 	d.sendDSN(dsnRequest{Kind: dsnFailure, Msg: m, Body: body, Rcpts: rcpts, Now: d.n.now()})
 }
 
-// successDSN queues a "delivered" DSN for recipients that asked for one
-// with NOTIFY=SUCCESS and were delivered here (Maildir or LMTP: final
-// delivery). Relaying to the next SMTP hop passes NOTIFY on instead.
-func (d *deliverer) successDSN(m *queue.Message, body []byte, delivered []queue.Result) {
+// successDSN queues a positive DSN for recipients that asked for one with
+// NOTIFY=SUCCESS: kind dsnSuccess ("delivered") when they were delivered
+// here (Maildir or LMTP: final delivery), dsnRelayed ("relayed") when they
+// were handed to a server outside the mesh that does not support DSN.
+// Relaying to a next hop with DSN passes NOTIFY on instead.
+func (d *deliverer) successDSN(m *queue.Message, body []byte, delivered []queue.Result, kind, remote string) {
 	if m.From == "" {
 		return
 	}
 	var rcpts []dsnRcpt
 	for _, f := range delivered {
 		r, ok := findRcpt(m, f.Addr)
-		if !ok || !wantsNotify(r.Notify, dsnSuccess) {
+		if !ok || !wantsNotify(r.Notify, kind) {
 			continue
 		}
-		rcpts = append(rcpts, dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply, Status: "2.0.0", LastAttempt: d.n.now()})
+		rc := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply, Status: "2.0.0", LastAttempt: d.n.now()}
+		if kind == dsnRelayed {
+			rc.Remote = remote
+		}
+		rcpts = append(rcpts, rc)
 	}
-	d.sendDSN(dsnRequest{Kind: dsnSuccess, Msg: m, Body: body, Rcpts: rcpts, Now: d.n.now()})
+	d.sendDSN(dsnRequest{Kind: kind, Msg: m, Body: body, Rcpts: rcpts, Now: d.n.now()})
 }
 
 // maybeDelayDSN sends one delay DSN once the message has waited

@@ -352,7 +352,7 @@ func mapResults(g *group, res []smtp.RcptResult) []queue.Result {
 		case 5:
 			o = queue.PermFail
 		}
-		out = append(out, queue.Result{Addr: r.Addr, Outcome: o, Reply: x.Reply()})
+		out = append(out, queue.Result{Addr: r.Addr, Outcome: o, Reply: x.Reply(), Relayed: o == queue.Delivered && x.NoDSN})
 	}
 	return out
 }

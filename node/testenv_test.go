@@ -166,6 +166,13 @@ type remoteMsg struct {
 
 func startRemote(t *testing.T, rcptReply func(rcpt string, call int) error) *remoteMTA {
 	t.Helper()
+	return startRemoteWith(t, rcptReply, nil)
+}
+
+// startRemoteWith is startRemote with mod applied to the go-smtp server
+// before it starts (mod may be nil).
+func startRemoteWith(t *testing.T, rcptReply func(rcpt string, call int) error, mod func(*gosmtp.Server)) *remoteMTA {
+	t.Helper()
 	r := &remoteMTA{rcptCalls: map[string]int{}, rcptReply: rcptReply}
 	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) {
 		return &remoteSession{r: r}, nil
@@ -173,6 +180,9 @@ func startRemote(t *testing.T, rcptReply func(rcpt string, call int) error) *rem
 	srv.Domain = "remote.test"
 	srv.ReadTimeout = 10 * time.Second
 	srv.WriteTimeout = 10 * time.Second
+	if mod != nil {
+		mod(srv)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,8 @@ func (d *deliverer) buildDSN(req dsnRequest) ([]byte, error) {
 		action = dsn.ActionDelayed
 	case dsnSuccess:
 		action = dsn.ActionDelivered
+	case dsnRelayed:
+		action = dsn.ActionRelayed
 	}
 	r := dsn.Report{
 		Hostname:    d.cfg.Node.Hostname,

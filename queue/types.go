@@ -148,6 +148,9 @@ type Result struct {
 	Addr    string
 	Outcome Outcome
 	Reply   string // e.g. "550 5.1.1 no such user"
+	// Relayed: delivered to a next hop that could not carry the DSN
+	// request on (RFC 3461 §4.2); the queue does not store it.
+	Relayed bool
 }
 
 // Filter selects messages for List. A nil Held lists all; Limit <= 0 is no limit.

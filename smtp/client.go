@@ -159,6 +159,11 @@ func (c *Client) Send(ctx context.Context, addr string, m Outgoing) ([]RcptResul
 		stop = context.AfterFunc(ctx, func() { _ = cc.close() })
 		results, reusable, err = c.transact(cc, m)
 	}
+	if !cc.has("DSN") {
+		for i := range results {
+			results[i].NoDSN = true
+		}
+	}
 	if !stop() {
 		// ctx ended during the transaction: the socket is closed. If the
 		// transaction finished anyway its results stand.

@@ -53,6 +53,10 @@ type RcptResult struct {
 	Code     int // 250 ok, 4xx temporary, 5xx permanent
 	Enhanced string
 	Text     string
+	// NoDSN: the server did not offer DSN (RFC 3461), so the recipient's
+	// NOTIFY and ORCPT went no further than this hop; a sender who asked
+	// for NOTIFY=SUCCESS is owed a "relayed" notification (§4.2).
+	NoDSN bool
 }
 
 // OK reports a 2xx reply.

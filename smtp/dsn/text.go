@@ -174,6 +174,8 @@ func subject(rcpts []RcptStatus, origSubject string) string {
 		prefix = "Delivery failed"
 	case len(seen) == 1 && seen[ActionDelayed]:
 		prefix = "Delivery delayed"
+	case len(seen) == 1 && seen[ActionRelayed]:
+		prefix = "Relayed"
 	case !seen[ActionFailed] && !seen[ActionDelayed]:
 		prefix = "Delivered"
 	}
