@@ -32,7 +32,7 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		return fmt.Errorf("node: listen.linkstate: %w", err)
 	}
 	lsLn = channel.TrackListener(lsLn, n.answerTrack) // message tracking (track.go) shares the port-691 listener
-	meshLn, err := n.listen("tcp", cfg.Listen.Mesh)
+	meshLn, err := n.listenSMTP("tcp", cfg.Listen.Mesh)
 	if err != nil {
 		lsLn.Close()
 		return fmt.Errorf("node: listen.mesh: %w", err)

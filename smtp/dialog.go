@@ -78,8 +78,12 @@ const (
 // MaxLineLength so that no line go-smtp accepts is split.
 const minLineBuf = dialogue.MaxHeldReply
 
+// readBuffer is the least the interposer reads from the socket at once, so
+// that a typical message arrives in one read.
+const readBuffer = 16 << 10
+
 func newDialogConn(inner net.Conn, tlsCfg *tls.Config, lim Limits, log *slog.Logger) *dialogConn {
-	size := max(minLineBuf, lim.MaxLineLength+2)
+	size := max(minLineBuf, lim.MaxLineLength+2, readBuffer)
 	return &dialogConn{
 		inner:   inner,
 		tlsCfg:  tlsCfg,
