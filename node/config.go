@@ -109,6 +109,7 @@ type LimitsConfig struct {
 	CommandTimeout      time.Duration `yaml:"command_timeout"`
 	DataTimeout         time.Duration `yaml:"data_timeout"`
 	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
+	ShutdownGrace       time.Duration `yaml:"shutdown_grace"`
 }
 
 // QueueConfig bounds the queue and sets the retry schedule.
@@ -191,6 +192,7 @@ func DefaultConfig() Config {
 			MaxReceivedHeaders:  30,
 			CommandTimeout:      5 * time.Minute,
 			DataTimeout:         10 * time.Minute,
+			ShutdownGrace:       10 * time.Second,
 			MaxConnectionsPerIP: 20,
 		},
 		Queue: QueueConfig{
@@ -483,6 +485,7 @@ func (c *Config) validateLimits() error {
 	}{
 		{"limits.command_timeout", l.CommandTimeout, time.Second, time.Hour},
 		{"limits.data_timeout", l.DataTimeout, time.Second, 2 * time.Hour},
+		{"limits.shutdown_grace", l.ShutdownGrace, 0, 10 * time.Minute},
 	})
 }
 

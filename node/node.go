@@ -270,6 +270,7 @@ func (n *Node) Close() error {
 
 func (n *Node) closeParts() error {
 	var errs []error
+	n.drainSMTP()
 	if n.smtpSrv != nil {
 		errs = append(errs, n.smtpSrv.Close())
 	}
@@ -355,4 +356,22 @@ func (n *Node) listenAttrs() []any {
 func listenNoKeepAlive(network, addr string) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
 	return lc.Listen(context.Background(), network, addr)
+}
+
+// drainSMTP shuts the SMTP listeners (smtp, submission, mesh) down together,
+// letting sessions finish the command they are in for up to
+// limits.shutdown_grace (smtp.Server.Shutdown): a client whose message is
+// being queued gets its 250 rather than a cut connection, after which it
+// would send the message again. The Close calls that follow are no-ops for
+// servers shut down here.
+func (n *Node) drainSMTP() {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Limits.ShutdownGrace)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range []*smtp.Server{n.smtpSrv, n.subSrv, n.meshSrv} {
+		if s != nil {
+			wg.Go(func() { _ = s.Shutdown(ctx) })
+		}
+	}
+	wg.Wait()
 }

@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshd/meshd/smtp/dialogue"
@@ -46,6 +48,9 @@ type dialogConn struct {
 	swallow     bool               // drop go-smtp's reply to the RSET we fed it
 	ehloHeld    []byte             // EHLO reply lines held until the last one
 	eod         dialogue.EndOfData // DATA: where the content stands
+
+	reg      *dialogs    // nil in tests that build a dialogConn alone
+	draining atomic.Bool // Shutdown: 421 instead of the next command
 
 	// Owned by go-smtp's connection goroutine, the only reader.
 	br      *bufio.Reader
@@ -101,6 +106,7 @@ type dialogListener struct {
 	tlsCfg *tls.Config
 	limits Limits
 	log    *slog.Logger
+	reg    *dialogs
 }
 
 func (l dialogListener) Accept() (net.Conn, error) {
@@ -108,7 +114,95 @@ func (l dialogListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newDialogConn(c, l.tlsCfg, l.limits, l.log), nil
+	dc := newDialogConn(c, l.tlsCfg, l.limits, l.log)
+	if l.reg != nil {
+		dc.reg = l.reg
+		l.reg.add(dc)
+	}
+	return dc, nil
+}
+
+// dialogs is the set of a server's open dialogConns.
+type dialogs struct {
+	mu       sync.Mutex
+	open     map[*dialogConn]struct{}
+	draining bool
+	changed  chan struct{} // closed and replaced when a connection goes
+}
+
+func newDialogs() *dialogs {
+	return &dialogs{open: map[*dialogConn]struct{}{}, changed: make(chan struct{})}
+}
+
+func (d *dialogs) add(c *dialogConn) {
+	d.mu.Lock()
+	d.open[c] = struct{}{}
+	draining := d.draining
+	d.mu.Unlock()
+	if draining {
+		c.drain() // accepted just before the listener closed
+	}
+}
+
+func (d *dialogs) remove(c *dialogConn) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.open[c]; ok {
+		delete(d.open, c)
+		close(d.changed)
+		d.changed = make(chan struct{})
+	}
+}
+
+// drain asks every session to end (dialogConn.drain) and waits until all
+// are closed or ctx is done; it returns how many are still open.
+func (d *dialogs) drain(ctx context.Context) int {
+	d.mu.Lock()
+	d.draining = true
+	conns := make([]*dialogConn, 0, len(d.open))
+	for c := range d.open {
+		conns = append(conns, c)
+	}
+	d.mu.Unlock()
+	for _, c := range conns {
+		c.drain()
+	}
+	for {
+		d.mu.Lock()
+		n, changed := len(d.open), d.changed
+		d.mu.Unlock()
+		if n == 0 {
+			return 0
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return n
+		}
+	}
+}
+
+// shutdownReply is the server's last word to a session ended by Shutdown.
+const shutdownReply = "421 4.3.2 Service shutting down, closing transmission channel\r\n"
+
+// drain makes the session end at its next command (Server.Shutdown). A
+// read already waiting for that command is woken through its deadline.
+func (c *dialogConn) drain() {
+	c.draining.Store(true)
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	if st == stCommand {
+		_ = c.inner.SetReadDeadline(time.Now())
+	}
+}
+
+// shutdown answers the next command with 421 and ends the session: the
+// error makes go-smtp close the connection without a reply of its own.
+func (c *dialogConn) shutdown() error {
+	c.setState(stPass)
+	_ = c.w.Reply(5*time.Second, []byte(shutdownReply))
+	return io.EOF
 }
 
 // Read implements net.Conn for go-smtp.
@@ -139,7 +233,15 @@ func (c *dialogConn) Read(p []byte) (int, error) {
 			}
 			c.pending = line
 		case stCommand:
+			if c.draining.Load() {
+				return 0, c.shutdown()
+			}
 			line, complete, err := c.readLine()
+			if c.draining.Load() {
+				// Woken by drain, or a command that arrived meanwhile:
+				// either way the answer is 421.
+				return 0, c.shutdown()
+			}
 			if len(line) == 0 {
 				return 0, err
 			}
@@ -412,7 +514,13 @@ func (c *dialogConn) TLSConnectionState() (tls.ConnectionState, bool) {
 }
 
 // Close closes the connection, with a TLS close_notify after STARTTLS.
-func (c *dialogConn) Close() error { return c.w.Close(time.Second) }
+func (c *dialogConn) Close() error {
+	err := c.w.Close(time.Second)
+	if c.reg != nil {
+		c.reg.remove(c)
+	}
+	return err
+}
 
 func (c *dialogConn) LocalAddr() net.Addr  { return c.inner.LocalAddr() }
 func (c *dialogConn) RemoteAddr() net.Addr { return c.inner.RemoteAddr() }

@@ -22,8 +22,9 @@ type Server struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	gs *gosmtp.Server
-	ln *capListener
+	gs      *gosmtp.Server
+	ln      *capListener
+	dialogs *dialogs // the sessions' dialogConns, for Shutdown
 
 	// ctx is the parent of every Sink call; cancelled by Close.
 	ctx    context.Context
@@ -71,6 +72,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		}
 	}
 	s.ln = newCapListener(l, s.limits.MaxConnsPerIP, s.log)
+	s.dialogs = newDialogs()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	gs := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
@@ -110,7 +112,7 @@ func (s *Server) Start() error {
 	s.serveDone = make(chan struct{})
 	go func() {
 		defer close(s.serveDone)
-		err := s.gs.Serve(dialogListener{Listener: s.ln, tlsCfg: s.cfg.TLS, limits: s.limits, log: s.log})
+		err := s.gs.Serve(dialogListener{Listener: s.ln, tlsCfg: s.cfg.TLS, limits: s.limits, log: s.log, reg: s.dialogs})
 		if err != nil && !s.isClosed() {
 			s.log.Error("smtp: accept loop stopped", "addr", s.Addr().String(), "err", err)
 			s.serveErr = fmt.Errorf("smtp: serve %s: %w", s.Addr(), err)
@@ -143,13 +145,25 @@ func (s *Server) isClosed() bool {
 // Close stops accepting, cuts open connections, cancels Sink calls in flight
 // and waits for every connection goroutine to return.
 func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return s.Shutdown(ctx)
+}
+
+// Shutdown stops accepting and lets the sessions end on their own until ctx
+// is done: a client waiting between commands is told "421 4.3.2" and
+// disconnected at once (RFC 5321 §3.8); one in the middle of a command
+// (content arriving, or the message being queued) gets that command's reply
+// first, then the 421 instead of its next command. So a message whose
+// commit is under way still gets its 250 and is not sent again by its
+// client. When ctx ends, whatever is still open is cut as by Close.
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
 		started := s.started
 		s.mu.Unlock()
 
-		s.cancel()
 		if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.closeErr = fmt.Errorf("smtp: close listener %s: %w", s.ln.Addr(), err)
 		}
@@ -158,6 +172,12 @@ func (s *Server) Close() error {
 		if started {
 			<-s.serveDone
 		}
+		if ctx.Err() == nil {
+			if n := s.dialogs.drain(ctx); n > 0 {
+				s.log.Warn("smtp: shutdown grace over, cutting sessions", "addr", s.Addr().String(), "sessions", n)
+			}
+		}
+		s.cancel()
 		s.ln.closeAll()
 		// Shutdown waits for go-smtp's connection goroutines; all their
 		// connections are closed, so it returns once handlers unwind.

@@ -267,3 +267,26 @@ func headerValue(path, name string) (string, error) {
 	}
 	return "", sc.Err()
 }
+
+// TestE2EShutdownTellsIdleClients: on SIGTERM a client waiting between commands (Python's
+// smtplib, after EHLO) is told "421 4.3.2" (RFC 5321 §3.8) instead of losing its connection
+// without a word, and meshd exits with status 0.
+func TestE2EShutdownTellsIdleClients(t *testing.T) {
+	n := startNode(t, nodeOptions{AllowNetworks: []string{"127.0.0.0/8"}})
+	ready := filepath.Join(t.TempDir(), "ready")
+	stopped := make(chan error, 1)
+	go func() {
+		if !poll(30*time.Second, func() bool { _, err := os.Stat(ready); return err == nil }) {
+			stopped <- fmt.Errorf("the client never reached its idle state")
+			return
+		}
+		stopped <- n.Stop()
+	}()
+	replies := pythonSMTP(t, n.SMTP, []any{"ehlo"}, []any{"touch", ready}, []any{"getreply"})
+	if err := <-stopped; err != nil {
+		t.Errorf("meshd exit on SIGTERM: %v, want status 0", err)
+	}
+	if r := replies[2]; r.Code != 421 || !strings.HasPrefix(r.Text, "4.3.2 ") {
+		t.Fatalf("idle client got %v on shutdown, want 421 4.3.2", r)
+	}
+}

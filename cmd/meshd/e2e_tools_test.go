@@ -175,7 +175,9 @@ func swaks(t testing.TB, args ...string) (string, int) {
 
 // pySMTP drives Python's smtplib through steps and returns one reply per step. Each step is
 // a list: ["ehlo"], ["starttls"], ["docmd", "RCPT TO:<a@b>"], ["mail", "a@b"], ["rcpt", "c@d"],
-// ["data", "text"], ["login", user, pass], ["sendmail", from, [to...], msg].
+// ["data", "text"], ["login", user, pass], ["sendmail", from, [to...], msg], ["touch", path]
+// (creates path: tells the test a step was reached), ["getreply"] (waits for a reply the server
+// sends on its own).
 // A reply is [code, text]; an smtplib exception becomes its SMTP code (or -1) and its text.
 // The script is given inline so that the test needs nothing but python3.
 const pySMTP = `
@@ -200,6 +202,10 @@ for st in steps:
         elif op == "data": out.append(reply(s.data(st[1].encode())))
         elif op == "login": out.append(reply(s.login(st[1], st[2])))
         elif op == "features": out.append([0, " ".join(sorted(s.esmtp_features))])
+        elif op == "touch":
+            open(st[1], "w").close()
+            out.append([0, ""])
+        elif op == "getreply": out.append(reply(s.getreply()))
         elif op == "sendmail":
             refused = s.sendmail(st[1], st[2], st[3].encode())
             out.append([250, json.dumps({k: reply(v) for k, v in refused.items()})])
