@@ -73,7 +73,6 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		}
 		trace = parseTrace(headerValue(body, hdrMeshTrace))
 		if visits(trace, n.cfg.Node.RoutingGroup) >= maxRGVisits {
-			n.metrics.replies.WithLabelValues("554").Inc()
 			return "", errLoop
 		}
 	} else {
@@ -105,21 +104,17 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	switch {
 	case errors.Is(err, queue.ErrDuplicate):
 		n.log.Info("duplicate message acknowledged", "msg", id, "source", source)
-		n.metrics.replies.WithLabelValues("250").Inc()
 		return id, nil
 	case errors.Is(err, queue.ErrFull):
 		n.metrics.rejectedFull.Inc()
-		n.metrics.replies.WithLabelValues("451").Inc()
 		n.log.Warn("queue full: message refused", "msg", id)
 		return "", errQueueFull
 	case err != nil:
 		n.log.Error("enqueue failed", "msg", id, "err", err)
-		n.metrics.replies.WithLabelValues("451").Inc()
 		return "", err
 	}
 	n.metrics.accepted.WithLabelValues(source).Inc()
 	n.trackReceived(qenv, body, s.source)
-	n.metrics.replies.WithLabelValues("250").Inc()
 	n.log.Debug("message queued", "msg", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", len(body), "source", source)
 	return id, nil
 }

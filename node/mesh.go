@@ -93,6 +93,7 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		Sink:     &sink{n: n, source: "smtp"},
 		Logger:   n.log.With("listener", "mesh"),
 		Now:      n.now,
+		OnReply:  n.metrics.countReply("mesh"),
 	})
 	if err != nil {
 		m.Close()

@@ -1,6 +1,9 @@
 package node
 
 import (
+	"strconv"
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -43,11 +46,11 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 			Name: "meshd_delivery_expired_recipients_total", Help: "Recipients given up after queue.lifetime.",
 		}),
 		dsnSent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshd_dsn_generated_total", Help: "Delivery status notifications queued, by kind (failure, delay, success).",
+			Name: "meshd_dsn_generated_total", Help: "Delivery status notifications queued, by kind (failure, delay, success, relayed).",
 		}, []string{"kind"}),
 		replies: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshd_smtp_replies_total", Help: "Replies to the end of message data decided by the node (250 queued or duplicate, 451 queue full or error, 554 loop), by code.",
-		}, []string{"code"}),
+			Name: "meshd_smtp_replies_total", Help: "SMTP replies sent to clients (every reply of the dialogue, greeting and 421s included; X-LINK2STATE's excepted), by listener (smtp, submission, mesh) and code.",
+		}, []string{"listener", "code"}),
 		deadSkips: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshd_delivery_dead_destination_skips_total", Help: "Attempts deferred without dialling because the destination was recently unreachable.",
 		}),
@@ -64,4 +67,22 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 		m.dsnSent, m.replies, m.deadSkips, queueMsgs, queueBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// countReply returns the smtp.ServerConfig.OnReply of one listener: it
+// counts meshd_smtp_replies_total{listener, code}.
+func (m *metrics) countReply(listener string) func(code int) {
+	var byCode [600]atomic.Pointer[prometheus.Counter]
+	return func(code int) {
+		if code < 100 || code >= len(byCode) {
+			return
+		}
+		if c := byCode[code].Load(); c != nil {
+			(*c).Inc()
+			return
+		}
+		c := m.replies.WithLabelValues(listener, strconv.Itoa(code))
+		byCode[code].Store(&c)
+		c.Inc()
+	}
 }

@@ -158,6 +158,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		Sink:     &sink{n: n, source: "smtp"},
 		Logger:   log.With("listener", "smtp"),
 		Now:      now,
+		OnReply:  n.metrics.countReply("smtp"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)
@@ -181,6 +182,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 			Auth:       newUserDB(cfg.Auth.Users),
 			Logger:     log.With("listener", "submission"),
 			Now:        now,
+			OnReply:    n.metrics.countReply("submission"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("node: listen.submission: %w", err)

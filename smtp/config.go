@@ -116,6 +116,11 @@ type ServerConfig struct {
 	Logger   *slog.Logger
 	// Now is the clock used for Received: dates; default time.Now.
 	Now func() time.Time
+	// OnReply, if set, is called with the code of every reply the server
+	// sends to a client (go-smtp's, the interposer's own, the greeting and
+	// the 421 of the per-IP cap), once per reply, from the goroutine that
+	// sends it. X-LINK2STATE's replies (smtp/xlink) are not included.
+	OnReply func(code int)
 }
 
 // Session describes the client side of one SMTP session as far as it is

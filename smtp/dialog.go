@@ -49,7 +49,8 @@ type dialogConn struct {
 	ehloHeld    []byte             // EHLO reply lines held until the last one
 	eod         dialogue.EndOfData // DATA: where the content stands
 
-	reg      *dialogs    // nil in tests that build a dialogConn alone
+	reg      *dialogs       // nil in tests that build a dialogConn alone
+	onReply  func(code int) // ServerConfig.OnReply; nil: not counted
 	draining atomic.Bool // Shutdown: 421 instead of the next command
 
 	// Owned by go-smtp's connection goroutine, the only reader.
@@ -105,8 +106,9 @@ type dialogListener struct {
 	net.Listener
 	tlsCfg *tls.Config
 	limits Limits
-	log    *slog.Logger
-	reg    *dialogs
+	log     *slog.Logger
+	reg     *dialogs
+	onReply func(code int)
 }
 
 func (l dialogListener) Accept() (net.Conn, error) {
@@ -115,6 +117,7 @@ func (l dialogListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	dc := newDialogConn(c, l.tlsCfg, l.limits, l.log)
+	dc.onReply = l.onReply
 	if l.reg != nil {
 		dc.reg = l.reg
 		l.reg.add(dc)
@@ -202,6 +205,7 @@ func (c *dialogConn) drain() {
 func (c *dialogConn) shutdown() error {
 	c.setState(stPass)
 	_ = c.w.Reply(5*time.Second, []byte(shutdownReply))
+	c.countReply(421)
 	return io.EOF
 }
 
@@ -350,6 +354,9 @@ func (c *dialogConn) Write(p []byte) (int, error) {
 func (c *dialogConn) filterReply(send, line []byte) []byte {
 	code, final := dialogue.ReplyCode(line)
 	if c.state == stPass {
+		if final {
+			c.countReply(code)
+		}
 		return append(send, line...)
 	}
 	if c.swallow {
@@ -369,6 +376,7 @@ func (c *dialogConn) filterReply(send, line []byte) []byte {
 		if code == 250 {
 			held = addKeyword(held, "STARTTLS")
 		}
+		c.countReply(code)
 		c.afterReply(code)
 		return append(send, held...)
 	}
@@ -377,6 +385,8 @@ func (c *dialogConn) filterReply(send, line []byte) []byte {
 	}
 	send = append(send, line...)
 	if final {
+		sent, _ := dialogue.ReplyCode(line) // renumbered or not
+		c.countReply(sent)
 		c.afterReply(code)
 	}
 	return send
@@ -451,7 +461,16 @@ func addKeyword(reply []byte, kw string) []byte {
 // reply writes a reply of our own, for a command go-smtp never sees, and
 // gives the client a fresh command timeout for its next line.
 func (c *dialogConn) reply(line string) error {
+	code, _ := dialogue.ReplyCode([]byte(line))
+	c.countReply(code)
 	return c.w.Reply(c.timeout, []byte(line+"\r\n"))
+}
+
+// countReply counts one reply sent to the client (ServerConfig.OnReply).
+func (c *dialogConn) countReply(code int) {
+	if c.onReply != nil && code > 0 {
+		c.onReply(code)
+	}
 }
 
 // tlsOn reports whether this connection terminated TLS.
@@ -468,6 +487,7 @@ func (c *dialogConn) startTLS(line []byte) error {
 	case c.tlsOn():
 		return c.reply("503 5.5.1 TLS already active")
 	}
+	c.countReply(220) // StartTLS sends "220 2.0.0 Ready to start TLS"
 	tc, err := c.w.StartTLS(c.tlsCfg, c.timeout, func(tc *tls.Conn) error {
 		_ = c.inner.SetDeadline(time.Now().Add(c.timeout))
 		err := tc.Handshake()

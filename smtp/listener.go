@@ -15,8 +15,9 @@ const tooManyConns = "421 4.7.0 Too many connections from your address\r\n"
 // hands out so that Server.Close can cut them.
 type capListener struct {
 	net.Listener
-	max    int
-	logger *slog.Logger
+	max     int
+	logger  *slog.Logger
+	onReply func(code int) // ServerConfig.OnReply
 
 	mu    sync.Mutex
 	perIP map[string]int
@@ -64,6 +65,9 @@ func (l *capListener) Accept() (net.Conn, error) {
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 			_, _ = c.Write([]byte(tooManyConns))
 			_ = c.Close()
+			if l.onReply != nil {
+				l.onReply(421)
+			}
 			continue
 		}
 		l.perIP[key]++

@@ -72,6 +72,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		}
 	}
 	s.ln = newCapListener(l, s.limits.MaxConnsPerIP, s.log)
+	s.ln.onReply = s.cfg.OnReply
 	s.dialogs = newDialogs()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
@@ -112,7 +113,7 @@ func (s *Server) Start() error {
 	s.serveDone = make(chan struct{})
 	go func() {
 		defer close(s.serveDone)
-		err := s.gs.Serve(dialogListener{Listener: s.ln, tlsCfg: s.cfg.TLS, limits: s.limits, log: s.log, reg: s.dialogs})
+		err := s.gs.Serve(dialogListener{Listener: s.ln, tlsCfg: s.cfg.TLS, limits: s.limits, log: s.log, reg: s.dialogs, onReply: s.cfg.OnReply})
 		if err != nil && !s.isClosed() {
 			s.log.Error("smtp: accept loop stopped", "addr", s.Addr().String(), "err", err)
 			s.serveErr = fmt.Errorf("smtp: serve %s: %w", s.Addr(), err)
