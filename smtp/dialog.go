@@ -51,7 +51,7 @@ type dialogConn struct {
 
 	reg      *dialogs       // nil in tests that build a dialogConn alone
 	onReply  func(code int) // ServerConfig.OnReply; nil: not counted
-	draining atomic.Bool // Shutdown: 421 instead of the next command
+	draining atomic.Bool    // Shutdown: 421 instead of the next command
 
 	// Owned by go-smtp's connection goroutine, the only reader.
 	br      *bufio.Reader
@@ -104,8 +104,8 @@ func newDialogConn(inner net.Conn, tlsCfg *tls.Config, lim Limits, log *slog.Log
 // dialogListener hands go-smtp dialogConns.
 type dialogListener struct {
 	net.Listener
-	tlsCfg *tls.Config
-	limits Limits
+	tlsCfg  *tls.Config
+	limits  Limits
 	log     *slog.Logger
 	reg     *dialogs
 	onReply func(code int)
