@@ -175,8 +175,11 @@ func (tm *testMesh) start(name string) *Node {
 // crash kills a node as kill -9 would look from outside.
 func (tm *testMesh) crash(name string) {
 	tm.nw.Crash(name)
-	tm.nodes[name].Crash()
+	tm.mu.Lock()
+	n := tm.nodes[name]
 	tm.nodes[name] = nil
+	tm.mu.Unlock()
+	n.Crash()
 	tm.nw.Restart(name) // its host may listen again when the node restarts
 }
 
@@ -267,7 +270,12 @@ func (tm *testMesh) delivered(rg string) map[string]int {
 }
 
 func (tm *testMesh) sendTo(node, rcpt, msgID string) error {
+	tm.mu.Lock()
 	n := tm.nodes[node]
+	tm.mu.Unlock()
+	if n == nil {
+		return fmt.Errorf("node %s is down", node)
+	}
 	body := fmt.Sprintf("From: s@sender.test\r\nTo: %s\r\nMessage-ID: %s\r\nSubject: mesh test\r\n\r\nhello\r\n", rcpt, msgID)
 	return send(n.SMTPAddr(), "s@sender.test", []string{rcpt}, body)
 }

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -59,7 +60,17 @@ type Pool struct {
 
 	mu    sync.Mutex
 	view  View
-	known map[string]string // every member ever seen: name -> gossip address
+	known map[string]string     // every member ever seen: name -> gossip address
+	nodes map[string]memberCopy // memberlist's live members, copied by events
+}
+
+// memberCopy is what the pool keeps of a memberlist node. It is copied in
+// the event callbacks, while memberlist holds its node lock: memberlist
+// rewrites its Node structs in place, so reading them later (through
+// Members) races with its updates (hashicorp/memberlist#306).
+type memberCopy struct {
+	addr string
+	meta []byte
 }
 
 // Start creates the pool member, joins the seeds it can reach and
@@ -77,7 +88,7 @@ func Start(cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: cfg, log: logger, meta: meta, kick: make(chan struct{}, 1), done: make(chan struct{}), known: map[string]string{}}
+	p := &Pool{cfg: cfg, log: logger, meta: meta, kick: make(chan struct{}, 1), done: make(chan struct{}), known: map[string]string{}, nodes: map[string]memberCopy{}}
 
 	mc, err := p.memberlistConfig()
 	if err != nil {
@@ -294,23 +305,27 @@ func (p *Pool) rejoinMissing() {
 	}
 }
 
-// refresh rebuilds the view from memberlist and reports a change.
+// refresh rebuilds the view from the members memberlist reported (joined
+// or updated, and not since left or declared dead) and reports a change.
 func (p *Pool) refresh() {
+	p.mu.Lock()
+	nodes := make(map[string]memberCopy, len(p.nodes))
+	for name, n := range p.nodes {
+		nodes[name] = n
+	}
+	p.mu.Unlock()
 	var ms []Member
-	for _, n := range p.ml.Members() {
-		if n.State != memberlist.StateAlive {
-			continue
-		}
-		meta, err := decodeMeta(n.Meta)
+	for name, n := range nodes {
+		meta, err := decodeMeta(n.meta)
 		if err != nil {
-			p.log.Warn("ignoring member with bad metadata", "peer", n.Name, "err", err)
+			p.log.Warn("ignoring member with bad metadata", "peer", name, "err", err)
 			continue
 		}
 		if meta.RG != p.cfg.Meta.RG {
-			p.log.Warn("ignoring member of another routing group", "peer", n.Name, "peer_rg", meta.RG)
+			p.log.Warn("ignoring member of another routing group", "peer", name, "peer_rg", meta.RG)
 			continue
 		}
-		ms = append(ms, Member{Name: n.Name, Addr: n.Address(), Meta: meta})
+		ms = append(ms, Member{Name: name, Addr: n.addr, Meta: meta})
 	}
 	v := newView(ms)
 	p.mu.Lock()
@@ -356,10 +371,22 @@ func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (delegate) LocalState(join bool) []byte                { return nil }
 func (delegate) MergeRemoteState(buf []byte, join bool)     {}
 
-// events only pokes the watcher: memberlist calls these under its own
-// locks, so nothing here may block or call back into memberlist.
+// events copies what the pool needs of a node (memberCopy) and pokes the
+// watcher: memberlist calls these under its own locks, so nothing here may
+// block or call back into memberlist.
 type events struct{ p *Pool }
 
-func (e events) NotifyJoin(*memberlist.Node)   { e.p.poke() }
-func (e events) NotifyLeave(*memberlist.Node)  { e.p.poke() }
-func (e events) NotifyUpdate(*memberlist.Node) { e.p.poke() }
+func (e events) NotifyJoin(n *memberlist.Node)   { e.p.track(n, true) }
+func (e events) NotifyUpdate(n *memberlist.Node) { e.p.track(n, true) }
+func (e events) NotifyLeave(n *memberlist.Node)  { e.p.track(n, false) }
+
+func (p *Pool) track(n *memberlist.Node, alive bool) {
+	p.mu.Lock()
+	if alive {
+		p.nodes[n.Name] = memberCopy{addr: n.Address(), meta: bytes.Clone(n.Meta)}
+	} else {
+		delete(p.nodes, n.Name)
+	}
+	p.mu.Unlock()
+	p.poke()
+}

@@ -24,7 +24,7 @@ type Mesh struct {
 	log    *slog.Logger
 	db     *linkstate.LSDB
 	sub    *linkstate.Subscription
-	router *routing.Router
+	router atomic.Pointer[routing.Router] // set by Start; read by the delivery loop
 	pool   *membership.Pool
 	srv    *channel.Server
 	cli    *channel.Client
@@ -76,14 +76,15 @@ func (m *Mesh) LSDB() *linkstate.LSDB { return m.db }
 
 // Routes returns the current routing table (nil before Start).
 func (m *Mesh) Routes() *routing.Table {
-	if m.router == nil {
+	r := m.router.Load()
+	if r == nil {
 		return nil
 	}
-	return m.router.Table()
+	return r.Table()
 }
 
 // RoutesChanged is signalled after every new routing table.
-func (m *Mesh) RoutesChanged() <-chan struct{} { return m.router.Changed() }
+func (m *Mesh) RoutesChanged() <-chan struct{} { return m.router.Load().Changed() }
 
 // View is the current membership of this node's routing group.
 func (m *Mesh) View() membership.View {
@@ -114,7 +115,7 @@ func (m *Mesh) Start() error {
 	if err != nil {
 		return fmt.Errorf("mesh: router: %w", err)
 	}
-	m.router = router
+	m.router.Store(router)
 	m.srv = channel.NewServer(channel.ServerConfig{
 		Listener: m.cfg.LinkState, TLS: m.cfg.ServerTLS, Node: m.cfg.Node, RG: m.cfg.RG,
 		Master:    func() string { return m.View().Master },
@@ -143,7 +144,7 @@ func (m *Mesh) Start() error {
 	if err != nil {
 		m.srv.Close()
 		m.cli.Close()
-		m.router.Close()
+		m.router.Load().Close()
 		return err
 	}
 	m.pool = pool
@@ -176,7 +177,7 @@ func (m *Mesh) stop(crash bool) error {
 	}
 	m.cancel()
 	m.wg.Wait()
-	errs = append(errs, m.cli.Close(), m.srv.Close(), m.router.Close())
+	errs = append(errs, m.cli.Close(), m.srv.Close(), m.router.Load().Close())
 	m.sub.Close()
 	return errors.Join(errs...)
 }
@@ -331,7 +332,7 @@ func (m *Mesh) onLSDBChange(rgs []string) {
 		}
 		m.srv.Push(recs)
 	}
-	m.router.Update(snap.Records())
+	m.router.Load().Update(snap.Records())
 	m.syncer.trigger()
 	m.probe.reconfigure()
 }
