@@ -42,9 +42,6 @@ type deliverer struct {
 	// waiting holds messages that found no route, or whose mesh hop
 	// failed: a new routing table retries them at once.
 	waiting map[string]bool
-	// final: per message in flight, whether a recipient was finished here
-	// (true) or all finished ones were relayed to mesh peers (false).
-	final map[string]bool
 	wg    sync.WaitGroup
 	wake  chan struct{}
 }
@@ -70,7 +67,6 @@ func newDeliverer(n *Node, opts Options) (*deliverer, error) {
 		attempted: make(map[string]bool),
 		dests:     make(map[string]chan struct{}),
 		waiting:   make(map[string]bool),
-		final:     make(map[string]bool),
 		wake:      make(chan struct{}, 1),
 	}, nil
 }
@@ -339,7 +335,14 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 		}
 		d.successDSN(m, body, relayed, dsnRelayed, remoteMTA)
 	}
-	d.noteOutcome(m.ID, g, results)
+	if g.kind == kindMesh {
+		// The next node owns these recipients now. When every recipient
+		// went on like this, the queue drops the copy's dedup marker with
+		// the message, so a route change may bring it back here.
+		for i := range results {
+			results[i].HandedOn = results[i].Outcome == queue.Delivered
+		}
+	}
 	after, err := d.q.RecordMessage(m.ID, results)
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
@@ -347,43 +350,8 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 	case err != nil:
 		log.Error("queue: record results", "err", err)
 	case !hasPending(after):
-		if d.onlyRelayed(m.ID) {
-			// Every recipient went on to other mesh nodes: this node is
-			// done with the copy, and may see it again legitimately.
-			if err := d.q.Forget(m.ID); err != nil && !errors.Is(err, queue.ErrClosed) {
-				log.Warn("queue: forget relayed message", "err", err)
-			}
-		}
 		d.forget(m.ID)
 	}
-}
-
-// noteOutcome remembers, per message, whether any recipient was finished
-// here (delivered locally or out of the mesh, or failed) rather than
-// relayed to another mesh node.
-func (d *deliverer) noteOutcome(id string, g *group, results []queue.Result) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, r := range results {
-		switch {
-		case r.Outcome == queue.TempFail:
-		case g.kind == kindMesh && r.Outcome == queue.Delivered:
-			if _, ok := d.final[id]; !ok {
-				d.final[id] = false
-			}
-		default:
-			d.final[id] = true
-		}
-	}
-}
-
-// onlyRelayed reports whether every finished recipient of the message was
-// relayed to another mesh node (as far as this process saw).
-func (d *deliverer) onlyRelayed(id string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	final, ok := d.final[id]
-	return ok && !final
 }
 
 // acquire takes a global slot and one of the destination's slots.
@@ -448,7 +416,6 @@ func (d *deliverer) expire(m *queue.Message, body []byte, now time.Time) {
 func (d *deliverer) forget(id string) {
 	d.mu.Lock()
 	delete(d.attempted, id)
-	delete(d.final, id)
 	d.mu.Unlock()
 }
 

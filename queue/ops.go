@@ -50,8 +50,16 @@ func (q *Queue) mutateOp(id string, deferrable bool, fn change) (*Message, error
 			m.updateNext()
 			out = m
 			if finished || !m.pending() {
+				dels := [][]byte{msgKey(id), bodyKey(id)}
+				if m.allHandedOn() {
+					// Not delivered here, only passed on: the dedup
+					// marker goes in the same commit (see Forget), so
+					// the copy is accepted again if a route change
+					// brings it back, even across a crash.
+					dels = append(dels, dedupKey(id))
+				}
 				return &mutation{
-					dels:  [][]byte{msgKey(id), bodyKey(id)},
+					dels:  dels,
 					apply: func() { q.idx.remove(id) },
 				}, nil
 			}
@@ -136,6 +144,7 @@ func (q *Queue) RecordMessage(id string, results []Result) (*Message, error) {
 				switch res.Outcome {
 				case Delivered:
 					r.State = Delivered
+					r.HandedOn = res.HandedOn
 				case TempFail:
 					r.LastError = res.Reply
 				case PermFail:
@@ -240,11 +249,13 @@ func (q *Queue) Delete(id string) error {
 }
 
 // Forget drops the dedup marker of a message that is no longer queued, so
-// that the same ID is accepted again. A node calls it after handing every
-// recipient of a message on to other mesh nodes: the message may come back
-// legitimately (a route changed under it and the way on leads through
-// here again), while a true duplicate is still recognised where the copy
-// was finally delivered. A message still queued keeps its marker.
+// that the same ID is accepted again; a message still queued keeps its
+// marker. Record does this by itself, in the commit that removes the
+// message, when every recipient was handed on to other mesh nodes
+// (Result.HandedOn): such a copy may come back legitimately (a route
+// changed under it and the way on leads through here again), while a true
+// duplicate is still recognised where the copy was finally delivered.
+// Forget is for an operator who wants an ID accepted again.
 func (q *Queue) Forget(id string) error {
 	q.dbMu.RLock()
 	defer q.dbMu.RUnlock()

@@ -853,3 +853,43 @@ func TestForgetAllowsTheIDAgain(t *testing.T) {
 		t.Fatalf("forgotten ID refused: %v", err)
 	}
 }
+
+// TestHandedOnDropsMarker: a message whose every recipient was handed on to
+// other mesh nodes leaves no dedup marker (it was not delivered here, and a
+// route change may bring the same copy back), in the commit that removes
+// it, so it holds after a reopen; one recipient finished here keeps it.
+func TestHandedOnDropsMarker(t *testing.T) {
+	dir := t.TempDir()
+	q := openQueue(t, Options{Dir: dir})
+	ctx := context.Background()
+	passed := Envelope{ID: "handed-0001", From: "a@x.test", Rcpts: []Rcpt{{Addr: "b@y.test"}, {Addr: "c@y.test"}}}
+	mixed := Envelope{ID: "handed-0002", From: "a@x.test", Rcpts: []Rcpt{{Addr: "b@y.test"}, {Addr: "d@here.test"}}}
+	for _, env := range []Envelope{passed, mixed} {
+		if err := q.Enqueue(ctx, env, []byte("body")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Handed on in two steps: the marker goes with the last one.
+	if err := q.Record(passed.ID, []Result{{Addr: "b@y.test", Outcome: Delivered, HandedOn: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Record(passed.ID, []Result{{Addr: "c@y.test", Outcome: Delivered, HandedOn: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Record(mixed.ID, []Result{
+		{Addr: "b@y.test", Outcome: Delivered, HandedOn: true},
+		{Addr: "d@here.test", Outcome: Delivered},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = openQueue(t, Options{Dir: dir})
+	if err := q.Enqueue(ctx, passed, []byte("body")); err != nil {
+		t.Fatalf("copy handed on to the mesh refused when it came back: %v", err)
+	}
+	if err := q.Enqueue(ctx, mixed, []byte("body")); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("copy delivered here in part accepted again: %v", err)
+	}
+}

@@ -85,6 +85,8 @@ type Recipient struct {
 	LastError   string    `json:",omitempty"` // reply of the last failed attempt
 	LastReply   string    `json:",omitempty"` // reply of the last attempt, whatever its outcome
 	LastAttempt time.Time `json:",omitempty"`
+	// HandedOn: Delivered by handing the message to another mesh node.
+	HandedOn bool `json:",omitempty"`
 }
 
 // Message is a queued message without its body.
@@ -98,6 +100,17 @@ type Message struct {
 }
 
 // pending reports whether any recipient is still Pending.
+// allHandedOn reports whether every recipient was delivered by handing the
+// message on to other mesh nodes: then it was not finally delivered here.
+func (m *Message) allHandedOn() bool {
+	for i := range m.Recipients {
+		if r := &m.Recipients[i]; r.State != Delivered || !r.HandedOn {
+			return false
+		}
+	}
+	return len(m.Recipients) > 0
+}
+
 func (m *Message) pending() bool {
 	for i := range m.Recipients {
 		if m.Recipients[i].State == Pending {
@@ -151,6 +164,9 @@ type Result struct {
 	// Relayed: delivered to a next hop that could not carry the DSN
 	// request on (RFC 3461 §4.2); the queue does not store it.
 	Relayed bool
+	// HandedOn: delivered by handing the message to another node of the
+	// mesh, which owns it from then on (stored as Recipient.HandedOn).
+	HandedOn bool
 }
 
 // Filter selects messages for List. A nil Held lists all; Limit <= 0 is no limit.
