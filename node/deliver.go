@@ -42,8 +42,8 @@ type deliverer struct {
 	// waiting holds messages that found no route, or whose mesh hop
 	// failed: a new routing table retries them at once.
 	waiting map[string]bool
-	wg    sync.WaitGroup
-	wake  chan struct{}
+	wg      sync.WaitGroup
+	wake    chan struct{}
 }
 
 func newDeliverer(n *Node, opts Options) (*deliverer, error) {
