@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/meshd/meshd/linkstate/channel"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/smtp/xlink"
@@ -31,7 +30,6 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 	if err != nil {
 		return fmt.Errorf("node: listen.linkstate: %w", err)
 	}
-	lsLn = channel.TrackListener(lsLn, n.answerTrack) // message tracking (track.go) shares the port-691 listener
 	meshLn, err := n.listenSMTP("tcp", cfg.Listen.Mesh)
 	if err != nil {
 		lsLn.Close()
@@ -61,7 +59,11 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		Probe: mesh.ProbeConfig{Interval: cfg.Mesh.Probe.Interval, Keepalive: cfg.Mesh.Probe.Keepalive, Timeout: cfg.Mesh.Probe.Timeout,
 			GlitchRetries: cfg.Mesh.Probe.GlitchRetries, GlitchDelay: cfg.Mesh.Probe.GlitchDelay, UpAfter: cfg.Mesh.Probe.UpAfter},
 		ServerTLS: channelTLS, ChannelTLS: channelClientTLS, ClientTLS: clientTLS, Dial: opts.Dial, Now: n.now, Logger: n.log, HeloName: cfg.Node.Hostname,
+		// Message tracking (track.go) shares the port-691 listener; its
+		// events name senders and recipients, so only mesh peers may ask.
+		Track: n.answerTrack, AllowTrack: n.policy.isMeshPeer,
 	}
+	n.trackTLS, n.trackDial = channelClientTLS, opts.Dial
 	if opts.GossipTransport != nil {
 		tr, err := opts.GossipTransport(cfg.Listen.Gossip)
 		if err != nil {

@@ -41,6 +41,12 @@ type meshLink struct {
 var testOrgKey = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 
 func newTestMesh(t testing.TB, rgs map[string][]string, links []meshLink) *testMesh {
+	return newTestMeshWith(t, rgs, links, nil)
+}
+
+// newTestMeshWith is newTestMesh with mod applied to every node's
+// configuration before the nodes start (mod may be nil).
+func newTestMeshWith(t testing.TB, rgs map[string][]string, links []meshLink, mod func(*Config)) *testMesh {
 	tm := &testMesh{t: t, nw: netem.New(netem.Options{Seed: 1}), rgs: rgs, links: links,
 		cfgs: map[string]Config{}, nodes: map[string]*Node{}, meshL: map[string]string{}, seeds: map[string]string{},
 		held: map[string]net.Listener{}}
@@ -57,7 +63,11 @@ func newTestMesh(t testing.TB, rgs map[string][]string, links []meshLink) *testM
 	}
 	for _, rg := range sortedRGs(rgs) {
 		for _, name := range rgs[rg] {
-			tm.cfgs[name] = tm.config(name, rg)
+			cfg := tm.config(name, rg)
+			if mod != nil {
+				mod(&cfg)
+			}
+			tm.cfgs[name] = cfg
 		}
 	}
 	// Registered after the data directories, so it runs before they go.

@@ -66,6 +66,10 @@ type Node struct {
 	meshSrv    *smtp.Server
 	listen     func(network, addr string) (net.Listener, error)
 	listenSMTP func(network, addr string) (net.Listener, error) // SMTP listeners (listenNoKeepAlive)
+	// How this node asks other nodes for tracking events (track.go): the
+	// channel's client TLS under mesh.require_tls, and Options.Dial.
+	trackTLS  *tls.Config
+	trackDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu      sync.Mutex
 	started bool

@@ -27,7 +27,8 @@ import (
 // renamed to track.log.1 (replacing the older one) and a new one begins.
 //
 // A node answers "the events for these keys" on its port-691 listener
-// (channel.TrackListener in front of the link-state server), and
+// (channel.ServerConfig.Track: to mesh peers only, over TLS under
+// mesh.require_tls), and
 // GET /api/track/{key} asks every member of every routing group in the
 // LSDB, following relayed copies hop by hop: the copy ID a node relayed
 // is the ID the next hop received the message under.
@@ -382,7 +383,7 @@ func (n *Node) gatherTrack(ctx context.Context, peers []trackPeer, keys []string
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
-			raw, err := channel.Track(cctx, nil, nil, p.addr, keys)
+			raw, err := channel.Track(cctx, n.trackDial, n.trackTLS, p.addr, keys)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

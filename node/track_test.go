@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/linkstate/channel"
 )
 
 func TestTrackerFindAndRotate(t *testing.T) {
@@ -91,13 +93,23 @@ func TestHopDepths(t *testing.T) {
 // TestTrackAcrossMesh sends a message across three routing groups of real
 // nodes and follows it from the first node's admin API, starting from its
 // Message-ID header.
+// TestTrackAcrossMesh follows a message over two hops through the
+// tracking events of three nodes, with the link-state channel (which
+// carries the tracking requests) in plaintext and under mesh.require_tls.
 func TestTrackAcrossMesh(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-node mesh")
 	}
-	tm := newTestMesh(t, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}, "rgc": {"c1"}},
+	for _, requireTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("require_tls=%v", requireTLS), func(t *testing.T) { trackAcrossMesh(t, requireTLS) })
+	}
+}
+
+func trackAcrossMesh(t *testing.T, requireTLS bool) {
+	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}, "rgc": {"c1"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"bc", "rgb", "rgc", 10}, {"ac", "rga", "rgc", 50},
-			{"ba", "rgb", "rga", 10}, {"cb", "rgc", "rgb", 10}, {"ca", "rgc", "rga", 50}})
+			{"ba", "rgb", "rga", 10}, {"cb", "rgc", "rgb", 10}, {"ca", "rgc", "rga", 50}},
+		func(c *Config) { c.Mesh.RequireTLS = requireTLS })
 	a1 := tm.nodes["a1"]
 	poll(t, 30*time.Second, "a1 routes to rgc over rgb", func() error {
 		tab := a1.Mesh().Routes()
@@ -158,5 +170,21 @@ func TestTrackAcrossMesh(t *testing.T) {
 	evs := a1.answerTrack(context.Background(), []string{res.Events[0].ID})
 	if len(evs) != 2 {
 		t.Errorf("a1 answers %d events for its own ID, want 2 (received, relayed)", len(evs))
+	}
+	// Other nodes ask b1 over its link-state listener: in plaintext only
+	// when TLS is not required there.
+	var b1 string
+	for _, m := range tm.nodes["b1"].Mesh().View().Members {
+		if m.Name == "b1" {
+			b1 = m.Meta.LinkState
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := channel.Track(ctx, nil, nil, b1, []string{hops[2].ID})
+	if requireTLS && err == nil {
+		t.Error("b1 answered a plaintext tracking request under mesh.require_tls")
+	} else if !requireTLS && err != nil {
+		t.Errorf("plaintext tracking request to b1: %v", err)
 	}
 }

@@ -46,6 +46,7 @@
 // A track client (meshctl track, through a node) sends HELLO with role 3,
 // reads WELCOME, sends one TRACKREQ with message keys and reads one
 // TRACKRESP: the node's message-tracking events for those keys (opaque
-// bytes here; JSON written by the node). TrackListener answers role 3 in
-// front of a Server; any node of any routing group answers it.
+// bytes here; JSON written by the node). Any node's Server answers role 3
+// (ServerConfig.Track), for clients at the addresses AllowTrack admits,
+// whatever their routing group, over TLS when the Server has TLS.
 package channel

@@ -34,6 +34,12 @@ type ServerConfig struct {
 	// OnAdmin receives an operator's connector override sent through a
 	// member (master only).
 	OnAdmin func(from, connector string, st AdminState)
+	// Track answers message-tracking clients (role 3); nil refuses them.
+	// AllowTrack, when set, decides which remote addresses may ask:
+	// tracking events carry addresses and subjects of mail, so a node lets
+	// only its mesh peers in. Over TLS when TLS is set, like the rest.
+	Track      TrackFunc
+	AllowTrack func(remote net.Addr) bool
 
 	// IdleTimeout drops a member that sends nothing (not even PING) for
 	// this long. Default 30s.
@@ -200,9 +206,15 @@ func (s *Server) handle(c net.Conn) {
 		}
 		_ = writeFrame(bw, fRecords, encodeRecords(true, s.cfg.Records()))
 		return
-	case h.Role == RoleTrack:
-		// Tracking is answered by a TrackListener in front of the server.
+	case h.Role == RoleTrack && s.cfg.Track == nil:
 		s.refuse(bw, RefuseBadGreeting, "message tracking is not served on this listener")
+		return
+	case h.Role == RoleTrack && s.cfg.AllowTrack != nil && !s.cfg.AllowTrack(peer):
+		s.log.Warn("refusing tracking request", "remote", peer.String())
+		s.refuse(bw, RefuseUnknownPeer, "message tracking is for the mesh's own nodes")
+		return
+	case h.Role == RoleTrack:
+		s.serveTrack(c, bw)
 		return
 	case h.RG != s.cfg.RG:
 		s.refuse(bw, RefuseWrongRG, fmt.Sprintf("this is routing group %q", s.cfg.RG))

@@ -5,11 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"sync"
 	"time"
 )
 
@@ -24,7 +21,7 @@ const (
 	fTrackResp frameType = 9
 )
 
-// RoleTrack is a message-tracking client (see TrackListener).
+// RoleTrack is a message-tracking client (see ServerConfig.Track).
 const RoleTrack Role = 3
 
 const (
@@ -120,138 +117,26 @@ func Track(ctx context.Context, dial Dialer, tc *tls.Config, addr string, keys [
 	return nil, fmt.Errorf("channel: track %s: unexpected frame %d", addr, t)
 }
 
-// TrackListener wraps the channel's listener: connections that greet with
-// role 3 are answered here with fn, every other connection is handed to
-// the Server (or whoever calls Accept) with its first bytes intact. A
-// connection that starts with a TLS handshake is passed through untouched
-// (tracking is plaintext only). Close closes ln and waits for the
-// tracking sessions.
-func TrackListener(ln net.Listener, fn TrackFunc) net.Listener {
-	ctx, cancel := context.WithCancel(context.Background())
-	t := &trackListener{Listener: ln, fn: fn, ctx: ctx, cancel: cancel, conns: make(chan net.Conn), done: make(chan struct{})}
-	t.wg.Add(1)
-	go t.loop()
-	return t
-}
-
-type trackListener struct {
-	net.Listener
-	fn     TrackFunc
-	ctx    context.Context
-	cancel context.CancelFunc
-	conns  chan net.Conn
-	done   chan struct{}
-	err    error // set before done is closed
-	wg     sync.WaitGroup
-	once   sync.Once
-}
-
-func (t *trackListener) loop() {
-	defer t.wg.Done()
-	for {
-		c, err := t.Listener.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && t.ctx.Err() == nil {
-				continue
-			}
-			t.err = err
-			close(t.done)
-			return
-		}
-		t.wg.Add(1)
-		go func() {
-			defer t.wg.Done()
-			t.sort(c)
-		}()
+// serveTrack answers one tracking client that has greeted (see
+// ServerConfig.Track): WELCOME, one TRACKREQ, one TRACKRESP.
+func (s *Server) serveTrack(c net.Conn, bw *bufio.Writer) {
+	if err := writeFrame(bw, fWelcome, encodeWelcome(s.cfg.Node, s.cfg.RG)); err != nil {
+		return
 	}
-}
-
-// sort reads the greeting of c and serves it or hands it on.
-func (t *trackListener) sort(c net.Conn) {
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var hdr [5]byte
-	n, err := io.ReadFull(c, hdr[:1])
-	if err == nil && hdr[0] != 0x16 { // 0x16: a TLS handshake record
-		var m int
-		m, err = io.ReadFull(c, hdr[1:])
-		n += m
-	}
-	buf := append([]byte(nil), hdr[:n]...)
-	if err == nil && hdr[0] != 0x16 {
-		l := int(uint32(hdr[0])<<24 | uint32(hdr[1])<<16 | uint32(hdr[2])<<8 | uint32(hdr[3]))
-		if frameType(hdr[4]) == fHello && l > 1 && l <= 1024 {
-			p := make([]byte, l-1)
-			if _, err = io.ReadFull(c, p); err == nil {
-				if h, herr := decodeHello(p); herr == nil && h.Role == RoleTrack {
-					t.serve(c, h)
-					return
-				}
-			}
-			buf = append(buf, p...)
-		}
-	}
-	c.SetReadDeadline(time.Time{})
-	pc := &prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(buf), c)}
-	select {
-	case t.conns <- pc:
-	case <-t.ctx.Done():
-		c.Close()
-	}
-}
-
-func (t *trackListener) serve(c net.Conn, h hello) {
-	defer c.Close()
-	stop := context.AfterFunc(t.ctx, func() { c.Close() })
-	defer stop()
-	bw := bufio.NewWriter(c)
-	if h.Version != Version {
-		_ = writeFrame(bw, fRefuse, encodeRefuse(RefuseVersion, fmt.Sprintf("version %d not supported, want %d", h.Version, Version)))
-		return
-	}
-	if err := writeFrame(bw, fWelcome, encodeWelcome("", "")); err != nil {
-		return
-	}
 	typ, p, err := readFrame(c)
 	if err != nil || typ != fTrackReq {
-		_ = writeFrame(bw, fRefuse, encodeRefuse(RefuseBadGreeting, "expected TRACKREQ"))
+		s.refuse(bw, RefuseBadGreeting, "expected TRACKREQ")
 		return
 	}
 	keys, err := decodeTrackReq(p)
 	if err != nil {
-		_ = writeFrame(bw, fRefuse, encodeRefuse(RefuseBadGreeting, err.Error()))
+		s.refuse(bw, RefuseBadGreeting, err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(t.ctx, 20*time.Second)
-	events := t.fn(ctx, keys)
+	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
+	events := s.cfg.Track(ctx, keys)
 	cancel()
 	c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	_ = writeFrame(bw, fTrackResp, encodeTrackResp(events))
 }
-
-func (t *trackListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-t.conns:
-		return c, nil
-	case <-t.done:
-		return nil, t.err
-	}
-}
-
-func (t *trackListener) Close() error {
-	var err error
-	t.once.Do(func() {
-		t.cancel()
-		err = t.Listener.Close()
-		t.wg.Wait()
-	})
-	return err
-}
-
-// prefixConn replays the bytes read while sorting a connection.
-type prefixConn struct {
-	net.Conn
-	r io.Reader
-}
-
-func (p *prefixConn) Read(b []byte) (int, error) { return p.r.Read(b) }

@@ -3,10 +3,12 @@ package channel
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -53,73 +55,84 @@ func TestTrackFrames(t *testing.T) {
 	}
 }
 
-// TestTrackListener puts a TrackListener in front of a real Server: track
-// clients are answered by the function, dump clients still reach the
-// server through it.
-func TestTrackListener(t *testing.T) {
+// TestServerTrack: the link-state server answers tracking clients with its
+// Track function, over TLS when it has TLS, only from the addresses
+// AllowTrack lets in; dumps are still served beside it.
+func TestServerTrack(t *testing.T) {
+	serverTLS, clientTLS := testTLS(t)
+	for _, tc := range []struct {
+		name   string
+		server *tls.Config
+		client *tls.Config
+	}{{"plaintext", nil, nil}, {"tls", serverTLS, clientTLS}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			asked := make(chan []string, 4)
+			var allow atomic.Bool
+			allow.Store(true)
+			srv := NewServer(ServerConfig{Listener: ln, TLS: tc.server, Node: "n1", RG: "rg1",
+				Records: func() [][]byte { return [][]byte{[]byte("rec-1")} }, Master: func() string { return "n1" },
+				Track: func(_ context.Context, keys []string) [][]byte {
+					asked <- keys
+					var out [][]byte
+					for _, k := range keys {
+						if k == "known" {
+							out = append(out, []byte(`{"id":"known"}`))
+						}
+					}
+					return out
+				},
+				AllowTrack: func(remote net.Addr) bool { return allow.Load() && strings.HasPrefix(remote.String(), "127.0.0.1:") },
+			})
+			defer srv.Close()
+			addr := ln.Addr().String()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+
+			evs, err := Track(ctx, nil, tc.client, addr, []string{"known", "other"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) != 1 || string(evs[0]) != `{"id":"known"}` {
+				t.Errorf("Track = %q", evs)
+			}
+			if got := <-asked; !slices.Equal(got, []string{"known", "other"}) {
+				t.Errorf("function asked for %q", got)
+			}
+			recs, err := Dump(ctx, nil, tc.client, addr)
+			if err != nil || len(recs) != 1 || string(recs[0]) != "rec-1" {
+				t.Errorf("Dump = %q, %v", recs, err)
+			}
+			if tc.server != nil {
+				if _, err := Track(ctx, nil, nil, addr, []string{"known"}); err == nil {
+					t.Error("plaintext tracking answered by a TLS server")
+				}
+			}
+			allow.Store(false)
+			_, err = Track(ctx, nil, tc.client, addr, []string{"known"})
+			var r *RefusedError
+			if !errors.As(err, &r) || r.Code != RefuseUnknownPeer {
+				t.Errorf("Track from an address not allowed: %v, want refusal %d", err, RefuseUnknownPeer)
+			}
+			if len(asked) != 0 {
+				t.Errorf("Track function asked for a refused client: %q", <-asked)
+			}
+		})
+	}
+	// Without a Track function, tracking clients are refused.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	asked := make(chan []string, 4)
-	tl := TrackListener(ln, func(_ context.Context, keys []string) [][]byte {
-		asked <- keys
-		var out [][]byte
-		for _, k := range keys {
-			if k == "known" {
-				out = append(out, []byte(`{"id":"known"}`))
-			}
-		}
-		return out
-	})
-	srv := NewServer(ServerConfig{Listener: tl, Node: "n1", RG: "rg1",
-		Records: func() [][]byte { return [][]byte{[]byte("rec-1")} }, Master: func() string { return "n1" }})
+	srv := NewServer(ServerConfig{Listener: ln, Node: "n1", RG: "rg1", Records: func() [][]byte { return nil }, Master: func() string { return "n1" }})
 	defer srv.Close()
-	addr := ln.Addr().String()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-
-	evs, err := Track(ctx, nil, nil, addr, []string{"known", "other"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(evs) != 1 || string(evs[0]) != `{"id":"known"}` {
-		t.Errorf("Track = %q", evs)
-	}
-	if got := <-asked; !slices.Equal(got, []string{"known", "other"}) {
-		t.Errorf("function asked for %q", got)
-	}
-	recs, err := Dump(ctx, nil, nil, addr)
-	if err != nil {
-		t.Fatalf("dump through the track listener: %v", err)
-	}
-	if len(recs) != 1 || string(recs[0]) != "rec-1" {
-		t.Errorf("Dump = %q", recs)
-	}
-	// A client that sends garbage is handed to the server, which refuses it.
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write([]byte("EHLO x\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	typ, p, err := readFrame(c)
-	if err != nil || typ != fRefuse || !strings.Contains(decodeRefuse(p).Text, "HELLO") {
-		t.Errorf("garbage got frame %d %q %v, want REFUSE expected HELLO", typ, p, err)
-	}
-	// Closing the server closes the wrapped listener.
-	if err := srv.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Track(ctx, nil, nil, addr, []string{"known"}); err == nil {
-		t.Error("Track after close succeeded")
-	}
-	var ne *net.OpError
-	_, err = net.DialTimeout("tcp", addr, time.Second)
-	if err == nil || !errors.As(err, &ne) {
-		t.Errorf("listener still accepts after close: %v", err)
+	var r *RefusedError
+	if _, err := Track(ctx, nil, nil, ln.Addr().String(), []string{"x"}); !errors.As(err, &r) || r.Code != RefuseBadGreeting {
+		t.Errorf("Track without a Track function: %v, want refusal %d", err, RefuseBadGreeting)
 	}
 }

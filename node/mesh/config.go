@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/linkstate/channel"
 )
 
 // Connector is one connector of this node's routing group as configured.
@@ -98,6 +99,10 @@ type Config struct {
 	ChannelTLS *tls.Config
 	ClientTLS  *tls.Config
 	Dial       func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Track and AllowTrack answer message-tracking requests on the
+	// port-691 listener (channel.ServerConfig); nil Track refuses them.
+	Track      channel.TrackFunc
+	AllowTrack func(remote net.Addr) bool
 	Now        func() time.Time
 	Logger     *slog.Logger
 	HeloName   string

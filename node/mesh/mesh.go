@@ -124,7 +124,8 @@ func (m *Mesh) Start() error {
 		OnObserve: m.onMemberObservations,
 		OnRecords: func(from string, recs [][]byte) { m.installEncoded(recs, false) },
 		OnAdmin:   func(from, name string, st channel.AdminState) { m.setAdmin(name, st) },
-		Logger:    m.log,
+		Track:     m.cfg.Track, AllowTrack: m.cfg.AllowTrack,
+		Logger: m.log,
 	})
 	m.cli = channel.NewClient(channel.ClientConfig{
 		Node: m.cfg.Node, RG: m.cfg.RG, TLS: m.cfg.ChannelTLS, Dial: m.cfg.Dial,
