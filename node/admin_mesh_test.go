@@ -1,12 +1,15 @@
 package node
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestAdminMeshEndpoints covers the mesh endpoints on a standalone node
@@ -88,6 +91,17 @@ func TestAdminMeshEndpoints(t *testing.T) {
 			}
 		})
 	}
+	// The tables a1 used were timed (the gauge loop observes each new one).
+	poll(t, 10*time.Second, "an SPF duration observed", func() error {
+		var m dto.Metric
+		if err := a1.metrics.mesh.spf.Write(&m); err != nil {
+			return err
+		}
+		if h := m.GetHistogram(); h.GetSampleCount() == 0 || h.GetSampleSum() <= 0 {
+			return fmt.Errorf("histogram %d samples, sum %v", h.GetSampleCount(), h.GetSampleSum())
+		}
+		return nil
+	})
 	_, metrics, _ := get(t, "GET", mbase+"/metrics")
 	for _, name := range []string{"meshd_linkstate_records 2", "meshd_mesh_is_master{rg=\"rga\"} 1", "meshd_xlink_sessions_total",
 		"meshd_linkstate_convergence_seconds_count", "meshd_queue_oldest_age_seconds 0", "meshd_connector_admin_overrides_total{action=\"drain\"} 1"} {

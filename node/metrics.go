@@ -62,7 +62,7 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 		Name: "meshd_queue_size_bytes", Help: "Bytes of message bodies in the queue.",
 	}, func() float64 { _, b := queueStats(); return float64(b) })
 	m.mesh = newMeshMetrics()
-	m.reg.MustRegister(m.mesh.digestChanges, m.mesh.convergence, m.mesh.transitions, m.mesh.tables, m.mesh.adminOverrides)
+	m.reg.MustRegister(m.mesh.digestChanges, m.mesh.convergence, m.mesh.transitions, m.mesh.tables, m.mesh.spf, m.mesh.adminOverrides)
 	m.reg.MustRegister(m.accepted, m.rejectedFull, m.delivered, m.deferred, m.bounced, m.expired,
 		m.dsnSent, m.replies, m.deadSkips, queueMsgs, queueBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

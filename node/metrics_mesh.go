@@ -17,6 +17,7 @@ type meshMetrics struct {
 	convergence    prometheus.Histogram
 	transitions    *prometheus.CounterVec // connector up/down transitions seen in records, by rg and connector
 	tables         prometheus.Counter     // routing tables published (generation changes)
+	spf            prometheus.Histogram   // computation time of the tables used
 	adminOverrides *prometheus.CounterVec // operator connector overrides, by action
 }
 
@@ -34,6 +35,10 @@ func newMeshMetrics() *meshMetrics {
 		}, []string{"rg", "connector"}),
 		tables: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshd_routing_tables_total", Help: "Routing tables computed (SPF runs that published a new table) since start.",
+		}),
+		spf: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "meshd_routing_spf_duration_seconds", Help: "Time to compute a routing table (SPF over the LSDB and the address-space index), for the tables this node used; when several are computed in a burst only the last is observed.",
+			Buckets: []float64{0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25},
 		}),
 		adminOverrides: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshd_connector_admin_overrides_total", Help: "Operator connector overrides received on this node's admin API, by action (up, down, drain).",
@@ -197,6 +202,7 @@ func (n *Node) watchLinkState(ctx context.Context) error {
 		}
 		if t := n.mesh.Routes(); t != nil && t.Generation() != gen {
 			mm.tables.Add(float64(max(int64(t.Generation())-int64(gen), 1)))
+			mm.spf.Observe(t.ComputeDuration().Seconds())
 			gen = t.Generation()
 		}
 	}

@@ -241,7 +241,7 @@ func (r *Router) recompute() {
 	r.mu.Lock()
 	r.stats.Computations++
 	r.stats.LastDuration = took
-	t.gen = r.stats.Computations
+	t.gen, t.took = r.stats.Computations, took
 	r.mu.Unlock()
 	r.table.Store(t)
 	r.log.Debug("routing: table swapped", "generation", t.gen, "rgs", t.Len(), "took", took)

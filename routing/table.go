@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/meshd/meshd/linkstate"
 )
@@ -30,6 +31,7 @@ type Table struct {
 	idx   *asIndex    // shared read-only with other tables of the same Computer
 	conns []localConn // inter-RG connectors in first-hop bit order, then usable external ones
 	gen   uint64
+	took  time.Duration // how long the Router took to compute it
 }
 
 // Self returns the node the table was computed for.
@@ -38,6 +40,10 @@ func (t *Table) Self() Self { return t.self }
 // Generation counts the tables a Router has published (0 for a table
 // computed directly).
 func (t *Table) Generation() uint64 { return t.gen }
+
+// ComputeDuration is how long the Router took to compute the table (SPF
+// and the address-space index; 0 for a table computed directly).
+func (t *Table) ComputeDuration() time.Duration { return t.took }
 
 // Len returns the number of routing groups in the graph.
 func (t *Table) Len() int { return t.g.nrgs }
