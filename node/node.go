@@ -131,6 +131,9 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		Now:         now,
 		Logger:      log,
 		GCInterval:  cfg.Queue.GCInterval,
+		// The body stored is the message as received plus the fields
+		// prepended on the way (Received:, the mesh's X-Meshd-*).
+		MaxBodyBytes: cfg.Limits.MaxMessageBytes + int64(cfg.Limits.MaxHeaderBytes),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: open queue: %w", err)

@@ -38,6 +38,11 @@ type Options struct {
 	// MaxBatch caps how many operations share one transaction (default 1024).
 	MaxBatch int
 
+	// MaxBodyBytes is the largest body Enqueue must store (default and
+	// minimum 64 MiB, at most 1 GiB): badger refuses a value larger than
+	// one value-log file, so the files are sized to hold it.
+	MaxBodyBytes int64
+
 	// tune, when set by tests and benchmarks, adjusts the badger options
 	// after the defaults below are applied.
 	tune func(badger.Options) badger.Options
@@ -183,7 +188,7 @@ func badgerOptions(opts Options) badger.Options {
 		WithNumCompactors(2).
 		WithBaseTableSize(2 << 20).
 		WithValueThreshold(64 << 10).
-		WithValueLogFileSize(64 << 20).
+		WithValueLogFileSize(valueLogFileSize(opts.MaxBodyBytes)).
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
 		WithNumGoroutines(2)
@@ -191,6 +196,17 @@ func badgerOptions(opts Options) badger.Options {
 		bo = opts.tune(bo)
 	}
 	return bo
+}
+
+// valueLogFileSize sizes badger's value-log files so that one holds a body
+// of maxBody bytes with its key and entry header.
+func valueLogFileSize(maxBody int64) int64 {
+	const (
+		minSize  = 64 << 20
+		maxSize  = 1<<31 - 1 // badger's bound
+		overhead = 1 << 20
+	)
+	return min(max(maxBody+overhead, minSize), maxSize)
 }
 
 // load rebuilds the index and counters from the stored records.

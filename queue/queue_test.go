@@ -893,3 +893,18 @@ func TestHandedOnDropsMarker(t *testing.T) {
 		t.Fatalf("copy delivered here in part accepted again: %v", err)
 	}
 }
+
+// TestLargeBody: a body larger than badger's default value-log file (64 MiB)
+// is stored when MaxBodyBytes says bodies that large are expected.
+func TestLargeBody(t *testing.T) {
+	q := openQueue(t, Options{Dir: t.TempDir(), MaxBodyBytes: 80 << 20})
+	env := Envelope{ID: "large-body-0001", From: "a@x.test", Rcpts: []Rcpt{{Addr: "b@y.test"}}}
+	body := bytes.Repeat([]byte("0123456789abcdef"), (70<<20)/16)
+	if err := q.Enqueue(context.Background(), env, body); err != nil {
+		t.Fatalf("70 MiB body: %v", err)
+	}
+	got, err := q.Body(env.ID)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("body read back: %d bytes, %v", len(got), err)
+	}
+}
