@@ -272,11 +272,10 @@ func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reu
 	if r.code != 354 {
 		return dataFail(r)
 	}
-	w := cc.text.DotWriter()
-	if _, err := w.Write(m.Body); err != nil {
+	if err := writeData(cc.text.W, m.Body); err != nil {
 		return netErr("data", err)
 	}
-	if err := w.Close(); err != nil {
+	if err := cc.text.W.Flush(); err != nil {
 		return netErr("data", err)
 	}
 	cc.io.timeout = c.cfg.DataTimeout
