@@ -1,9 +1,7 @@
 package queue
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -529,31 +527,4 @@ func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.idx.stats()
-}
-
-// recordVersion prefixes every stored record so the format can evolve.
-const recordVersion = 1
-
-func encodeMessage(m *Message) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteByte(recordVersion)
-	if err := json.NewEncoder(&buf).Encode(m); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-func decodeMessage(v []byte) (*Message, error) {
-	if len(v) == 0 {
-		return nil, errors.New("empty record")
-	}
-	if v[0] != recordVersion {
-		return nil, fmt.Errorf("unknown record version %d", v[0])
-	}
-	m := new(Message)
-	if err := json.Unmarshal(v[1:], m); err != nil {
-		return nil, err
-	}
-	m.updateNext()
-	return m, nil
 }
