@@ -1,6 +1,9 @@
 package dialogue
 
-import "bufio"
+import (
+	"bufio"
+	"bytes"
+)
 
 // ReadChunk reads into p at most left bytes of a BDAT chunk from br.
 func ReadChunk(br *bufio.Reader, p []byte, left int64) (int, error) {
@@ -35,6 +38,16 @@ func (e *EndOfData) Reset() { e.state = eodBeginLine }
 // line was seen.
 func (e *EndOfData) Scan(buf []byte) (n int, ended bool) {
 	for n < len(buf) && !ended {
+		if e.state == eodData {
+			// Inside a line nothing but CR matters: skip to it.
+			i := bytes.IndexByte(buf[n:], '\r')
+			if i < 0 {
+				return len(buf), false
+			}
+			n += i + 1
+			e.state = eodCR
+			continue
+		}
 		b := buf[n]
 		n++
 		switch e.state {

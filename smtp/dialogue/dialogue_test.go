@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -151,6 +152,57 @@ func TestEndOfDataScan(t *testing.T) {
 				t.Fatalf("byte by byte: %d, %v; want %d, %v", total, ended, tc.n, tc.ended)
 			}
 		})
+	}
+}
+
+// TestEndOfDataScanRandom: on random content cut into random pieces, Scan
+// ends where a plain byte-at-a-time reading of the same rules does.
+func TestEndOfDataScanRandom(t *testing.T) {
+	// reference: "\r\n.\r\n" after a line start (or at the very start),
+	// where a line starts after CR LF only and CR CR LF starts none.
+	reference := func(in []byte) int {
+		st := eodBeginLine
+		for i, b := range in {
+			switch {
+			case st == eodBeginLine && b == '.':
+				st = eodDot
+			case st == eodDot && b == '\r':
+				st = eodDotCR
+			case st == eodDotCR && b == '\n':
+				return i + 1
+			case (st == eodBeginLine || st == eodData) && b == '\r':
+				st = eodCR
+			case st == eodCR && b == '\n':
+				st = eodBeginLine
+			default:
+				st = eodData
+			}
+		}
+		return -1
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	alphabet := []byte(".\r\nab")
+	for range 20000 {
+		in := make([]byte, r.IntN(60))
+		for i := range in {
+			in[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		want := reference(in)
+		var e EndOfData
+		total, got := 0, -1
+		for rest := in; len(rest) > 0; {
+			k := 1 + r.IntN(len(rest))
+			n, ended := e.Scan(rest[:k])
+			total += n
+			if ended {
+				got = total
+				break
+			}
+			rest = rest[k:]
+		}
+		if got != want {
+			t.Fatalf("content %q: end at %d, reference %d", in, got, want)
+		}
 	}
 }
 
