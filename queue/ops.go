@@ -59,8 +59,11 @@ func (q *Queue) mutateOp(id string, deferrable bool, fn change) (*Message, error
 					dels = append(dels, dedupKey(id))
 				}
 				return &mutation{
-					dels:  dels,
-					apply: func() { q.idx.remove(id) },
+					dels: dels,
+					apply: func() {
+						q.idx.remove(id)
+						q.bodies.drop(id)
+					},
 				}, nil
 			}
 			rec, err := encodeMessage(m)

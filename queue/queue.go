@@ -93,6 +93,8 @@ type Queue struct {
 	mu  sync.Mutex // guards idx
 	idx index
 
+	bodies *bodyCache // recently enqueued bodies (bodycache.go)
+
 	commits, committedOps atomic.Uint64
 	commitNanos           atomic.Int64 // moving average of txn.Commit time
 	preparing             atomic.Int64 // callers building an op, not yet submitted
@@ -140,6 +142,7 @@ func Open(opts Options) (*Queue, error) {
 		stopped: make(chan struct{}),
 		notify:  make(chan struct{}, 1),
 		idx:     newIndex(),
+		bodies:  newBodyCache(bodyCacheBytes),
 		epoch:   time.Now(),
 	}
 	if err := q.load(); err != nil {
@@ -276,8 +279,9 @@ func (q *Queue) signal() {
 // nothing. A zero env.ReceivedAt is set to now. If ctx ends while the commit
 // is in flight, Enqueue returns ctx.Err() and the message may or may not be
 // stored; a resend with the same ID is then recognised as a duplicate.
-// The queue reads body until the commit completes, even after such an early
-// return, so the caller must not modify it after calling Enqueue.
+// The queue keeps body (it reads it until the commit completes, even after
+// such an early return, and may serve Body from it later), so the caller
+// must not modify it after calling Enqueue.
 func (q *Queue) Enqueue(ctx context.Context, env Envelope, body []byte) error {
 	q.preparing.Add(1)
 	o, err := q.enqueueOp(env, body)
@@ -334,7 +338,10 @@ func (q *Queue) enqueueOp(env Envelope, body []byte) (*op, error) {
 					badger.NewEntry(bodyKey(env.ID), body),
 					de,
 				},
-				apply:  func() { q.idx.put(m) },
+				apply: func() {
+					q.idx.put(m)
+					q.bodies.put(env.ID, body)
+				},
 				notify: true,
 			}, nil
 		},
@@ -421,8 +428,13 @@ func (q *Queue) Get(id string) (*Message, error) {
 	return m, nil
 }
 
-// Body returns a copy of the message body or ErrNotFound.
+// Body returns the message body or ErrNotFound. The slice may be shared
+// with the queue's cache of recent bodies: callers must not modify it (an
+// append copies, its capacity ends at its length).
 func (q *Queue) Body(id string) ([]byte, error) {
+	if b, ok := q.bodies.get(id); ok {
+		return b, nil
+	}
 	var body []byte
 	err := q.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(bodyKey(id))

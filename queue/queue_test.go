@@ -908,3 +908,50 @@ func TestLargeBody(t *testing.T) {
 		t.Fatalf("body read back: %d bytes, %v", len(got), err)
 	}
 }
+
+// TestBodyCache: a body read right after Enqueue comes from memory and is
+// the same bytes; a message that leaves the queue leaves the cache; the
+// cache holds at most its byte budget, oldest out first.
+func TestBodyCache(t *testing.T) {
+	q := openQueue(t, Options{Dir: t.TempDir()})
+	ctx := context.Background()
+	env := Envelope{ID: "cached-0001", From: "a@x.test", Rcpts: []Rcpt{{Addr: "b@y.test"}}}
+	body := []byte("Subject: cached\r\n\r\nbody\r\n")
+	if err := q.Enqueue(ctx, env, body); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := q.bodies.get(env.ID); !ok {
+		t.Fatal("enqueued body not cached")
+	}
+	got, err := q.Body(env.ID)
+	if err != nil || !bytes.Equal(got, body) || cap(got) != len(got) {
+		t.Fatalf("Body = %q (cap %d), %v", got, cap(got), err)
+	}
+	if err := q.Record(env.ID, []Result{{Addr: "b@y.test", Outcome: Delivered}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := q.bodies.get(env.ID); ok {
+		t.Fatal("body of a finished message still cached")
+	}
+	if _, err := q.Body(env.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Body of a finished message: %v", err)
+	}
+
+	c := newBodyCache(1000)
+	for i := range 20 {
+		c.put(fmt.Sprintf("m%02d", i), make([]byte, 100))
+	}
+	if c.size > 1000 {
+		t.Fatalf("cache holds %d bytes, budget 1000", c.size)
+	}
+	if _, ok := c.get("m00"); ok {
+		t.Error("oldest body still cached past the budget")
+	}
+	if _, ok := c.get("m19"); !ok {
+		t.Error("newest body not cached")
+	}
+	c.put("big", make([]byte, 600)) // more than a quarter of the budget
+	if _, ok := c.get("big"); ok {
+		t.Error("a body larger than a quarter of the budget was cached")
+	}
+}
