@@ -2,7 +2,6 @@ package node
 
 import (
 	"strconv"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -72,17 +71,5 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 // countReply returns the smtp.ServerConfig.OnReply of one listener: it
 // counts meshd_smtp_replies_total{listener, code}.
 func (m *metrics) countReply(listener string) func(code int) {
-	var byCode [600]atomic.Pointer[prometheus.Counter]
-	return func(code int) {
-		if code < 100 || code >= len(byCode) {
-			return
-		}
-		if c := byCode[code].Load(); c != nil {
-			(*c).Inc()
-			return
-		}
-		c := m.replies.WithLabelValues(listener, strconv.Itoa(code))
-		byCode[code].Store(&c)
-		c.Inc()
-	}
+	return func(code int) { m.replies.WithLabelValues(listener, strconv.Itoa(code)).Inc() }
 }

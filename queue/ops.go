@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -53,9 +52,10 @@ func (q *Queue) mutateOp(id string, deferrable bool, fn change) (*Message, error
 				dels := [][]byte{msgKey(id), bodyKey(id)}
 				if m.allHandedOn() {
 					// Not delivered here, only passed on: the dedup
-					// marker goes in the same commit (see Forget), so
-					// the copy is accepted again if a route change
-					// brings it back, even across a crash.
+					// marker goes in the same commit, so the copy is
+					// accepted again if a route change brings it back
+					// (even across a crash), while a true duplicate is
+					// still recognised where it was finally delivered.
 					dels = append(dels, dedupKey(id))
 				}
 				return &mutation{
@@ -247,34 +247,6 @@ func (q *Queue) Delete(id string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("queue: delete %s: %w", id, err)
-	}
-	return nil
-}
-
-// Forget drops the dedup marker of a message that is no longer queued, so
-// that the same ID is accepted again; a message still queued keeps its
-// marker. Record does this by itself, in the commit that removes the
-// message, when every recipient was handed on to other mesh nodes
-// (Result.HandedOn): such a copy may come back legitimately (a route
-// changed under it and the way on leads through here again), while a true
-// duplicate is still recognised where the copy was finally delivered.
-// Forget is for an operator who wants an ID accepted again.
-func (q *Queue) Forget(id string) error {
-	q.dbMu.RLock()
-	defer q.dbMu.RUnlock()
-	if q.closed {
-		return fmt.Errorf("queue: forget %s: %w", id, ErrClosed)
-	}
-	err := q.db.Update(func(txn *badger.Txn) error {
-		if _, err := txn.Get(msgKey(id)); err == nil {
-			return nil
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
-		}
-		return txn.Delete(dedupKey(id))
-	})
-	if err != nil {
-		return fmt.Errorf("queue: forget %s: %w", id, err)
 	}
 	return nil
 }

@@ -827,33 +827,6 @@ func TestDueFuncLoadsOnlyWanted(t *testing.T) {
 	}
 }
 
-func TestForgetAllowsTheIDAgain(t *testing.T) {
-	q := openQueue(t, Options{InMemory: true})
-	env := Envelope{ID: "forget-0001", From: "a@x.test", Rcpts: []Rcpt{{Addr: "b@y.test"}}}
-	if err := q.Enqueue(context.Background(), env, []byte("body")); err != nil {
-		t.Fatal(err)
-	}
-	// Still queued: the marker stays whatever Forget is asked.
-	if err := q.Forget(env.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Enqueue(context.Background(), env, []byte("body")); !errors.Is(err, ErrDuplicate) {
-		t.Fatalf("queued ID accepted again: %v", err)
-	}
-	if err := q.Record(env.ID, []Result{{Addr: "b@y.test", Outcome: Delivered}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Enqueue(context.Background(), env, []byte("body")); !errors.Is(err, ErrDuplicate) {
-		t.Fatalf("finished ID accepted again before Forget: %v", err)
-	}
-	if err := q.Forget(env.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Enqueue(context.Background(), env, []byte("body")); err != nil {
-		t.Fatalf("forgotten ID refused: %v", err)
-	}
-}
-
 // TestHandedOnDropsMarker: a message whose every recipient was handed on to
 // other mesh nodes leaves no dedup marker (it was not delivered here, and a
 // route change may bring the same copy back), in the commit that removes

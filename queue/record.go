@@ -170,7 +170,8 @@ func (r *recordReader) varint(what string) int64 {
 	return v
 }
 
-// count reads a list length; each element takes at least one byte.
+// count reads a length that what is left must cover: a string's bytes, or
+// a list's elements (each at least one byte).
 func (r *recordReader) count(what string) int {
 	n := r.uvarint(what)
 	if n > uint64(len(r.b)) {
@@ -181,11 +182,7 @@ func (r *recordReader) count(what string) int {
 }
 
 func (r *recordReader) string(what string) string {
-	n := r.uvarint(what)
-	if n > uint64(len(r.b)) {
-		r.fail(what)
-		return ""
-	}
+	n := r.count(what) // a length no longer than what is left
 	s := string(r.b[:n])
 	r.b = r.b[n:]
 	return s

@@ -4,9 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
-	"net"
-	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -438,46 +435,13 @@ func TestXtext(t *testing.T) {
 // TestClientLMTPConnectionLost: an LMTP server that answers the first
 // recipient after DATA and then drops the connection.
 func TestClientLMTPConnectionLost(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	served := make(chan error, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			served <- err
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		tp := textproto.NewConn(c)
-		script := []struct{ expect, reply string }{
-			{"", "220 lmtp.test LMTP"}, {"LHLO", "250-lmtp.test\r\n250 PIPELINING"},
-			{"MAIL", "250 2.1.0 ok"}, {"RCPT", "250 2.1.5 ok"}, {"RCPT", "250 2.1.5 ok"}, {"DATA", "354 go"},
-		}
-		for _, s := range script {
-			if s.expect != "" {
-				line, err := tp.ReadLine()
-				if err != nil || !strings.HasPrefix(line, s.expect) {
-					served <- fmt.Errorf("read %q (%v), want %s", line, err, s.expect)
-					return
-				}
-			}
-			if err := tp.PrintfLine("%s", s.reply); err != nil {
-				served <- err
-				return
-			}
-		}
-		if _, err := tp.ReadDotBytes(); err != nil {
-			served <- err
-			return
-		}
-		served <- tp.PrintfLine("250 2.0.0 <one@local.test> delivered")
-	}()
+	addr, served := scriptedServer(t, []scriptStep{
+		{"", "220 lmtp.test LMTP"}, {"LHLO", "250-lmtp.test\r\n250 PIPELINING"},
+		{"MAIL", "250 2.1.0 ok"}, {"RCPT", "250 2.1.5 ok"}, {"RCPT", "250 2.1.5 ok"}, {"DATA", "354 go"},
+		{".", "250 2.0.0 <one@local.test> delivered"},
+	})
 	c := newTestClient(t, ClientConfig{LMTP: true})
-	res, err := send(t, c, l.Addr().String(), out("one@local.test", "two@local.test"))
+	res, err := send(t, c, addr, out("one@local.test", "two@local.test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,7 +451,7 @@ func TestClientLMTPConnectionLost(t *testing.T) {
 	if res[0].Code != 250 || res[1].Code != 451 || res[1].Enhanced != "4.4.2" {
 		t.Fatalf("results %+v", res)
 	}
-	if c.IdleSessions(l.Addr().String()) != 0 {
+	if c.IdleSessions(addr) != 0 {
 		t.Fatal("broken session kept for reuse")
 	}
 }
@@ -497,77 +461,16 @@ func TestClientLMTPConnectionLost(t *testing.T) {
 // after it has read the MAIL behind it, so a client that waited for the
 // RSET reply first would hang until its command timeout.
 func TestClientPipelinesRSET(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	served := make(chan error, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			served <- err
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		tp := textproto.NewConn(c)
-		expect := func(prefix string) error {
-			line, err := tp.ReadLine()
-			if err != nil || !strings.HasPrefix(line, prefix) {
-				return fmt.Errorf("read %q (%v), want %s", line, err, prefix)
-			}
-			return nil
-		}
-		transaction := func() error {
-			for _, s := range []struct{ expect, reply string }{{"RCPT", "250 2.1.5 ok"}, {"DATA", "354 go"}} {
-				if err := expect(s.expect); err != nil {
-					return err
-				}
-				if err := tp.PrintfLine("%s", s.reply); err != nil {
-					return err
-				}
-			}
-			if _, err := tp.ReadDotBytes(); err != nil {
-				return err
-			}
-			return tp.PrintfLine("250 2.0.0 queued")
-		}
-		served <- func() error {
-			if err := tp.PrintfLine("220 mx.test ESMTP"); err != nil {
-				return err
-			}
-			if err := expect("EHLO"); err != nil {
-				return err
-			}
-			if err := tp.PrintfLine("250-mx.test\r\n250 PIPELINING"); err != nil {
-				return err
-			}
-			if err := expect("MAIL"); err != nil {
-				return err
-			}
-			if err := tp.PrintfLine("250 2.1.0 ok"); err != nil {
-				return err
-			}
-			if err := transaction(); err != nil {
-				return err
-			}
-			// The second message: RSET is answered only once MAIL is in.
-			if err := expect("RSET"); err != nil {
-				return err
-			}
-			if err := expect("MAIL"); err != nil {
-				return err
-			}
-			if err := tp.PrintfLine("250 2.0.0 reset\r\n250 2.1.0 ok"); err != nil {
-				return err
-			}
-			return transaction()
-		}()
-	}()
+	transaction := []scriptStep{{"RCPT", "250 2.1.5 ok"}, {"DATA", "354 go"}, {".", "250 2.0.0 queued"}}
+	steps := []scriptStep{{"", "220 mx.test ESMTP"}, {"EHLO", "250-mx.test\r\n250 PIPELINING"}, {"MAIL", "250 2.1.0 ok"}}
+	steps = append(steps, transaction...)
+	// The second message: RSET is answered only once MAIL is in.
+	steps = append(steps, scriptStep{"RSET", ""}, scriptStep{"MAIL", "250 2.0.0 reset\r\n250 2.1.0 ok"})
+	steps = append(steps, transaction...)
+	addr, served := scriptedServer(t, steps)
 	c := newTestClient(t, ClientConfig{CommandTimeout: 3 * time.Second})
 	for i := range 2 {
-		res, err := send(t, c, l.Addr().String(), out("b@remote.test"))
+		res, err := send(t, c, addr, out("b@remote.test"))
 		if err != nil || len(res) != 1 || res[0].Code != 250 {
 			t.Fatalf("message %d: results %+v, err %v", i+1, res, err)
 		}

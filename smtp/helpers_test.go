@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -270,3 +271,53 @@ func msg(subject string, extraHeaders ...string) string {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// scriptStep is one step of a scripted server: read a line starting with
+// expect ("": read nothing; ".": read message content up to its end line),
+// then write reply ("": write nothing).
+type scriptStep struct{ expect, reply string }
+
+// scriptedServer accepts one connection on 127.0.0.1 and plays steps on
+// it; served gets nil when the script ran to its end, or what went wrong.
+func scriptedServer(t testing.TB, steps []scriptStep) (addr string, served <-chan error) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	done := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		tp := textproto.NewConn(c)
+		for _, st := range steps {
+			switch st.expect {
+			case "":
+			case ".":
+				if _, err := tp.ReadDotBytes(); err != nil {
+					done <- err
+					return
+				}
+			default:
+				if line, err := tp.ReadLine(); err != nil || !strings.HasPrefix(line, st.expect) {
+					done <- fmt.Errorf("read %q (%v), want %s", line, err, st.expect)
+					return
+				}
+			}
+			if st.reply != "" {
+				if err := tp.PrintfLine("%s", st.reply); err != nil {
+					done <- err
+					return
+				}
+			}
+		}
+		done <- nil
+	}()
+	return l.Addr().String(), done
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"maps"
 	"net"
 	"strconv"
 	"sync"
@@ -309,10 +310,7 @@ func (p *Pool) rejoinMissing() {
 // or updated, and not since left or declared dead) and reports a change.
 func (p *Pool) refresh() {
 	p.mu.Lock()
-	nodes := make(map[string]memberCopy, len(p.nodes))
-	for name, n := range p.nodes {
-		nodes[name] = n
-	}
+	nodes := maps.Clone(p.nodes)
 	p.mu.Unlock()
 	var ms []Member
 	for name, n := range nodes {

@@ -118,14 +118,15 @@ func (m *Mesh) Start() error {
 	m.router.Store(router)
 	m.srv = channel.NewServer(channel.ServerConfig{
 		Listener: m.cfg.LinkState, TLS: m.cfg.ServerTLS, Node: m.cfg.Node, RG: m.cfg.RG,
-		Master:    func() string { return m.View().Master },
-		Authorize: m.authorizeMember,
-		Records:   m.encodedAll,
-		OnObserve: m.onMemberObservations,
-		OnRecords: func(from string, recs [][]byte) { m.installEncoded(recs, false) },
-		OnAdmin:   func(from, name string, st channel.AdminState) { m.setAdmin(name, st) },
-		Track:     m.cfg.Track, AllowTrack: m.cfg.AllowTrack,
-		Logger: m.log,
+		Master:     func() string { return m.View().Master },
+		Authorize:  m.authorizeMember,
+		Records:    m.encodedAll,
+		OnObserve:  m.onMemberObservations,
+		OnRecords:  func(from string, recs [][]byte) { m.installEncoded(recs, false) },
+		OnAdmin:    func(from, name string, st channel.AdminState) { m.setAdmin(name, st) },
+		Track:      m.cfg.Track,
+		AllowTrack: m.cfg.AllowTrack,
+		Logger:     m.log,
 	})
 	m.cli = channel.NewClient(channel.ClientConfig{
 		Node: m.cfg.Node, RG: m.cfg.RG, TLS: m.cfg.ChannelTLS, Dial: m.cfg.Dial,
