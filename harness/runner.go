@@ -407,7 +407,7 @@ func (r *runner) startSend(ctx context.Context, idx int, s *SendSpec) {
 			err := r.cl.Send(sctx, s.From, m)
 			cancel()
 			if err != nil {
-				r.log.Debug("send refused", "msg", id, "node", s.From, "err", err)
+				r.log.Debug("send refused", "qid", id, "sim_node", s.From, "err", err)
 			}
 			r.mu.Lock()
 			r.sent = append(r.sent, sentMsg{id: id, from: s.From, to: s.To, accepted: err == nil})

@@ -109,7 +109,7 @@ func newTransports(n *Node, opts Options) (*transports, error) {
 			CommandTimeout: min(c.Outbound.CommandTimeout, meshCommandTimeout),
 			MaxIdlePerHost: c.Mesh.MaxPerPeer,
 			Dial:           opts.Dial,
-			Logger:         log.With("component", "mesh-hop"),
+			Logger:         n.log.With("component", "mesh-hop"), // not log: one component key per line
 		})
 	}
 	if c.Delivery.Mode == "lmtp" {
@@ -257,7 +257,7 @@ func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inD
 		hdr := copyHeader(m.From, r.Addr, m.ID)
 		if inDoubt && r.Attempts > 0 {
 			if path, ok := findCopy(t.cfg.Delivery.Maildir, r.Addr, m.ID, len(hdr)+len(body)); ok {
-				t.n.log.Info("copy already in mailbox from before restart", "msg", m.ID, "rcpt", r.Addr, "path", path)
+				t.n.log.Info("copy already in mailbox from before restart", "qid", m.ID, "rcpt", r.Addr, "path", path)
 				out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.Delivered, Reply: "250 2.0.0 delivered to " + path})
 				continue
 			}
@@ -270,7 +270,7 @@ func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inD
 			continue
 		}
 		if err != nil {
-			t.n.log.Error("maildir delivery failed", "msg", m.ID, "rcpt", r.Addr, "err", err)
+			t.n.log.Error("maildir delivery failed", "qid", m.ID, "rcpt", r.Addr, "err", err)
 			out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.TempFail, Reply: "451 4.3.0 mailbox write failed: " + err.Error()})
 			continue
 		}

@@ -107,7 +107,7 @@ func NewRouter(self Self, records []*linkstate.Record, opts RouterOptions) (*Rou
 	r := &Router{
 		self:    self,
 		opts:    opts,
-		log:     opts.Logger.With("node", self.Node, "rg", self.RG),
+		log:     opts.Logger, // the caller's logger names the node and its routing group
 		wake:    make(chan struct{}, 1),
 		fire:    make(chan struct{}, 1),
 		changed: make(chan struct{}, 1),

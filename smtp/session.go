@@ -104,7 +104,7 @@ func (ss *session) refresh() {
 }
 
 func (ss *session) logAttrs() []any {
-	return []any{"peer", addrString(ss.info.RemoteAddr), "helo", ss.info.Helo, "msg", ss.info.ID}
+	return []any{"peer", addrString(ss.info.RemoteAddr), "helo", ss.info.Helo, "qid", ss.info.ID}
 }
 
 func addrString(a net.Addr) string {

@@ -19,6 +19,8 @@ type masterState struct {
 	current  *linkstate.Record                    // last record we originated
 	lastView string                               // members/master fingerprint of current
 	admin    map[string]channel.AdminState        // operator overrides by connector
+	// decommissioned: a tombstone for our group is held (logged once).
+	decommissioned bool
 }
 
 type pairKey struct{ Connector, Source, Target string }
@@ -65,6 +67,13 @@ func (m *Mesh) originate() time.Duration {
 	}
 	if wait := m.master.since.Add(m.cfg.CollectWindow).Sub(now); wait > 0 {
 		return wait
+	}
+	if m.decommissioned() {
+		if !m.master.decommissioned {
+			m.master.decommissioned = true
+			m.log.Warn("this routing group was removed (tombstone held); originating no records")
+		}
+		return 0
 	}
 	rec, err := m.buildRecordLocked(now)
 	if err != nil {
