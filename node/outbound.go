@@ -50,6 +50,7 @@ type group struct {
 	remote    bool
 	smarthost string // External decisions through a smarthost connector
 	why       string // kindNoRoute: the reason, for the reply
+	perm      bool   // kindNoRoute: never deliverable (a removed routing group): fail now
 	copyID    string // kindMesh: the ID the next hop receives the copy under (set when sent)
 }
 
@@ -204,6 +205,9 @@ func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte,
 		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshBody(m, body, g, t.cfg.Node.RoutingGroup), g)
 		return loopsWait(res), remote
 	case kindNoRoute:
+		if g.perm {
+			return allResults(g, queue.PermFail, "550 5.4.4 "+g.why), ""
+		}
 		return allResults(g, queue.TempFail, "451 4.4.4 "+g.why), ""
 	}
 	hosts, err := t.resolver.Lookup(ctx, g.domain)

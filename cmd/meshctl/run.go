@@ -36,9 +36,13 @@ commands:
                                   -from reads it over a node's port-691 link-state listener
   routes                          routing groups and address spaces with costs and first hops
   trace [-id MSGID] ADDRESS       route of ADDRESS from this node: path, costs, next hops,
-                                  and why each alternative lost
+                                  every path out with its total cost, and why each
+                                  alternative lost; exit status 1 with the reason when
+                                  there is no route
   connector up|down|drain NAME    override a connector of the node's routing group
                                   (up: follow observations again)
+  rg remove NAME                  decommission a routing group: a signed tombstone that
+                                  floods the mesh; mail waiting for it fails with a DSN
   track [-wait DURATION] MESSAGE-ID
                                   every hop of a message across the mesh (mesh ID, queue ID
                                   or Message-ID header value); -wait asks again until every
@@ -105,7 +109,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.status()
 	case "queue":
 		return c.queue(rest[1:])
-	case "members", "lsdb", "routes", "trace", "connector", "track", "graph":
+	case "members", "lsdb", "routes", "trace", "connector", "rg", "track", "graph":
 		return c.mesh(rest[0], rest[1:])
 	case "help":
 		fs.Usage()

@@ -15,6 +15,7 @@
 //	GET    /api/mesh/routes                 Routes
 //	GET    /api/mesh/trace?rcpt=ADDR[&id=MSGID]   Trace
 //	POST   /api/mesh/connector/{name}/{up|down|drain}   ConnectorResult
+//	POST   /api/mesh/rg/{name}/remove       RGRemoveResult (decommission: a signed tombstone)
 //	GET    /api/mesh/graph.dot, /api/mesh/graph.svg     the status page's graph
 //	GET    /api/track/{key}                 TrackResult
 //	GET    /metrics                         Prometheus text format
