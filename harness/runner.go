@@ -369,6 +369,8 @@ func (r *runner) do(ctx context.Context, idx int, st *Step) error {
 		return r.cl.SetDiskFull(ctx, st.DiskFree, false)
 	case st.Send != nil:
 		r.startSend(ctx, idx, st.Send)
+	case st.RemoveRG != nil:
+		return r.cl.RemoveRG(st.RemoveRG.Node, st.RemoveRG.RG)
 	}
 	return nil
 }
@@ -611,6 +613,8 @@ func (st *Step) describe() string {
 		return "disk freed on " + st.DiskFree
 	case st.Send != nil:
 		return fmt.Sprintf("send %d from %s to %s at %g/s", st.Send.Count, st.Send.From, st.Send.To, st.Send.Rate)
+	case st.RemoveRG != nil:
+		return fmt.Sprintf("remove routing group %s through %s", st.RemoveRG.RG, st.RemoveRG.Node)
 	}
 	return "?"
 }

@@ -148,7 +148,7 @@ func (c *Config) validateMesh() error {
 		d   time.Duration
 		min time.Duration
 	}{
-		{"mesh.ttl", m.TTL, time.Minute}, {"mesh.refresh", m.Refresh, time.Second}, {"mesh.sync_interval", m.SyncInterval, 100 * time.Millisecond},
+		{"mesh.ttl", m.TTL, 5 * time.Second}, {"mesh.refresh", m.Refresh, time.Second}, {"mesh.sync_interval", m.SyncInterval, 100 * time.Millisecond},
 		{"mesh.collect_window", m.CollectWindow, time.Millisecond}, {"mesh.probe.interval", m.Probe.Interval, 10 * time.Millisecond},
 		{"mesh.probe.keepalive", m.Probe.Keepalive, 10 * time.Millisecond}, {"mesh.probe.timeout", m.Probe.Timeout, 10 * time.Millisecond},
 		{"mesh.probe.glitch_delay", m.Probe.GlitchDelay, time.Millisecond},
