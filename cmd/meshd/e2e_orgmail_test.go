@@ -1,0 +1,160 @@
+package main_test
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/routing"
+)
+
+// orgMesh is three single-node routing groups as real meshd processes:
+// a1 (rga, with an external connector "inet" for "*" to a Postfix
+// smtp-sink), b1 (rgb) and c1 (rgc), each joined to rga both ways;
+// mesh.ttl 6s so that records age out within the test.
+type orgMesh struct {
+	a1, b1, c1 *meshNode
+	sink       *sink
+}
+
+func startOrgMesh(t *testing.T, lifetime, delayWarning time.Duration) *orgMesh {
+	t.Helper()
+	smart := startSink(t, 0)
+	mesh := freeAddrs(t, 3, map[int]bool{smart.Port: true})
+	meshOf := map[string]string{"a1": mesh[0], "b1": mesh[1], "c1": mesh[2]}
+	rgOf := map[string]string{"a1": "rga", "b1": "rgb", "c1": "rgc"}
+	orgKey := base64.StdEncoding.EncodeToString([]byte("e2e-org-key-0123456789abcdef0123"))
+	start := func(name string, conns []map[string]any) *meshNode {
+		rg := rgOf[name]
+		return startNode(t, nodeOptions{
+			AllowNetworks: []string{"127.0.0.0/8"},
+			LocalDomains:  []string{rg + ".test"},
+			Lifetime:      lifetime, DelayWarning: delayWarning,
+			Reserved: append(mesh, smart.Addr),
+			Extra: map[string]any{
+				"node":   map[string]any{"name": name, "routing_group": rg},
+				"listen": map[string]any{"mesh": meshOf[name]},
+				"mesh": map[string]any{
+					"org_key":        orgKey,
+					"routing_groups": []map[string]any{{"name": "rga"}, {"name": "rgb"}, {"name": "rgc"}},
+					"ttl":            "6s", "refresh": "2s", "sync_interval": "1s", "collect_window": "100ms",
+					"fast_gossip": true,
+					"probe":       map[string]any{"interval": "200ms", "keepalive": "500ms", "timeout": "500ms"},
+				},
+				"connectors": conns,
+			},
+		})
+	}
+	link := func(name, to string) map[string]any {
+		target := map[string]string{"rga": "a1", "rgb": "b1", "rgc": "c1"}[to]
+		return map[string]any{"name": name, "to": to, "cost": 10, "targets": []string{meshOf[target]}}
+	}
+	om := &orgMesh{sink: smart}
+	om.a1 = start("a1", []map[string]any{link("ab", "rgb"), link("ac", "rgc"),
+		{"name": "inet", "cost": 10, "smarthost": smart.Addr, "address_spaces": []map[string]any{{"pattern": "*", "cost": 1}}}})
+	om.b1 = start("b1", []map[string]any{link("ba", "rga")})
+	om.c1 = start("c1", []map[string]any{link("ca", "rga")})
+	return om
+}
+
+// trace asks a node's admin API for the route of rcpt.
+func (n *meshNode) trace(rcpt string) (routing.Decision, error) {
+	var tr adminapi.Trace
+	err := n.adminGet("/api/mesh/trace?rcpt="+rcpt, &tr)
+	return tr.Decision, err
+}
+
+func (n *meshNode) holdsRecord(rg string) (bool, error) {
+	var l adminapi.LSDB
+	if err := n.adminGet("/api/mesh/lsdb", &l); err != nil {
+		return false, err
+	}
+	for _, r := range l.Records {
+		if r.RG == rg && !r.Tombstone {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// TestE2EOrgMailWaitsForAgedOutOwner is the leak of issue 12 with real
+// processes: rgb's and rgc's only nodes are killed -9 and stay down past
+// the TTL, so their records age out of a1's LSDB and "*" (the external
+// connector to the smarthost) is the only address space that matches
+// their domains. Mail for them must wait at a1 (trace says why), get its
+// delay DSN, and then: bob@rgb.test is delivered into b1's Maildir once b1
+// is back; carol@rgc.test, whose c1 never returns, fails with a DSN at
+// its lifetime. The smarthost receives nothing at all.
+func TestE2EOrgMailWaitsForAgedOutOwner(t *testing.T) {
+	om := startOrgMesh(t, 20*time.Second, 3*time.Second)
+	a1 := om.a1
+	for _, rcpt := range []string{"bob@rgb.test", "carol@rgc.test"} {
+		if !poll(20*time.Second, func() bool { d, err := a1.trace(rcpt); return err == nil && d.Kind == routing.Remote }) {
+			t.Fatalf("a1 has no route to %s", rcpt)
+		}
+	}
+	om.b1.Kill()
+	om.c1.Kill()
+	if !poll(30*time.Second, func() bool {
+		b, err1 := a1.holdsRecord("rgb")
+		c, err2 := a1.holdsRecord("rgc")
+		return err1 == nil && err2 == nil && !b && !c
+	}) {
+		t.Fatal("rgb's and rgc's records did not age out of a1's LSDB")
+	}
+	for _, rcpt := range []string{"bob@rgb.test", "carol@rgc.test"} {
+		d, err := a1.trace(rcpt)
+		if err != nil || d.Kind != routing.NoRoute || d.Refused != routing.ReasonOwnerUnreachable || !strings.Contains(d.Why, "never leaving") {
+			t.Fatalf("trace %s after age-out: %v %+v", rcpt, err, d)
+		}
+		t.Logf("trace %s: %s", rcpt, d.Why)
+	}
+	send := func(rcpt, subject string) {
+		msg := "From: alice@rga.test\r\nTo: " + rcpt + "\r\nSubject: " + subject + "\r\n\r\norganisation mail\r\n"
+		if r := pythonSMTP(t, a1.SMTP, step("sendmail", "alice@rga.test", []string{rcpt}, msg)); r[0].Code != 250 {
+			t.Fatalf("sendmail to %s: %v", rcpt, r[0])
+		}
+	}
+	subB, subC := uniq(t)+"-b", uniq(t)+"-c"
+	send("bob@rgb.test", subB)
+	send("carol@rgc.test", subC)
+	report := func(action, rcpt string) bool {
+		for _, m := range mailbox(a1.Maildir, "alice@rga.test") {
+			l := strings.ToLower(m)
+			if strings.Contains(l, "multipart/report") && strings.Contains(l, "action: "+action) && strings.Contains(l, rcpt) {
+				return true
+			}
+		}
+		return false
+	}
+	// Both wait (the delay DSN proves at least one failed attempt each).
+	if !poll(20*time.Second, func() bool { return report("delayed", "bob@rgb.test") && report("delayed", "carol@rgc.test") }) {
+		t.Fatalf("no delay DSNs; alice's mailbox:\n%s", strings.Join(mailbox(a1.Maildir, "alice@rga.test"), "\n----\n"))
+	}
+	if n := len(om.sink.Messages()); n != 0 {
+		t.Fatalf("organisation mail leaked: the smarthost received %d messages:\n%s", n, strings.Join(om.sink.Messages(), "\n"))
+	}
+	om.b1.Start()
+	if !poll(30*time.Second, func() bool {
+		for _, m := range mailbox(om.b1.Maildir, "bob@rgb.test") {
+			if strings.Contains(m, "Subject: "+subB) {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("bob@rgb.test not delivered in b1's Maildir after b1 came back")
+	}
+	if !poll(40*time.Second, func() bool { return report("failed", "carol@rgc.test") }) {
+		t.Fatalf("no failure DSN for carol@rgc.test at its lifetime; alice's mailbox:\n%s", strings.Join(mailbox(a1.Maildir, "alice@rga.test"), "\n----\n"))
+	}
+	if report("failed", "bob@rgb.test") {
+		t.Errorf("bob@rgb.test was delivered and must not have a failure DSN")
+	}
+	if n := len(om.sink.Messages()); n != 0 {
+		t.Fatalf("organisation mail leaked: the smarthost received %d messages", n)
+	}
+	t.Logf("smarthost received 0 messages; bob delivered in rgb, carol bounced at lifetime")
+}
