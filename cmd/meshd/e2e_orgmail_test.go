@@ -2,9 +2,16 @@ package main_test
 
 import (
 	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/routing"
@@ -157,4 +164,118 @@ func TestE2EOrgMailWaitsForAgedOutOwner(t *testing.T) {
 		t.Fatalf("organisation mail leaked: the smarthost received %d messages", n)
 	}
 	t.Logf("smarthost received 0 messages; bob delivered in rgb, carol bounced at lifetime")
+}
+
+// meshctl builds cmd/meshctl once per test binary run.
+var meshctlOnce struct {
+	sync.Once
+	bin string
+	err error
+}
+
+func meshctl(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	meshctlOnce.Do(func() {
+		meshctlOnce.bin = filepath.Join(filepath.Dir(meshdBin), "meshctl")
+		out, err := exec.Command("go", "build", "-o", meshctlOnce.bin, "../meshctl").CombinedOutput()
+		if err != nil {
+			meshctlOnce.err = fmt.Errorf("go build cmd/meshctl: %v\n%s", err, out)
+		}
+	})
+	if meshctlOnce.err != nil {
+		t.Fatal(meshctlOnce.err)
+	}
+	out, err := exec.Command(meshctlOnce.bin, args...).CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("meshctl %v: %v", args, err)
+	}
+	return string(out), code
+}
+
+// TestE2EDecommission: with rgb's and rgc's nodes down and mail for
+// both waiting at a1, `meshctl rg remove rgb` through a1 originates
+// rgb's tombstone and the mail for rgb.test fails with a DSN at once;
+// taking rgc out of a1's configuration (restart) has the same outcome
+// for rgc.test. The smarthost behind "*" receives nothing.
+func TestE2EDecommission(t *testing.T) {
+	om := startOrgMesh(t, time.Hour, time.Hour)
+	a1 := om.a1
+	for _, rcpt := range []string{"bob@rgb.test", "carol@rgc.test"} {
+		if !poll(20*time.Second, func() bool { d, err := a1.trace(rcpt); return err == nil && d.Kind == routing.Remote }) {
+			t.Fatalf("a1 has no route to %s", rcpt)
+		}
+	}
+	om.b1.Kill()
+	om.c1.Kill()
+	for _, rcpt := range []string{"bob@rgb.test", "carol@rgc.test"} {
+		msg := "From: alice@rga.test\r\nTo: " + rcpt + "\r\nSubject: " + uniq(t) + "\r\n\r\nfor a group being removed\r\n"
+		if r := pythonSMTP(t, a1.SMTP, step("sendmail", "alice@rga.test", []string{rcpt}, msg)); r[0].Code != 250 {
+			t.Fatalf("sendmail to %s: %v", rcpt, r[0])
+		}
+	}
+	failed := func(rcpt string) bool {
+		for _, m := range mailbox(a1.Maildir, "alice@rga.test") {
+			l := strings.ToLower(m)
+			if strings.Contains(l, "multipart/report") && strings.Contains(l, "action: failed") && strings.Contains(l, rcpt) {
+				return true
+			}
+		}
+		return false
+	}
+	if failed("bob@rgb.test") || failed("carol@rgc.test") {
+		t.Fatal("a failure DSN before any group was removed")
+	}
+	out, code := meshctl(t, "-admin", a1.Admin, "rg", "remove", "rgb")
+	if code != 0 || !strings.Contains(out, "routing group rgb removed: tombstone") {
+		t.Fatalf("meshctl rg remove rgb: exit %d\n%s", code, out)
+	}
+	t.Logf("meshctl rg remove rgb: %s", strings.TrimSpace(out))
+	if !poll(20*time.Second, func() bool { return failed("bob@rgb.test") }) {
+		t.Fatalf("no failure DSN for bob@rgb.test after rg remove; mailbox:\n%s", strings.Join(mailbox(a1.Maildir, "alice@rga.test"), "\n----\n"))
+	}
+	out, code = meshctl(t, "-admin", a1.Admin, "trace", "bob@rgb.test")
+	if code != 1 || !strings.Contains(out, "refused (removed)") {
+		t.Errorf("trace of a removed group's domain: exit %d\n%s", code, out)
+	}
+	if failed("carol@rgc.test") {
+		t.Fatal("carol@rgc.test failed although rgc was not removed")
+	}
+
+	// rgc leaves a1's configuration.
+	if err := a1.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(a1.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	m := cfg["mesh"].(map[string]any)
+	m["routing_groups"] = []map[string]any{{"name": "rga"}, {"name": "rgb"}}
+	var conns []any
+	for _, c := range cfg["connectors"].([]any) {
+		if c.(map[string]any)["to"] != "rgc" {
+			conns = append(conns, c)
+		}
+	}
+	cfg["connectors"] = conns
+	if raw, err = yaml.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(a1.ConfigPath, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a1.Start()
+	if !poll(20*time.Second, func() bool { return failed("carol@rgc.test") }) {
+		t.Fatalf("no failure DSN for carol@rgc.test after rgc left the configuration; mailbox:\n%s", strings.Join(mailbox(a1.Maildir, "alice@rga.test"), "\n----\n"))
+	}
+	if n := len(om.sink.Messages()); n != 0 {
+		t.Fatalf("the smarthost received %d messages for removed groups", n)
+	}
 }
