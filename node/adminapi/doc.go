@@ -13,7 +13,7 @@
 //	GET    /api/mesh/members                Members
 //	GET    /api/mesh/lsdb                   LSDB
 //	GET    /api/mesh/routes                 Routes
-//	GET    /api/mesh/trace?rcpt=ADDR[&id=MSGID]   Trace
+//	GET    /api/mesh/trace?rcpt=ADDR[&id=MSGID]   Trace (200 also when there is no route: Decision.Refused and Why say why)
 //	POST   /api/mesh/connector/{name}/{up|down|drain}   ConnectorResult
 //	POST   /api/mesh/rg/{name}/remove       RGRemoveResult (decommission: a signed tombstone)
 //	GET    /api/mesh/graph.dot, /api/mesh/graph.svg     the status page's graph
@@ -23,7 +23,8 @@
 //
 // Every error answer is ErrorInfo with a 4xx or 5xx status: 404 for an
 // unknown message, connector or endpoint, 400 for a bad request, 409 when
-// the node is standalone (no mesh) and the endpoint needs one.
+// the node is standalone (no mesh) and the endpoint needs one, or (rg
+// remove) holds no key that signs the group's records.
 package adminapi
 
 // DefaultAddr is the admin listener of a node on the embedded defaults.
