@@ -1,16 +1,21 @@
 package node
 
 import (
+	"bytes"
+	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // TestLogAttributeNames holds the whole code base to docs/logging.md:
@@ -103,4 +108,82 @@ func logKeys(x ast.Node) []*ast.BasicLit {
 		}
 	}
 	return out
+}
+
+// syncBuffer is a bytes.Buffer for a logger written from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestLogLinesParse runs a node with the JSON log format and delivers
+// one message: every line it logs is a JSON object without a repeated key
+// (a parser would keep one value and lose the other), and the "delivered"
+// event keeps both its message and the queue ID.
+func TestLogLinesParse(t *testing.T) {
+	var buf syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", "logkeys")
+	n := startNode(t, testConfig(t), Options{Logger: logger})
+	if err := send(n.SMTPAddr(), "alice@example.test", []string{"bob@example.test"}, message("logkeys")); err != nil {
+		t.Fatal(err)
+	}
+	var qid string
+	waitFor(t, 10*time.Second, "a delivered log line", func() bool {
+		for _, line := range strings.Split(buf.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "delivered" {
+				qid, _ = m["qid"].(string)
+				return true
+			}
+		}
+		return false
+	})
+	if qid == "" {
+		t.Errorf("the delivered line has no qid")
+	}
+	lines := 0
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		lines++
+		if dup := repeatedKey(line); dup != "" {
+			t.Errorf("log line repeats key %q: %s", dup, line)
+		}
+	}
+	t.Logf("%d JSON log lines checked; delivered qid=%s", lines, qid)
+}
+
+// repeatedKey returns a top-level key that occurs twice in a JSON object.
+func repeatedKey(line string) string {
+	dec := json.NewDecoder(strings.NewReader(line))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "(not a JSON object)"
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "(bad JSON)"
+		}
+		k, _ := tok.(string)
+		if seen[k] {
+			return k
+		}
+		seen[k] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return "(bad JSON)"
+		}
+	}
+	return ""
 }
