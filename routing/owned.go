@@ -75,6 +75,39 @@ func (o *Owned) Len() int {
 	return n
 }
 
+// Owns reports whether a routing group that is not removed owns domain
+// (exact, or a wildcard of one of its parents).
+func (o *Owned) Owns(domain string) bool {
+	if o == nil {
+		return false
+	}
+	dom, ok := normalizeDomain(domain)
+	if !ok {
+		return false
+	}
+	live := func(l []OwnedSpace) bool {
+		for _, s := range l {
+			if !s.Removed {
+				return true
+			}
+		}
+		return false
+	}
+	if live(o.exact[dom]) {
+		return true
+	}
+	for s := dom; ; {
+		i := strings.IndexByte(s, '.')
+		if i < 0 {
+			return false
+		}
+		s = s[i+1:]
+		if live(o.wild[s]) {
+			return true
+		}
+	}
+}
+
 // ghosts returns the owned spaces under key (exact or wildcard) whose
 // routing group has no record in this table.
 func (t *Table) ghosts(m map[string][]OwnedSpace, key string) []OwnedSpace {

@@ -57,7 +57,6 @@ func (m *Mesh) RemoveRG(rg string) (*linkstate.Record, error) {
 	if _, err := m.db.Install(tomb); err != nil {
 		return nil, fmt.Errorf("mesh: remove %s: %w", rg, err)
 	}
-	m.owned.remove(rg, tomb.Version, now)
 	m.log.Warn("routing group removed: tombstone originated", "record_rg", rg, "version", versionString(tomb.Version))
 	return tomb, nil
 }

@@ -128,7 +128,7 @@ func (m *Mesh) Start() error {
 		return fmt.Errorf("mesh: router: %w", err)
 	}
 	m.router.Store(router)
-	m.updateOwned(nil)
+	m.updateOwned(m.db.Snapshot().All(), true)
 	m.srv = channel.NewServer(channel.ServerConfig{
 		Listener: m.cfg.LinkState, TLS: m.cfg.ServerTLS, Node: m.cfg.Node, RG: m.cfg.RG,
 		Master:     func() string { return m.View().Master },
@@ -309,7 +309,7 @@ func (m *Mesh) run() {
 			}
 		case <-refresh.C:
 			m.originate()
-			m.updateOwned(nil) // removed groups are forgotten after 2×TTL
+			m.updateOwned(nil, true) // groups out of the configuration; forgetting after 2×TTL
 		case <-expiry.C:
 			if gone := m.db.Expire(m.cfg.Now()); len(gone) > 0 {
 				m.log.Info("records aged out", "record_rgs", gone)
@@ -348,7 +348,13 @@ func (m *Mesh) onLSDBChange(rgs []string) {
 		}
 		m.srv.Push(recs)
 	}
-	m.updateOwned(snap.All())
+	var recs []*linkstate.Record
+	for _, rg := range rgs {
+		if r, ok := snap.Lookup(rg); ok {
+			recs = append(recs, r) // an expired record is not here: its owner stays remembered
+		}
+	}
+	m.updateOwned(recs, false)
 	m.router.Load().Update(snap.Records())
 	m.syncer.trigger()
 	m.probe.reconfigure()
@@ -368,8 +374,8 @@ func (m *Mesh) KnowsNodeIP(ip netip.Addr) bool {
 // space (other than "*") that matches domain, in its record or, while the
 // record is absent, by configuration or as last seen.
 func (m *Mesh) OwnsDomain(domain string) bool {
-	if m.owned.owns(domain) {
-		return true // its owner is away, but it is the organisation's
+	if m.ownedSet.Load().Owns(domain) {
+		return true // its owner may be away, but it is the organisation's
 	}
 	for _, r := range m.db.Snapshot().Records() {
 		for _, as := range r.AddressSpaces {
@@ -408,11 +414,16 @@ func (m *Mesh) indexNodeIPs() *ipIndex {
 	return ix
 }
 
-// updateOwned folds records into the owned domains, saves them when they
-// changed, and hands the set to the router.
-func (m *Mesh) updateOwned(all []*linkstate.Record) {
+// updateOwned folds records into the owned domains (and, with sweep,
+// looks for removed groups), saves them when they changed, and hands the
+// set to the router.
+func (m *Mesh) updateOwned(recs []*linkstate.Record, sweep bool) {
 	first := m.ownedSet.Load() == nil
-	if !m.owned.update(all, m.cfg.Now()) && !first {
+	changed := m.owned.update(recs)
+	if sweep {
+		changed = m.owned.sweep(m.cfg.Now()) || changed
+	}
+	if !changed && !first {
 		return
 	}
 	if err := m.owned.save(); err != nil {

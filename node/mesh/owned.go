@@ -66,21 +66,22 @@ func newOwnership(path string, ttl time.Duration, declared map[string][]string, 
 	return o, nil
 }
 
-// update folds the LSDB's records (tombstones included) into the set and
-// forgets removed groups 2×TTL after their removal. It reports whether
-// anything changed.
-func (o *ownership) update(all []*linkstate.Record, now time.Time) bool {
+// update folds records (tombstones included; normally those that just
+// changed) into the set. It reports whether anything that routing or the
+// file holds changed: the address spaces, a removal, or a new epoch (the
+// base of a tombstone this node may have to originate later).
+func (o *ownership) update(recs []*linkstate.Record) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	changed := false
-	for _, r := range all {
+	for _, r := range recs {
 		e := o.rgs[r.RG]
 		if e == nil {
 			e = &ownedRG{}
 			o.rgs[r.RG] = e
 			changed = true
 		}
-		if r.Version.Compare(e.Version) < 0 && (e.Removed.IsZero() || !r.Tombstone) {
+		if r.Version.Compare(e.Version) < 0 {
 			continue // an older copy than one already seen says nothing new
 		}
 		if r.Tombstone {
@@ -95,11 +96,18 @@ func (o *ownership) update(all []*linkstate.Record, now time.Time) bool {
 				changed = true
 			}
 		}
-		if e.Version != r.Version {
-			e.Version = r.Version
-			changed = true
-		}
+		changed = changed || r.Version.Epoch != e.Version.Epoch
+		e.Version = r.Version
 	}
+	return changed
+}
+
+// sweep marks groups that left the configuration as removed (now), and
+// forgets removed groups 2×TTL after their removal, like their tombstone.
+func (o *ownership) sweep(now time.Time) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	changed := false
 	for rg, e := range o.rgs {
 		if e.Removed.IsZero() && o.known != nil && !o.known(rg) {
 			e.Removed = now // left the configuration: decommissioned here
@@ -112,18 +120,6 @@ func (o *ownership) update(all []*linkstate.Record, now time.Time) bool {
 		}
 	}
 	return changed
-}
-
-// removed marks rg decommissioned now (the tombstone this node originated).
-func (o *ownership) remove(rg string, v linkstate.Version, now time.Time) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	e := o.rgs[rg]
-	if e == nil {
-		e = &ownedRG{}
-		o.rgs[rg] = e
-	}
-	e.Removed, e.Version = now, v
 }
 
 // last returns what is known of rg's last record.
@@ -157,26 +153,6 @@ func (o *ownership) spaces() *routing.Owned {
 		}
 	}
 	return routing.NewOwned(out)
-}
-
-// owns reports whether a group that is not removed owns domain.
-func (o *ownership) owns(domain string) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	match := func(pats []string) bool {
-		return slices.ContainsFunc(pats, func(p string) bool { return patternMatches(p, domain) })
-	}
-	for rg, pats := range o.declared {
-		if e := o.rgs[rg]; (e == nil || e.Removed.IsZero()) && match(pats) {
-			return true
-		}
-	}
-	for _, e := range o.rgs {
-		if e.Removed.IsZero() && match(e.Spaces) {
-			return true
-		}
-	}
-	return false
 }
 
 // save writes the set atomically (temporary file, fsync, rename).
@@ -224,13 +200,4 @@ func ownedPatterns(spaces []linkstate.AddressSpace) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-// patternMatches: "example.com" matches itself, "*.example.com" strict
-// subdomains.
-func patternMatches(p, domain string) bool {
-	if len(p) > 2 && p[:2] == "*." {
-		return len(domain) > len(p)-1 && domain[len(domain)-len(p)+1:] == p[1:]
-	}
-	return p == domain
 }
