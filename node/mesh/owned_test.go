@@ -56,7 +56,7 @@ func TestOwnershipOutlivesRecordsAndRestarts(t *testing.T) {
 	if last, ok := o.last("rgc"); !ok || last.Removed.IsZero() || last.Version.Epoch != 3 {
 		t.Fatalf("rgc: %+v %v", last, ok)
 	}
-	if o.sweep(now.Add(119*time.Second)); o.spaces().Len() == 2 {
+	if o.sweep(now.Add(119 * time.Second)); o.spaces().Len() == 2 {
 		t.Fatal("rgc forgotten before 2×TTL")
 	}
 	if o.sweep(now.Add(2 * time.Minute)); func() bool { _, ok := o.last("rgc"); return ok }() {
