@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/linkstate/channel"
 	"github.com/meshd/meshd/routing"
 )
 
@@ -260,5 +262,80 @@ func acceptGreeting(ln net.Listener) {
 		}
 		c.Write([]byte("220 smarthost.test ESMTP\r\n"))
 		c.Close()
+	}
+}
+
+// TestRemoveOwnGroup: removed through its own master while it is alive,
+// a group stays removed: its master originates nothing above the
+// tombstone, whatever asks it to.
+func TestRemoveOwnGroup(t *testing.T) {
+	tm := triangle(t)
+	waitFor(t, 15*time.Second, "LSDB convergence", tm.converged(3))
+	b1 := tm.nodes["b1"]
+	if !b1.mesh.IsMaster() {
+		t.Fatal("b1 is not rgb's master")
+	}
+	tomb, err := b1.mesh.RemoveRG("rgb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "tombstone everywhere", func() error {
+		for _, nd := range tm.live() {
+			if r, ok := nd.mesh.LSDB().Snapshot().Lookup("rgb"); !ok || !r.Tombstone {
+				return fmt.Errorf("%s holds %+v", nd.name, r)
+			}
+		}
+		return nil
+	})
+	before := b1.mesh.Stats().Originated
+	b1.mesh.setAdmin("ba", channel.AdminDown) // an operator change would make a new record
+	for range 3 {
+		b1.mesh.originate()
+	}
+	if got := b1.mesh.Stats().Originated; got != before {
+		t.Fatalf("a removed group's master originated %d records", got-before)
+	}
+	if r, _ := b1.mesh.LSDB().Snapshot().Lookup("rgb"); r == nil || !r.Tombstone || r.Version != tomb.Version {
+		t.Fatalf("rgb is back: %+v", r)
+	}
+	if again, err := tm.nodes["a1"].mesh.RemoveRG("rgb"); err != nil || again.Version != tomb.Version {
+		t.Fatalf("removing it again: %v %v, want the same tombstone", again, err)
+	}
+}
+
+// TestRemoveRGNeedsItsKey: a group signed with Ed25519 cannot be removed
+// by a node that does not hold its key (ErrCannotSign), nor can a group
+// outside the configuration (ErrUnknownRG).
+func TestRemoveRGNeedsItsKey(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr := linkstate.NewKeyring()
+	for _, rg := range []string{"rga", "rgb"} {
+		if err := kr.AddRG(rg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := kr.SetOrgKey(orgKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.AddPublicKey("rgb", "k1", pub); err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	defer ln.Close()
+	m, err := New(Config{Node: "a1", RG: "rga", LinkState: ln, Keyring: kr, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.RemoveRG("rgb"); !errors.Is(err, ErrCannotSign) {
+		t.Errorf("remove an Ed25519 group without its key: %v, want ErrCannotSign", err)
+	}
+	if _, err := m.RemoveRG("rgz"); !errors.Is(err, ErrUnknownRG) {
+		t.Errorf("remove an unknown group: %v, want ErrUnknownRG", err)
+	}
+	if _, err := m.RemoveRG("rga"); err != nil {
+		t.Errorf("remove an org-key group: %v", err)
 	}
 }
