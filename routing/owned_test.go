@@ -180,3 +180,24 @@ func golden(t *testing.T, name string, got []byte) {
 		t.Errorf("%s differs from the golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
 	}
 }
+
+// TestRoutesListOwnedWithoutRecord: `meshctl routes` shows the
+// organisation domains whose group has no record, and whether they wait
+// or are removed.
+func TestRoutesListOwnedWithoutRecord(t *testing.T) {
+	tb := withOwned(t, newTopo().rg("a", "a1").as("a", "a.test", 1).ext("inet", "a", "smart:25", "*", 1),
+		OwnedSpace{RG: "a", Pattern: "a.test"}, OwnedSpace{RG: "b", Pattern: "b.test"}, OwnedSpace{RG: "c", Pattern: "*.c.test", Removed: true})
+	got := map[string]string{}
+	for _, e := range tb.Routes() {
+		got[e.AddressSpace+"@"+e.RG] = e.Owner
+	}
+	want := map[string]string{"a.test@a": "", "b.test@b": "record-absent", "*.c.test@c": "removed", "*@a": ""}
+	if len(got) != len(want) {
+		t.Fatalf("routes %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s: owner %q (listed %v), want %q", k, g, ok, v)
+		}
+	}
+}
