@@ -62,11 +62,16 @@ func (m *Mesh) RemoveRG(rg string) (*linkstate.Record, error) {
 }
 
 // decommissioned reports whether this node's own group has been removed
-// (a tombstone for it is held): its master then originates nothing, so
-// the group cannot come back above its tombstone.
+// (a tombstone for it is held, or was: the removal is kept in
+// Config.OwnedFile for good): its master then originates nothing, so the
+// group cannot come back above its tombstone, nor as a zombie after the
+// tombstone aged out. Re-creating a removed group under the same name
+// takes deleting that file on its nodes.
 func (m *Mesh) decommissioned() bool {
-	r, ok := m.db.Snapshot().Lookup(m.cfg.RG)
-	return ok && r.Tombstone
+	if r, ok := m.db.Snapshot().Lookup(m.cfg.RG); ok {
+		return r.Tombstone
+	}
+	return m.owned.removed(m.cfg.RG)
 }
 
 func versionString(v linkstate.Version) string {

@@ -74,7 +74,7 @@ func New(cfg Config) (*Mesh, error) {
 		declared[rg] = slices.Clone(pats)
 	}
 	declared[cfg.RG] = append(declared[cfg.RG], ownedPatterns(cfg.LocalSpaces)...)
-	owned, err := newOwnership(cfg.OwnedFile, cfg.TTL, declared, cfg.Keyring.Known)
+	owned, err := newOwnership(cfg.RG, cfg.OwnedFile, cfg.TTL, declared, cfg.Keyring.Known)
 	if err != nil {
 		return nil, err
 	}

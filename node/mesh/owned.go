@@ -27,6 +27,7 @@ import (
 // It is persisted (Config.OwnedFile) so that a restarted node still knows
 // the owners it cannot reach, and knows which group left its configuration.
 type ownership struct {
+	self     string // this node's group: its removal is never forgotten
 	path     string
 	ttl      time.Duration
 	declared map[string][]string // rg -> patterns from configuration
@@ -43,8 +44,8 @@ type ownedRG struct {
 	TTL     time.Duration     `json:"ttl_ns,omitempty"` // of its last record
 }
 
-func newOwnership(path string, ttl time.Duration, declared map[string][]string, known func(string) bool) (*ownership, error) {
-	o := &ownership{path: path, ttl: ttl, declared: declared, known: known, rgs: map[string]*ownedRG{}}
+func newOwnership(self, path string, ttl time.Duration, declared map[string][]string, known func(string) bool) (*ownership, error) {
+	o := &ownership{self: self, path: path, ttl: ttl, declared: declared, known: known, rgs: map[string]*ownedRG{}}
 	if path == "" {
 		return o, nil
 	}
@@ -114,7 +115,9 @@ func (o *ownership) sweep(now time.Time) bool {
 			changed = true
 		}
 		ttl := max(e.TTL, o.ttl)
-		if !e.Removed.IsZero() && !now.Before(e.Removed.Add(2*ttl)) {
+		// Our own group's removal stays: its nodes must not come back as
+		// a zombie once the tombstone has aged out everywhere.
+		if !e.Removed.IsZero() && rg != o.self && !now.Before(e.Removed.Add(2*ttl)) {
 			delete(o.rgs, rg)
 			changed = true
 		}
@@ -131,6 +134,14 @@ func (o *ownership) last(rg string) (ownedRG, bool) {
 		return ownedRG{}, false
 	}
 	return *e, true
+}
+
+// removed reports whether rg is known as removed.
+func (o *ownership) removed(rg string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e := o.rgs[rg]
+	return e != nil && !e.Removed.IsZero()
 }
 
 // spaces is the set for routing: declared domains of configured groups,

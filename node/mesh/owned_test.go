@@ -16,7 +16,7 @@ func TestOwnershipOutlivesRecordsAndRestarts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mesh-owned.json")
 	known := map[string]bool{"rga": true, "rgb": true, "rgc": true}
 	isKnown := func(rg string) bool { return known[rg] }
-	o, err := newOwnership(path, time.Minute, map[string][]string{"rga": {"rga.test"}}, isKnown)
+	o, err := newOwnership("rga", path, time.Minute, map[string][]string{"rga": {"rga.test"}}, isKnown)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestOwnershipOutlivesRecordsAndRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Restart: the records are gone, the owners are not.
-	o, err = newOwnership(path, time.Minute, map[string][]string{"rga": {"rga.test"}}, isKnown)
+	o, err = newOwnership("rga", path, time.Minute, map[string][]string{"rga": {"rga.test"}}, isKnown)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,5 +76,26 @@ func TestOwnershipOutlivesRecordsAndRestarts(t *testing.T) {
 	o.update([]*linkstate.Record{rec("rgb", 5, "rgb.test")})
 	if !o.spaces().Owns("rgb.test") {
 		t.Fatal("a newer record did not bring rgb back")
+	}
+}
+
+// TestOwnGroupRemovalIsKept: the removal of this node's own group is not
+// forgotten when its tombstone ages out, so its master never comes back
+// as a zombie.
+func TestOwnGroupRemovalIsKept(t *testing.T) {
+	o, err := newOwnership("rga", "", time.Minute, nil, func(string) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	for _, rg := range []string{"rga", "rgb"} {
+		o.update([]*linkstate.Record{{RG: rg, Tombstone: true, Version: linkstate.Version{Epoch: 2}, TTL: time.Minute, IssuedAt: now}})
+	}
+	o.sweep(now.Add(time.Hour))
+	if !o.removed("rga") {
+		t.Error("own group's removal forgotten")
+	}
+	if o.removed("rgb") {
+		t.Error("another group's removal kept beyond 2×TTL")
 	}
 }
