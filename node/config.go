@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/meshd/meshd/smtp"
 )
 
 // Config is the configuration of one node, read from one YAML file. Every
@@ -110,6 +112,8 @@ type LimitsConfig struct {
 	DataTimeout         time.Duration `yaml:"data_timeout"`
 	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
 	ShutdownGrace       time.Duration `yaml:"shutdown_grace"`
+	// BareLineEnds: "normalize" or "reject" (smtp.BarePolicy).
+	BareLineEnds string `yaml:"bare_line_ends"`
 }
 
 // QueueConfig bounds the queue and sets the retry schedule.
@@ -194,6 +198,7 @@ func DefaultConfig() Config {
 			DataTimeout:         10 * time.Minute,
 			ShutdownGrace:       10 * time.Second,
 			MaxConnectionsPerIP: 20,
+			BareLineEnds:        "normalize",
 		},
 		Queue: QueueConfig{
 			MaxMessages:  100000,
@@ -463,6 +468,9 @@ func (c *Config) validateLimits() error {
 	l := c.Limits
 	if l.MaxMessageBytes < 1024 || l.MaxMessageBytes > 1<<30 {
 		return configError("limits.max_message_bytes", "must be 1024..1073741824, got %d", l.MaxMessageBytes)
+	}
+	if l.BareLineEnds != string(smtp.BareNormalize) && l.BareLineEnds != string(smtp.BareReject) {
+		return configError("limits.bare_line_ends", "must be normalize or reject, got %q", l.BareLineEnds)
 	}
 	ints := []struct {
 		key       string

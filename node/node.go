@@ -149,6 +149,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		CommandTimeout:  cfg.Limits.CommandTimeout,
 		DataTimeout:     cfg.Limits.DataTimeout,
 		MaxConnsPerIP:   cfg.Limits.MaxConnectionsPerIP,
+		BareLineEnds:    smtp.BarePolicy(cfg.Limits.BareLineEnds),
 	}
 	smtpLn, err := n.listenSMTP("tcp", cfg.Listen.SMTP)
 	if err != nil {

@@ -20,6 +20,10 @@ func ReadChunk(br *bufio.Reader, p []byte, left int64) (int, error) {
 // line, where content starts after the 354 reply.
 type EndOfData struct {
 	state int
+	// Bare is set once the content held a CR not followed by LF or an LF
+	// not preceded by CR (Reset clears it). It does not change where the
+	// content ends.
+	Bare bool
 }
 
 const (
@@ -31,7 +35,7 @@ const (
 )
 
 // Reset puts e back at the beginning of content.
-func (e *EndOfData) Reset() { e.state = eodBeginLine }
+func (e *EndOfData) Reset() { e.state, e.Bare = eodBeginLine, false }
 
 // Scan follows buf and returns how many of its bytes belong to the
 // content, up to and including the end-of-data line, and whether that
@@ -42,8 +46,10 @@ func (e *EndOfData) Scan(buf []byte) (n int, ended bool) {
 			// Inside a line nothing but CR matters: skip to it.
 			i := bytes.IndexByte(buf[n:], '\r')
 			if i < 0 {
+				e.Bare = e.Bare || bytes.IndexByte(buf[n:], '\n') >= 0
 				return len(buf), false
 			}
+			e.Bare = e.Bare || bytes.IndexByte(buf[n:n+i], '\n') >= 0
 			n += i + 1
 			e.state = eodCR
 			continue
@@ -58,29 +64,29 @@ func (e *EndOfData) Scan(buf []byte) (n int, ended bool) {
 			case '\r':
 				e.state = eodCR
 			default:
+				e.Bare = e.Bare || b == '\n'
 				e.state = eodData
 			}
 		case eodDot:
 			if b == '\r' {
 				e.state = eodDotCR
 			} else {
+				e.Bare = e.Bare || b == '\n'
 				e.state = eodData
 			}
 		case eodDotCR:
 			if b == '\n' {
 				ended = true
 			} else {
+				e.Bare = true
 				e.state = eodData
 			}
 		case eodCR:
 			if b == '\n' {
 				e.state = eodBeginLine
 			} else {
+				e.Bare = true
 				e.state = eodData
-			}
-		case eodData:
-			if b == '\r' {
-				e.state = eodCR
 			}
 		}
 	}
