@@ -20,7 +20,8 @@ type metrics struct {
 	dsnSent      *prometheus.CounterVec // by kind: failure, delay, success
 	replies      *prometheus.CounterVec // SMTP replies sent, by code
 	deadSkips    prometheus.Counter
-	mesh         *meshMetrics // metrics_mesh.go
+	adminRefused *prometheus.CounterVec // admin API requests refused, by reason
+	mesh         *meshMetrics           // metrics_mesh.go
 }
 
 func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
@@ -53,6 +54,9 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 		deadSkips: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshd_delivery_dead_destination_skips_total", Help: "Attempts deferred without dialling because the destination was recently unreachable.",
 		}),
+		adminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_admin_refused_requests_total", Help: "Admin API requests refused, by reason (host, origin, content_type, token).",
+		}, []string{"reason"}),
 	}
 	queueMsgs := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "meshd_queue_messages", Help: "Messages in the queue.",
@@ -63,7 +67,7 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 	m.mesh = newMeshMetrics()
 	m.reg.MustRegister(m.mesh.digestChanges, m.mesh.convergence, m.mesh.transitions, m.mesh.tables, m.mesh.spf, m.mesh.adminOverrides)
 	m.reg.MustRegister(m.accepted, m.rejectedFull, m.delivered, m.deferred, m.bounced, m.expired,
-		m.dsnSent, m.replies, m.deadSkips, queueMsgs, queueBytes,
+		m.dsnSent, m.replies, m.deadSkips, m.adminRefused, queueMsgs, queueBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

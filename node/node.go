@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
@@ -201,7 +202,17 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("node: listen.admin: %w", err)
 		}
-		n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+		token, err := adminapi.LoadOrCreateToken(cfg.Admin.TokenFile)
+		if err != nil {
+			_ = n.adminLn.Close()
+			return nil, fmt.Errorf("node: admin.token_file: %w", err)
+		}
+		guard := adminapi.GuardConfig{
+			Token: token, TokenFile: cfg.Admin.TokenFile, Listener: n.adminLn.Addr(), Hosts: cfg.Admin.Hosts,
+			ReadsNeedToken: cfg.Admin.Auth == AdminAuthAll,
+			OnRefused:      func(reason string) { n.metrics.adminRefused.WithLabelValues(reason).Inc() },
+		}
+		n.admin = &http.Server{Handler: adminapi.Guard(guard, n.adminHandler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	}
 	if cfg.meshEnabled() {
 		if err := n.setupMesh(tlsCfg, limits, opts); err != nil {
