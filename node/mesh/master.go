@@ -13,12 +13,11 @@ import (
 // masterState is what a master folds into its group's record. Guarded by
 // Mesh.mu.
 type masterState struct {
-	since    time.Time                            // when this node became master (zero: not master)
-	states   map[string]*linkstate.ConnectorState // by connector name
-	latest   map[pairKey]channel.Observation      // newest observation per pair
-	current  *linkstate.Record                    // last record we originated
-	lastView string                               // members/master fingerprint of current
-	admin    map[string]channel.AdminState        // operator overrides by connector
+	since   time.Time                            // when this node became master (zero: not master)
+	states  map[string]*linkstate.ConnectorState // by connector name
+	latest  map[pairKey]channel.Observation      // newest observation per pair
+	current *linkstate.Record                    // last record we originated
+	admin   map[string]channel.AdminState        // operator overrides by connector
 }
 
 type pairKey struct{ Connector, Source, Target string }

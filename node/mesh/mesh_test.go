@@ -56,7 +56,6 @@ type link struct {
 
 type testMesh struct {
 	t      testing.TB
-	keys   map[string]*linkstate.Keyring
 	nodes  map[string]*tnode
 	order  []string
 	links  []link
