@@ -206,6 +206,47 @@ func TestEndOfDataScanRandom(t *testing.T) {
 	}
 }
 
+// TestEndOfDataBare: on random content, ended by the real end line and cut
+// into random pieces, Bare says whether the content up to its end held a
+// CR not followed by LF or an LF not preceded by CR, and where the content
+// ends does not change.
+func TestEndOfDataBare(t *testing.T) {
+	bare := func(b []byte) bool {
+		for i, c := range b {
+			if c == '\r' && (i+1 == len(b) || b[i+1] != '\n') || c == '\n' && (i == 0 || b[i-1] != '\r') {
+				return true
+			}
+		}
+		return false
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	alphabet := []byte(".\r\nab")
+	for range 20000 {
+		in := make([]byte, r.IntN(60))
+		for i := range in {
+			in[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		in = append(in, "\r\n.\r\n"...)
+		var e EndOfData
+		total := 0
+		for rest := in; len(rest) > 0; {
+			k := 1 + r.IntN(len(rest))
+			n, ended := e.Scan(rest[:k])
+			total += n
+			if ended {
+				break
+			}
+			rest = rest[k:]
+		}
+		if want := bare(in[:total]); e.Bare != want {
+			t.Fatalf("content %q (ends at %d): Bare %v, want %v", in, total, e.Bare, want)
+		}
+		if e.Reset(); e.Bare {
+			t.Fatal("Reset kept Bare")
+		}
+	}
+}
+
 func TestEndOfDataRead(t *testing.T) {
 	const content = "a\r\n..b\r\n.\r\n"
 	br := bufio.NewReader(iotest.OneByteReader(strings.NewReader(content + "QUIT\r\n")))
