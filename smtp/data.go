@@ -41,31 +41,36 @@ func writeData(w *bufio.Writer, body []byte) error {
 
 // cutLine splits b after its first line break (CRLF, bare CR or bare LF):
 // the line without it, and the rest. Without a line break the line is all
-// of b.
+// of b. (Two IndexByte passes rather than IndexAny: they run word-wide.)
 func cutLine(b []byte) (line, rest []byte) {
-	i := bytes.IndexAny(b, "\r\n")
-	if i < 0 {
+	lf := bytes.IndexByte(b, '\n')
+	end := lf
+	if end < 0 {
+		end = len(b)
+	}
+	if cr := bytes.IndexByte(b[:end], '\r'); cr >= 0 {
+		if cr == lf-1 {
+			return b[:cr], b[lf+1:]
+		}
+		return b[:cr], b[cr+1:]
+	}
+	if lf < 0 {
 		return b, nil
 	}
-	if b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n' {
-		return b[:i], b[i+2:]
-	}
-	return b[:i], b[i+1:]
+	return b[:lf], b[lf+1:]
 }
 
 // hasBareLineEnd reports whether b holds a CR not followed by LF or an LF
 // not preceded by CR.
 func hasBareLineEnd(b []byte) bool {
-	for {
-		i := bytes.IndexAny(b, "\r\n")
-		if i < 0 {
-			return false
-		}
-		if b[i] == '\n' || i+1 == len(b) || b[i+1] != '\n' {
+	for len(b) > 0 {
+		line, rest := cutLine(b)
+		if len(b)-len(line)-len(rest) == 1 { // a one-byte line break
 			return true
 		}
-		b = b[i+2:]
+		b = rest
 	}
+	return false
 }
 
 // normalizeLineEnds returns b with every bare CR and bare LF replaced by
