@@ -57,6 +57,11 @@ func TestBareLineEndsInbound(t *testing.T) {
 				if policy == BareNormalize && !bytes.Contains(msgs[0].body, []byte("MAIL FROM:<forged@example.test>\r\n")) {
 					t.Errorf("forged commands not kept as content: %q", msgs[0].body)
 				}
+				// "\r\n.\rX": RFC 5321 §4.5.2 deletes the period only; the
+				// CR after it is a bare one, normalised.
+				if policy == BareNormalize && eod == "\r\n.\rX" && !bytes.Contains(msgs[0].body, []byte("outer\r\n\r\nXMAIL FROM:")) {
+					t.Errorf("a line starting .<CR> stored as %q", msgs[0].body)
+				}
 			})
 		}
 	}
