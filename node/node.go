@@ -157,17 +157,18 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)
 	}
 	n.smtpSrv, err = smtp.NewServer(smtp.ServerConfig{
-		Hostname: cfg.Node.Hostname,
-		Listener: smtpLn,
-		TLS:      tlsCfg,
-		Mesh:     len(cfg.Relay.MeshPeers) > 0,
-		MeshPeer: func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
-		Limits:   limits,
-		Policy:   n.policy,
-		Sink:     &sink{n: n, source: "smtp"},
-		Logger:   log.With("listener", "smtp"),
-		Now:      now,
-		OnReply:  n.metrics.countReply("smtp"),
+		Hostname:      cfg.Node.Hostname,
+		Listener:      smtpLn,
+		TLS:           tlsCfg,
+		Mesh:          len(cfg.Relay.MeshPeers) > 0,
+		MeshPeer:      func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
+		Limits:        limits,
+		Policy:        n.policy,
+		Sink:          &sink{n: n, source: "smtp"},
+		Logger:        log.With("listener", "smtp"),
+		Now:           now,
+		OnReply:       n.metrics.countReply("smtp"),
+		OnBareLineEnd: n.metrics.countBare("smtp"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)
@@ -181,17 +182,18 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 			return nil, fmt.Errorf("node: listen.submission: %w", err)
 		}
 		n.subSrv, err = smtp.NewServer(smtp.ServerConfig{
-			Hostname:   cfg.Node.Hostname,
-			Listener:   subLn,
-			TLS:        tlsCfg,
-			Submission: true,
-			Limits:     limits,
-			Policy:     n.policy,
-			Sink:       &sink{n: n, source: "submission"},
-			Auth:       newUserDB(cfg.Auth.Users),
-			Logger:     log.With("listener", "submission"),
-			Now:        now,
-			OnReply:    n.metrics.countReply("submission"),
+			Hostname:      cfg.Node.Hostname,
+			Listener:      subLn,
+			TLS:           tlsCfg,
+			Submission:    true,
+			Limits:        limits,
+			Policy:        n.policy,
+			Sink:          &sink{n: n, source: "submission"},
+			Auth:          newUserDB(cfg.Auth.Users),
+			Logger:        log.With("listener", "submission"),
+			Now:           now,
+			OnReply:       n.metrics.countReply("submission"),
+			OnBareLineEnd: n.metrics.countBare("submission"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("node: listen.submission: %w", err)

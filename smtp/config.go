@@ -138,6 +138,9 @@ type ServerConfig struct {
 	// the 421 of the per-IP cap), once per reply, from the goroutine that
 	// sends it. X-LINK2STATE's replies (smtp/xlink) are not included.
 	OnReply func(code int)
+	// OnBareLineEnd, if set, is called for every message whose content held
+	// a bare CR or LF, with the policy applied to it (Limits.BareLineEnds).
+	OnBareLineEnd func(BarePolicy)
 }
 
 // Session describes the client side of one SMTP session as far as it is

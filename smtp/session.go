@@ -224,6 +224,9 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	body := buf[bodyHeadroom:]
 	if ss.bareLineEnds(body) {
+		if f := ss.srv.cfg.OnBareLineEnd; f != nil {
+			f(ss.srv.limits.BareLineEnds)
+		}
 		if ss.srv.limits.BareLineEnds == BareReject {
 			ss.srv.log.Info("smtp: message refused: bare CR or LF", ss.logAttrs()...)
 			return errBareLineEnd

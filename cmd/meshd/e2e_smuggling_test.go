@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -325,6 +326,7 @@ func TestE2ESmugglingVariants(t *testing.T) {
 			if len(final.messages()) != len(subjects) {
 				t.Errorf("%d messages arrived, want %d", len(final.messages()), len(subjects))
 			}
+			checkBareMetric(t, n, "normalize", len(smugglingEnds))
 			raw := wire()
 			if i := bareAt(raw); i >= 0 {
 				t.Fatalf("meshd sent a bare CR or LF at byte %d of %d: %q", i, len(raw), raw[max(0, i-60):min(len(raw), i+60)])
@@ -347,6 +349,7 @@ func TestE2ESmugglingReject(t *testing.T) {
 		}
 	}
 	smuggle(t, n.SMTP, "after", "")
+	checkBareMetric(t, n, "reject", len(smugglingEnds)+1)
 	n.waitQueueEmpty(60 * time.Second)
 	if !poll(30*time.Second, func() bool { return len(final.messages()) >= 2 }) {
 		t.Fatalf("%d messages arrived, want 2", len(final.messages()))
@@ -362,5 +365,21 @@ func TestE2ESmugglingReject(t *testing.T) {
 	}
 	if i := bareAt(final.rawBytes()); i >= 0 {
 		t.Errorf("bare CR or LF on the wire at %d", i)
+	}
+}
+
+// checkBareMetric: the node counted want messages with bare line ends on its smtp listener
+// under action.
+func checkBareMetric(t *testing.T, n *meshNode, action string, want int) {
+	t.Helper()
+	resp, err := http.Get("http://" + n.Admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	line := fmt.Sprintf(`meshd_smtp_bare_line_end_messages_total{action="%s",listener="smtp"} %d`, action, want)
+	if !strings.Contains(string(b), line+"\n") {
+		t.Errorf("metrics lack %s", line)
 	}
 }
