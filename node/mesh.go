@@ -90,14 +90,15 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 			Allow:  func(a net.Addr, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(a) },
 			Logger: n.log.With("listener", "mesh"),
 		}),
-		Mesh:     true,
-		MeshPeer: func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
-		Limits:   limits,
-		Policy:   n.policy,
-		Sink:     &sink{n: n, source: "smtp"},
-		Logger:   n.log.With("listener", "mesh"),
-		Now:      n.now,
-		OnReply:  n.metrics.countReply("mesh"),
+		Mesh:          true,
+		MeshPeer:      func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
+		Limits:        limits,
+		Policy:        n.policy,
+		Sink:          &sink{n: n, source: "smtp"},
+		Logger:        n.log.With("listener", "mesh"),
+		Now:           n.now,
+		OnReply:       n.metrics.countReply("mesh"),
+		OnBareLineEnd: n.metrics.countBare("mesh"),
 	})
 	if err != nil {
 		m.Close()

@@ -266,23 +266,12 @@ func (c *cli) rg(args []string) int {
 
 // get fetches a non-JSON document from the admin listener.
 func (c *cli) get(path string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.admin+path, nil)
+	body, status, err := c.fetch(http.MethodGet, path)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return nil, &unreachableError{fmt.Errorf("cannot reach node admin API at %s: %w", c.admin, unwrapURL(err))}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("GET %s: HTTP %s", path, resp.Status)
+	if status/100 != 2 {
+		return nil, fmt.Errorf("GET %s: HTTP %d %s", path, status, http.StatusText(status))
 	}
 	return body, nil
 }

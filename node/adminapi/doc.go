@@ -25,6 +25,14 @@
 // unknown message, connector or endpoint, 400 for a bad request, 409 when
 // the node is standalone (no mesh) and the endpoint needs one, or (rg
 // remove) holds no key that signs the group's records.
+//
+// Guard (auth.go) stands in front of all of it: 403 for a Host header that
+// does not name the listener (DNS rebinding) and for a state-changing
+// request from another site (Origin, Sec-Fetch-Site), 415 for a form
+// content type on one, and 401 without the node's token (the token file,
+// LoadOrCreateToken; a 401 to a loopback client names it in
+// ErrorInfo.TokenFile, which is how meshctl finds it). Reads need the
+// token too under admin.auth: all.
 package adminapi
 
 // DefaultAddr is the admin listener of a node on the embedded defaults.
