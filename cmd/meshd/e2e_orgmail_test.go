@@ -3,6 +3,7 @@ package main_test
 import (
 	"encoding/base64"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,6 +208,19 @@ func TestE2EDecommission(t *testing.T) {
 		if !poll(20*time.Second, func() bool { d, err := a1.trace(rcpt); return err == nil && d.Kind == routing.Remote }) {
 			t.Fatalf("a1 has no route to %s", rcpt)
 		}
+	}
+	// The endpoint is a state change: without the node's token it is
+	// refused and nothing is removed.
+	resp, err := http.Post("http://"+a1.Admin+"/api/mesh/rg/rgb/remove", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("rg remove without a token: HTTP %d, want 401", resp.StatusCode)
+	}
+	if d, err := a1.trace("bob@rgb.test"); err != nil || d.Kind != routing.Remote {
+		t.Fatalf("rgb affected by a refused remove: %v %+v", err, d)
 	}
 	om.b1.Kill()
 	om.c1.Kill()
