@@ -25,11 +25,11 @@ const maxInflightFactor = 16
 // destination's concurrency cap. Backoff is persisted (queue.Attempt) before
 // every attempt so that a crash mid-attempt cannot cause a retry storm.
 type deliverer struct {
-	n       *Node
-	cfg     Config
-	log     *slog.Logger
-	q       *queue.Queue
-	out     *transports
+	n   *Node
+	cfg Config
+	log *slog.Logger
+	q   *queue.Queue
+	out *transports
 	// sched is the retry schedule and queue lifetimes in force; a reload
 	// (Node.Reload) swaps it while deliveries run.
 	sched atomic.Pointer[schedule]

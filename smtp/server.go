@@ -23,8 +23,8 @@ type Server struct {
 	// live holds the limits SetLimits may change while sessions run (the
 	// ones meshd checks itself: header size, Received count, data timeout).
 	live atomic.Pointer[Limits]
-	log    *slog.Logger
-	now    func() time.Time
+	log  *slog.Logger
+	now  func() time.Time
 
 	gs      *gosmtp.Server
 	ln      *capListener
