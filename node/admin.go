@@ -62,6 +62,7 @@ func (n *Node) adminHandler() http.Handler {
 
 func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	st := n.q.Stats()
+	bi := version.Get()
 	info := StatusInfo{
 		Node:         n.cfg.Node.Name,
 		RoutingGroup: n.cfg.Node.RoutingGroup,
@@ -69,7 +70,7 @@ func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		Listeners:    n.Listeners(),
 		LocalDomains: n.cfg.LocalDomains,
 		Queue:        QueueStats{Messages: st.Messages, Bytes: st.Bytes, Oldest: timePtr(st.Oldest)},
-		Build:        version.Get(),
+		Build:        &bi,
 	}
 	writeJSON(w, http.StatusOK, info)
 }

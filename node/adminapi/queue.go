@@ -49,7 +49,7 @@ type StatusInfo struct {
 	Listeners    map[string]string `json:"listeners"`
 	LocalDomains []string          `json:"local_domains"`
 	Queue        QueueStats        `json:"queue"`
-	Build        version.Info      `json:"build"`
+	Build        *version.Info     `json:"build,omitempty"` // always set by meshd; absent from older nodes
 }
 
 // QueueStats summarises the queue in StatusInfo.
