@@ -223,6 +223,7 @@ func TestE2EReload(t *testing.T) {
 	editConfig(t, n, func(cfg map[string]any) {
 		cfg["limits"] = map[string]any{"max_received_headers": 3}
 		cfg["log"] = map[string]any{"level": "debug", "format": "text"}
+		cfg["queue"].(map[string]any)["retry"] = map[string]any{"initial": "300ms", "max": "2s", "factor": 2, "jitter": 0.1}
 		cfg["listen"].(map[string]any)["submission"] = "127.0.0.1:1" // cannot move a listener live
 	})
 	n.hup(t)
@@ -247,6 +248,11 @@ func TestE2EReload(t *testing.T) {
 	}
 	waitMailbox(t, n.Maildir, "bob@example.test", 20*time.Second, "Subject: "+subject+"-before")
 	waitMailbox(t, n.Maildir, "bob@example.test", 20*time.Second, "Subject: "+subject+"-after")
+	if !poll(5*time.Second, func() bool {
+		return strings.Contains(n.logTail(), "applied=\"[log.level tls.cert_file limits.max_received_headers queue.retry]\"")
+	}) {
+		t.Errorf("the reload does not report the live changes it applied:\n%s", n.logTail())
+	}
 	if !poll(5*time.Second, func() bool { return strings.Contains(n.logTail(), "needs_restart=[listen]") }) {
 		t.Errorf("the moved listener is not reported as needing a restart:\n%s", n.logTail())
 	}
