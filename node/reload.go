@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/smtp"
@@ -114,28 +116,29 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 		n.del.kick()
 	}
 
-	// The rest is wired into listeners, gossip and routing at start.
-	restart("node", old.Node, cfg.Node)
-	restart("listen", old.Listen, cfg.Listen)
-	restart("local_domains", old.LocalDomains, cfg.LocalDomains)
-	restart("delivery", old.Delivery, cfg.Delivery)
-	restart("outbound", old.Outbound, cfg.Outbound)
-	restart("relay", old.Relay, cfg.Relay)
-	restart("auth", old.Auth, cfg.Auth)
-	restart("mesh", old.Mesh, cfg.Mesh)
-	restart("connectors", old.Connectors, cfg.Connectors)
-
 	// What is in force now: the applied keys from cfg, the rest as before.
 	next := old
-	next.Log.Level = cfg.Log.Level
+	if n.logLevel != nil {
+		next.Log.Level = cfg.Log.Level
+	}
 	if cert != nil {
 		next.TLS.CertFile, next.TLS.KeyFile = cfg.TLS.CertFile, cfg.TLS.KeyFile
 	}
 	next.Limits.MaxHeaderBytes, next.Limits.MaxReceivedHeaders = nl.MaxHeaderBytes, nl.MaxReceivedHeaders
 	next.Limits.DataTimeout, next.Limits.ShutdownGrace = nl.DataTimeout, nl.ShutdownGrace
 	next.Queue.Retry, next.Queue.DelayWarning, next.Queue.Lifetime = nq.Retry, nq.DelayWarning, nq.Lifetime
-	if n.logLevel == nil {
-		next.Log.Level = old.Log.Level
+
+	// Every other difference is wired into listeners, gossip, routing or
+	// policy at start: name its section unless a key of it is named already.
+	nv, cv := reflect.ValueOf(next), reflect.ValueOf(cfg)
+	for i := range nv.NumField() {
+		name, _, _ := strings.Cut(nv.Type().Field(i).Tag.Get("yaml"), ",")
+		if name == "" || reflect.DeepEqual(nv.Field(i).Interface(), cv.Field(i).Interface()) {
+			continue
+		}
+		if !slices.ContainsFunc(rep.NeedsRestart, func(k string) bool { return strings.HasPrefix(k, name+".") }) {
+			rep.NeedsRestart = append(rep.NeedsRestart, name)
+		}
 	}
 	n.live.Store(&next)
 	n.log.Info("configuration reloaded", "applied", rep.Applied, "needs_restart", rep.NeedsRestart)

@@ -309,6 +309,9 @@ func adminReload(t *testing.T, n *meshNode) httpReply {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.Admin+"/api/reload", nil)
+	// State-changing calls need the node's admin token (as meshctl reads it).
+	tok := strings.TrimSpace(string(mustRead(t, filepath.Join(n.DataDir, "admin.token"))))
+	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
