@@ -190,17 +190,19 @@ func (n *meshNode) running() bool {
 // limits.max_received_headers and a renewed certificate apply to new messages and sessions,
 // a session opened before the reload carries on and its mail is delivered, a changed listen
 // address is reported as needing a restart; a broken file is refused with its reason, and the
-// node keeps running and delivering. SIGHUP never stops it; SIGTERM says STOPPING=1.
+// node keeps running and delivering. SIGHUP never stops it; SIGTERM says STOPPING=1. With
+// $WATCHDOG_USEC set (WatchdogSec=) it sends WATCHDOG=1.
 func TestE2EReload(t *testing.T) {
 	ns := listenNotify(t)
 	certDir := t.TempDir()
 	certPath, keyPath := filepath.Join(certDir, "cert.pem"), filepath.Join(certDir, "key.pem")
 	writeCert(t, "old.e2e.test", certPath, keyPath)
 	n := startNode(t, nodeOptions{
-		Env:   []string{"NOTIFY_SOCKET=" + ns.Path},
+		Env:   []string{"NOTIFY_SOCKET=" + ns.Path, "WATCHDOG_USEC=400000"}, // WatchdogSec=400ms
 		Extra: map[string]any{"tls": map[string]any{"cert_file": certPath, "key_file": keyPath, "self_signed": false}},
 	})
 	ns.expect("READY=1", 20*time.Second)
+	ns.expect("WATCHDOG=1", 5*time.Second)
 	subject := uniq(t)
 
 	if got := startTLSName(t, n.SMTP); got != "old.e2e.test" {

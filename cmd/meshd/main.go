@@ -101,7 +101,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case <-ctx.Done():
 			running = false
 		case <-hup:
-			logger.Info("SIGHUP received, reloading configuration", "file", *configPath)
+			logger.Info("SIGHUP received, reloading configuration", "config_file", *configPath)
 			_, _ = r.reload()
 		}
 	}

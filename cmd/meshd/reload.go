@@ -29,10 +29,10 @@ func (r *reloader) reload() (node.ReloadReport, error) {
 	rep, err := r.apply()
 	status := "accepting mail"
 	if err != nil {
-		r.log.Error("reload refused, configuration unchanged", "file", r.path, "err", err)
+		r.log.Error("reload refused, configuration unchanged", "config_file", r.path, "err", err)
 		status = "accepting mail; last reload refused: " + err.Error()
 	} else if len(rep.NeedsRestart) > 0 {
-		r.log.Warn("reload: these changes take effect at the next restart", "file", r.path, "needs_restart", rep.NeedsRestart)
+		r.log.Warn("reload: these changes take effect at the next restart", "config_file", r.path, "needs_restart", rep.NeedsRestart)
 		status = "accepting mail; restart needed for some changes"
 	}
 	_ = r.notify.Ready(status)
