@@ -3,38 +3,67 @@ package dist_test
 import (
 	"bufio"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/meshd/meshd/harness/extern"
 )
 
-// buildPackage runs scripts/package into a temporary directory and returns the .deb.
+// The package is built once per test binary (scripts/package takes a while on a shared
+// machine) into a directory TestMain removes.
+var (
+	buildOnce sync.Once
+	builtDeb  string
+	buildErr  error
+	buildDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// buildPackage runs scripts/package (once) and returns the .deb.
 func buildPackage(t *testing.T) string {
 	t.Helper()
 	extern.Require(t, extern.FindDpkgDeb)
+	buildOnce.Do(func() { builtDeb, buildErr = runPackage() })
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtDeb
+}
+
+func runPackage() (string, error) {
 	repo, err := extern.RepoRoot()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	out := t.TempDir()
-	cmd := exec.Command(filepath.Join(repo, "scripts", "package"), "-o", out)
+	if buildDir, err = os.MkdirTemp("", "meshd-deb-"); err != nil {
+		return "", err
+	}
+	cmd := exec.Command(filepath.Join(repo, "scripts", "package"), "-o", buildDir)
 	cmd.Dir = repo
 	b, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("scripts/package: %v\n%s", err, b)
+		return "", fmt.Errorf("scripts/package: %v\n%s", err, b)
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	deb := lines[len(lines)-1]
 	if !strings.HasSuffix(deb, ".deb") {
-		t.Fatalf("scripts/package did not name a .deb:\n%s", b)
+		return "", fmt.Errorf("scripts/package did not name a .deb:\n%s", b)
 	}
-	return deb
+	return deb, nil
 }
 
 func run(t *testing.T, name string, args ...string) string {
@@ -144,6 +173,18 @@ func TestPackageContents(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?m)^  (-\w+)`).FindAllStringSubmatch(string(h), -1) {
 		if !strings.Contains(man, `\`+m[1]) {
 			t.Errorf("meshd.8 lacks the flag %s of meshd -h", m[1])
+		}
+	}
+
+	// The release ldflags: both binaries name the package version, the commit and its date.
+	debVersion := strings.TrimSpace(run(t, "dpkg-deb", "-f", deb, "Version"))
+	repo, _ := extern.RepoRoot()
+	commit := strings.TrimSpace(run(t, "git", "-C", repo, "rev-parse", "HEAD"))
+	for _, bin := range []string{"meshd", "meshctl"} {
+		v := run(t, filepath.Join(x, "usr/bin", bin), "-version")
+		want := bin + " v" + debVersion + " commit " + commit[:12] + " built 20"
+		if !strings.HasPrefix(v, want) {
+			t.Errorf("%s -version: %q, want it to start %q", bin, v, want)
 		}
 	}
 

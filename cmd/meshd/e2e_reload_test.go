@@ -204,6 +204,15 @@ func TestE2EReload(t *testing.T) {
 	ns.expect("READY=1", 20*time.Second)
 	ns.expect("WATCHDOG=1", 5*time.Second)
 	subject := uniq(t)
+	var status struct {
+		Build struct{ Version, Commit, Date string }
+	}
+	if err := n.adminGet("/api/status", &status); err != nil || status.Build.Version == "" || status.Build.Commit == "" {
+		t.Errorf("/api/status has no build: %+v %v", status, err)
+	}
+	if m := adminText(t, n, "/metrics"); !strings.Contains(m, "meshd_build_info{commit=") {
+		t.Errorf("/metrics has no meshd_build_info")
+	}
 
 	if got := startTLSName(t, n.SMTP); got != "old.e2e.test" {
 		t.Fatalf("certificate before reload: %q", got)
@@ -326,6 +335,18 @@ func adminReload(t *testing.T, n *meshNode) httpReply {
 		return httpReply{resp.StatusCode, compact.String()}
 	}
 	return httpReply{resp.StatusCode, b.String()}
+}
+
+func adminText(t *testing.T, n *meshNode, path string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + n.Admin + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return b.String()
 }
 
 func mustRead(t *testing.T, p string) []byte {
