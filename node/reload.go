@@ -23,7 +23,8 @@ var ErrNoReload = errors.New("node: reload: this node was not started from a con
 // log.level (through Options.LogLevel), the TLS certificate offered to new
 // sessions (read again from tls.cert_file even when the path is the same,
 // so a renewed certificate is picked up), limits.max_header_bytes,
-// limits.max_received_headers, limits.data_timeout, limits.shutdown_grace,
+// limits.max_received_headers, limits.data_timeout,
+// limits.max_connections_per_ip (for new connections), limits.shutdown_grace,
 // and the retry schedule and lifetimes of queue.*. Any other change is
 // listed in NeedsRestart and not applied. An invalid cfg, or a certificate
 // that does not load, is refused as a whole: nothing changes. No session
@@ -88,12 +89,12 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	restart("limits.max_recipients", ol.MaxRecipients, nl.MaxRecipients)
 	restart("limits.max_line_length", ol.MaxLineLength, nl.MaxLineLength)
 	restart("limits.command_timeout", ol.CommandTimeout, nl.CommandTimeout)
-	restart("limits.max_connections_per_ip", ol.MaxConnectionsPerIP, nl.MaxConnectionsPerIP)
 	a := applied("limits.max_header_bytes", ol.MaxHeaderBytes, nl.MaxHeaderBytes)
 	a = applied("limits.max_received_headers", ol.MaxReceivedHeaders, nl.MaxReceivedHeaders) || a
 	a = applied("limits.data_timeout", ol.DataTimeout, nl.DataTimeout) || a
+	a = applied("limits.max_connections_per_ip", ol.MaxConnectionsPerIP, nl.MaxConnectionsPerIP) || a
 	if a {
-		l := smtp.Limits{MaxHeaderBytes: nl.MaxHeaderBytes, MaxReceived: nl.MaxReceivedHeaders, DataTimeout: nl.DataTimeout}
+		l := smtp.Limits{MaxHeaderBytes: nl.MaxHeaderBytes, MaxReceived: nl.MaxReceivedHeaders, DataTimeout: nl.DataTimeout, MaxConnsPerIP: nl.MaxConnectionsPerIP}
 		for _, s := range []*smtp.Server{n.smtpSrv, n.subSrv, n.meshSrv} {
 			if s != nil {
 				s.SetLimits(l)
@@ -126,6 +127,7 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	}
 	next.Limits.MaxHeaderBytes, next.Limits.MaxReceivedHeaders = nl.MaxHeaderBytes, nl.MaxReceivedHeaders
 	next.Limits.DataTimeout, next.Limits.ShutdownGrace = nl.DataTimeout, nl.ShutdownGrace
+	next.Limits.MaxConnectionsPerIP = nl.MaxConnectionsPerIP
 	next.Queue.Retry, next.Queue.DelayWarning, next.Queue.Lifetime = nq.Retry, nq.DelayWarning, nq.Lifetime
 
 	// Every other difference is wired into listeners, gossip, routing or

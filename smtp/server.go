@@ -103,8 +103,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 
 // SetLimits changes, for every message whose data starts from now on, the
 // limits that can change while the server runs: MaxHeaderBytes,
-// MaxReceived and DataTimeout (zero keeps the current value). The others
-// are go-smtp's or the listener's and are fixed at NewServer.
+// MaxReceived, DataTimeout, and MaxConnsPerIP for connections accepted from
+// now on (zero keeps the current value). The others are go-smtp's, which
+// it reads while sessions run, and are fixed at NewServer.
 func (s *Server) SetLimits(l Limits) {
 	cur := *s.live.Load()
 	if l.MaxHeaderBytes > 0 {
@@ -115,6 +116,10 @@ func (s *Server) SetLimits(l Limits) {
 	}
 	if l.DataTimeout > 0 {
 		cur.DataTimeout = l.DataTimeout
+	}
+	if l.MaxConnsPerIP > 0 {
+		cur.MaxConnsPerIP = l.MaxConnsPerIP
+		s.ln.setMax(l.MaxConnsPerIP)
 	}
 	s.live.Store(&cur)
 }

@@ -232,7 +232,7 @@ func TestE2EReload(t *testing.T) {
 
 	writeCert(t, "new.e2e.test", certPath, keyPath)
 	editConfig(t, n, func(cfg map[string]any) {
-		cfg["limits"] = map[string]any{"max_received_headers": 3}
+		cfg["limits"] = map[string]any{"max_received_headers": 3, "max_connections_per_ip": 2}
 		cfg["log"] = map[string]any{"level": "debug", "format": "text"}
 		cfg["queue"].(map[string]any)["retry"] = map[string]any{"initial": "300ms", "max": "2s", "factor": 2, "jitter": 0.1}
 		cfg["listen"].(map[string]any)["submission"] = "127.0.0.1:1" // cannot move a listener live
@@ -247,6 +247,25 @@ func TestE2EReload(t *testing.T) {
 	if got := startTLSName(t, n.SMTP); got != "new.e2e.test" {
 		t.Errorf("a new session after the reload was offered %q, want the renewed certificate new.e2e.test", got)
 	}
+	// The idle session is one connection from 127.0.0.1; the cap is now two.
+	second, err := net.DialTimeout("tcp", n.SMTP, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if g := greeting(t, second); !strings.HasPrefix(g, "220") {
+		t.Errorf("second connection under max_connections_per_ip 2: %q", g)
+	}
+	third, err := net.DialTimeout("tcp", n.SMTP, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := greeting(t, third); !strings.HasPrefix(g, "421") {
+		t.Errorf("third connection over max_connections_per_ip 2: %q, want 421", g)
+	}
+	third.Close()
+	second.Close()
+
 	err = sendWithReceived(idle, "bob@example.test", subject+"-loop", 5)
 	if err == nil || !strings.Contains(err.Error(), "554") {
 		t.Errorf("5 Received fields after max_received_headers: 3: %v, want 554", err)
@@ -260,7 +279,7 @@ func TestE2EReload(t *testing.T) {
 	waitMailbox(t, n.Maildir, "bob@example.test", 20*time.Second, "Subject: "+subject+"-before")
 	waitMailbox(t, n.Maildir, "bob@example.test", 20*time.Second, "Subject: "+subject+"-after")
 	if !poll(5*time.Second, func() bool {
-		return strings.Contains(n.logTail(), "applied=\"[log.level tls.cert_file limits.max_received_headers queue.retry]\"")
+		return strings.Contains(n.logTail(), "applied=\"[log.level tls.cert_file limits.max_received_headers limits.max_connections_per_ip queue.retry]\"")
 	}) {
 		t.Errorf("the reload does not report the live changes it applied:\n%s", n.logTail())
 	}
@@ -347,6 +366,18 @@ func adminText(t *testing.T, n *meshNode, path string) string {
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(resp.Body)
 	return b.String()
+}
+
+// greeting reads the server's first line on c.
+func greeting(t *testing.T, c net.Conn) string {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 512)
+	k, err := c.Read(buf)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return string(buf[:k])
 }
 
 func mustRead(t *testing.T, p string) []byte {
