@@ -253,11 +253,11 @@ func (ss *session) Data(r io.Reader) error {
 		}
 	}
 	hdrLen, received := scanHeader(body)
-	if hdrLen > ss.srv.limits.MaxHeaderBytes {
+	if hdrLen > ss.srv.live.Load().MaxHeaderBytes {
 		ss.srv.log.Info("smtp: message refused: header too large", append(ss.logAttrs(), "bytes", hdrLen)...)
 		return errHeaderTooLarge
 	}
-	if received > ss.srv.limits.MaxReceived {
+	if received > ss.srv.live.Load().MaxReceived {
 		ss.srv.log.Warn("smtp: message refused: too many Received headers", append(ss.logAttrs(), "received", received)...)
 		return errMailLoop
 	}
@@ -273,7 +273,7 @@ func (ss *session) Data(r io.Reader) error {
 		full = append(append(full, trace...), body...)
 	}
 
-	ctx, cancel := context.WithTimeout(ss.srv.ctx, ss.srv.limits.DataTimeout)
+	ctx, cancel := context.WithTimeout(ss.srv.ctx, ss.srv.live.Load().DataTimeout)
 	defer cancel()
 	id := ss.info.ID
 	info := ss.info // the Sink gets a copy it may keep
@@ -328,7 +328,7 @@ func (ss *session) readBody(r io.Reader) ([]byte, error) {
 		if cap(buf)-len(buf) < 2<<10 {
 			buf = slices.Grow(buf, cap(buf)) // at least doubles
 		}
-		_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.srv.limits.DataTimeout))
+		_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.srv.live.Load().DataTimeout))
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == nil {
