@@ -51,6 +51,7 @@ type Node struct {
 	q       *queue.Queue
 	metrics *metrics
 	policy  *relayPolicy
+	id      *identity // mesh identities (identity.go)
 
 	smtpSrv *smtp.Server
 	subSrv  *smtp.Server // nil when listen.submission is empty
@@ -139,6 +140,9 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		return nil, fmt.Errorf("node: open queue: %w", err)
 	}
 	n.metrics = newMetrics(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
+	if n.id, err = newIdentity(n); err != nil {
+		return nil, err
+	}
 
 	limits := smtp.Limits{
 		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
@@ -159,7 +163,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		Listener: smtpLn,
 		TLS:      tlsCfg,
 		Mesh:     len(cfg.Relay.MeshPeers) > 0,
-		MeshPeer: func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
+		MeshPeer: func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.peer(s.RemoteAddr, cs) },
 		Limits:   limits,
 		Policy:   n.policy,
 		Sink:     &sink{n: n, source: "smtp"},

@@ -347,3 +347,38 @@ func writeFile(path string, data []byte, perm os.FileMode) error {
 	}
 	return nil
 }
+
+// ExpiresIn is how long the certificate Issue(o) would replace is still valid.
+func ExpiresIn(o IssueOptions) (time.Duration, error) {
+	if o.Out == "" {
+		o.Out = filepath.Join(o.Dir, "nodes")
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	certs, err := readCerts(filepath.Join(o.Out, o.Node+".pem"))
+	if err != nil {
+		return 0, err
+	}
+	return certs[0].NotAfter.Sub(o.Now), nil
+}
+
+// Lab is an organisation for tests and demos: a CA in dir and one
+// certificate per identity. It returns the CA file and, per node name, its
+// certificate and key files.
+func Lab(dir string, ids ...Identity) (caFile string, files map[string][2]string, err error) {
+	if _, err := os.Stat(filepath.Join(dir, CAFile)); err != nil {
+		if _, err := Init(InitOptions{Dir: dir, Name: "meshd lab"}); err != nil {
+			return "", nil, err
+		}
+	}
+	files = map[string][2]string{}
+	for _, id := range ids {
+		c, k, err := Issue(IssueOptions{Dir: dir, Node: id.Node, RG: id.RG})
+		if err != nil {
+			return "", nil, err
+		}
+		files[id.Node] = [2]string{c, k}
+	}
+	return filepath.Join(dir, CAFile), files, nil
+}
