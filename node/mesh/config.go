@@ -106,9 +106,9 @@ type Config struct {
 	// Identify names a port-691 peer from its verified certificate
 	// (channel.ServerConfig.Identify); nil: peers are not identified.
 	Identify func(cs *tls.ConnectionState) (node, rg string, ok bool)
-	Now        func() time.Time
-	Logger     *slog.Logger
-	HeloName   string
+	Now      func() time.Time
+	Logger   *slog.Logger
+	HeloName string
 }
 
 func (c *Config) setDefaults() error {
