@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshd/meshd/harness/netem"
 	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/pki"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
@@ -145,6 +146,10 @@ func (c *nodeCluster) config(sn *simNode, smtpAddr, meshAddr, lsAddr string) nod
 	}
 	m := &cfg.Mesh
 	m.OrgKey = orgKey
+	// Mutual TLS between the nodes, as in production: one lab CA per run.
+	if caFile, certs, err := pki.Lab(filepath.Join(c.opts.DataDir, "org"), pki.Identity{Node: sn.name, RG: sn.rg}); err == nil {
+		m.Identity = node.IdentityConfig{CAFiles: []string{caFile}, CertFile: certs[sn.name][0], KeyFile: certs[sn.name][1]}
+	}
 	for _, rg := range t.RoutingGroups {
 		m.RoutingGroups = append(m.RoutingGroups, node.RoutingGroupConfig{Name: rg.Name})
 	}
