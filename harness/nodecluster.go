@@ -17,8 +17,8 @@ import (
 
 	"github.com/meshd/meshd/harness/netem"
 	"github.com/meshd/meshd/node"
-	"github.com/meshd/meshd/pki"
 	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/pki"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 )
