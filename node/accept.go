@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
+	"encoding/hex"
 	"errors"
+	"net"
 	"regexp"
 	"strings"
 
@@ -64,6 +67,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	}
 	source := s.source
 	var trace []string
+	digest := ""
 	if sess.MeshPeer {
 		// Only a mesh peer's identity and trace are believed (see the
 		// contract): they make a resend after a crash a duplicate here.
@@ -75,6 +79,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		if visits(trace, n.cfg.Node.RoutingGroup) >= maxRGVisits {
 			return "", errLoop
 		}
+		digest = contentDigest(env, body)
 	} else {
 		body = stripHeaders(body, hdrMeshID, hdrMeshTrace, hdrMeshOrigin)
 	}
@@ -89,6 +94,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		Trace:      trace,
 		Source:     source,
 		AuthUser:   sess.AuthUser,
+		Digest:     digest,
 	}
 	if sess.RemoteAddr != nil {
 		qenv.ClientAddr = sess.RemoteAddr.String()
@@ -101,6 +107,18 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		qenv.Rcpts = append(qenv.Rcpts, queue.Rcpt{Addr: addr, Notify: r.Notify, ORcpt: r.ORcpt})
 	}
 	err := n.q.Enqueue(ctx, qenv, body)
+	if errors.Is(err, queue.ErrCollision) {
+		// The ID is known for another message: this one is not a
+		// duplicate, whatever its ID says. Queue it under an ID of its
+		// own (derived, so a resend of it is a duplicate of it), as a
+		// message that enters the mesh here.
+		n.metrics.collisions.Inc()
+		n.log.Warn("copy ID collision: same ID, other content; queued as a new message", "msg", id, "peer", addrString(sess.RemoteAddr))
+		id = collisionID(id, digest)
+		qenv.ID = id
+		body = stripHeaders(body, hdrMeshOrigin)
+		err = n.q.Enqueue(ctx, qenv, body)
+	}
 	switch {
 	case errors.Is(err, queue.ErrDuplicate):
 		n.log.Info("duplicate message acknowledged", "msg", id, "source", source)
@@ -117,6 +135,51 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	n.trackReceived(qenv, body, s.source)
 	n.log.Debug("message queued", "msg", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", len(body), "source", source)
 	return id, nil
+}
+
+// contentDigest identifies a copy's content for dedup: SHA-256 over the
+// envelope and the body as the peer sent it: without the Received: field
+// our listener put first (it names this session) and without the mesh's
+// own header fields (which the sender rewrites on every hop).
+func contentDigest(env smtp.Envelope, body []byte) string {
+	body = dropFirstField(body)
+	h := sha256.New()
+	h.Write([]byte(env.From + "\n"))
+	for _, r := range env.Rcpts {
+		h.Write([]byte(strings.ToLower(r.Addr) + "\n"))
+	}
+	h.Write(stripHeaders(body, hdrMeshID, hdrMeshTrace, hdrMeshOrigin))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// dropFirstField removes the first header field (with its continuation lines).
+func dropFirstField(body []byte) []byte {
+	i := bytes.IndexByte(body, '\n')
+	for i >= 0 && i+1 < len(body) && (body[i+1] == ' ' || body[i+1] == '\t') {
+		j := bytes.IndexByte(body[i+1:], '\n')
+		if j < 0 {
+			return nil
+		}
+		i += 1 + j
+	}
+	if i < 0 {
+		return nil
+	}
+	return body[i+1:]
+}
+
+// collisionID is the ID of a message that arrived under an ID already
+// taken by other content.
+func collisionID(id, digest string) string {
+	sum := sha256.Sum256([]byte("collision\n" + id + "\n" + digest))
+	return idBase32.EncodeToString(sum[:16])
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
 
 // headerEnd returns the length of the header section including the blank

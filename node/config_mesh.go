@@ -2,6 +2,8 @@ package node
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -405,4 +407,17 @@ func (c *Config) localSpaces() []linkstate.AddressSpace {
 		out = append(out, linkstate.AddressSpace{Pattern: strings.ToLower(d), Cost: 1})
 	}
 	return out
+}
+
+// copyIDKey keys copy IDs (meshroute.go): HMAC-SHA-256 of mesh.org_key
+// with a label, so the org key itself is used for one purpose only. Nil
+// without an org key.
+func (c *Config) copyIDKey() []byte {
+	k, err := base64.StdEncoding.DecodeString(c.Mesh.OrgKey)
+	if err != nil || len(k) == 0 {
+		return nil
+	}
+	mac := hmac.New(sha256.New, k)
+	mac.Write([]byte("meshd copy id"))
+	return mac.Sum(nil)
 }

@@ -52,6 +52,7 @@ type Node struct {
 	metrics *metrics
 	policy  *relayPolicy
 	id      *identity // mesh identities (identity.go)
+	copyKey []byte    // keys copy IDs (meshroute.go): derived from mesh.org_key
 
 	smtpSrv *smtp.Server
 	subSrv  *smtp.Server // nil when listen.submission is empty
@@ -143,6 +144,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if n.id, err = newIdentity(n); err != nil {
 		return nil, err
 	}
+	n.copyKey = cfg.copyIDKey()
 
 	limits := smtp.Limits{
 		MaxMessageBytes: cfg.Limits.MaxMessageBytes,

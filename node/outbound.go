@@ -208,7 +208,7 @@ func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte,
 		}
 		return t.sendHosts(ctx, t.remote, []string{host}, m, body, g)
 	case kindMesh:
-		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshBody(m, body, g, t.cfg.Node.RoutingGroup), g)
+		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshBody(m, body, g, t.cfg.Node.RoutingGroup, t.n.copyKey), g)
 		return loopsWait(res), remote
 	case kindNoRoute:
 		return allResults(g, queue.TempFail, "451 4.4.4 "+g.why), ""
