@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -70,6 +71,7 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		LinkState: lsLn, LinkStateAddr: advertised(lsLn.Addr(), cfg.Listen.Linkstate),
 		GossipBind: cfg.Listen.Gossip, Seeds: cfg.Mesh.Seeds, GossipKey: gossipKey, FastGossip: cfg.Mesh.FastGossip,
 		Connectors: cfg.meshConnectors(), LocalSpaces: cfg.localSpaces(), Keyring: kr,
+		Declared: cfg.declaredDomains(), OwnedFile: filepath.Join(cfg.Node.DataDir, "mesh-owned.json"),
 		TTL: cfg.Mesh.TTL, Refresh: cfg.Mesh.Refresh, CollectWindow: cfg.Mesh.CollectWindow, SyncInterval: cfg.Mesh.SyncInterval,
 		State: cfg.stateConfig(),
 		Probe: mesh.ProbeConfig{Interval: cfg.Mesh.Probe.Interval, Keepalive: cfg.Mesh.Probe.Keepalive, Timeout: cfg.Mesh.Probe.Timeout,
@@ -104,14 +106,15 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 			Allow:  n.id.peer,
 			Logger: n.log.With("listener", "mesh"),
 		}),
-		Mesh:     true,
-		MeshPeer: func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.peer(s.RemoteAddr, cs) },
-		Limits:   limits,
-		Policy:   n.policy,
-		Sink:     &sink{n: n, source: "smtp"},
-		Logger:   n.log.With("listener", "mesh"),
-		Now:      n.now,
-		OnReply:  n.metrics.countReply("mesh"),
+		Mesh:          true,
+		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.peer(s.RemoteAddr, cs) },
+		Limits:        limits,
+		Policy:        n.policy,
+		Sink:          &sink{n: n, source: "smtp"},
+		Logger:        n.log.With("listener", "mesh"),
+		Now:           n.now,
+		OnReply:       n.metrics.countReply("mesh"),
+		OnBareLineEnd: n.metrics.countBare("mesh"),
 	})
 	if err != nil {
 		m.Close()

@@ -206,6 +206,47 @@ func TestEndOfDataScanRandom(t *testing.T) {
 	}
 }
 
+// TestEndOfDataBare: on random content, ended by the real end line and cut
+// into random pieces, Bare says whether the content up to its end held a
+// CR not followed by LF or an LF not preceded by CR, and where the content
+// ends does not change.
+func TestEndOfDataBare(t *testing.T) {
+	bare := func(b []byte) bool {
+		for i, c := range b {
+			if c == '\r' && (i+1 == len(b) || b[i+1] != '\n') || c == '\n' && (i == 0 || b[i-1] != '\r') {
+				return true
+			}
+		}
+		return false
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	alphabet := []byte(".\r\nab")
+	for range 20000 {
+		in := make([]byte, r.IntN(60))
+		for i := range in {
+			in[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		in = append(in, "\r\n.\r\n"...)
+		var e EndOfData
+		total := 0
+		for rest := in; len(rest) > 0; {
+			k := 1 + r.IntN(len(rest))
+			n, ended := e.Scan(rest[:k])
+			total += n
+			if ended {
+				break
+			}
+			rest = rest[k:]
+		}
+		if want := bare(in[:total]); e.Bare != want {
+			t.Fatalf("content %q (ends at %d): Bare %v, want %v", in, total, e.Bare, want)
+		}
+		if e.Reset(); e.Bare {
+			t.Fatal("Reset kept Bare")
+		}
+	}
+}
+
 func TestEndOfDataRead(t *testing.T) {
 	const content = "a\r\n..b\r\n.\r\n"
 	br := bufio.NewReader(iotest.OneByteReader(strings.NewReader(content + "QUIT\r\n")))
@@ -430,5 +471,106 @@ func TestDeadlinesOnLoopback(t *testing.T) {
 	got, err := bufio.NewReader(client).ReadString('\n')
 	if err != nil || got != "220 x\r\n" {
 		t.Fatalf("client read %q, %v", got, err)
+	}
+}
+
+// dotDecode decodes DATA content with the machine of go-smtp's dataReader
+// (a copy of its rules, byte at a time) and returns the content and how
+// many input bytes it took, -1 without an end. keepCR is the RFC 5321
+// §4.5.2 reading of a line that starts ".<CR>" and goes on: only the
+// period is deleted (go-smtp deletes the CR too).
+func dotDecode(in []byte, keepCR bool) (out []byte, end int) {
+	st := eodBeginLine
+	for i, c := range in {
+		switch st {
+		case eodBeginLine:
+			switch c {
+			case '.':
+				st = eodDot
+				continue
+			case '\r':
+				st = eodCR
+			default:
+				st = eodData
+			}
+		case eodDot:
+			if c == '\r' {
+				st = eodDotCR
+				continue
+			}
+			st = eodData
+		case eodDotCR:
+			if c == '\n' {
+				return out, i + 1
+			}
+			if keepCR {
+				out = append(out, '\r')
+			}
+			st = eodData
+		case eodCR:
+			if c == '\n' {
+				st = eodBeginLine
+			} else {
+				st = eodData
+			}
+		case eodData:
+			if c == '\r' {
+				st = eodCR
+			}
+		}
+		out = append(out, c)
+	}
+	return out, -1
+}
+
+// TestEndOfDataReadDotCR: on random content ended by the real end line,
+// read through Read in random piece sizes from a reader that hands out
+// random amounts, Read ends where go-smtp's machine does, and what go-smtp
+// then decodes from Read's output is the RFC reading of the input (a
+// leading period deleted, a CR after it kept).
+func TestEndOfDataReadDotCR(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	alphabet := []byte(".\r\nab")
+	cases := [][]byte{[]byte("a\r\n.\rX\r\n.\r\n"), []byte(".\r.\r\r\n.\r\n"), []byte("\r\n..\rb\r\n.\r\n")}
+	for range 20000 {
+		in := make([]byte, r.IntN(50))
+		for i := range in {
+			in[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		cases = append(cases, append(in, "\r\n.\r\n"...))
+	}
+	for _, in := range cases {
+		wantOut, wantEnd := dotDecode(in, true)
+		if wantEnd < 0 {
+			continue // "\r\r\n" starts no line: go-smtp finds no end in it either
+		}
+		var src io.Reader = bytes.NewReader(append(append([]byte(nil), in...), "QUIT\r\n"...))
+		if r.IntN(2) == 0 {
+			src = iotest.OneByteReader(src)
+		} else {
+			src = iotest.HalfReader(src)
+		}
+		br := bufio.NewReaderSize(src, 16)
+		var e EndOfData
+		var got []byte
+		for {
+			p := make([]byte, 1+r.IntN(8))
+			n, ended, err := e.Read(br, p)
+			if err != nil {
+				t.Fatalf("content %q: Read: %v", in, err)
+			}
+			got = append(got, p[:n]...)
+			if ended {
+				break
+			}
+		}
+		rest, _ := io.ReadAll(br)
+		consumed := len(in) + len("QUIT\r\n") - len(rest)
+		if consumed != wantEnd {
+			t.Fatalf("content %q: Read took %d bytes, go-smtp's end is at %d", in, consumed, wantEnd)
+		}
+		if dec, end := dotDecode(got, false); end != len(got) || !bytes.Equal(dec, wantOut) {
+			t.Fatalf("content %q: Read handed on %q, which go-smtp reads as %q (end %d of %d); want %q", in, got, dec, end, len(got), wantOut)
+		}
 	}
 }
