@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -113,7 +114,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		// own (derived, so a resend of it is a duplicate of it), as a
 		// message that enters the mesh here.
 		n.metrics.collisions.Inc()
-		n.log.Warn("copy ID collision: same ID, other content; queued as a new message", "msg", id, "peer", addrString(sess.RemoteAddr))
+		n.log.Warn("copy ID collision: same ID, other content; queued as a new message", "qid", id, "peer", addrString(sess.RemoteAddr))
 		id = collisionID(id, digest)
 		qenv.ID = id
 		body = stripHeaders(body, hdrMeshOrigin)
@@ -138,18 +139,38 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 }
 
 // contentDigest identifies a copy's content for dedup: SHA-256 over the
-// envelope and the body as the peer sent it: without the Received: field
-// our listener put first (it names this session) and without the mesh's
-// own header fields (which the sender rewrites on every hop).
+// envelope and the message as it entered the mesh, the same whatever
+// path the copy took: without the trace fields at its top (the Received:
+// fields every hop prepends, the mesh's own X-Meshd-* fields, which the
+// sender rewrites on every hop).
 func contentDigest(env smtp.Envelope, body []byte) string {
-	body = dropFirstField(body)
 	h := sha256.New()
 	h.Write([]byte(env.From + "\n"))
-	for _, r := range env.Rcpts {
-		h.Write([]byte(strings.ToLower(r.Addr) + "\n"))
+	rcpts := make([]string, len(env.Rcpts))
+	for i, r := range env.Rcpts {
+		rcpts[i] = strings.ToLower(r.Addr)
 	}
-	h.Write(stripHeaders(body, hdrMeshID, hdrMeshTrace, hdrMeshOrigin))
+	slices.Sort(rcpts)
+	h.Write([]byte(strings.Join(rcpts, "\n") + "\n\n"))
+	h.Write(stripHeaders(skipTrace(body), hdrMeshID, hdrMeshTrace, hdrMeshOrigin))
 	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// skipTrace drops the header fields at the top of body that hops prepend
+// (Received:, X-Meshd-*), each with its continuation lines.
+func skipTrace(body []byte) []byte {
+	for {
+		colon := bytes.IndexByte(body, ':')
+		nl := bytes.IndexByte(body, '\n')
+		if colon < 0 || (nl >= 0 && nl < colon) {
+			return body
+		}
+		name := string(bytes.TrimSpace(body[:colon]))
+		if !strings.EqualFold(name, "Received") && !strings.HasPrefix(strings.ToLower(name), "x-meshd-") {
+			return body
+		}
+		body = dropFirstField(body)
+	}
 }
 
 // dropFirstField removes the first header field (with its continuation lines).

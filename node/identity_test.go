@@ -59,7 +59,7 @@ func TestIntruderOnMeshListener(t *testing.T) {
 	send := func(subject string, extra ...string) {
 		t.Helper()
 		args := append([]string{"--server", mesh, "--from", "x@rga.test", "--to", "victim@rga.test",
-			"--header", "Subject: " + subject, "--header", "Message-Id: <" + subject + "@client.test>", "--header", "X-Meshd-ID: forgedforgedforged01",
+			"--header", "Subject: " + subject, "--header", "Message-Id: <" + subject + "@client.test>", "--header", "Date: Mon, 07 Dec 2026 10:00:00 +0000", "--header", "X-Meshd-ID: forgedforgedforged01",
 			"--header", "X-Meshd-Origin: forgedforgedforged01", "--body", "body of " + subject}, extra...)
 		if out, err := swaksRun(t, args...); err != nil {
 			t.Fatalf("swaks %s: %v\n%s", subject, err, out)

@@ -66,8 +66,12 @@ func TestMeshListenerAdvertisesLinkStateToSwaks(t *testing.T) {
 	tm := newTestMesh(t, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}})
 	a1 := tm.nodes["a1"]
+	// As node b1 (its certificate: X-LINK2STATE is for authenticated
+	// peers, identity_test.go shows who else is not offered it).
+	b1 := tm.cfgs["b1"].Mesh.Identity
 	ehlo := func(addr string) string {
-		out, err := exec.Command(swaks, "--server", addr, "--quit-after", "EHLO", "--ehlo", "peer.test").CombinedOutput()
+		out, err := exec.Command(swaks, "--server", addr, "--tls", "--tls-cert", b1.CertFile, "--tls-key", b1.KeyFile,
+			"--quit-after", "EHLO", "--ehlo", "peer.test").CombinedOutput()
 		if err != nil {
 			t.Fatalf("swaks %s: %v\n%s", addr, err, out)
 		}
