@@ -2,11 +2,18 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/meshd/meshd/harness/extern"
 	"github.com/meshd/meshd/pki"
@@ -156,6 +163,154 @@ func gathered(t *testing.T, n *Node, name string) float64 {
 	for _, f := range fams {
 		if f.GetName() == name && len(f.GetMetric()) > 0 {
 			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// mitmProxy sits where a1's connector ab expects rgb's bridgehead. Passing,
+// it forwards TCP to b1; intercepting, it hands the session to an SMTP
+// server that terminates STARTTLS with a certificate of its own.
+type mitmProxy struct {
+	ln        net.Listener
+	intercept atomic.Bool
+	pass      func() string // b1's mesh address
+	rogue     string
+	mu        sync.Mutex
+	conns     []net.Conn
+}
+
+// start intercepting: the sessions forwarded so far are cut, so a1 must
+// dial again (into the interception).
+func (p *mitmProxy) startIntercepting() {
+	p.intercept.Store(true)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *mitmProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		to := p.pass()
+		if p.intercept.Load() {
+			to = p.rogue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c)
+		p.mu.Unlock()
+		go func() {
+			defer c.Close()
+			up, err := net.Dial("tcp", to)
+			if err != nil {
+				return
+			}
+			defer up.Close()
+			go func() { io.Copy(up, c); up.Close() }()
+			io.Copy(c, up)
+		}()
+	}
+}
+
+func TestTLSInterceptingProxyRefused(t *testing.T) {
+	_, rogueFiles, err := pki.Lab(t.TempDir(), pki.Identity{Node: "b1", RG: "rgb"}) // its own CA, b1's name
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogueCert, err := tls.LoadX509KeyPair(rogueFiles["b1"][0], rogueFiles["b1"][1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogue := startRemoteWith(t, nil, func(s *gosmtp.Server) {
+		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{rogueCert}}
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var started atomic.Pointer[testMesh]
+	proxy := &mitmProxy{ln: ln, rogue: rogue.addr.String(), pass: func() string {
+		if tm := started.Load(); tm != nil {
+			return tm.meshL["b1"]
+		}
+		return "127.0.0.1:1" // still starting: refused
+	}}
+	go proxy.serve()
+	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}},
+		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}}, func(c *Config) {
+			for i := range c.Connectors {
+				if c.Connectors[i].Name == "ab" {
+					c.Connectors[i].Targets = []string{ln.Addr().String()}
+				}
+			}
+		})
+	started.Store(tm)
+	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
+	a1 := tm.nodes["a1"]
+	delivered := func(id string, want int) func() error {
+		return func() error {
+			if got := tm.delivered("rgb")["<"+id+">"]; got != want {
+				return fmt.Errorf("%s delivered %d times", id, got)
+			}
+			return nil
+		}
+	}
+	if err := tm.sendTo("a1", "lee@rgb.test", "<before@test>"); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 20*time.Second, "mail before the interception", delivered("before@test", 1))
+
+	proxy.startIntercepting()
+	if err := tm.sendTo("a1", "lee@rgb.test", "<during@test>"); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 20*time.Second, "the interception refused and counted", func() error {
+		if v := gatheredLabel(t, a1, "meshd_mesh_tls_peers_refused_total", "hop"); v < 1 {
+			return fmt.Errorf("refused hops %v", v)
+		}
+		return nil
+	})
+	if got := rogue.received(); len(got) != 0 {
+		t.Fatalf("the intercepting proxy was handed mail: %+v", got)
+	}
+	proxy.intercept.Store(false)
+	if err := tm.sendTo("a1", "lee@rgb.test", "<after@test>"); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "mail after the interception", delivered("after@test", 1))
+	poll(t, 30*time.Second, "mail held during the interception", delivered("during@test", 1))
+	if got := tm.delivered("rgb")["<before@test>"]; got != 1 {
+		t.Errorf("before@test delivered %d times", got)
+	}
+	if got := rogue.received(); len(got) != 0 {
+		t.Fatalf("the intercepting proxy was handed mail: %+v", got)
+	}
+}
+
+// gatheredLabel is a counter's value for one label value in n's registry.
+func gatheredLabel(t *testing.T, n *Node, name, label string) float64 {
+	t.Helper()
+	fams, err := n.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetValue() == label {
+					return m.GetCounter().GetValue()
+				}
+			}
 		}
 	}
 	return 0

@@ -31,7 +31,8 @@ var ErrExpired = errors.New("pki: node certificate expired")
 
 // Load reads the CA files (all trusted at once: a CA rollover lists the
 // old and the new) and the node's certificate and key, and checks that the
-// certificate names want and chains to one of the CAs.
+// certificate names want (any node for a zero want: an operator's tool
+// borrowing its node's certificate) and chains to one of the CAs.
 func Load(caFiles []string, certFile, keyFile string, want Identity, now func() time.Time) (*Node, error) {
 	if now == nil {
 		now = time.Now
@@ -56,7 +57,7 @@ func Load(caFiles []string, certFile, keyFile string, want Identity, now func() 
 	if err := n.reload(); err != nil {
 		return nil, err
 	}
-	if n.id != want {
+	if want != (Identity{}) && n.id != want {
 		return nil, fmt.Errorf("pki: %s names %s, this node is %s", certFile, n.id, want)
 	}
 	return n, nil
