@@ -220,6 +220,11 @@ func (c *Config) validateIdentity() error {
 	if len(id.CAFiles) == 0 {
 		return configError("mesh.identity.ca_files", "at least one CA certificate (DIR/ca.pem of `meshd org init`)")
 	}
+	// Gossip is encrypted whenever the mesh has identities: without the
+	// key nobody can join a group's pool (or read who is in it).
+	if c.Mesh.GossipKey == "" {
+		return configError("mesh.gossip_key", "required with mesh.identity (DIR/gossip.key of `meshd org init`); only mesh.insecure_plaintext runs gossip in the clear")
+	}
 	for _, what := range []struct{ key, v string }{{"node.name", c.Node.Name}, {"node.routing_group", c.Node.RoutingGroup}} {
 		if err := pki.CheckName(what.key, what.v); err != nil {
 			return configError(what.key, "%v", err)

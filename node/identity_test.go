@@ -6,14 +6,15 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
-	"sync/atomic"
 	"os/exec"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+	"github.com/hashicorp/memberlist"
 
 	"github.com/meshd/meshd/harness/extern"
 	"github.com/meshd/meshd/pki"
@@ -314,4 +315,47 @@ func gatheredLabel(t *testing.T, n *Node, name, label string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestRogueGossipMemberCannotJoin: a process on loopback without the
+// organisation's gossip key tries to join rga's pool (with a priority in
+// its metadata that would make it master): the join fails, rga's view
+// never lists it, and mail keeps flowing exactly once.
+func TestRogueGossipMemberCannotJoin(t *testing.T) {
+	tm := newTestMesh(t, map[string][]string{"rga": {"a1", "a2"}}, nil)
+	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
+	a1 := tm.nodes["a1"]
+	if err := tm.sendTo("a1", "lee@rga.test", "<before@test>"); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range [][]byte{nil, []byte("0123456789abcdef0123456789abcdef")} {
+		cfg := memberlist.DefaultLANConfig()
+		cfg.Name, cfg.BindAddr, cfg.BindPort, cfg.AdvertisePort = "zz-rogue", "127.0.0.1", 0, 0
+		cfg.SecretKey = key
+		cfg.LogOutput = io.Discard
+		ml, err := memberlist.Create(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := ml.Join([]string{a1.Mesh().GossipAddr()})
+		ml.Shutdown()
+		if err == nil || n != 0 {
+			t.Errorf("rogue (key %v) joined rga's pool: %d contacted, err %v", key != nil, n, err)
+		}
+		for _, m := range a1.Mesh().View().Members {
+			if m.Name == "zz-rogue" {
+				t.Fatalf("rga's view lists the rogue member: %+v", m)
+			}
+		}
+	}
+	if err := tm.sendTo("a1", "lee@rga.test", "<after@test>"); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 20*time.Second, "mail before and after delivered once", func() error {
+		got := tm.delivered("rga")
+		if got["<before@test>"] != 1 || got["<after@test>"] != 1 || len(got) != 2 {
+			return fmt.Errorf("delivered %v", got)
+		}
+		return nil
+	})
 }

@@ -73,10 +73,15 @@ func newTestMeshWith(t testing.TB, rgs map[string][]string, links []meshLink, mo
 	if err != nil {
 		t.Fatal(err)
 	}
+	gossipKey, err := os.ReadFile(filepath.Join(orgDir, pki.GossipKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, rg := range sortedRGs(rgs) {
 		for _, name := range rgs[rg] {
 			cfg := tm.config(name, rg)
 			cfg.Mesh.Identity = IdentityConfig{CAFiles: []string{caFile}, CertFile: certs[name][0], KeyFile: certs[name][1]}
+			cfg.Mesh.GossipKey = strings.TrimSpace(string(gossipKey))
 			if mod != nil {
 				mod(&cfg)
 			}
