@@ -332,6 +332,7 @@ func TestRogueGossipMemberCannotJoin(t *testing.T) {
 		cfg := memberlist.DefaultLANConfig()
 		cfg.Name, cfg.BindAddr, cfg.BindPort, cfg.AdvertisePort = "zz-rogue", "127.0.0.1", 0, 0
 		cfg.SecretKey = key
+		cfg.Label = "meshd/rg/rga" // public: the routing group's name
 		cfg.LogOutput = io.Discard
 		ml, err := memberlist.Create(cfg)
 		if err != nil {
