@@ -3,14 +3,24 @@ package dialogue
 import (
 	"bufio"
 	"bytes"
+	"io"
 )
 
 // ReadChunk reads into p at most left bytes of a BDAT chunk from br.
+//
+// The connection ending before the chunk does is io.ErrUnexpectedEOF, never
+// io.EOF: go-smtp copies a chunk with io.Copy, which takes io.EOF for the
+// end of the chunk and would pass a short BDAT ... LAST on as a complete
+// message, to be queued while the client, seeing no reply, sends it again.
 func ReadChunk(br *bufio.Reader, p []byte, left int64) (int, error) {
 	if int64(len(p)) > left {
 		p = p[:left]
 	}
-	return br.Read(p)
+	n, err := br.Read(p)
+	if err == io.EOF && left > int64(n) {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 // EndOfData follows DATA content to find its end: the machine of

@@ -114,6 +114,30 @@ func TestReadChunk(t *testing.T) {
 	}
 }
 
+// TestReadChunkCut: a connection that ends before the declared chunk size is an unexpected EOF,
+// so that go-smtp's io.Copy of the chunk fails instead of passing a short chunk on as whole.
+func TestReadChunkCut(t *testing.T) {
+	br := bufio.NewReader(strings.NewReader("only 51 octets of a chunk that declared one thousand"[:51]))
+	p := make([]byte, 2000)
+	var got []byte
+	left := int64(1000)
+	var err error
+	for err == nil {
+		var n int
+		n, err = ReadChunk(br, p, left)
+		got = append(got, p[:n]...)
+		left -= int64(n)
+	}
+	if err != io.ErrUnexpectedEOF || len(got) != 51 {
+		t.Fatalf("read %d octets, then %v; want 51, then io.ErrUnexpectedEOF", len(got), err)
+	}
+	// A chunk that is whole before the connection ends reads without an error.
+	br = bufio.NewReader(strings.NewReader("abc"))
+	if n, err := ReadChunk(br, p, 3); n != 3 || err != nil {
+		t.Fatalf("whole chunk: %d, %v", n, err)
+	}
+}
+
 func TestEndOfDataScan(t *testing.T) {
 	tests := []struct {
 		name  string
