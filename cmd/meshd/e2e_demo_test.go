@@ -121,6 +121,15 @@ func TestDemoSwaksTrack(t *testing.T) {
 	}
 	id := string(m[1])
 
+	// The demo is no open relay: a local client that is neither authenticated nor a mesh peer
+	// may send to the demo's own domains (above) but not to a foreign one.
+	relay := exec.CommandContext(ctx, swaks, "--server", a1.SMTP, "--from", "alice@rga.test",
+		"--to", "victim@elsewhere.invalid", "--helo", "intruder.e2e.test", "--timeout", "30s", "--quit-after", "RCPT")
+	relayOut, _ := relay.CombinedOutput()
+	if !strings.Contains(string(relayOut), "<** 550 5.7.1 Relaying denied") {
+		t.Errorf("RCPT TO:<victim@elsewhere.invalid> from a local client was not refused 550 5.7.1:\n%s", relayOut)
+	}
+
 	// meshctl track, until the last hop has delivered.
 	var table string
 	deadline := time.Now().Add(30 * time.Second)

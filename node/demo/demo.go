@@ -240,7 +240,6 @@ func config(dir, name, rg string, i, base int, orgKey string, meshAddr map[strin
 	}
 	cfg.LocalDomains = []string{rg + ".test"}
 	cfg.Delivery.Maildir = filepath.Join(cfg.Node.DataDir, "maildir")
-	cfg.Relay.AllowNetworks = []string{"127.0.0.0/8"}
 	cfg.Queue.Retry = node.RetryConfig{Initial: time.Second, Max: 10 * time.Second, Factor: 2, Jitter: 0.1}
 	cfg.Outbound.ConnectTimeout, cfg.Outbound.CommandTimeout, cfg.Outbound.DeadTime = 2*time.Second, 10*time.Second, 0
 	cfg.Mesh.OrgKey = orgKey
