@@ -160,4 +160,3 @@ func startServerWith(t *testing.T, mod func(*ServerConfig)) *server {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
-
