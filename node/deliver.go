@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshd/meshd/queue"
@@ -24,12 +25,14 @@ const maxInflightFactor = 16
 // destination's concurrency cap. Backoff is persisted (queue.Attempt) before
 // every attempt so that a crash mid-attempt cannot cause a retry storm.
 type deliverer struct {
-	n       *Node
-	cfg     Config
-	log     *slog.Logger
-	q       *queue.Queue
-	backoff queue.Backoff
-	out     *transports
+	n   *Node
+	cfg Config
+	log *slog.Logger
+	q   *queue.Queue
+	out *transports
+	// sched is the retry schedule and queue lifetimes in force; a reload
+	// (Node.Reload) swaps it while deliveries run.
+	sched atomic.Pointer[schedule]
 
 	global chan struct{} // outbound.max_concurrent
 
@@ -46,21 +49,29 @@ type deliverer struct {
 	wake    chan struct{}
 }
 
+// retryBackoff is the queue's schedule for the configured retry keys.
+// queue.retry.jitter 0 means no jitter: queue.Backoff reads a zero
+// Jitter as its default (0.2) and a negative one as none, and the node's
+// default lives in DefaultConfig, so 0 is passed on as "none".
+func retryBackoff(r RetryConfig) queue.Backoff {
+	b := queue.Backoff{Initial: r.Initial, Max: r.Max, Factor: r.Factor, Jitter: r.Jitter}
+	if r.Jitter == 0 {
+		b.Jitter = -1
+	}
+	return b
+}
+
 func newDeliverer(n *Node, opts Options) (*deliverer, error) {
 	out, err := newTransports(n, opts)
 	if err != nil {
 		return nil, err
 	}
 	c := n.cfg
-	return &deliverer{
-		n:   n,
-		cfg: c,
-		log: n.log,
-		q:   n.q,
-		backoff: queue.Backoff{
-			Initial: c.Queue.Retry.Initial, Max: c.Queue.Retry.Max,
-			Factor: c.Queue.Retry.Factor, Jitter: c.Queue.Retry.Jitter,
-		},
+	d := &deliverer{
+		n:         n,
+		cfg:       c,
+		log:       n.log,
+		q:         n.q,
 		out:       out,
 		global:    make(chan struct{}, c.Outbound.MaxConcurrent),
 		inflight:  make(map[string]bool),
@@ -68,7 +79,25 @@ func newDeliverer(n *Node, opts Options) (*deliverer, error) {
 		dests:     make(map[string]chan struct{}),
 		waiting:   make(map[string]bool),
 		wake:      make(chan struct{}, 1),
-	}, nil
+	}
+	d.sched.Store(newSchedule(c.Queue))
+	return d, nil
+}
+
+// schedule is the part of queue.* that applies to the next decision about
+// each message: when to retry, when to warn, when to give up.
+type schedule struct {
+	backoff      queue.Backoff
+	lifetime     time.Duration
+	delayWarning time.Duration
+}
+
+func newSchedule(q QueueConfig) *schedule {
+	return &schedule{
+		backoff:      retryBackoff(q.Retry),
+		lifetime:     q.Lifetime,
+		delayWarning: q.DelayWarning,
+	}
 }
 
 func (d *deliverer) close() error { return d.out.close() }
@@ -190,11 +219,19 @@ func (d *deliverer) reroute() {
 	d.mu.Unlock()
 	for _, id := range ids {
 		if err := d.q.Retry(id); err != nil && !errors.Is(err, queue.ErrNotFound) && !errors.Is(err, queue.ErrClosed) {
-			d.log.Warn("queue: retry after route change", "msg", id, "err", err)
+			d.log.Warn("queue: retry after route change", "qid", id, "err", err)
 		}
 	}
 	if len(ids) > 0 {
 		d.log.Debug("routing table changed: retrying waiting messages", "count", len(ids))
+	}
+}
+
+// kick wakes the scheduler to look at the queue again (a new schedule).
+func (d *deliverer) kick() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -212,7 +249,7 @@ func (d *deliverer) done(id string) {
 // process makes one delivery pass over a message: expiry, delay warning,
 // then one attempt per destination group of its due recipients.
 func (d *deliverer) process(ctx context.Context, m *queue.Message) {
-	log := d.log.With("msg", m.ID)
+	log := d.log.With("qid", m.ID)
 	// The body is read only once a group holds a delivery slot (or a DSN
 	// needs it), so messages waiting for a busy destination hold no body.
 	body := sync.OnceValues(func() ([]byte, error) {
@@ -223,7 +260,7 @@ func (d *deliverer) process(ctx context.Context, m *queue.Message) {
 		return b, err
 	})
 	now := d.n.now()
-	if now.Sub(m.ReceivedAt) >= d.cfg.Queue.Lifetime {
+	if now.Sub(m.ReceivedAt) >= d.sched.Load().lifetime {
 		if b, err := body(); err == nil {
 			d.expire(m, b, now)
 		}
@@ -268,9 +305,9 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 		attempts = max(attempts, r.Attempts)
 	}
 	now := d.n.now()
-	next := now.Add(d.backoff.Next(attempts+1, nil))
+	next := now.Add(d.sched.Load().backoff.Next(attempts+1, nil))
 	// Never schedule past expiry, so the failure DSN goes out on time.
-	if exp := m.ReceivedAt.Add(d.cfg.Queue.Lifetime); next.After(exp) {
+	if exp := m.ReceivedAt.Add(d.sched.Load().lifetime); next.After(exp) {
 		next = exp
 	}
 	if err := d.q.Attempt(m.ID, addrs, next); err != nil {
@@ -404,12 +441,12 @@ func (d *deliverer) expire(m *queue.Message, body []byte, now time.Time) {
 	d.failureDSN(m, body, failed, "")
 	if _, err := d.q.Expire(m.ID, nil, fmt.Sprintf("expired at %s", now.UTC().Format(time.RFC3339))); err != nil &&
 		!errors.Is(err, queue.ErrNotFound) {
-		d.log.Error("queue: expire", "msg", m.ID, "err", err)
+		d.log.Error("queue: expire", "qid", m.ID, "err", err)
 		return
 	}
 	d.forget(m.ID)
 	d.n.metrics.expired.Add(float64(len(failed)))
-	d.log.Info("expired", "msg", m.ID, "rcpts", len(failed))
+	d.log.Info("expired", "qid", m.ID, "rcpts", len(failed))
 }
 
 // forget drops the bookkeeping of a message that left the queue.

@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/meshd/meshd/linkstate/channel"
+	"github.com/meshd/meshd/smtp"
+	"github.com/meshd/meshd/version"
 )
 
 // metrics are the node's Prometheus metrics, on a registry of its own so
@@ -22,7 +24,9 @@ type metrics struct {
 	dsnSent      *prometheus.CounterVec // by kind: failure, delay, success
 	replies      *prometheus.CounterVec // SMTP replies sent, by code
 	deadSkips    prometheus.Counter
-	mesh         *meshMetrics // metrics_mesh.go
+	adminRefused *prometheus.CounterVec // admin API requests refused, by reason
+	bareLineEnds *prometheus.CounterVec // messages with bare CR/LF, by listener and action
+	mesh         *meshMetrics           // metrics_mesh.go
 }
 
 func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
@@ -55,6 +59,12 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 		deadSkips: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshd_delivery_dead_destination_skips_total", Help: "Attempts deferred without dialling because the destination was recently unreachable.",
 		}),
+		bareLineEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_smtp_bare_line_end_messages_total", Help: "Messages whose content held a bare CR or LF, by listener and action (normalize: stored with CRLF; reject: refused 550 5.6.0).",
+		}, []string{"listener", "action"}),
+		adminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_admin_refused_requests_total", Help: "Admin API requests refused, by reason (host, origin, content_type, token).",
+		}, []string{"reason"}),
 	}
 	queueMsgs := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "meshd_queue_messages", Help: "Messages in the queue.",
@@ -62,12 +72,22 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 	queueBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "meshd_queue_size_bytes", Help: "Bytes of message bodies in the queue.",
 	}, func() float64 { _, b := queueStats(); return float64(b) })
+	bi := version.Get()
+	buildInfo := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "meshd_build_info", Help: "Always 1; the labels say which build of meshd runs (version, commit, build date, Go version).",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "date": bi.Date, "goversion": bi.GoVersion},
+	}, func() float64 { return 1 })
 	m.mesh = newMeshMetrics()
 	m.reg.MustRegister(m.mesh.digestChanges, m.mesh.convergence, m.mesh.transitions, m.mesh.tables, m.mesh.spf, m.mesh.adminOverrides)
 	m.reg.MustRegister(m.accepted, m.rejectedFull, m.delivered, m.deferred, m.bounced, m.expired,
-		m.dsnSent, m.replies, m.deadSkips, queueMsgs, queueBytes,
+		m.dsnSent, m.replies, m.deadSkips, m.adminRefused, m.bareLineEnds, queueMsgs, queueBytes, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// countBare returns the smtp.ServerConfig.OnBareLineEnd of one listener.
+func (m *metrics) countBare(listener string) func(smtp.BarePolicy) {
+	return func(p smtp.BarePolicy) { m.bareLineEnds.WithLabelValues(listener, string(p)).Inc() }
 }
 
 // countReply returns the smtp.ServerConfig.OnReply of one listener: it

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
@@ -40,6 +41,13 @@ type Options struct {
 	// GossipTransport, when set, carries the routing group's gossip
 	// instead of memberlist's own UDP/TCP transport on listen.gossip.
 	GossipTransport func(bind string) (memberlist.NodeAwareTransport, error)
+	// LogLevel, when set, is the level of Logger's handler: Reload sets it
+	// from log.level. Without it a change of log.level needs a restart.
+	LogLevel *slog.LevelVar
+	// Reload, when set, reads the node's configuration file again and
+	// applies it (usually via Node.Reload); the admin API's POST
+	// /api/reload (meshctl reload) calls it.
+	Reload func() (ReloadReport, error)
 }
 
 // Node is one meshd process: SMTP listeners, queue, delivery scheduler and
@@ -79,6 +87,15 @@ type Node struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// Reload (reload.go): the configuration in force, which starts as cfg
+	// and changes in the keys a reload applies; the certificate offered by
+	// every listener; the hooks of Options.
+	reloadMu sync.Mutex
+	live     atomic.Pointer[Config]
+	tlsCert  atomic.Pointer[tls.Certificate]
+	logLevel *slog.LevelVar
+	reloadFn func() (ReloadReport, error)
 }
 
 // New opens the queue in cfg.Node.DataDir, loads or generates the TLS
@@ -98,7 +115,8 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if now == nil {
 		now = time.Now
 	}
-	n = &Node{cfg: cfg, log: log, now: now, policy: newRelayPolicy(cfg), listen: opts.Listen}
+	n = &Node{cfg: cfg, log: log, now: now, policy: newRelayPolicy(cfg), listen: opts.Listen, logLevel: opts.LogLevel, reloadFn: opts.Reload}
+	n.live.Store(&cfg)
 	n.listenSMTP = n.listen
 	if n.listen == nil {
 		n.listen, n.listenSMTP = net.Listen, listenNoKeepAlive
@@ -122,6 +140,12 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	tlsCfg, err := loadTLS(cfg, now())
 	if err != nil {
 		return nil, err
+	}
+	if tlsCfg != nil {
+		// Every listener asks for the certificate at each handshake, so a
+		// reload can renew it for new sessions.
+		n.tlsCert.Store(&tlsCfg.Certificates[0])
+		tlsCfg.Certificates, tlsCfg.GetCertificate = nil, n.currentCert
 	}
 	n.q, err = queue.Open(queue.Options{
 		Dir:         cfg.Node.DataDir + "/queue",
@@ -149,23 +173,25 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		CommandTimeout:  cfg.Limits.CommandTimeout,
 		DataTimeout:     cfg.Limits.DataTimeout,
 		MaxConnsPerIP:   cfg.Limits.MaxConnectionsPerIP,
+		BareLineEnds:    smtp.BarePolicy(cfg.Limits.BareLineEnds),
 	}
 	smtpLn, err := n.listenSMTP("tcp", cfg.Listen.SMTP)
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)
 	}
 	n.smtpSrv, err = smtp.NewServer(smtp.ServerConfig{
-		Hostname: cfg.Node.Hostname,
-		Listener: smtpLn,
-		TLS:      tlsCfg,
-		Mesh:     len(cfg.Relay.MeshPeers) > 0,
-		MeshPeer: func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
-		Limits:   limits,
-		Policy:   n.policy,
-		Sink:     &sink{n: n, source: "smtp"},
-		Logger:   log.With("listener", "smtp"),
-		Now:      now,
-		OnReply:  n.metrics.countReply("smtp"),
+		Hostname:      cfg.Node.Hostname,
+		Listener:      smtpLn,
+		TLS:           tlsCfg,
+		Mesh:          len(cfg.Relay.MeshPeers) > 0,
+		MeshPeer:      func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
+		Limits:        limits,
+		Policy:        n.policy,
+		Sink:          &sink{n: n, source: "smtp"},
+		Logger:        log.With("listener", "smtp"),
+		Now:           now,
+		OnReply:       n.metrics.countReply("smtp"),
+		OnBareLineEnd: n.metrics.countBare("smtp"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)
@@ -179,17 +205,18 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 			return nil, fmt.Errorf("node: listen.submission: %w", err)
 		}
 		n.subSrv, err = smtp.NewServer(smtp.ServerConfig{
-			Hostname:   cfg.Node.Hostname,
-			Listener:   subLn,
-			TLS:        tlsCfg,
-			Submission: true,
-			Limits:     limits,
-			Policy:     n.policy,
-			Sink:       &sink{n: n, source: "submission"},
-			Auth:       newUserDB(cfg.Auth.Users),
-			Logger:     log.With("listener", "submission"),
-			Now:        now,
-			OnReply:    n.metrics.countReply("submission"),
+			Hostname:      cfg.Node.Hostname,
+			Listener:      subLn,
+			TLS:           tlsCfg,
+			Submission:    true,
+			Limits:        limits,
+			Policy:        n.policy,
+			Sink:          &sink{n: n, source: "submission"},
+			Auth:          newUserDB(cfg.Auth.Users),
+			Logger:        log.With("listener", "submission"),
+			Now:           now,
+			OnReply:       n.metrics.countReply("submission"),
+			OnBareLineEnd: n.metrics.countBare("submission"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("node: listen.submission: %w", err)
@@ -200,7 +227,17 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("node: listen.admin: %w", err)
 		}
-		n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+		token, err := adminapi.LoadOrCreateToken(cfg.Admin.TokenFile)
+		if err != nil {
+			_ = n.adminLn.Close()
+			return nil, fmt.Errorf("node: admin.token_file: %w", err)
+		}
+		guard := adminapi.GuardConfig{
+			Token: token, TokenFile: cfg.Admin.TokenFile, Listener: n.adminLn.Addr(), Hosts: cfg.Admin.Hosts,
+			ReadsNeedToken: cfg.Admin.Auth == AdminAuthAll,
+			OnRefused:      func(reason string) { n.metrics.adminRefused.WithLabelValues(reason).Inc() },
+		}
+		n.admin = &http.Server{Handler: adminapi.Guard(guard, n.adminHandler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	}
 	if cfg.meshEnabled() {
 		if err := n.setupMesh(tlsCfg, limits, opts); err != nil {
@@ -374,7 +411,7 @@ func listenNoKeepAlive(network, addr string) (net.Listener, error) {
 // would send the message again. The Close calls that follow are no-ops for
 // servers shut down here.
 func (n *Node) drainSMTP() {
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Limits.ShutdownGrace)
+	ctx, cancel := context.WithTimeout(context.Background(), n.live.Load().Limits.ShutdownGrace)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, s := range []*smtp.Server{n.smtpSrv, n.subSrv, n.meshSrv} {

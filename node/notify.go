@@ -127,7 +127,7 @@ func (d *deliverer) successDSN(m *queue.Message, body []byte, delivered []queue.
 // maybeDelayDSN sends one delay DSN once the message has waited
 // queue.delay_warning, for the pending recipients that want one.
 func (d *deliverer) maybeDelayDSN(m *queue.Message, loadBody func() ([]byte, error), now time.Time) {
-	if d.cfg.Queue.DelayWarning <= 0 || m.DelayNotified || now.Sub(m.ReceivedAt) < d.cfg.Queue.DelayWarning {
+	if d.sched.Load().delayWarning <= 0 || m.DelayNotified || now.Sub(m.ReceivedAt) < d.sched.Load().delayWarning {
 		return
 	}
 	var rcpts []dsnRcpt
@@ -151,7 +151,7 @@ func (d *deliverer) maybeDelayDSN(m *queue.Message, loadBody func() ([]byte, err
 		}
 	}
 	if err := d.q.MarkDelayNotified(m.ID); err != nil && !errors.Is(err, queue.ErrNotFound) {
-		d.log.Error("queue: mark delay notified", "msg", m.ID, "err", err)
+		d.log.Error("queue: mark delay notified", "qid", m.ID, "err", err)
 	}
 }
 
@@ -163,7 +163,7 @@ func (d *deliverer) sendDSN(req dsnRequest) bool {
 	}
 	body, err := d.buildDSN(req)
 	if err != nil {
-		d.log.Error("dsn: build", "msg", req.Msg.ID, "kind", req.Kind, "err", err)
+		d.log.Error("dsn: build", "qid", req.Msg.ID, "kind", req.Kind, "err", err)
 		return false
 	}
 	id := dsnID(req.Msg.ID, req.Kind, req.Rcpts)
@@ -178,12 +178,12 @@ func (d *deliverer) sendDSN(req dsnRequest) bool {
 	defer cancel()
 	err = d.q.Enqueue(ctx, env, body)
 	if err != nil && !errors.Is(err, queue.ErrDuplicate) {
-		d.log.Error("dsn: enqueue", "msg", req.Msg.ID, "kind", req.Kind, "err", err)
+		d.log.Error("dsn: enqueue", "qid", req.Msg.ID, "kind", req.Kind, "err", err)
 		return false
 	}
 	d.n.metrics.dsnSent.WithLabelValues(req.Kind).Inc()
 	d.n.trackDSN(req.Msg, id, req.Kind)
-	d.log.Info("dsn queued", "msg", req.Msg.ID, "dsn", id, "kind", req.Kind, "to", req.Msg.From, "rcpts", len(req.Rcpts))
+	d.log.Info("dsn queued", "qid", req.Msg.ID, "dsn_qid", id, "kind", req.Kind, "to", req.Msg.From, "rcpts", len(req.Rcpts))
 	return true
 }
 

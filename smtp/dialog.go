@@ -271,6 +271,9 @@ func (c *dialogConn) command(line []byte, complete bool) error {
 		return nil
 	}
 	verb, arg := commandVerb(line)
+	if verb == "RCPT" {
+		line = rewritePostmaster(line)
+	}
 	c.mu.Lock()
 	needEHLO := c.needEHLO
 	c.mu.Unlock()
@@ -350,6 +353,15 @@ func (c *dialogConn) readData(p []byte) (int, error) {
 		c.mu.Unlock()
 	}
 	return n, err
+}
+
+// SawBareLineEnd reports whether the DATA content just read held a bare
+// CR or LF, and forgets it (a BDAT transaction that follows starts clean).
+// It is called from go-smtp's connection goroutine, the only reader.
+func (c *dialogConn) SawBareLineEnd() bool {
+	b := c.eod.Bare
+	c.eod.Bare = false
+	return b
 }
 
 // Write implements net.Conn for go-smtp: reply lines pass through, with

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +38,10 @@ var (
 	// recipients of the first, which the new envelope would lose.
 	errNestedMail = &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1},
 		Message: "Nested MAIL command"}
+	// RFC 5321 §2.3.8: lines end in CRLF. A bare CR or LF is where two
+	// servers can disagree about the end of DATA (SMTP smuggling).
+	errBareLineEnd = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0},
+		Message: "Message refused: bare CR or LF in content, lines must end in CRLF (RFC 5321 section 2.3.8)"}
 	errLocal = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary local problem, try again later"}
 	errAuthTooMany = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0},
@@ -104,8 +109,11 @@ func (ss *session) refresh() {
 }
 
 func (ss *session) logAttrs() []any {
-	return []any{"peer", addrString(ss.info.RemoteAddr), "helo", ss.info.Helo, "msg", ss.info.ID}
+	return []any{"peer", addrString(ss.info.RemoteAddr), "helo", ss.info.Helo, "qid", ss.info.ID}
 }
+
+// strconvQuote makes an address refused for its bytes safe to log.
+func strconvQuote(s string) string { return strconv.QuoteToASCII(s) }
 
 func addrString(a net.Addr) string {
 	if a == nil {
@@ -177,6 +185,12 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if ss.info.ID != "" { // set here, cleared by Reset
 		return errNestedMail
 	}
+	if from != "" {
+		if e := checkAddress(from, true, opts != nil && opts.UTF8); e != nil {
+			ss.srv.log.Info("smtp: sender refused", append(ss.logAttrs(), "from", strconvQuote(from), "code", e.Code)...)
+			return e
+		}
+	}
 	ss.info.ID = newID()
 	ss.env = Envelope{From: from}
 	if opts != nil {
@@ -189,6 +203,12 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	if to == postmasterPath {
+		to = "postmaster" // RFC 5321 §4.5.1; see rewritePostmaster
+	} else if e := checkAddress(to, false, ss.env.SMTPUTF8); e != nil {
+		ss.srv.log.Info("smtp: recipient refused", append(ss.logAttrs(), "rcpt", strconvQuote(to), "code", e.Code)...)
+		return e
+	}
 	if err := ss.srv.cfg.Policy.CheckRcpt(&ss.info, to); err != nil {
 		var se *gosmtp.SMTPError
 		if errors.As(err, &se) {
@@ -219,12 +239,25 @@ func (ss *session) Data(r io.Reader) error {
 		return err
 	}
 	body := buf[bodyHeadroom:]
+	if ss.bareLineEnds(body) {
+		if f := ss.srv.cfg.OnBareLineEnd; f != nil {
+			f(ss.srv.limits.BareLineEnds)
+		}
+		if ss.srv.limits.BareLineEnds == BareReject {
+			ss.srv.log.Info("smtp: message refused: bare CR or LF", ss.logAttrs()...)
+			return errBareLineEnd
+		}
+		if nb := normalizeLineEnds(body); len(nb) != len(body) {
+			buf = append(make([]byte, bodyHeadroom, bodyHeadroom+len(nb)), nb...)
+			body = buf[bodyHeadroom:]
+		}
+	}
 	hdrLen, received := scanHeader(body)
-	if hdrLen > ss.srv.limits.MaxHeaderBytes {
+	if hdrLen > ss.srv.live.Load().MaxHeaderBytes {
 		ss.srv.log.Info("smtp: message refused: header too large", append(ss.logAttrs(), "bytes", hdrLen)...)
 		return errHeaderTooLarge
 	}
-	if received > ss.srv.limits.MaxReceived {
+	if received > ss.srv.live.Load().MaxReceived {
 		ss.srv.log.Warn("smtp: message refused: too many Received headers", append(ss.logAttrs(), "received", received)...)
 		return errMailLoop
 	}
@@ -240,7 +273,7 @@ func (ss *session) Data(r io.Reader) error {
 		full = append(append(full, trace...), body...)
 	}
 
-	ctx, cancel := context.WithTimeout(ss.srv.ctx, ss.srv.limits.DataTimeout)
+	ctx, cancel := context.WithTimeout(ss.srv.ctx, ss.srv.live.Load().DataTimeout)
 	defer cancel()
 	id := ss.info.ID
 	info := ss.info // the Sink gets a copy it may keep
@@ -267,6 +300,20 @@ func (ss *session) Data(r io.Reader) error {
 	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
 }
 
+// bareReporter is the dialogConn under go-smtp: it saw the raw DATA
+// content, including the ".<CR>" at the start of a line that go-smtp's
+// reader drops with its dot.
+type bareReporter interface{ SawBareLineEnd() bool }
+
+// bareLineEnds reports whether the message's content held a bare CR or LF:
+// in the body as read (BDAT passes raw), or in the raw DATA stream.
+func (ss *session) bareLineEnds(body []byte) bool {
+	if br, ok := ss.conn.Conn().(bareReporter); ok && br.SawBareLineEnd() {
+		return true
+	}
+	return hasBareLineEnd(body)
+}
+
 // bodyHeadroom is the room readBody leaves in front of the message for our
 // Received: field (about 200 octets), so that prepending it does not copy
 // the message.
@@ -281,7 +328,7 @@ func (ss *session) readBody(r io.Reader) ([]byte, error) {
 		if cap(buf)-len(buf) < 2<<10 {
 			buf = slices.Grow(buf, cap(buf)) // at least doubles
 		}
-		_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.srv.limits.DataTimeout))
+		_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.srv.live.Load().DataTimeout))
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == nil {
