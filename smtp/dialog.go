@@ -319,15 +319,6 @@ func (c *dialogConn) readChunk(p []byte) (int, error) {
 	n, err := dialogue.ReadChunk(c.br, p, left)
 	c.mu.Lock()
 	c.chunkLeft -= int64(n)
-	if err == io.EOF && c.chunkLeft > 0 {
-		// The client closed inside a chunk. go-smtp reads the chunk through
-		// io.LimitReader, which takes EOF for a complete chunk and would
-		// queue the short message (BDAT 1000 LAST, 51 bytes, close): make
-		// the transaction fail instead (RFC 3030 §2: the chunk is exactly
-		// the declared size).
-		err = io.ErrUnexpectedEOF
-		c.state = stPass
-	}
 	if n > 0 {
 		c.contentSeen = true
 	}
