@@ -82,7 +82,9 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		}
 		digest = contentDigest(env, body)
 	} else {
-		body = stripHeaders(body, hdrMeshID, hdrMeshTrace, hdrMeshOrigin)
+		// Our trust headers in every spelling (RFC 5322 field names
+		// compare as ASCII, case-insensitively): nobody but a mesh peer sets them.
+		body = stripMeshHeaders(body)
 	}
 	qenv := queue.Envelope{
 		ID:         id,
@@ -102,7 +104,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	}
 	for _, r := range env.Rcpts {
 		addr := r.Addr
-		if strings.EqualFold(addr, "postmaster") {
+		if asciiFoldEqual([]byte(addr), "postmaster") {
 			addr = "postmaster@" + n.cfg.LocalDomains[0]
 		}
 		qenv.Rcpts = append(qenv.Rcpts, queue.Rcpt{Addr: addr, Notify: r.Notify, ORcpt: r.ORcpt})
@@ -218,119 +220,6 @@ func headerEnd(body []byte) int {
 		i += j + 1
 	}
 	return len(body)
-}
-
-// headerValue returns the unfolded value of the first header field name.
-func headerValue(body []byte, name string) string {
-	h := body[:headerEnd(body)]
-	var val []byte
-	found := false
-	for len(h) > 0 {
-		j := bytes.IndexByte(h, '\n')
-		line := h
-		if j >= 0 {
-			line = h[:j+1]
-		}
-		h = h[len(line):]
-		isCont := len(line) > 0 && (line[0] == ' ' || line[0] == '\t')
-		if found {
-			if !isCont {
-				break
-			}
-			val = append(val, bytes.TrimRight(line, "\r\n")...)
-			continue
-		}
-		if k := bytes.IndexByte(line, ':'); k > 0 && strings.EqualFold(string(line[:k]), name) {
-			found = true
-			val = append(val, bytes.TrimRight(line[k+1:], "\r\n")...)
-		}
-	}
-	return strings.TrimSpace(string(val))
-}
-
-// stripHeaders removes every field called one of names (with its
-// continuation lines) from the header section of body.
-func stripHeaders(body []byte, names ...string) []byte {
-	end := headerEnd(body)
-	h := body[:end]
-	if !hasAnyField(h, names) {
-		return body
-	}
-	out := make([]byte, 0, len(body))
-	dropping := false
-	for len(h) > 0 {
-		j := bytes.IndexByte(h, '\n')
-		line := h
-		if j >= 0 {
-			line = h[:j+1]
-		}
-		h = h[len(line):]
-		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') && dropping {
-			continue
-		}
-		dropping = false
-		if k := bytes.IndexByte(line, ':'); k > 0 {
-			for _, nm := range names {
-				if strings.EqualFold(string(bytes.TrimRight(line[:k], " \t")), nm) {
-					dropping = true
-				}
-			}
-		}
-		if !dropping {
-			out = append(out, line...)
-		}
-	}
-	return append(out, body[end:]...)
-}
-
-// hasAnyField is a quick pre-check for stripHeaders: it reports whether any
-// of names occurs anywhere in h, ignoring ASCII case, without copying h.
-func hasAnyField(h []byte, names []string) bool {
-	for _, nm := range names {
-		if containsFold(h, nm) {
-			return true
-		}
-	}
-	return false
-}
-
-// containsFold reports whether s contains sub under ASCII case folding.
-func containsFold(s []byte, sub string) bool {
-	if len(sub) == 0 {
-		return true
-	}
-	lo, up := lowerASCII(sub[0]), upperASCII(sub[0])
-	for i := 0; i+len(sub) <= len(s); i++ {
-		// Jump to the next possible first byte.
-		j := bytes.IndexByte(s[i:len(s)-len(sub)+1], lo)
-		if lo != up {
-			if k := bytes.IndexByte(s[i:len(s)-len(sub)+1], up); k >= 0 && (j < 0 || k < j) {
-				j = k
-			}
-		}
-		if j < 0 {
-			return false
-		}
-		i += j
-		if strings.EqualFold(string(s[i:i+len(sub)]), sub) {
-			return true
-		}
-	}
-	return false
-}
-
-func lowerASCII(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
-}
-
-func upperASCII(c byte) byte {
-	if 'a' <= c && c <= 'z' {
-		return c - ('a' - 'A')
-	}
-	return c
 }
 
 // maxRGVisits is how often a message may enter one routing group. Once is

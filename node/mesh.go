@@ -98,6 +98,7 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		return fmt.Errorf("node: %w", err)
 	}
 	n.mesh = m
+	n.metrics.registerChannel(m.ChannelStats)
 	n.policy.mesh = m
 	n.meshSrv, err = smtp.NewServer(smtp.ServerConfig{
 		Hostname: cfg.Node.Hostname,

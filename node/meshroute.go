@@ -104,7 +104,7 @@ func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte) 
 	if len(trace) > 0 {
 		hdr += fmt.Sprintf("%s: %s\r\n", hdrMeshTrace, strings.Join(trace, ", "))
 	}
-	rest := stripHeaders(body, hdrMeshID, hdrMeshTrace, hdrMeshOrigin)
+	rest := stripMeshHeaders(body)
 	out := make([]byte, 0, len(hdr)+len(rest))
 	return append(append(out, hdr...), rest...)
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/meshd/meshd/linkstate/channel"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/version"
 )
@@ -98,4 +99,22 @@ func (m *metrics) countBare(listener string) func(smtp.BarePolicy) {
 // counts meshd_smtp_replies_total{listener, code}.
 func (m *metrics) countReply(listener string) func(code int) {
 	return func(code int) { m.replies.WithLabelValues(listener, strconv.Itoa(code)).Inc() }
+}
+
+// registerChannel exports the port-691 listener's refusal counters.
+func (m *metrics) registerChannel(stats func() channel.Stats) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "meshd_linkstate_conns_accepted_total",
+			Help: "Port-691 connections served.",
+		}, func() float64 { return float64(stats().ConnsAccepted) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "meshd_linkstate_conns_refused_total",
+			Help: "Port-691 connections closed at once: over the listener's or one address's pre-HELLO cap.",
+		}, func() float64 { return float64(stats().ConnsRefused) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "meshd_linkstate_observations_skew_total",
+			Help: "Member observations dropped for a time too far ahead of this node's clock.",
+		}, func() float64 { return float64(stats().ObservationsSkew) }),
+	)
 }

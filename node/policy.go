@@ -54,7 +54,7 @@ func (p *relayPolicy) CheckRcpt(s *smtp.Session, rcpt string) error {
 	_, domain, ok := splitAddr(rcpt)
 	if !ok {
 		// RFC 5321 §4.5.1: "postmaster" without a domain must be accepted.
-		if strings.EqualFold(rcpt, "postmaster") {
+		if asciiFoldEqual([]byte(rcpt), "postmaster") {
 			return nil
 		}
 		return errBadMailbox

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 	"unicode/utf8"
 )
@@ -222,18 +223,42 @@ func writeFrame(w *bufio.Writer, t frameType, payload []byte) error {
 	return w.Flush()
 }
 
-func readFrame(r io.Reader) (frameType, []byte, error) {
+func readFrame(r io.Reader) (frameType, []byte, error) { return readFrameMax(r, MaxFrame) }
+
+// MaxHelloFrame bounds the frames a connection may send before its HELLO
+// is accepted: a HELLO is a few names, so an unauthenticated client cannot
+// make the server hold more than this per connection.
+const MaxHelloFrame = 4 << 10
+
+// frameGrowStep is how much of a frame is read before its buffer grows:
+// the buffer follows the bytes that actually arrived, never the length a
+// header claims (a 5-byte header could otherwise reserve MaxFrame).
+const frameGrowStep = 64 << 10
+
+// readFrameMax reads one frame of at most limit bytes (type + payload).
+func readFrameMax(r io.Reader, limit uint32) (frameType, []byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:4])
-	if n < 1 || n > MaxFrame {
-		return 0, nil, fmt.Errorf("channel: frame length %d out of range", n)
+	if n < 1 || n > limit {
+		return 0, nil, fmt.Errorf("channel: frame length %d out of range (at most %d)", n, limit)
 	}
-	p := make([]byte, n-1)
-	if _, err := io.ReadFull(r, p); err != nil {
-		return 0, nil, fmt.Errorf("channel: read frame: %w", err)
+	want := int(n - 1)
+	p := make([]byte, 0, min(want, frameGrowStep))
+	for len(p) < want {
+		if len(p) == cap(p) {
+			p = slices.Grow(p, min(want-len(p), max(len(p), frameGrowStep)))
+		}
+		k, err := r.Read(p[len(p):min(cap(p), want)])
+		p = p[:len(p)+k]
+		if err != nil && len(p) < want {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, nil, fmt.Errorf("channel: read frame: %w", err)
+		}
 	}
 	return frameType(hdr[4]), p, nil
 }

@@ -51,6 +51,25 @@ type ServerConfig struct {
 	// this long. Default 30s.
 	IdleTimeout time.Duration
 	Logger      *slog.Logger
+
+	// MaxConns bounds the connections open at once on the listener;
+	// default 256. MaxPendingPerIP bounds those from one address that have
+	// not sent an accepted HELLO yet (their frames are also capped at
+	// MaxHelloFrame); default 8. A connection over either cap is closed
+	// at once.
+	MaxConns, MaxPendingPerIP int
+	// MaxSkew is how far ahead of Now an observation's time may lie; one
+	// beyond is dropped (a year-9999 observation would otherwise win
+	// every later comparison). Default 5m.
+	MaxSkew time.Duration
+	Now     func() time.Time // default time.Now
+}
+
+// Stats counts what the server refused, for metrics.
+type Stats struct {
+	ConnsAccepted    uint64 // connections served (under the caps)
+	ConnsRefused     uint64 // over MaxConns or MaxPendingPerIP
+	ObservationsSkew uint64 // observations dropped for their time
 }
 
 // Server is the port-691 listener of one node.
@@ -63,6 +82,9 @@ type Server struct {
 
 	mu      sync.Mutex
 	members map[*memberConn]struct{}
+	conns   int            // open connections
+	pending map[string]int // pre-HELLO connections per remote IP
+	stats   Stats
 }
 
 // memberConn is one connected member; out is drained by its writer.
@@ -88,6 +110,18 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 30 * time.Second
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 256
+	}
+	if cfg.MaxPendingPerIP <= 0 {
+		cfg.MaxPendingPerIP = 8
+	}
+	if cfg.MaxSkew <= 0 {
+		cfg.MaxSkew = 5 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.Default()
@@ -95,7 +129,7 @@ func NewServer(cfg ServerConfig) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, log: logger.With("component", "ls-channel"),
-		ctx: ctx, cancel: cancel, members: map[*memberConn]struct{}{},
+		ctx: ctx, cancel: cancel, members: map[*memberConn]struct{}{}, pending: map[string]int{},
 	}
 	s.wg.Add(1)
 	go s.accept()
@@ -173,25 +207,85 @@ func (s *Server) accept() {
 			}
 			continue
 		}
+		ip := remoteIP(c.RemoteAddr())
+		if !s.admit(ip) {
+			c.Close()
+			continue
+		}
 		if s.cfg.TLS != nil {
 			c = tls.Server(c, s.cfg.TLS)
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.handle(c)
+			defer s.leave()
+			s.handle(c, ip)
 		}()
 	}
 }
 
-func (s *Server) handle(c net.Conn) {
+// Stats returns the refusal counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+func remoteIP(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// admit counts a new connection from ip as open and pending, unless a cap
+// is reached.
+func (s *Server) admit(ip string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns >= s.cfg.MaxConns || s.pending[ip] >= s.cfg.MaxPendingPerIP {
+		s.stats.ConnsRefused++
+		return false
+	}
+	s.conns++
+	s.pending[ip]++
+	s.stats.ConnsAccepted++
+	return true
+}
+
+// greeted ends ip's pending count for one connection (once per connection).
+func (s *Server) greeted(ip string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending[ip]--; s.pending[ip] <= 0 {
+		delete(s.pending, ip)
+	}
+}
+
+func (s *Server) leave() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns--
+}
+
+func (s *Server) handle(c net.Conn, ip string) {
 	defer c.Close()
+	pending := true
+	defer func() {
+		if pending {
+			s.greeted(ip)
+		}
+	}()
 	// Close on shutdown even while blocked in a read.
 	stop := context.AfterFunc(s.ctx, func() { c.Close() })
 	defer stop()
 	bw := bufio.NewWriter(c)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	t, p, err := readFrame(c)
+	t, p, err := readFrameMax(c, MaxHelloFrame)
 	if err != nil || t != fHello {
 		s.refuse(bw, RefuseBadGreeting, "expected HELLO")
 		return
@@ -243,6 +337,8 @@ func (s *Server) handle(c net.Conn) {
 		s.refuse(bw, RefuseNotMaster, master)
 		return
 	}
+	pending = false
+	s.greeted(ip)
 	s.serveMember(c, bw, h.Node)
 }
 
@@ -328,6 +424,7 @@ func (s *Server) readLoop(m *memberConn, c net.Conn) {
 				s.log.Warn("bad observations, dropping member", "peer", m.node, "err", err)
 				return
 			}
+			obs = s.inSkew(m.node, obs)
 			if s.cfg.OnObserve != nil && len(obs) > 0 {
 				s.cfg.OnObserve(m.node, obs)
 			}
@@ -354,4 +451,23 @@ func (s *Server) readLoop(m *memberConn, c net.Conn) {
 			return
 		}
 	}
+}
+
+// inSkew drops the observations dated more than MaxSkew ahead of now.
+func (s *Server) inSkew(node string, obs []Observation) []Observation {
+	now := s.cfg.Now()
+	kept := obs[:0]
+	for _, o := range obs {
+		// Only the future is bounded: a member's held observations can be
+		// old, and an old one loses every comparison anyway.
+		if o.At.Sub(now) > s.cfg.MaxSkew {
+			s.log.Warn("observation outside the clock skew dropped", "peer", node, "connector", o.Connector, "at", o.At)
+			s.mu.Lock()
+			s.stats.ObservationsSkew++
+			s.mu.Unlock()
+			continue
+		}
+		kept = append(kept, o)
+	}
+	return kept
 }

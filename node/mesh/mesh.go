@@ -86,6 +86,15 @@ func New(cfg Config) (*Mesh, error) {
 // LSDB is the node's link-state database.
 func (m *Mesh) LSDB() *linkstate.LSDB { return m.db }
 
+// ChannelStats returns what the port-691 listener refused so far (zero
+// before Start).
+func (m *Mesh) ChannelStats() channel.Stats {
+	if m.srv == nil {
+		return channel.Stats{}
+	}
+	return m.srv.Stats()
+}
+
 // Routes returns the current routing table (nil before Start).
 func (m *Mesh) Routes() *routing.Table {
 	r := m.router.Load()

@@ -1,0 +1,175 @@
+package node
+
+import "bytes"
+
+// Header field names are printable ASCII (RFC 5322 §2.2, §3.6.8) and
+// compare case-insensitively in ASCII only. Unicode case folding
+// (strings.EqualFold) would take "X-Meſhd-Origin" (U+017F, long s) or a
+// Kelvin sign for one of our fields; a name with any byte outside ASCII is
+// never one of ours.
+
+// meshFieldPrefix starts every trust header the mesh sets between nodes.
+const meshFieldPrefix = "x-meshd-"
+
+// asciiFoldEqual reports whether a equals b under ASCII case folding;
+// any non-ASCII byte makes them unequal.
+func asciiFoldEqual(a []byte, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x >= 0x80 || y >= 0x80 || lowerASCII(x) != lowerASCII(y) {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiFoldHasPrefix is asciiFoldEqual for the first len(prefix) bytes of s.
+func asciiFoldHasPrefix(s []byte, prefix string) bool {
+	return len(s) >= len(prefix) && asciiFoldEqual(s[:len(prefix)], prefix)
+}
+
+// fieldName returns the name of the header line (before the colon, with
+// the white space RFC 5322 §4.5.3 obsolete syntax allows before it), or nil
+// for a continuation line or a line without a colon.
+func fieldName(line []byte) []byte {
+	if len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
+		return nil
+	}
+	k := bytes.IndexByte(line, ':')
+	if k <= 0 {
+		return nil
+	}
+	return bytes.TrimRight(line[:k], " \t")
+}
+
+// headerValue returns the unfolded value of the first header field name.
+func headerValue(body []byte, name string) string {
+	h := body[:headerEnd(body)]
+	var val []byte
+	found := false
+	for len(h) > 0 {
+		line := nextLine(h)
+		h = h[len(line):]
+		isCont := line[0] == ' ' || line[0] == '\t'
+		if found {
+			if !isCont {
+				break
+			}
+			val = append(val, bytes.TrimRight(line, "\r\n")...)
+			continue
+		}
+		if nm := fieldName(line); nm != nil && asciiFoldEqual(nm, name) {
+			found = true
+			val = append(val, bytes.TrimRight(line[bytes.IndexByte(line, ':')+1:], "\r\n")...)
+		}
+	}
+	return string(bytes.TrimSpace(val))
+}
+
+// nextLine returns the first line of non-empty h including its LF.
+func nextLine(h []byte) []byte {
+	if j := bytes.IndexByte(h, '\n'); j >= 0 {
+		return h[:j+1]
+	}
+	return h
+}
+
+// stripHeaders removes every field called one of names (with its
+// continuation lines) from the header section of body.
+func stripHeaders(body []byte, names ...string) []byte {
+	quick := func(h []byte) bool { return hasAnyField(h, names) }
+	return stripFields(body, quick, func(nm []byte) bool {
+		for _, want := range names {
+			if asciiFoldEqual(nm, want) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// stripMeshHeaders removes every X-Meshd-* field, in any ASCII case, from
+// the header section of body.
+func stripMeshHeaders(body []byte) []byte {
+	quick := func(h []byte) bool { return containsFold(h, meshFieldPrefix) }
+	return stripFields(body, quick, func(nm []byte) bool { return asciiFoldHasPrefix(nm, meshFieldPrefix) })
+}
+
+// stripFields drops the header fields whose name drop matches; quick is a
+// cheap test that must be true whenever some field would be dropped.
+func stripFields(body []byte, quick func([]byte) bool, drop func([]byte) bool) []byte {
+	end := headerEnd(body)
+	h := body[:end]
+	if !quick(h) {
+		return body
+	}
+	out := make([]byte, 0, len(body))
+	dropping := false
+	for len(h) > 0 {
+		line := nextLine(h)
+		h = h[len(line):]
+		if (line[0] == ' ' || line[0] == '\t') && dropping {
+			continue
+		}
+		dropping = false
+		if nm := fieldName(line); nm != nil && drop(nm) {
+			dropping = true
+			continue
+		}
+		out = append(out, line...)
+	}
+	return append(out, body[end:]...)
+}
+
+// hasAnyField is a quick pre-check for stripHeaders: it reports whether any
+// of names occurs anywhere in h, ignoring ASCII case, without copying h.
+func hasAnyField(h []byte, names []string) bool {
+	for _, nm := range names {
+		if containsFold(h, nm) {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether s contains sub under ASCII case folding.
+func containsFold(s []byte, sub string) bool {
+	if len(sub) == 0 {
+		return true
+	}
+	lo, up := lowerASCII(sub[0]), upperASCII(sub[0])
+	for i := 0; i+len(sub) <= len(s); i++ {
+		// Jump to the next possible first byte.
+		j := bytes.IndexByte(s[i:len(s)-len(sub)+1], lo)
+		if lo != up {
+			if k := bytes.IndexByte(s[i:len(s)-len(sub)+1], up); k >= 0 && (j < 0 || k < j) {
+				j = k
+			}
+		}
+		if j < 0 {
+			return false
+		}
+		i += j
+		if asciiFoldEqual(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func upperASCII(c byte) byte {
+	if 'a' <= c && c <= 'z' {
+		return c - ('a' - 'A')
+	}
+	return c
+}

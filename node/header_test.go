@@ -1,0 +1,104 @@
+package node
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestHeaderNamesASCIIOnly: a field name folds only in ASCII, so a look-alike
+// (long s U+017F, Kelvin sign U+212A) is never one of our trust headers, and
+// every ASCII spelling of X-Meshd-* is removed from an outsider's message.
+func TestHeaderNamesASCIIOnly(t *testing.T) {
+	tests := []struct {
+		name, body string
+		origin     string // headerValue(X-Meshd-Origin)
+		stripped   string // stripMeshHeaders
+	}{
+		{"long s", "X-Me\u017fhd-Origin: abcdefgh12\r\n\r\nb", "", "X-Me\u017fhd-Origin: abcdefgh12\r\n\r\nb"},
+		{"kelvin", "X-Meshd-Origin: a\r\n\r\n", "a", "\r\n"},
+		{"kelvin in name", "X-Meshd-\u212aey: a\r\nS: s\r\n\r\n", "", "S: s\r\n\r\n"},
+		{"upper", "X-MESHD-ORIGIN: abcdefgh12\r\n\r\n", "abcdefgh12", "\r\n"},
+		{"space before colon", "x-meshd-origin \t: abcdefgh12\r\n\r\n", "abcdefgh12", "\r\n"},
+		{"folded", "X-Meshd-Origin:\r\n abcdefgh12\r\nS: s\r\n\r\n", "abcdefgh12", "S: s\r\n\r\n"},
+		{"unknown mesh field", "X-Meshd-Future: x\r\n\tmore\r\nS: s\r\n\r\n", "", "S: s\r\n\r\n"},
+		{"not a prefix", "Y-X-Meshd-Origin: a\r\n\r\n", "", "Y-X-Meshd-Origin: a\r\n\r\n"},
+		{"in body", "S: s\r\n\r\nX-Meshd-Origin: a\r\n", "", "S: s\r\n\r\nX-Meshd-Origin: a\r\n"},
+	}
+	for _, tt := range tests {
+		if got := headerValue([]byte(tt.body), hdrMeshOrigin); got != tt.origin {
+			t.Errorf("%s: headerValue = %q, want %q", tt.name, got, tt.origin)
+		}
+		if got := string(stripMeshHeaders([]byte(tt.body))); got != tt.stripped {
+			t.Errorf("%s: stripMeshHeaders = %q, want %q", tt.name, got, tt.stripped)
+		}
+	}
+	if asciiFoldEqual([]byte("po\u017ftmaster"), "postmaster") || !asciiFoldEqual([]byte("PostMaster"), "postmaster") {
+		t.Error("asciiFoldEqual folds beyond ASCII or not ASCII case")
+	}
+}
+
+// refStripMesh is the rule written plainly: the header section ends at the
+// first empty line; a field is a line not starting with white space plus
+// its continuation lines; it is dropped when its name (before the first
+// colon, trailing blanks trimmed) starts with 8 ASCII bytes that lowercase
+// to "x-meshd-" (removing a name with junk after the prefix is the safe side).
+func refStripMesh(body string) string {
+	lines := strings.SplitAfter(body, "\n")
+	var out strings.Builder
+	inHeader, dropping := true, false
+	for _, l := range lines {
+		if !inHeader {
+			out.WriteString(l)
+			continue
+		}
+		if strings.TrimRight(l, "\r\n") == "" {
+			inHeader = false
+			out.WriteString(l)
+			continue
+		}
+		if l[0] == ' ' || l[0] == '\t' {
+			if !dropping {
+				out.WriteString(l)
+			}
+			continue
+		}
+		dropping = false
+		if k := strings.IndexByte(l, ':'); k > 0 {
+			nm := strings.TrimRight(l[:k], " \t")
+			ascii := len(nm) >= 8
+			for i := 0; ascii && i < 8; i++ {
+				ascii = nm[i] < 0x80
+			}
+			dropping = ascii && strings.ToLower(nm[:8]) == "x-meshd-"
+		}
+		if !dropping {
+			out.WriteString(l)
+		}
+	}
+	return out.String()
+}
+
+func FuzzStripMeshHeaders(f *testing.F) {
+	for _, s := range []string{
+		"X-Meshd-ID: a\r\n b\r\nS: s\r\n\r\nbody",
+		"X-Me\u017fhd-Origin: x\r\n\r\n",
+		"x-MESHD-trace : rg\r\n\tx\r\n",
+		" cont\r\nX-Meshd-ID: a\r\n",
+		"X-Meshd-\u212a: 1\r\n\n\r\nX-Meshd-ID: body\r\n",
+		":\r\nX-Meshd-:\r\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		got := string(stripMeshHeaders([]byte(body)))
+		if want := refStripMesh(body); got != want {
+			t.Fatalf("stripMeshHeaders(%q) = %q, reference %q", body, got, want)
+		}
+		// What survives is never believed as one of ours.
+		for _, nm := range []string{hdrMeshID, hdrMeshOrigin, hdrMeshTrace} {
+			if v := headerValue([]byte(got), nm); v != "" {
+				t.Fatalf("after strip, %s still reads %q from %q", nm, v, got)
+			}
+		}
+	})
+}
