@@ -53,6 +53,8 @@ type NodeConfig struct {
 type ListenConfig struct {
 	SMTP       string `yaml:"smtp"`
 	Submission string `yaml:"submission"`
+	// Submissions is message submission with implicit TLS (RFC 8314, 465).
+	Submissions string `yaml:"submissions"`
 	Admin      string `yaml:"admin"`
 	Linkstate  string `yaml:"linkstate"`
 	Gossip     string `yaml:"gossip"`
@@ -305,7 +307,7 @@ func (c *Config) validateListen() error {
 		return configError("listen.smtp", "must not be empty")
 	}
 	addrs := []struct{ key, val string }{
-		{"listen.smtp", l.SMTP}, {"listen.submission", l.Submission}, {"listen.admin", l.Admin},
+		{"listen.smtp", l.SMTP}, {"listen.submission", l.Submission}, {"listen.submissions", l.Submissions}, {"listen.admin", l.Admin},
 		{"listen.linkstate", l.Linkstate}, {"listen.gossip", l.Gossip}, {"listen.mesh", l.Mesh},
 	}
 	seen := map[string]string{}
