@@ -55,9 +55,9 @@ type ListenConfig struct {
 	Submission string `yaml:"submission"`
 	// Submissions is message submission with implicit TLS (RFC 8314, 465).
 	Submissions string `yaml:"submissions"`
-	Admin      string `yaml:"admin"`
-	Linkstate  string `yaml:"linkstate"`
-	Gossip     string `yaml:"gossip"`
+	Admin       string `yaml:"admin"`
+	Linkstate   string `yaml:"linkstate"`
+	Gossip      string `yaml:"gossip"`
 	// Mesh is the mesh-facing SMTP listener: other nodes send mail and
 	// X-LINK2STATE here. Empty runs a standalone node (no mesh).
 	Mesh string `yaml:"mesh"`
