@@ -155,6 +155,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)
 	}
+	smtpLn = n.proxied("smtp", smtpLn)
 	n.smtpSrv, err = smtp.NewServer(smtp.ServerConfig{
 		Hostname: cfg.Node.Hostname,
 		Listener: smtpLn,

@@ -24,7 +24,7 @@ func (n *Node) newSubmission(addr, key string, implicit bool, tlsCfg *tls.Config
 	}
 	srv, err := smtp.NewServer(smtp.ServerConfig{
 		Hostname:    n.cfg.Node.Hostname,
-		Listener:    ln,
+		Listener:    n.proxied(key, ln),
 		TLS:         tlsCfg,
 		Submission:  true,
 		ImplicitTLS: implicit,
