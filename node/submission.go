@@ -23,18 +23,19 @@ func (n *Node) newSubmission(addr, key string, implicit bool, tlsCfg *tls.Config
 		return nil, fmt.Errorf("node: listen.%s: %w", key, err)
 	}
 	srv, err := smtp.NewServer(smtp.ServerConfig{
-		Hostname:    n.cfg.Node.Hostname,
-		Listener:    n.proxied(key, ln),
-		TLS:         tlsCfg,
-		Submission:  true,
-		ImplicitTLS: implicit,
-		Limits:      limits,
-		Policy:      n.policy,
-		Sink:        &sink{n: n, source: "submission"},
-		Auth:        newUserDB(n.cfg.Auth.Users),
-		Logger:      n.log.With("listener", key),
-		Now:         n.now,
-		OnReply:     n.metrics.countReply(key),
+		Hostname:      n.cfg.Node.Hostname,
+		Listener:      n.proxied(key, ln),
+		TLS:           tlsCfg,
+		Submission:    true,
+		ImplicitTLS:   implicit,
+		Limits:        limits,
+		Policy:        n.policy,
+		Sink:          &sink{n: n, source: "submission"},
+		Auth:          newUserDB(n.cfg.Auth.Users),
+		Logger:        n.log.With("listener", key),
+		Now:           n.now,
+		OnReply:       n.metrics.countReply(key),
+		OnBareLineEnd: n.metrics.countBare(key),
 	})
 	if err != nil {
 		_ = ln.Close()

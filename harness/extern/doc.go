@@ -2,9 +2,9 @@
 // swaks and python3 (clients), dnsmasq (a real DNS server for MX lookups) and Postfix's test
 // tools smtp-sink, smtp-source and the daemon directory holding smtpd.
 //
-// None of these ship with Go. scripts/install-deps installs them: swaks, dnsmasq-base and python3
-// from Debian, and Postfix unpacked (not installed as a service) into <repo>/.deps/postfix, or
-// into $MESHD_POSTFIX_DIR when that is set. Every lookup in this package returns a *MissingError
+// None of these ship with Go. scripts/install-deps installs them: swaks (with the Perl TLS
+// modules its STARTTLS needs), dnsmasq-base and python3 from Debian, and Postfix unpacked (not installed as a service) into <repo>/.deps/postfix, or
+// into $MESHD_POSTFIX_DIR when that is set; then it checks each for the capability the tests use. Every lookup in this package returns a *MissingError
 // that names scripts/install-deps when a program is absent.
 //
 // Tests use the Require* helpers and the Start* helpers, which fail the test when a program is

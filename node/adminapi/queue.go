@@ -64,4 +64,7 @@ type ActionResult struct {
 // ErrorInfo is the body of every error answer.
 type ErrorInfo struct {
 	Error string `json:"error"`
+	// TokenFile, in a 401 answer to a client on the node's own machine,
+	// is where the admin token is (see Guard).
+	TokenFile string `json:"token_file,omitempty"`
 }

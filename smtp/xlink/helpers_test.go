@@ -162,9 +162,8 @@ func (s *memStore) installCount() int {
 
 // backend is a trivial go-smtp backend recording delivered messages.
 type backend struct {
-	mu     sync.Mutex
-	msgs   []delivered
-	tlsSaw []bool
+	mu   sync.Mutex
+	msgs []delivered
 }
 
 type delivered struct {
