@@ -3,23 +3,28 @@ package main_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/meshd/meshd/harness/extern"
 )
 
 // startHAProxy runs Debian's haproxy in the foreground from a temporary
 // config: a TCP frontend on a free loopback port that sends every
-// connection to backend with a PROXY v2 header, from source 127.0.0.2.
-func startHAProxy(t *testing.T, backend string) string {
+// connection to backend with a PROXY header (send is "send-proxy-v2" or
+// "send-proxy" for v1), from source 127.0.0.2.
+func startHAProxy(t *testing.T, backend, send string) string {
 	t.Helper()
 	bin := extern.Require(t, extern.FindHAProxy)
 	front := freeAddrs(t, 1, nil)[0]
@@ -32,8 +37,8 @@ defaults
   timeout server 60s
 listen smtp
   bind %s
-  server meshd %s send-proxy-v2 source 127.0.0.2
-`, front, backend)
+  server meshd %s %s source 127.0.0.2
+`, front, backend, send)
 	path := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -56,7 +61,13 @@ listen smtp
 			mu.Unlock()
 		}
 	})
-	if !poll(10*time.Second, func() bool { return smtpGreets(front) == nil }) {
+	if !poll(10*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", front, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}) {
 		mu.Lock()
 		defer mu.Unlock()
 		t.Fatalf("e2e: haproxy on %s does not pass meshd's greeting:\n%s", front, out.String())
@@ -96,7 +107,10 @@ func TestE2EHAProxyProxyProtocol(t *testing.T) {
 			"limits": map[string]any{"max_connections_per_ip": 2},
 		},
 	})
-	front := startHAProxy(t, n.SMTP)
+	front := startHAProxy(t, n.SMTP, "send-proxy-v2")
+	if !poll(10*time.Second, func() bool { return smtpGreets(front) == nil }) {
+		t.Fatalf("e2e: no greeting through haproxy on %s", front)
+	}
 
 	send := func(src, subject string) {
 		t.Helper()
@@ -179,4 +193,37 @@ func countMailbox(t *testing.T, root, addr, sub string) int {
 		}
 	}
 	return k
+}
+
+// TestE2EHAProxyV1Submissions: haproxy with send-proxy (v1) in front of the
+// implicit-TLS submission listener: the PROXY line comes before the TLS
+// handshake, python's smtplib.SMTP_SSL submits through it, and Received
+// names the real client.
+func TestE2EHAProxyV1Submissions(t *testing.T) {
+	bin := extern.Require(t, extern.FindPython3)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := freeAddrs(t, 1, nil)[0]
+	n := startNode(t, nodeOptions{Users: map[string]string{"alice": string(hash)},
+		Extra: map[string]any{"listen": map[string]any{"submissions": subs,
+			"proxy_protocol_from": []string{"127.0.0.2"}, "proxy_protocol": []string{"submissions"}}}})
+	front := startHAProxy(t, subs, "send-proxy")
+	host, port := splitHostPort(t, front)
+	subject := uniq(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	script := strings.Replace(pySMTPSSL, "context=ctx, timeout=30", "context=ctx, timeout=30, source_address=(\"127.0.0.12\", 0)", 1)
+	cmd := exec.CommandContext(ctx, bin, "-c", script, host, strconv.Itoa(port), "alice", "s3cret-pw", subject)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil || !strings.Contains(string(out), "\nsent") {
+		t.Fatalf("smtplib SMTP_SSL through haproxy: %v\n%s%s", err, out, stderr.String())
+	}
+	msg := waitMailbox(t, n.Maildir, "bob@example.test", 20*time.Second, "Subject: "+subject)
+	if !strings.Contains(msg, "[127.0.0.12]") {
+		t.Fatalf("Received does not name the real client 127.0.0.12:\n%s", msg)
+	}
 }
