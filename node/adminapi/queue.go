@@ -1,6 +1,10 @@
 package adminapi
 
-import "time"
+import (
+	"time"
+
+	"github.com/meshd/meshd/version"
+)
 
 // MessageInfo is a queued message as the admin API shows it.
 type MessageInfo struct {
@@ -45,6 +49,7 @@ type StatusInfo struct {
 	Listeners    map[string]string `json:"listeners"`
 	LocalDomains []string          `json:"local_domains"`
 	Queue        QueueStats        `json:"queue"`
+	Build        *version.Info     `json:"build,omitempty"` // always set by meshd; absent from older nodes
 }
 
 // QueueStats summarises the queue in StatusInfo.
@@ -67,4 +72,12 @@ type ErrorInfo struct {
 	// TokenFile, in a 401 answer to a client on the node's own machine,
 	// is where the admin token is (see Guard).
 	TokenFile string `json:"token_file,omitempty"`
+}
+
+// ReloadReport is the answer of POST /api/reload: the keys whose new values
+// are in force, and the keys that changed but take effect only at the next
+// start.
+type ReloadReport struct {
+	Applied      []string `json:"applied"`
+	NeedsRestart []string `json:"needs_restart"`
 }
