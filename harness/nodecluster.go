@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/meshd/meshd/harness/netem"
 	"github.com/meshd/meshd/node"
 	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/pki"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 )
@@ -148,6 +151,14 @@ func (c *nodeCluster) config(sn *simNode, smtpAddr, meshAddr, lsAddr string) nod
 	}
 	m := &cfg.Mesh
 	m.OrgKey = orgKey
+	// Mutual TLS between the nodes, as in production: one lab CA per run.
+	orgDir := filepath.Join(c.opts.DataDir, "org")
+	if caFile, certs, err := pki.Lab(orgDir, pki.Identity{Node: sn.name, RG: sn.rg}); err == nil {
+		m.Identity = node.IdentityConfig{CAFiles: []string{caFile}, CertFile: certs[sn.name][0], KeyFile: certs[sn.name][1]}
+		if k, err := os.ReadFile(filepath.Join(orgDir, pki.GossipKeyFile)); err == nil {
+			m.GossipKey = strings.TrimSpace(string(k))
+		}
+	}
 	for _, rg := range t.RoutingGroups {
 		m.RoutingGroups = append(m.RoutingGroups, node.RoutingGroupConfig{Name: rg.Name})
 	}

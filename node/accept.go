@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
+	"encoding/hex"
 	"errors"
+	"net"
 	"regexp"
+	"slices"
 	"strings"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -64,6 +68,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	}
 	source := s.source
 	var trace []string
+	digest := ""
 	if sess.MeshPeer {
 		// Only a mesh peer's identity and trace are believed (see the
 		// contract): they make a resend after a crash a duplicate here.
@@ -75,6 +80,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		if visits(trace, n.cfg.Node.RoutingGroup) >= maxRGVisits {
 			return "", errLoop
 		}
+		digest = contentDigest(env, body)
 	} else {
 		body = stripHeaders(body, hdrMeshID, hdrMeshTrace, hdrMeshOrigin)
 	}
@@ -89,6 +95,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		Trace:      trace,
 		Source:     source,
 		AuthUser:   sess.AuthUser,
+		Digest:     digest,
 	}
 	if sess.RemoteAddr != nil {
 		qenv.ClientAddr = sess.RemoteAddr.String()
@@ -101,6 +108,18 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		qenv.Rcpts = append(qenv.Rcpts, queue.Rcpt{Addr: addr, Notify: r.Notify, ORcpt: r.ORcpt})
 	}
 	err := n.q.Enqueue(ctx, qenv, body)
+	if errors.Is(err, queue.ErrCollision) {
+		// The ID is known for another message: this one is not a
+		// duplicate, whatever its ID says. Queue it under an ID of its
+		// own (derived, so a resend of it is a duplicate of it), as a
+		// message that enters the mesh here.
+		n.metrics.collisions.Inc()
+		n.log.Warn("copy ID collision: same ID, other content; queued as a new message", "qid", id, "peer", addrString(sess.RemoteAddr))
+		id = collisionID(id, digest)
+		qenv.ID = id
+		body = stripHeaders(body, hdrMeshOrigin)
+		err = n.q.Enqueue(ctx, qenv, body)
+	}
 	switch {
 	case errors.Is(err, queue.ErrDuplicate):
 		n.log.Info("duplicate message acknowledged", "qid", id, "via", source)
@@ -117,6 +136,71 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	n.trackReceived(qenv, body, s.source)
 	n.log.Debug("message queued", "qid", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", len(body), "via", source)
 	return id, nil
+}
+
+// contentDigest identifies a copy's content for dedup: SHA-256 over the
+// envelope and the message as it entered the mesh, the same whatever
+// path the copy took: without the trace fields at its top (the Received:
+// fields every hop prepends, the mesh's own X-Meshd-* fields, which the
+// sender rewrites on every hop).
+func contentDigest(env smtp.Envelope, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(env.From + "\n"))
+	rcpts := make([]string, len(env.Rcpts))
+	for i, r := range env.Rcpts {
+		rcpts[i] = strings.ToLower(r.Addr)
+	}
+	slices.Sort(rcpts)
+	h.Write([]byte(strings.Join(rcpts, "\n") + "\n\n"))
+	h.Write(stripHeaders(skipTrace(body), hdrMeshID, hdrMeshTrace, hdrMeshOrigin))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// skipTrace drops the header fields at the top of body that hops prepend
+// (Received:, X-Meshd-*), each with its continuation lines.
+func skipTrace(body []byte) []byte {
+	for {
+		colon := bytes.IndexByte(body, ':')
+		nl := bytes.IndexByte(body, '\n')
+		if colon < 0 || (nl >= 0 && nl < colon) {
+			return body
+		}
+		name := string(bytes.TrimSpace(body[:colon]))
+		if !strings.EqualFold(name, "Received") && !strings.HasPrefix(strings.ToLower(name), "x-meshd-") {
+			return body
+		}
+		body = dropFirstField(body)
+	}
+}
+
+// dropFirstField removes the first header field (with its continuation lines).
+func dropFirstField(body []byte) []byte {
+	i := bytes.IndexByte(body, '\n')
+	for i >= 0 && i+1 < len(body) && (body[i+1] == ' ' || body[i+1] == '\t') {
+		j := bytes.IndexByte(body[i+1:], '\n')
+		if j < 0 {
+			return nil
+		}
+		i += 1 + j
+	}
+	if i < 0 {
+		return nil
+	}
+	return body[i+1:]
+}
+
+// collisionID is the ID of a message that arrived under an ID already
+// taken by other content.
+func collisionID(id, digest string) string {
+	sum := sha256.Sum256([]byte("collision\n" + id + "\n" + digest))
+	return idBase32.EncodeToString(sum[:16])
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
 
 // headerEnd returns the length of the header section including the blank

@@ -2,6 +2,8 @@ package node
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/pki"
 )
 
 // MeshConfig configures the node's part in the mesh: gossip, link state
@@ -38,12 +41,33 @@ type MeshConfig struct {
 	FastGossip bool          `yaml:"fast_gossip"`
 	Probe      ProbeConfig   `yaml:"probe"`
 	Damping    DampingConfig `yaml:"damping"`
-	// RequireTLS makes mesh hops and link-state sessions use TLS.
+	// RequireTLS makes mesh hops and link-state sessions use TLS (always
+	// so with an identity: mutual TLS is then the only way in).
 	RequireTLS bool `yaml:"require_tls"`
+	// Identity is this node's certificate from the organisation's CA
+	// (meshd org): every node-to-node channel is mutual TLS with it.
+	Identity IdentityConfig `yaml:"identity"`
+	// InsecurePlaintext runs the mesh without identities: peers are
+	// believed by address, as in a lab. Never in production.
+	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 	// MaxPerPeer caps concurrent hops to one mesh node (our own nodes
 	// take more parallel sessions than an outside MX is offered).
 	MaxPerPeer int `yaml:"max_per_peer"`
 }
+
+// IdentityConfig names the files of a node's identity (meshd org issue).
+type IdentityConfig struct {
+	// CAFiles are the organisation's CA certificates; during a CA
+	// rollover the old and the new are listed together.
+	CAFiles []string `yaml:"ca_files"`
+	// CertFile and KeyFile are the node certificate (naming
+	// meshd://RG/NODE) and its key; a renewed file is picked up live.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// hasIdentity reports whether the node runs its mesh with mutual TLS.
+func (c *Config) hasIdentity() bool { return c.meshEnabled() && !c.Mesh.InsecurePlaintext }
 
 // RoutingGroupConfig names one routing group of the organisation.
 type RoutingGroupConfig struct {
@@ -129,6 +153,9 @@ func (c *Config) validateMesh() error {
 	if c.Listen.Gossip == "" {
 		return configError("listen.gossip", "must be set for a mesh node (listen.mesh is set)")
 	}
+	if err := c.validateIdentity(); err != nil {
+		return err
+	}
 	for i, s := range m.Seeds {
 		if err := checkHostPort(s, false); err != nil {
 			return configError(fmt.Sprintf("mesh.seeds[%d]", i), "%v", err)
@@ -174,6 +201,36 @@ func (c *Config) validateMesh() error {
 		return configError("mesh.damping", "%v", err)
 	}
 	return c.validateConnectors()
+}
+
+func (c *Config) validateIdentity() error {
+	id := c.Mesh.Identity
+	if c.Mesh.InsecurePlaintext {
+		if id.CertFile != "" {
+			return configError("mesh.insecure_plaintext", "contradicts mesh.identity: choose one")
+		}
+		return nil
+	}
+	if id.CertFile == "" {
+		return configError("mesh.identity.cert_file", "required for a mesh node (a certificate from `meshd org issue`); a lab without identities sets mesh.insecure_plaintext: true")
+	}
+	if id.KeyFile == "" {
+		return configError("mesh.identity.key_file", "required with mesh.identity.cert_file")
+	}
+	if len(id.CAFiles) == 0 {
+		return configError("mesh.identity.ca_files", "at least one CA certificate (DIR/ca.pem of `meshd org init`)")
+	}
+	// Gossip is encrypted whenever the mesh has identities: without the
+	// key nobody can join a group's pool (or read who is in it).
+	if c.Mesh.GossipKey == "" {
+		return configError("mesh.gossip_key", "required with mesh.identity (DIR/gossip.key of `meshd org init`); only mesh.insecure_plaintext runs gossip in the clear")
+	}
+	for _, what := range []struct{ key, v string }{{"node.name", c.Node.Name}, {"node.routing_group", c.Node.RoutingGroup}} {
+		if err := pki.CheckName(what.key, what.v); err != nil {
+			return configError(what.key, "%v", err)
+		}
+	}
+	return nil
 }
 
 func (c *Config) validateConnectors() error {
@@ -364,6 +421,19 @@ func (c *Config) localSpaces() []linkstate.AddressSpace {
 		out = append(out, linkstate.AddressSpace{Pattern: strings.ToLower(d), Cost: 1})
 	}
 	return out
+}
+
+// copyIDKey keys copy IDs (meshroute.go): HMAC-SHA-256 of mesh.org_key
+// with a label, so the org key itself is used for one purpose only. Nil
+// without an org key.
+func (c *Config) copyIDKey() []byte {
+	k, err := base64.StdEncoding.DecodeString(c.Mesh.OrgKey)
+	if err != nil || len(k) == 0 {
+		return nil
+	}
+	mac := hmac.New(sha256.New, k)
+	mac.Write([]byte("meshd copy id"))
+	return mac.Sum(nil)
 }
 
 // declaredDomains are the domains each routing group owns by

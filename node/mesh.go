@@ -40,14 +40,30 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 	if cfg.Mesh.GossipKey != "" {
 		gossipKey, _ = base64.StdEncoding.DecodeString(cfg.Mesh.GossipKey)
 	}
-	// Peers present self-signed certificates by default: the link-state
-	// sessions are encrypted, and authenticated by the record signatures.
-	var clientTLS, channelTLS, channelClientTLS *tls.Config
-	if tlsCfg != nil {
-		clientTLS = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // see above
+	// With identities every channel is mutual TLS between verified nodes;
+	// under mesh.insecure_plaintext peers keep the old self-signed,
+	// unverified TLS (encrypted, believed by address).
+	var clientTLS, channelTLS, channelClientTLS, trackTLS, meshTLS *tls.Config
+	var identify func(*tls.ConnectionState) (string, string, bool)
+	allowTrack := n.policy.isMeshPeer
+	switch {
+	case n.id.enabled():
+		meshTLS = n.id.serverTLS("listener")
+		clientTLS = n.id.clientTLS("xlink", false)
+		channelTLS, channelClientTLS = n.id.serverTLS("channel"), n.id.clientTLS("channel", true)
+		trackTLS = n.id.clientTLS("track", false)
+		identify = n.id.channelPeer
+		allowTrack = nil
+		if len(n.policy.peers) > 0 {
+			allowTrack = n.policy.inMeshPeers
+		}
+	case tlsCfg != nil:
+		meshTLS = tlsCfg
+		clientTLS = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // mesh.insecure_plaintext: peers believed by address
 		if cfg.Mesh.RequireTLS {
 			channelTLS, channelClientTLS = tlsCfg, clientTLS
 		}
+		trackTLS = channelClientTLS
 	}
 	mcfg := mesh.Config{
 		Node: cfg.Node.Name, RG: cfg.Node.RoutingGroup, Priority: cfg.Mesh.Priority,
@@ -63,9 +79,9 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		ServerTLS: channelTLS, ChannelTLS: channelClientTLS, ClientTLS: clientTLS, Dial: opts.Dial, Now: n.now, Logger: n.log, HeloName: cfg.Node.Hostname,
 		// Message tracking (track.go) shares the port-691 listener; its
 		// events name senders and recipients, so only mesh peers may ask.
-		Track: n.answerTrack, AllowTrack: n.policy.isMeshPeer,
+		Track: n.answerTrack, AllowTrack: allowTrack, Identify: identify,
 	}
-	n.trackTLS, n.trackDial = channelClientTLS, opts.Dial
+	n.trackTLS, n.trackDial = trackTLS, opts.Dial
 	if opts.GossipTransport != nil {
 		tr, err := opts.GossipTransport(cfg.Listen.Gossip)
 		if err != nil {
@@ -86,12 +102,12 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 	n.meshSrv, err = smtp.NewServer(smtp.ServerConfig{
 		Hostname: cfg.Node.Hostname,
 		Listener: xlink.Listen(meshLn, xlink.Config{
-			Hostname: cfg.Node.Hostname, Store: m.Store(), TLS: tlsCfg,
-			Allow:  func(a net.Addr, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(a) },
+			Hostname: cfg.Node.Hostname, Store: m.Store(), TLS: meshTLS,
+			Allow:  n.id.peer,
 			Logger: n.log.With("listener", "mesh"),
 		}),
 		Mesh:          true,
-		MeshPeer:      func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
+		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.peer(s.RemoteAddr, cs) },
 		Limits:        limits,
 		Policy:        n.policy,
 		Sink:          &sink{n: n, source: "smtp"},

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/meshd/meshd/harness/netem"
+	"github.com/meshd/meshd/pki"
 )
 
 // testMesh is a mesh of real nodes in one process on loopback, over an
@@ -61,9 +62,26 @@ func newTestMeshWith(t testing.TB, rgs map[string][]string, links []meshLink, mo
 			tm.held[name] = l
 		}
 	}
+	orgDir := t.TempDir()
+	var ids []pki.Identity
+	for rg, names := range rgs {
+		for _, name := range names {
+			ids = append(ids, pki.Identity{Node: name, RG: rg})
+		}
+	}
+	caFile, certs, err := pki.Lab(orgDir, ids...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gossipKey, err := os.ReadFile(filepath.Join(orgDir, pki.GossipKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, rg := range sortedRGs(rgs) {
 		for _, name := range rgs[rg] {
 			cfg := tm.config(name, rg)
+			cfg.Mesh.Identity = IdentityConfig{CAFiles: []string{caFile}, CertFile: certs[name][0], KeyFile: certs[name][1]}
+			cfg.Mesh.GossipKey = strings.TrimSpace(string(gossipKey))
 			if mod != nil {
 				mod(&cfg)
 			}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -92,13 +93,13 @@ func (t *transports) reportHop(g *group, addr string, err error) {
 // changed in the middle of a transfer, is a duplicate there (250, dropped),
 // while a retry for fewer recipients is a new copy. A hop out of the
 // routing group adds it to the trace.
-func meshBody(m *queue.Message, body []byte, g *group, rg string) []byte {
+func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte) []byte {
 	trace := slices.Clone(m.Trace)
 	if g.remote {
 		trace = append(trace, rg) // every exit counts: a re-entry shows twice
 	}
 	origin := originID(m, body)
-	g.copyID = copyID(origin, g.rcpts)
+	g.copyID = copyID(idKey, origin, g.rcpts)
 	hdr := fmt.Sprintf("%s: %s\r\n%s: %s\r\n", hdrMeshID, g.copyID, hdrMeshOrigin, origin)
 	if len(trace) > 0 {
 		hdr += fmt.Sprintf("%s: %s\r\n", hdrMeshTrace, strings.Join(trace, ", "))
@@ -119,15 +120,21 @@ func originID(m *queue.Message, body []byte) string {
 }
 
 // copyID derives the mesh ID of one copy: 26 lowercase base32 characters
-// of SHA-256 over the message ID and the sorted recipients.
-func copyID(id string, rcpts []queue.Recipient) string {
+// of HMAC-SHA-256, keyed with a key every node of the organisation holds
+// (derived from mesh.org_key), over the message ID and the sorted
+// recipients. The message ID is what the sender saw in "250 queued as";
+// without the key nobody outside can compute the copies' IDs from it.
+// (No org key, as with Ed25519-only groups: plain SHA-256, and dedup's
+// content digest still keeps a forged ID from costing mail.)
+func copyID(key []byte, id string, rcpts []queue.Recipient) string {
 	addrs := make([]string, len(rcpts))
 	for i, r := range rcpts {
 		addrs[i] = strings.ToLower(r.Addr)
 	}
 	slices.Sort(addrs)
-	sum := sha256.Sum256([]byte(id + "\n" + strings.Join(addrs, "\n")))
-	return idBase32.EncodeToString(sum[:16])
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id + "\n" + strings.Join(addrs, "\n")))
+	return idBase32.EncodeToString(mac.Sum(nil)[:16])
 }
 
 // loopsWait turns a next hop's loop refusal (554 5.4.6: its routing group

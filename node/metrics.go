@@ -16,6 +16,7 @@ type metrics struct {
 	reg          *prometheus.Registry
 	accepted     *prometheus.CounterVec // by source
 	rejectedFull prometheus.Counter
+	collisions   prometheus.Counter     // copy ID collisions (accept.go)
 	delivered    *prometheus.CounterVec // by destination kind
 	deferred     *prometheus.CounterVec
 	bounced      *prometheus.CounterVec
@@ -34,6 +35,9 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshd_smtp_accepted_messages_total", Help: "Messages accepted (250) and queued, by source.",
 		}, []string{"source"}),
+		collisions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshd_dedup_id_collisions_total", Help: "Messages from mesh peers whose copy ID was already taken by other content: queued as new messages under an ID of their own, never dropped.",
+		}),
 		rejectedFull: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshd_smtp_queue_full_rejections_total", Help: "Messages refused with 451 4.3.0 because the queue was over its bound.",
 		}),
@@ -78,6 +82,7 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 	}, func() float64 { return 1 })
 	m.mesh = newMeshMetrics()
 	m.reg.MustRegister(m.mesh.digestChanges, m.mesh.convergence, m.mesh.transitions, m.mesh.tables, m.mesh.spf, m.mesh.adminOverrides)
+	m.reg.MustRegister(m.collisions)
 	m.reg.MustRegister(m.accepted, m.rejectedFull, m.delivered, m.deferred, m.bounced, m.expired,
 		m.dsnSent, m.replies, m.deadSkips, m.adminRefused, m.bareLineEnds, queueMsgs, queueBytes, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -59,6 +59,8 @@ type Node struct {
 	q       *queue.Queue
 	metrics *metrics
 	policy  *relayPolicy
+	id      *identity // mesh identities (identity.go)
+	copyKey []byte    // keys copy IDs (meshroute.go): derived from mesh.org_key
 
 	smtpSrv *smtp.Server
 	subSrv  *smtp.Server // nil when listen.submission is empty
@@ -164,6 +166,10 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		return nil, fmt.Errorf("node: open queue: %w", err)
 	}
 	n.metrics = newMetrics(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
+	if n.id, err = newIdentity(n); err != nil {
+		return nil, err
+	}
+	n.copyKey = cfg.copyIDKey()
 
 	limits := smtp.Limits{
 		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
@@ -186,7 +192,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		Listener:      smtpLn,
 		TLS:           tlsCfg,
 		Mesh:          len(cfg.Relay.MeshPeers) > 0,
-		MeshPeer:      func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
+		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.peer(s.RemoteAddr, cs) },
 		Limits:        limits,
 		Policy:        n.policy,
 		Sink:          &sink{n: n, source: "smtp"},

@@ -98,11 +98,18 @@ func newTransports(n *Node, opts Options) (*transports, error) {
 		Logger:         log,
 	})
 	if c.meshEnabled() {
+		// A hop verifies its target's certificate and presents ours; only
+		// a lab (mesh.insecure_plaintext) skips that.
+		hopTLS := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // mesh.insecure_plaintext only
+		requireTLS := c.Mesh.RequireTLS
+		if n.id.enabled() {
+			hopTLS, requireTLS = n.id.clientTLS("hop", false), true
+		}
 		t.meshClient = smtp.NewClient(smtp.ClientConfig{
 			HeloName:      c.Node.Hostname,
-			TLS:           &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec // peers are authenticated by address; records by signature
-			RequireTLS:    c.Mesh.RequireTLS,
-			Opportunistic: !c.Mesh.RequireTLS,
+			TLS:           hopTLS,
+			RequireTLS:    requireTLS,
+			Opportunistic: !requireTLS,
 			// Mesh peers are our own nodes, one routing table away from an
 			// alternative: give up on a silent link sooner than on the
 			// internet, so the message takes the new route.
@@ -202,7 +209,7 @@ func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte,
 		}
 		return t.sendHosts(ctx, t.remote, []string{host}, m, body, g)
 	case kindMesh:
-		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshBody(m, body, g, t.cfg.Node.RoutingGroup), g)
+		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshBody(m, body, g, t.cfg.Node.RoutingGroup, t.n.copyKey), g)
 		return loopsWait(res), remote
 	case kindNoRoute:
 		if g.perm {

@@ -20,10 +20,14 @@ type relayPolicy struct {
 	allowed []netip.Prefix // relay.allow_networks
 	peers   []netip.Prefix // relay.mesh_peers
 	mesh    *mesh.Mesh     // nil for a standalone node
+	// peersRelay: relay.mesh_peers addresses may relay on their own
+	// (mesh.insecure_plaintext only; with identities a peer is who its
+	// certificate says, and mesh_peers only narrows that).
+	peersRelay bool
 }
 
 func newRelayPolicy(cfg Config) *relayPolicy {
-	p := &relayPolicy{local: make(map[string]bool, len(cfg.LocalDomains))}
+	p := &relayPolicy{local: make(map[string]bool, len(cfg.LocalDomains)), peersRelay: !cfg.hasIdentity()}
 	for _, d := range cfg.LocalDomains {
 		p.local[d] = true
 	}
@@ -70,7 +74,13 @@ func (p *relayPolicy) isLocal(domain string) bool {
 
 func (p *relayPolicy) mayRelay(a net.Addr) bool {
 	ip, ok := addrIP(a)
-	return ok && (contains(p.allowed, ip) || contains(p.peers, ip))
+	return ok && (contains(p.allowed, ip) || (p.peersRelay && contains(p.peers, ip)))
+}
+
+// inMeshPeers reports whether the address is in relay.mesh_peers.
+func (p *relayPolicy) inMeshPeers(a net.Addr) bool {
+	ip, ok := addrIP(a)
+	return ok && contains(p.peers, ip)
 }
 
 // isMeshPeer reports whether the client address is a configured mesh

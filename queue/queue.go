@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -315,15 +316,18 @@ func (q *Queue) enqueueOp(env Envelope, body []byte) (*op, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := q.reserve(env.ID, m.Size); err != nil {
+	if err := q.reserve(env.ID, env.Digest, m.Size); err != nil {
 		return nil, err
 	}
 	expires := now.Add(q.opts.DedupWindow)
 	dval := make([]byte, 0, 20)
 	dval = expires.UTC().AppendFormat(dval, time.RFC3339Nano)
+	if env.Digest != "" {
+		dval = append(append(dval, ' '), env.Digest...)
+	}
 	o := &op{
 		run: func(txn *badger.Txn) (*mutation, error) {
-			if dup, err := q.isDuplicate(txn, env.ID); err != nil || dup {
+			if dup, err := q.isDuplicate(txn, env.ID, env.Digest); err != nil || dup {
 				if err == nil {
 					err = ErrDuplicate
 				}
@@ -368,10 +372,12 @@ func validate(env *Envelope) error {
 
 // reserve claims room for one message of size bytes, or returns ErrFull or
 // ErrDuplicate (already queued). The claim is released by op.finish.
-func (q *Queue) reserve(id string, size int64) error {
+func (q *Queue) reserve(id, digest string, size int64) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if _, ok := q.idx.items[id]; ok {
+	// With a digest the commit decides (duplicate or collision) from the
+	// marker written with the queued message.
+	if _, ok := q.idx.items[id]; ok && digest == "" {
 		return ErrDuplicate
 	}
 	n, b := q.idx.count()
@@ -386,16 +392,18 @@ func (q *Queue) reserve(id string, size int64) error {
 }
 
 // isDuplicate reports whether id is queued or remembered, as seen by txn
-// (which includes writes earlier in the same batch).
-func (q *Queue) isDuplicate(txn *badger.Txn, id string) (bool, error) {
+// (which includes writes earlier in the same batch). With a digest, an ID
+// remembered for other content is ErrCollision, not a duplicate.
+func (q *Queue) isDuplicate(txn *badger.Txn, id, digest string) (bool, error) {
+	queued := false
 	if _, err := txn.Get(msgKey(id)); err == nil {
-		return true, nil
+		queued = true
 	} else if !errors.Is(err, badger.ErrKeyNotFound) {
 		return false, err
 	}
 	item, err := txn.Get(dedupKey(id))
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
+		return queued, nil
 	}
 	if err != nil {
 		return false, err
@@ -403,15 +411,24 @@ func (q *Queue) isDuplicate(txn *badger.Txn, id string) (bool, error) {
 	// badger expires the key by the wall clock; the stored expiry lets the
 	// injected clock decide as well.
 	var expires time.Time
+	var stored string
 	err = item.Value(func(v []byte) error {
+		ts, d, _ := strings.Cut(string(v), " ")
+		stored = d
 		var perr error
-		expires, perr = time.Parse(time.RFC3339Nano, string(v))
+		expires, perr = time.Parse(time.RFC3339Nano, ts)
 		return perr
 	})
 	if err != nil {
 		return true, nil // unreadable marker: err on the side of not duplicating mail
 	}
-	return q.now().Before(expires), nil
+	if !queued && !q.now().Before(expires) {
+		return false, nil
+	}
+	if digest != "" && stored != "" && digest != stored {
+		return false, ErrCollision
+	}
+	return true, nil
 }
 
 // Get returns the queued message (without body) or ErrNotFound.

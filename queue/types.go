@@ -15,6 +15,11 @@ var (
 	// ErrDuplicate means the ID was accepted within the dedup window; nothing
 	// was stored and the caller answers 250 anyway.
 	ErrDuplicate = errors.New("duplicate message id")
+	// ErrCollision means the ID was accepted within the dedup window for
+	// a message with another content digest (Envelope.Digest): not the
+	// same message, and nothing was stored under that ID. The caller
+	// queues it under another ID; dropping it would lose mail.
+	ErrCollision = errors.New("message id collision: same id, other content")
 	// ErrNotFound means no queued message has that ID.
 	ErrNotFound = errors.New("message not found")
 	// ErrInvalid means the envelope cannot be queued (bad ID, no recipients).
@@ -44,6 +49,10 @@ type Envelope struct {
 	Source     string   `json:",omitempty"` // "smtp", "submission", "mesh", "dsn", "local"
 	ClientAddr string   `json:",omitempty"`
 	AuthUser   string   `json:",omitempty"`
+	// Digest, when set, is a digest of the content: a later message with
+	// the same ID is a duplicate only when its digest is the same (it is
+	// kept with the dedup marker, not in the message record).
+	Digest string `json:"-"`
 }
 
 // RcptState is the delivery state of one recipient.

@@ -66,6 +66,12 @@ func (c *Client) connect(ctx context.Context, addr string, tryTLS bool) (*client
 		return nil, r.deliveryError("connect", addr)
 	}
 
+	// STARTTLS is bounded by its own command timeouts, not by what is
+	// left of the connect timeout (a handshake with a client certificate
+	// takes two more round trips on a slow WAN link).
+	if !stop() && dctx.Err() != nil {
+		return nil, fail("connect", dctx.Err())
+	}
 	if tryTLS {
 		if err := c.negotiateTLS(ctx, cc, addr); err != nil {
 			return nil, err

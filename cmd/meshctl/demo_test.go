@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/smtp"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -169,7 +170,9 @@ func TestGoldenDemo(t *testing.T) {
 		{"members-json", []string{"-json", "members"}, 0},
 		{"lsdb", []string{"lsdb"}, 0},
 		{"lsdb-json", []string{"-json", "lsdb"}, 0},
-		{"lsdb-from", []string{"lsdb", "-from", c1.LinkState}, 0},
+		{"lsdb-from", []string{"lsdb", "-from", c1.LinkState, "-ca", filepath.Join(dir, "org", "ca.pem"),
+			"-cert", filepath.Join(dir, "org", "nodes", "a1.pem"), "-key", filepath.Join(dir, "org", "nodes", "a1-key.pem")}, 0},
+		{"lsdb-from-no-cert", []string{"lsdb", "-from", c1.LinkState}, 3},
 		{"routes", []string{"routes"}, 0},
 		{"routes-json", []string{"-json", "routes"}, 0},
 		{"trace", []string{"trace", "-id", "golden-message-1", "bob@rgc.test"}, 0},

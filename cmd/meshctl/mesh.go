@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,6 +16,7 @@ import (
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/linkstate/channel"
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/pki"
 	"github.com/meshd/meshd/routing"
 )
 
@@ -168,6 +170,9 @@ func (c *cli) lsdb(args []string) int {
 	fs := flag.NewFlagSet("lsdb", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	from := fs.String("from", "", "read the LSDB over the port-691 link-state listener at `HOST:PORT` instead of the admin API")
+	cert := fs.String("cert", "", "with -from: a node certificate `file` of the organisation (mesh.identity.cert_file); port 691 serves only the organisation's nodes")
+	key := fs.String("key", "", "with -from: the certificate's key `file`")
+	ca := fs.String("ca", "", "with -from: the organisation's CA `files`, comma-separated (mesh.identity.ca_files)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -178,7 +183,15 @@ func (c *cli) lsdb(args []string) int {
 		var v adminapi.LSDB
 		return c.show("/api/mesh/lsdb", &v, func(w io.Writer) { printLSDB(w, v) })
 	}
-	v, err := c.dump(*from)
+	var tc *tls.Config
+	if *cert != "" {
+		id, err := pki.Load(strings.Split(*ca, ","), *cert, *key, pki.Identity{}, nil)
+		if err != nil {
+			return c.fail(err)
+		}
+		tc = id.ClientConfig(nil)
+	}
+	v, err := c.dump(*from, tc)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -193,10 +206,10 @@ func (c *cli) lsdb(args []string) int {
 // dump reads the LSDB of the node at addr over the link-state channel.
 // Signatures are not checked (meshctl holds no keys): it shows what the
 // node holds, which the node verified when it installed it.
-func (c *cli) dump(addr string) (adminapi.LSDB, error) {
+func (c *cli) dump(addr string, tc *tls.Config) (adminapi.LSDB, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	raw, err := channel.Dump(ctx, nil, nil, addr)
+	raw, err := channel.Dump(ctx, nil, tc, addr)
 	if err != nil {
 		return adminapi.LSDB{}, &unreachableError{fmt.Errorf("read LSDB from %s: %w", addr, err)}
 	}

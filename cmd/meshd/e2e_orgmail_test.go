@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/pki"
 	"github.com/meshd/meshd/routing"
 )
 
@@ -34,6 +35,16 @@ func startOrgMesh(t *testing.T, lifetime, delayWarning time.Duration) *orgMesh {
 	meshOf := map[string]string{"a1": mesh[0], "b1": mesh[1], "c1": mesh[2]}
 	rgOf := map[string]string{"a1": "rga", "b1": "rgb", "c1": "rgc"}
 	orgKey := base64.StdEncoding.EncodeToString([]byte("e2e-org-key-0123456789abcdef0123"))
+	// Mutual TLS between the nodes, with certificates of one lab CA.
+	orgDir := t.TempDir()
+	caFile, certs, err := pki.Lab(orgDir, pki.Identity{Node: "a1", RG: "rga"}, pki.Identity{Node: "b1", RG: "rgb"}, pki.Identity{Node: "c1", RG: "rgc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gossipKey, err := os.ReadFile(filepath.Join(orgDir, pki.GossipKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := func(name string, conns []map[string]any) *meshNode {
 		rg := rgOf[name]
 		return startNode(t, nodeOptions{
@@ -46,6 +57,8 @@ func startOrgMesh(t *testing.T, lifetime, delayWarning time.Duration) *orgMesh {
 				"listen": map[string]any{"mesh": meshOf[name]},
 				"mesh": map[string]any{
 					"org_key":        orgKey,
+					"gossip_key":     strings.TrimSpace(string(gossipKey)),
+					"identity":       map[string]any{"ca_files": []string{caFile}, "cert_file": certs[name][0], "key_file": certs[name][1]},
 					"routing_groups": []map[string]any{{"name": "rga"}, {"name": "rgb"}, {"name": "rgc"}},
 					"ttl":            "6s", "refresh": "2s", "sync_interval": "1s", "collect_window": "100ms",
 					"fast_gossip": true,

@@ -35,10 +35,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "sim" {
 		return runSim(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "org" {
+		return runOrg(args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "demo" {
 		return runDemo(args[1:], stdout, stderr)
 	}
-	fs := newFlagSet("meshd", "[-config FILE] [-check] [-version]\n       meshd demo [-dir DIR] [-base PORT] [-v]\n       meshd sim [-json] [-keep DIR] [-v] SCENARIO.yaml", stderr)
+	fs := newFlagSet("meshd", "[-config FILE] [-check] [-version]\n       meshd org init|issue ...\n       meshd demo [-dir DIR] [-base PORT] [-v]\n       meshd sim [-json] [-keep DIR] [-v] SCENARIO.yaml", stderr)
 	configPath := fs.String("config", "", "YAML configuration `file` (default: embedded defaults on loopback)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	checkOnly := fs.Bool("check", false, "validate the configuration and exit")

@@ -214,3 +214,7 @@ func missing(t testing.TB, err error) {
 	}
 	t.Fatalf("%v (set %s=1 to skip locally)", err, EnvSkip)
 }
+
+// FindOpenSSL finds Debian's openssl (s_client plays a node, or an
+// intruder, against the mesh's mutual-TLS listeners).
+func FindOpenSSL() (string, error) { return findProgram("openssl", "/usr/bin/openssl") }

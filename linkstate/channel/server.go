@@ -40,6 +40,12 @@ type ServerConfig struct {
 	// only its mesh peers in. Over TLS when TLS is set, like the rest.
 	Track      TrackFunc
 	AllowTrack func(remote net.Addr) bool
+	// Identify, when set (with TLS requiring client certificates), names
+	// the peer from its verified certificate. Every role then needs one:
+	// a member's HELLO must claim exactly the node and routing group its
+	// certificate names, and dumps and tracking are for the
+	// organisation's nodes only. ok false refuses the connection.
+	Identify func(cs *tls.ConnectionState) (node, rg string, ok bool)
 
 	// IdleTimeout drops a member that sends nothing (not even PING) for
 	// this long. Default 30s.
@@ -196,7 +202,16 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	peer := c.RemoteAddr()
+	certNode, certRG, authed := s.identify(c)
 	switch {
+	case s.cfg.Identify != nil && !authed:
+		s.log.Warn("refusing peer without a node certificate of the organisation", "remote", peer.String(), "claimed", h.Node)
+		s.refuse(bw, RefuseUnknownPeer, "a node certificate of this organisation is required")
+		return
+	case s.cfg.Identify != nil && h.Role == RoleMember && (h.Node != certNode || h.RG != certRG):
+		s.log.Warn("refusing member whose HELLO is not its certificate", "remote", peer.String(), "claimed", h.Node+"@"+h.RG, "certificate", certNode+"@"+certRG)
+		s.refuse(bw, RefuseUnknownPeer, fmt.Sprintf("HELLO claims %s@%s, the certificate names %s@%s", h.Node, h.RG, certNode, certRG))
+		return
 	case h.Version != Version:
 		s.refuse(bw, RefuseVersion, fmt.Sprintf("version %d not supported, want %d", h.Version, Version))
 		return
@@ -229,6 +244,17 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	s.serveMember(c, bw, h.Node)
+}
+
+// identify names the TLS peer through cfg.Identify (the handshake has
+// already run when the HELLO frame was read).
+func (s *Server) identify(c net.Conn) (node, rg string, ok bool) {
+	tc, isTLS := c.(*tls.Conn)
+	if s.cfg.Identify == nil || !isTLS {
+		return "", "", false
+	}
+	st := tc.ConnectionState()
+	return s.cfg.Identify(&st)
 }
 
 func (s *Server) refuse(bw *bufio.Writer, code int, text string) {

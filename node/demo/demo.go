@@ -17,8 +17,6 @@ package demo
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,10 +25,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/pki"
 )
 
 // Options configures a demo mesh.
@@ -114,9 +114,27 @@ func Start(opts Options) (d *Demo, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	orgKey := base64.StdEncoding.EncodeToString(key)
+	// The organisation: a CA, a certificate per node (mutual TLS on every
+	// node-to-node channel), the org key and the gossip key, in DIR/org.
+	var ids []pki.Identity
+	for _, rg := range rgNames {
+		for _, name := range nodeNames(rg) {
+			ids = append(ids, pki.Identity{Node: name, RG: rg})
+		}
+	}
+	orgDir := filepath.Join(dir, "org")
+	caFile, certs, err := pki.Lab(orgDir, ids...)
+	if err != nil {
+		return nil, fmt.Errorf("demo: organisation: %w", err)
+	}
+	orgKey, err := readKeyFile(filepath.Join(orgDir, pki.OrgKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	gossipKey, err := readKeyFile(filepath.Join(orgDir, pki.GossipKeyFile))
+	if err != nil {
+		return nil, err
+	}
 
 	// The mesh listeners are bound first: connectors name them.
 	held := map[string]net.Listener{}
@@ -162,6 +180,8 @@ func Start(opts Options) (d *Demo, err error) {
 		seed := ""
 		for _, name := range nodeNames(rg) {
 			cfg := config(dir, name, rg, i, opts.BasePort, orgKey, meshAddr)
+			cfg.Mesh.GossipKey = gossipKey
+			cfg.Mesh.Identity = node.IdentityConfig{CAFiles: []string{caFile}, CertFile: certs[name][0], KeyFile: certs[name][1]}
 			if seed != "" {
 				cfg.Mesh.Seeds = []string{seed}
 			}
@@ -191,6 +211,14 @@ func Start(opts Options) (d *Demo, err error) {
 		return d, fmt.Errorf("demo: write demo.json: %w", err)
 	}
 	return d, nil
+}
+
+func readKeyFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("demo: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 func port(base, i, off int) string {

@@ -110,9 +110,12 @@ type Config struct {
 	// port-691 listener (channel.ServerConfig); nil Track refuses them.
 	Track      channel.TrackFunc
 	AllowTrack func(remote net.Addr) bool
-	Now        func() time.Time
-	Logger     *slog.Logger
-	HeloName   string
+	// Identify names a port-691 peer from its verified certificate
+	// (channel.ServerConfig.Identify); nil: peers are not identified.
+	Identify func(cs *tls.ConnectionState) (node, rg string, ok bool)
+	Now      func() time.Time
+	Logger   *slog.Logger
+	HeloName string
 }
 
 func (c *Config) setDefaults() error {

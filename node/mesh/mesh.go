@@ -139,6 +139,7 @@ func (m *Mesh) Start() error {
 		OnAdmin:    func(from, name string, st channel.AdminState) { m.setAdmin(name, st) },
 		Track:      m.cfg.Track,
 		AllowTrack: m.cfg.AllowTrack,
+		Identify:   m.cfg.Identify,
 		Logger:     m.log,
 	})
 	m.cli = channel.NewClient(channel.ClientConfig{
@@ -412,6 +413,35 @@ func (m *Mesh) indexNodeIPs() *ipIndex {
 	}
 	m.nodeIPs.Store(ix)
 	return ix
+}
+
+// KnowsNode reports whether node may be a node of routing group rg, as far
+// as this node can tell: a live gossip member of our own group, or a
+// member of rg's record in the LSDB. For a group of the organisation whose
+// record has not arrived yet (a first X-LINK2STATE session brings it), a
+// verified certificate is all there is to go on, and it is accepted.
+func (m *Mesh) KnowsNode(rg, node string) bool {
+	if !m.cfg.Keyring.Known(rg) && rg != m.cfg.RG {
+		return false
+	}
+	if rg == m.cfg.RG {
+		if node == m.cfg.Node {
+			return true
+		}
+		if _, ok := m.View().Member(node); ok {
+			return true
+		}
+	}
+	r, ok := m.db.Snapshot().Get(rg)
+	if !ok {
+		return true
+	}
+	for _, mb := range r.Members {
+		if mb.Name == node {
+			return true
+		}
+	}
+	return false
 }
 
 // updateOwned folds records into the owned domains (and, with sweep,

@@ -281,10 +281,16 @@ func (c *Conn) afterReply(code int) {
 
 func (c *Conn) keywords() []string {
 	var kw []string
-	if c.cfg.TLS != nil && c.tlsState() == nil {
+	st := c.tlsState()
+	if c.cfg.TLS != nil && st == nil {
 		kw = append(kw, "STARTTLS")
 	}
-	return append(kw, "X-LINK2STATE")
+	// Offered only to whom it is for: a mesh peer (with TLS configured,
+	// after STARTTLS, when the client's certificate is known).
+	if c.cfg.Allow != nil && (c.cfg.TLS == nil || st != nil) && c.cfg.Allow(c.raw.RemoteAddr(), st) {
+		kw = append(kw, "X-LINK2STATE")
+	}
+	return kw
 }
 
 // replyCode parses a reply line's code; see dialogue.ReplyCode.

@@ -188,10 +188,10 @@ func TestSyncRefusedByNonPeer(t *testing.T) {
 	srv := newMemStore("rg1:1:a")
 	ts := startServer(t, Config{Store: srv}, false) // Allow nil: nobody is a peer
 	cli := newMemStore("rg1:2:b")
+	// The extension is not even offered to a non-peer.
 	_, err := Sync(context.Background(), ts.addr, ClientConfig{}, cli)
-	var re *ReplyError
-	if !errors.As(err, &re) || re.Code != 550 {
-		t.Fatalf("err = %v, want 550 ReplyError", err)
+	if !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("err = %v, want ErrNotSupported", err)
 	}
 	if srv.installCount() != 0 {
 		t.Fatal("store changed")
@@ -206,7 +206,8 @@ func TestEHLOKeywords(t *testing.T) {
 		want []string
 	}{
 		{"plain", nil, []string{"250-CHUNKING", "250-X-LINK2STATE", "250 LIMITS RCPTMAX=10"}},
-		{"tls", pki.serverTLS(), []string{"250-STARTTLS", "250-X-LINK2STATE", "250 LIMITS RCPTMAX=10"}},
+		// Before STARTTLS the peer is not known yet: the extension is offered after it.
+		{"tls", pki.serverTLS(), []string{"250-STARTTLS", "250 LIMITS RCPTMAX=10"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -513,9 +514,8 @@ func TestSTARTTLSSync(t *testing.T) {
 	nocert := pki.clientTLS()
 	nocert.Certificates = nil
 	_, err = Sync(ctx, ts.addr, ClientConfig{TLS: nocert}, newMemStore())
-	var re *ReplyError
-	if !errors.As(err, &re) || re.Code != 550 {
-		t.Fatalf("err = %v, want 550", err)
+	if !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("err = %v, want ErrNotSupported (not offered without a peer certificate)", err)
 	}
 }
 
