@@ -56,9 +56,17 @@ type NodeConfig struct {
 type ListenConfig struct {
 	SMTP       string `yaml:"smtp"`
 	Submission string `yaml:"submission"`
-	Admin      string `yaml:"admin"`
-	Linkstate  string `yaml:"linkstate"`
-	Gossip     string `yaml:"gossip"`
+	// Submissions is message submission with implicit TLS (RFC 8314, 465).
+	Submissions string `yaml:"submissions"`
+	// ProxyProtocolFrom lists the load balancers (CIDRs) whose connections
+	// begin with a PROXY header on the listeners named in ProxyProtocol.
+	ProxyProtocolFrom []string `yaml:"proxy_protocol_from"`
+	// ProxyProtocol names those listeners (smtp, submission, submissions);
+	// default [smtp] when ProxyProtocolFrom is set.
+	ProxyProtocol []string `yaml:"proxy_protocol"`
+	Admin         string   `yaml:"admin"`
+	Linkstate     string   `yaml:"linkstate"`
+	Gossip        string   `yaml:"gossip"`
 	// Mesh is the mesh-facing SMTP listener: other nodes send mail and
 	// X-LINK2STATE here. Empty runs a standalone node (no mesh).
 	Mesh string `yaml:"mesh"`
@@ -372,7 +380,7 @@ func (c *Config) validateListen() error {
 		return configError("listen.smtp", "must not be empty")
 	}
 	addrs := []struct{ key, val string }{
-		{"listen.smtp", l.SMTP}, {"listen.submission", l.Submission}, {"listen.admin", l.Admin},
+		{"listen.smtp", l.SMTP}, {"listen.submission", l.Submission}, {"listen.submissions", l.Submissions}, {"listen.admin", l.Admin},
 		{"listen.linkstate", l.Linkstate}, {"listen.gossip", l.Gossip}, {"listen.mesh", l.Mesh},
 	}
 	seen := map[string]string{}
@@ -387,6 +395,30 @@ func (c *Config) validateListen() error {
 			return configError(a.key, "address %s is already used by %s", a.val, other)
 		}
 		seen[a.val] = a.key
+	}
+	return c.validateProxyProtocol()
+}
+
+func (c *Config) validateProxyProtocol() error {
+	l := &c.Listen
+	for i, v := range l.ProxyProtocolFrom {
+		if _, err := parsePrefix(v); err != nil {
+			return configError(fmt.Sprintf("listen.proxy_protocol_from[%d]", i), "must be an IP address or CIDR, got %q", v)
+		}
+	}
+	if len(l.ProxyProtocolFrom) == 0 {
+		if len(l.ProxyProtocol) > 0 {
+			return configError("listen.proxy_protocol", "needs listen.proxy_protocol_from (the balancers' networks)")
+		}
+		return nil
+	}
+	if len(l.ProxyProtocol) == 0 {
+		l.ProxyProtocol = []string{"smtp"}
+	}
+	for i, name := range l.ProxyProtocol {
+		if name != "smtp" && name != "submission" && name != "submissions" {
+			return configError(fmt.Sprintf("listen.proxy_protocol[%d]", i), "must be smtp, submission or submissions, got %q", name)
+		}
 	}
 	return nil
 }

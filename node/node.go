@@ -64,6 +64,7 @@ type Node struct {
 
 	smtpSrv *smtp.Server
 	subSrv  *smtp.Server // nil when listen.submission is empty
+	subsSrv *smtp.Server // implicit TLS (RFC 8314); nil when listen.submissions is empty
 	adminLn net.Listener // nil when listen.admin is empty
 	admin   *http.Server
 
@@ -185,6 +186,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)
 	}
+	smtpLn = n.proxied("smtp", smtpLn)
 	n.smtpSrv, err = smtp.NewServer(smtp.ServerConfig{
 		Hostname:      cfg.Node.Hostname,
 		Listener:      smtpLn,
@@ -202,31 +204,11 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)
 	}
-	if cfg.Listen.Submission != "" {
-		if tlsCfg == nil {
-			return nil, errors.New("node: listen.submission needs TLS (tls.cert_file or tls.self_signed)")
-		}
-		subLn, err := n.listenSMTP("tcp", cfg.Listen.Submission)
-		if err != nil {
-			return nil, fmt.Errorf("node: listen.submission: %w", err)
-		}
-		n.subSrv, err = smtp.NewServer(smtp.ServerConfig{
-			Hostname:      cfg.Node.Hostname,
-			Listener:      subLn,
-			TLS:           tlsCfg,
-			Submission:    true,
-			Limits:        limits,
-			Policy:        n.policy,
-			Sink:          &sink{n: n, source: "submission"},
-			Auth:          newUserDB(cfg.Auth.Users),
-			Logger:        log.With("listener", "submission"),
-			Now:           now,
-			OnReply:       n.metrics.countReply("submission"),
-			OnBareLineEnd: n.metrics.countBare("submission"),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("node: listen.submission: %w", err)
-		}
+	if n.subSrv, err = n.newSubmission(cfg.Listen.Submission, "submission", false, tlsCfg, limits); err != nil {
+		return nil, err
+	}
+	if n.subsSrv, err = n.newSubmission(cfg.Listen.Submissions, "submissions", true, tlsCfg, limits); err != nil {
+		return nil, err
 	}
 	if cfg.Listen.Admin != "" {
 		n.adminLn, err = n.listen("tcp", cfg.Listen.Admin)
@@ -280,9 +262,11 @@ func (n *Node) Start() error {
 	if err := n.startMesh(ctx, g); err != nil {
 		return err
 	}
-	if n.subSrv != nil {
-		if err := n.subSrv.Start(); err != nil {
-			return fmt.Errorf("node: start submission: %w", err)
+	for name, srv := range map[string]*smtp.Server{"submission": n.subSrv, "submissions": n.subsSrv} {
+		if srv != nil {
+			if err := srv.Start(); err != nil {
+				return fmt.Errorf("node: start %s: %w", name, err)
+			}
 		}
 	}
 	if n.admin != nil {
@@ -327,8 +311,10 @@ func (n *Node) closeParts() error {
 		errs = append(errs, n.smtpSrv.Close())
 	}
 	errs = append(errs, n.closeMesh(false))
-	if n.subSrv != nil {
-		errs = append(errs, n.subSrv.Close())
+	for _, srv := range []*smtp.Server{n.subSrv, n.subsSrv} {
+		if srv != nil {
+			errs = append(errs, srv.Close())
+		}
 	}
 	if n.admin != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -386,6 +372,9 @@ func (n *Node) Listeners() map[string]string {
 	if a := n.SubmissionAddr(); a != nil {
 		m["submission"] = a.String()
 	}
+	if n.subsSrv != nil {
+		m["submissions"] = n.subsSrv.Addr().String()
+	}
 	if a := n.AdminAddr(); a != nil {
 		m["admin"] = a.String()
 	}
@@ -420,7 +409,7 @@ func (n *Node) drainSMTP() {
 	ctx, cancel := context.WithTimeout(context.Background(), n.live.Load().Limits.ShutdownGrace)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, s := range []*smtp.Server{n.smtpSrv, n.subSrv, n.meshSrv} {
+	for _, s := range []*smtp.Server{n.smtpSrv, n.subSrv, n.subsSrv, n.meshSrv} {
 		if s != nil {
 			wg.Go(func() { _ = s.Shutdown(ctx) })
 		}

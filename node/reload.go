@@ -95,7 +95,7 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	a = applied("limits.max_connections_per_ip", ol.MaxConnectionsPerIP, nl.MaxConnectionsPerIP) || a
 	if a {
 		l := smtp.Limits{MaxHeaderBytes: nl.MaxHeaderBytes, MaxReceived: nl.MaxReceivedHeaders, DataTimeout: nl.DataTimeout, MaxConnsPerIP: nl.MaxConnectionsPerIP}
-		for _, s := range []*smtp.Server{n.smtpSrv, n.subSrv, n.meshSrv} {
+		for _, s := range []*smtp.Server{n.smtpSrv, n.subSrv, n.subsSrv, n.meshSrv} {
 			if s != nil {
 				s.SetLimits(l)
 			}

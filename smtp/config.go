@@ -117,6 +117,9 @@ type ServerConfig struct {
 	// PLAIN and LOGIN are offered only after STARTTLS, and MAIL is refused
 	// with 530 5.7.0 until the client has authenticated. Requires TLS and Auth.
 	Submission bool
+	// ImplicitTLS terminates TLS with TLS at connect, before the greeting
+	// (RFC 8314 §3.3, "submissions"); STARTTLS is then not offered.
+	ImplicitTLS bool
 	// Mesh marks a mesh-facing listener (X-LINK2STATE is added by smtp/xlink
 	// around Listener). It only sets Session.MeshPeer when MeshPeer allows it.
 	Mesh bool
@@ -213,6 +216,8 @@ func (c *ServerConfig) validate() error {
 		return errors.New("smtp: server config: submission requires TLS (AUTH is offered only after STARTTLS)")
 	case c.Submission && c.Auth == nil:
 		return errors.New("smtp: server config: submission requires an Authenticator")
+	case c.ImplicitTLS && c.TLS == nil:
+		return errors.New("smtp: server config: implicit TLS requires TLS")
 	case c.Listener == nil && c.Addr == "":
 		return errors.New("smtp: server config: Addr or Listener is required")
 	}

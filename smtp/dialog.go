@@ -535,7 +535,7 @@ func (c *dialogConn) TLSConnectionState() (tls.ConnectionState, bool) {
 	if st, ok := c.w.TLS(); ok {
 		return st, true
 	}
-	inner := c.inner
+	var inner net.Conn = c.inner
 	if cc, ok := inner.(*capConn); ok {
 		inner = cc.Conn
 	}

@@ -144,7 +144,12 @@ func (s *Server) Start() error {
 	s.serveDone = make(chan struct{})
 	go func() {
 		defer close(s.serveDone)
-		err := s.gs.Serve(dialogListener{Listener: s.ln, tlsCfg: s.cfg.TLS, limits: s.limits, log: s.log, reg: s.dialogs, onReply: s.cfg.OnReply})
+		var ln net.Listener = s.ln
+		starttls := s.cfg.TLS
+		if s.cfg.ImplicitTLS {
+			ln, starttls = implicitTLSListener{Listener: s.ln, cfg: s.cfg.TLS, timeout: s.limits.CommandTimeout}, nil
+		}
+		err := s.gs.Serve(dialogListener{Listener: ln, tlsCfg: starttls, limits: s.limits, log: s.log, reg: s.dialogs, onReply: s.cfg.OnReply})
 		if err != nil && !s.isClosed() {
 			s.log.Error("smtp: accept loop stopped", "addr", s.Addr().String(), "err", err)
 			s.serveErr = fmt.Errorf("smtp: serve %s: %w", s.Addr(), err)

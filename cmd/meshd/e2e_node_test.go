@@ -57,21 +57,22 @@ func runTests(m *testing.M) int {
 
 // nodeOptions is what a test changes in a node's config; the rest is filled in by startNode.
 type nodeOptions struct {
-	LocalDomains  []string
-	AllowNetworks []string
-	Smarthost     string
-	DNSServer     string
-	MXPort        int
-	MaxMessage    int64
-	MaxRcpts      int
-	RetryInitial  time.Duration     // default 200ms: tests wait for retries
-	RetryMax      time.Duration     // default 1s
-	Lifetime      time.Duration     // default 1h
-	DelayWarning  time.Duration     // default 30m
-	Users         map[string]string // name -> bcrypt/argon2 hash
-	Extra         map[string]any    // merged over the generated config at top level (section maps merged key by key)
-	Reserved      []string          // host:port addresses the test uses itself (e.g. mesh listeners named in Extra): never chosen
-	Env           []string          // added to meshd's environment (NOTIFY_SOCKET=...)
+	LocalDomains      []string
+	AllowNetworks     []string
+	Smarthost         string
+	DNSServer         string
+	MXPort            int
+	MaxMessage        int64
+	MaxRcpts          int
+	RetryInitial      time.Duration     // default 200ms: tests wait for retries
+	RetryMax          time.Duration     // default 1s
+	Lifetime          time.Duration     // default 1h
+	DelayWarning      time.Duration     // default 30m
+	Users             map[string]string // name -> bcrypt/argon2 hash
+	Extra             map[string]any    // merged over the generated config at top level (section maps merged key by key)
+	Reserved          []string          // host:port addresses the test uses itself (e.g. mesh listeners named in Extra): never chosen
+	Env               []string          // added to meshd's environment (NOTIFY_SOCKET=...)
+	ReadyOnSubmission bool              // wait for the submission listener's 220, not smtp's (smtp is behind a balancer)
 }
 
 // meshNode is one running (or stopped) meshd process with its own config and data directory.
@@ -84,6 +85,7 @@ type meshNode struct {
 	SMTP       string // host:port
 	Submission string
 	Admin      string
+	ready      string // the address whose 220 means the node is up
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -119,6 +121,10 @@ func startNode(t testing.TB, opts nodeOptions) *meshNode {
 		Submission: addrs[1],
 		Admin:      addrs[2],
 		env:        opts.Env,
+	}
+	n.ready = n.SMTP
+	if opts.ReadyOnSubmission {
+		n.ready = n.Submission
 	}
 	cfg, err := yaml.Marshal(n.config(opts, addrs[3], addrs[4], addrs[5]))
 	if err != nil {
@@ -293,7 +299,7 @@ func (n *meshNode) Start() {
 			t.Fatalf("e2e: meshd exited before listening on %s: %v\n%s", n.SMTP, cmd.ProcessState, n.logTail())
 		default:
 		}
-		if err := smtpGreets(n.SMTP); err == nil {
+		if err := smtpGreets(n.ready); err == nil {
 			return
 		} else if time.Now().After(deadline) {
 			t.Fatalf("e2e: meshd not answering on %s after 20s: %v\n%s", n.SMTP, err, n.logTail())

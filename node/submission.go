@@ -1,0 +1,45 @@
+package node
+
+import (
+	"crypto/tls"
+	"fmt"
+
+	"github.com/meshd/meshd/smtp"
+)
+
+// newSubmission builds a message submission listener (RFC 6409) on addr, or
+// returns nil when addr is empty. key is its config key's last part and its
+// name in logs and metrics; implicit selects TLS at connect (RFC 8314,
+// listen.submissions) instead of STARTTLS (listen.submission).
+func (n *Node) newSubmission(addr, key string, implicit bool, tlsCfg *tls.Config, limits smtp.Limits) (*smtp.Server, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	if tlsCfg == nil {
+		return nil, fmt.Errorf("node: listen.%s needs TLS (tls.cert_file or tls.self_signed)", key)
+	}
+	ln, err := n.listenSMTP("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("node: listen.%s: %w", key, err)
+	}
+	srv, err := smtp.NewServer(smtp.ServerConfig{
+		Hostname:      n.cfg.Node.Hostname,
+		Listener:      n.proxied(key, ln),
+		TLS:           tlsCfg,
+		Submission:    true,
+		ImplicitTLS:   implicit,
+		Limits:        limits,
+		Policy:        n.policy,
+		Sink:          &sink{n: n, source: "submission"},
+		Auth:          newUserDB(n.cfg.Auth.Users),
+		Logger:        n.log.With("listener", key),
+		Now:           n.now,
+		OnReply:       n.metrics.countReply(key),
+		OnBareLineEnd: n.metrics.countBare(key),
+	})
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("node: listen.%s: %w", key, err)
+	}
+	return srv, nil
+}
