@@ -343,7 +343,7 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 			results[i].HandedOn = results[i].Outcome == queue.Delivered
 		}
 	}
-	after, err := d.q.RecordMessage(m.ID, results)
+	after, err := d.record(m, g, results)
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
 		d.forget(m.ID)
@@ -426,4 +426,22 @@ func hasPending(m *queue.Message) bool {
 		}
 	}
 	return false
+}
+
+// record applies the results of an attempt; a hop to another mesh node
+// keeps a shadow of the copy in the same commit (docs/shadow.md), unless
+// queue.max_shadow_bytes is 0.
+func (d *deliverer) record(m *queue.Message, g *group, results []queue.Result) (*queue.Message, error) {
+	if g.kind != kindMesh || g.copyID == "" || d.cfg.Queue.MaxShadowBytes <= 0 || len(g.hops) == 0 {
+		return d.q.RecordMessage(m.ID, results)
+	}
+	peer := d.n.memberAt(g.hops[0])
+	if peer == "" {
+		peer = g.hops[0]
+	}
+	return d.q.RecordHandOff(m.ID, results, queue.HandOff{
+		CopyID:  g.copyID,
+		Peer:    peer,
+		Expires: m.ReceivedAt.Add(d.cfg.Queue.Lifetime),
+	})
 }

@@ -127,6 +127,8 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		Dir:         cfg.Node.DataDir + "/queue",
 		MaxMessages: cfg.Queue.MaxMessages,
 		MaxBytes:    cfg.Queue.MaxBytes,
+		// Not unbounded when 0: the deliverer keeps no shadows then.
+		MaxShadowBytes: max(cfg.Queue.MaxShadowBytes, 1),
 		DedupWindow: cfg.Queue.DedupWindow,
 		Now:         now,
 		Logger:      log,
