@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -38,7 +39,7 @@ func (c *check) fail(format string, args ...any) {
 // atEnd: decided only once the run is over.
 func (c *check) atEnd() bool {
 	a := c.a
-	return a.Convergence != nil || a.Refused != nil || (a.MaxAdvertisements != nil && a.MaxAdvertisements.To == 0)
+	return a.Convergence != nil || a.Refused != nil || a.NoLeak != nil || (a.MaxAdvertisements != nil && a.MaxAdvertisements.To == 0)
 }
 
 func (c *check) name() string {
@@ -66,6 +67,12 @@ func (c *check) name() string {
 		return fmt.Sprintf("convergence after %s within %v", a.Convergence.Step, a.Convergence.Max)
 	case a.Refused != nil:
 		return fmt.Sprintf("at least %d messages refused", a.Refused.Min)
+	case a.NoLeak != nil:
+		return "no organisation mail delivered by an external connector"
+	case a.Tombstone != nil:
+		return fmt.Sprintf("tombstone of %s on every live node by %v", a.Tombstone.RG, a.Tombstone.By)
+	case a.Bounced != nil:
+		return fmt.Sprintf("at least %d accepted messages bounced by %v", a.Bounced.Min, a.Bounced.By)
 	}
 	return "?"
 }
@@ -108,6 +115,34 @@ func (r *runner) evaluate(c *check, now time.Duration) {
 		c.lastPath = got
 		if now > ra.By {
 			c.fail("last seen %s at %v", c.lastPath, round(now))
+		}
+	case a.Tombstone != nil:
+		var missing []string
+		for _, n := range r.sc.Topology.NodeNames() {
+			info, ok := r.cl.LSDB(n)
+			if ok && !slices.Contains(info.Tombstones, a.Tombstone.RG) {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) == 0 {
+			c.pass("held everywhere at %v", round(now))
+		} else if now > a.Tombstone.By {
+			c.fail("not held by %s at %v", strings.Join(missing, ", "), round(now))
+		}
+	case a.Bounced != nil:
+		if c.lastScan > 0 && now-c.lastScan < 100*time.Millisecond && now <= a.Bounced.By {
+			return
+		}
+		c.lastScan = now
+		d, err := r.cl.Delivered()
+		if err != nil {
+			return
+		}
+		m := tally(r.sentSnapshot(), d)
+		if m.Bounced >= a.Bounced.Min {
+			c.pass("%d of %d accepted messages bounced by %v", m.Bounced, m.Accepted, round(now))
+		} else if now > a.Bounced.By {
+			c.fail("%d of %d accepted messages bounced by %v (%d delivered)", m.Bounced, m.Accepted, a.Bounced.By, m.Delivered)
 		}
 	case a.MaxAdvertisements != nil:
 		m := a.MaxAdvertisements
@@ -212,6 +247,23 @@ func (r *runner) decideAtEnd(c *check, now time.Duration, rep *Report) {
 			return
 		}
 		c.fail("step %s did not run", a.Convergence.Step)
+	case a.NoLeak != nil:
+		d, err := r.cl.Delivered()
+		if err != nil {
+			c.fail("count deliveries: %v", err)
+			return
+		}
+		var leaked []string
+		for _, s := range r.sentSnapshot() {
+			if _, org := r.sc.Topology.rgOfAddress(s.to); org && d.External[s.id] > 0 {
+				leaked = append(leaked, s.id)
+			}
+		}
+		if len(leaked) == 0 {
+			c.pass("none of the organisation's messages reached a smarthost")
+		} else {
+			c.fail("%d organisation messages delivered to a smarthost, e.g. %s", len(leaked), leaked[0])
+		}
 	case a.Refused != nil:
 		if rep.Messages.Refused >= a.Refused.Min {
 			c.pass("%d refused", rep.Messages.Refused)

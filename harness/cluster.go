@@ -30,6 +30,8 @@ type Cluster interface {
 	LSDB(node string) (info LSDBInfo, ok bool)
 	// Route is the RG path a live node would route the domain along.
 	Route(node, domain string) ([]string, error)
+	// RemoveRG decommissions a routing group through a live node.
+	RemoveRG(node, rg string) error
 	// Originated is the number of link-state records the node originated
 	// over its whole life (earlier incarnations included).
 	Originated(node string) uint64
@@ -39,8 +41,9 @@ type Cluster interface {
 
 // LSDBInfo summarises one node's LSDB.
 type LSDBInfo struct {
-	Digest  [32]byte
-	Records int
+	Digest     [32]byte
+	Records    int
+	Tombstones []string // routing groups with a tombstone held
 }
 
 // Deliveries is what the Maildirs of the mesh hold.
@@ -52,6 +55,9 @@ type Deliveries struct {
 	// Bounced maps the Message-ID of an original message to the
 	// diagnostic of a delivery status notification found for it.
 	Bounced map[string]string
+	// External counts the copies of every Message-ID found at the
+	// smarthosts behind external connectors (out of the organisation).
+	External map[string]int
 }
 
 // Mail is one test message.

@@ -10,17 +10,23 @@
 //   - a Topology: routing groups (name, domains, nodes with priorities) and
 //     directed connectors (cost, source bridgeheads and target nodes; the
 //     targets resolve to those nodes' mesh SMTP addresses);
-//   - Timers: fast probe, sync and retry timers so a run takes seconds;
+//   - Timers: fast probe, sync and retry timers so a run takes seconds
+//     (ttl and refresh shorten record lifetimes so records age out,
+//     lifetime the queue's, for failure DSNs);
 //   - a Timeline of Steps at offsets from t=0: cut, heal, heal_all,
 //     partition, delay (slow link), drop, flap (network faults between node
 //     pairs resolved from a connector, two nodes, or two sets of routing
 //     groups), crash (kill -9) and restart of a node on its data directory,
-//     disk_full and disk_free, and send (SMTP traffic at a rate);
+//     disk_full and disk_free, send (SMTP traffic at a rate), and
+//     remove_rg (decommission a routing group through a node: a tombstone);
 //   - Assertions: delivered_exactly_once by a deadline, lsdb_converged by a
 //     deadline, route (an RG path seen in a time window),
 //     max_advertisements (records originated in a window), convergence
 //     (after a named step, within a bound), refused (at least N messages
-//     answered other than 250).
+//     answered other than 250), no_leak (no message for a routing group's
+//     domain reached a smarthost behind an external connector), tombstone
+//     (every live node holds a group's tombstone by a deadline), bounced
+//     (at least N accepted messages got a failure DSN by a deadline).
 //
 // t=0 is the end of the initial convergence: every node holds every
 // group's record, the digests agree and every reachable domain has a route.

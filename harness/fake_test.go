@@ -177,3 +177,5 @@ func (f *fakeCluster) Originated(node string) uint64 {
 }
 
 func (f *fakeCluster) Close() error { return f.net.Close() }
+
+func (f *fakeCluster) RemoveRG(node, rg string) error { return nil }

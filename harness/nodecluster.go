@@ -135,6 +135,9 @@ func (c *nodeCluster) config(sn *simNode, smtpAddr, meshAddr, lsAddr string) nod
 	cfg.Outbound.DeadTime = tm.DeadTime
 	cfg.Queue.Retry = node.RetryConfig{Initial: tm.RetryInitial, Max: tm.RetryMax, Factor: 2, Jitter: 0.2}
 	cfg.Queue.GCInterval = time.Minute
+	if tm.Lifetime > 0 {
+		cfg.Queue.Lifetime = tm.Lifetime
+	}
 	cfg.Log.Level = "warn"
 	for _, rg := range t.RoutingGroups {
 		for _, ns := range rg.Nodes {
@@ -151,6 +154,9 @@ func (c *nodeCluster) config(sn *simNode, smtpAddr, meshAddr, lsAddr string) nod
 	m.FastGossip = true
 	m.CollectWindow = 100 * time.Millisecond
 	m.SyncInterval = tm.SyncInterval
+	if tm.TTL > 0 {
+		m.TTL, m.Refresh = tm.TTL, tm.Refresh
+	}
 	m.Probe = node.ProbeConfig{Interval: tm.ProbeInterval, Keepalive: tm.ProbeKeepalive, Timeout: tm.ProbeTimeout,
 		GlitchRetries: 2, GlitchDelay: 20 * time.Millisecond, UpAfter: 2}
 	if tm.DampingPenalty > 0 {
@@ -416,7 +422,7 @@ func (c *nodeCluster) Send(ctx context.Context, from string, m Mail) error {
 }
 
 func (c *nodeCluster) Delivered() (Deliveries, error) {
-	d := Deliveries{Copies: map[string]int{}, Bounced: map[string]string{}, At: map[string]time.Time{}}
+	d := Deliveries{Copies: map[string]int{}, Bounced: map[string]string{}, At: map[string]time.Time{}, External: map[string]int{}}
 	roots := make([]string, 0, len(c.nodes)+len(c.smarthosts))
 	for _, name := range c.sc.Topology.NodeNames() {
 		roots = append(roots, filepath.Join(c.nodes[name].cfg.Node.DataDir, "maildir"))
@@ -426,6 +432,12 @@ func (c *nodeCluster) Delivered() (Deliveries, error) {
 	}
 	for _, root := range roots {
 		if err := countMaildir(root, d); err != nil {
+			return d, err
+		}
+	}
+	for _, s := range c.smarthosts {
+		ext := Deliveries{Copies: d.External, Bounced: map[string]string{}}
+		if err := countMaildir(s.root, ext); err != nil {
 			return d, err
 		}
 	}
@@ -447,7 +459,22 @@ func (c *nodeCluster) LSDB(name string) (LSDBInfo, bool) {
 		return LSDBInfo{}, false
 	}
 	snap := m.LSDB().Snapshot()
-	return LSDBInfo{Digest: snap.Digest(), Records: len(snap.Records())}, true
+	info := LSDBInfo{Digest: snap.Digest(), Records: len(snap.Records())}
+	for _, r := range snap.All() {
+		if r.Tombstone {
+			info.Tombstones = append(info.Tombstones, r.RG)
+		}
+	}
+	return info, true
+}
+
+func (c *nodeCluster) RemoveRG(name, rg string) error {
+	m := c.live(name)
+	if m == nil {
+		return fmt.Errorf("harness: node %s is down", name)
+	}
+	_, err := m.RemoveRG(rg)
+	return err
 }
 
 func (c *nodeCluster) Route(name, domain string) ([]string, error) {

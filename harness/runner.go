@@ -369,6 +369,8 @@ func (r *runner) do(ctx context.Context, idx int, st *Step) error {
 		return r.cl.SetDiskFull(ctx, st.DiskFree, false)
 	case st.Send != nil:
 		r.startSend(ctx, idx, st.Send)
+	case st.RemoveRG != nil:
+		return r.cl.RemoveRG(st.RemoveRG.Node, st.RemoveRG.RG)
 	}
 	return nil
 }
@@ -407,7 +409,7 @@ func (r *runner) startSend(ctx context.Context, idx int, s *SendSpec) {
 			err := r.cl.Send(sctx, s.From, m)
 			cancel()
 			if err != nil {
-				r.log.Debug("send refused", "msg", id, "node", s.From, "err", err)
+				r.log.Debug("send refused", "qid", id, "sim_node", s.From, "err", err)
 			}
 			r.mu.Lock()
 			r.sent = append(r.sent, sentMsg{id: id, from: s.From, to: s.To, accepted: err == nil})
@@ -611,6 +613,8 @@ func (st *Step) describe() string {
 		return "disk freed on " + st.DiskFree
 	case st.Send != nil:
 		return fmt.Sprintf("send %d from %s to %s at %g/s", st.Send.Count, st.Send.From, st.Send.To, st.Send.Rate)
+	case st.RemoveRG != nil:
+		return fmt.Sprintf("remove routing group %s through %s", st.RemoveRG.RG, st.RemoveRG.Node)
 	}
 	return "?"
 }

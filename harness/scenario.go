@@ -81,6 +81,12 @@ type Timers struct {
 	RetryInitial   time.Duration `yaml:"retry_initial"`   // default 200ms
 	RetryMax       time.Duration `yaml:"retry_max"`       // default 1s
 	DeadTime       time.Duration `yaml:"dead_time"`       // default 200ms
+	// TTL and Refresh of link-state records (default the node's 1h and
+	// 30m); a short TTL lets a scenario see a record age out.
+	TTL     time.Duration `yaml:"ttl"`
+	Refresh time.Duration `yaml:"refresh"`
+	// Lifetime of queued mail before a failure DSN (default the node's 48h).
+	Lifetime time.Duration `yaml:"lifetime"`
 	// Damping of connector state changes (BGP-style); zero values keep the
 	// node defaults (penalty 1000, suppress 2000, reuse 750, half-life 15m).
 	DampingPenalty  int           `yaml:"damping_penalty"`
@@ -122,6 +128,16 @@ type Step struct {
 	DiskFull  string     `yaml:"disk_full"` // node name: its queue refuses with 451 from now on
 	DiskFree  string     `yaml:"disk_free"` // node name: its queue takes mail again
 	Send      *SendSpec  `yaml:"send"`
+	// RemoveRG decommissions a routing group through a node (meshctl rg
+	// remove): a tombstone floods the mesh.
+	RemoveRG *RemoveSpec `yaml:"remove_rg"`
+}
+
+// RemoveSpec names the routing group to remove and the node that
+// originates its tombstone.
+type RemoveSpec struct {
+	Node string `yaml:"node"`
+	RG   string `yaml:"rg"`
 }
 
 // LinkRef names the links a network fault applies to: the bridgehead pairs
@@ -180,6 +196,25 @@ type Assertion struct {
 	// Refused: at least Min messages were refused (not answered 250), e.g.
 	// by a node whose disk is full.
 	Refused *CountAssertion `yaml:"refused"`
+	// NoLeak: no message for a domain of a routing group was delivered by
+	// an external connector (to a smarthost), checked at the end of the run.
+	NoLeak *Deadline `yaml:"no_leak"`
+	// Tombstone: every live node holds a tombstone for RG by the deadline.
+	Tombstone *TombstoneAssertion `yaml:"tombstone"`
+	// Bounced: at least Min accepted messages got a failure DSN by the deadline.
+	Bounced *BouncedAssertion `yaml:"bounced"`
+}
+
+// TombstoneAssertion waits for a routing group's tombstone everywhere.
+type TombstoneAssertion struct {
+	RG string        `yaml:"rg"`
+	By time.Duration `yaml:"by"`
+}
+
+// BouncedAssertion waits for failure DSNs.
+type BouncedAssertion struct {
+	Min int           `yaml:"min"`
+	By  time.Duration `yaml:"by"`
 }
 
 // Deadline is an offset from t=0.
@@ -378,6 +413,7 @@ func (sc *Scenario) validateStep(st *Step) error {
 	count(st.DiskFull != "")
 	count(st.DiskFree != "")
 	count(st.Send != nil)
+	count(st.RemoveRG != nil)
 	if set != 1 {
 		return fmt.Errorf("a step needs exactly one action, has %d", set)
 	}
@@ -415,6 +451,11 @@ func (sc *Scenario) validateStep(st *Step) error {
 		return t.checkNode(st.DiskFull)
 	case st.DiskFree != "":
 		return t.checkNode(st.DiskFree)
+	case st.RemoveRG != nil:
+		if t.rg(st.RemoveRG.RG) == nil {
+			return fmt.Errorf("remove_rg: unknown routing group %q", st.RemoveRG.RG)
+		}
+		return t.checkNode(st.RemoveRG.Node)
 	case st.Send != nil:
 		s := st.Send
 		if err := t.checkNode(s.From); err != nil {
@@ -436,7 +477,7 @@ func (sc *Scenario) validateStep(st *Step) error {
 func (sc *Scenario) validateAssertion(a *Assertion, steps map[string]bool) error {
 	set := 0
 	for _, b := range []bool{a.DeliveredExactlyOnce != nil, a.LSDBConverged != nil, a.Route != nil,
-		a.MaxAdvertisements != nil, a.Convergence != nil, a.Refused != nil} {
+		a.MaxAdvertisements != nil, a.Convergence != nil, a.Refused != nil, a.NoLeak != nil, a.Tombstone != nil, a.Bounced != nil} {
 		if b {
 			set++
 		}
@@ -474,6 +515,14 @@ func (sc *Scenario) validateAssertion(a *Assertion, steps map[string]bool) error
 		}
 		if m.To != 0 && m.To < m.From {
 			return errors.New("max_advertisements: to before from")
+		}
+	case a.Tombstone != nil:
+		if t.rg(a.Tombstone.RG) == nil || a.Tombstone.By <= 0 {
+			return fmt.Errorf("tombstone: a known rg and by are required")
+		}
+	case a.Bounced != nil:
+		if a.Bounced.Min <= 0 || a.Bounced.By <= 0 {
+			return errors.New("bounced: min and by are required")
 		}
 	case a.Convergence != nil:
 		if !steps[a.Convergence.Step] {

@@ -157,7 +157,7 @@ func (db *LSDB) install(r *Record, enc []byte) (bool, error) {
 	db.snap.Store(cur.with(r.RG, e))
 	db.mu.Unlock()
 
-	db.log.Debug("linkstate: installed record", "rg", r.RG, "version", r.Version, "tombstone", r.Tombstone)
+	db.log.Debug("linkstate: installed record", "record_rg", r.RG, "version", r.Version, "tombstone", r.Tombstone)
 	db.notify([]string{r.RG})
 	return true, nil
 }
@@ -190,7 +190,7 @@ func (db *LSDB) Expire(now time.Time) []string {
 
 	slices.Sort(gone)
 	for _, rg := range gone {
-		db.log.Debug("linkstate: record expired", "rg", rg)
+		db.log.Debug("linkstate: record expired", "record_rg", rg)
 	}
 	db.notify(gone)
 	return gone

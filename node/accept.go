@@ -103,19 +103,19 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	err := n.q.Enqueue(ctx, qenv, body)
 	switch {
 	case errors.Is(err, queue.ErrDuplicate):
-		n.log.Info("duplicate message acknowledged", "msg", id, "source", source)
+		n.log.Info("duplicate message acknowledged", "qid", id, "via", source)
 		return id, nil
 	case errors.Is(err, queue.ErrFull):
 		n.metrics.rejectedFull.Inc()
-		n.log.Warn("queue full: message refused", "msg", id)
+		n.log.Warn("queue full: message refused", "qid", id)
 		return "", errQueueFull
 	case err != nil:
-		n.log.Error("enqueue failed", "msg", id, "err", err)
+		n.log.Error("enqueue failed", "qid", id, "err", err)
 		return "", err
 	}
 	n.metrics.accepted.WithLabelValues(source).Inc()
 	n.trackReceived(qenv, body, s.source)
-	n.log.Debug("message queued", "msg", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", len(body), "source", source)
+	n.log.Debug("message queued", "qid", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", len(body), "via", source)
 	return id, nil
 }
 

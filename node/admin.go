@@ -152,7 +152,7 @@ func (n *Node) handleQueueAction(w http.ResponseWriter, r *http.Request) {
 		writeQueueError(w, err)
 		return
 	}
-	n.log.Info("admin: queue "+action, "msg", id)
+	n.log.Info("admin: queue "+action, "qid", id)
 	res := ActionResult{ID: id, Action: action}
 	if m, err := n.q.Get(id); err == nil {
 		mi := messageInfo(m)
@@ -168,7 +168,7 @@ func (n *Node) handleQueueDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.del.forget(id)
-	n.log.Info("admin: queue delete", "msg", id)
+	n.log.Info("admin: queue delete", "qid", id)
 	writeJSON(w, http.StatusOK, ActionResult{ID: id, Action: "delete"})
 }
 

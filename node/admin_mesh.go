@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -25,6 +26,7 @@ func (n *Node) mountMesh(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/mesh/routes", n.needMesh(n.handleRoutes))
 	mux.HandleFunc("GET /api/mesh/trace", n.needMesh(n.handleTrace))
 	mux.HandleFunc("POST /api/mesh/connector/{name}/{action}", n.needMesh(n.handleConnector))
+	mux.HandleFunc("POST /api/mesh/rg/{name}/remove", n.needMesh(n.handleRGRemove))
 	mux.HandleFunc("GET /api/track/{key}", n.handleTrack)
 
 	page := status.NewHandler(statusSource{n}, status.Options{Logger: n.log.With("component", "status")})
@@ -99,12 +101,32 @@ func (n *Node) handleTrace(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "no routing table yet")
 		return
 	}
-	d, err := tab.Route(id, domain)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	// A refused route is an answer too: the decision says why (Refused,
+	// Why) and meshctl exits 1 on it.
+	d, _ := tab.Trace(id, domain)
+	writeJSON(w, http.StatusOK, adminapi.Trace{Rcpt: rcpt, Decision: d, Lines: d.Lines()})
+}
+
+// handleRGRemove decommissions a routing group: a signed tombstone that
+// floods like any record (see mesh.RemoveRG).
+func (n *Node) handleRGRemove(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	tomb, err := n.mesh.RemoveRG(name)
+	switch {
+	case errors.Is(err, mesh.ErrUnknownRG):
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	case errors.Is(err, mesh.ErrCannotSign):
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, adminapi.Trace{Rcpt: rcpt, Decision: d, Lines: d.Lines()})
+	n.log.Warn("admin: routing group removed", "record_rg", name)
+	v := tomb.Version
+	writeJSON(w, http.StatusOK, adminapi.RGRemoveResult{RG: name, Version: fmt.Sprintf("%d.%d.%d.%d", v.Epoch, v.Major, v.Minor, v.User),
+		IssuedAt: tomb.IssuedAt, ExpiresAt: tomb.ExpiresAt(), Node: n.cfg.Node.Name})
 }
 
 func (n *Node) handleConnector(w http.ResponseWriter, r *http.Request) {

@@ -16,9 +16,13 @@ import (
 // and on a mesh node: answers, status codes, the status page and metrics.
 func TestAdminMeshEndpoints(t *testing.T) {
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var token string // a1's, for the state-changing requests (all to a1)
 	get := func(t *testing.T, method, url string) (int, string, http.Header) {
 		t.Helper()
 		req, _ := http.NewRequest(method, url, nil)
+		if method != "GET" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
 		resp, err := noRedirect.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -51,6 +55,7 @@ func TestAdminMeshEndpoints(t *testing.T) {
 		return nil
 	})
 	sbase, mbase := "http://"+standalone.AdminAddr().String(), "http://"+a1.AdminAddr().String()
+	token = adminToken(t, a1)
 
 	tests := []struct {
 		name, method, url string

@@ -5,9 +5,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/node/adminapi"
 )
 
 func TestAdminAPI(t *testing.T) {
@@ -28,6 +31,9 @@ func TestAdminAPI(t *testing.T) {
 	do := func(method, path string, wantCode int, v any) {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, nil)
+		if method != "GET" {
+			req.Header.Set("Authorization", "Bearer "+adminToken(t, n))
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -99,4 +105,18 @@ func TestAdminAPI(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+}
+
+// adminToken is the admin token n created at its start.
+func adminToken(t testing.TB, n *Node) string {
+	t.Helper()
+	b, err := os.ReadFile(n.cfg.Admin.TokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := adminapi.ParseTokenFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }

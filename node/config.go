@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/meshd/meshd/smtp"
 )
 
 // Config is the configuration of one node, read from one YAML file. Every
@@ -30,6 +32,7 @@ type Config struct {
 	Queue        QueueConfig       `yaml:"queue"`
 	Relay        RelayConfig       `yaml:"relay"`
 	Auth         AuthConfig        `yaml:"auth"`
+	Admin        AdminConfig       `yaml:"admin"`
 	Log          LogConfig         `yaml:"log"`
 	Mesh         MeshConfig        `yaml:"mesh"`
 	Connectors   []ConnectorConfig `yaml:"connectors"`
@@ -110,6 +113,8 @@ type LimitsConfig struct {
 	DataTimeout         time.Duration `yaml:"data_timeout"`
 	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
 	ShutdownGrace       time.Duration `yaml:"shutdown_grace"`
+	// BareLineEnds: "normalize" or "reject" (smtp.BarePolicy).
+	BareLineEnds string `yaml:"bare_line_ends"`
 }
 
 // QueueConfig bounds the queue and sets the retry schedule.
@@ -146,6 +151,26 @@ type AuthConfig struct {
 	Users []UserConfig `yaml:"users"`
 }
 
+// AdminConfig protects the admin API (listen.admin); see adminapi.Guard.
+type AdminConfig struct {
+	// Auth is "writes" (the token is required for state-changing requests;
+	// reads are open to whoever reaches the listener) or "all" (every
+	// request needs it). A listener on a non-loopback address needs "all".
+	Auth string `yaml:"auth"`
+	// TokenFile holds the token; created (0600) at first start. Empty means
+	// <data_dir>/admin.token.
+	TokenFile string `yaml:"token_file"`
+	// Hosts are host names, besides localhost and the listener's
+	// addresses, that the Host header of a request may carry.
+	Hosts []string `yaml:"hosts"`
+}
+
+// Admin auth modes.
+const (
+	AdminAuthWrites = "writes"
+	AdminAuthAll    = "all"
+)
+
 // UserConfig is one submission user with a bcrypt or argon2id password hash.
 type UserConfig struct {
 	Name string `yaml:"name"`
@@ -176,6 +201,7 @@ func DefaultConfig() Config {
 			Gossip:     "127.0.0.1:7946",
 		},
 		TLS:          TLSConfig{SelfSigned: true},
+		Admin:        AdminConfig{Auth: AdminAuthWrites},
 		LocalDomains: []string{"example.test"},
 		Delivery:     DeliveryConfig{Mode: "maildir"},
 		Outbound: OutboundConfig{
@@ -197,6 +223,7 @@ func DefaultConfig() Config {
 			DataTimeout:         10 * time.Minute,
 			ShutdownGrace:       10 * time.Second,
 			MaxConnectionsPerIP: 20,
+			BareLineEnds:        "normalize",
 		},
 		Queue: QueueConfig{
 			MaxMessages:  100000,
@@ -272,7 +299,7 @@ func (c *Config) Validate() error {
 	checks := []func() error{
 		c.validateNode, c.validateListen, c.validateTLS, c.validateDomains,
 		c.validateDelivery, c.validateOutbound, c.validateLimits, c.validateQueue,
-		c.validateRelay, c.validateAuth, c.validateLog, c.validateMesh,
+		c.validateRelay, c.validateAuth, c.validateAdmin, c.validateLog, c.validateMesh,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
@@ -302,6 +329,46 @@ func (c *Config) validateNode() error {
 		return configError("node.hostname", "must be a DNS host name, got %q", n.Hostname)
 	}
 	return nil
+}
+
+func (c *Config) validateAdmin() error {
+	a := &c.Admin
+	if a.Auth != AdminAuthWrites && a.Auth != AdminAuthAll {
+		return configError("admin.auth", "must be writes or all, got %q", a.Auth)
+	}
+	if a.TokenFile == "" {
+		a.TokenFile = filepath.Join(c.Node.DataDir, "admin.token")
+	}
+	// Absolute, so that the path a 401 answer gives meshctl works from
+	// any directory.
+	if abs, err := filepath.Abs(a.TokenFile); err == nil {
+		a.TokenFile = abs
+	}
+	for i, h := range a.Hosts {
+		h = strings.ToLower(strings.TrimSuffix(h, "."))
+		if !domainRe.MatchString(h) {
+			return configError(fmt.Sprintf("admin.hosts[%d]", i), "must be a DNS host name, got %q", a.Hosts[i])
+		}
+		a.Hosts[i] = h
+	}
+	if c.Listen.Admin != "" && !loopbackListen(c.Listen.Admin) && a.Auth != AdminAuthAll {
+		return configError("listen.admin", "%s is not a loopback address: anyone who reaches it could read the queue and message tracking; set admin.auth: all (every request then needs the admin token) or listen on 127.0.0.1", c.Listen.Admin)
+	}
+	return nil
+}
+
+// loopbackListen: host:port listens on loopback only (a loopback address
+// or localhost; an empty host or 0.0.0.0 is every interface).
+func loopbackListen(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (c *Config) validateListen() error {
@@ -468,6 +535,9 @@ func (c *Config) validateLimits() error {
 	l := c.Limits
 	if l.MaxMessageBytes < 1024 || l.MaxMessageBytes > 1<<30 {
 		return configError("limits.max_message_bytes", "must be 1024..1073741824, got %d", l.MaxMessageBytes)
+	}
+	if l.BareLineEnds != string(smtp.BareNormalize) && l.BareLineEnds != string(smtp.BareReject) {
+		return configError("limits.bare_line_ends", "must be normalize or reject, got %q", l.BareLineEnds)
 	}
 	ints := []struct {
 		key       string

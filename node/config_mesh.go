@@ -57,6 +57,10 @@ type RoutingGroupConfig struct {
 	// PublicKeys are "keyid:base64" Ed25519 public keys that sign the
 	// group's records. Without any, the org key signs them.
 	PublicKeys []string `yaml:"public_keys"`
+	// Domains are the organisation domains the group owns ("example.com"
+	// or "*.example.com"): mail for them never leaves by an external
+	// connector, even while the group's record is absent.
+	Domains []string `yaml:"domains"`
 }
 
 // ProbeConfig tunes failure detection of bridgehead pairs.
@@ -106,7 +110,7 @@ type AddressSpaceConfig struct {
 func defaultMeshConfig() MeshConfig {
 	return MeshConfig{
 		MaxPerPeer: 16, ShadowCheck: 10 * time.Second, ShadowTimeout: 10 * time.Minute,
-		TTL:        time.Hour, Refresh: 30 * time.Minute, SyncInterval: 30 * time.Second, CollectWindow: 500 * time.Millisecond,
+		TTL: time.Hour, Refresh: 30 * time.Minute, SyncInterval: 30 * time.Second, CollectWindow: 500 * time.Millisecond,
 		Probe: ProbeConfig{Interval: time.Second, Keepalive: 10 * time.Second, Timeout: 2 * time.Second,
 			GlitchRetries: 2, GlitchDelay: 50 * time.Millisecond, UpAfter: 2},
 		Damping: DampingConfig{Penalty: linkstate.DefaultDamping.Penalty, HalfLife: linkstate.DefaultDamping.HalfLife,
@@ -150,7 +154,7 @@ func (c *Config) validateMesh() error {
 		d   time.Duration
 		min time.Duration
 	}{
-		{"mesh.ttl", m.TTL, time.Minute}, {"mesh.refresh", m.Refresh, time.Second}, {"mesh.sync_interval", m.SyncInterval, 100 * time.Millisecond},
+		{"mesh.ttl", m.TTL, 5 * time.Second}, {"mesh.refresh", m.Refresh, time.Second}, {"mesh.sync_interval", m.SyncInterval, 100 * time.Millisecond},
 		{"mesh.collect_window", m.CollectWindow, time.Millisecond}, {"mesh.probe.interval", m.Probe.Interval, 10 * time.Millisecond},
 		{"mesh.probe.keepalive", m.Probe.Keepalive, 10 * time.Millisecond}, {"mesh.probe.timeout", m.Probe.Timeout, 10 * time.Millisecond},
 		{"mesh.probe.glitch_delay", m.Probe.GlitchDelay, time.Millisecond},
@@ -291,6 +295,11 @@ func (c *Config) keyring() (*linkstate.Keyring, error) {
 			return nil, configError(key+".name", "%v", err)
 		}
 		self = self || rg.Name == c.Node.RoutingGroup
+		for j, d := range rg.Domains {
+			if err := checkSpace(AddressSpaceConfig{Pattern: d, Cost: 1}); err != nil || d == "*" {
+				return nil, configError(fmt.Sprintf("%s.domains[%d]", key, j), "must be a domain or *.domain, got %q", d)
+			}
+		}
 		for j, pk := range rg.PublicKeys {
 			id, raw, err := splitKey(pk)
 			if err != nil || len(raw) != ed25519.PublicKeySize {
@@ -365,6 +374,18 @@ func (c *Config) localSpaces() []linkstate.AddressSpace {
 	var out []linkstate.AddressSpace
 	for _, d := range c.LocalDomains {
 		out = append(out, linkstate.AddressSpace{Pattern: strings.ToLower(d), Cost: 1})
+	}
+	return out
+}
+
+// declaredDomains are the domains each routing group owns by
+// configuration (mesh.routing_groups[].domains), lowercased.
+func (c *Config) declaredDomains() map[string][]string {
+	out := map[string][]string{}
+	for _, rg := range c.Mesh.RoutingGroups {
+		for _, d := range rg.Domains {
+			out[rg.Name] = append(out[rg.Name], strings.ToLower(strings.TrimSuffix(d, ".")))
+		}
 	}
 	return out
 }

@@ -46,6 +46,18 @@ type deliverer struct {
 	wake    chan struct{}
 }
 
+// retryBackoff is the queue's schedule for the configured retry keys.
+// queue.retry.jitter 0 means no jitter: queue.Backoff reads a zero
+// Jitter as its default (0.2) and a negative one as none, and the node's
+// default lives in DefaultConfig, so 0 is passed on as "none".
+func retryBackoff(r RetryConfig) queue.Backoff {
+	b := queue.Backoff{Initial: r.Initial, Max: r.Max, Factor: r.Factor, Jitter: r.Jitter}
+	if r.Jitter == 0 {
+		b.Jitter = -1
+	}
+	return b
+}
+
 func newDeliverer(n *Node, opts Options) (*deliverer, error) {
 	out, err := newTransports(n, opts)
 	if err != nil {
@@ -53,14 +65,11 @@ func newDeliverer(n *Node, opts Options) (*deliverer, error) {
 	}
 	c := n.cfg
 	return &deliverer{
-		n:   n,
-		cfg: c,
-		log: n.log,
-		q:   n.q,
-		backoff: queue.Backoff{
-			Initial: c.Queue.Retry.Initial, Max: c.Queue.Retry.Max,
-			Factor: c.Queue.Retry.Factor, Jitter: c.Queue.Retry.Jitter,
-		},
+		n:         n,
+		cfg:       c,
+		log:       n.log,
+		q:         n.q,
+		backoff:   retryBackoff(c.Queue.Retry),
 		out:       out,
 		global:    make(chan struct{}, c.Outbound.MaxConcurrent),
 		inflight:  make(map[string]bool),
@@ -190,7 +199,7 @@ func (d *deliverer) reroute() {
 	d.mu.Unlock()
 	for _, id := range ids {
 		if err := d.q.Retry(id); err != nil && !errors.Is(err, queue.ErrNotFound) && !errors.Is(err, queue.ErrClosed) {
-			d.log.Warn("queue: retry after route change", "msg", id, "err", err)
+			d.log.Warn("queue: retry after route change", "qid", id, "err", err)
 		}
 	}
 	if len(ids) > 0 {
@@ -212,7 +221,7 @@ func (d *deliverer) done(id string) {
 // process makes one delivery pass over a message: expiry, delay warning,
 // then one attempt per destination group of its due recipients.
 func (d *deliverer) process(ctx context.Context, m *queue.Message) {
-	log := d.log.With("msg", m.ID)
+	log := d.log.With("qid", m.ID)
 	// The body is read only once a group holds a delivery slot (or a DSN
 	// needs it), so messages waiting for a busy destination hold no body.
 	body := sync.OnceValues(func() ([]byte, error) {
@@ -404,12 +413,12 @@ func (d *deliverer) expire(m *queue.Message, body []byte, now time.Time) {
 	d.failureDSN(m, body, failed, "")
 	if _, err := d.q.Expire(m.ID, nil, fmt.Sprintf("expired at %s", now.UTC().Format(time.RFC3339))); err != nil &&
 		!errors.Is(err, queue.ErrNotFound) {
-		d.log.Error("queue: expire", "msg", m.ID, "err", err)
+		d.log.Error("queue: expire", "qid", m.ID, "err", err)
 		return
 	}
 	d.forget(m.ID)
 	d.n.metrics.expired.Add(float64(len(failed)))
-	d.log.Info("expired", "msg", m.ID, "rcpts", len(failed))
+	d.log.Info("expired", "qid", m.ID, "rcpts", len(failed))
 }
 
 // forget drops the bookkeeping of a message that left the queue.

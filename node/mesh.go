@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -54,6 +55,7 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		LinkState: lsLn, LinkStateAddr: advertised(lsLn.Addr(), cfg.Listen.Linkstate),
 		GossipBind: cfg.Listen.Gossip, Seeds: cfg.Mesh.Seeds, GossipKey: gossipKey, FastGossip: cfg.Mesh.FastGossip,
 		Connectors: cfg.meshConnectors(), LocalSpaces: cfg.localSpaces(), Keyring: kr,
+		Declared: cfg.declaredDomains(), OwnedFile: filepath.Join(cfg.Node.DataDir, "mesh-owned.json"),
 		TTL: cfg.Mesh.TTL, Refresh: cfg.Mesh.Refresh, CollectWindow: cfg.Mesh.CollectWindow, SyncInterval: cfg.Mesh.SyncInterval,
 		State: cfg.stateConfig(),
 		Probe: mesh.ProbeConfig{Interval: cfg.Mesh.Probe.Interval, Keepalive: cfg.Mesh.Probe.Keepalive, Timeout: cfg.Mesh.Probe.Timeout,
@@ -88,14 +90,15 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 			Allow:  func(a net.Addr, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(a) },
 			Logger: n.log.With("listener", "mesh"),
 		}),
-		Mesh:     true,
-		MeshPeer: func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
-		Limits:   limits,
-		Policy:   n.policy,
-		Sink:     &sink{n: n, source: "smtp"},
-		Logger:   n.log.With("listener", "mesh"),
-		Now:      n.now,
-		OnReply:  n.metrics.countReply("mesh"),
+		Mesh:          true,
+		MeshPeer:      func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
+		Limits:        limits,
+		Policy:        n.policy,
+		Sink:          &sink{n: n, source: "smtp"},
+		Logger:        n.log.With("listener", "mesh"),
+		Now:           n.now,
+		OnReply:       n.metrics.countReply("mesh"),
+		OnBareLineEnd: n.metrics.countBare("mesh"),
 	})
 	if err != nil {
 		m.Close()

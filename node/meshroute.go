@@ -27,8 +27,15 @@ func (t *transports) meshGroup(m *queue.Message, domain string) *group {
 	switch {
 	case errors.Is(err, routing.ErrInvalidDomain):
 		return &group{key: "invalid:" + domain, kind: kindNoRoute, why: "invalid domain " + domain}
+	case errors.Is(err, routing.ErrRemoved):
+		// Decommissioned: nothing will ever deliver it; a failure DSN now.
+		return &group{key: "removed:" + domain, kind: kindNoRoute, perm: true, why: d.Why}
 	case err != nil || d.Kind == routing.NoRoute:
-		return &group{key: kindNoRoute, kind: kindNoRoute, why: "no route to " + domain + " in the mesh now; waiting for link state"}
+		why := "no route to " + domain + " in the mesh now; waiting for link state"
+		if d.Why != "" {
+			why = d.Why
+		}
+		return &group{key: kindNoRoute, kind: kindNoRoute, why: why}
 	}
 	switch d.Kind {
 	case routing.Local:

@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/meshd/meshd/smtp"
 )
 
 // metrics are the node's Prometheus metrics, on a registry of its own so
@@ -20,7 +22,9 @@ type metrics struct {
 	dsnSent      *prometheus.CounterVec // by kind: failure, delay, success
 	replies      *prometheus.CounterVec // SMTP replies sent, by code
 	deadSkips    prometheus.Counter
-	mesh         *meshMetrics // metrics_mesh.go
+	adminRefused *prometheus.CounterVec // admin API requests refused, by reason
+	bareLineEnds *prometheus.CounterVec // messages with bare CR/LF, by listener and action
+	mesh         *meshMetrics           // metrics_mesh.go
 }
 
 func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
@@ -53,6 +57,12 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 		deadSkips: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshd_delivery_dead_destination_skips_total", Help: "Attempts deferred without dialling because the destination was recently unreachable.",
 		}),
+		bareLineEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_smtp_bare_line_end_messages_total", Help: "Messages whose content held a bare CR or LF, by listener and action (normalize: stored with CRLF; reject: refused 550 5.6.0).",
+		}, []string{"listener", "action"}),
+		adminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_admin_refused_requests_total", Help: "Admin API requests refused, by reason (host, origin, content_type, token).",
+		}, []string{"reason"}),
 	}
 	queueMsgs := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "meshd_queue_messages", Help: "Messages in the queue.",
@@ -63,9 +73,14 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 	m.mesh = newMeshMetrics()
 	m.reg.MustRegister(m.mesh.digestChanges, m.mesh.convergence, m.mesh.transitions, m.mesh.tables, m.mesh.spf, m.mesh.adminOverrides)
 	m.reg.MustRegister(m.accepted, m.rejectedFull, m.delivered, m.deferred, m.bounced, m.expired,
-		m.dsnSent, m.replies, m.deadSkips, queueMsgs, queueBytes,
+		m.dsnSent, m.replies, m.deadSkips, m.adminRefused, m.bareLineEnds, queueMsgs, queueBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// countBare returns the smtp.ServerConfig.OnBareLineEnd of one listener.
+func (m *metrics) countBare(listener string) func(smtp.BarePolicy) {
+	return func(p smtp.BarePolicy) { m.bareLineEnds.WithLabelValues(listener, string(p)).Inc() }
 }
 
 // countReply returns the smtp.ServerConfig.OnReply of one listener: it

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
@@ -129,10 +130,10 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		MaxBytes:    cfg.Queue.MaxBytes,
 		// Not unbounded when 0: the deliverer keeps no shadows then.
 		MaxShadowBytes: max(cfg.Queue.MaxShadowBytes, 1),
-		DedupWindow: cfg.Queue.DedupWindow,
-		Now:         now,
-		Logger:      log,
-		GCInterval:  cfg.Queue.GCInterval,
+		DedupWindow:    cfg.Queue.DedupWindow,
+		Now:            now,
+		Logger:         log,
+		GCInterval:     cfg.Queue.GCInterval,
 		// The body stored is the message as received plus the fields
 		// prepended on the way (Received:, the mesh's X-Meshd-*).
 		MaxBodyBytes: cfg.Limits.MaxMessageBytes + int64(cfg.Limits.MaxHeaderBytes),
@@ -151,23 +152,25 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		CommandTimeout:  cfg.Limits.CommandTimeout,
 		DataTimeout:     cfg.Limits.DataTimeout,
 		MaxConnsPerIP:   cfg.Limits.MaxConnectionsPerIP,
+		BareLineEnds:    smtp.BarePolicy(cfg.Limits.BareLineEnds),
 	}
 	smtpLn, err := n.listenSMTP("tcp", cfg.Listen.SMTP)
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)
 	}
 	n.smtpSrv, err = smtp.NewServer(smtp.ServerConfig{
-		Hostname: cfg.Node.Hostname,
-		Listener: smtpLn,
-		TLS:      tlsCfg,
-		Mesh:     len(cfg.Relay.MeshPeers) > 0,
-		MeshPeer: func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
-		Limits:   limits,
-		Policy:   n.policy,
-		Sink:     &sink{n: n, source: "smtp"},
-		Logger:   log.With("listener", "smtp"),
-		Now:      now,
-		OnReply:  n.metrics.countReply("smtp"),
+		Hostname:      cfg.Node.Hostname,
+		Listener:      smtpLn,
+		TLS:           tlsCfg,
+		Mesh:          len(cfg.Relay.MeshPeers) > 0,
+		MeshPeer:      func(s *smtp.Session, _ *tls.ConnectionState) bool { return n.policy.isMeshPeer(s.RemoteAddr) },
+		Limits:        limits,
+		Policy:        n.policy,
+		Sink:          &sink{n: n, source: "smtp"},
+		Logger:        log.With("listener", "smtp"),
+		Now:           now,
+		OnReply:       n.metrics.countReply("smtp"),
+		OnBareLineEnd: n.metrics.countBare("smtp"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)
@@ -181,17 +184,18 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 			return nil, fmt.Errorf("node: listen.submission: %w", err)
 		}
 		n.subSrv, err = smtp.NewServer(smtp.ServerConfig{
-			Hostname:   cfg.Node.Hostname,
-			Listener:   subLn,
-			TLS:        tlsCfg,
-			Submission: true,
-			Limits:     limits,
-			Policy:     n.policy,
-			Sink:       &sink{n: n, source: "submission"},
-			Auth:       newUserDB(cfg.Auth.Users),
-			Logger:     log.With("listener", "submission"),
-			Now:        now,
-			OnReply:    n.metrics.countReply("submission"),
+			Hostname:      cfg.Node.Hostname,
+			Listener:      subLn,
+			TLS:           tlsCfg,
+			Submission:    true,
+			Limits:        limits,
+			Policy:        n.policy,
+			Sink:          &sink{n: n, source: "submission"},
+			Auth:          newUserDB(cfg.Auth.Users),
+			Logger:        log.With("listener", "submission"),
+			Now:           now,
+			OnReply:       n.metrics.countReply("submission"),
+			OnBareLineEnd: n.metrics.countBare("submission"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("node: listen.submission: %w", err)
@@ -202,7 +206,17 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("node: listen.admin: %w", err)
 		}
-		n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+		token, err := adminapi.LoadOrCreateToken(cfg.Admin.TokenFile)
+		if err != nil {
+			_ = n.adminLn.Close()
+			return nil, fmt.Errorf("node: admin.token_file: %w", err)
+		}
+		guard := adminapi.GuardConfig{
+			Token: token, TokenFile: cfg.Admin.TokenFile, Listener: n.adminLn.Addr(), Hosts: cfg.Admin.Hosts,
+			ReadsNeedToken: cfg.Admin.Auth == AdminAuthAll,
+			OnRefused:      func(reason string) { n.metrics.adminRefused.WithLabelValues(reason).Inc() },
+		}
+		n.admin = &http.Server{Handler: adminapi.Guard(guard, n.adminHandler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	}
 	if cfg.meshEnabled() {
 		if err := n.setupMesh(tlsCfg, limits, opts); err != nil {

@@ -151,7 +151,7 @@ func (d *deliverer) maybeDelayDSN(m *queue.Message, loadBody func() ([]byte, err
 		}
 	}
 	if err := d.q.MarkDelayNotified(m.ID); err != nil && !errors.Is(err, queue.ErrNotFound) {
-		d.log.Error("queue: mark delay notified", "msg", m.ID, "err", err)
+		d.log.Error("queue: mark delay notified", "qid", m.ID, "err", err)
 	}
 }
 
@@ -163,7 +163,7 @@ func (d *deliverer) sendDSN(req dsnRequest) bool {
 	}
 	body, err := d.buildDSN(req)
 	if err != nil {
-		d.log.Error("dsn: build", "msg", req.Msg.ID, "kind", req.Kind, "err", err)
+		d.log.Error("dsn: build", "qid", req.Msg.ID, "kind", req.Kind, "err", err)
 		return false
 	}
 	id := dsnID(req.Msg.ID, req.Kind, req.Rcpts)
@@ -178,12 +178,12 @@ func (d *deliverer) sendDSN(req dsnRequest) bool {
 	defer cancel()
 	err = d.q.Enqueue(ctx, env, body)
 	if err != nil && !errors.Is(err, queue.ErrDuplicate) {
-		d.log.Error("dsn: enqueue", "msg", req.Msg.ID, "kind", req.Kind, "err", err)
+		d.log.Error("dsn: enqueue", "qid", req.Msg.ID, "kind", req.Kind, "err", err)
 		return false
 	}
 	d.n.metrics.dsnSent.WithLabelValues(req.Kind).Inc()
 	d.n.trackDSN(req.Msg, id, req.Kind)
-	d.log.Info("dsn queued", "msg", req.Msg.ID, "dsn", id, "kind", req.Kind, "to", req.Msg.From, "rcpts", len(req.Rcpts))
+	d.log.Info("dsn queued", "qid", req.Msg.ID, "dsn_qid", id, "kind", req.Kind, "to", req.Msg.From, "rcpts", len(req.Rcpts))
 	return true
 }
 

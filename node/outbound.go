@@ -50,6 +50,7 @@ type group struct {
 	remote    bool
 	smarthost string // External decisions through a smarthost connector
 	why       string // kindNoRoute: the reason, for the reply
+	perm      bool   // kindNoRoute: never deliverable (a removed routing group): fail now
 	copyID    string // kindMesh: the ID the next hop receives the copy under (set when sent)
 }
 
@@ -109,7 +110,7 @@ func newTransports(n *Node, opts Options) (*transports, error) {
 			CommandTimeout: min(c.Outbound.CommandTimeout, meshCommandTimeout),
 			MaxIdlePerHost: c.Mesh.MaxPerPeer,
 			Dial:           opts.Dial,
-			Logger:         log.With("component", "mesh-hop"),
+			Logger:         n.log.With("component", "mesh-hop"), // not log: one component key per line
 		})
 	}
 	if c.Delivery.Mode == "lmtp" {
@@ -204,6 +205,9 @@ func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte,
 		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshBody(m, body, g, t.cfg.Node.RoutingGroup), g)
 		return loopsWait(res), remote
 	case kindNoRoute:
+		if g.perm {
+			return allResults(g, queue.PermFail, "550 5.4.4 "+g.why), ""
+		}
 		return allResults(g, queue.TempFail, "451 4.4.4 "+g.why), ""
 	}
 	hosts, err := t.resolver.Lookup(ctx, g.domain)
@@ -257,7 +261,7 @@ func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inD
 		hdr := copyHeader(m.From, r.Addr, m.ID)
 		if inDoubt && r.Attempts > 0 {
 			if path, ok := findCopy(t.cfg.Delivery.Maildir, r.Addr, m.ID, len(hdr)+len(body)); ok {
-				t.n.log.Info("copy already in mailbox from before restart", "msg", m.ID, "rcpt", r.Addr, "path", path)
+				t.n.log.Info("copy already in mailbox from before restart", "qid", m.ID, "rcpt", r.Addr, "path", path)
 				out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.Delivered, Reply: "250 2.0.0 delivered to " + path})
 				continue
 			}
@@ -270,7 +274,7 @@ func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inD
 			continue
 		}
 		if err != nil {
-			t.n.log.Error("maildir delivery failed", "msg", m.ID, "rcpt", r.Addr, "err", err)
+			t.n.log.Error("maildir delivery failed", "qid", m.ID, "rcpt", r.Addr, "err", err)
 			out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.TempFail, Reply: "451 4.3.0 mailbox write failed: " + err.Error()})
 			continue
 		}

@@ -69,17 +69,35 @@ const (
 	// space belongs to a routing group of the organisation; its mail waits
 	// rather than leaving through a broader connector.
 	ReasonOwnedDomain
+	// ReasonOwnerUnreachable: the routing group that owns the address
+	// space has no record in the LSDB (aged out, or not learned yet); its
+	// mail waits for it.
+	ReasonOwnerUnreachable
+	// ReasonRemoved: the owning routing group was decommissioned; its mail
+	// fails permanently.
+	ReasonRemoved
+	// ReasonSuppressed: flap damping holds the connector down.
+	ReasonSuppressed
+	// ReasonNoMatch: no address space matches the domain (Decision.Refused only).
+	ReasonNoMatch
+	// ReasonInvalidDomain: the recipient domain is not a domain (Decision.Refused only).
+	ReasonInvalidDomain
 )
 
 var reasonNames = [...]string{
-	ReasonLessSpecific:   "less-specific",
-	ReasonHigherCost:     "higher-cost",
-	ReasonConnectorDown:  "connector-down",
-	ReasonTieBreak:       "hash-tie-break",
-	ReasonUnreachable:    "unreachable",
-	ReasonLocalPreferred: "local-preferred",
-	ReasonNoBridgehead:   "no-bridgehead",
-	ReasonOwnedDomain:    "owned-domain-waits",
+	ReasonLessSpecific:     "less-specific",
+	ReasonHigherCost:       "higher-cost",
+	ReasonConnectorDown:    "connector-down",
+	ReasonTieBreak:         "hash-tie-break",
+	ReasonUnreachable:      "unreachable",
+	ReasonLocalPreferred:   "local-preferred",
+	ReasonNoBridgehead:     "no-bridgehead",
+	ReasonOwnedDomain:      "owned-domain-waits",
+	ReasonOwnerUnreachable: "owner-unreachable",
+	ReasonRemoved:          "removed",
+	ReasonSuppressed:       "suppressed",
+	ReasonNoMatch:          "no-address-space",
+	ReasonInvalidDomain:    "invalid-domain",
 }
 
 func (r Reason) String() string {
@@ -202,11 +220,23 @@ type Decision struct {
 
 	Alternatives []Alternative `json:"alternatives,omitempty"`
 	Omitted      int           `json:"omitted,omitempty"` // alternatives beyond MaxAlternatives, not listed
+
+	// Refused and Why explain a NoRoute decision: the reason code and a
+	// sentence for people.
+	Refused Reason `json:"refused,omitempty"`
+	Why     string `json:"why,omitempty"`
+
+	// Paths is filled by Table.Trace only: every way out of this routing
+	// group towards DestRG (or the refused owner), one per local connector.
+	Paths []PathOption `json:"paths,omitempty"`
 }
 
 // Lines renders the decision for people, one fact per line.
 func (d *Decision) Lines() []string {
 	lines := []string{fmt.Sprintf("route %s (message %s) at node %s in %s: %s", d.Domain, d.MessageID, d.Node, d.RG, d.Kind)}
+	if d.Kind == NoRoute && d.Why != "" {
+		lines = append(lines, fmt.Sprintf("  refused (%s): %s", d.Refused, d.Why))
+	}
 	if d.AddressSpace != "" {
 		lines = append(lines, fmt.Sprintf("  address space: %s at %s (cost %d)", d.AddressSpace, d.DestRG, d.AddressSpaceCost))
 	}
@@ -238,6 +268,12 @@ func (d *Decision) Lines() []string {
 	}
 	if d.Omitted > 0 {
 		lines = append(lines, fmt.Sprintf("    (%d more not listed)", d.Omitted))
+	}
+	if len(d.Paths) > 0 {
+		lines = append(lines, "  paths:")
+		for _, p := range d.Paths {
+			lines = append(lines, "    "+p.String())
+		}
 	}
 	return lines
 }

@@ -63,10 +63,19 @@
 // its observed pairs is up or none was observed; down ones follow the live
 // ones in Decision.NextHops as a last resort.
 //
+// Organisation domains whose owner has no record in the table (aged out,
+// not learned yet, decommissioned) are given by an Owned set
+// (Router.SetOwned): such a domain matches no broader address space, so
+// its mail waits (ReasonOwnerUnreachable), or, for a removed group, is
+// refused for good (ErrRemoved, ReasonRemoved). A NoRoute decision says
+// why in Refused and Why.
+//
 // Every Decision records what lost and why (Alternative.Reason: less
 // specific, higher cost, connector down, hash tie-break, unreachable, ...);
 // Decision.String is what `meshctl trace` prints, and the JSON tags are
-// its -json form.
+// its -json form. Table.Trace adds Decision.Paths: for every connector of
+// the local group to another one, the least-cost path to the destination
+// that starts with it (down ones included) and why it lost.
 //
 // # Recomputation (Router)
 //

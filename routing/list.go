@@ -35,6 +35,10 @@ type RouteEntry struct {
 	TotalCost        uint64     `json:"total_cost"`
 	FirstHops        []FirstHop `json:"first_hops,omitempty"`
 	Path             []string   `json:"path,omitempty"`
+	// Owner is set for an organisation domain whose group has no record
+	// in the table: "record-absent" (its mail waits) or "removed" (its
+	// mail fails).
+	Owner string `json:"owner,omitempty"`
 }
 
 // RGs lists every routing group with its path cost and ECMP first hops,
@@ -118,6 +122,19 @@ func (t *Table) Routes() []RouteEntry {
 			}
 		}
 		out = append(out, e)
+	}
+	if t.owned != nil {
+		for _, m := range []map[string][]OwnedSpace{t.owned.exact, t.owned.wild} {
+			for key := range m {
+				for _, gs := range t.ghosts(m, key) {
+					e := RouteEntry{AddressSpace: gs.Pattern, RG: gs.RG, Up: true, Owner: "record-absent"}
+					if gs.Removed {
+						e.Owner = "removed"
+					}
+					out = append(out, e)
+				}
+			}
+		}
 	}
 	spec := func(p string) int { _, _, s := parsePattern(p); return s }
 	b2i := func(b bool) int {

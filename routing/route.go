@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/meshd/meshd/linkstate"
 )
 
 // Route decides where a message's recipients in domain go next. The
@@ -25,52 +27,141 @@ func (t *Table) Route(msgID, domain string) (Decision, error) {
 	d := Decision{MessageID: msgID, Domain: domain, Node: t.self.Node, RG: t.self.RG}
 	dom, ok := normalizeDomain(domain)
 	if !ok {
+		d.Kind, d.Refused, d.Why = NoRoute, ReasonInvalidDomain, fmt.Sprintf("%q is not a domain", domain)
 		return d, fmt.Errorf("routing: route %q: %w", domain, ErrInvalidDomain)
 	}
 	d.Domain = dom
 	h := spreadHash(msgID, dom)
 
-	var lv [8]int32
+	var lv [8]level
 	levels := t.levels(lv[:0], dom)
-	for li, head := range levels {
-		if t.decideLevel(&d, head, h) {
+	for li, l := range levels {
+		owned := l.head >= 0 && t.hasOwned(l.head)
+		// An owner without a record in the table (aged out, not yet
+		// learned, decommissioned) still owns its domains: nothing at this
+		// level but another owner's own address space may take its mail.
+		if (owned || len(l.ghosts) == 0) && l.head >= 0 && t.decideLevel(&d, l.head, h) {
 			for _, rest := range levels[li+1:] {
-				t.appendAll(&d, rest, ReasonLessSpecific)
+				t.appendLevel(&d, rest, ReasonLessSpecific)
 			}
 			return d, nil
 		}
-		if t.hasOwned(head) {
-			for _, rest := range levels[li+1:] {
-				t.appendAll(&d, rest, ReasonOwnedDomain)
+		if !owned && len(l.ghosts) > 0 && l.head >= 0 {
+			t.appendAll(&d, l.head, ReasonOwnedDomain)
+		}
+		for _, gs := range l.ghosts {
+			r := ReasonOwnerUnreachable
+			if gs.Removed {
+				r = ReasonRemoved
 			}
-			break
+			addAlt(&d, Alternative{AddressSpace: gs.Pattern, RG: gs.RG, Reason: r})
+		}
+		if owned || len(l.ghosts) > 0 {
+			for _, rest := range levels[li+1:] {
+				t.appendLevel(&d, rest, ReasonOwnedDomain)
+			}
+			d.Kind = NoRoute
+			return d, t.refuse(&d, dom, l, owned)
 		}
 	}
 	d.Kind = NoRoute
-	return d, fmt.Errorf("routing: route %s: %w", dom, ErrNoRoute)
+	if len(levels) == 0 {
+		d.Refused, d.Why = ReasonNoMatch, "no address space of the mesh matches "+dom
+	} else {
+		d.Refused, d.Why = refusal(d.Alternatives, dom)
+	}
+	return d, fmt.Errorf("routing: route %s: %s: %w", dom, d.Why, ErrNoRoute)
 }
 
-// levels appends the heads of the candidate chains matching dom, most
-// specific first.
-func (t *Table) levels(dst []int32, dom string) []int32 {
-	x := t.idx
-	if c, ok := x.exact[dom]; ok {
-		dst = append(dst, c)
+// refuse explains why the level that held an organisation domain had no
+// usable candidate. Only when every owner is a removed group (and no
+// owner with a record remains) is the refusal permanent (ErrRemoved).
+func (t *Table) refuse(d *Decision, dom string, l level, owned bool) error {
+	removed := !owned
+	var rgs []string
+	for _, gs := range l.ghosts {
+		removed = removed && gs.Removed
+		rgs = append(rgs, gs.RG)
 	}
+	switch {
+	case removed:
+		d.Refused = ReasonRemoved
+		d.Why = fmt.Sprintf("%s belongs to routing group %s, which was removed from the organisation; mail for it cannot be delivered", dom, strings.Join(rgs, ", "))
+		return fmt.Errorf("routing: route %s: %w: %w", dom, ErrRemoved, ErrNoRoute)
+	case !owned:
+		d.Refused = ReasonOwnerUnreachable
+		d.Why = fmt.Sprintf("%s belongs to routing group %s, whose link-state record is not held (unreachable or aged out); waiting for it, never leaving by a broader connector", dom, strings.Join(rgs, ", "))
+	default:
+		d.Refused, d.Why = refusal(d.Alternatives, dom)
+		d.Why += "; an organisation domain waits for its routing group, never leaving by a broader connector"
+	}
+	return fmt.Errorf("routing: route %s: %s: %w", dom, d.Why, ErrNoRoute)
+}
+
+// refusal names the reason of the most specific unusable candidate.
+func refusal(alts []Alternative, dom string) (Reason, string) {
+	for _, a := range alts {
+		switch a.Reason {
+		case ReasonUnreachable:
+			return a.Reason, fmt.Sprintf("no path of up connectors leads to %s, which delivers %s", a.RG, a.AddressSpace)
+		case ReasonConnectorDown, ReasonSuppressed:
+			return a.Reason, fmt.Sprintf("connector %s of %s, which carries %s, is %s", a.Exit, a.RG, a.AddressSpace, map[Reason]string{ReasonConnectorDown: "down", ReasonSuppressed: "suppressed by flap damping"}[a.Reason])
+		case ReasonNoBridgehead:
+			return a.Reason, fmt.Sprintf("no bridgehead this node can use leads towards %s for %s", a.RG, a.AddressSpace)
+		}
+	}
+	return ReasonUnreachable, "no usable route to " + dom
+}
+
+// level is one specificity level of the candidates for a domain: a chain
+// of the table's candidates (head, -1 when none) and the owned spaces of
+// the same pattern whose groups have no record.
+type level struct {
+	head   int32
+	ghosts []OwnedSpace
+}
+
+// levels appends the candidate levels matching dom, most specific first.
+func (t *Table) levels(dst []level, dom string) []level {
+	x := t.idx
+	add := func(m map[string]int32, om map[string][]OwnedSpace, key string) {
+		l := level{head: -1}
+		if c, ok := m[key]; ok {
+			l.head = c
+		}
+		if t.owned != nil {
+			l.ghosts = t.ghosts(om, key)
+		}
+		if l.head >= 0 || len(l.ghosts) > 0 {
+			dst = append(dst, l)
+		}
+	}
+	var oe, ow map[string][]OwnedSpace
+	if t.owned != nil {
+		oe, ow = t.owned.exact, t.owned.wild
+	}
+	add(x.exact, oe, dom)
 	for s := dom; ; {
 		i := strings.IndexByte(s, '.')
 		if i < 0 {
 			break
 		}
 		s = s[i+1:]
-		if c, ok := x.wild[s]; ok {
-			dst = append(dst, c)
-		}
+		add(x.wild, ow, s)
 	}
 	if x.star >= 0 {
-		dst = append(dst, x.star)
+		dst = append(dst, level{head: x.star})
 	}
 	return dst
+}
+
+func (t *Table) appendLevel(d *Decision, l level, r Reason) {
+	if l.head >= 0 {
+		t.appendAll(d, l.head, r)
+	}
+	for _, gs := range l.ghosts {
+		addAlt(d, Alternative{AddressSpace: gs.Pattern, RG: gs.RG, Reason: r})
+	}
 }
 
 func (t *Table) hasOwned(head int32) bool {
@@ -110,6 +201,8 @@ func (t *Table) evaluate(ci int32) eval {
 	ev.total = ev.path + uint64(c.cost)
 	ext := t.ext(c)
 	switch {
+	case ext != nil && dampened(ext):
+		ev.reason = ReasonSuppressed
 	case ext != nil && !ext.Up():
 		ev.reason = ReasonConnectorDown
 	case c.owner == g.local && ext == nil:
@@ -348,4 +441,11 @@ func pick(h, salt uint64, n int) int {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return int(x % uint64(n))
+}
+
+// dampened: flap damping holds the connector down. An operator's down of a
+// connector without pairs is also advertised as Suppressed (nothing else
+// can say it), so only a suppressed connector with observed pairs counts.
+func dampened(c *linkstate.Connector) bool {
+	return c.Suppressed && !c.Bridge && len(c.Pairs) > 0
 }

@@ -74,6 +74,8 @@ type Router struct {
 	mu          sync.Mutex
 	pending     []*linkstate.Record
 	havePending bool
+	last        []*linkstate.Record // records of the last computation
+	owned       *Owned
 	closed      bool
 	stats       RouterStats
 
@@ -105,7 +107,7 @@ func NewRouter(self Self, records []*linkstate.Record, opts RouterOptions) (*Rou
 	r := &Router{
 		self:    self,
 		opts:    opts,
-		log:     opts.Logger.With("node", self.Node, "rg", self.RG),
+		log:     opts.Logger, // the caller's logger names the node and its routing group
 		wake:    make(chan struct{}, 1),
 		fire:    make(chan struct{}, 1),
 		changed: make(chan struct{}, 1),
@@ -136,6 +138,22 @@ func (r *Router) Update(records []*linkstate.Record) {
 	}
 	r.pending = records
 	r.havePending = true
+	r.mu.Unlock()
+	signal(r.wake)
+}
+
+// SetOwned replaces the organisation's owned address spaces (see Owned)
+// and schedules a recomputation like Update, with the latest records.
+func (r *Router) SetOwned(o *Owned) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.owned = o
+	if !r.havePending {
+		r.pending, r.havePending = r.last, true
+	}
 	r.mu.Unlock()
 	signal(r.wake)
 }
@@ -225,8 +243,11 @@ func (r *Router) hasPending() bool {
 
 func (r *Router) recompute() {
 	r.mu.Lock()
-	recs, ok := r.pending, r.havePending
+	recs, ok, owned := r.pending, r.havePending, r.owned
 	r.pending, r.havePending = nil, false
+	if ok {
+		r.last = recs
+	}
 	r.mu.Unlock()
 	if !ok {
 		return
@@ -238,6 +259,7 @@ func (r *Router) recompute() {
 		return
 	}
 	took := time.Since(start)
+	t.owned = owned
 	r.mu.Lock()
 	r.stats.Computations++
 	r.stats.LastDuration = took

@@ -30,6 +30,7 @@ type Table struct {
 	g     *graph
 	idx   *asIndex    // shared read-only with other tables of the same Computer
 	conns []localConn // inter-RG connectors in first-hop bit order, then usable external ones
+	owned *Owned      // organisation address spaces known beyond the records; may be nil
 	gen   uint64
 	took  time.Duration // how long the Router took to compute it
 }

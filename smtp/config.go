@@ -22,7 +22,21 @@ type Limits struct {
 	CommandTimeout  time.Duration // idle wait for a command, and reply writes; default 5m
 	DataTimeout     time.Duration // idle wait for each block of DATA/BDAT content; default 10m
 	MaxConnsPerIP   int           // default 20; further connections get 421 4.7.0 and are closed
+	// BareLineEnds is what happens to a message whose content holds a CR
+	// not followed by LF or an LF not preceded by CR: BareNormalize
+	// (the default) stores each as CRLF, BareReject refuses the message
+	// with 550 5.6.0. Only CRLF.CRLF ends DATA either way.
+	BareLineEnds BarePolicy
 }
+
+// BarePolicy is the policy for bare CR and bare LF in message content.
+type BarePolicy string
+
+// The BarePolicy values.
+const (
+	BareNormalize BarePolicy = "normalize"
+	BareReject    BarePolicy = "reject"
+)
 
 // Defaults for Limits.
 const (
@@ -40,6 +54,9 @@ const (
 func (l Limits) withDefaults() Limits {
 	if l.MaxMessageBytes == 0 {
 		l.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if l.BareLineEnds == "" {
+		l.BareLineEnds = BareNormalize
 	}
 	if l.MaxRecipients == 0 {
 		l.MaxRecipients = DefaultMaxRecipients
@@ -121,6 +138,9 @@ type ServerConfig struct {
 	// the 421 of the per-IP cap), once per reply, from the goroutine that
 	// sends it. X-LINK2STATE's replies (smtp/xlink) are not included.
 	OnReply func(code int)
+	// OnBareLineEnd, if set, is called for every message whose content held
+	// a bare CR or LF, with the policy applied to it (Limits.BareLineEnds).
+	OnBareLineEnd func(BarePolicy)
 }
 
 // Session describes the client side of one SMTP session as far as it is

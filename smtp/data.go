@@ -6,40 +6,26 @@ import (
 )
 
 // writeData writes body as SMTP DATA content (RFC 5321 §4.5.2) followed by
-// the end-of-data line: a line that starts with "." gets another one, a
-// bare LF becomes CRLF, a body that does not end with a line break gets
-// one (a trailing CR is taken for it). It is what net/textproto's
-// DotWriter produces, a line at a time rather than a byte at a time, except
-// that a run of CRs before a line break is kept as it is (DotWriter adds a
-// CR after an even number of them). The caller flushes w.
+// the end-of-data line, whatever bytes the queue holds: every line break
+// goes out as CRLF, and a line break is CRLF, a bare CR or a bare LF (so
+// "\r\r\n" is two of them), which is what the node stores anyway under
+// either limits.bare_line_ends policy. A line that starts with "." gets
+// another one; a body that does not end with a line break gets one. No
+// other CR or LF is ever written, so a downstream server cannot find an
+// end of data (or a command) where we did not put one: the SMTP smuggling
+// class of CVE-2023-51764. The caller flushes w.
 func writeData(w *bufio.Writer, body []byte) error {
 	if len(body) == 0 {
-		// DotWriter's end of an empty body: an empty line, then the dot.
+		// An empty line, then the dot (what net/textproto's DotWriter sends).
 		_, err := w.WriteString("\r\n.\r\n")
 		return err
 	}
 	for len(body) > 0 {
-		if body[0] == '.' {
+		line, rest := cutLine(body)
+		if len(line) > 0 && line[0] == '.' {
 			if err := w.WriteByte('.'); err != nil {
 				return err
 			}
-		}
-		i := bytes.IndexByte(body, '\n')
-		if i < 0 {
-			// The last line, unterminated; a CR ending it counts as its
-			// line break.
-			body = bytes.TrimSuffix(body, []byte("\r"))
-			if _, err := w.Write(body); err != nil {
-				return err
-			}
-			if _, err := w.WriteString("\r\n"); err != nil {
-				return err
-			}
-			break
-		}
-		line := body[:i]
-		if len(line) > 0 && line[len(line)-1] == '\r' {
-			line = line[:len(line)-1]
 		}
 		if _, err := w.Write(line); err != nil {
 			return err
@@ -47,8 +33,61 @@ func writeData(w *bufio.Writer, body []byte) error {
 		if _, err := w.WriteString("\r\n"); err != nil {
 			return err
 		}
-		body = body[i+1:]
+		body = rest
 	}
 	_, err := w.WriteString(".\r\n")
 	return err
+}
+
+// cutLine splits b after its first line break (CRLF, bare CR or bare LF):
+// the line without it, and the rest. Without a line break the line is all
+// of b. (Two IndexByte passes rather than IndexAny: they run word-wide.)
+func cutLine(b []byte) (line, rest []byte) {
+	lf := bytes.IndexByte(b, '\n')
+	end := lf
+	if end < 0 {
+		end = len(b)
+	}
+	if cr := bytes.IndexByte(b[:end], '\r'); cr >= 0 {
+		if cr == lf-1 {
+			return b[:cr], b[lf+1:]
+		}
+		return b[:cr], b[cr+1:]
+	}
+	if lf < 0 {
+		return b, nil
+	}
+	return b[:lf], b[lf+1:]
+}
+
+// hasBareLineEnd reports whether b holds a CR not followed by LF or an LF
+// not preceded by CR.
+func hasBareLineEnd(b []byte) bool {
+	for len(b) > 0 {
+		line, rest := cutLine(b)
+		if len(b)-len(line)-len(rest) == 1 { // a one-byte line break
+			return true
+		}
+		b = rest
+	}
+	return false
+}
+
+// normalizeLineEnds returns b with every bare CR and bare LF replaced by
+// CRLF (the limits.bare_line_ends: normalize policy). b is returned
+// unchanged when it has none.
+func normalizeLineEnds(b []byte) []byte {
+	if !hasBareLineEnd(b) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+len(b)/32+2)
+	for len(b) > 0 {
+		line, rest := cutLine(b)
+		out = append(out, line...)
+		if len(line) < len(b) {
+			out = append(out, '\r', '\n')
+		}
+		b = rest
+	}
+	return out
 }

@@ -343,6 +343,15 @@ func (c *dialogConn) readData(p []byte) (int, error) {
 	return n, err
 }
 
+// SawBareLineEnd reports whether the DATA content just read held a bare
+// CR or LF, and forgets it (a BDAT transaction that follows starts clean).
+// It is called from go-smtp's connection goroutine, the only reader.
+func (c *dialogConn) SawBareLineEnd() bool {
+	b := c.eod.Bare
+	c.eod.Bare = false
+	return b
+}
+
 // Write implements net.Conn for go-smtp: reply lines pass through, with
 // the sequence errors renumbered and STARTTLS added to EHLO when ours.
 func (c *dialogConn) Write(p []byte) (int, error) {

@@ -37,6 +37,10 @@ var (
 	// recipients of the first, which the new envelope would lose.
 	errNestedMail = &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1},
 		Message: "Nested MAIL command"}
+	// RFC 5321 §2.3.8: lines end in CRLF. A bare CR or LF is where two
+	// servers can disagree about the end of DATA (SMTP smuggling).
+	errBareLineEnd = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0},
+		Message: "Message refused: bare CR or LF in content, lines must end in CRLF (RFC 5321 section 2.3.8)"}
 	errLocal = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary local problem, try again later"}
 	errAuthTooMany = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0},
@@ -104,7 +108,7 @@ func (ss *session) refresh() {
 }
 
 func (ss *session) logAttrs() []any {
-	return []any{"peer", addrString(ss.info.RemoteAddr), "helo", ss.info.Helo, "msg", ss.info.ID}
+	return []any{"peer", addrString(ss.info.RemoteAddr), "helo", ss.info.Helo, "qid", ss.info.ID}
 }
 
 func addrString(a net.Addr) string {
@@ -219,6 +223,19 @@ func (ss *session) Data(r io.Reader) error {
 		return err
 	}
 	body := buf[bodyHeadroom:]
+	if ss.bareLineEnds(body) {
+		if f := ss.srv.cfg.OnBareLineEnd; f != nil {
+			f(ss.srv.limits.BareLineEnds)
+		}
+		if ss.srv.limits.BareLineEnds == BareReject {
+			ss.srv.log.Info("smtp: message refused: bare CR or LF", ss.logAttrs()...)
+			return errBareLineEnd
+		}
+		if nb := normalizeLineEnds(body); len(nb) != len(body) {
+			buf = append(make([]byte, bodyHeadroom, bodyHeadroom+len(nb)), nb...)
+			body = buf[bodyHeadroom:]
+		}
+	}
 	hdrLen, received := scanHeader(body)
 	if hdrLen > ss.srv.limits.MaxHeaderBytes {
 		ss.srv.log.Info("smtp: message refused: header too large", append(ss.logAttrs(), "bytes", hdrLen)...)
@@ -265,6 +282,20 @@ func (ss *session) Data(r io.Reader) error {
 	ss.srv.log.Info("smtp: message accepted", append(ss.logAttrs(),
 		"from", ss.env.From, "rcpts", len(ss.env.Rcpts), "bytes", len(full), "queue_id", id, "auth", ss.info.AuthUser)...)
 	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
+}
+
+// bareReporter is the dialogConn under go-smtp: it saw the raw DATA
+// content, including the ".<CR>" at the start of a line that go-smtp's
+// reader drops with its dot.
+type bareReporter interface{ SawBareLineEnd() bool }
+
+// bareLineEnds reports whether the message's content held a bare CR or LF:
+// in the body as read (BDAT passes raw), or in the raw DATA stream.
+func (ss *session) bareLineEnds(body []byte) bool {
+	if br, ok := ss.conn.Conn().(bareReporter); ok && br.SawBareLineEnd() {
+		return true
+	}
+	return hasBareLineEnd(body)
 }
 
 // bodyHeadroom is the room readBody leaves in front of the message for our

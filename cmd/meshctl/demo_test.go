@@ -253,4 +253,36 @@ func TestGoldenDemo(t *testing.T) {
 	}
 	// Which bridgehead of a group takes a copy depends on the message ID.
 	golden(t, "demo-track", byNode.ReplaceAllString(normalize(stdout.String(), dir), "${1}N"))
+
+	// Competing paths with ab down (ac takes it, ab explains itself), then
+	// no route at all with ac down too: the refusal explains itself in the
+	// table and in -json, with exit status 1.
+	traceWhen := func(name string, code int, wantKind string, args ...string) {
+		t.Helper()
+		var out string
+		pollCLI(t, 20*time.Second, name, func() error {
+			var stdout, stderr bytes.Buffer
+			got := run(append([]string{"-admin", a1.Admin}, args...), &stdout, &stderr)
+			out = fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", got, stdout.String(), stderr.String())
+			if got != code || !strings.Contains(stdout.String(), wantKind) {
+				return fmt.Errorf("exit %d: %s", got, out)
+			}
+			return nil
+		})
+		golden(t, "demo-"+name, byNode.ReplaceAllString(normalize(out, dir), "${1}N"))
+	}
+	connector := func(action, name string) {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"-admin", a1.Admin, "connector", action, name}, &stdout, &stderr); code != 0 {
+			t.Fatalf("connector %s %s: exit %d: %s", action, name, code, stderr.String())
+		}
+	}
+	connector("down", "ab")
+	traceWhen("trace-ab-down", 0, "via ab (to rgb, cost 10, down)", "trace", "-id", "golden-message-1", "bob@rgc.test")
+	connector("down", "ac")
+	traceWhen("trace-noroute", 1, "noroute", "trace", "-id", "golden-message-1", "bob@rgc.test")
+	traceWhen("trace-noroute-json", 1, `"refused": "unreachable"`, "-json", "trace", "-id", "golden-message-1", "bob@rgc.test")
+	connector("up", "ac")
+	connector("up", "ab")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/linkstate/channel"
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/routing"
 )
 
 // mesh runs the mesh commands: members, lsdb, routes, trace, connector,
@@ -35,6 +36,8 @@ func (c *cli) mesh(cmd string, args []string) int {
 		return c.lsdb(args)
 	case "trace":
 		return c.trace(args)
+	case "rg":
+		return c.rg(args)
 	case "connector":
 		if len(args) != 2 || (args[0] != "up" && args[0] != "down" && args[0] != "drain") || args[1] == "" {
 			return c.usage("connector needs an action (up, down or drain) and a connector name")
@@ -231,32 +234,44 @@ func (c *cli) trace(args []string) int {
 		q.Set("id", *id)
 	}
 	var v adminapi.Trace
-	return c.show("/api/mesh/trace?"+q.Encode(), &v, func(w io.Writer) {
+	code := c.show("/api/mesh/trace?"+q.Encode(), &v, func(w io.Writer) {
 		for _, l := range v.Lines {
 			fmt.Fprintln(w, l)
 		}
 	})
+	if code == exitOK && v.Decision.Kind == routing.NoRoute {
+		// The decision was printed with its reason; scripts see a refusal.
+		fmt.Fprintf(c.stderr, "meshctl: no route for %s: %s: %s\n", v.Rcpt, v.Decision.Refused, v.Decision.Why)
+		return exitError
+	}
+	return code
+}
+
+// rg runs "rg remove NAME": decommission a routing group.
+func (c *cli) rg(args []string) int {
+	if len(args) != 2 || args[0] != "remove" || args[1] == "" {
+		return c.usage("rg needs an action (remove) and a routing group name")
+	}
+	var v adminapi.RGRemoveResult
+	raw, err := c.call(http.MethodPost, "/api/mesh/rg/"+url.PathEscape(args[1])+"/remove", &v)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.writeRaw(raw)
+	}
+	fmt.Fprintf(c.stdout, "routing group %s removed: tombstone %s from %s, kept until %s\n", v.RG, v.Version, v.Node, v.ExpiresAt.UTC().Format(time.RFC3339))
+	return exitOK
 }
 
 // get fetches a non-JSON document from the admin listener.
 func (c *cli) get(path string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.admin+path, nil)
+	body, status, err := c.fetch(http.MethodGet, path)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return nil, &unreachableError{fmt.Errorf("cannot reach node admin API at %s: %w", c.admin, unwrapURL(err))}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("GET %s: HTTP %s", path, resp.Status)
+	if status/100 != 2 {
+		return nil, fmt.Errorf("GET %s: HTTP %d %s", path, status, http.StatusText(status))
 	}
 	return body, nil
 }

@@ -149,7 +149,11 @@ func printRoutes(w io.Writer, v adminapi.Routes) {
 	tw = newTab(w)
 	fmt.Fprintln(tw, "ADDRESS SPACE\tRG\tEXIT\tUP\tREACHABLE\tCOST (PATH+SPACE)\tFIRST HOPS")
 	for _, r := range v.Routes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d (%d+%d)\t%s\n", r.AddressSpace, r.RG, dash(r.Exit), yesNo(r.Up), yesNo(r.Reachable),
+		rg := r.RG
+		if r.Owner != "" {
+			rg += " (" + r.Owner + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d (%d+%d)\t%s\n", r.AddressSpace, rg, dash(r.Exit), yesNo(r.Up), yesNo(r.Reachable),
 			r.TotalCost, r.PathCost, r.AddressSpaceCost, firstHops(r.FirstHops))
 	}
 	_ = tw.Flush()

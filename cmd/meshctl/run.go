@@ -25,7 +25,7 @@ const (
 	exitUnreachable = 3 // the node (admin API, or the -from link-state listener) could not be reached
 )
 
-const usageText = `usage: meshctl [-admin HOST:PORT] [-json] COMMAND
+const usageText = `usage: meshctl [-admin HOST:PORT] [-token-file FILE] [-json] COMMAND
 
 commands:
   status                          node, listeners and queue summary
@@ -36,9 +36,13 @@ commands:
                                   -from reads it over a node's port-691 link-state listener
   routes                          routing groups and address spaces with costs and first hops
   trace [-id MSGID] ADDRESS       route of ADDRESS from this node: path, costs, next hops,
-                                  and why each alternative lost
+                                  every path out with its total cost, and why each
+                                  alternative lost; exit status 1 with the reason when
+                                  there is no route
   connector up|down|drain NAME    override a connector of the node's routing group
                                   (up: follow observations again)
+  rg remove NAME                  decommission a routing group: a signed tombstone that
+                                  floods the mesh; mail waiting for it fails with a DSN
   track [-wait DURATION] MESSAGE-ID
                                   every hop of a message across the mesh (mesh ID, queue ID
                                   or Message-ID header value); -wait asks again until every
@@ -63,12 +67,14 @@ flags:
 
 // cli is one invocation: where to reach the node and how to print.
 type cli struct {
-	admin   string
-	json    bool
-	stdout  io.Writer
-	stderr  io.Writer
-	client  *http.Client
-	timeout time.Duration
+	admin     string
+	tokenFile string // -token-file; empty: the file the node names in a 401
+	token     string // read from the token file, sent from then on
+	json      bool
+	stdout    io.Writer
+	stderr    io.Writer
+	client    *http.Client
+	timeout   time.Duration
 }
 
 // run executes meshctl with args and returns the exit status.
@@ -81,6 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defAdmin = adminapi.DefaultAddr
 	}
 	fs.StringVar(&c.admin, "admin", defAdmin, "admin API address `host:port` of the node (env MESHD_ADMIN)")
+	fs.StringVar(&c.tokenFile, "token-file", os.Getenv("MESHD_ADMIN_TOKEN_FILE"),
+		"admin token `file` of the node (env MESHD_ADMIN_TOKEN_FILE; default: the file the node names, which works on its own machine)")
 	fs.BoolVar(&c.json, "json", false, "print JSON (for scripts) instead of tables")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageText)
@@ -105,7 +113,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.status()
 	case "queue":
 		return c.queue(rest[1:])
-	case "members", "lsdb", "routes", "trace", "connector", "track", "graph":
+	case "members", "lsdb", "routes", "trace", "connector", "rg", "track", "graph":
 		return c.mesh(rest[0], rest[1:])
 	case "help":
 		fs.Usage()
@@ -266,35 +274,89 @@ func (c *cli) queueAction(action, id string) int {
 }
 
 // call performs one request and decodes a 2xx answer into v; any other
-// status becomes an error carrying the API's {"error": ...} text.
+// status becomes an error carrying the API's {"error": ...} text. A 401
+// answer that names the node's token file (the node does so for clients on
+// its own machine) makes call read the token from it and ask once more:
+// that is how meshctl works with no flags where the node runs, for
+// whoever may read the file.
 func (c *cli) call(method, path string, v any) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	u := "http://" + c.admin + path
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	raw, status, err := c.fetch(method, path)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+		return nil, err
 	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return nil, &unreachableError{fmt.Errorf("cannot reach node admin API at %s: %w", c.admin, unwrapURL(err))}
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
+	if status/100 != 2 {
 		var e adminapi.ErrorInfo
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
+			return nil, fmt.Errorf("%s (HTTP %d)", e.Error, status)
 		}
-		return nil, fmt.Errorf("%s %s: HTTP %s", method, path, resp.Status)
+		return nil, fmt.Errorf("%s %s: HTTP %d %s", method, path, status, http.StatusText(status))
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		return nil, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
 	return raw, nil
+}
+
+// fetch performs one request with the admin token, finding the token
+// first if the node asks for it.
+func (c *cli) fetch(method, path string) ([]byte, int, error) {
+	if c.token == "" && c.tokenFile != "" {
+		if err := c.readToken(c.tokenFile); err != nil {
+			return nil, 0, err
+		}
+	}
+	raw, status, err := c.do(method, path)
+	if err != nil || status != http.StatusUnauthorized || c.tokenFile != "" {
+		return raw, status, err
+	}
+	var e adminapi.ErrorInfo
+	if json.Unmarshal(raw, &e) != nil || e.TokenFile == "" {
+		return raw, status, nil
+	}
+	c.tokenFile = e.TokenFile
+	if err := c.readToken(e.TokenFile); err != nil {
+		return nil, 0, err
+	}
+	return c.do(method, path)
+}
+
+// readToken loads the admin token from file.
+func (c *cli) readToken(file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("admin token: %w (run meshctl as the node's user, or give -token-file)", err)
+	}
+	tok, err := adminapi.ParseTokenFile(b)
+	if err != nil {
+		return fmt.Errorf("admin token file %s: %w", file, err)
+	}
+	c.token = tok
+	return nil
+}
+
+// do sends one request, with the token when there is one, and returns
+// the answer's body and status.
+func (c *cli) do(method, path string) ([]byte, int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	u := "http://" + c.admin + path
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, 0, &unreachableError{fmt.Errorf("cannot reach node admin API at %s: %w", c.admin, unwrapURL(err))}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	return raw, resp.StatusCode, nil
 }
 
 func unwrapURL(err error) error {

@@ -70,6 +70,7 @@ type nodeOptions struct {
 	DelayWarning  time.Duration     // default 30m
 	Users         map[string]string // name -> bcrypt/argon2 hash
 	Extra         map[string]any    // merged over the generated config at top level (section maps merged key by key)
+	Reserved      []string          // host:port addresses the test uses itself (e.g. mesh listeners named in Extra): never chosen
 }
 
 // meshNode is one running (or stopped) meshd process with its own config and data directory.
@@ -99,7 +100,7 @@ func startNode(t testing.TB, opts nodeOptions) *meshNode {
 	// Six distinct ports: smtp, submission, admin, linkstate, gossip and a dead DNS server;
 	// none of them one the test already chose for a server it starts later (smarthost, MX).
 	avoid := map[int]bool{opts.MXPort: true}
-	for _, a := range []string{opts.Smarthost, opts.DNSServer} {
+	for _, a := range append([]string{opts.Smarthost, opts.DNSServer}, opts.Reserved...) {
 		if _, p, err := net.SplitHostPort(a); err == nil {
 			port, _ := strconv.Atoi(p)
 			avoid[port] = true

@@ -55,7 +55,7 @@ func (h *Host) GossipTransport(bindAddr string) (*GossipTransport, error) {
 	inner, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 		BindAddrs: []string{ap.Addr().String()},
 		BindPort:  int(ap.Port()),
-		Logger:    slog.NewLogLogger(n.log.With("node", h.name).Handler(), slog.LevelDebug),
+		Logger:    slog.NewLogLogger(n.log.With("sim_node", h.name).Handler(), slog.LevelDebug),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("netem: gossip transport %s on %s: %w", bindAddr, h.name, err)

@@ -105,6 +105,16 @@ type Trace struct {
 	Lines    []string         `json:"lines"`
 }
 
+// RGRemoveResult is the answer of POST /api/mesh/rg/{name}/remove: the
+// tombstone the node originated (or already held) for the group.
+type RGRemoveResult struct {
+	RG        string    `json:"rg"`
+	Version   string    `json:"version"` // epoch.major.minor.user of the tombstone
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"` // kept until then (2×TTL): an old copy of the record cannot return
+	Node      string    `json:"node"`       // the node that answered
+}
+
 // ConnectorResult is the answer of POST /api/mesh/connector/{name}/{action}.
 type ConnectorResult struct {
 	Connector string `json:"connector"`

@@ -64,6 +64,9 @@ type ActionResult struct {
 // ErrorInfo is the body of every error answer.
 type ErrorInfo struct {
 	Error string `json:"error"`
+	// TokenFile, in a 401 answer to a client on the node's own machine,
+	// is where the admin token is (see Guard).
+	TokenFile string `json:"token_file,omitempty"`
 }
 
 // ShadowInfo is one shadow copy: a copy handed to another mesh node and

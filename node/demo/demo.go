@@ -222,7 +222,9 @@ func config(dir, name, rg string, i, base int, orgKey string, meshAddr map[strin
 	cfg.Mesh.Probe = node.ProbeConfig{Interval: 200 * time.Millisecond, Keepalive: time.Second, Timeout: time.Second,
 		GlitchRetries: 2, GlitchDelay: 20 * time.Millisecond, UpAfter: 2}
 	for _, r := range rgNames {
-		cfg.Mesh.RoutingGroups = append(cfg.Mesh.RoutingGroups, node.RoutingGroupConfig{Name: r})
+		// Declared, so that a group's mail waits for it even before its
+		// record is learned.
+		cfg.Mesh.RoutingGroups = append(cfg.Mesh.RoutingGroups, node.RoutingGroupConfig{Name: r, Domains: []string{r + ".test"}})
 	}
 	for _, l := range links {
 		if l.from != rg {

@@ -82,7 +82,14 @@ type Config struct {
 
 	Connectors  []Connector
 	LocalSpaces []linkstate.AddressSpace // domains this RG delivers
-	Keyring     *linkstate.Keyring
+	// Declared are the domains each routing group of the organisation
+	// owns by configuration (this group's LocalSpaces are added): they
+	// stay the organisation's while the owner's record is absent.
+	Declared map[string][]string
+	// OwnedFile persists the owners of organisation domains learned from
+	// records ("" keeps them in memory only).
+	OwnedFile string
+	Keyring   *linkstate.Keyring
 
 	TTL           time.Duration // record lifetime; default 1h
 	Refresh       time.Duration // re-origination period; default 30m

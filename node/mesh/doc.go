@@ -12,6 +12,17 @@
 //	                router update ──► routing.Table (OnRoutes)
 //	records from members (handed) / X-LINK2STATE / master ──► LSDB
 //
+// Organisation domains outlive records (owned.go): the address spaces of
+// every group's last record, and the domains configuration declares, are
+// kept (in Config.OwnedFile) and handed to the router as routing.Owned, so
+// mail for a group whose record is absent waits instead of matching a
+// broader external connector. A tombstone (RemoveRG, decommission.go) or
+// the group's leaving the configuration marks it removed: its mail fails.
+//
+// A new master carries the pair states it knows (its own observations,
+// its group's last record) into its first record, and a connector whose
+// source bridgeheads have all left the group is advertised down.
+//
 // Everything that changes master state runs on one goroutine (run); the
 // callbacks of memberlist, the channel and the interposer only post to it
 // or touch the LSDB, which is safe for concurrent use.

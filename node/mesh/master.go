@@ -18,6 +18,8 @@ type masterState struct {
 	latest  map[pairKey]channel.Observation      // newest observation per pair
 	current *linkstate.Record                    // last record we originated
 	admin   map[string]channel.AdminState        // operator overrides by connector
+	// decommissioned: a tombstone for our group is held (logged once).
+	decommissioned bool
 }
 
 type pairKey struct{ Connector, Source, Target string }
@@ -60,10 +62,25 @@ func (m *Mesh) originate() time.Duration {
 	}
 	if m.master.since.IsZero() {
 		m.master.since = now
+		m.seedMasterLocked()
 		m.log.Info("became routing group master; collecting observations", "window", m.cfg.CollectWindow)
 	}
 	if wait := m.master.since.Add(m.cfg.CollectWindow).Sub(now); wait > 0 {
 		return wait
+	}
+	// Our own pairs not probed yet (a node that just started) would be
+	// missing from the first record: give their first probe its timeout.
+	if m.probe.unknown() > 0 {
+		if wait := m.master.since.Add(m.cfg.CollectWindow + m.cfg.Probe.Interval + m.cfg.Probe.Timeout).Sub(now); wait > 0 {
+			return min(wait, 50*time.Millisecond)
+		}
+	}
+	if m.decommissioned() {
+		if !m.master.decommissioned {
+			m.master.decommissioned = true
+			m.log.Warn("this routing group was removed (tombstone held); originating no records")
+		}
+		return 0
 	}
 	rec, err := m.buildRecordLocked(now)
 	if err != nil {
@@ -123,6 +140,7 @@ func (m *Mesh) buildRecordLocked(now time.Time) (*linkstate.Record, error) {
 		st.Apply(now, bridges[linkstate.ConnectorKey{From: cfg.RG, ID: k.ID}], k)
 		freezeSuppressed(k, m.master.current)
 		applyAdmin(k, m.master.admin[k.ID])
+		downWithoutSources(k, live)
 	}
 
 	installed, _ := m.db.Snapshot().Lookup(cfg.RG)
@@ -153,6 +171,69 @@ func (m *Mesh) buildRecordLocked(now time.Time) (*linkstate.Record, error) {
 		}
 	}
 	return rec, nil
+}
+
+// seedMasterLocked carries the pair states this node already knows into
+// its mastership, so that its first record lists them: its own
+// observations (as a member it sent them to the old master only), and the
+// pairs of the last record of its group in the LSDB (what the old master
+// advertised for the other members). Seeds from the record carry no time,
+// so any observation a member sends on its new session replaces them.
+func (m *Mesh) seedMasterLocked() {
+	for _, o := range m.probe.observations() {
+		k := pairKey{o.Connector, o.Source, o.Target}
+		if prev, ok := m.master.latest[k]; !ok || !prev.At.After(o.At) {
+			m.master.latest[k] = o
+		}
+	}
+	rec, ok := m.db.Snapshot().Get(m.cfg.RG)
+	if !ok {
+		return
+	}
+	for _, c := range rec.Connectors {
+		if c.Suppressed {
+			continue // frozen by damping or an override: not observations
+		}
+		for _, p := range c.Pairs {
+			k := pairKey{c.ID, p.Source, p.Target}
+			if _, ok := m.master.latest[k]; !ok {
+				m.master.latest[k] = channel.Observation{Connector: c.ID, Source: p.Source, Target: p.Target, Up: p.Up}
+			}
+		}
+	}
+}
+
+// downWithoutSources advertises a connector whose listed source
+// bridgeheads have all left the group as down at once: its pairs (those
+// of the dead sources) are down, rather than absent, which would read as
+// "nothing observed" and so up. Nobody is left to send over it, so the
+// bridge rule does not hold it up either.
+func downWithoutSources(k *linkstate.Connector, live map[string]bool) {
+	if len(k.SourceBridgeheads) == 0 {
+		return
+	}
+	for _, s := range k.SourceBridgeheads {
+		if live[s] {
+			return
+		}
+	}
+	targets := k.TargetBridgeheads
+	if k.To == "" {
+		targets = nil
+		if k.Smarthost != "" {
+			targets = []string{k.Smarthost}
+		}
+	}
+	k.Bridge = false
+	k.Pairs = nil
+	for _, s := range k.SourceBridgeheads {
+		for _, t := range targets {
+			k.Pairs = append(k.Pairs, linkstate.PairState{Source: s, Target: t})
+		}
+	}
+	if len(k.Pairs) == 0 {
+		k.Suppressed = true // an MX connector: nothing else says down
+	}
 }
 
 func (m *Mesh) connectorStateLocked(id string) (*linkstate.ConnectorState, error) {

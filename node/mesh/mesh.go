@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,9 @@ type Mesh struct {
 	wg     sync.WaitGroup
 	kick   chan struct{} // master state changed: originate if needed
 
-	nodeIPs atomic.Pointer[ipIndex]
+	nodeIPs  atomic.Pointer[ipIndex]
+	owned    *ownership
+	ownedSet atomic.Pointer[routing.Owned] // last set handed to the router
 
 	mu     sync.Mutex
 	view   membership.View
@@ -66,7 +69,16 @@ func New(cfg Config) (*Mesh, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
-	m := &Mesh{cfg: cfg, log: logger, db: db, kick: make(chan struct{}, 1)}
+	declared := map[string][]string{}
+	for rg, pats := range cfg.Declared {
+		declared[rg] = slices.Clone(pats)
+	}
+	declared[cfg.RG] = append(declared[cfg.RG], ownedPatterns(cfg.LocalSpaces)...)
+	owned, err := newOwnership(cfg.RG, cfg.OwnedFile, cfg.TTL, declared, cfg.Keyring.Known)
+	if err != nil {
+		return nil, err
+	}
+	m := &Mesh{cfg: cfg, log: logger, db: db, kick: make(chan struct{}, 1), owned: owned}
 	m.master = newMasterState()
 	return m, nil
 }
@@ -116,6 +128,7 @@ func (m *Mesh) Start() error {
 		return fmt.Errorf("mesh: router: %w", err)
 	}
 	m.router.Store(router)
+	m.updateOwned(m.db.Snapshot().All(), true)
 	m.srv = channel.NewServer(channel.ServerConfig{
 		Listener: m.cfg.LinkState, TLS: m.cfg.ServerTLS, Node: m.cfg.Node, RG: m.cfg.RG,
 		Master:     func() string { return m.View().Master },
@@ -296,9 +309,10 @@ func (m *Mesh) run() {
 			}
 		case <-refresh.C:
 			m.originate()
+			m.updateOwned(nil, true) // groups out of the configuration; forgetting after 2×TTL
 		case <-expiry.C:
 			if gone := m.db.Expire(m.cfg.Now()); len(gone) > 0 {
-				m.log.Info("records aged out", "rgs", gone)
+				m.log.Info("records aged out", "record_rgs", gone)
 			}
 		case <-m.sub.C():
 			m.onLSDBChange(m.sub.Changes())
@@ -334,6 +348,13 @@ func (m *Mesh) onLSDBChange(rgs []string) {
 		}
 		m.srv.Push(recs)
 	}
+	var recs []*linkstate.Record
+	for _, rg := range rgs {
+		if r, ok := snap.Lookup(rg); ok {
+			recs = append(recs, r) // an expired record is not here: its owner stays remembered
+		}
+	}
+	m.updateOwned(recs, false)
 	m.router.Load().Update(snap.Records())
 	m.syncer.trigger()
 	m.probe.reconfigure()
@@ -350,8 +371,12 @@ func (m *Mesh) KnowsNodeIP(ip netip.Addr) bool {
 }
 
 // OwnsDomain reports whether a routing group of the mesh has an address
-// space (other than "*") that matches domain.
+// space (other than "*") that matches domain, in its record or, while the
+// record is absent, by configuration or as last seen.
 func (m *Mesh) OwnsDomain(domain string) bool {
+	if m.ownedSet.Load().Owns(domain) {
+		return true // its owner may be away, but it is the organisation's
+	}
 	for _, r := range m.db.Snapshot().Records() {
 		for _, as := range r.AddressSpaces {
 			if as.Pattern == domain || (strings.HasPrefix(as.Pattern, "*.") && strings.HasSuffix(domain, as.Pattern[1:])) {
@@ -387,4 +412,26 @@ func (m *Mesh) indexNodeIPs() *ipIndex {
 	}
 	m.nodeIPs.Store(ix)
 	return ix
+}
+
+// updateOwned folds records into the owned domains (and, with sweep,
+// looks for removed groups), saves them when they changed, and hands the
+// set to the router.
+func (m *Mesh) updateOwned(recs []*linkstate.Record, sweep bool) {
+	first := m.ownedSet.Load() == nil
+	changed := m.owned.update(recs)
+	if sweep {
+		changed = m.owned.sweep(m.cfg.Now()) || changed
+	}
+	if !changed && !first {
+		return
+	}
+	if err := m.owned.save(); err != nil {
+		m.log.Error("cannot save owned domains", "err", err)
+	}
+	o := m.owned.spaces()
+	m.ownedSet.Store(o)
+	if r := m.router.Load(); r != nil {
+		r.SetOwned(o)
+	}
 }

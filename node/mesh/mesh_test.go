@@ -65,13 +65,20 @@ type testMesh struct {
 	smtpL  map[string]net.Listener
 	seeds  map[string]string // rg -> first node's gossip addr
 	state  linkstate.StateConfig
+	extra  map[string][]Connector
 	mu     sync.Mutex
 }
 
 var orgKey = []byte("0123456789abcdef0123456789abcdef")
 
 func newTestMesh(t testing.TB, rgs map[string][]string, links []link) *testMesh {
-	tm := &testMesh{t: t, nodes: map[string]*tnode{}, links: links, rgs: rgs,
+	return newTestMeshWith(t, rgs, links, nil)
+}
+
+// newTestMeshWith also gives routing groups extra connectors (external
+// ones, say), configured as they are.
+func newTestMeshWith(t testing.TB, rgs map[string][]string, links []link, extra map[string][]Connector) *testMesh {
+	tm := &testMesh{t: t, nodes: map[string]*tnode{}, links: links, rgs: rgs, extra: extra,
 		smtpOf: map[string]string{}, lsL: map[string]net.Listener{}, smtpL: map[string]net.Listener{}, seeds: map[string]string{}}
 	// Reserve every listener first: connectors name target addresses.
 	for _, rg := range sortedKeys(rgs) {
@@ -147,6 +154,7 @@ func (tm *testMesh) start(name, rg string) *tnode {
 		}
 		conns = append(conns, Connector{Name: l.name, To: l.to, Cost: l.cost, Targets: targets})
 	}
+	conns = append(conns, tm.extra[rg]...)
 	if tm.smtpL[name] == nil { // restart: listeners were closed
 		tm.smtpL[name] = mustListen(t, tm.smtpOf[name])
 		tm.lsL[name] = listen(t)
@@ -204,6 +212,13 @@ func mustListen(t testing.TB, addr string) net.Listener {
 }
 
 func (tm *testMesh) seedList(rg string) []string {
+	// A restarted node joins through a live member: the first node's
+	// address may be its own dead one.
+	for _, n := range tm.rgs[rg] {
+		if nd := tm.nodes[n]; nd != nil {
+			return []string{nd.mesh.GossipAddr()}
+		}
+	}
 	tm.mu.Lock()
 	defer tm.mu.Unlock()
 	if s, ok := tm.seeds[rg]; ok {

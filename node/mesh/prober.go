@@ -71,7 +71,9 @@ func (p *prober) reconfigure() {
 	now := p.m.cfg.Now()
 	for k := range want {
 		if _, ok := p.pairs[k]; !ok {
-			p.pairs[k] = &pairWatch{up: true, next: now.Add(jitter(p.cfg.Keepalive))}
+			// Probe a new pair soon, not after a keepalive: its state
+			// goes into the master's record only once it is known.
+			p.pairs[k] = &pairWatch{up: true, next: now.Add(jitter(p.cfg.Interval))}
 		}
 	}
 }
@@ -91,6 +93,19 @@ func isSource(c Connector, node string) bool {
 // jitter spreads d over [d/2, d).
 func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
+}
+
+// unknown counts this node's pairs without a first result yet.
+func (p *prober) unknown() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, w := range p.pairs {
+		if !w.known {
+			n++
+		}
+	}
+	return n
 }
 
 // observations returns this node's current view of its pairs.

@@ -169,8 +169,8 @@ func (h *handler) serveJSON(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (h *handler) log(err error, what string) {
-	node, rg := h.src.Self()
-	h.opts.Logger.Warn("status page", "node", node, "rg", rg, "path", what, "err", err)
+	// The logger already names this node and its routing group.
+	h.opts.Logger.Warn("status page", "path", what, "err", err)
 }
 
 func formatPenalty(p *float64) string { return strconv.FormatFloat(*p, 'f', 0, 64) }

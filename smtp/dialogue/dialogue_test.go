@@ -114,6 +114,30 @@ func TestReadChunk(t *testing.T) {
 	}
 }
 
+// TestReadChunkCut: a connection that ends before the declared chunk size is an unexpected EOF,
+// so that go-smtp's io.Copy of the chunk fails instead of passing a short chunk on as whole.
+func TestReadChunkCut(t *testing.T) {
+	br := bufio.NewReader(strings.NewReader("only 51 octets of a chunk that declared one thousand"[:51]))
+	p := make([]byte, 2000)
+	var got []byte
+	left := int64(1000)
+	var err error
+	for err == nil {
+		var n int
+		n, err = ReadChunk(br, p, left)
+		got = append(got, p[:n]...)
+		left -= int64(n)
+	}
+	if err != io.ErrUnexpectedEOF || len(got) != 51 {
+		t.Fatalf("read %d octets, then %v; want 51, then io.ErrUnexpectedEOF", len(got), err)
+	}
+	// A chunk that is whole before the connection ends reads without an error.
+	br = bufio.NewReader(strings.NewReader("abc"))
+	if n, err := ReadChunk(br, p, 3); n != 3 || err != nil {
+		t.Fatalf("whole chunk: %d, %v", n, err)
+	}
+}
+
 func TestEndOfDataScan(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -202,6 +226,47 @@ func TestEndOfDataScanRandom(t *testing.T) {
 		}
 		if got != want {
 			t.Fatalf("content %q: end at %d, reference %d", in, got, want)
+		}
+	}
+}
+
+// TestEndOfDataBare: on random content, ended by the real end line and cut
+// into random pieces, Bare says whether the content up to its end held a
+// CR not followed by LF or an LF not preceded by CR, and where the content
+// ends does not change.
+func TestEndOfDataBare(t *testing.T) {
+	bare := func(b []byte) bool {
+		for i, c := range b {
+			if c == '\r' && (i+1 == len(b) || b[i+1] != '\n') || c == '\n' && (i == 0 || b[i-1] != '\r') {
+				return true
+			}
+		}
+		return false
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	alphabet := []byte(".\r\nab")
+	for range 20000 {
+		in := make([]byte, r.IntN(60))
+		for i := range in {
+			in[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		in = append(in, "\r\n.\r\n"...)
+		var e EndOfData
+		total := 0
+		for rest := in; len(rest) > 0; {
+			k := 1 + r.IntN(len(rest))
+			n, ended := e.Scan(rest[:k])
+			total += n
+			if ended {
+				break
+			}
+			rest = rest[k:]
+		}
+		if want := bare(in[:total]); e.Bare != want {
+			t.Fatalf("content %q (ends at %d): Bare %v, want %v", in, total, e.Bare, want)
+		}
+		if e.Reset(); e.Bare {
+			t.Fatal("Reset kept Bare")
 		}
 	}
 }
@@ -430,5 +495,106 @@ func TestDeadlinesOnLoopback(t *testing.T) {
 	got, err := bufio.NewReader(client).ReadString('\n')
 	if err != nil || got != "220 x\r\n" {
 		t.Fatalf("client read %q, %v", got, err)
+	}
+}
+
+// dotDecode decodes DATA content with the machine of go-smtp's dataReader
+// (a copy of its rules, byte at a time) and returns the content and how
+// many input bytes it took, -1 without an end. keepCR is the RFC 5321
+// §4.5.2 reading of a line that starts ".<CR>" and goes on: only the
+// period is deleted (go-smtp deletes the CR too).
+func dotDecode(in []byte, keepCR bool) (out []byte, end int) {
+	st := eodBeginLine
+	for i, c := range in {
+		switch st {
+		case eodBeginLine:
+			switch c {
+			case '.':
+				st = eodDot
+				continue
+			case '\r':
+				st = eodCR
+			default:
+				st = eodData
+			}
+		case eodDot:
+			if c == '\r' {
+				st = eodDotCR
+				continue
+			}
+			st = eodData
+		case eodDotCR:
+			if c == '\n' {
+				return out, i + 1
+			}
+			if keepCR {
+				out = append(out, '\r')
+			}
+			st = eodData
+		case eodCR:
+			if c == '\n' {
+				st = eodBeginLine
+			} else {
+				st = eodData
+			}
+		case eodData:
+			if c == '\r' {
+				st = eodCR
+			}
+		}
+		out = append(out, c)
+	}
+	return out, -1
+}
+
+// TestEndOfDataReadDotCR: on random content ended by the real end line,
+// read through Read in random piece sizes from a reader that hands out
+// random amounts, Read ends where go-smtp's machine does, and what go-smtp
+// then decodes from Read's output is the RFC reading of the input (a
+// leading period deleted, a CR after it kept).
+func TestEndOfDataReadDotCR(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	alphabet := []byte(".\r\nab")
+	cases := [][]byte{[]byte("a\r\n.\rX\r\n.\r\n"), []byte(".\r.\r\r\n.\r\n"), []byte("\r\n..\rb\r\n.\r\n")}
+	for range 20000 {
+		in := make([]byte, r.IntN(50))
+		for i := range in {
+			in[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		cases = append(cases, append(in, "\r\n.\r\n"...))
+	}
+	for _, in := range cases {
+		wantOut, wantEnd := dotDecode(in, true)
+		if wantEnd < 0 {
+			continue // "\r\r\n" starts no line: go-smtp finds no end in it either
+		}
+		var src io.Reader = bytes.NewReader(append(append([]byte(nil), in...), "QUIT\r\n"...))
+		if r.IntN(2) == 0 {
+			src = iotest.OneByteReader(src)
+		} else {
+			src = iotest.HalfReader(src)
+		}
+		br := bufio.NewReaderSize(src, 16)
+		var e EndOfData
+		var got []byte
+		for {
+			p := make([]byte, 1+r.IntN(8))
+			n, ended, err := e.Read(br, p)
+			if err != nil {
+				t.Fatalf("content %q: Read: %v", in, err)
+			}
+			got = append(got, p[:n]...)
+			if ended {
+				break
+			}
+		}
+		rest, _ := io.ReadAll(br)
+		consumed := len(in) + len("QUIT\r\n") - len(rest)
+		if consumed != wantEnd {
+			t.Fatalf("content %q: Read took %d bytes, go-smtp's end is at %d", in, consumed, wantEnd)
+		}
+		if dec, end := dotDecode(got, false); end != len(got) || !bytes.Equal(dec, wantOut) {
+			t.Fatalf("content %q: Read handed on %q, which go-smtp reads as %q (end %d of %d); want %q", in, got, dec, end, len(got), wantOut)
+		}
 	}
 }
