@@ -20,8 +20,8 @@ import (
 // (the peer holds its own shadow of a relayed copy): release. No
 // "received" event at all means the peer does not remember accepting the
 // copy, so its data directory is not the one that said 250: the copy is
-// lost with it, resubmit. A peer that is unreachable for longer than
-// mesh.shadow_timeout, or no longer a member in the LSDB, is lost too.
+// lost with it, resubmit. A peer that is unreachable, or missing from the
+// LSDB, for longer than mesh.shadow_timeout is lost too.
 // A false verdict costs a second copy on the way, never a second delivery:
 // the copy ID stays the same and the node of final delivery drops it.
 
@@ -63,13 +63,13 @@ func (n *Node) checkShadows(ctx context.Context, down map[string]time.Time) {
 		if ctx.Err() != nil {
 			return
 		}
-		addr, member := peers[peer]
-		if !member {
-			n.log.Warn("shadow: peer is no longer a member of the mesh; resubmitting", "peer", peer, "copies", len(ids))
-			n.resubmitShadows(peer, ids)
-			continue
+		// A peer missing from the LSDB is treated like an unreachable one:
+		// a crashed member drops out of its group's record for a while.
+		err := errors.New("not a member in the LSDB")
+		if addr, member := peers[peer]; member {
+			err = n.askPeer(ctx, peer, addr, ids)
 		}
-		if err := n.askPeer(ctx, peer, addr, ids); err != nil {
+		if err != nil {
 			first, ok := down[peer]
 			if !ok {
 				down[peer] = n.now()
