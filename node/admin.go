@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/queue"
+	"github.com/meshd/meshd/version"
 )
 
 // The admin API's JSON types live in package adminapi, so that clients
@@ -29,6 +30,7 @@ type (
 // adminHandler serves the admin API:
 //
 //	GET    /api/status
+//	POST   /api/reload         (read the configuration file again, Options.Reload)
 //	GET    /api/queue[?held=true|false][&limit=N]
 //	GET    /api/queue/{id}
 //	GET    /api/queue/shadow[?peer=NODE]  (shadow copies, docs/shadow.md)
@@ -41,6 +43,7 @@ type (
 func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/status", n.handleStatus)
+	mux.HandleFunc("POST /api/reload", n.handleReload)
 	mux.HandleFunc("GET /api/queue", n.handleQueueList)
 	mux.HandleFunc("GET /api/queue/{id}", n.handleQueueShow)
 	mux.HandleFunc("GET /api/queue/shadow", n.handleShadowList)
@@ -61,6 +64,7 @@ func (n *Node) adminHandler() http.Handler {
 
 func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	st := n.q.Stats()
+	bi := version.Get()
 	info := StatusInfo{
 		Node:         n.cfg.Node.Name,
 		RoutingGroup: n.cfg.Node.RoutingGroup,
@@ -68,8 +72,24 @@ func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		Listeners:    n.Listeners(),
 		LocalDomains: n.cfg.LocalDomains,
 		Queue:        QueueStats{Messages: st.Messages, Bytes: st.Bytes, Oldest: timePtr(st.Oldest)},
+		Build:        &bi,
 	}
 	writeJSON(w, http.StatusOK, info)
+}
+
+// handleReload reads the configuration file again and applies it
+// (Options.Reload); 422 when the file is refused, which changes nothing.
+func (n *Node) handleReload(w http.ResponseWriter, _ *http.Request) {
+	if n.reloadFn == nil {
+		writeError(w, http.StatusNotImplemented, ErrNoReload.Error())
+		return
+	}
+	rep, err := n.reloadFn()
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
 }
 
 func (n *Node) handleQueueList(w http.ResponseWriter, r *http.Request) {

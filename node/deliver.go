@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshd/meshd/queue"
@@ -24,12 +25,14 @@ const maxInflightFactor = 16
 // destination's concurrency cap. Backoff is persisted (queue.Attempt) before
 // every attempt so that a crash mid-attempt cannot cause a retry storm.
 type deliverer struct {
-	n       *Node
-	cfg     Config
-	log     *slog.Logger
-	q       *queue.Queue
-	backoff queue.Backoff
-	out     *transports
+	n   *Node
+	cfg Config
+	log *slog.Logger
+	q   *queue.Queue
+	out *transports
+	// sched is the retry schedule and queue lifetimes in force; a reload
+	// (Node.Reload) swaps it while deliveries run.
+	sched atomic.Pointer[schedule]
 
 	global chan struct{} // outbound.max_concurrent
 
@@ -64,12 +67,11 @@ func newDeliverer(n *Node, opts Options) (*deliverer, error) {
 		return nil, err
 	}
 	c := n.cfg
-	return &deliverer{
+	d := &deliverer{
 		n:         n,
 		cfg:       c,
 		log:       n.log,
 		q:         n.q,
-		backoff:   retryBackoff(c.Queue.Retry),
 		out:       out,
 		global:    make(chan struct{}, c.Outbound.MaxConcurrent),
 		inflight:  make(map[string]bool),
@@ -77,7 +79,25 @@ func newDeliverer(n *Node, opts Options) (*deliverer, error) {
 		dests:     make(map[string]chan struct{}),
 		waiting:   make(map[string]bool),
 		wake:      make(chan struct{}, 1),
-	}, nil
+	}
+	d.sched.Store(newSchedule(c.Queue))
+	return d, nil
+}
+
+// schedule is the part of queue.* that applies to the next decision about
+// each message: when to retry, when to warn, when to give up.
+type schedule struct {
+	backoff      queue.Backoff
+	lifetime     time.Duration
+	delayWarning time.Duration
+}
+
+func newSchedule(q QueueConfig) *schedule {
+	return &schedule{
+		backoff:      retryBackoff(q.Retry),
+		lifetime:     q.Lifetime,
+		delayWarning: q.DelayWarning,
+	}
 }
 
 func (d *deliverer) close() error { return d.out.close() }
@@ -207,6 +227,14 @@ func (d *deliverer) reroute() {
 	}
 }
 
+// kick wakes the scheduler to look at the queue again (a new schedule).
+func (d *deliverer) kick() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
 func (d *deliverer) done(id string) {
 	d.mu.Lock()
 	delete(d.inflight, id)
@@ -232,7 +260,7 @@ func (d *deliverer) process(ctx context.Context, m *queue.Message) {
 		return b, err
 	})
 	now := d.n.now()
-	if now.Sub(m.ReceivedAt) >= d.cfg.Queue.Lifetime {
+	if now.Sub(m.ReceivedAt) >= d.sched.Load().lifetime {
 		if b, err := body(); err == nil {
 			d.expire(m, b, now)
 		}
@@ -277,9 +305,9 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 		attempts = max(attempts, r.Attempts)
 	}
 	now := d.n.now()
-	next := now.Add(d.backoff.Next(attempts+1, nil))
+	next := now.Add(d.sched.Load().backoff.Next(attempts+1, nil))
 	// Never schedule past expiry, so the failure DSN goes out on time.
-	if exp := m.ReceivedAt.Add(d.cfg.Queue.Lifetime); next.After(exp) {
+	if exp := m.ReceivedAt.Add(d.sched.Load().lifetime); next.After(exp) {
 		next = exp
 	}
 	if err := d.q.Attempt(m.ID, addrs, next); err != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/meshd/meshd/smtp"
+	"github.com/meshd/meshd/version"
 )
 
 // metrics are the node's Prometheus metrics, on a registry of its own so
@@ -70,10 +71,15 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 	queueBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "meshd_queue_size_bytes", Help: "Bytes of message bodies in the queue.",
 	}, func() float64 { _, b := queueStats(); return float64(b) })
+	bi := version.Get()
+	buildInfo := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "meshd_build_info", Help: "Always 1; the labels say which build of meshd runs (version, commit, build date, Go version).",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "date": bi.Date, "goversion": bi.GoVersion},
+	}, func() float64 { return 1 })
 	m.mesh = newMeshMetrics()
 	m.reg.MustRegister(m.mesh.digestChanges, m.mesh.convergence, m.mesh.transitions, m.mesh.tables, m.mesh.spf, m.mesh.adminOverrides)
 	m.reg.MustRegister(m.accepted, m.rejectedFull, m.delivered, m.deferred, m.bounced, m.expired,
-		m.dsnSent, m.replies, m.deadSkips, m.adminRefused, m.bareLineEnds, queueMsgs, queueBytes,
+		m.dsnSent, m.replies, m.deadSkips, m.adminRefused, m.bareLineEnds, queueMsgs, queueBytes, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

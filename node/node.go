@@ -41,6 +41,13 @@ type Options struct {
 	// GossipTransport, when set, carries the routing group's gossip
 	// instead of memberlist's own UDP/TCP transport on listen.gossip.
 	GossipTransport func(bind string) (memberlist.NodeAwareTransport, error)
+	// LogLevel, when set, is the level of Logger's handler: Reload sets it
+	// from log.level. Without it a change of log.level needs a restart.
+	LogLevel *slog.LevelVar
+	// Reload, when set, reads the node's configuration file again and
+	// applies it (usually via Node.Reload); the admin API's POST
+	// /api/reload (meshctl reload) calls it.
+	Reload func() (ReloadReport, error)
 }
 
 // Node is one meshd process: SMTP listeners, queue, delivery scheduler and
@@ -80,6 +87,15 @@ type Node struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// Reload (reload.go): the configuration in force, which starts as cfg
+	// and changes in the keys a reload applies; the certificate offered by
+	// every listener; the hooks of Options.
+	reloadMu sync.Mutex
+	live     atomic.Pointer[Config]
+	tlsCert  atomic.Pointer[tls.Certificate]
+	logLevel *slog.LevelVar
+	reloadFn func() (ReloadReport, error)
 }
 
 // New opens the queue in cfg.Node.DataDir, loads or generates the TLS
@@ -99,7 +115,8 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if now == nil {
 		now = time.Now
 	}
-	n = &Node{cfg: cfg, log: log, now: now, policy: newRelayPolicy(cfg), listen: opts.Listen}
+	n = &Node{cfg: cfg, log: log, now: now, policy: newRelayPolicy(cfg), listen: opts.Listen, logLevel: opts.LogLevel, reloadFn: opts.Reload}
+	n.live.Store(&cfg)
 	n.listenSMTP = n.listen
 	if n.listen == nil {
 		n.listen, n.listenSMTP = net.Listen, listenNoKeepAlive
@@ -123,6 +140,12 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	tlsCfg, err := loadTLS(cfg, now())
 	if err != nil {
 		return nil, err
+	}
+	if tlsCfg != nil {
+		// Every listener asks for the certificate at each handshake, so a
+		// reload can renew it for new sessions.
+		n.tlsCert.Store(&tlsCfg.Certificates[0])
+		tlsCfg.Certificates, tlsCfg.GetCertificate = nil, n.currentCert
 	}
 	n.q, err = queue.Open(queue.Options{
 		Dir:         cfg.Node.DataDir + "/queue",
@@ -390,7 +413,7 @@ func listenNoKeepAlive(network, addr string) (net.Listener, error) {
 // would send the message again. The Close calls that follow are no-ops for
 // servers shut down here.
 func (n *Node) drainSMTP() {
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Limits.ShutdownGrace)
+	ctx, cancel := context.WithTimeout(context.Background(), n.live.Load().Limits.ShutdownGrace)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, s := range []*smtp.Server{n.smtpSrv, n.subSrv, n.meshSrv} {

@@ -127,7 +127,7 @@ func (d *deliverer) successDSN(m *queue.Message, body []byte, delivered []queue.
 // maybeDelayDSN sends one delay DSN once the message has waited
 // queue.delay_warning, for the pending recipients that want one.
 func (d *deliverer) maybeDelayDSN(m *queue.Message, loadBody func() ([]byte, error), now time.Time) {
-	if d.cfg.Queue.DelayWarning <= 0 || m.DelayNotified || now.Sub(m.ReceivedAt) < d.cfg.Queue.DelayWarning {
+	if d.sched.Load().delayWarning <= 0 || m.DelayNotified || now.Sub(m.ReceivedAt) < d.sched.Load().delayWarning {
 		return
 	}
 	var rcpts []dsnRcpt

@@ -38,7 +38,7 @@ func (d *deliverer) buildDSN(req dsnRequest) ([]byte, error) {
 			LastAttempt: rc.LastAttempt,
 		}
 		if req.Kind == dsnDelay {
-			st.WillRetryUntil = m.ReceivedAt.Add(d.cfg.Queue.Lifetime)
+			st.WillRetryUntil = m.ReceivedAt.Add(d.sched.Load().lifetime)
 		}
 		r.Rcpts = append(r.Rcpts, st)
 	}

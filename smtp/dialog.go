@@ -271,6 +271,9 @@ func (c *dialogConn) command(line []byte, complete bool) error {
 		return nil
 	}
 	verb, arg := commandVerb(line)
+	if verb == "RCPT" {
+		line = rewritePostmaster(line)
+	}
 	c.mu.Lock()
 	needEHLO := c.needEHLO
 	c.mu.Unlock()

@@ -15,11 +15,11 @@ const tooManyConns = "421 4.7.0 Too many connections from your address\r\n"
 // hands out so that Server.Close can cut them.
 type capListener struct {
 	net.Listener
-	max     int
 	logger  *slog.Logger
 	onReply func(code int) // ServerConfig.OnReply
 
 	mu    sync.Mutex
+	max   int // Server.SetLimits may change it
 	perIP map[string]int
 	conns map[*capConn]struct{}
 }
@@ -32,6 +32,14 @@ func newCapListener(l net.Listener, max int, logger *slog.Logger) *capListener {
 		perIP:    make(map[string]int),
 		conns:    make(map[*capConn]struct{}),
 	}
+}
+
+// setMax changes the per-address cap for connections accepted from now on;
+// connections already open stay.
+func (l *capListener) setMax(max int) {
+	l.mu.Lock()
+	l.max = max
+	l.mu.Unlock()
 }
 
 func ipKey(a net.Addr) string {
@@ -57,9 +65,9 @@ func (l *capListener) Accept() (net.Conn, error) {
 		}
 		key := ipKey(c.RemoteAddr())
 		l.mu.Lock()
-		if l.max > 0 && l.perIP[key] >= l.max {
+		if max := l.max; max > 0 && l.perIP[key] >= max {
 			l.mu.Unlock()
-			l.logger.Warn("smtp: connection refused: too many from address", "peer", c.RemoteAddr().String(), "limit", l.max)
+			l.logger.Warn("smtp: connection refused: too many from address", "peer", c.RemoteAddr().String(), "limit", max)
 			// A fresh socket's send buffer takes these few bytes at once;
 			// the deadline only guards against a pathological peer.
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))

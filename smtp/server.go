@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -19,8 +20,11 @@ var ErrServerClosed = errors.New("smtp: server closed")
 type Server struct {
 	cfg    ServerConfig
 	limits Limits
-	log    *slog.Logger
-	now    func() time.Time
+	// live holds the limits SetLimits may change while sessions run (the
+	// ones meshd checks itself: header size, Received count, data timeout).
+	live atomic.Pointer[Limits]
+	log  *slog.Logger
+	now  func() time.Time
 
 	gs      *gosmtp.Server
 	ln      *capListener
@@ -54,6 +58,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log:    cfg.Logger,
 		now:    cfg.Now,
 	}
+	s.live.Store(&s.limits)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -95,6 +100,32 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.gs = gs
 	return s, nil
 }
+
+// SetLimits changes, for every message whose data starts from now on, the
+// limits that can change while the server runs: MaxHeaderBytes,
+// MaxReceived, DataTimeout, and MaxConnsPerIP for connections accepted from
+// now on (zero keeps the current value). The others are go-smtp's, which
+// it reads while sessions run, and are fixed at NewServer.
+func (s *Server) SetLimits(l Limits) {
+	cur := *s.live.Load()
+	if l.MaxHeaderBytes > 0 {
+		cur.MaxHeaderBytes = l.MaxHeaderBytes
+	}
+	if l.MaxReceived > 0 {
+		cur.MaxReceived = l.MaxReceived
+	}
+	if l.DataTimeout > 0 {
+		cur.DataTimeout = l.DataTimeout
+	}
+	if l.MaxConnsPerIP > 0 {
+		cur.MaxConnsPerIP = l.MaxConnsPerIP
+		s.ln.setMax(l.MaxConnsPerIP)
+	}
+	s.live.Store(&cur)
+}
+
+// Limits returns the limits in force.
+func (s *Server) Limits() Limits { return *s.live.Load() }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }

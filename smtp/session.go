@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -111,6 +112,9 @@ func (ss *session) logAttrs() []any {
 	return []any{"peer", addrString(ss.info.RemoteAddr), "helo", ss.info.Helo, "qid", ss.info.ID}
 }
 
+// strconvQuote makes an address refused for its bytes safe to log.
+func strconvQuote(s string) string { return strconv.QuoteToASCII(s) }
+
 func addrString(a net.Addr) string {
 	if a == nil {
 		return ""
@@ -181,6 +185,12 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if ss.info.ID != "" { // set here, cleared by Reset
 		return errNestedMail
 	}
+	if from != "" {
+		if e := checkAddress(from, true, opts != nil && opts.UTF8); e != nil {
+			ss.srv.log.Info("smtp: sender refused", append(ss.logAttrs(), "from", strconvQuote(from), "code", e.Code)...)
+			return e
+		}
+	}
 	ss.info.ID = newID()
 	ss.env = Envelope{From: from}
 	if opts != nil {
@@ -193,6 +203,12 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	if to == postmasterPath {
+		to = "postmaster" // RFC 5321 §4.5.1; see rewritePostmaster
+	} else if e := checkAddress(to, false, ss.env.SMTPUTF8); e != nil {
+		ss.srv.log.Info("smtp: recipient refused", append(ss.logAttrs(), "rcpt", strconvQuote(to), "code", e.Code)...)
+		return e
+	}
 	if err := ss.srv.cfg.Policy.CheckRcpt(&ss.info, to); err != nil {
 		var se *gosmtp.SMTPError
 		if errors.As(err, &se) {
@@ -237,11 +253,11 @@ func (ss *session) Data(r io.Reader) error {
 		}
 	}
 	hdrLen, received := scanHeader(body)
-	if hdrLen > ss.srv.limits.MaxHeaderBytes {
+	if hdrLen > ss.srv.live.Load().MaxHeaderBytes {
 		ss.srv.log.Info("smtp: message refused: header too large", append(ss.logAttrs(), "bytes", hdrLen)...)
 		return errHeaderTooLarge
 	}
-	if received > ss.srv.limits.MaxReceived {
+	if received > ss.srv.live.Load().MaxReceived {
 		ss.srv.log.Warn("smtp: message refused: too many Received headers", append(ss.logAttrs(), "received", received)...)
 		return errMailLoop
 	}
@@ -257,7 +273,7 @@ func (ss *session) Data(r io.Reader) error {
 		full = append(append(full, trace...), body...)
 	}
 
-	ctx, cancel := context.WithTimeout(ss.srv.ctx, ss.srv.limits.DataTimeout)
+	ctx, cancel := context.WithTimeout(ss.srv.ctx, ss.srv.live.Load().DataTimeout)
 	defer cancel()
 	id := ss.info.ID
 	info := ss.info // the Sink gets a copy it may keep
@@ -312,7 +328,7 @@ func (ss *session) readBody(r io.Reader) ([]byte, error) {
 		if cap(buf)-len(buf) < 2<<10 {
 			buf = slices.Grow(buf, cap(buf)) // at least doubles
 		}
-		_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.srv.limits.DataTimeout))
+		_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.srv.live.Load().DataTimeout))
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == nil {

@@ -1,7 +1,8 @@
 // Command meshctl controls a running meshd node through its admin HTTP/JSON
 // API (listen.admin).
 //
-//	meshctl [-admin HOST:PORT] [-json] status
+//	meshctl [-admin HOST:PORT] [-json] status | reload
+//	meshctl -version
 //	meshctl [-admin HOST:PORT] [-json] queue list [-held | -active] [-limit N]
 //	meshctl [-admin HOST:PORT] [-json] queue show ID
 //	meshctl [-admin HOST:PORT] [-json] queue retry|hold|release|delete ID

@@ -64,6 +64,9 @@ func printStatus(w io.Writer, st adminapi.StatusInfo) {
 	}
 	fmt.Fprintf(tw, "queue\t%d messages, %s\n", st.Queue.Messages, fmtSize(st.Queue.Bytes))
 	fmt.Fprintf(tw, "oldest\t%s\n", fmtTime(st.Queue.Oldest))
+	if st.Build != nil {
+		fmt.Fprintf(tw, "version\t%s\n", *st.Build)
+	}
 	_ = tw.Flush()
 }
 

@@ -12,9 +12,11 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/version"
 )
 
 // Exit codes.
@@ -28,7 +30,9 @@ const (
 const usageText = `usage: meshctl [-admin HOST:PORT] [-token-file FILE] [-json] COMMAND
 
 commands:
-  status                          node, listeners and queue summary
+  status                          node, listeners, queue summary and build version
+  reload                          make the node read its configuration file again (as SIGHUP):
+                                  prints what was applied and what needs a restart
   members                         gossip view of the node's routing group, with its master
   lsdb [-from HOST:PORT]          link-state database: per routing group its version
                                   (epoch.major.minor.user), master, age, TTL, members, and
@@ -90,6 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.tokenFile, "token-file", os.Getenv("MESHD_ADMIN_TOKEN_FILE"),
 		"admin token `file` of the node (env MESHD_ADMIN_TOKEN_FILE; default: the file the node names, which works on its own machine)")
 	fs.BoolVar(&c.json, "json", false, "print JSON (for scripts) instead of tables")
+	showVersion := fs.Bool("version", false, "print meshctl's version and exit")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageText)
 		fs.PrintDefaults()
@@ -99,6 +104,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		}
 		return exitUsage
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "meshctl", version.Get())
+		return exitOK
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
@@ -111,6 +120,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return c.usage("status takes no arguments")
 		}
 		return c.status()
+	case "reload":
+		if len(rest) != 1 {
+			return c.usage("reload takes no arguments")
+		}
+		return c.reload()
 	case "queue":
 		return c.queue(rest[1:])
 	case "members", "lsdb", "routes", "trace", "connector", "rg", "track", "graph":
@@ -176,6 +190,29 @@ func (c *cli) status() int {
 	}
 	printStatus(c.stdout, st)
 	return exitOK
+}
+
+func (c *cli) reload() int {
+	var rep adminapi.ReloadReport
+	raw, err := c.call(http.MethodPost, "/api/reload", &rep)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.writeRaw(raw)
+	}
+	fmt.Fprintf(c.stdout, "reloaded: applied %s\n", listOrNone(rep.Applied))
+	if len(rep.NeedsRestart) > 0 {
+		fmt.Fprintf(c.stdout, "needs a restart to take effect: %s\n", strings.Join(rep.NeedsRestart, ", "))
+	}
+	return exitOK
+}
+
+func listOrNone(keys []string) string {
+	if len(keys) == 0 {
+		return "nothing (no live setting changed)"
+	}
+	return strings.Join(keys, ", ")
 }
 
 func (c *cli) queueList(args []string) int {

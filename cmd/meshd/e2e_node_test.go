@@ -71,6 +71,7 @@ type nodeOptions struct {
 	Users         map[string]string // name -> bcrypt/argon2 hash
 	Extra         map[string]any    // merged over the generated config at top level (section maps merged key by key)
 	Reserved      []string          // host:port addresses the test uses itself (e.g. mesh listeners named in Extra): never chosen
+	Env           []string          // added to meshd's environment (NOTIFY_SOCKET=...)
 }
 
 // meshNode is one running (or stopped) meshd process with its own config and data directory.
@@ -90,6 +91,7 @@ type meshNode struct {
 	waitErr error // cmd.Wait's result, valid once done is closed
 	log     *os.File
 	runs    int
+	env     []string
 }
 
 // startNode writes a config for opts with free loopback ports and starts meshd on it. The
@@ -116,6 +118,7 @@ func startNode(t testing.TB, opts nodeOptions) *meshNode {
 		SMTP:       addrs[0],
 		Submission: addrs[1],
 		Admin:      addrs[2],
+		env:        opts.Env,
 	}
 	cfg, err := yaml.Marshal(n.config(opts, addrs[3], addrs[4], addrs[5]))
 	if err != nil {
@@ -263,6 +266,9 @@ func (n *meshNode) Start() {
 	fmt.Fprintf(logf, "===== e2e: start #%d at %s =====\n", n.runs, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(meshdBin, "-config", n.ConfigPath)
 	cmd.Dir = n.Dir
+	if len(n.env) > 0 {
+		cmd.Env = append(os.Environ(), n.env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()

@@ -16,10 +16,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/sdnotify"
+	buildversion "github.com/meshd/meshd/version"
 )
 
 func main() {
@@ -28,6 +29,8 @@ func main() {
 
 // run is main without the process: it parses args, runs the node until a
 // signal and returns the exit code (0 ok, 1 runtime error, 2 usage/config).
+// SIGINT and SIGTERM stop the node gracefully; SIGHUP reloads the
+// configuration file (reload.go) and never stops it.
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "sim" {
 		return runSim(args[1:], stdout, stderr)
@@ -61,23 +64,49 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "meshd: configuration ok")
 		return 0
 	}
-	logger := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	logger := newLogger(cfg.Log, level, stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := node.New(cfg, node.Options{Logger: logger})
+	// SIGHUP reloads (systemd's ExecReload sends it); registered before the
+	// node exists so that an early one cannot kill the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	notify := sdnotify.FromEnv()
+
+	var n *node.Node
+	r := &reloader{path: *configPath, log: logger, notify: notify}
+	n, err := node.New(cfg, node.Options{Logger: logger, LogLevel: level, Reload: r.reload})
 	if err != nil {
 		fmt.Fprintf(stderr, "meshd: %v\n", err)
 		return 1
 	}
+	r.node = n
 	if err := n.Start(); err != nil {
 		fmt.Fprintf(stderr, "meshd: %v\n", err)
 		_ = n.Close()
 		return 1
 	}
 	printListeners(stdout, n, cfg, *configPath == "")
-	<-ctx.Done()
+	// Listeners are open and the queue is loaded: the unit is up.
+	if err := notify.Ready("accepting mail"); err != nil {
+		logger.Warn("sd_notify", "err", err)
+	}
+	stopWatchdog := startWatchdog(notify, logger)
+	defer stopWatchdog()
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-hup:
+			logger.Info("SIGHUP received, reloading configuration", "config_file", *configPath)
+			_, _ = r.reload()
+		}
+	}
 	logger.Info("signal received, shutting down")
+	_ = notify.Stopping()
 	if err := n.Close(); err != nil {
 		fmt.Fprintf(stderr, "meshd: shutdown: %v\n", err)
 		return 1
@@ -107,8 +136,7 @@ func printListeners(w io.Writer, n *node.Node, cfg node.Config, defaults bool) {
 	}
 }
 
-func newLogger(c node.LogConfig, w io.Writer) *slog.Logger {
-	var level slog.Level
+func newLogger(c node.LogConfig, level *slog.LevelVar, w io.Writer) *slog.Logger {
 	_ = level.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
@@ -117,12 +145,7 @@ func newLogger(c node.LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "devel"
-}
+func version() string { return buildversion.Get().String() }
 
 // newFlagSet is a flag set for meshd or one of its subcommands, whose
 // usage line is "usage: NAME SYNOPSIS" followed by the flags.

@@ -1,6 +1,10 @@
 package adminapi
 
-import "time"
+import (
+	"time"
+
+	"github.com/meshd/meshd/version"
+)
 
 // MessageInfo is a queued message as the admin API shows it.
 type MessageInfo struct {
@@ -45,6 +49,7 @@ type StatusInfo struct {
 	Listeners    map[string]string `json:"listeners"`
 	LocalDomains []string          `json:"local_domains"`
 	Queue        QueueStats        `json:"queue"`
+	Build        *version.Info     `json:"build,omitempty"` // always set by meshd; absent from older nodes
 }
 
 // QueueStats summarises the queue in StatusInfo.
@@ -90,4 +95,12 @@ type ShadowList struct {
 	Max     int64        `json:"max"`     // queue.max_shadow_bytes
 	Skipped uint64       `json:"skipped"` // hand-offs not shadowed for want of space
 	Shadows []ShadowInfo `json:"shadows"`
+}
+
+// ReloadReport is the answer of POST /api/reload: the keys whose new values
+// are in force, and the keys that changed but take effect only at the next
+// start.
+type ReloadReport struct {
+	Applied      []string `json:"applied"`
+	NeedsRestart []string `json:"needs_restart"`
 }

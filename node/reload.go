@@ -1,0 +1,154 @@
+package node
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/smtp"
+)
+
+// ReloadReport says what a reload did (adminapi.ReloadReport).
+type ReloadReport = adminapi.ReloadReport
+
+// ErrNoReload is returned by the admin API's reload when the node has no
+// configuration file to read again (Options.Reload is nil).
+var ErrNoReload = errors.New("node: reload: this node was not started from a configuration file")
+
+// Reload applies cfg to the running node as far as it can change live:
+// log.level (through Options.LogLevel), the TLS certificate offered to new
+// sessions (read again from tls.cert_file even when the path is the same,
+// so a renewed certificate is picked up), limits.max_header_bytes,
+// limits.max_received_headers, limits.data_timeout,
+// limits.max_connections_per_ip (for new connections), limits.shutdown_grace,
+// and the retry schedule and lifetimes of queue.*. Any other change is
+// listed in NeedsRestart and not applied. An invalid cfg, or a certificate
+// that does not load, is refused as a whole: nothing changes. No session
+// is cut and the queue is not touched.
+func (n *Node) Reload(cfg Config) (ReloadReport, error) {
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
+	var rep ReloadReport
+	if err := cfg.Validate(); err != nil {
+		return rep, err
+	}
+	old := *n.live.Load()
+
+	// Everything that can fail comes first, so a refusal changes nothing.
+	var cert *tls.Certificate
+	if n.tlsCert.Load() != nil && cfg.TLS.CertFile != "" && cfg.TLS.SelfSigned == old.TLS.SelfSigned {
+		c, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return rep, fmt.Errorf("node: reload: tls.cert_file %s: %w", cfg.TLS.CertFile, err)
+		}
+		cert = &c
+	}
+
+	restart := func(key string, a, b any) {
+		if !reflect.DeepEqual(a, b) {
+			rep.NeedsRestart = append(rep.NeedsRestart, key)
+		}
+	}
+	applied := func(key string, a, b any) bool {
+		if reflect.DeepEqual(a, b) {
+			return false
+		}
+		rep.Applied = append(rep.Applied, key)
+		return true
+	}
+
+	// log
+	if n.logLevel != nil {
+		if applied("log.level", old.Log.Level, cfg.Log.Level) {
+			_ = n.logLevel.UnmarshalText([]byte(cfg.Log.Level))
+		}
+	} else {
+		restart("log.level", old.Log.Level, cfg.Log.Level)
+	}
+	restart("log.format", old.Log.Format, cfg.Log.Format)
+
+	// tls
+	switch {
+	case cert != nil:
+		n.tlsCert.Store(cert)
+		rep.Applied = append(rep.Applied, "tls.cert_file")
+		restart("tls.self_signed", old.TLS.SelfSigned, cfg.TLS.SelfSigned)
+	default:
+		restart("tls.cert_file", old.TLS.CertFile, cfg.TLS.CertFile)
+		restart("tls.key_file", old.TLS.KeyFile, cfg.TLS.KeyFile)
+		restart("tls.self_signed", old.TLS.SelfSigned, cfg.TLS.SelfSigned)
+	}
+
+	// limits
+	ol, nl := old.Limits, cfg.Limits
+	restart("limits.max_message_bytes", ol.MaxMessageBytes, nl.MaxMessageBytes)
+	restart("limits.max_recipients", ol.MaxRecipients, nl.MaxRecipients)
+	restart("limits.max_line_length", ol.MaxLineLength, nl.MaxLineLength)
+	restart("limits.command_timeout", ol.CommandTimeout, nl.CommandTimeout)
+	a := applied("limits.max_header_bytes", ol.MaxHeaderBytes, nl.MaxHeaderBytes)
+	a = applied("limits.max_received_headers", ol.MaxReceivedHeaders, nl.MaxReceivedHeaders) || a
+	a = applied("limits.data_timeout", ol.DataTimeout, nl.DataTimeout) || a
+	a = applied("limits.max_connections_per_ip", ol.MaxConnectionsPerIP, nl.MaxConnectionsPerIP) || a
+	if a {
+		l := smtp.Limits{MaxHeaderBytes: nl.MaxHeaderBytes, MaxReceived: nl.MaxReceivedHeaders, DataTimeout: nl.DataTimeout, MaxConnsPerIP: nl.MaxConnectionsPerIP}
+		for _, s := range []*smtp.Server{n.smtpSrv, n.subSrv, n.meshSrv} {
+			if s != nil {
+				s.SetLimits(l)
+			}
+		}
+	}
+	applied("limits.shutdown_grace", ol.ShutdownGrace, nl.ShutdownGrace)
+
+	// queue
+	oq, nq := old.Queue, cfg.Queue
+	restart("queue.max_messages", oq.MaxMessages, nq.MaxMessages)
+	restart("queue.max_bytes", oq.MaxBytes, nq.MaxBytes)
+	restart("queue.dedup_window", oq.DedupWindow, nq.DedupWindow)
+	restart("queue.gc_interval", oq.GCInterval, nq.GCInterval)
+	a = applied("queue.retry", oq.Retry, nq.Retry)
+	a = applied("queue.delay_warning", oq.DelayWarning, nq.DelayWarning) || a
+	a = applied("queue.lifetime", oq.Lifetime, nq.Lifetime) || a
+	if a && n.del != nil {
+		n.del.sched.Store(newSchedule(nq))
+		n.del.kick()
+	}
+
+	// What is in force now: the applied keys from cfg, the rest as before.
+	next := old
+	if n.logLevel != nil {
+		next.Log.Level = cfg.Log.Level
+	}
+	if cert != nil {
+		next.TLS.CertFile, next.TLS.KeyFile = cfg.TLS.CertFile, cfg.TLS.KeyFile
+	}
+	next.Limits.MaxHeaderBytes, next.Limits.MaxReceivedHeaders = nl.MaxHeaderBytes, nl.MaxReceivedHeaders
+	next.Limits.DataTimeout, next.Limits.ShutdownGrace = nl.DataTimeout, nl.ShutdownGrace
+	next.Limits.MaxConnectionsPerIP = nl.MaxConnectionsPerIP
+	next.Queue.Retry, next.Queue.DelayWarning, next.Queue.Lifetime = nq.Retry, nq.DelayWarning, nq.Lifetime
+
+	// Every other difference is wired into listeners, gossip, routing or
+	// policy at start: name its section unless a key of it is named already.
+	nv, cv := reflect.ValueOf(next), reflect.ValueOf(cfg)
+	for i := range nv.NumField() {
+		name, _, _ := strings.Cut(nv.Type().Field(i).Tag.Get("yaml"), ",")
+		if name == "" || reflect.DeepEqual(nv.Field(i).Interface(), cv.Field(i).Interface()) {
+			continue
+		}
+		if !slices.ContainsFunc(rep.NeedsRestart, func(k string) bool { return strings.HasPrefix(k, name+".") }) {
+			rep.NeedsRestart = append(rep.NeedsRestart, name)
+		}
+	}
+	n.live.Store(&next)
+	n.log.Info("configuration reloaded", "applied", rep.Applied, "needs_restart", rep.NeedsRestart)
+	return rep, nil
+}
+
+// currentCert is the tls.Config.GetCertificate of every listener: the
+// certificate in force, which Reload may replace for new handshakes.
+func (n *Node) currentCert(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return n.tlsCert.Load(), nil
+}
