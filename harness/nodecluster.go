@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -138,6 +139,9 @@ func (c *nodeCluster) config(sn *simNode, smtpAddr, meshAddr, lsAddr string) nod
 	cfg.Outbound.DeadTime = tm.DeadTime
 	cfg.Queue.Retry = node.RetryConfig{Initial: tm.RetryInitial, Max: tm.RetryMax, Factor: 2, Jitter: 0.2}
 	cfg.Queue.GCInterval = time.Minute
+	// Shadow copies are checked often, so a lost disk shows within a scenario.
+	cfg.Mesh.ShadowCheck = 200 * time.Millisecond
+	cfg.Mesh.ShadowTimeout = 5 * time.Second
 	if tm.Lifetime > 0 {
 		cfg.Queue.Lifetime = tm.Lifetime
 	}
@@ -572,4 +576,36 @@ func (c *nodeCluster) Locate(messageID string) []string {
 		}
 	}
 	return out
+}
+
+// diskSwapper is a Cluster that can replace a crashed node's data directory.
+type diskSwapper interface {
+	SwapDisk(node string) error
+}
+
+// SwapDisk exchanges a crashed node's data directory with the one set aside
+// by the previous swap (an empty one the first time).
+func (c *nodeCluster) SwapDisk(name string) error {
+	sn, err := c.get(name)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	running := sn.n != nil
+	c.mu.Unlock()
+	if running {
+		return fmt.Errorf("harness: swap_disk %s: still running", name)
+	}
+	dir := sn.cfg.Node.DataDir
+	aside, tmp := dir+".aside", dir+".swap"
+	if err := os.Rename(dir, tmp); err != nil {
+		return fmt.Errorf("harness: swap_disk %s: %w", name, err)
+	}
+	if err := os.Rename(aside, dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("harness: swap_disk %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, aside); err != nil {
+		return fmt.Errorf("harness: swap_disk %s: %w", name, err)
+	}
+	return nil
 }

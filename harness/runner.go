@@ -367,6 +367,12 @@ func (r *runner) do(ctx context.Context, idx int, st *Step) error {
 		return r.cl.SetDiskFull(ctx, st.DiskFull, true)
 	case st.DiskFree != "":
 		return r.cl.SetDiskFull(ctx, st.DiskFree, false)
+	case st.SwapDisk != "":
+		sw, ok := r.cl.(diskSwapper)
+		if !ok {
+			return fmt.Errorf("harness: swap_disk: this cluster cannot swap data directories")
+		}
+		return sw.SwapDisk(st.SwapDisk)
 	case st.Send != nil:
 		r.startSend(ctx, idx, st.Send)
 	case st.RemoveRG != nil:
@@ -611,6 +617,8 @@ func (st *Step) describe() string {
 		return "disk full on " + st.DiskFull
 	case st.DiskFree != "":
 		return "disk freed on " + st.DiskFree
+	case st.SwapDisk != "":
+		return "swap the data directory of " + st.SwapDisk
 	case st.Send != nil:
 		return fmt.Sprintf("send %d from %s to %s at %g/s", st.Send.Count, st.Send.From, st.Send.To, st.Send.Rate)
 	case st.RemoveRG != nil:

@@ -127,7 +127,11 @@ type Step struct {
 	Restart   string     `yaml:"restart"`   // node name
 	DiskFull  string     `yaml:"disk_full"` // node name: its queue refuses with 451 from now on
 	DiskFree  string     `yaml:"disk_free"` // node name: its queue takes mail again
-	Send      *SendSpec  `yaml:"send"`
+	// SwapDisk (node name, crashed) sets its data directory aside and puts
+	// back the one set aside before (none the first time: an empty disk),
+	// for a node lost with its disk that later returns with the old one.
+	SwapDisk string    `yaml:"swap_disk"`
+	Send     *SendSpec `yaml:"send"`
 	// RemoveRG decommissions a routing group through a node (meshctl rg
 	// remove): a tombstone floods the mesh.
 	RemoveRG *RemoveSpec `yaml:"remove_rg"`
@@ -412,6 +416,7 @@ func (sc *Scenario) validateStep(st *Step) error {
 	count(st.Restart != "")
 	count(st.DiskFull != "")
 	count(st.DiskFree != "")
+	count(st.SwapDisk != "")
 	count(st.Send != nil)
 	count(st.RemoveRG != nil)
 	if set != 1 {
@@ -451,6 +456,8 @@ func (sc *Scenario) validateStep(st *Step) error {
 		return t.checkNode(st.DiskFull)
 	case st.DiskFree != "":
 		return t.checkNode(st.DiskFree)
+	case st.SwapDisk != "":
+		return t.checkNode(st.SwapDisk)
 	case st.RemoveRG != nil:
 		if t.rg(st.RemoveRG.RG) == nil {
 			return fmt.Errorf("remove_rg: unknown routing group %q", st.RemoveRG.RG)

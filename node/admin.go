@@ -33,6 +33,7 @@ type (
 //	POST   /api/reload         (read the configuration file again, Options.Reload)
 //	GET    /api/queue[?held=true|false][&limit=N]
 //	GET    /api/queue/{id}
+//	GET    /api/queue/shadow[?peer=NODE]  (shadow copies, docs/shadow.md)
 //	POST   /api/queue/{id}/{retry|hold|release}
 //	DELETE /api/queue/{id}
 //	GET    /metrics
@@ -45,6 +46,7 @@ func (n *Node) adminHandler() http.Handler {
 	mux.HandleFunc("POST /api/reload", n.handleReload)
 	mux.HandleFunc("GET /api/queue", n.handleQueueList)
 	mux.HandleFunc("GET /api/queue/{id}", n.handleQueueShow)
+	mux.HandleFunc("GET /api/queue/shadow", n.handleShadowList)
 	mux.HandleFunc("POST /api/queue/{id}/{action}", n.handleQueueAction)
 	mux.HandleFunc("DELETE /api/queue/{id}", n.handleQueueDelete)
 	_ = n.metrics.reg.Register(meshCollector{n}) // read at scrape time (metrics_mesh.go)
@@ -116,6 +118,26 @@ func (n *Node) handleQueueList(w http.ResponseWriter, r *http.Request) {
 	out := QueueList{Messages: make([]MessageInfo, 0, len(msgs))}
 	for _, m := range msgs {
 		out.Messages = append(out.Messages, messageInfo(m))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (n *Node) handleShadowList(w http.ResponseWriter, r *http.Request) {
+	sh, err := n.q.Shadows(r.URL.Query().Get("peer"))
+	if err != nil {
+		writeQueueError(w, err)
+		return
+	}
+	st := n.q.ShadowStats()
+	out := adminapi.ShadowList{Count: st.Count, Bytes: st.Bytes, Max: n.cfg.Queue.MaxShadowBytes,
+		Skipped: st.Skipped, Shadows: make([]adminapi.ShadowInfo, 0, len(sh))}
+	for _, s := range sh {
+		info := adminapi.ShadowInfo{CopyID: s.CopyID, MessageID: s.MessageID, Peer: s.Peer, From: s.Envelope.From,
+			Size: s.Size, HandedAt: s.HandedAt, Expires: s.Expires}
+		for _, rc := range s.Envelope.Rcpts {
+			info.Rcpts = append(info.Rcpts, rc.Addr)
+		}
+		out.Shadows = append(out.Shadows, info)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -134,6 +134,9 @@ type QueueConfig struct {
 	DelayWarning time.Duration `yaml:"delay_warning"`
 	Lifetime     time.Duration `yaml:"lifetime"`
 	GCInterval   time.Duration `yaml:"gc_interval"`
+	// MaxShadowBytes bounds the shadow copies of handed-on messages
+	// (docs/shadow.md); 0 keeps no shadows at all.
+	MaxShadowBytes int64 `yaml:"max_shadow_bytes"`
 }
 
 // RetryConfig is the exponential retry schedule: initial*factor^(n-1),
@@ -238,6 +241,8 @@ func DefaultConfig() Config {
 			DelayWarning: 4 * time.Hour,
 			Lifetime:     48 * time.Hour,
 			GCInterval:   5 * time.Minute,
+			// A tenth of max_bytes: shadows hold what left for other nodes.
+			MaxShadowBytes: 0, // off until resubmission is exactly-once (docs/shadow.md)
 		},
 		Log:  LogConfig{Level: "info", Format: "text"},
 		Mesh: defaultMeshConfig(),
@@ -598,6 +603,9 @@ func (c *Config) validateQueue() error {
 	}
 	if q.MaxBytes < 1<<20 {
 		return configError("queue.max_bytes", "must be at least 1048576, got %d", q.MaxBytes)
+	}
+	if q.MaxShadowBytes < 0 || (q.MaxShadowBytes > 0 && q.MaxShadowBytes < 1<<20) {
+		return configError("queue.max_shadow_bytes", "must be 0 (no shadows) or at least 1048576, got %d", q.MaxShadowBytes)
 	}
 	r := q.Retry
 	if err := checkDurations([]struct {

@@ -53,6 +53,12 @@ type MeshConfig struct {
 	// MaxPerPeer caps concurrent hops to one mesh node (our own nodes
 	// take more parallel sessions than an outside MX is offered).
 	MaxPerPeer int `yaml:"max_per_peer"`
+	// ShadowCheck is how often a node asks the peers it handed copies to
+	// what became of them (docs/shadow.md).
+	ShadowCheck time.Duration `yaml:"shadow_check"`
+	// ShadowTimeout: a peer unreachable this long is lost and its shadows
+	// are resubmitted.
+	ShadowTimeout time.Duration `yaml:"shadow_timeout"`
 }
 
 // IdentityConfig names the files of a node's identity (meshd org issue).
@@ -127,8 +133,8 @@ type AddressSpaceConfig struct {
 
 func defaultMeshConfig() MeshConfig {
 	return MeshConfig{
-		MaxPerPeer: 16,
-		TTL:        time.Hour, Refresh: 30 * time.Minute, SyncInterval: 30 * time.Second, CollectWindow: 500 * time.Millisecond,
+		MaxPerPeer: 16, ShadowCheck: 10 * time.Second, ShadowTimeout: 10 * time.Minute,
+		TTL: time.Hour, Refresh: 30 * time.Minute, SyncInterval: 30 * time.Second, CollectWindow: 500 * time.Millisecond,
 		Probe: ProbeConfig{Interval: time.Second, Keepalive: 10 * time.Second, Timeout: 2 * time.Second,
 			GlitchRetries: 2, GlitchDelay: 50 * time.Millisecond, UpAfter: 2},
 		Damping: DampingConfig{Penalty: linkstate.DefaultDamping.Penalty, HalfLife: linkstate.DefaultDamping.HalfLife,
@@ -190,6 +196,12 @@ func (c *Config) validateMesh() error {
 	}
 	if m.Probe.GlitchRetries < 0 || m.Probe.GlitchRetries > 10 {
 		return configError("mesh.probe.glitch_retries", "must be 0..10, got %d", m.Probe.GlitchRetries)
+	}
+	if m.ShadowCheck < 10*time.Millisecond || m.ShadowCheck > time.Hour {
+		return configError("mesh.shadow_check", "must be 10ms..1h, got %v", m.ShadowCheck)
+	}
+	if m.ShadowTimeout < m.ShadowCheck || m.ShadowTimeout > 30*24*time.Hour {
+		return configError("mesh.shadow_timeout", "must be mesh.shadow_check (%v)..720h, got %v", m.ShadowCheck, m.ShadowTimeout)
 	}
 	if m.MaxPerPeer < 1 || m.MaxPerPeer > 1000 {
 		return configError("mesh.max_per_peer", "must be 1..1000, got %d", m.MaxPerPeer)

@@ -380,7 +380,7 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 			results[i].HandedOn = results[i].Outcome == queue.Delivered
 		}
 	}
-	after, err := d.q.RecordMessage(m.ID, results)
+	after, err := d.record(m, g, results, remoteMTA)
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
 		d.forget(m.ID)
@@ -463,4 +463,24 @@ func hasPending(m *queue.Message) bool {
 		}
 	}
 	return false
+}
+
+// record applies the results of an attempt; a hop to another mesh node
+// keeps a shadow of the copy in the same commit (docs/shadow.md), unless
+// queue.max_shadow_bytes is 0.
+// remote is the address of the hop that took the copy (not always the
+// first of g.hops: a hop that failed is skipped).
+func (d *deliverer) record(m *queue.Message, g *group, results []queue.Result, remote string) (*queue.Message, error) {
+	if g.kind != kindMesh || g.copyID == "" || d.cfg.Queue.MaxShadowBytes <= 0 || remote == "" {
+		return d.q.RecordMessage(m.ID, results)
+	}
+	peer := d.n.memberAt(remote)
+	if peer == "" {
+		peer = remote
+	}
+	return d.q.RecordHandOff(m.ID, results, queue.HandOff{
+		CopyID:  g.copyID,
+		Peer:    peer,
+		Expires: m.ReceivedAt.Add(d.cfg.Queue.Lifetime),
+	})
 }

@@ -151,6 +151,7 @@ func (n *Node) startMesh(ctx context.Context, g *errgroup.Group) error {
 		return fmt.Errorf("node: start mesh listener: %w", err)
 	}
 	g.Go(func() error { return n.watchLinkState(ctx) }) // metrics (metrics_mesh.go)
+	g.Go(func() error { return n.watchShadows(ctx) })   // shadow.go
 	g.Go(func() error {
 		// Every new routing table sends waiting mail on its way at once.
 		for {

@@ -154,10 +154,12 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		Dir:         cfg.Node.DataDir + "/queue",
 		MaxMessages: cfg.Queue.MaxMessages,
 		MaxBytes:    cfg.Queue.MaxBytes,
-		DedupWindow: cfg.Queue.DedupWindow,
-		Now:         now,
-		Logger:      log,
-		GCInterval:  cfg.Queue.GCInterval,
+		// Not unbounded when 0: the deliverer keeps no shadows then.
+		MaxShadowBytes: max(cfg.Queue.MaxShadowBytes, 1),
+		DedupWindow:    cfg.Queue.DedupWindow,
+		Now:            now,
+		Logger:         log,
+		GCInterval:     cfg.Queue.GCInterval,
 		// The body stored is the message as received plus the fields
 		// prepended on the way (Received:, the mesh's X-Meshd-*).
 		MaxBodyBytes: cfg.Limits.MaxMessageBytes + int64(cfg.Limits.MaxHeaderBytes),

@@ -27,6 +27,9 @@ func (q *Queue) gcLoop() {
 			return
 		case <-t.C:
 		}
+		if _, err := q.ExpireShadows(q.now()); err != nil && !errors.Is(err, ErrClosed) {
+			q.log.Warn("queue: expire shadows", "err", err)
+		}
 		q.runGC()
 	}
 }

@@ -17,7 +17,7 @@ type change func(m *Message) (finished, notify bool, err error)
 // mutate applies fn to the stored message id through the committer (synced,
 // group-committed) and returns the message as written.
 func (q *Queue) mutate(id string, fn change) (*Message, error) {
-	return q.mutateOp(id, false, fn)
+	return q.mutateOp(id, false, fn, nil)
 }
 
 // mutateDeferrable is mutate for the delivery loop's own bookkeeping
@@ -25,10 +25,10 @@ func (q *Queue) mutate(id string, fn change) (*Message, error) {
 // when it returns, but may wait briefly to share the commit of the next
 // Enqueue (see op.deferrable).
 func (q *Queue) mutateDeferrable(id string, fn change) (*Message, error) {
-	return q.mutateOp(id, true, fn)
+	return q.mutateOp(id, true, fn, nil)
 }
 
-func (q *Queue) mutateOp(id string, deferrable bool, fn change) (*Message, error) {
+func (q *Queue) mutateOp(id string, deferrable bool, fn change, side sideFn) (*Message, error) {
 	if !deferrable {
 		// Only ops that somebody waits for are lingered for (linger):
 		// the delivery loop's own never hold up an SMTP client's reply.
@@ -42,9 +42,24 @@ func (q *Queue) mutateOp(id string, deferrable bool, fn change) (*Message, error
 			if err != nil {
 				return nil, err
 			}
+			var extra []*badger.Entry
+			var extraApply func()
+			if side != nil {
+				if extra, extraApply, err = side(txn, m); err != nil {
+					return nil, err
+				}
+			}
 			finished, notify, err := fn(m)
 			if err != nil {
 				return nil, err
+			}
+			withExtra := func(mu *mutation) *mutation {
+				mu.sets = append(mu.sets, extra...)
+				if extraApply != nil {
+					apply := mu.apply
+					mu.apply = func() { apply(); extraApply() }
+				}
+				return mu
 			}
 			m.updateNext()
 			out = m
@@ -58,23 +73,23 @@ func (q *Queue) mutateOp(id string, deferrable bool, fn change) (*Message, error
 					// still recognised where it was finally delivered.
 					dels = append(dels, dedupKey(id))
 				}
-				return &mutation{
+				return withExtra(&mutation{
 					dels: dels,
 					apply: func() {
 						q.idx.remove(id)
 						q.bodies.drop(id)
 					},
-				}, nil
+				}), nil
 			}
 			rec, err := encodeMessage(m)
 			if err != nil {
 				return nil, err
 			}
-			return &mutation{
+			return withExtra(&mutation{
 				sets:   []*badger.Entry{badger.NewEntry(msgKey(id), rec)},
 				apply:  func() { q.idx.put(m) },
 				notify: notify,
-			}, nil
+			}), nil
 		},
 		done: make(chan error, 1),
 	}
@@ -136,28 +151,7 @@ func (q *Queue) RecordMessage(id string, results []Result) (*Message, error) {
 			return nil, fmt.Errorf("queue: record %s: %w: outcome %d for %s", id, ErrInvalid, r.Outcome, r.Addr)
 		}
 	}
-	m, err := q.mutateDeferrable(id, func(m *Message) (bool, bool, error) {
-		for _, res := range results {
-			for i := range m.Recipients {
-				r := &m.Recipients[i]
-				if r.State != Pending || r.Addr != res.Addr {
-					continue
-				}
-				r.LastReply = res.Reply
-				switch res.Outcome {
-				case Delivered:
-					r.State = Delivered
-					r.HandedOn = res.HandedOn
-				case TempFail:
-					r.LastError = res.Reply
-				case PermFail:
-					r.State = Failed
-					r.LastError = res.Reply
-				}
-			}
-		}
-		return false, false, nil
-	})
+	m, err := q.mutateDeferrable(id, applyResults(results))
 	if err != nil {
 		return nil, fmt.Errorf("queue: record %s: %w", id, err)
 	}
@@ -249,4 +243,30 @@ func (q *Queue) Delete(id string) error {
 		return fmt.Errorf("queue: delete %s: %w", id, err)
 	}
 	return nil
+}
+
+// applyResults is the change of RecordMessage and RecordHandOff.
+func applyResults(results []Result) change {
+	return func(m *Message) (bool, bool, error) {
+		for _, res := range results {
+			for i := range m.Recipients {
+				r := &m.Recipients[i]
+				if r.State != Pending || r.Addr != res.Addr {
+					continue
+				}
+				r.LastReply = res.Reply
+				switch res.Outcome {
+				case Delivered:
+					r.State = Delivered
+					r.HandedOn = res.HandedOn
+				case TempFail:
+					r.LastError = res.Reply
+				case PermFail:
+					r.State = Failed
+					r.LastError = res.Reply
+				}
+			}
+		}
+		return false, false, nil
+	}
 }

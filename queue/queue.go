@@ -42,6 +42,10 @@ type Options struct {
 	// one value-log file, so the files are sized to hold it.
 	MaxBodyBytes int64
 
+	// MaxShadowBytes bounds the space of shadow copies (docs/shadow.md);
+	// a hand-off past it is recorded without a shadow. Zero means unbounded.
+	MaxShadowBytes int64
+
 	// tune, when set by tests and benchmarks, adjusts the badger options
 	// after the defaults below are applied.
 	tune func(badger.Options) badger.Options
@@ -94,6 +98,11 @@ type Queue struct {
 	mu  sync.Mutex // guards idx
 	idx index
 
+	// Shadow copies (shadow.go), guarded by mu.
+	shadows       map[string]shadowEntry
+	shadowBytes   int64
+	shadowSkipped atomic.Uint64
+
 	bodies *bodyCache // recently enqueued bodies (bodycache.go)
 
 	commits, committedOps atomic.Uint64
@@ -143,6 +152,7 @@ func Open(opts Options) (*Queue, error) {
 		stopped: make(chan struct{}),
 		notify:  make(chan struct{}, 1),
 		idx:     newIndex(),
+		shadows: make(map[string]shadowEntry),
 		bodies:  newBodyCache(bodyCacheBytes),
 		epoch:   time.Now(),
 	}
@@ -229,7 +239,7 @@ func (q *Queue) load() error {
 			}
 			q.idx.put(m)
 		}
-		return nil
+		return q.loadShadows(txn)
 	})
 }
 

@@ -133,3 +133,18 @@ func printMessage(w io.Writer, m adminapi.MessageInfo) {
 	}
 	_ = tw.Flush()
 }
+
+func printShadows(w io.Writer, l adminapi.ShadowList) {
+	fmt.Fprintf(w, "%d shadows, %s of %s (%d hand-offs not shadowed for want of space)\n",
+		l.Count, fmtSize(l.Bytes), fmtSize(l.Max), l.Skipped)
+	if len(l.Shadows) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "COPY ID\tMESSAGE\tPEER\tFROM\tRCPTS\tSIZE\tHANDED AT\tEXPIRES")
+	for _, s := range l.Shadows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.CopyID, s.MessageID, s.Peer, sender(s.From),
+			len(s.Rcpts), fmtSize(s.Size), fmtTime(&s.HandedAt), fmtTime(&s.Expires))
+	}
+	_ = tw.Flush()
+}

@@ -163,6 +163,8 @@ func (c *cli) queue(args []string) int {
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
+	case "-shadow", "--shadow", "shadow":
+		return c.queueShadow(args)
 	case "list":
 		return c.queueList(args)
 	case "show", "retry", "hold", "release", "delete":
@@ -251,6 +253,30 @@ func (c *cli) queueList(args []string) int {
 		return c.writeRaw(raw)
 	}
 	printQueue(c.stdout, list.Messages)
+	return exitOK
+}
+
+// queueShadow lists the shadow copies (docs/shadow.md).
+func (c *cli) queueShadow(args []string) int {
+	fs := flag.NewFlagSet("queue -shadow", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	peer := fs.String("peer", "", "only shadows of copies handed to `NODE`")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	path := "/api/queue/shadow"
+	if *peer != "" {
+		path += "?" + url.Values{"peer": {*peer}}.Encode()
+	}
+	var list adminapi.ShadowList
+	raw, err := c.call(http.MethodGet, path, &list)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.writeRaw(raw)
+	}
+	printShadows(c.stdout, list)
 	return exitOK
 }
 

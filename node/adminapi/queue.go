@@ -74,6 +74,29 @@ type ErrorInfo struct {
 	TokenFile string `json:"token_file,omitempty"`
 }
 
+// ShadowInfo is one shadow copy: a copy handed to another mesh node and
+// kept here until that node reports it delivered or handed on
+// (docs/shadow.md).
+type ShadowInfo struct {
+	CopyID    string    `json:"copy_id"`
+	MessageID string    `json:"message_id"`
+	Peer      string    `json:"peer"`
+	From      string    `json:"from"`
+	Rcpts     []string  `json:"rcpts"`
+	Size      int64     `json:"size"`
+	HandedAt  time.Time `json:"handed_at"`
+	Expires   time.Time `json:"expires"`
+}
+
+// ShadowList is the answer of GET /api/queue/shadow.
+type ShadowList struct {
+	Count   int          `json:"count"`
+	Bytes   int64        `json:"bytes"`   // stored, bodies included
+	Max     int64        `json:"max"`     // queue.max_shadow_bytes
+	Skipped uint64       `json:"skipped"` // hand-offs not shadowed for want of space
+	Shadows []ShadowInfo `json:"shadows"`
+}
+
 // ReloadReport is the answer of POST /api/reload: the keys whose new values
 // are in force, and the keys that changed but take effect only at the next
 // start.
