@@ -112,13 +112,15 @@ type OutboundConfig struct {
 
 // LimitsConfig sets the SMTP server limits.
 type LimitsConfig struct {
-	MaxMessageBytes     int64         `yaml:"max_message_bytes"`
-	MaxRecipients       int           `yaml:"max_recipients"`
-	MaxLineLength       int           `yaml:"max_line_length"`
-	MaxHeaderBytes      int           `yaml:"max_header_bytes"`
-	MaxReceivedHeaders  int           `yaml:"max_received_headers"`
-	CommandTimeout      time.Duration `yaml:"command_timeout"`
-	DataTimeout         time.Duration `yaml:"data_timeout"`
+	MaxMessageBytes    int64         `yaml:"max_message_bytes"`
+	MaxRecipients      int           `yaml:"max_recipients"`
+	MaxLineLength      int           `yaml:"max_line_length"`
+	MaxHeaderBytes     int           `yaml:"max_header_bytes"`
+	MaxReceivedHeaders int           `yaml:"max_received_headers"`
+	CommandTimeout     time.Duration `yaml:"command_timeout"`
+	DataTimeout        time.Duration `yaml:"data_timeout"`
+	// DataTotalTimeout bounds a whole DATA/BDAT transfer (slowloris).
+	DataTotalTimeout    time.Duration `yaml:"data_total_timeout"`
 	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
 	ShutdownGrace       time.Duration `yaml:"shutdown_grace"`
 	// BareLineEnds: "normalize" or "reject" (smtp.BarePolicy).
@@ -229,6 +231,7 @@ func DefaultConfig() Config {
 			MaxReceivedHeaders:  30,
 			CommandTimeout:      5 * time.Minute,
 			DataTimeout:         10 * time.Minute,
+			DataTotalTimeout:    30 * time.Minute,
 			ShutdownGrace:       10 * time.Second,
 			MaxConnectionsPerIP: 20,
 			BareLineEnds:        "normalize",
@@ -592,6 +595,7 @@ func (c *Config) validateLimits() error {
 	}{
 		{"limits.command_timeout", l.CommandTimeout, time.Second, time.Hour},
 		{"limits.data_timeout", l.DataTimeout, time.Second, 2 * time.Hour},
+		{"limits.data_total_timeout", l.DataTotalTimeout, time.Second, 24 * time.Hour},
 		{"limits.shutdown_grace", l.ShutdownGrace, 0, 10 * time.Minute},
 	})
 }

@@ -21,6 +21,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"list expected", "local_domains: example.test\n", "config: line 1: local_domains: must be a list"},
 		{"mapping expected", "node: n1\n", "config: line 1: node: must be a mapping"},
 		{"max_recipients zero", "limits: {max_recipients: 0}\n", "config: limits.max_recipients: must be 1..10000, got 0"},
+		{"data total timeout", "limits: {data_total_timeout: 48h}\n", "config: limits.data_total_timeout: must be 1s..24h, got 48h"},
 		{"max_message_bytes", "limits: {max_message_bytes: 10}\n", "config: limits.max_message_bytes: must be 1024..1073741824, got 10"},
 		{"name", "node: {name: N_1}\n", `config: node.name: must be 1-63 lowercase letters, digits or '-', got "N_1"`},
 		{"listen smtp empty", "listen: {smtp: ''}\n", "config: listen.smtp: must not be empty"},

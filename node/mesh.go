@@ -116,6 +116,7 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		Now:           n.now,
 		OnReply:       n.metrics.countReply("mesh"),
 		OnBareLineEnd: n.metrics.countBare("mesh"),
+		OnDataTooSlow: n.metrics.countSlow("mesh"),
 	})
 	if err != nil {
 		m.Close()

@@ -27,6 +27,7 @@ type metrics struct {
 	deadSkips    prometheus.Counter
 	adminRefused *prometheus.CounterVec // admin API requests refused, by reason
 	bareLineEnds *prometheus.CounterVec // messages with bare CR/LF, by listener and action
+	dataTooSlow  *prometheus.CounterVec // transfers cut by limits.data_total_timeout, by listener
 	mesh         *meshMetrics           // metrics_mesh.go
 }
 
@@ -63,6 +64,9 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 		deadSkips: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshd_delivery_dead_destination_skips_total", Help: "Attempts deferred without dialling because the destination was recently unreachable.",
 		}),
+		dataTooSlow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_smtp_data_too_slow_total", Help: "DATA/BDAT transfers cut with 421 4.4.2 because they outlasted limits.data_total_timeout, by listener.",
+		}, []string{"listener"}),
 		bareLineEnds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshd_smtp_bare_line_end_messages_total", Help: "Messages whose content held a bare CR or LF, by listener and action (normalize: stored with CRLF; reject: refused 550 5.6.0).",
 		}, []string{"listener", "action"}),
@@ -85,7 +89,7 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 	m.reg.MustRegister(m.mesh.digestChanges, m.mesh.convergence, m.mesh.transitions, m.mesh.tables, m.mesh.spf, m.mesh.adminOverrides)
 	m.reg.MustRegister(m.collisions)
 	m.reg.MustRegister(m.accepted, m.rejectedFull, m.delivered, m.deferred, m.bounced, m.expired,
-		m.dsnSent, m.replies, m.deadSkips, m.adminRefused, m.bareLineEnds, queueMsgs, queueBytes, buildInfo,
+		m.dsnSent, m.replies, m.deadSkips, m.adminRefused, m.bareLineEnds, m.dataTooSlow, queueMsgs, queueBytes, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -93,6 +97,11 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 // countBare returns the smtp.ServerConfig.OnBareLineEnd of one listener.
 func (m *metrics) countBare(listener string) func(smtp.BarePolicy) {
 	return func(p smtp.BarePolicy) { m.bareLineEnds.WithLabelValues(listener, string(p)).Inc() }
+}
+
+// countSlow returns the smtp.ServerConfig.OnDataTooSlow of one listener.
+func (m *metrics) countSlow(listener string) func() {
+	return func() { m.dataTooSlow.WithLabelValues(listener).Inc() }
 }
 
 // countReply returns the smtp.ServerConfig.OnReply of one listener: it

@@ -174,15 +174,16 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	n.copyKey = cfg.copyIDKey()
 
 	limits := smtp.Limits{
-		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
-		MaxRecipients:   cfg.Limits.MaxRecipients,
-		MaxLineLength:   cfg.Limits.MaxLineLength,
-		MaxHeaderBytes:  cfg.Limits.MaxHeaderBytes,
-		MaxReceived:     cfg.Limits.MaxReceivedHeaders,
-		CommandTimeout:  cfg.Limits.CommandTimeout,
-		DataTimeout:     cfg.Limits.DataTimeout,
-		MaxConnsPerIP:   cfg.Limits.MaxConnectionsPerIP,
-		BareLineEnds:    smtp.BarePolicy(cfg.Limits.BareLineEnds),
+		MaxMessageBytes:  cfg.Limits.MaxMessageBytes,
+		MaxRecipients:    cfg.Limits.MaxRecipients,
+		MaxLineLength:    cfg.Limits.MaxLineLength,
+		MaxHeaderBytes:   cfg.Limits.MaxHeaderBytes,
+		MaxReceived:      cfg.Limits.MaxReceivedHeaders,
+		CommandTimeout:   cfg.Limits.CommandTimeout,
+		DataTimeout:      cfg.Limits.DataTimeout,
+		DataTotalTimeout: cfg.Limits.DataTotalTimeout,
+		MaxConnsPerIP:    cfg.Limits.MaxConnectionsPerIP,
+		BareLineEnds:     smtp.BarePolicy(cfg.Limits.BareLineEnds),
 	}
 	smtpLn, err := n.listenSMTP("tcp", cfg.Listen.SMTP)
 	if err != nil {
@@ -202,6 +203,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		Now:           now,
 		OnReply:       n.metrics.countReply("smtp"),
 		OnBareLineEnd: n.metrics.countBare("smtp"),
+		OnDataTooSlow: n.metrics.countSlow("smtp"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)

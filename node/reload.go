@@ -92,9 +92,10 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	a := applied("limits.max_header_bytes", ol.MaxHeaderBytes, nl.MaxHeaderBytes)
 	a = applied("limits.max_received_headers", ol.MaxReceivedHeaders, nl.MaxReceivedHeaders) || a
 	a = applied("limits.data_timeout", ol.DataTimeout, nl.DataTimeout) || a
+	a = applied("limits.data_total_timeout", ol.DataTotalTimeout, nl.DataTotalTimeout) || a
 	a = applied("limits.max_connections_per_ip", ol.MaxConnectionsPerIP, nl.MaxConnectionsPerIP) || a
 	if a {
-		l := smtp.Limits{MaxHeaderBytes: nl.MaxHeaderBytes, MaxReceived: nl.MaxReceivedHeaders, DataTimeout: nl.DataTimeout, MaxConnsPerIP: nl.MaxConnectionsPerIP}
+		l := smtp.Limits{MaxHeaderBytes: nl.MaxHeaderBytes, MaxReceived: nl.MaxReceivedHeaders, DataTimeout: nl.DataTimeout, DataTotalTimeout: nl.DataTotalTimeout, MaxConnsPerIP: nl.MaxConnectionsPerIP}
 		for _, s := range []*smtp.Server{n.smtpSrv, n.subSrv, n.subsSrv, n.meshSrv} {
 			if s != nil {
 				s.SetLimits(l)

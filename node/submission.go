@@ -36,6 +36,7 @@ func (n *Node) newSubmission(addr, key string, implicit bool, tlsCfg *tls.Config
 		Now:           n.now,
 		OnReply:       n.metrics.countReply(key),
 		OnBareLineEnd: n.metrics.countBare(key),
+		OnDataTooSlow: n.metrics.countSlow(key),
 	})
 	if err != nil {
 		_ = ln.Close()

@@ -21,7 +21,11 @@ type Limits struct {
 	MaxReceived     int           // 554 5.4.6 above this many Received: fields; default 30
 	CommandTimeout  time.Duration // idle wait for a command, and reply writes; default 5m
 	DataTimeout     time.Duration // idle wait for each block of DATA/BDAT content; default 10m
-	MaxConnsPerIP   int           // default 20; further connections get 421 4.7.0 and are closed
+	// DataTotalTimeout bounds a whole DATA/BDAT transfer however steadily
+	// the bytes trickle in (slowloris): 421 4.4.2 and the connection is
+	// closed. Default 30m.
+	DataTotalTimeout time.Duration
+	MaxConnsPerIP    int // default 20; further connections get 421 4.7.0 and are closed
 	// BareLineEnds is what happens to a message whose content holds a CR
 	// not followed by LF or an LF not preceded by CR: BareNormalize
 	// (the default) stores each as CRLF, BareReject refuses the message
@@ -47,6 +51,7 @@ const (
 	DefaultMaxReceived     = 30
 	DefaultCommandTimeout  = 5 * time.Minute
 	DefaultDataTimeout     = 10 * time.Minute
+	DefaultDataTotal       = 30 * time.Minute
 	DefaultMaxConnsPerIP   = 20
 )
 
@@ -79,6 +84,9 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxConnsPerIP == 0 {
 		l.MaxConnsPerIP = DefaultMaxConnsPerIP
 	}
+	if l.DataTotalTimeout == 0 {
+		l.DataTotalTimeout = DefaultDataTotal
+	}
 	return l
 }
 
@@ -95,7 +103,7 @@ func (l Limits) validate() error {
 		return errors.New("max_header_bytes must not be negative")
 	case l.MaxReceived < 0:
 		return errors.New("max_received_headers must not be negative")
-	case l.CommandTimeout < 0 || l.DataTimeout < 0:
+	case l.CommandTimeout < 0 || l.DataTimeout < 0 || l.DataTotalTimeout < 0:
 		return errors.New("timeouts must not be negative")
 	case l.MaxConnsPerIP < 0:
 		return errors.New("max_connections_per_ip must not be negative")
@@ -144,6 +152,9 @@ type ServerConfig struct {
 	// OnBareLineEnd, if set, is called for every message whose content held
 	// a bare CR or LF, with the policy applied to it (Limits.BareLineEnds).
 	OnBareLineEnd func(BarePolicy)
+	// OnDataTooSlow, if set, is called for every transfer cut by
+	// Limits.DataTotalTimeout.
+	OnDataTooSlow func()
 }
 
 // Session describes the client side of one SMTP session as far as it is

@@ -117,6 +117,9 @@ func (s *Server) SetLimits(l Limits) {
 	if l.DataTimeout > 0 {
 		cur.DataTimeout = l.DataTimeout
 	}
+	if l.DataTotalTimeout > 0 {
+		cur.DataTotalTimeout = l.DataTotalTimeout
+	}
 	if l.MaxConnsPerIP > 0 {
 		cur.MaxConnsPerIP = l.MaxConnsPerIP
 		s.ln.setMax(l.MaxConnsPerIP)

@@ -48,6 +48,8 @@ var (
 		Message: "Too many authentication failures, closing connection"}
 	errDataTimeout = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 4, 2},
 		Message: "Timeout waiting for data, closing connection"}
+	errDataTooSlow = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 4, 2},
+		Message: "Data transfer too slow, closing connection"}
 )
 
 // maxAuthFailures is how many failed AUTH attempts a connection gets before
@@ -324,11 +326,21 @@ const bodyHeadroom = 512
 // limit; we add the per-block idle timeout (RFC 5321 §4.5.3.2.5).
 func (ss *session) readBody(r io.Reader) ([]byte, error) {
 	buf := make([]byte, bodyHeadroom, bodyHeadroom+8<<10)
+	// However the bytes trickle in, the whole transfer ends by this time.
+	cutoff := time.Now().Add(ss.srv.live.Load().DataTotalTimeout)
 	for {
 		if cap(buf)-len(buf) < 2<<10 {
 			buf = slices.Grow(buf, cap(buf)) // at least doubles
 		}
-		_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.srv.live.Load().DataTimeout))
+		now := time.Now()
+		if !now.Before(cutoff) {
+			return nil, ss.tooSlow(len(buf) - bodyHeadroom)
+		}
+		deadline := now.Add(ss.srv.live.Load().DataTimeout)
+		if deadline.After(cutoff) {
+			deadline = cutoff
+		}
+		_ = ss.conn.Conn().SetReadDeadline(deadline)
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == nil {
@@ -347,6 +359,8 @@ func (ss *session) readBody(r io.Reader) ([]byte, error) {
 			// go-smtp closes the connection right after this reply.
 			ss.srv.log.Info("smtp: message refused: line too long", ss.logAttrs()...)
 			return nil, errLineTooLong
+		case errors.As(err, &ne) && ne.Timeout() && !time.Now().Before(cutoff):
+			return nil, ss.tooSlow(len(buf) - bodyHeadroom)
 		case errors.As(err, &ne) && ne.Timeout():
 			ss.srv.log.Info("smtp: data timeout", ss.logAttrs()...)
 			ss.abort(errDataTimeout)
@@ -355,6 +369,16 @@ func (ss *session) readBody(r io.Reader) ([]byte, error) {
 			return nil, err
 		}
 	}
+}
+
+// tooSlow ends a transfer that outlasted Limits.DataTotalTimeout.
+func (ss *session) tooSlow(got int) *gosmtp.SMTPError {
+	ss.srv.log.Info("smtp: data transfer too slow", append(ss.logAttrs(), "bytes", got, "limit", ss.srv.live.Load().DataTotalTimeout)...)
+	if f := ss.srv.cfg.OnDataTooSlow; f != nil {
+		f()
+	}
+	ss.abort(errDataTooSlow)
+	return errDataTooSlow
 }
 
 // abort sends a final reply and closes the connection: after a timeout in
