@@ -30,8 +30,25 @@ func newMasterState() masterState {
 }
 
 // onMemberObservations is the channel server's callback (master only).
+// A member probes only the pairs whose source it is: an observation of
+// another node's pair is refused, so that one member (holding a valid
+// certificate of the group) cannot advertise its peers' links down.
 func (m *Mesh) onMemberObservations(from string, obs []channel.Observation) {
-	m.foldObservations(obs)
+	kept := obs[:0:0]
+	for _, o := range obs {
+		if o.Source != from {
+			m.log.Warn("observation refused", "peer", from, "connector", o.Connector, "pair_source", o.Source,
+				"pair_target", o.Target, "reason", "source is not the member that sent it")
+			m.mu.Lock()
+			m.stats.ObservationsRefused++
+			m.mu.Unlock()
+			continue
+		}
+		kept = append(kept, o)
+	}
+	if len(kept) > 0 {
+		m.foldObservations(kept)
+	}
 }
 
 // foldObservations records observations in the master state, keeping the

@@ -56,6 +56,9 @@ type Stats struct {
 	NoExtension   uint64 // peers that did not offer X-LINK2STATE
 	Observations  uint64 // pair transitions this node observed
 	MasterChanges uint64
+	// ObservationsRefused counts members' observations of pairs whose
+	// source is another node (a member probes only its own pairs).
+	ObservationsRefused uint64
 }
 
 // New builds the mesh side of a node; Start runs it.
