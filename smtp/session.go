@@ -114,9 +114,6 @@ func (ss *session) logAttrs() []any {
 	return []any{"peer", addrString(ss.info.RemoteAddr), "helo", ss.info.Helo, "qid", ss.info.ID}
 }
 
-// strconvQuote makes an address refused for its bytes safe to log.
-func strconvQuote(s string) string { return strconv.QuoteToASCII(s) }
-
 func addrString(a net.Addr) string {
 	if a == nil {
 		return ""
@@ -189,7 +186,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	}
 	if from != "" {
 		if e := checkAddress(from, true, opts != nil && opts.UTF8); e != nil {
-			ss.srv.log.Info("smtp: sender refused", append(ss.logAttrs(), "from", strconvQuote(from), "code", e.Code)...)
+			ss.srv.log.Info("smtp: sender refused", append(ss.logAttrs(), "from", strconv.QuoteToASCII(from), "code", e.Code)...)
 			return e
 		}
 	}
@@ -208,7 +205,7 @@ func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	if to == postmasterPath {
 		to = "postmaster" // RFC 5321 §4.5.1; see rewritePostmaster
 	} else if e := checkAddress(to, false, ss.env.SMTPUTF8); e != nil {
-		ss.srv.log.Info("smtp: recipient refused", append(ss.logAttrs(), "rcpt", strconvQuote(to), "code", e.Code)...)
+		ss.srv.log.Info("smtp: recipient refused", append(ss.logAttrs(), "rcpt", strconv.QuoteToASCII(to), "code", e.Code)...)
 		return e
 	}
 	if err := ss.srv.cfg.Policy.CheckRcpt(&ss.info, to); err != nil {
