@@ -125,9 +125,14 @@ func TestE2EOrgMailWaitsForAgedOutOwner(t *testing.T) {
 	}) {
 		t.Fatal("rgb's and rgc's records did not age out of a1's LSDB")
 	}
+	// The routing table follows the LSDB after the SPF hold-down: poll for it.
 	for _, rcpt := range []string{"bob@rgb.test", "carol@rgc.test"} {
-		d, err := a1.trace(rcpt)
-		if err != nil || d.Kind != routing.NoRoute || d.Refused != routing.ReasonOwnerUnreachable || !strings.Contains(d.Why, "never leaving") {
+		var d routing.Decision
+		var err error
+		if !poll(10*time.Second, func() bool {
+			d, err = a1.trace(rcpt)
+			return err == nil && d.Kind == routing.NoRoute
+		}) || d.Refused != routing.ReasonOwnerUnreachable || !strings.Contains(d.Why, "never leaving") {
 			t.Fatalf("trace %s after age-out: %v %+v", rcpt, err, d)
 		}
 		t.Logf("trace %s: %s", rcpt, d.Why)
