@@ -48,11 +48,13 @@ func TestAdminMeshEndpoints(t *testing.T) {
 	tm := newTestMesh(t, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}})
 	a1 := tm.nodes["a1"]
-	poll(t, 30*time.Second, "a1 holds both records", func() error {
+	// Both records, and the routing table computed from them (it follows
+	// the LSDB after the SPF hold-down).
+	poll(t, 30*time.Second, "a1 holds both records and routes to rgb", func() error {
 		if a1.Mesh().LSDB().Snapshot().Len() != 2 {
 			return io.EOF
 		}
-		return nil
+		return tm.pathIs("a1", "rgb.test", "rga>rgb")()
 	})
 	sbase, mbase := "http://"+standalone.AdminAddr().String(), "http://"+a1.AdminAddr().String()
 	token = adminToken(t, a1)
