@@ -85,7 +85,7 @@ func TestAttackIdlePreHelloConnections(t *testing.T) {
 		stop2 := holdConns(t, py, s.Addr().String(), 500, attack(4000))
 		defer stop2()
 		waitFor(t, "1000 connections served", func() bool { return s.Stats().ConnsAccepted == 1000 })
-		waitFor(t, "2 MiB claims closed", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.conns <= 500 })
+		waitFor(t, "2 MiB claims closed", func() bool { s.Server.mu.Lock(); defer s.Server.mu.Unlock(); return s.Server.conns <= 500 })
 		grown := int64(liveBytes()) - int64(before)
 		t.Logf("1000 pre-HELLO attack connections (500 still open, idle): server heap+stacks grew by %.2f MiB (%.1f KiB per open one)",
 			float64(grown)/(1<<20), float64(grown)/500/1024)
