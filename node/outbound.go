@@ -98,7 +98,7 @@ func newTransports(n *Node, opts Options) (*transports, error) {
 		Dial:           opts.Dial,
 		Logger:         log,
 	})
-	if c.meshEnabled() {
+	if c.MeshEnabled() {
 		// A hop verifies its target's certificate and presents ours; only
 		// a lab (mesh.insecure_plaintext) skips that.
 		hopTLS := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // mesh.insecure_plaintext only

@@ -27,7 +27,7 @@ type relayPolicy struct {
 }
 
 func newRelayPolicy(cfg Config) *relayPolicy {
-	p := &relayPolicy{local: make(map[string]bool, len(cfg.LocalDomains)), peersRelay: !cfg.hasIdentity()}
+	p := &relayPolicy{local: make(map[string]bool, len(cfg.LocalDomains)), peersRelay: !cfg.HasIdentity()}
 	for _, d := range cfg.LocalDomains {
 		p.local[d] = true
 	}
