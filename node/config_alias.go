@@ -15,7 +15,7 @@ type (
 	TLSConfig          = config.TLS
 	DeliveryConfig     = config.Delivery
 	OutboundConfig     = config.Outbound
-	LimitsConfig       = config.LimitsConfig
+	LimitsConfig       = config.Limits
 	QueueConfig        = config.Queue
 	RetryConfig        = config.Retry
 	RelayConfig        = config.Relay

@@ -29,7 +29,7 @@ type Config struct {
 	LocalDomains []string          `yaml:"local_domains"`
 	Delivery     Delivery          `yaml:"delivery"`
 	Outbound     Outbound          `yaml:"outbound"`
-	Limits       LimitsConfig      `yaml:"limits"`
+	Limits       Limits            `yaml:"limits"`
 	Queue        Queue             `yaml:"queue"`
 	Relay        Relay             `yaml:"relay"`
 	Auth         Auth              `yaml:"auth"`
@@ -111,21 +111,13 @@ type Outbound struct {
 	MaxConcurrent int `yaml:"max_concurrent"`
 }
 
-// LimitsConfig sets the SMTP server limits.
-type LimitsConfig struct {
-	MaxMessageBytes    int64         `yaml:"max_message_bytes"`
-	MaxRecipients      int           `yaml:"max_recipients"`
-	MaxLineLength      int           `yaml:"max_line_length"`
-	MaxHeaderBytes     int           `yaml:"max_header_bytes"`
-	MaxReceivedHeaders int           `yaml:"max_received_headers"`
-	CommandTimeout     time.Duration `yaml:"command_timeout"`
-	DataTimeout        time.Duration `yaml:"data_timeout"`
-	// DataTotalTimeout bounds a whole DATA/BDAT transfer (slowloris).
-	DataTotalTimeout    time.Duration `yaml:"data_total_timeout"`
-	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
-	ShutdownGrace       time.Duration `yaml:"shutdown_grace"`
-	// BareLineEnds: "normalize" or "reject" (smtp.BarePolicy).
-	BareLineEnds string `yaml:"bare_line_ends"`
+// Limits are the SMTP server limits (smtp.Limits, whose keys sit at
+// the same level) and the node's shutdown grace.
+type Limits struct {
+	smtp.Limits `yaml:",inline"`
+	// ShutdownGrace is how long sessions in the middle of a command may
+	// finish it at shutdown.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 }
 
 // Queue bounds the queue and sets the retry schedule.
@@ -224,19 +216,7 @@ func Default() Config {
 			DeadTime:          5 * time.Minute,
 			MaxConcurrent:     64,
 		},
-		Limits: LimitsConfig{
-			MaxMessageBytes:     25 << 20,
-			MaxRecipients:       100,
-			MaxLineLength:       2000,
-			MaxHeaderBytes:      256 << 10,
-			MaxReceivedHeaders:  30,
-			CommandTimeout:      5 * time.Minute,
-			DataTimeout:         10 * time.Minute,
-			DataTotalTimeout:    30 * time.Minute,
-			ShutdownGrace:       10 * time.Second,
-			MaxConnectionsPerIP: 20,
-			BareLineEnds:        "normalize",
-		},
+		Limits: Limits{Limits: smtp.DefaultLimits(), ShutdownGrace: 10 * time.Second},
 		Queue: Queue{
 			MaxMessages:  100000,
 			MaxBytes:     10 << 30,
@@ -572,7 +552,7 @@ func (c *Config) validateLimits() error {
 	if l.MaxMessageBytes < 1024 || l.MaxMessageBytes > 1<<30 {
 		return configError("limits.max_message_bytes", "must be 1024..1073741824, got %d", l.MaxMessageBytes)
 	}
-	if l.BareLineEnds != string(smtp.BareNormalize) && l.BareLineEnds != string(smtp.BareReject) {
+	if l.BareLineEnds != smtp.BareNormalize && l.BareLineEnds != smtp.BareReject {
 		return configError("limits.bare_line_ends", "must be normalize or reject, got %q", l.BareLineEnds)
 	}
 	ints := []struct {
@@ -582,8 +562,8 @@ func (c *Config) validateLimits() error {
 		{"limits.max_recipients", l.MaxRecipients, 1, 10000},
 		{"limits.max_line_length", l.MaxLineLength, 1000, 1 << 20},
 		{"limits.max_header_bytes", l.MaxHeaderBytes, 1024, 64 << 20},
-		{"limits.max_received_headers", l.MaxReceivedHeaders, 1, 1000},
-		{"limits.max_connections_per_ip", l.MaxConnectionsPerIP, 1, 100000},
+		{"limits.max_received_headers", l.MaxReceived, 1, 1000},
+		{"limits.max_connections_per_ip", l.MaxConnsPerIP, 1, 100000},
 	}
 	for _, x := range ints {
 		if x.v < x.lo || x.v > x.hi {
