@@ -16,27 +16,29 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/node/passwd"
+	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 )
 
 // Config is the configuration of one node, read from one YAML file. Every
 // key is documented in docs/config.md; Default holds every default.
 type Config struct {
-	Node         Node              `yaml:"node"`
-	Listen       Listen            `yaml:"listen"`
-	TLS          TLS               `yaml:"tls"`
-	LocalDomains []string          `yaml:"local_domains"`
-	Delivery     Delivery          `yaml:"delivery"`
-	Outbound     Outbound          `yaml:"outbound"`
-	Limits       Limits            `yaml:"limits"`
-	Queue        Queue             `yaml:"queue"`
-	Relay        Relay             `yaml:"relay"`
-	Auth         Auth              `yaml:"auth"`
-	Admin        Admin             `yaml:"admin"`
-	Log          Log               `yaml:"log"`
-	Mesh         Mesh              `yaml:"mesh"`
-	Connectors   []ConnectorConfig `yaml:"connectors"`
+	Node         Node             `yaml:"node"`
+	Listen       Listen           `yaml:"listen"`
+	TLS          TLS              `yaml:"tls"`
+	LocalDomains []string         `yaml:"local_domains"`
+	Delivery     Delivery         `yaml:"delivery"`
+	Outbound     Outbound         `yaml:"outbound"`
+	Limits       Limits           `yaml:"limits"`
+	Queue        Queue            `yaml:"queue"`
+	Relay        Relay            `yaml:"relay"`
+	Auth         Auth             `yaml:"auth"`
+	Admin        Admin            `yaml:"admin"`
+	Log          Log              `yaml:"log"`
+	Mesh         Mesh             `yaml:"mesh"`
+	Connectors   []mesh.Connector `yaml:"connectors"`
 }
 
 // Node names the node and says where it keeps its state.
@@ -125,22 +127,13 @@ type Queue struct {
 	MaxMessages  int           `yaml:"max_messages"`
 	MaxBytes     int64         `yaml:"max_bytes"`
 	DedupWindow  time.Duration `yaml:"dedup_window"`
-	Retry        Retry         `yaml:"retry"`
+	Retry        queue.Backoff `yaml:"retry"`
 	DelayWarning time.Duration `yaml:"delay_warning"`
 	Lifetime     time.Duration `yaml:"lifetime"`
 	GCInterval   time.Duration `yaml:"gc_interval"`
 	// MaxShadowBytes bounds the shadow copies of handed-on messages
 	// (docs/shadow.md); 0 keeps no shadows at all.
 	MaxShadowBytes int64 `yaml:"max_shadow_bytes"`
-}
-
-// Retry is the exponential retry schedule: initial*factor^(n-1),
-// capped at max, each delay varied by ±jitter.
-type Retry struct {
-	Initial time.Duration `yaml:"initial"`
-	Max     time.Duration `yaml:"max"`
-	Factor  float64       `yaml:"factor"`
-	Jitter  float64       `yaml:"jitter"`
 }
 
 // Relay lists who may relay to non-local domains without AUTH.
@@ -220,11 +213,11 @@ func Default() Config {
 		Queue: Queue{
 			MaxMessages:  100000,
 			MaxBytes:     10 << 30,
-			DedupWindow:  7 * 24 * time.Hour,
-			Retry:        Retry{Initial: time.Minute, Max: time.Hour, Factor: 2, Jitter: 0.2},
+			DedupWindow:  queue.DefaultDedupWindow,
+			Retry:        queue.DefaultBackoff(),
 			DelayWarning: 4 * time.Hour,
 			Lifetime:     48 * time.Hour,
-			GCInterval:   5 * time.Minute,
+			GCInterval:   queue.DefaultGCInterval,
 			// A tenth of max_bytes: shadows hold what left for other nodes.
 			MaxShadowBytes: 0, // off until resubmission is exactly-once (docs/shadow.md)
 		},
