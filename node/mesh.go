@@ -16,11 +16,12 @@ import (
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/smtp"
+	"github.com/meshd/meshd/smtp/dialogue"
 	"github.com/meshd/meshd/smtp/xlink"
 )
 
-// setupMesh binds the mesh-facing SMTP listener (go-smtp behind the
-// X-LINK2STATE interposer) and the link-state listener, and builds the
+// setupMesh binds the mesh-facing SMTP listener (go-smtp behind the dialogue
+// follower, which runs X-LINK2STATE) and the link-state listener, and builds the
 // mesh side. Nothing runs until startMesh.
 func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) error {
 	cfg := n.cfg
@@ -100,11 +101,15 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 	n.policy.mesh = m
 	n.meshSrv, err = smtp.NewServer(smtp.ServerConfig{
 		Hostname: cfg.Node.Hostname,
-		Listener: xlink.Listen(meshLn, xlink.Config{
-			Hostname: cfg.Node.Hostname, Store: m.Store(), TLS: meshTLS,
+		Listener: meshLn,
+		TLS:      meshTLS,
+		// One dialogue follower per connection runs STARTTLS, go-smtp's
+		// dialogue and X-LINK2STATE.
+		Extensions: []dialogue.Extension{xlink.NewExtension(xlink.Config{
+			Hostname: cfg.Node.Hostname, Store: m.Store(),
 			Allow:  n.id.peer,
 			Logger: n.log.With("listener", "mesh"),
-		}),
+		})},
 		Mesh:          true,
 		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.peer(s.RemoteAddr, cs) },
 		Limits:        limits,
