@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-
 	"github.com/meshd/meshd/meshid"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"strings"
 
-
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/smtp"
 )
