@@ -338,4 +338,3 @@ func crlf(r string) string {
 	}
 	return r + "\r\n"
 }
-
