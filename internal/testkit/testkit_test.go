@@ -257,3 +257,34 @@ func TestSink(t *testing.T) {
 		}
 	}
 }
+
+func TestPipeListener(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := NewPipeListener()
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "220 pipe\r\n")
+			c.Close()
+		}()
+		c, err := l.Dial(t.Context(), "tcp", "anything:25")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A deadline on the bubble's clock: the read gives up after 1h of fake time.
+		c.SetReadDeadline(time.Now().Add(time.Hour))
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "220 pipe\r\n" {
+			t.Fatalf("read %q, %v", line, err)
+		}
+		c.Close()
+		l.Close()
+		if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v", err)
+		}
+		if _, err := l.Dial(t.Context(), "tcp", "x"); err == nil {
+			t.Fatal("Dial after Close succeeded")
+		}
+	})
+}

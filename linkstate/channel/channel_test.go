@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -83,7 +84,7 @@ func startServer(t *testing.T, node string, tc *tls.Config, authorize func(strin
 func startClient(t *testing.T, node string, tc *tls.Config, db *lsdb, obs func() []Observation) *Client {
 	t.Helper()
 	c := NewClient(ClientConfig{
-		Node: node, RG: "rg1", TLS: tc, Logger: quiet, PingInterval: 100 * time.Millisecond,
+		Node: node, RG: "rg1", TLS: tc, Logger: quiet,
 		OnRecords: func(full bool, recs [][]byte) {
 			if full {
 				db.mu.Lock()
@@ -122,10 +123,42 @@ func TestFullThenDeltasAndObservations(t *testing.T) {
 	if !s.db.observations()[1].Up {
 		t.Fatal("second observation should be up")
 	}
-	// Pings keep an idle session alive past several intervals.
-	time.Sleep(350 * time.Millisecond) // deliberately idle: not waiting for a condition
-	if len(s.Members()) != 1 {
-		t.Fatal("idle member was dropped")
+}
+
+// TestPingsKeepIdleSession: a member that has nothing to send keeps its one
+// session to the master for many idle timeouts because both sides ping;
+// a member that pings less often than the master's idle timeout loses it
+// (and reconnects). Run on pipes in a synctest bubble, with the default
+// timers (client ping 10s, server idle timeout 30s): ten minutes pass on
+// the bubble's clock, none on the wall clock.
+func TestPingsKeepIdleSession(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ping time.Duration
+		kept bool
+	}{
+		{"default pings", 0, true},
+		{"pings rarer than the idle timeout", time.Hour, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				l := testkit.NewPipeListener()
+				db := &lsdb{}
+				s := NewServer(ServerConfig{Listener: l, Node: "m", RG: "rg1", Master: func() string { return "m" },
+					Records: db.Records, OnObserve: db.observe, Logger: quiet})
+				defer s.Close()
+				c := NewClient(ClientConfig{Node: "n", RG: "rg1", Dial: l.Dial, PingInterval: tc.ping, Logger: quiet,
+					OnRecords: func(bool, [][]byte) {}})
+				defer c.Close()
+				c.SetMaster("pipe")
+				testkit.Until(t, time.Minute, "member registered", func() bool { return len(s.Members()) == 1 })
+				time.Sleep(10 * time.Minute) // the bubble's clock: twenty idle timeouts
+				sessions := s.Stats().ConnsAccepted
+				if kept := sessions == 1; kept != tc.kept {
+					t.Fatalf("%d sessions in 10 minutes, want the first one kept: %v", sessions, tc.kept)
+				}
+			})
+		})
 	}
 }
 
