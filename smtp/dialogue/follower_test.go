@@ -117,9 +117,8 @@ func (s *session) Data(r io.Reader) error {
 // follower (Conn) running testExt, on loopback.
 type followerEnv struct {
 	ln  net.Listener
-	cl  *chanListener
-	cfg *Config
-	gs  *gosmtp.Server
+	cl *chanListener
+	gs *gosmtp.Server
 }
 
 func newFollowerEnv(t testing.TB) *followerEnv {
