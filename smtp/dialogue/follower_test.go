@@ -116,7 +116,7 @@ func (s *session) Data(r io.Reader) error {
 // followerEnv is a real go-smtp server whose every connection is a
 // follower (Conn) running testExt, on loopback.
 type followerEnv struct {
-	ln  net.Listener
+	ln net.Listener
 	cl *chanListener
 	gs *gosmtp.Server
 }
