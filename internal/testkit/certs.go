@@ -3,7 +3,6 @@ package testkit
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"sync"
@@ -16,10 +15,9 @@ import (
 // temporary directory), so that the certificates tests use have the
 // identity format meshd nodes really use.
 type CA struct {
-	Dir  string            // organisation directory (CA, org and gossip keys)
-	File string            // the CA certificate (PEM)
-	Cert *x509.Certificate // the CA certificate
-	Pool *x509.CertPool    // a pool trusting only this CA
+	Dir  string         // organisation directory (CA, org and gossip keys)
+	File string         // the CA certificate (PEM)
+	Pool *x509.CertPool // a pool trusting only this CA
 
 	mu    sync.Mutex
 	hosts int
@@ -34,10 +32,15 @@ func NewCA(t testing.TB) *CA {
 	if err != nil {
 		t.Fatalf("testkit: %v", err)
 	}
-	certs := readPEM(t, file)
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("testkit: %v", err)
+	}
 	pool := x509.NewCertPool()
-	pool.AddCert(certs[0])
-	return &CA{Dir: dir, File: file, Cert: certs[0], Pool: pool}
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("testkit: %s: no certificate", file)
+	}
+	return &CA{Dir: dir, File: file, Pool: pool}
 }
 
 // Node is a node certificate issued by pki.Issue and loaded with pki.Load.
@@ -124,29 +127,4 @@ func (h *Host) ClientTLS() *tls.Config {
 func Localhost(t testing.TB) *Host {
 	t.Helper()
 	return NewCA(t).Host(t)
-}
-
-func readPEM(t testing.TB, path string) []*x509.Certificate {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("testkit: %v", err)
-	}
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			t.Fatalf("testkit: %s: %v", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		t.Fatalf("testkit: %s: no certificate", path)
-	}
-	return out
 }

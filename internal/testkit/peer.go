@@ -50,10 +50,16 @@ type Script struct {
 	got  []string
 }
 
-// NewScript starts a Script; t.Cleanup stops it.
+// NewScript starts a Script on 127.0.0.1; t.Cleanup stops it.
 func NewScript(t testing.TB, steps ...Step) *Script {
 	t.Helper()
-	ln := listen(t)
+	return NewScriptOn(t, listen(t), steps...)
+}
+
+// NewScriptOn starts a Script on ln (a PipeListener inside a synctest
+// bubble); t.Cleanup stops it and closes ln.
+func NewScriptOn(t testing.TB, ln net.Listener, steps ...Step) *Script {
+	t.Helper()
 	s := &Script{Addr: ln.Addr().String(), ln: ln, done: make(chan error, 1)}
 	s.wg.Add(1)
 	go func() {
@@ -135,6 +141,9 @@ type SinkOptions struct {
 	Name       string   // host name in the greeting and EHLO (default sink.test)
 	LMTP       bool     // one reply per recipient after the message
 	Extensions []string // EHLO keywords (default 8BITMIME)
+	// Listener, when set, is served instead of a new one on 127.0.0.1
+	// (a PipeListener inside a synctest bubble); Cleanup closes it.
+	Listener net.Listener
 }
 
 // Message is one message a Sink took.
@@ -169,7 +178,10 @@ func NewSink(t testing.TB, opt SinkOptions) *Sink {
 	if opt.Extensions == nil {
 		opt.Extensions = []string{"8BITMIME"}
 	}
-	ln := listen(t)
+	ln := opt.Listener
+	if ln == nil {
+		ln = listen(t)
+	}
 	s := &Sink{Addr: ln.Addr().String(), opt: opt, ln: ln, conns: map[net.Conn]bool{}}
 	s.wg.Add(1)
 	go func() {

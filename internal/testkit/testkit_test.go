@@ -288,3 +288,49 @@ func TestPipeListener(t *testing.T) {
 		}
 	})
 }
+
+// TestPeersOnPipes: the scripted peer and the sink serve a PipeListener,
+// so a client under test can meet them inside a synctest bubble, where a
+// session deadline is on the bubble's clock.
+func TestPeersOnPipes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := NewPipeListener()
+		s := NewScriptOn(t, l, Step{Reply: "220 pipe"}, Step{Expect: "QUIT", Reply: "221 bye"})
+		c, err := l.Dial(t.Context(), "tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		if line, _ := br.ReadString('\n'); line != "220 pipe\r\n" {
+			t.Fatalf("greeting %q", line)
+		}
+		io.WriteString(c, "QUIT\r\n")
+		if line, _ := br.ReadString('\n'); line != "221 bye\r\n" {
+			t.Fatalf("reply %q", line)
+		}
+		if err := s.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+
+		sl := NewPipeListener()
+		sink := NewSink(t, SinkOptions{Listener: sl})
+		c, err = sl.Dial(t.Context(), "tcp", sink.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		br = bufio.NewReader(c)
+		if line, _ := br.ReadString('\n'); line != "220 sink.test ESMTP\r\n" {
+			t.Fatalf("greeting %q", line)
+		}
+		// A client that goes quiet is cut at the session timeout, on the bubble's clock.
+		start := time.Now()
+		if _, err := br.ReadString('\n'); err == nil {
+			t.Fatal("a silent session was kept")
+		}
+		if took := time.Since(start); took != sessionTimeout {
+			t.Fatalf("silent session cut after %v, want %v", took, sessionTimeout)
+		}
+	})
+}
