@@ -72,6 +72,9 @@ func (q *Queue) mutateOp(id string, deferrable bool, fn change, side sideFn) (*M
 					// (even across a crash), while a true duplicate is
 					// still recognised where it was finally delivered.
 					dels = append(dels, dedupKey(id))
+					// A previous hop whose hand-off to us is in doubt
+					// still learns that we took the copy (Holds).
+					extra = append(extra, q.relayedEntry(id))
 				}
 				return withExtra(&mutation{
 					dels: dels,
@@ -259,11 +262,22 @@ func applyResults(results []Result) change {
 				case Delivered:
 					r.State = Delivered
 					r.HandedOn = res.HandedOn
+					r.Doubt = nil
 				case TempFail:
 					r.LastError = res.Reply.String()
+					switch {
+					case res.Doubt != nil && r.Doubt != nil && r.Doubt.CopyID == res.Doubt.CopyID && r.Doubt.Addr == res.Doubt.Addr:
+						// The same hop still in doubt: it stays so since the first time.
+					case res.Doubt != nil:
+						d := *res.Doubt
+						r.Doubt = &d
+					case res.ClearDoubt:
+						r.Doubt = nil
+					}
 				case PermFail:
 					r.State = Failed
 					r.LastError = res.Reply.String()
+					r.Doubt = nil
 				}
 			}
 		}

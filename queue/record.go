@@ -98,6 +98,39 @@ func appendMessage(b []byte, m *Message) ([]byte, error) {
 	b = appendBool(b, m.Held)
 	b = binary.AppendVarint(b, m.Size)
 	b = appendBool(b, m.DelayNotified)
+	return appendDoubts(b, m)
+}
+
+// appendDoubts appends the recipients' hops in doubt, only when there is
+// one, so a record without doubts is the layout earlier versions wrote:
+// a count, then per doubt the recipient's index, node, address, channel
+// address, copy ID and since.
+func appendDoubts(b []byte, m *Message) ([]byte, error) {
+	n := 0
+	for i := range m.Recipients {
+		if m.Recipients[i].Doubt != nil {
+			n++
+		}
+	}
+	if n == 0 {
+		return b, nil
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	for i := range m.Recipients {
+		d := m.Recipients[i].Doubt
+		if d == nil {
+			continue
+		}
+		b = binary.AppendUvarint(b, uint64(i))
+		b = appendString(b, d.Node)
+		b = appendString(b, d.Addr)
+		b = appendString(b, d.Channel)
+		b = appendString(b, d.CopyID)
+		var err error
+		if b, err = appendTime(b, d.Since); err != nil {
+			return nil, err
+		}
+	}
 	return b, nil
 }
 
@@ -280,4 +313,25 @@ func (r *recordReader) message(m *Message) {
 	m.Held = r.bool("held")
 	m.Size = r.varint("size")
 	m.DelayNotified = r.bool("delay notified")
+	if r.err != nil || len(r.b) == 0 {
+		return
+	}
+	n := r.count("doubts")
+	if n == 0 {
+		r.fail("doubts") // written only when there is one
+		return
+	}
+	for range n {
+		i := r.int("doubt recipient")
+		d := &Doubt{Node: r.string("doubt node"), Addr: r.string("doubt address"), Channel: r.string("doubt channel"),
+			CopyID: r.string("doubt copy"), Since: r.time("doubt since")}
+		if r.err != nil {
+			return
+		}
+		if i < 0 || i >= len(m.Recipients) {
+			r.fail("doubt recipient")
+			return
+		}
+		m.Recipients[i].Doubt = d
+	}
 }

@@ -98,6 +98,21 @@ type Recipient struct {
 	LastAttempt time.Time `json:",omitempty"`
 	// HandedOn: Delivered by handing the message to another mesh node.
 	HandedOn bool `json:",omitempty"`
+	// Doubt, when set, is a mesh hop of this recipient whose content was
+	// sent in full but never answered: the node may hold the copy (RFC
+	// 5321 §6.1), so it goes to no other node until that node is asked.
+	Doubt *Doubt `json:",omitempty"`
+}
+
+// Doubt is a hop in doubt: the copy CopyID was sent in full to the mesh
+// node Node (its mesh SMTP address Addr, its port-691 address Channel)
+// at Since, and no reply came.
+type Doubt struct {
+	Node    string `json:",omitempty"`
+	Addr    string
+	Channel string `json:",omitempty"`
+	CopyID  string
+	Since   time.Time
 }
 
 // Message is a queued message without its body.
@@ -178,6 +193,11 @@ type Result struct {
 	// HandedOn: delivered by handing the message to another node of the
 	// mesh, which owns it from then on (stored as Recipient.HandedOn).
 	HandedOn bool
+	// Doubt, with a TempFail, records the hop in doubt (Recipient.Doubt;
+	// an existing doubt keeps its Since). ClearDoubt, with a TempFail,
+	// forgets the recipient's doubt. Delivered and PermFail always clear it.
+	Doubt      *Doubt
+	ClearDoubt bool
 }
 
 // Filter selects messages for List. A nil Held lists all; Limit <= 0 is no limit.

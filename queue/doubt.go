@@ -1,0 +1,90 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// prefixRelayed marks a message this node took and handed on whole to
+// other mesh nodes: its dedup marker is dropped then (a route change may
+// bring the copy back), but Holds must still answer Done for it.
+const prefixRelayed = "r/"
+
+func relayedKey(id string) []byte { return []byte(prefixRelayed + id) }
+
+// relayedEntry is the relayed marker of id, kept as long as a dedup marker.
+func (q *Queue) relayedEntry(id string) *badger.Entry {
+	v := q.now().Add(q.opts.DedupWindow).UTC().AppendFormat(nil, time.RFC3339Nano)
+	e := badger.NewEntry(relayedKey(id), v)
+	e.ExpiresAt = uint64(time.Now().Add(q.opts.DedupWindow).Unix())
+	return e
+}
+
+// Holding is what the queue durably knows of a message ID, for a sender
+// whose hop to this node is in doubt (Recipient.Doubt).
+type Holding int
+
+const (
+	// Unknown: neither queued nor remembered; the copy never committed here.
+	Unknown Holding = iota
+	// Queued: the message is in the queue.
+	Queued
+	// Done: the message left the queue (delivered, handed on or failed)
+	// and its dedup marker still remembers it: a resend would be dropped.
+	Done
+)
+
+func (h Holding) String() string {
+	switch h {
+	case Unknown:
+		return "unknown"
+	case Queued:
+		return "queued"
+	case Done:
+		return "done"
+	}
+	return fmt.Sprintf("Holding(%d)", int(h))
+}
+
+// Holds reports what the queue knows of id from its committed state (the
+// message record, or the dedup marker Enqueue wrote in the same synced
+// transaction, or the relayed marker that replaces it when the message
+// was handed on whole), never from anything written after the commit: a node that
+// crashed right after its commit answers the same after restart.
+func (q *Queue) Holds(id string) (Holding, error) {
+	h := Unknown
+	err := q.view(func(txn *badger.Txn) error {
+		if _, err := txn.Get(msgKey(id)); err == nil {
+			h = Queued
+			return nil
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		item, err := txn.Get(dedupKey(id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			item, err = txn.Get(relayedKey(id))
+		}
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			ts, _, _ := strings.Cut(string(v), " ")
+			if exp, perr := time.Parse(time.RFC3339Nano, ts); perr == nil && !q.now().Before(exp) {
+				return nil // past the window: a resend would be taken again
+			}
+			h = Done
+			return nil
+		})
+	})
+	if err != nil {
+		return Unknown, fmt.Errorf("queue: holds %s: %w", id, err)
+	}
+	return h, nil
+}
