@@ -289,7 +289,7 @@ func decodeHello(p []byte) (hello, error) {
 	if err := r.end(); err != nil {
 		return hello{}, fmt.Errorf("channel: greeting: %w", err)
 	}
-	if h.Role != RoleMember && h.Role != RoleDump && h.Role != RoleTrack {
+	if h.Role != RoleMember && h.Role != RoleDump && h.Role != RoleTrack && h.Role != RoleHolds {
 		return hello{}, fmt.Errorf("channel: greeting: unknown role %d", h.Role)
 	}
 	return h, nil

@@ -40,6 +40,10 @@ type ServerConfig struct {
 	// only its mesh peers in. Over TLS when TLS is set, like the rest.
 	Track      TrackFunc
 	AllowTrack func(remote net.Addr) bool
+	// Holds answers senders resolving a hop in doubt (role 4); nil
+	// refuses them. AllowTrack and Identify guard it as they guard
+	// tracking: only the mesh's own nodes may ask.
+	Holds HoldsFunc
 	// Identify, when set (with TLS requiring client certificates), names
 	// the peer from its verified certificate. Every role then needs one:
 	// a member's HELLO must claim exactly the node and routing group its
@@ -324,6 +328,16 @@ func (s *Server) handle(c net.Conn, ip string) {
 		return
 	case h.Role == RoleTrack:
 		s.serveTrack(c, bw)
+		return
+	case h.Role == RoleHolds && s.cfg.Holds == nil:
+		s.refuse(bw, RefuseBadGreeting, "hops in doubt are not resolved on this listener")
+		return
+	case h.Role == RoleHolds && s.cfg.AllowTrack != nil && !s.cfg.AllowTrack(peer):
+		s.log.Warn("refusing holds request", "remote", peer.String())
+		s.refuse(bw, RefuseUnknownPeer, "holds requests are for the mesh's own nodes")
+		return
+	case h.Role == RoleHolds:
+		s.serveHolds(c, bw)
 		return
 	case h.RG != s.cfg.RG:
 		s.refuse(bw, RefuseWrongRG, fmt.Sprintf("this is routing group %q", s.cfg.RG))
