@@ -292,7 +292,9 @@ func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reu
 	if !cc.lmtp {
 		r, err = cc.readReply()
 		if err != nil {
-			return netErr("data", err)
+			res, reusable, err := netErr("data", err)
+			err.(*DeliveryError).Unanswered = true
+			return res, reusable, err
 		}
 		if r.Code/100 != 2 {
 			return dataFail(r)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -482,5 +483,37 @@ func TestClientPipelinesRSET(t *testing.T) {
 	}
 	if err := peer.Wait(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestClientUnansweredDot: a connection lost after the final dot leaves
+// the transaction in doubt (Unanswered); one lost before the content, or
+// a refusal, does not.
+func TestClientUnansweredDot(t *testing.T) {
+	head := []testkit.Step{
+		{Reply: "220 mx.test ESMTP"}, {Expect: "EHLO", Reply: "250 mx.test"},
+		{Expect: "MAIL", Reply: "250 2.1.0 ok"}, {Expect: "RCPT", Reply: "250 2.1.5 ok"},
+	}
+	for _, tc := range []struct {
+		name       string
+		tail       []testkit.Step
+		unanswered bool
+	}{
+		{"after the dot", []testkit.Step{{Expect: "DATA", Reply: "354 go"}, {Expect: testkit.Data}}, true},
+		{"before the content", []testkit.Step{{Expect: "DATA"}}, false},
+		{"refused", []testkit.Step{{Expect: "DATA", Reply: "354 go"}, {Expect: testkit.Data, Reply: "451 4.3.0 try later"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			peer := testkit.NewScript(t, append(slices.Clone(head), tc.tail...)...)
+			c := newTestClient(t, ClientConfig{})
+			_, err := send(t, c, peer.Addr, out("b@remote.test"))
+			var de *DeliveryError
+			if !errors.As(err, &de) {
+				t.Fatalf("error %v, want *DeliveryError", err)
+			}
+			if de.Unanswered != tc.unanswered || !de.Temporary {
+				t.Fatalf("error %+v: Unanswered %v, want %v", de, de.Unanswered, tc.unanswered)
+			}
+		})
 	}
 }

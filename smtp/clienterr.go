@@ -10,6 +10,11 @@ type DeliveryError struct {
 	Op        string // "connect", "starttls", "mail", "data"
 	Addr      string // host:port (or socket path) of the server
 	Err       error  // underlying cause for non-reply failures
+	// Unanswered: the content was sent in full (the final dot written and
+	// flushed) but its reply never came (connection lost, timeout). The
+	// server may have taken the message (RFC 5321 §6.1): the transaction
+	// is in doubt, not failed.
+	Unanswered bool
 }
 
 func (e *DeliveryError) Error() string {

@@ -148,6 +148,9 @@ type Config struct {
 	// port-691 listener (channel.ServerConfig); nil Track refuses them.
 	Track      channel.TrackFunc
 	AllowTrack func(remote net.Addr) bool
+	// Holds answers senders resolving a hop in doubt on the same
+	// listener, guarded the same way; nil refuses them.
+	Holds channel.HoldsFunc
 	// Identify names a port-691 peer from its verified certificate
 	// (channel.ServerConfig.Identify); nil: peers are not identified.
 	Identify func(cs *tls.ConnectionState) (node, rg string, ok bool)

@@ -151,6 +151,7 @@ func (m *Mesh) Start() error {
 		OnAdmin:    func(from, name string, st channel.AdminState) { m.setAdmin(name, st) },
 		Track:      m.cfg.Track,
 		AllowTrack: m.cfg.AllowTrack,
+		Holds:      m.cfg.Holds,
 		Identify:   m.cfg.Identify,
 		Logger:     m.log,
 	})
