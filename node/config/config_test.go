@@ -58,6 +58,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"user name", "auth: {users: [{name: '', hash: x}]}\n", `config: auth.users[0].name: must be a non-empty name without spaces, got ""`},
 		{"log level", "log: {level: loud}\n", `config: log.level: must be debug, info, warn or error, got "loud"`},
 		{"log format", "log: {format: xml}\n", `config: log.format: must be text or json, got "xml"`},
+		{"in doubt timeout", "listen: {mesh: '127.0.0.1:2700'}\nmesh: {insecure_plaintext: true, in_doubt_timeout: 10ms, routing_groups: [{name: rg1}], org_key: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=}\n", "config: mesh.in_doubt_timeout: must be 1s..168h, got 10ms"},
 		{"yaml syntax", "node: [\n", "config: yaml:"},
 	}
 	for _, tt := range tests {

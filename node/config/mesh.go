@@ -58,6 +58,10 @@ type Mesh struct {
 	// ShadowTimeout: a peer unreachable this long is lost and its shadows
 	// are resubmitted.
 	ShadowTimeout time.Duration `yaml:"shadow_timeout"`
+	// InDoubtTimeout bounds how long a copy whose hop is in doubt (sent
+	// in full, never answered) waits for the node that may hold it to
+	// answer; past it the copy goes elsewhere, a possible duplicate.
+	InDoubtTimeout time.Duration `yaml:"in_doubt_timeout"`
 }
 
 // Identity names the files of a node's identity (meshd org issue).
@@ -89,7 +93,8 @@ type RoutingGroup struct {
 func defaultMeshConfig() Mesh {
 	return Mesh{
 		MaxPerPeer: 16, ShadowCheck: 10 * time.Second, ShadowTimeout: 10 * time.Minute,
-		Timers: mesh.DefaultTimers(), Probe: mesh.DefaultProbeConfig(), Damping: linkstate.DefaultDamping(),
+		InDoubtTimeout: 5 * time.Minute,
+		Timers:         mesh.DefaultTimers(), Probe: mesh.DefaultProbeConfig(), Damping: linkstate.DefaultDamping(),
 	}
 }
 
@@ -153,6 +158,9 @@ func (c *Config) validateMesh() error {
 	}
 	if m.ShadowTimeout < m.ShadowCheck || m.ShadowTimeout > 30*24*time.Hour {
 		return configError("mesh.shadow_timeout", "must be mesh.shadow_check (%v)..720h, got %v", m.ShadowCheck, m.ShadowTimeout)
+	}
+	if m.InDoubtTimeout < time.Second || m.InDoubtTimeout > 7*24*time.Hour {
+		return configError("mesh.in_doubt_timeout", "must be 1s..168h, got %v", m.InDoubtTimeout)
 	}
 	if m.MaxPerPeer < 1 || m.MaxPerPeer > 1000 {
 		return configError("mesh.max_per_peer", "must be 1..1000, got %d", m.MaxPerPeer)
