@@ -111,6 +111,9 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	}
 	n.metrics.accepted.WithLabelValues(source).Inc()
 	n.trackReceived(qenv, body, s.source)
+	if n.afterQueued != nil {
+		n.afterQueued(id)
+	}
 	n.log.Debug("message queued", "qid", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", len(body), "via", source)
 	return id, nil
 }

@@ -262,6 +262,9 @@ func (d *deliverer) process(ctx context.Context, m *queue.Message) {
 	d.attempted[m.ID] = true
 	d.mu.Unlock()
 
+	if d.n.mesh != nil {
+		d.resolveDoubts(ctx, log, m, now)
+	}
 	groups := d.out.route(m, now)
 	var wg sync.WaitGroup
 	for _, g := range groups {
@@ -311,7 +314,8 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 		// so only certain outcomes are recorded (a delivered copy must not be
 		// delivered again after restart); the rest is retried after the
 		// persisted backoff.
-		results = slices.DeleteFunc(results, func(r queue.Result) bool { return r.Outcome == queue.TempFail })
+		// A hop in doubt is recorded: the copy may be at the next node.
+		results = slices.DeleteFunc(results, func(r queue.Result) bool { return r.Outcome == queue.TempFail && r.Doubt == nil })
 		if len(results) == 0 {
 			return
 		}

@@ -79,6 +79,8 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		// Message tracking (track.go) shares the port-691 listener; its
 		// events name senders and recipients, so only mesh peers may ask.
 		Track: n.answerTrack, AllowTrack: allowTrack, Identify: identify,
+		// A sender whose hop to us is in doubt asks what our queue holds.
+		Holds: n.answerHolds,
 	}
 	n.trackTLS, n.trackDial = trackTLS, opts.Dial
 	if opts.GossipTransport != nil {

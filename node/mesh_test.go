@@ -33,7 +33,13 @@ type testMesh struct {
 	meshL map[string]string       // node -> mesh listener address (fixed for restarts)
 	held  map[string]net.Listener // reservations of those addresses until first start
 	seeds map[string]string       // rg -> gossip address of its first node
-	mu    sync.Mutex
+	// dialHook, when set (under mu), makes every dial of the nodes: node
+	// dials addr, dial is the network's.
+	dialHook func(node, addr string, dial func() (net.Conn, error)) (net.Conn, error)
+	// queuedHook, when set (under mu), runs when a node has committed a
+	// message, before its client hears the reply.
+	queuedHook func(node, id string)
+	mu         sync.Mutex
 }
 
 type meshLink struct {
@@ -171,6 +177,23 @@ func (tm *testMesh) start(name string) *Node {
 		GossipTransport: func(bind string) (memberlist.NodeAwareTransport, error) {
 			return h.GossipTransport(bind)
 		},
+	}
+	opts.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		tm.mu.Lock()
+		hook := tm.dialHook
+		tm.mu.Unlock()
+		if hook == nil {
+			return h.DialContext(ctx, network, addr)
+		}
+		return hook(name, addr, func() (net.Conn, error) { return h.DialContext(ctx, network, addr) })
+	}
+	opts.afterQueued = func(id string) {
+		tm.mu.Lock()
+		hook := tm.queuedHook
+		tm.mu.Unlock()
+		if hook != nil {
+			hook(name, id)
+		}
 	}
 	if l := tm.held[name]; l != nil {
 		l.Close() // released only now, so no other test takes the port

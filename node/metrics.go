@@ -86,7 +86,7 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "date": bi.Date, "goversion": bi.GoVersion},
 	}, func() float64 { return 1 })
 	m.mesh = newMeshMetrics()
-	m.reg.MustRegister(m.mesh.digestChanges, m.mesh.convergence, m.mesh.transitions, m.mesh.tables, m.mesh.spf, m.mesh.adminOverrides)
+	m.reg.MustRegister(m.mesh.digestChanges, m.mesh.convergence, m.mesh.transitions, m.mesh.tables, m.mesh.spf, m.mesh.adminOverrides, m.mesh.inDoubt)
 	m.reg.MustRegister(m.collisions)
 	m.reg.MustRegister(m.accepted, m.rejectedFull, m.delivered, m.deferred, m.bounced, m.expired,
 		m.dsnSent, m.replies, m.deadSkips, m.adminRefused, m.bareLineEnds, m.dataTooSlow, queueMsgs, queueBytes, buildInfo,

@@ -19,6 +19,7 @@ type meshMetrics struct {
 	tables         prometheus.Counter     // routing tables published (generation changes)
 	spf            prometheus.Histogram   // computation time of the tables used
 	adminOverrides *prometheus.CounterVec // operator connector overrides, by action
+	inDoubt        *prometheus.CounterVec // hops in doubt, by result (hopdoubt.go)
 }
 
 func newMeshMetrics() *meshMetrics {
@@ -43,6 +44,10 @@ func newMeshMetrics() *meshMetrics {
 		adminOverrides: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshd_connector_admin_overrides_total", Help: "Operator connector overrides received on this node's admin API, by action (up, down, drain).",
 		}, []string{"action"}),
+		inDoubt: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_mesh_in_doubt_total",
+			Help: "Mesh hops in doubt (copy sent in full, no reply) by result: recorded (a hop fell in doubt), held (the node had the copy: hop done), unknown (it had not: sent along the current routes), unanswered (asked, no answer yet), timeout (no answer within mesh.in_doubt_timeout: sent elsewhere, a possible duplicate).",
+		}, []string{"result"}),
 	}
 }
 

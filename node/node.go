@@ -48,6 +48,10 @@ type Options struct {
 	// applies it (usually via Node.Reload); the admin API's POST
 	// /api/reload (meshctl reload) calls it.
 	Reload func() (ReloadReport, error)
+
+	// afterQueued, set by tests of this package, runs when a message is
+	// committed to the queue, before the client hears the reply.
+	afterQueued func(id string)
 }
 
 // Node is one meshd process: SMTP listeners, queue, delivery scheduler and
@@ -81,6 +85,8 @@ type Node struct {
 	// channel's client TLS under mesh.require_tls, and Options.Dial.
 	trackTLS  *tls.Config
 	trackDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// afterQueued is Options.afterQueued.
+	afterQueued func(id string)
 
 	mu      sync.Mutex
 	started bool
@@ -118,7 +124,8 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if now == nil {
 		now = time.Now
 	}
-	n = &Node{cfg: cfg, log: log, now: now, policy: newRelayPolicy(cfg), listen: opts.Listen, logLevel: opts.LogLevel, reloadFn: opts.Reload}
+	n = &Node{cfg: cfg, log: log, now: now, policy: newRelayPolicy(cfg), listen: opts.Listen, logLevel: opts.LogLevel, reloadFn: opts.Reload,
+		afterQueued: opts.afterQueued}
 	n.live.Store(&cfg)
 	n.listenSMTP = n.listen
 	if n.listen == nil {

@@ -157,8 +157,8 @@ func (t *transports) route(m *queue.Message, now time.Time) []*group {
 	byKey := map[string]*group{}
 	var order []string
 	for _, r := range m.Recipients {
-		if r.State != queue.Pending || r.NextAttempt.After(now) {
-			continue
+		if r.State != queue.Pending || r.NextAttempt.After(now) || r.Doubt != nil {
+			continue // a hop in doubt goes nowhere else (hopdoubt.go)
 		}
 		g := t.groupFor(m, r.Addr)
 		if have := byKey[g.key]; have != nil {
@@ -316,6 +316,17 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 		tried++
 		res, err := c.Send(ctx, addr, out)
 		t.reportHop(g, addr, err)
+		if doubt := t.unansweredHop(g, addr, err); doubt != nil {
+			// The next node may hold the copy: no other host gets it
+			// until that node is asked (hopdoubt.go).
+			t.n.metrics.mesh.inDoubt.WithLabelValues("recorded").Inc()
+			t.n.log.Warn("mesh hop in doubt: copy sent in full, no reply", "qid", m.ID, "peer", addr, "node", doubt.Node, "copy", g.copyID, "err", err)
+			results := allResults(g, queue.TempFail, *reply.New(451, reply.Enhanced{4, 4, 2}, "no reply from "+addr+" after the final dot; in doubt until it is asked: "+err.Error()))
+			for i := range results {
+				results[i].Doubt = doubt
+			}
+			return results, ""
+		}
 		if err != nil {
 			var de *smtp.DeliveryError
 			if !errors.As(err, &de) {
