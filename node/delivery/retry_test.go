@@ -1,15 +1,17 @@
-package node
+package delivery
 
 import (
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/node/config"
 )
 
 // TestRetryJitterZero: queue.retry.jitter: 0 retries exactly on the
 // exponential schedule (it was read as the default 0.2), whatever the
 // random draw.
 func TestRetryJitterZero(t *testing.T) {
-	cfg, err := ParseConfig([]byte("queue:\n  retry:\n    initial: 2s\n    max: 1m\n    factor: 2\n    jitter: 0\n"))
+	cfg, err := config.Parse([]byte("queue:\n  retry:\n    initial: 2s\n    max: 1m\n    factor: 2\n    jitter: 0\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +24,7 @@ func TestRetryJitterZero(t *testing.T) {
 		}
 	}
 	// The default still spreads.
-	def := retryBackoff(DefaultConfig().Queue.Retry)
+	def := retryBackoff(config.Default().Queue.Retry)
 	if lo, hi := def.Next(1, func() float64 { return 0 }), def.Next(1, func() float64 { return 0.999 }); lo == hi {
 		t.Errorf("default jitter 0.2 does not spread: %v and %v", lo, hi)
 	}
