@@ -53,18 +53,6 @@ type Deliverer struct {
 	wake    chan struct{}
 }
 
-// retryBackoff is the queue's schedule for the configured retry keys.
-// queue.retry.jitter 0 means no jitter: queue.Backoff reads a zero
-// Jitter as its default (0.2) and a negative one as none, and the node's
-// default lives in DefaultConfig, so 0 is passed on as "none".
-func retryBackoff(r config.Retry) queue.Backoff {
-	b := queue.Backoff{Initial: r.Initial, Max: r.Max, Factor: r.Factor, Jitter: r.Jitter}
-	if r.Jitter == 0 {
-		b.Jitter = -1
-	}
-	return b
-}
-
 // New builds the scheduler and its transports (SMTP clients for MX,
 // smarthost, LMTP and mesh hops); nothing runs until Run.
 func New(c config.Config, deps Deps) (*Deliverer, error) {
@@ -101,7 +89,7 @@ type schedule struct {
 
 func newSchedule(q config.Queue) *schedule {
 	return &schedule{
-		backoff:      retryBackoff(q.Retry),
+		backoff:      q.Retry,
 		lifetime:     q.Lifetime,
 		delayWarning: q.DelayWarning,
 	}
