@@ -219,7 +219,7 @@ func (t *tracker) Attempted(m *queue.Message, a delivery.Attempt) {
 		if len(rs) == 0 {
 			continue
 		}
-		ev := TrackEvent{ID: m.ID, Kind: a.Kind, Dest: a.Dest, Addr: a.Remote, Reply: rs[0].Reply, Connector: a.Connector}
+		ev := TrackEvent{ID: m.ID, Kind: a.Kind, Dest: a.Dest, Addr: a.Remote, Reply: rs[0].Reply.String(), Connector: a.Connector}
 		for _, r := range rs {
 			ev.Rcpts = append(ev.Rcpts, r.Addr)
 		}

@@ -92,7 +92,7 @@ func (d *Deliverer) failureDSN(m *queue.Message, body []byte, failed []queue.Res
 		if !ok || !wantsNotify(r.Notify, DSNFailure) {
 			continue
 		}
-		dr := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply, Remote: remote, LastAttempt: r.LastAttempt}
+		dr := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply.String(), Remote: remote, LastAttempt: r.LastAttempt}
 		if f.Outcome == queue.TempFail { // expired: the last reply was temporary
 			dr.Status = "4.4.7"
 		}
@@ -116,7 +116,7 @@ func (d *Deliverer) successDSN(m *queue.Message, body []byte, delivered []queue.
 		if !ok || !wantsNotify(r.Notify, kind) {
 			continue
 		}
-		rc := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply, Status: "2.0.0", LastAttempt: d.now()}
+		rc := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply.String(), Status: "2.0.0", LastAttempt: d.now()}
 		if kind == DSNRelayed {
 			rc.Remote = remote
 		}
