@@ -73,6 +73,7 @@ type Node struct {
 
 	// Mesh side; nil for a standalone node.
 	mesh       *mesh.Mesh
+	org        *orgDocs // the organisation document (org.go); nil when standalone
 	meshClosed atomic.Bool
 	meshSrv    *smtp.Server
 	listen     func(network, addr string) (net.Listener, error)
