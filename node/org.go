@@ -85,14 +85,14 @@ func (o *orgDocs) Offer(doc []byte, from string) (bool, error) {
 		if reason == "stale" {
 			level = slog.LevelInfo // a peer that missed an update hands its old copy on
 		}
-		o.log.Log(nil, level, "organisation document refused", "from", from, "reason", reason, "err", err) //nolint:staticcheck // nil context: slog's own default
+		o.log.Log(nil, level, "organisation document refused", "via", from, "reason", reason, "err", err) //nolint:staticcheck // nil context: slog's own default
 		return false, err
 	}
 	if !fresh {
 		return false, nil
 	}
 	o.taken.Inc()
-	o.log.Info("organisation document in force", "from", from, "version", s.Doc.Version, "comment", s.Doc.Comment)
+	o.log.Info("organisation document in force", "via", from, "version", s.Doc.Version, "comment", s.Doc.Comment)
 	if o.apply != nil {
 		o.apply(s)
 	}
