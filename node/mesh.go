@@ -87,6 +87,8 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		return err
 	}
 	mcfg.Org = n.org
+	n.org.apply = n.applyOrg
+	n.keyring = kr
 	if opts.GossipTransport != nil {
 		tr, err := opts.GossipTransport(cfg.Listen.Gossip)
 		if err != nil {

@@ -25,8 +25,9 @@ type orgDocs struct {
 	log   *slog.Logger
 	apply func(*orgdoc.Signed) // the document in force changed (nil: nothing to do)
 
-	taken   prometheus.Counter
-	refused *prometheus.CounterVec // by reason
+	taken      prometheus.Counter
+	refused    *prometheus.CounterVec // by reason
+	notApplied prometheus.Counter     // taken, but no valid configuration with the node's file
 	version prometheus.GaugeFunc
 }
 
@@ -52,11 +53,14 @@ func newOrgDocs(cfg *Config, now func() time.Time, log *slog.Logger, reg prometh
 	for _, r := range []string{"stale", "conflict", "unsigned", "bad_signature", "invalid"} {
 		o.refused.WithLabelValues(r)
 	}
+	o.notApplied = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "meshd_org_documents_not_applied_total", Help: "Organisation documents taken but not applied: with this node's file they make no valid configuration (logged).",
+	})
 	o.version = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "meshd_org_document_version", Help: "Version of the organisation document in force (0: none).",
 	}, func() float64 { return float64(o.st.Version()) })
 	if reg != nil {
-		for _, c := range []prometheus.Collector{o.taken, o.refused, o.version} {
+		for _, c := range []prometheus.Collector{o.taken, o.refused, o.notApplied, o.version} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("node: org metrics: %w", err)
 			}

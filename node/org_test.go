@@ -172,3 +172,86 @@ func TestOrgDocumentFloods(t *testing.T) {
 		return nil
 	})
 }
+
+// Nodes started from short files (no routing groups, no connectors) learn
+// their topology from a document; a new document that changes a cost and
+// adds connectors is applied live: every node routes by it, and mail sent
+// during the change is delivered exactly once.
+func TestOrgDocumentAppliedLive(t *testing.T) {
+	short := func(c *Config) { c.Mesh.RoutingGroups, c.Connectors = nil, nil }
+	rgs := map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1"}, "rgc": {"c1"}}
+	tm := newTestMeshWith(t, rgs, nil, short)
+	line := []meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}, {"bc", "rgb", "rgc", 10}, {"cb", "rgc", "rgb", 10}}
+	if code, body := postOrg(tm.nodes["a1"], tm.signOrg(t, tm.orgFor(1, line))); code != http.StatusOK {
+		t.Fatalf("POST v1: %d %s", code, body)
+	}
+	for _, n := range []string{"a1", "a2"} {
+		poll(t, 20*time.Second, n+" routes to rgc through rgb", tm.pathIs(n, "rgc.test", "rga>rgb>rgc"))
+	}
+	poll(t, 20*time.Second, "c1 routes to rga through rgb", tm.pathIs("c1", "rga.test", "rgc>rgb>rga"))
+
+	// Mail flows while v2 makes rgb's connector to rgc dear and adds a
+	// direct pair of connectors between rga and rgc.
+	var ids []string
+	send := func(from string, i int) {
+		id := fmt.Sprintf("<live%d@test>", i)
+		if err := tm.sendTo(from, "u@rgc.test", id); err != nil {
+			t.Fatalf("send %s: %v", id, err)
+		}
+		ids = append(ids, id)
+	}
+	for i := range 10 {
+		send([]string{"a1", "a2"}[i%2], i)
+	}
+	v2 := tm.orgFor(2, append([]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}, {"bc", "rgb", "rgc", 60}, {"cb", "rgc", "rgb", 10}},
+		meshLink{"ac", "rga", "rgc", 15}, meshLink{"ca", "rgc", "rga", 15}))
+	doc := tm.signOrg(t, v2)
+	start := time.Now()
+	if code, body := postOrg(tm.nodes["b1"], doc); code != http.StatusOK {
+		t.Fatalf("POST v2: %d %s", code, body)
+	}
+	for i := 10; i < 20; i++ {
+		send([]string{"a1", "a2"}[i%2], i)
+	}
+	poll(t, 20*time.Second, "every node routes by v2", func() error {
+		for _, c := range []struct{ node, dom, path string }{
+			{"a1", "rgc.test", "rga>rgc"}, {"a2", "rgc.test", "rga>rgc"}, {"c1", "rga.test", "rgc>rga"}, {"b1", "rgc.test", "rgb>rga>rgc"},
+		} {
+			if err := tm.pathIs(c.node, c.dom, c.path)(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	t.Logf("v2 applied at b1: every node routes by it %v later", time.Since(start))
+	for i := 20; i < 30; i++ {
+		send([]string{"a1", "a2"}[i%2], i)
+	}
+	poll(t, 60*time.Second, "every message delivered once", func() error {
+		got := tm.delivered("rgc")
+		for _, id := range ids {
+			if got[id] != 1 {
+				return fmt.Errorf("%s delivered %d times", id, got[id])
+			}
+		}
+		return nil
+	})
+}
+
+// A node restarted on its data directory starts with the document it
+// took: its short file is enough.
+func TestOrgDocumentKeptOverRestart(t *testing.T) {
+	short := func(c *Config) { c.Mesh.RoutingGroups, c.Connectors = nil, nil }
+	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}}, nil, short)
+	links := []meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}}
+	if code, body := postOrg(tm.nodes["a1"], tm.signOrg(t, tm.orgFor(1, links))); code != http.StatusOK {
+		t.Fatalf("POST v1: %d %s", code, body)
+	}
+	poll(t, 20*time.Second, "b1 routes to rga", tm.pathIs("b1", "rga.test", "rgb>rga"))
+	tm.crash("b1")
+	tm.start("b1")
+	if got := tm.nodes["b1"].live.Load().Connectors; len(got) != 1 || got[0].Name != "ba" {
+		t.Fatalf("b1 restarted with connectors %+v, want ba from the document", got)
+	}
+	poll(t, 20*time.Second, "restarted b1 routes to rga", tm.pathIs("b1", "rga.test", "rgb>rga"))
+}

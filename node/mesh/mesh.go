@@ -44,6 +44,7 @@ type Mesh struct {
 	ownedSet atomic.Pointer[routing.Owned] // last set handed to the router
 
 	orgPeers orgPeers // document versions X-LINK2STATE peers reported (org.go)
+	topo     atomic.Pointer[Topology] // the live part of cfg (topology.go)
 
 	mu     sync.Mutex
 	meta   membership.Meta // what this node gossips about itself
@@ -88,6 +89,7 @@ func New(cfg Config) (*Mesh, error) {
 	}
 	m := &Mesh{cfg: cfg, log: logger, db: db, kick: make(chan struct{}, 1), metaKick: make(chan struct{}, 1), owned: owned}
 	m.master = newMasterState()
+	m.topo.Store(cfg.topology())
 	return m, nil
 }
 
@@ -257,15 +259,16 @@ func (m *Mesh) authorizeMember(node string, _ net.Addr) bool {
 func (m *Mesh) encodedAll() [][]byte {
 	snap := m.db.Snapshot()
 	var out [][]byte
+	// The organisation document travels with the records, first: a member
+	// that joins later gets it in the same exchange, and knows the routing
+	// groups it names before their records are installed.
+	if rec, _ := m.orgRecord(); rec != nil {
+		out = append(out, rec)
+	}
 	for _, r := range snap.All() {
 		if b, ok := snap.Encoded(r.RG); ok {
 			out = append(out, b)
 		}
-	}
-	// The organisation document travels with the records: a member that
-	// joins later gets it in the same exchange.
-	if rec, _ := m.orgRecord(); rec != nil {
-		out = append(out, rec)
 	}
 	return out
 }

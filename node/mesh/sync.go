@@ -48,13 +48,15 @@ func (s store) Newer(peer []byte) ([][]byte, error) {
 	snap := s.m.db.Snapshot()
 	send, _ := linkstate.Diff(snap.Summaries(), remote)
 	var out [][]byte
+	// The document first: the peer knows the groups it names before
+	// their records arrive.
+	if rec, v := s.m.orgRecord(); rec != nil && v > peerOrg {
+		out = append(out, rec)
+	}
 	for _, rg := range send {
 		if b, ok := snap.Encoded(rg); ok {
 			out = append(out, b)
 		}
-	}
-	if rec, v := s.m.orgRecord(); rec != nil && v > peerOrg {
-		out = append(out, rec)
 	}
 	return out, nil
 }
@@ -110,7 +112,7 @@ type syncTarget struct{ connector, addr string }
 
 func (s *syncer) targets() []syncTarget {
 	var out []syncTarget
-	for _, c := range s.m.cfg.Connectors {
+	for _, c := range s.m.topology().Connectors {
 		if c.To == "" || !isSource(c, s.m.cfg.Node) {
 			continue
 		}
