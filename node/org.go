@@ -28,7 +28,7 @@ type orgDocs struct {
 	taken      prometheus.Counter
 	refused    *prometheus.CounterVec // by reason
 	notApplied prometheus.Counter     // taken, but no valid configuration with the node's file
-	version prometheus.GaugeFunc
+	version    prometheus.GaugeFunc
 }
 
 // newOrgDocs opens the store of cfg's node. Without an identity there is

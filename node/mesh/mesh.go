@@ -43,7 +43,7 @@ type Mesh struct {
 	owned    *ownership
 	ownedSet atomic.Pointer[routing.Owned] // last set handed to the router
 
-	orgPeers orgPeers // document versions X-LINK2STATE peers reported (org.go)
+	orgPeers orgPeers                 // document versions X-LINK2STATE peers reported (org.go)
 	topo     atomic.Pointer[Topology] // the live part of cfg (topology.go)
 
 	mu     sync.Mutex
