@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -89,7 +90,7 @@ func (o *orgDocs) Offer(doc []byte, from string) (bool, error) {
 		if reason == "stale" {
 			level = slog.LevelInfo // a peer that missed an update hands its old copy on
 		}
-		o.log.Log(nil, level, "organisation document refused", "via", from, "reason", reason, "err", err) //nolint:staticcheck // nil context: slog's own default
+		o.log.Log(context.Background(), level, "organisation document refused", "via", from, "reason", reason, "err", err)
 		return false, err
 	}
 	if !fresh {
