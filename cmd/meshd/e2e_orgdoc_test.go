@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/pki"
 )
 
@@ -92,7 +93,7 @@ connectors:
 		}
 	}
 	v1Routes := map[string][2]string{"a1": {"u@rgc.test", "rga>rgb>rgc"}, "c1": {"u@rga.test", "rgc>rgb>rga"}, "b1": {"u@rgc.test", "rgb>rgc"}}
-	if !poll(30*time.Second, routes(v1Routes)) {
+	if !testkit.Poll(30*time.Second, routes(v1Routes)) {
 		t.Fatal("the nodes do not route by v1")
 	}
 
@@ -115,7 +116,7 @@ connectors:
 	applied := time.Since(start)
 	sendN(5, 10)
 	v2Routes := map[string][2]string{"a1": {"u@rgc.test", "rga>rgc"}, "c1": {"u@rga.test", "rgc>rga"}, "b1": {"u@rgc.test", "rgb>rga>rgc"}}
-	if !poll(30*time.Second, routes(v2Routes)) {
+	if !testkit.Poll(30*time.Second, routes(v2Routes)) {
 		t.Fatal("the nodes do not route by v2")
 	}
 	t.Logf("v2 applied at c1 (meshctl took %v): every node routes by it %v after meshctl started", applied.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
@@ -154,7 +155,7 @@ connectors:
 			t.Errorf("%s: org show after the attacks: exit %d\n%s", name, code, out)
 		}
 	}
-	if !poll(10*time.Second, routes(v2Routes)) {
+	if !testkit.Poll(10*time.Second, routes(v2Routes)) {
 		t.Error("the nodes no longer route by v2 after the attacks")
 	}
 }
