@@ -20,8 +20,14 @@ type Topology struct {
 	Priority    uint32
 }
 
-// topology is the one in force.
-func (m *Mesh) topology() *Topology { return m.topo.Load() }
+// topology is the one in force (cfg's until SetTopology, also for a
+// Mesh built by hand in a test).
+func (m *Mesh) topology() *Topology {
+	if t := m.topo.Load(); t != nil {
+		return t
+	}
+	return m.cfg.topology()
+}
 
 func (c *Config) topology() *Topology {
 	return &Topology{Connectors: slices.Clone(c.Connectors), LocalSpaces: slices.Clone(c.LocalSpaces),
