@@ -98,12 +98,18 @@ connectors:
 	}
 
 	subject := uniq(t)
-	sendN := func(from, to int) {
+	send := func(from, to int) error {
 		for i := from; i < to; i++ {
 			if out, code := swaks(t, "--server", nodes["a1"].SMTP, "--from", "alice@rga.test", "--to", "carol@rgc.test",
 				"--header", fmt.Sprintf("Subject: %s-%02d", subject, i)); code != 0 {
-				t.Fatalf("swaks %d: exit %d\n%s", i, code, out)
+				return fmt.Errorf("swaks %d: exit %d\n%s", i, code, out)
 			}
+		}
+		return nil
+	}
+	sendN := func(from, to int) {
+		if err := send(from, to); err != nil {
+			t.Fatal(err)
 		}
 	}
 	sendN(0, 5)
@@ -114,12 +120,16 @@ connectors:
 		t.Fatalf("meshctl org apply v2 at c1: exit %d\n%s", code, out)
 	}
 	applied := time.Since(start)
-	sendN(5, 10)
+	during := make(chan error, 1)
+	go func() { during <- send(5, 10) }() // mail while the mesh takes v2
 	v2Routes := map[string][2]string{"a1": {"u@rgc.test", "rga>rgc"}, "c1": {"u@rga.test", "rgc>rga"}, "b1": {"u@rgc.test", "rgb>rga>rgc"}}
 	if !testkit.Poll(30*time.Second, routes(v2Routes)) {
 		t.Fatal("the nodes do not route by v2")
 	}
 	t.Logf("v2 applied at c1 (meshctl took %v): every node routes by it %v after meshctl started", applied.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	if err := <-during; err != nil {
+		t.Fatal(err)
+	}
 	sendN(10, 15)
 	md := nodes["c1"].Maildir
 	for i := range 15 {
