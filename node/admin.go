@@ -56,6 +56,7 @@ func (n *Node) adminHandler() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	n.mountMesh(mux)
+	n.mountOrg(mux) // admin_org.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -157,7 +158,7 @@ func (n *Node) handleQueueAction(w http.ResponseWriter, r *http.Request) {
 	switch action {
 	case "retry":
 		op = func(id string) error {
-			n.del.out.clearDead() // an operator's retry dials, whatever failed before
+			n.del.ClearDead() // an operator's retry dials, whatever failed before
 			return n.q.Retry(id)
 		}
 	case "hold":
@@ -187,7 +188,7 @@ func (n *Node) handleQueueDelete(w http.ResponseWriter, r *http.Request) {
 		writeQueueError(w, err)
 		return
 	}
-	n.del.forget(id)
+	n.del.Forget(id)
 	n.log.Info("admin: queue delete", "qid", id)
 	writeJSON(w, http.StatusOK, ActionResult{ID: id, Action: "delete"})
 }

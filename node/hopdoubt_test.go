@@ -22,7 +22,12 @@ import (
 func TestMeshHopInDoubtDeliversOnce(t *testing.T) {
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}},
-		func(c *Config) { c.Mesh.InDoubtTimeout = time.Minute })
+		func(c *Config) {
+			c.Mesh.InDoubtTimeout = time.Minute
+			if c.Node.Name == "a2" {
+				c.Mesh.Priority = 10 // the master stays up, as a3 in harness/scenarios/bridgehead-crash
+			}
+		})
 	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
 	a1Mesh := tm.meshL["a1"]
 	var cut atomic.Bool

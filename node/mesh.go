@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -83,6 +82,14 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		Holds: n.answerHolds,
 	}
 	n.trackTLS, n.trackDial = trackTLS, opts.Dial
+	if n.org, err = newOrgDocs(&cfg, n.now, n.log, n.metrics.reg); err != nil {
+		lsLn.Close()
+		meshLn.Close()
+		return err
+	}
+	mcfg.Org = n.org
+	n.org.apply = n.applyOrg
+	n.keyring = kr
 	if opts.GossipTransport != nil {
 		tr, err := opts.GossipTransport(cfg.Listen.Gossip)
 		if err != nil {
@@ -165,7 +172,7 @@ func (n *Node) startMesh(ctx context.Context, g *errgroup.Group) error {
 			case <-ctx.Done():
 				return nil
 			case <-n.mesh.RoutesChanged():
-				n.del.reroute()
+				n.del.Reroute()
 			}
 		}
 	})
@@ -221,9 +228,3 @@ func (n *Node) Crash() error {
 	})
 	return err
 }
-
-// Timeouts of hops to other mesh nodes.
-const (
-	meshConnectTimeout = 5 * time.Second
-	meshCommandTimeout = 30 * time.Second
-)

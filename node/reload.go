@@ -36,6 +36,12 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	if err := cfg.Validate(); err != nil {
 		return rep, err
 	}
+	if s := n.orgInForce(); s != nil {
+		// The document's keys stay the document's (org_apply.go).
+		if cfg = overlayOrg(cfg, &s.Doc); cfg.Validate() != nil {
+			return rep, fmt.Errorf("node: reload: with the organisation document in force (version %d): %w", s.Doc.Version, cfg.Validate())
+		}
+	}
 	old := *n.live.Load()
 
 	// Everything that can fail comes first, so a refusal changes nothing.
@@ -113,8 +119,7 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	a = applied("queue.delay_warning", oq.DelayWarning, nq.DelayWarning) || a
 	a = applied("queue.lifetime", oq.Lifetime, nq.Lifetime) || a
 	if a && n.del != nil {
-		n.del.sched.Store(newSchedule(nq))
-		n.del.kick()
+		n.del.SetSchedule(nq)
 	}
 
 	// What is in force now: the applied keys from cfg, the rest as before.

@@ -28,7 +28,7 @@ type Mesh struct {
 	router atomic.Pointer[routing.Router] // set by Start; read by the delivery loop
 	pool   *membership.Pool
 	srv    *channel.Server
-	cli    *channel.Client
+	cli    atomic.Pointer[channel.Client] // set by Start; read by installs arriving on listeners already serving
 	probe  *prober
 	syncer *syncer
 
@@ -36,12 +36,18 @@ type Mesh struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	kick   chan struct{} // master state changed: originate if needed
+	// metaKick: this node's gossip metadata changed (org.go, publishMeta)
+	metaKick chan struct{}
 
 	nodeIPs  atomic.Pointer[ipIndex]
 	owned    *ownership
 	ownedSet atomic.Pointer[routing.Owned] // last set handed to the router
 
+	orgPeers orgPeers                 // document versions X-LINK2STATE peers reported (org.go)
+	topo     atomic.Pointer[Topology] // the live part of cfg (topology.go)
+
 	mu     sync.Mutex
+	meta   membership.Meta // what this node gossips about itself
 	view   membership.View
 	master masterState
 	stats  Stats
@@ -81,8 +87,9 @@ func New(cfg Config) (*Mesh, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mesh{cfg: cfg, log: logger, db: db, kick: make(chan struct{}, 1), owned: owned}
+	m := &Mesh{cfg: cfg, log: logger, db: db, kick: make(chan struct{}, 1), metaKick: make(chan struct{}, 1), owned: owned}
 	m.master = newMasterState()
+	m.topo.Store(cfg.topology())
 	return m, nil
 }
 
@@ -155,30 +162,35 @@ func (m *Mesh) Start() error {
 		Identify:   m.cfg.Identify,
 		Logger:     m.log,
 	})
-	m.cli = channel.NewClient(channel.ClientConfig{
+	m.cli.Store(channel.NewClient(channel.ClientConfig{
 		Node: m.cfg.Node, RG: m.cfg.RG, TLS: m.cfg.ChannelTLS, Dial: m.cfg.Dial,
 		OnRecords:    func(full bool, recs [][]byte) { m.installEncoded(recs, true) },
 		Observations: m.ownObservations,
 		OnConnected:  m.onMasterSession,
 		Logger:       m.log,
-	})
+	}))
 	m.probe = newProber(m)
 	m.syncer = newSyncer(m)
+	m.meta = membership.Meta{RG: m.cfg.RG, SMTP: m.cfg.MeshSMTP, LinkState: m.cfg.LinkStateAddr, Priority: m.cfg.Priority}
+	if _, v := m.orgRecord(); v > 0 {
+		m.meta.Org = v
+	}
 	pool, err := membership.Start(membership.Config{
 		Name: m.cfg.Node,
-		Meta: membership.Meta{RG: m.cfg.RG, SMTP: m.cfg.MeshSMTP, LinkState: m.cfg.LinkStateAddr, Priority: m.cfg.Priority},
+		Meta: m.meta,
 		Bind: m.cfg.GossipBind, Advertise: m.cfg.GossipAdvertise, Seeds: m.cfg.Seeds, Key: m.cfg.GossipKey,
 		Fast: m.cfg.FastGossip, Transport: m.cfg.GossipTransport, OnChange: m.onView, Logger: m.log,
 	})
 	if err != nil {
 		m.srv.Close()
-		m.cli.Close()
+		m.cli.Load().Close()
 		m.router.Load().Close()
 		return err
 	}
 	m.pool = pool
 	m.onView(pool.View())
-	m.wg.Add(3)
+	m.wg.Add(4)
+	go func() { defer m.wg.Done(); m.publishMeta() }()
 	go func() { defer m.wg.Done(); m.run() }()
 	go func() { defer m.wg.Done(); m.probe.run(m.ctx) }()
 	go func() { defer m.wg.Done(); m.syncer.run(m.ctx) }()
@@ -206,7 +218,7 @@ func (m *Mesh) stop(crash bool) error {
 	}
 	m.cancel()
 	m.wg.Wait()
-	errs = append(errs, m.cli.Close(), m.srv.Close(), m.router.Load().Close())
+	errs = append(errs, m.cli.Load().Close(), m.srv.Close(), m.router.Load().Close())
 	m.sub.Close()
 	return errors.Join(errs...)
 }
@@ -231,9 +243,9 @@ func (m *Mesh) onView(v membership.View) {
 		m.srv.DropMembers()
 	}
 	if v.Master == m.cfg.Node || v.Master == "" {
-		m.cli.SetMaster("")
+		m.cli.Load().SetMaster("")
 	} else if mm, ok := v.Member(v.Master); ok {
-		m.cli.SetMaster(mm.LinkState)
+		m.cli.Load().SetMaster(mm.LinkState)
 	}
 	m.poke()
 }
@@ -248,6 +260,12 @@ func (m *Mesh) authorizeMember(node string, _ net.Addr) bool {
 func (m *Mesh) encodedAll() [][]byte {
 	snap := m.db.Snapshot()
 	var out [][]byte
+	// The organisation document travels with the records, first: a member
+	// that joins later gets it in the same exchange, and knows the routing
+	// groups it names before their records are installed.
+	if rec, _ := m.orgRecord(); rec != nil {
+		out = append(out, rec)
+	}
 	for _, r := range snap.All() {
 		if b, ok := snap.Encoded(r.RG); ok {
 			out = append(out, b)
@@ -264,7 +282,7 @@ func (m *Mesh) onMasterSession(master string, connected bool) {
 		return
 	}
 	if all := m.encodedAll(); len(all) > 0 {
-		m.cli.Hand(all)
+		m.cli.Load().Hand(all)
 	}
 }
 
@@ -273,6 +291,12 @@ func (m *Mesh) onMasterSession(master string, connected bool) {
 // marks the channel's own pushes, which need no handing back.
 func (m *Mesh) installEncoded(recs [][]byte, fromMaster bool) (installed [][]byte) {
 	for _, b := range recs {
+		if IsOrgRecord(b) {
+			if _, err := m.offerOrgRecord(b, "mesh", fromMaster); err != nil {
+				m.log.Debug("organisation document not taken", "err", err)
+			}
+			continue
+		}
 		ok, err := m.db.InstallEncoded(b)
 		switch {
 		case err != nil && !errors.Is(err, linkstate.ErrStale):
@@ -285,8 +309,8 @@ func (m *Mesh) installEncoded(recs [][]byte, fromMaster bool) (installed [][]byt
 		m.mu.Lock()
 		m.stats.Installed += uint64(len(installed))
 		m.mu.Unlock()
-		if !fromMaster && !m.IsMaster() && m.cli != nil {
-			m.cli.Hand(installed)
+		if !fromMaster && !m.IsMaster() && m.cli.Load() != nil {
+			m.cli.Load().Hand(installed)
 		}
 	}
 	return installed
@@ -372,6 +396,22 @@ func (m *Mesh) onLSDBChange(rgs []string) {
 	m.router.Load().Update(snap.Records())
 	m.syncer.trigger()
 	m.probe.reconfigure()
+}
+
+// MemberAt names the mesh node whose mesh SMTP listener is addr ("" when
+// no record lists it).
+func (m *Mesh) MemberAt(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	for _, r := range m.db.Snapshot().Records() {
+		for _, mb := range r.Members {
+			if mb.SMTP == addr {
+				return mb.Name
+			}
+		}
+	}
+	return ""
 }
 
 // KnowsNodeIP reports whether ip is the address of a mesh node in the

@@ -49,7 +49,7 @@ func newProber(m *Mesh) *prober {
 // reconfigure aligns the watched pairs with the configured connectors.
 func (p *prober) reconfigure() {
 	want := map[pairKey]bool{}
-	for _, c := range p.m.cfg.Connectors {
+	for _, c := range p.m.topology().Connectors {
 		if !isSource(c, p.m.cfg.Node) {
 			continue
 		}
@@ -337,7 +337,7 @@ func (m *Mesh) observed(o channel.Observation) {
 		m.foldObservations([]channel.Observation{o})
 		return
 	}
-	m.cli.Observe(o)
+	m.cli.Load().Observe(o)
 }
 
 // ownObservations is what the channel client sends on each new session.
