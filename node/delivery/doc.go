@@ -24,7 +24,13 @@
 // copy ID derives from the origin ID and the recipients, so a resend is a
 // duplicate at the next hop. A local copy carries X-Meshd-ID, and a
 // recipient attempted by an earlier process but still pending is looked
-// up in its mailbox before it is written again (indoubt.go).
+// up in its mailbox before it is written again (indoubt.go). A mesh hop
+// whose copy was sent in full but never answered (RFC 5321 §6.1) is in
+// doubt: the recipients record the node and copy ID, go to no other node,
+// and the node is asked over port 691 whether its queue holds the copy
+// before each retry; held is done, unknown is routed again, and only past
+// mesh.in_doubt_timeout without an answer does the copy go elsewhere
+// (hopdoubt.go, docs/indoubt.md).
 //
 // The package knows nothing of the node that runs it: what it needs is
 // declared in deps.go as small interfaces (Mesh, Tracker, Metrics,
