@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/smtp"
 )
 
@@ -36,6 +37,14 @@ type Config struct {
 	Log          LogConfig         `yaml:"log"`
 	Mesh         MeshConfig        `yaml:"mesh"`
 	Connectors   []ConnectorConfig `yaml:"connectors"`
+	Filters      FiltersConfig     `yaml:"filters"`
+}
+
+// FiltersConfig holds the content filters of mail entering the
+// organisation (node/filter.go).
+type FiltersConfig struct {
+	// Milters are asked in order, after DATA and before the 250.
+	Milters []milter.Config `yaml:"milters"`
 }
 
 // NodeConfig names the node and says where it keeps its state.
@@ -311,6 +320,7 @@ func (c *Config) Validate() error {
 		c.validateNode, c.validateListen, c.validateTLS, c.validateDomains,
 		c.validateDelivery, c.validateOutbound, c.validateLimits, c.validateQueue,
 		c.validateRelay, c.validateAuth, c.validateAdmin, c.validateLog, c.validateMesh,
+		func() error { return milter.ValidateAll("filters.milters", c.Filters.Milters) },
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/queue"
@@ -68,8 +69,9 @@ type Node struct {
 	adminLn net.Listener // nil when listen.admin is empty
 	admin   *http.Server
 
-	del *deliverer
-	trk *tracker // message-tracking log (track.go)
+	del     *deliverer
+	trk     *tracker      // message-tracking log (track.go)
+	filters *milter.Chain // filters.milters (filter.go); nil when none
 
 	// Mesh side; nil for a standalone node.
 	mesh       *mesh.Mesh
@@ -168,6 +170,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		return nil, fmt.Errorf("node: open queue: %w", err)
 	}
 	n.metrics = newMetrics(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
+	n.filters = n.newFilters()
 	if n.id, err = newIdentity(n); err != nil {
 		return nil, err
 	}
