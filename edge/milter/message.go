@@ -95,7 +95,7 @@ func newField(name, value string, leading bool) field {
 	if !leading && value != "" && value[0] != ' ' && value[0] != '\t' {
 		b.WriteByte(' ')
 	}
-	lines := strings.Split(strings.ReplaceAll(value, "\r\n", "\n"), "\n")
+	lines := strings.Split(strings.ReplaceAll(strings.ReplaceAll(value, "\r\n", "\n"), "\r", "\n"), "\n")
 	first := true
 	for _, l := range lines {
 		l = strings.TrimRight(l, "\r")

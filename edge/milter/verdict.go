@@ -81,7 +81,7 @@ type Step struct {
 	// Result is continue, accept, reject, tempfail, discard, quarantine,
 	// or failed (Err says why, and the milter's on_failure was applied).
 	Result   string
-	Err      string `json:",omitempty"`
+	Err      string   `json:",omitempty"`
 	Edits    []string `json:",omitempty"` // the changes applied, e.g. "add_header X-Spam"
 	Duration time.Duration
 }
