@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/meshd/meshd/smtp/dialogue"
 )
 
 // Limits bounds what one client may make the server do. Zero fields take the
@@ -118,9 +120,12 @@ type ServerConfig struct {
 	Addr     string       // listen address when Listener is nil, e.g. "127.0.0.1:2525"
 	Listener net.Listener // optional; the Server owns it and closes it on Close
 	// TLS enables STARTTLS, which the server terminates below go-smtp;
-	// nil means STARTTLS is not offered (unless an interposer in Listener,
-	// such as smtp/xlink's, terminates it).
+	// nil means STARTTLS is not offered.
 	TLS *tls.Config
+	// Extensions add SMTP service extensions go-smtp does not know (verbs
+	// and EHLO keywords) to every session: smtp/xlink's X-LINK2STATE on a
+	// mesh listener. They run in the server's one dialogue follower.
+	Extensions []dialogue.Extension
 	// Submission makes this a message submission listener (RFC 6409): AUTH
 	// PLAIN and LOGIN are offered only after STARTTLS, and MAIL is refused
 	// with 530 5.7.0 until the client has authenticated. Requires TLS and Auth.
@@ -129,13 +134,13 @@ type ServerConfig struct {
 	// (RFC 8314 §3.3, "submissions"); STARTTLS is then not offered.
 	ImplicitTLS bool
 	// Mesh marks a mesh-facing listener (X-LINK2STATE is added by smtp/xlink
-	// around Listener). It only sets Session.MeshPeer when MeshPeer allows it.
+	// in Extensions). It only sets Session.MeshPeer when MeshPeer allows it.
 	Mesh bool
 	// MeshPeer, if set on a Mesh listener, says whether a session's client
 	// is an authenticated mesh peer (for example by address or TLS client
 	// certificate); tlsState is nil before TLS. It is asked after EHLO and
 	// again whenever the transaction state resets (RSET, after each message),
-	// so a STARTTLS run by an interposer below go-smtp is seen.
+	// so a STARTTLS run below go-smtp is seen.
 	MeshPeer func(s *Session, tlsState *tls.ConnectionState) bool
 	Limits   Limits
 	Policy   Policy

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
+	"github.com/meshd/meshd/meshid"
 )
 
 // Replies of our own. go-smtp produces the protocol-level ones (syntax,
@@ -77,8 +78,8 @@ func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 }
 
 // tlsStater is implemented by the connections that terminate TLS in front
-// of go-smtp, which looks for a *tls.Conn and sees none: dialogConn, and
-// smtp/xlink's interposer below it on mesh listeners.
+// of go-smtp, which looks for a *tls.Conn and sees none: the dialogue
+// follower (dialogue.Conn), and the implicit-TLS connection below it.
 type tlsStater interface {
 	TLSConnectionState() (tls.ConnectionState, bool)
 }
@@ -190,7 +191,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 			return e
 		}
 	}
-	ss.info.ID = newID()
+	ss.info.ID = meshid.New()
 	ss.env = Envelope{From: from}
 	if opts != nil {
 		ss.env.Ret = string(opts.Return)
