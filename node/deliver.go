@@ -297,6 +297,9 @@ func (d *deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 	if err != nil {
 		return // deleted meanwhile, or the queue is closing
 	}
+	if g.kind == kindSmarthost || g.kind == kindMX {
+		body = d.n.signOutbound(log, body) // leaving the organisation: DKIM (dkim.go)
+	}
 
 	attempts := 0
 	addrs := make([]string, len(g.rcpts))

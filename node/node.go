@@ -72,6 +72,7 @@ type Node struct {
 	del     *deliverer
 	trk     *tracker      // message-tracking log (track.go)
 	filters *milter.Chain // filters.milters (filter.go); nil when none
+	dkim    *dkimSigner   // dkim.keys (dkim.go); nil when none
 
 	// Mesh side; nil for a standalone node.
 	mesh       *mesh.Mesh
@@ -171,6 +172,9 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	}
 	n.metrics = newMetrics(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
 	n.filters = n.newFilters()
+	if n.dkim, err = n.newDKIM(); err != nil {
+		return nil, err
+	}
 	if n.id, err = newIdentity(n); err != nil {
 		return nil, err
 	}

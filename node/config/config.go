@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meshd/meshd/edge/dkim"
 	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/node/passwd"
 	"github.com/meshd/meshd/smtp"
@@ -39,6 +40,7 @@ type Config struct {
 	Mesh         Mesh              `yaml:"mesh"`
 	Connectors   []ConnectorConfig `yaml:"connectors"`
 	Filters      Filters           `yaml:"filters"`
+	DKIM         dkim.Config       `yaml:"dkim"`
 }
 
 // Filters holds the content filters of mail entering the organisation
@@ -322,6 +324,7 @@ func (c *Config) Validate() error {
 		c.validateDelivery, c.validateOutbound, c.validateLimits, c.validateQueue,
 		c.validateRelay, c.validateAuth, c.validateAdmin, c.validateLog, c.validateMesh,
 		func() error { return milter.ValidateAll("filters.milters", c.Filters.Milters) },
+		func() error { return c.DKIM.Validate("dkim") },
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
