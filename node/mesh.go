@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/smtp/dialogue"
@@ -71,12 +72,9 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		MeshSMTP:  advertised(meshLn.Addr(), cfg.Listen.Mesh),
 		LinkState: lsLn, LinkStateAddr: advertised(lsLn.Addr(), cfg.Listen.Linkstate),
 		GossipBind: cfg.Listen.Gossip, Seeds: cfg.Mesh.Seeds, GossipKey: gossipKey, FastGossip: cfg.Mesh.FastGossip,
-		Connectors: cfg.MeshConnectors(), LocalSpaces: cfg.LocalSpaces(), Keyring: kr,
+		Connectors: cfg.Connectors, LocalSpaces: cfg.LocalSpaces(), Keyring: kr,
 		Declared: cfg.DeclaredDomains(), OwnedFile: filepath.Join(cfg.Node.DataDir, "mesh-owned.json"),
-		TTL: cfg.Mesh.TTL, Refresh: cfg.Mesh.Refresh, CollectWindow: cfg.Mesh.CollectWindow, SyncInterval: cfg.Mesh.SyncInterval,
-		State: cfg.StateConfig(),
-		Probe: mesh.ProbeConfig{Interval: cfg.Mesh.Probe.Interval, Keepalive: cfg.Mesh.Probe.Keepalive, Timeout: cfg.Mesh.Probe.Timeout,
-			GlitchRetries: cfg.Mesh.Probe.GlitchRetries, GlitchDelay: cfg.Mesh.Probe.GlitchDelay, UpAfter: cfg.Mesh.Probe.UpAfter},
+		Timers: cfg.Mesh.Timers, State: linkstate.StateConfig{Damping: cfg.Mesh.Damping}, Probe: cfg.Mesh.Probe,
 		ServerTLS: channelTLS, ChannelTLS: channelClientTLS, ClientTLS: clientTLS, Dial: opts.Dial, Now: n.now, Logger: n.log, HeloName: cfg.Node.Hostname,
 		// Message tracking (track.go) shares the port-691 listener; its
 		// events name senders and recipients, so only mesh peers may ask.

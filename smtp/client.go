@@ -13,9 +13,10 @@ import (
 	"time"
 )
 
-// ClientConfig configures a Client. Zero durations take the defaults below.
+// ClientConfig configures a Client. Zero fields take their values from
+// DefaultClientConfig.
 type ClientConfig struct {
-	HeloName string      // EHLO/LHLO name; default "localhost"
+	HeloName string      // EHLO/LHLO name
 	TLS      *tls.Config // for STARTTLS; ServerName defaults to the host of addr
 	// RequireTLS fails the delivery with a temporary *DeliveryError when the
 	// server does not offer STARTTLS or the handshake fails.
@@ -25,13 +26,13 @@ type ClientConfig struct {
 	// handshake fails, unless RequireTLS is also set.
 	Opportunistic  bool
 	LMTP           bool          // speak LMTP (RFC 2033); addr may be a unix socket path starting with "/"
-	ConnectTimeout time.Duration // dial, greeting; default 30s
-	CommandTimeout time.Duration // idle time per read/write; default 5m
+	ConnectTimeout time.Duration // dial, greeting
+	CommandTimeout time.Duration // idle time per read/write
 	Dial           func(ctx context.Context, network, addr string) (net.Conn, error)
-	MaxIdlePerHost int           // idle sessions kept per addr; default 2; negative disables reuse
-	IdleTimeout    time.Duration // idle sessions older than this are closed; default 30s
+	MaxIdlePerHost int           // idle sessions kept per addr; negative disables reuse
+	IdleTimeout    time.Duration // idle sessions older than this are closed
 	// DataTimeout bounds the wait for the reply after the final dot
-	// (RFC 5321 §4.5.3.2.6); default 10m.
+	// (RFC 5321 §4.5.3.2.6).
 	DataTimeout time.Duration
 	Logger      *slog.Logger
 }
@@ -61,26 +62,34 @@ type Client struct {
 	done   chan struct{}
 }
 
+// DefaultClientConfig returns the settings a Client takes where its
+// ClientConfig leaves a field zero.
+func DefaultClientConfig() ClientConfig {
+	return ClientConfig{HeloName: "localhost", ConnectTimeout: 30 * time.Second, CommandTimeout: 5 * time.Minute,
+		DataTimeout: 10 * time.Minute, MaxIdlePerHost: 2, IdleTimeout: 30 * time.Second}
+}
+
 // NewClient returns a Client. If idle sessions are kept it starts a janitor
 // goroutine that Close stops.
 func NewClient(cfg ClientConfig) *Client {
+	d := DefaultClientConfig()
 	if cfg.HeloName == "" {
-		cfg.HeloName = "localhost"
+		cfg.HeloName = d.HeloName
 	}
 	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 30 * time.Second
+		cfg.ConnectTimeout = d.ConnectTimeout
 	}
 	if cfg.CommandTimeout <= 0 {
-		cfg.CommandTimeout = 5 * time.Minute
+		cfg.CommandTimeout = d.CommandTimeout
 	}
 	if cfg.DataTimeout <= 0 {
-		cfg.DataTimeout = 10 * time.Minute
+		cfg.DataTimeout = d.DataTimeout
 	}
 	if cfg.MaxIdlePerHost == 0 {
-		cfg.MaxIdlePerHost = 2
+		cfg.MaxIdlePerHost = d.MaxIdlePerHost
 	}
 	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 30 * time.Second
+		cfg.IdleTimeout = d.IdleTimeout
 	}
 	if cfg.Dial == nil {
 		d := &net.Dialer{}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -101,13 +102,21 @@ func joinKey(path, k string) string {
 	return path + "." + k
 }
 
-// yamlFields maps the yaml key of each field of struct type t to the field.
+// yamlFields maps the yaml key of each field of struct type t to the
+// field (the keys of an inline field at t's level, Index from t).
 func yamlFields(t reflect.Type) map[string]reflect.StructField {
 	m := make(map[string]reflect.StructField, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if inline(f, opts) {
+			for name, sub := range yamlFields(f.Type) {
+				sub.Index = append(slices.Clone(f.Index), sub.Index...)
+				m[name] = sub
+			}
 			continue
 		}
 		if name == "" {
@@ -118,6 +127,12 @@ func yamlFields(t reflect.Type) map[string]reflect.StructField {
 	return m
 }
 
+// inline reports whether field f has its keys at its parent's level
+// (`yaml:",inline"`, as a library type composed with keys of the node's own).
+func inline(f reflect.StructField, opts string) bool {
+	return f.Type.Kind() == reflect.Struct && slices.Contains(strings.Split(opts, ","), "inline")
+}
+
 // Keys lists every dotted key of the configuration schema (list
 // elements as key[]), in declaration order. docs/config.md documents each.
 func Keys() []string {
@@ -126,7 +141,11 @@ func Keys() []string {
 	walk = func(t reflect.Type, path string) {
 		for i := range t.NumField() {
 			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if inline(f, opts) {
+				walk(f.Type, path)
+				continue
+			}
 			if name == "" || name == "-" {
 				continue
 			}
