@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	gosmtp "github.com/emersion/go-smtp"
-
 	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/smtp"
 )
@@ -54,7 +52,7 @@ func (n *Node) filter(ctx context.Context, sess *smtp.Session, id string, env sm
 	switch v.Action {
 	case milter.Reject, milter.TempFail:
 		n.log.Info("message refused by content filter", "qid", id, "milter", v.Milter, "reply", v.Reply.String())
-		return out, &gosmtp.SMTPError{Code: v.Reply.Code, EnhancedCode: gosmtp.EnhancedCode(v.Reply.Enhanced), Message: v.Reply.Text}
+		return out, smtp.NewReply(v.Reply.Code, smtp.EnhancedCode(v.Reply.Enhanced), v.Reply.Text)
 	case milter.Discard:
 		n.log.Info("message discarded by content filter", "qid", id, "milter", v.Milter)
 		out.discard = true
