@@ -60,6 +60,9 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		// compare as ASCII, case-insensitively): nobody but a mesh peer sets them.
 		body = stripMeshHeaders(body)
 	}
+	if n.authres != nil && !sess.MeshPeer {
+		body = n.authenticate(ctx, sess, body) // RFC 8601, for the filters below (filter.go)
+	}
 	quarantine := ""
 	if n.filters != nil && !sess.MeshPeer {
 		f, err := n.filter(ctx, sess, id, env, body)

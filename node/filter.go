@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/meshd/meshd/edge/authres"
 	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/smtp"
 )
@@ -26,6 +28,33 @@ func (n *Node) newFilters() *milter.Chain {
 	m := milter.NewMetrics()
 	n.metrics.reg.MustRegister(m.Collectors()...)
 	return milter.New(n.cfg.Filters.Milters, n.cfg.Node.Hostname, m)
+}
+
+// newAuthRes builds the Authentication-Results checker (authres.enabled),
+// asking outbound.dns_server (or the system's resolvers) for keys and
+// policies.
+func (n *Node) newAuthRes() *authres.Checker {
+	if !n.cfg.AuthRes.Enabled {
+		return nil
+	}
+	id := n.cfg.AuthRes.AuthServID
+	if id == "" {
+		id = n.cfg.Node.Hostname
+	}
+	return &authres.Checker{AuthServID: id, Lookup: authres.NewLookup(n.cfg.Outbound.DNSServer, 5*time.Second)}
+}
+
+// authenticate removes the Authentication-Results fields that claim to
+// be ours and, for mail from outside (not submitted by a user of ours),
+// puts our own at the top.
+func (n *Node) authenticate(ctx context.Context, sess *smtp.Session, body []byte) []byte {
+	body = authres.Strip(body, n.authres.AuthServID)
+	if sess.AuthUser != "" {
+		return body
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return append([]byte(n.authres.Field(ctx, body)), body...)
 }
 
 // filtered is what the chain left of a message.

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshd/meshd/edge/authres"
 	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/mesh"
@@ -70,9 +71,10 @@ type Node struct {
 	admin   *http.Server
 
 	del     *deliverer
-	trk     *tracker      // message-tracking log (track.go)
-	filters *milter.Chain // filters.milters (filter.go); nil when none
-	dkim    *dkimSigner   // dkim.keys (dkim.go); nil when none
+	trk     *tracker         // message-tracking log (track.go)
+	filters *milter.Chain    // filters.milters (filter.go); nil when none
+	dkim    *dkimSigner      // dkim.keys (dkim.go); nil when none
+	authres *authres.Checker // authres (filter.go); nil when off
 
 	// Mesh side; nil for a standalone node.
 	mesh       *mesh.Mesh
@@ -172,6 +174,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	}
 	n.metrics = newMetrics(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
 	n.filters = n.newFilters()
+	n.authres = n.newAuthRes()
 	if n.dkim, err = n.newDKIM(); err != nil {
 		return nil, err
 	}

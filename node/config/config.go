@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meshd/meshd/edge/authres"
 	"github.com/meshd/meshd/edge/dkim"
 	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/node/mesh"
@@ -44,6 +45,7 @@ type Config struct {
 	Connectors   []mesh.Connector `yaml:"connectors"`
 	Filters      Filters          `yaml:"filters"`
 	DKIM         dkim.Config      `yaml:"dkim"`
+	AuthRes      authres.Config   `yaml:"authres"`
 }
 
 // Filters holds the content filters of mail entering the organisation
@@ -299,6 +301,7 @@ func (c *Config) Validate() error {
 		c.validateRelay, c.validateAuth, c.validateAdmin, c.validateLog, c.validateMesh,
 		func() error { return milter.ValidateAll("filters.milters", c.Filters.Milters) },
 		func() error { return c.DKIM.Validate("dkim") },
+		func() error { return c.AuthRes.Validate("authres") },
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
