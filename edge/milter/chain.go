@@ -2,7 +2,6 @@ package milter
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -175,10 +174,6 @@ func stopped(act *gomilter.Action) *result {
 	}
 	return &result{result: "tempfail", reply: Reply{Code: 451, Enhanced: [3]int{4, 7, 1}, Text: "Content filter unavailable, try again later"}}
 }
-
-// errNoRcpts: the milter refused every recipient; its last reply is the
-// message's.
-var errNoRcpts = errors.New("every recipient refused")
 
 // run replays the transaction to the milter (RFC-less: the Sendmail
 // milter protocol, version 6) and returns its answer. An error means the
