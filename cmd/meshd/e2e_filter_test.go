@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshd/meshd/edge/milter/miltertest"
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/routing"
 )
 
@@ -258,7 +259,7 @@ func TestE2EMilterAcrossMesh(t *testing.T) {
 // waitRoute waits until n has a route for rcpt.
 func waitRoute(t *testing.T, n *meshNode, rcpt string) {
 	t.Helper()
-	if !poll(30*time.Second, func() bool {
+	if !testkit.Poll(30*time.Second, func() bool {
 		d, err := n.trace(rcpt)
 		return err == nil && d.Kind != routing.NoRoute
 	}) {
