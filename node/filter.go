@@ -9,6 +9,7 @@ import (
 	"github.com/meshd/meshd/edge/authres"
 	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/smtp"
+	"github.com/meshd/meshd/smtp/reply"
 )
 
 // Content filters (filters.milters) see mail where it enters the
@@ -81,7 +82,7 @@ func (n *Node) filter(ctx context.Context, sess *smtp.Session, id string, env sm
 	switch v.Action {
 	case milter.Reject, milter.TempFail:
 		n.log.Info("message refused by content filter", "qid", id, "milter", v.Milter, "reply", v.Reply.String())
-		return out, smtp.NewReply(v.Reply.Code, smtp.EnhancedCode(v.Reply.Enhanced), v.Reply.Text)
+		return out, reply.New(v.Reply.Code, reply.Enhanced(v.Reply.Enhanced), v.Reply.Text)
 	case milter.Discard:
 		n.log.Info("message discarded by content filter", "qid", id, "milter", v.Milter)
 		out.discard = true

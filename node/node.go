@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshd/meshd/edge/authres"
 	"github.com/meshd/meshd/edge/milter"
+	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/queue"
@@ -78,6 +79,8 @@ type Node struct {
 
 	// Mesh side; nil for a standalone node.
 	mesh       *mesh.Mesh
+	org        *orgDocs           // the organisation document (org.go); nil when standalone
+	keyring    *linkstate.Keyring // the mesh's; a new document adds groups and keys (org_apply.go)
 	meshClosed atomic.Bool
 	meshSrv    *smtp.Server
 	listen     func(network, addr string) (net.Listener, error)
@@ -109,7 +112,7 @@ type Node struct {
 // New opens the queue in cfg.Node.DataDir, loads or generates the TLS
 // certificate and binds every listener (so the addresses are known at
 // once), but accepts and delivers nothing until Start. cfg must have passed
-// Validate (LoadConfig and ParseConfig do that).
+// Validate (config.Load and config.Parse do that).
 func New(cfg Config, opts Options) (n *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -119,6 +122,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("node", cfg.Node.Name, "rg", cfg.Node.RoutingGroup)
+	cfg = startupOrg(cfg, log) // the organisation document this node took (org_apply.go)
 	now := opts.Now
 	if now == nil {
 		now = time.Now
