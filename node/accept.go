@@ -62,6 +62,17 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		// compare as ASCII, case-insensitively): nobody but a mesh peer sets them.
 		body = header.StripPrefix(body, meshid.FieldPrefix)
 	}
+	if n.authres != nil && !sess.MeshPeer {
+		body = n.authenticate(ctx, sess, body) // RFC 8601, for the filters below (filter.go)
+	}
+	quarantine := ""
+	if n.filters != nil && !sess.MeshPeer {
+		f, err := n.filter(ctx, sess, id, env, body)
+		if err != nil || f.discard {
+			return id, err
+		}
+		env, body, quarantine = f.env, f.body, f.quarantine
+	}
 	qenv := queue.Envelope{
 		ID:         id,
 		From:       env.From,
@@ -74,6 +85,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		Source:     source,
 		AuthUser:   sess.AuthUser,
 		Digest:     digest,
+		Quarantine: quarantine,
 	}
 	if sess.RemoteAddr != nil {
 		qenv.ClientAddr = sess.RemoteAddr.String()

@@ -16,6 +16,8 @@ import (
 	"github.com/hashicorp/memberlist"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshd/meshd/edge/authres"
+	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/delivery"
@@ -70,8 +72,11 @@ type Node struct {
 	adminLn net.Listener // nil when listen.admin is empty
 	admin   *http.Server
 
-	del *delivery.Deliverer
-	trk *tracker // message-tracking log (track.go)
+	del     *delivery.Deliverer
+	trk     *tracker         // message-tracking log (track.go)
+	filters *milter.Chain    // filters.milters (filter.go); nil when none
+	dkim    *dkimSigner      // dkim.keys (dkim.go); nil when none
+	authres *authres.Checker // authres (filter.go); nil when off
 
 	// Mesh side; nil for a standalone node.
 	mesh       *mesh.Mesh
@@ -173,6 +178,11 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		return nil, fmt.Errorf("node: open queue: %w", err)
 	}
 	n.metrics = newMetrics(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
+	n.filters = n.newFilters()
+	n.authres = n.newAuthRes()
+	if n.dkim, err = n.newDKIM(); err != nil {
+		return nil, err
+	}
 	if n.id, err = newIdentity(n); err != nil {
 		return nil, err
 	}

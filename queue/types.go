@@ -51,6 +51,9 @@ type Envelope struct {
 	Source     string   `json:",omitempty"` // "smtp", "submission", "mesh", "dsn", "local"
 	ClientAddr string   `json:",omitempty"`
 	AuthUser   string   `json:",omitempty"`
+	// Quarantine, when set, queues the message held (as Hold does, in the
+	// same commit) and says why: a content filter quarantined it.
+	Quarantine string `json:",omitempty"`
 	// Digest, when set, is a digest of the content: a later message with
 	// the same ID is a duplicate only when its digest is the same (it is
 	// kept with the dedup marker, not in the message record).
