@@ -9,6 +9,7 @@ import (
 	"github.com/meshd/meshd/edge/authres"
 	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/header"
+	"github.com/meshd/meshd/node/tracking"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/smtp/reply"
 )
@@ -17,9 +18,6 @@ import (
 // organisation: on the public SMTP and submission listeners, from anyone
 // but an authenticated mesh peer, once per message, after DATA and
 // before the 250 (edge/milter replays the transaction to each milter).
-
-// TrackFiltered is the tracking event of a filter chain's verdict.
-const TrackFiltered = "filtered"
 
 // newFilters builds the chain of filters.milters and registers its
 // metrics; nil when none is configured.
@@ -121,7 +119,7 @@ func (n *Node) filter(ctx context.Context, sess *smtp.Session, id string, env sm
 
 // trackFilter records the verdict and what each milter said.
 func (n *Node) trackFilter(id string, env smtp.Envelope, body []byte, v *milter.Verdict) {
-	ev := TrackEvent{Event: TrackFiltered, ID: id, MessageID: strings.Trim(header.Value(body, "Message-ID"), "<> "),
+	ev := tracking.Event{Event: tracking.Filtered, ID: id, MessageID: strings.Trim(header.Value(body, "Message-ID"), "<> "),
 		From: v.From, Rcpts: v.Rcpts, Kind: v.Action.String(), Dest: v.Milter}
 	switch v.Action {
 	case milter.Reject, milter.TempFail:
@@ -141,5 +139,5 @@ func (n *Node) trackFilter(id string, env smtp.Envelope, body []byte, v *milter.
 		steps = append(steps, d)
 	}
 	ev.Filter = strings.Join(steps, "; ")
-	n.trk.record(ev)
+	n.trk.Record(ev)
 }
