@@ -75,7 +75,7 @@ func TestDemoWriteDeployment(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(body), "routing_groups") || strings.Contains(string(body), "connectors") {
+		if strings.Contains(string(body), "routing_groups:") || strings.Contains(string(body), "\nconnectors:") {
 			t.Errorf("%s is not a short file:\n%s", file, body)
 		}
 		if out, err := exec.Command(meshdBin, "-check", "-config", file).CombinedOutput(); err != nil {

@@ -173,9 +173,10 @@ func Write(opts WriteOptions) (*Written, error) {
 		p := ports[i]
 		file := filepath.Join(dir, n.Name+".yaml")
 		body := fmt.Sprintf(`# %s of the meshd demo deployment (site %s): a short node file
-# (docs/org.md); routing groups and connectors come from org.yaml.
+# (docs/org.md); the sites and their links come from org.yaml.
 node: {name: %s, routing_group: %s, hostname: %s.%s.test, data_dir: %q}
-listen: {smtp: %q, admin: %q, linkstate: %q, mesh: %q, gossip: %q}
+listen: {smtp: %q, admin: %q, linkstate: %q, mesh: %q, gossip: %q, submission: ""}
+local_domains: [%s.test]
 mesh:
   gossip_key: %q
   org_key: %q
@@ -185,7 +186,7 @@ mesh:
   collect_window: 100ms
   sync_interval: 2s
   probe: {interval: 200ms, keepalive: 1s, timeout: 1s}
-`, n.Name, n.RG, n.Name, n.RG, n.Name, n.RG, filepath.Join(dir, n.Name), p[0], p[1], p[2], p[3], p[4],
+`, n.Name, n.RG, n.Name, n.RG, n.Name, n.RG, filepath.Join(dir, n.Name), p[0], p[1], p[2], p[3], p[4], n.RG,
 			gossipKey, orgKey, caFile, certs[n.Name][0], certs[n.Name][1])
 		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
 			return nil, fmt.Errorf("demo: %w", err)
