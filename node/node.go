@@ -20,6 +20,7 @@ import (
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/node/tracking"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 )
@@ -70,8 +71,9 @@ type Node struct {
 	adminLn net.Listener // nil when listen.admin is empty
 	admin   *http.Server
 
-	del *delivery.Deliverer
-	trk *tracker // message-tracking log (track.go)
+	del    *delivery.Deliverer
+	trk    *tracking.Log    // message-tracking log
+	finder *tracking.Finder // asks the mesh for tracking events (GET /api/track, shadows)
 
 	// Mesh side; nil for a standalone node.
 	mesh       *mesh.Mesh
@@ -81,10 +83,6 @@ type Node struct {
 	meshSrv    *smtp.Server
 	listen     func(network, addr string) (net.Listener, error)
 	listenSMTP func(network, addr string) (net.Listener, error) // SMTP listeners (listenNoKeepAlive)
-	// How this node asks other nodes for tracking events (track.go): the
-	// channel's client TLS under mesh.require_tls, and Options.Dial.
-	trackTLS  *tls.Config
-	trackDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu      sync.Mutex
 	started bool
@@ -142,9 +140,10 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: create data dir: %w", err)
 	}
-	if n.trk, err = openTracker(cfg.Node.DataDir, cfg.Node.Name, cfg.Node.RoutingGroup, now, log); err != nil {
+	if n.trk, err = tracking.Open(cfg.Node.DataDir, cfg.Node.Name, cfg.Node.RoutingGroup, now, log); err != nil {
 		return nil, err
 	}
+	n.finder = &tracking.Finder{Log: n.trk, Peers: n.trackPeers, Dial: opts.Dial}
 	tlsCfg, err := loadTLS(cfg, now())
 	if err != nil {
 		return nil, err
@@ -208,6 +207,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if n.subsSrv, err = n.newSubmission(cfg.Listen.Submissions, "submissions", true, tlsCfg, limits); err != nil {
 		return nil, err
 	}
+	var guard adminapi.GuardConfig
 	if cfg.Listen.Admin != "" {
 		n.adminLn, err = n.listen("tcp", cfg.Listen.Admin)
 		if err != nil {
@@ -218,12 +218,12 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 			_ = n.adminLn.Close()
 			return nil, fmt.Errorf("node: admin.token_file: %w", err)
 		}
-		guard := adminapi.GuardConfig{
+		guard = adminapi.GuardConfig{
 			Token: token, TokenFile: cfg.Admin.TokenFile, Listener: n.adminLn.Addr(), Hosts: cfg.Admin.Hosts,
 			ReadsNeedToken: cfg.Admin.Auth == AdminAuthAll,
 			OnRefused:      func(reason string) { n.metrics.adminRefused.WithLabelValues(reason).Inc() },
 		}
-		n.admin = &http.Server{Handler: adminapi.Guard(guard, n.adminHandler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+		n.admin = &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	}
 	if cfg.MeshEnabled() {
 		if err := n.setupMesh(tlsCfg, limits, opts); err != nil {
@@ -232,6 +232,10 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	}
 	if n.del, err = n.newDeliverer(opts); err != nil {
 		return nil, err
+	}
+	if n.admin != nil {
+		// Last: the API serves every part built above.
+		n.admin.Handler = adminapi.Guard(guard, n.adminHandler())
 	}
 	return n, nil
 }
@@ -333,7 +337,7 @@ func (n *Node) closeParts() error {
 		errs = append(errs, n.q.Close())
 	}
 	if n.trk != nil {
-		errs = append(errs, n.trk.close())
+		errs = append(errs, n.trk.Close())
 	}
 	return errors.Join(errs...)
 }
