@@ -28,7 +28,7 @@ func TestOrgDocumentForgetsKeysLive(t *testing.T) {
 	if err := signer.SetSigningKey("rgx", "kx1", priv); err != nil {
 		t.Fatal(err)
 	}
-	rec := &linkstate.Record{RG: "rgx", Version: linkstate.Version{1, 0, 0, 0}, Master: "x1", IssuedAt: time.Now().Truncate(time.Second), TTL: time.Hour}
+	rec := &linkstate.Record{RG: "rgx", Version: linkstate.Version{Epoch: 1}, Master: "x1", IssuedAt: time.Now().Truncate(time.Second), TTL: time.Hour}
 	if err := signer.Sign(rec); err != nil {
 		t.Fatal(err)
 	}
