@@ -18,7 +18,10 @@
 //     pairs resolved from a connector, two nodes, or two sets of routing
 //     groups), crash (kill -9) and restart of a node on its data directory,
 //     disk_full and disk_free, send (SMTP traffic at a rate), and
-//     remove_rg (decommission a routing group through a node: a tombstone);
+//     remove_rg (decommission a routing group through a node: a tombstone),
+//     org (a new organisation document, the topology's groups with the
+//     step's connectors, signed by the run's CA and applied at a node:
+//     it floods and every node reconfigures live);
 //   - Assertions: delivered_exactly_once by a deadline, lsdb_converged by a
 //     deadline, route (an RG path seen in a time window),
 //     max_advertisements (records originated in a window), convergence

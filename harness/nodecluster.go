@@ -48,6 +48,8 @@ type nodeCluster struct {
 	smarthosts []smarthost
 
 	broken atomic.Bool // BreakForwarding armed (from t=0)
+
+	orgVersion uint64 // of the last organisation document applied (org steps)
 }
 
 // simNode is one node across its incarnations.

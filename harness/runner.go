@@ -377,6 +377,12 @@ func (r *runner) do(ctx context.Context, idx int, st *Step) error {
 		r.startSend(ctx, idx, st.Send)
 	case st.RemoveRG != nil:
 		return r.cl.RemoveRG(st.RemoveRG.Node, st.RemoveRG.RG)
+	case st.Org != nil:
+		oa, ok := r.cl.(orgApplier)
+		if !ok {
+			return fmt.Errorf("harness: org: this cluster cannot apply organisation documents")
+		}
+		return oa.ApplyOrg(st.Org)
 	}
 	return nil
 }
@@ -623,6 +629,8 @@ func (st *Step) describe() string {
 		return fmt.Sprintf("send %d from %s to %s at %g/s", st.Send.Count, st.Send.From, st.Send.To, st.Send.Rate)
 	case st.RemoveRG != nil:
 		return fmt.Sprintf("remove routing group %s through %s", st.RemoveRG.RG, st.RemoveRG.Node)
+	case st.Org != nil:
+		return fmt.Sprintf("apply an organisation document (%d connectors) at %s", len(st.Org.Connectors), st.Org.Node)
 	}
 	return "?"
 }

@@ -135,6 +135,21 @@ type Step struct {
 	// RemoveRG decommissions a routing group through a node (meshctl rg
 	// remove): a tombstone floods the mesh.
 	RemoveRG *RemoveSpec `yaml:"remove_rg"`
+	// Org applies a new organisation document (docs/org.md) at one node,
+	// as `meshctl org apply` does: it floods the mesh, and every node
+	// takes its connectors and costs live.
+	Org *OrgSpec `yaml:"org"`
+}
+
+// OrgSpec is a new organisation document applied at Node: the routing
+// groups and nodes of the topology, and Connectors (the document's whole
+// list; empty: the topology's), signed by the run's CA. Each org step's
+// document has the next version (1, 2, ...). Not with external
+// connectors.
+type OrgSpec struct {
+	Node       string          `yaml:"node"`
+	Comment    string          `yaml:"comment"`
+	Connectors []ConnectorSpec `yaml:"connectors"`
 }
 
 // RemoveSpec names the routing group to remove and the node that
@@ -419,6 +434,7 @@ func (sc *Scenario) validateStep(st *Step) error {
 	count(st.SwapDisk != "")
 	count(st.Send != nil)
 	count(st.RemoveRG != nil)
+	count(st.Org != nil)
 	if set != 1 {
 		return fmt.Errorf("a step needs exactly one action, has %d", set)
 	}
@@ -458,6 +474,8 @@ func (sc *Scenario) validateStep(st *Step) error {
 		return t.checkNode(st.DiskFree)
 	case st.SwapDisk != "":
 		return t.checkNode(st.SwapDisk)
+	case st.Org != nil:
+		return t.checkOrg(st.Org)
 	case st.RemoveRG != nil:
 		if t.rg(st.RemoveRG.RG) == nil {
 			return fmt.Errorf("remove_rg: unknown routing group %q", st.RemoveRG.RG)

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -45,12 +46,16 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	source := s.source
 	var trace []string
 	digest := ""
+	origin := "" // X-Meshd-Origin from a mesh peer; else the ID, set below
 	if sess.MeshPeer {
 		// Only a mesh peer's identity and trace are believed (see the
 		// contract): they make a resend after a crash a duplicate here.
 		source = "mesh"
 		if v := strings.ToLower(strings.TrimSpace(header.Value(body, meshid.HeaderID))); meshid.Valid(v) {
 			id = v
+		}
+		if v := strings.ToLower(strings.TrimSpace(header.Value(body, meshid.HeaderOrigin))); meshid.Valid(v) {
+			origin = v
 		}
 		trace = meshid.ParseTrace(header.Value(body, meshid.HeaderTrace))
 		if meshid.Visits(trace, n.cfg.Node.RoutingGroup) >= meshid.MaxVisits {
@@ -61,6 +66,17 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		// Our trust headers in every spelling (RFC 5322 field names
 		// compare as ASCII, case-insensitively): nobody but a mesh peer sets them.
 		body = header.StripPrefix(body, meshid.FieldPrefix)
+	}
+	if n.authres != nil && !sess.MeshPeer {
+		body = n.authenticate(ctx, sess, body) // RFC 8601, for the filters below (filter.go)
+	}
+	quarantine := ""
+	if n.filters != nil && !sess.MeshPeer {
+		f, err := n.filter(ctx, sess, id, env, body)
+		if err != nil || f.discard {
+			return id, err
+		}
+		env, body, quarantine = f.env, f.body, f.quarantine
 	}
 	qenv := queue.Envelope{
 		ID:         id,
@@ -74,6 +90,9 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		Source:     source,
 		AuthUser:   sess.AuthUser,
 		Digest:     digest,
+		Quarantine: quarantine,
+		Origin:     cmp.Or(origin, id),
+		MessageID:  strings.Trim(header.Value(body, "Message-ID"), "<> "),
 	}
 	if sess.RemoteAddr != nil {
 		qenv.ClientAddr = sess.RemoteAddr.String()
@@ -94,7 +113,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		n.metrics.collisions.Inc()
 		n.log.Warn("copy ID collision: same ID, other content; queued as a new message", "qid", id, "peer", addrString(sess.RemoteAddr))
 		id = meshid.Collision(id, digest)
-		qenv.ID = id
+		qenv.ID, qenv.Origin = id, id
 		body = header.Strip(body, meshid.HeaderOrigin)
 		err = n.q.Enqueue(ctx, qenv, body)
 	}
@@ -111,7 +130,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		return "", err
 	}
 	n.metrics.accepted.WithLabelValues(source).Inc()
-	n.trk.received(qenv, body, s.source)
+	n.trk.Received(qenv, len(body), s.source)
 	if n.afterQueued != nil {
 		n.afterQueued(id)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshd/meshd/node/admin"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/orgdoc"
@@ -30,13 +31,17 @@ func (n *Node) mountOrg(mux *http.ServeMux) {
 }
 
 func (n *Node) needOrg(h http.HandlerFunc) http.HandlerFunc {
-	return n.needMesh(func(w http.ResponseWriter, r *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n.mesh == nil {
+			admin.RefuseStandalone(w, n.cfg.Node.Name)
+			return
+		}
 		if n.org == nil {
-			writeError(w, http.StatusConflict, "node "+n.cfg.Node.Name+" holds no organisation document")
+			admin.WriteError(w, http.StatusConflict, "node "+n.cfg.Node.Name+" holds no organisation document")
 			return
 		}
 		h(w, r)
-	})
+	}
 }
 
 func orgInfo(s *orgdoc.Signed, inForce, withDoc bool) adminapi.OrgInfo {
@@ -53,10 +58,10 @@ func orgInfo(s *orgdoc.Signed, inForce, withDoc bool) adminapi.OrgInfo {
 func (n *Node) handleOrgShow(w http.ResponseWriter, _ *http.Request) {
 	s, _ := n.org.st.Current()
 	if s == nil {
-		writeError(w, http.StatusNotFound, "no organisation document in force on "+n.cfg.Node.Name)
+		admin.WriteError(w, http.StatusNotFound, "no organisation document in force on "+n.cfg.Node.Name)
 		return
 	}
-	writeJSON(w, http.StatusOK, orgInfo(s, true, true))
+	admin.WriteJSON(w, http.StatusOK, orgInfo(s, true, true))
 }
 
 func (n *Node) handleOrgSigned(w http.ResponseWriter, r *http.Request) {
@@ -64,17 +69,17 @@ func (n *Node) handleOrgSigned(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("version"); v != "" {
 		ver, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "version must be a number")
+			admin.WriteError(w, http.StatusBadRequest, "version must be a number")
 			return
 		}
 		if s, err = n.org.st.Get(ver); err != nil {
-			writeError(w, http.StatusNotFound, err.Error())
+			admin.WriteError(w, http.StatusNotFound, err.Error())
 			return
 		}
 		raw, _ = s.Encode()
 	}
 	if s == nil {
-		writeError(w, http.StatusNotFound, "no organisation document in force on "+n.cfg.Node.Name)
+		admin.WriteError(w, http.StatusNotFound, "no organisation document in force on "+n.cfg.Node.Name)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -89,13 +94,13 @@ func (n *Node) handleOrgHistory(w http.ResponseWriter, _ *http.Request) {
 			h.Versions = append(h.Versions, orgInfo(s, v == cur, false))
 		}
 	}
-	writeJSON(w, http.StatusOK, h)
+	admin.WriteJSON(w, http.StatusOK, h)
 }
 
 func (n *Node) handleOrgApply(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, orgdoc.MaxEncoded+1))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "read document: "+err.Error())
+		admin.WriteError(w, http.StatusBadRequest, "read document: "+err.Error())
 		return
 	}
 	fresh, err := n.mesh.OfferOrg(body)
@@ -107,14 +112,14 @@ func (n *Node) handleOrgApply(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, orgdoc.ErrUnsigned), errors.Is(err, orgdoc.ErrBadSignature):
 			status = http.StatusForbidden
 		}
-		writeError(w, status, err.Error())
+		admin.WriteError(w, status, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, adminapi.OrgApplyResult{Version: n.org.st.Version(), Fresh: fresh})
+	admin.WriteJSON(w, http.StatusOK, adminapi.OrgApplyResult{Version: n.org.st.Version(), Fresh: fresh})
 }
 
 func (n *Node) handleOrgStatus(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, n.orgStatus())
+	admin.WriteJSON(w, http.StatusOK, n.orgStatus())
 }
 
 // orgStatus says which version each node applied: this node's own, its

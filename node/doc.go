@@ -15,25 +15,33 @@
 //	client ──SMTP──▶ smtp.Server ──Policy.CheckRcpt──▶ relayPolicy (policy.go)
 //	                      │ end of DATA
 //	                      ▼
-//	                 sink.AcceptID (accept.go): mesh ID, strip/believe X-Meshd-* headers,
-//	                      │ queue.Enqueue (synced, group-committed) ──▶ 250 / 451 4.3.0
+//	                 sink.AcceptID (accept.go): mesh ID (meshid), strip/believe
+//	                      │ X-Meshd-* (header); origin ID and Message-ID read once
+//	                      │ into queue.Envelope; queue.Enqueue (synced) ──▶ 250 / 451 4.3.0
 //	                      ▼
-//	                 deliverer (deliver.go): Notify/timer ─▶ Due ─▶ group recipients per destination
-//	                      │ queue.Attempt (backoff persisted first)
+//	                 delivery.Deliverer (node/delivery): due messages, routes
+//	                      │ (Maildir | LMTP | smarthost | MX | mesh hop), DSNs
 //	                      ▼
-//	                 transports (outbound.go): Maildir | LMTP | smarthost | MX (mx.Resolver),
-//	                      │ per-destination semaphore, dead-destination cache
-//	                      ▼
-//	                 queue.Record ─▶ failure/delay DSN (notify.go, smtp/dsn) queued with From <>
+//	                 tracking.Log (node/tracking): one JSON line per event
 //
 // Relay is denied by default: a recipient outside local_domains is accepted
 // only from an authenticated submission client, a relay.mesh_peers address
 // or a relay.allow_networks address (550 5.7.1 otherwise).
 //
-// Local delivery is exactly once across crashes: every Maildir copy carries
-// X-Meshd-ID, and a recipient attempted by an earlier process but still
-// pending is looked up in its mailbox before it is written again
-// (indoubt.go).
+// # Wiring
+//
+// The packages under node/ know nothing of this one: each declares, where
+// it is used, the small interfaces it needs (delivery.Deps: Mesh, Tracker,
+// Metrics, LocalDomains, a clock; admin.Deps: Delivery, Mesh, Tracker), and
+// New passes the node's parts in:
+//
+//	   ┌────────────── Node (node.go) ──────────────┐
+//	   │ queue.Queue  relayPolicy  metrics  identity │
+//	   └──┬──────────┬──────────┬──────────┬────────┘
+//	      ▼          ▼          ▼          ▼
+//	node/delivery  node/tracking  node/admin  node/mesh
+//	                     ▲   (Finder)   │ (status page: node/status,
+//	                     └──────────────┘  JSON: node/adminapi)
 //
 // # Lifecycle
 //
@@ -45,8 +53,7 @@
 //
 // # Admin API
 //
-// On listen.admin (admin.go): GET /api/status, GET /api/queue,
-// GET /api/queue/{id}, POST /api/queue/{id}/{retry|hold|release},
-// DELETE /api/queue/{id} (JSON; errors as {"error": ...} with 400/404/500),
-// and GET /metrics (Prometheus, a registry per node).
+// On listen.admin: package admin (GET /api/status, the queue, reload, the
+// mesh, tracking, the status page and GET /metrics, Prometheus, a registry
+// per node) behind adminapi.Guard; the JSON documents are package adminapi's.
 package node

@@ -63,11 +63,11 @@ func (d doubts) Holds(ctx context.Context, doubt queue.Doubt) (queue.Holding, er
 	}
 	ctx, cancel := context.WithTimeout(ctx, doubtAskTimeout)
 	defer cancel()
-	tc := d.n.trackTLS
+	tc := d.n.finder.TLS
 	if d.n.id.enabled() && doubt.Node != "" {
 		tc = d.n.id.holdsTLS(doubt.Node)
 	}
-	ans, err := channel.Holds(ctx, d.n.trackDial, tc, addr, d.n.cfg.Node.Name, []string{doubt.CopyID})
+	ans, err := channel.Holds(ctx, d.n.finder.Dial, tc, addr, d.n.cfg.Node.Name, []string{doubt.CopyID})
 	if err != nil {
 		return queue.Unknown, err
 	}

@@ -13,7 +13,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/node/tracking"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/smtp/dialogue"
 	"github.com/meshd/meshd/smtp/xlink"
@@ -77,11 +79,11 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		ServerTLS: channelTLS, ChannelTLS: channelClientTLS, ClientTLS: clientTLS, Dial: opts.Dial, Now: n.now, Logger: n.log, HeloName: cfg.Node.Hostname,
 		// Message tracking (track.go) shares the port-691 listener; its
 		// events name senders and recipients, so only mesh peers may ask.
-		Track: n.answerTrack, AllowTrack: allowTrack, Identify: identify,
+		Track: n.trk.Answer, AllowTrack: allowTrack, Identify: identify,
 		// A sender whose hop to us is in doubt asks what our queue holds.
 		Holds: n.answerHolds,
 	}
-	n.trackTLS, n.trackDial = trackTLS, opts.Dial
+	n.finder.TLS = trackTLS
 	if n.org, err = newOrgDocs(&cfg, n.now, n.log, n.metrics.reg); err != nil {
 		lsLn.Close()
 		meshLn.Close()
@@ -163,8 +165,9 @@ func (n *Node) startMesh(ctx context.Context, g *errgroup.Group) error {
 	if err := n.meshSrv.Start(); err != nil {
 		return fmt.Errorf("node: start mesh listener: %w", err)
 	}
-	g.Go(func() error { return n.watchLinkState(ctx) }) // metrics (metrics_mesh.go)
-	g.Go(func() error { return n.watchShadows(ctx) })   // shadow.go
+	g.Go(func() error { return n.watchLinkState(ctx) })                // metrics (metrics_mesh.go)
+	shadows := delivery.NewShadows(n.cfg, n.q, n.finder, n.now, n.log) // docs/shadow.md
+	g.Go(func() error { return shadows.Run(ctx) })
 	g.Go(func() error {
 		// Every new routing table sends waiting mail on its way at once.
 		for {
@@ -197,6 +200,14 @@ func (n *Node) closeMesh(crash bool) error {
 		errs = append(errs, n.mesh.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// trackPeers lists the nodes of the LSDB to ask for tracking events.
+func (n *Node) trackPeers() []tracking.Peer {
+	if n.mesh == nil {
+		return nil
+	}
+	return tracking.Peers(n.mesh.LSDB().Snapshot().Records(), n.cfg.Node.Name)
 }
 
 // Mesh is the node's mesh side, nil for a standalone node.

@@ -100,9 +100,9 @@ func (c meshCollector) Collect(ch chan<- prometheus.Metric) {
 			oldest = n.now().Sub(st.Oldest).Seconds()
 		}
 		gauge(descOldest, oldest)
-		for _, q := range n.nextHopQueues() {
-			gauge(descHopMsgs, float64(q.messages), q.hop)
-			gauge(descHopAge, q.oldest.Seconds(), q.hop)
+		for _, q := range n.del.NextHops() {
+			gauge(descHopMsgs, float64(q.Messages), q.Hop)
+			gauge(descHopAge, q.Oldest.Seconds(), q.Hop)
 		}
 	}
 	m := n.mesh

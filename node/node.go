@@ -16,10 +16,13 @@ import (
 	"github.com/hashicorp/memberlist"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshd/meshd/edge/authres"
+	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/node/tracking"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 )
@@ -74,8 +77,12 @@ type Node struct {
 	adminLn net.Listener // nil when listen.admin is empty
 	admin   *http.Server
 
-	del *delivery.Deliverer
-	trk *tracker // message-tracking log (track.go)
+	del     *delivery.Deliverer
+	trk     *tracking.Log    // message-tracking log
+	finder  *tracking.Finder // asks the mesh for tracking events (GET /api/track, shadows)
+	filters *milter.Chain    // filters.milters (filter.go); nil when none
+	dkim    *dkimSigner      // dkim.keys (dkim.go); nil when none
+	authres *authres.Checker // authres (filter.go); nil when off
 
 	// Mesh side; nil for a standalone node.
 	mesh       *mesh.Mesh
@@ -85,10 +92,6 @@ type Node struct {
 	meshSrv    *smtp.Server
 	listen     func(network, addr string) (net.Listener, error)
 	listenSMTP func(network, addr string) (net.Listener, error) // SMTP listeners (listenNoKeepAlive)
-	// How this node asks other nodes for tracking events (track.go): the
-	// channel's client TLS under mesh.require_tls, and Options.Dial.
-	trackTLS  *tls.Config
-	trackDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// afterQueued is Options.afterQueued.
 	afterQueued func(id string)
 
@@ -149,9 +152,10 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: create data dir: %w", err)
 	}
-	if n.trk, err = openTracker(cfg.Node.DataDir, cfg.Node.Name, cfg.Node.RoutingGroup, now, log); err != nil {
+	if n.trk, err = tracking.Open(cfg.Node.DataDir, cfg.Node.Name, cfg.Node.RoutingGroup, now, log); err != nil {
 		return nil, err
 	}
+	n.finder = &tracking.Finder{Log: n.trk, Peers: n.trackPeers, Dial: opts.Dial}
 	tlsCfg, err := loadTLS(cfg, now())
 	if err != nil {
 		return nil, err
@@ -180,6 +184,11 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		return nil, fmt.Errorf("node: open queue: %w", err)
 	}
 	n.metrics = newMetrics(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
+	n.filters = n.newFilters()
+	n.authres = n.newAuthRes()
+	if n.dkim, err = n.newDKIM(); err != nil {
+		return nil, err
+	}
 	if n.id, err = newIdentity(n); err != nil {
 		return nil, err
 	}
@@ -215,6 +224,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if n.subsSrv, err = n.newSubmission(cfg.Listen.Submissions, "submissions", true, tlsCfg, limits); err != nil {
 		return nil, err
 	}
+	var guard adminapi.GuardConfig
 	if cfg.Listen.Admin != "" {
 		n.adminLn, err = n.listen("tcp", cfg.Listen.Admin)
 		if err != nil {
@@ -225,12 +235,12 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 			_ = n.adminLn.Close()
 			return nil, fmt.Errorf("node: admin.token_file: %w", err)
 		}
-		guard := adminapi.GuardConfig{
+		guard = adminapi.GuardConfig{
 			Token: token, TokenFile: cfg.Admin.TokenFile, Listener: n.adminLn.Addr(), Hosts: cfg.Admin.Hosts,
 			ReadsNeedToken: cfg.Admin.Auth == AdminAuthAll,
 			OnRefused:      func(reason string) { n.metrics.adminRefused.WithLabelValues(reason).Inc() },
 		}
-		n.admin = &http.Server{Handler: adminapi.Guard(guard, n.adminHandler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+		n.admin = &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	}
 	if cfg.MeshEnabled() {
 		if err := n.setupMesh(tlsCfg, limits, opts); err != nil {
@@ -239,6 +249,10 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	}
 	if n.del, err = n.newDeliverer(opts); err != nil {
 		return nil, err
+	}
+	if n.admin != nil {
+		// Last: the API serves every part built above.
+		n.admin.Handler = adminapi.Guard(guard, n.adminHandler())
 	}
 	return n, nil
 }
@@ -340,7 +354,7 @@ func (n *Node) closeParts() error {
 		errs = append(errs, n.q.Close())
 	}
 	if n.trk != nil {
-		errs = append(errs, n.trk.close())
+		errs = append(errs, n.trk.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -2,12 +2,12 @@ package node
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"reflect"
 	"slices"
 	"strings"
 
+	"github.com/meshd/meshd/node/admin"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/smtp"
 )
@@ -17,7 +17,7 @@ type ReloadReport = adminapi.ReloadReport
 
 // ErrNoReload is returned by the admin API's reload when the node has no
 // configuration file to read again (Options.Reload is nil).
-var ErrNoReload = errors.New("node: reload: this node was not started from a configuration file")
+var ErrNoReload = admin.ErrNoReload
 
 // Reload applies cfg to the running node as far as it can change live:
 // log.level (through Options.LogLevel), the TLS certificate offered to new

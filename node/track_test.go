@@ -5,90 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshd/meshd/linkstate/channel"
+	"github.com/meshd/meshd/node/tracking"
 )
-
-func TestTrackerFindAndRotate(t *testing.T) {
-	dir := t.TempDir()
-	tr, err := openTracker(dir, "n1", "rg1", time.Now, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.close()
-	tr.max = 600 // a few events per file
-	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	for i := range 12 {
-		tr.add(TrackEvent{Time: at.Add(time.Duration(i) * time.Second), Event: TrackReceived, ID: fmt.Sprintf("id-%02d", i),
-			MessageID: fmt.Sprintf("Msg-%02d@Client.Test", i)})
-	}
-	tr.add(TrackEvent{Event: TrackDSN, ID: "id-11", DSNID: "dsn-11"})
-
-	tests := []struct {
-		name string
-		keys []string
-		want []string // IDs found, in file order
-	}{
-		{"by id", []string{"id-11"}, []string{"id-11", "id-11"}},
-		{"by message-id with brackets and case", []string{"<msg-11@client.test>"}, []string{"id-11"}},
-		{"by dsn id", []string{"dsn-11"}, []string{"id-11"}},
-		{"several", []string{"id-10", "id-09"}, []string{"id-09", "id-10"}},
-		{"rotated away", []string{"id-00"}, nil},
-		{"unknown", []string{"nothing"}, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var got []string
-			for _, ev := range tr.find(tt.keys) {
-				got = append(got, ev.ID)
-				if ev.Node != "n1" || ev.RG != "rg1" {
-					t.Errorf("event %+v lacks node and rg", ev)
-				}
-			}
-			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
-				t.Errorf("find(%q) = %q, want %q", tt.keys, got, tt.want)
-			}
-		})
-	}
-	for _, p := range []string{trackFile, trackFile + ".1"} {
-		fi, err := os.Stat(filepath.Join(dir, p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fi.Size() > 600 {
-			t.Errorf("%s is %d bytes, over the bound", p, fi.Size())
-		}
-	}
-}
-
-func TestHopDepths(t *testing.T) {
-	// x1 relays a to x2 as b; x2 relays b to x3 keeping the ID (same
-	// recipients); x3 relays b on to x4 as c; x4 bounces and makes DSN d.
-	evs := []TrackEvent{
-		{Node: "x4", ID: "c", Event: TrackReceived},
-		{Node: "x1", ID: "a", Event: TrackRelayed, CopyID: "b", NextHop: "x2"},
-		{Node: "x2", ID: "b", Event: TrackRelayed, CopyID: "b", NextHop: "x3"},
-		{Node: "x3", ID: "b", Event: TrackRelayed, CopyID: "c", NextHop: "x4"},
-		{Node: "x1", ID: "a", Event: TrackReceived},
-		{Node: "x4", ID: "c", Event: TrackBounced},
-		{Node: "x4", ID: "c", Event: TrackDSN, DSNID: "d"},
-		{Node: "x4", ID: "d", Event: TrackReceived},
-	}
-	want := map[[2]string]int{{"x1", "a"}: 0, {"x2", "b"}: 1, {"x3", "b"}: 2, {"x4", "c"}: 3, {"x4", "d"}: 4}
-	got := hopDepths(evs)
-	for h, d := range want {
-		if got[h] != d {
-			t.Errorf("depth of %v = %d, want %d", h, got[h], d)
-		}
-	}
-}
 
 // TestTrackAcrossMesh sends a message across three routing groups of real
 // nodes and follows it from the first node's admin API, starting from its
@@ -125,7 +49,7 @@ func trackAcrossMesh(t *testing.T, requireTLS bool) {
 	body := "From: alice@rga.test\r\nTo: bob@rgc.test\r\nMessage-ID: <track-1@client.test>\r\nSubject: t\r\n\r\nhi\r\n"
 	mustSend(t, a1.SMTPAddr(), "alice@rga.test", []string{"bob@rgc.test"}, body)
 
-	var res TrackResult
+	var res tracking.Result
 	poll(t, 30*time.Second, "delivered in rgc", func() error {
 		resp, err := http.Get("http://" + a1.AdminAddr().String() + "/api/track/%3Ctrack-1@client.test%3E")
 		if err != nil {
@@ -136,11 +60,11 @@ func trackAcrossMesh(t *testing.T, requireTLS bool) {
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
 		}
-		res = TrackResult{}
+		res = tracking.Result{}
 		if err := json.Unmarshal(b, &res); err != nil {
 			return err
 		}
-		if n := len(res.Events); n == 0 || res.Events[n-1].Event != TrackDelivered {
+		if n := len(res.Events); n == 0 || res.Events[n-1].Event != tracking.Delivered {
 			return fmt.Errorf("%d events", n)
 		}
 		return nil
@@ -148,9 +72,9 @@ func trackAcrossMesh(t *testing.T, requireTLS bool) {
 	// A hop may be deferred and retried on the way (a route still
 	// settling); the hops themselves must come in order.
 	var got []string
-	var hops []TrackEvent
+	var hops []tracking.Event
 	for _, ev := range res.Events {
-		if ev.Event == TrackDeferred {
+		if ev.Event == tracking.Deferred {
 			continue
 		}
 		got = append(got, ev.Node+":"+ev.Event)
@@ -167,7 +91,7 @@ func trackAcrossMesh(t *testing.T, requireTLS bool) {
 		t.Errorf("received event has Message-ID %q", res.Events[0].MessageID)
 	}
 	// The answer of one node, over its port-691 listener.
-	evs := a1.answerTrack(context.Background(), []string{res.Events[0].ID})
+	evs := a1.trk.Answer(context.Background(), []string{res.Events[0].ID})
 	if len(evs) != 2 {
 		t.Errorf("a1 answers %d events for its own ID, want 2 (received, relayed)", len(evs))
 	}

@@ -315,7 +315,7 @@ func (q *Queue) enqueueOp(env Envelope, body []byte) (*op, error) {
 	if env.ReceivedAt.IsZero() {
 		env.ReceivedAt = now
 	}
-	m := &Message{Envelope: env, Size: int64(len(body)), Recipients: make([]Recipient, len(env.Rcpts))}
+	m := &Message{Envelope: env, Size: int64(len(body)), Recipients: make([]Recipient, len(env.Rcpts)), Held: env.Quarantine != ""}
 	for i, r := range env.Rcpts {
 		m.Recipients[i] = Recipient{Rcpt: r, State: Pending, NextAttempt: now}
 	}

@@ -12,13 +12,16 @@ import (
 // A stored message record starts with its format version:
 //
 //	1  JSON of Message (written by earlier versions; still read)
-//	2  the binary layout of appendMessage, written now
+//	2  the binary layout of appendMessage without its last two fields
+//	   (Envelope.Origin and MessageID; written by earlier versions, still read)
+//	3  the binary layout of appendMessage, written now
 //
 // Version 2 exists for speed: every delivery attempt reads and rewrites the
 // record, and JSON was a twentieth of the node's CPU under load.
 const (
-	recordJSON   = 1
-	recordBinary = 2
+	recordJSON     = 1
+	recordBinaryV2 = 2
+	recordBinary   = 3
 )
 
 func encodeMessage(m *Message) ([]byte, error) {
@@ -37,9 +40,9 @@ func decodeMessage(v []byte) (*Message, error) {
 		if err := json.Unmarshal(v[1:], m); err != nil {
 			return nil, err
 		}
-	case recordBinary:
+	case recordBinaryV2, recordBinary:
 		r := recordReader{b: v[1:]}
-		r.message(m)
+		r.message(m, v[0])
 		if r.err == nil && len(r.b) > 0 {
 			r.err = fmt.Errorf("%d bytes after the record", len(r.b))
 		}
@@ -53,11 +56,12 @@ func decodeMessage(v []byte) (*Message, error) {
 	return m, nil
 }
 
-// appendMessage appends the version-2 layout of m: every field of Message
+// appendMessage appends the version-3 layout of m: every field of Message
 // in declaration order; strings and lists length-prefixed (uvarint),
 // integers as varints, booleans as one byte, times as time.MarshalBinary
 // with a length byte. Message.NextAttempt is not stored (updateNext
-// derives it).
+// derives it). Hops in doubt, when a recipient has one, follow last
+// (appendDoubts).
 func appendMessage(b []byte, m *Message) ([]byte, error) {
 	e := &m.Envelope
 	b = appendString(b, e.ID)
@@ -98,6 +102,8 @@ func appendMessage(b []byte, m *Message) ([]byte, error) {
 	b = appendBool(b, m.Held)
 	b = binary.AppendVarint(b, m.Size)
 	b = appendBool(b, m.DelayNotified)
+	b = appendString(b, e.Origin)
+	b = appendString(b, e.MessageID)
 	return appendDoubts(b, m)
 }
 
@@ -277,7 +283,7 @@ func (r *recordReader) rcpt(x *Rcpt) {
 	x.ORcpt = r.string("ORCPT")
 }
 
-func (r *recordReader) message(m *Message) {
+func (r *recordReader) message(m *Message, version byte) {
 	e := &m.Envelope
 	e.ID = r.string("id")
 	e.From = r.string("sender")
@@ -313,7 +319,11 @@ func (r *recordReader) message(m *Message) {
 	m.Held = r.bool("held")
 	m.Size = r.varint("size")
 	m.DelayNotified = r.bool("delay notified")
-	if r.err != nil || len(r.b) == 0 {
+	if version >= recordBinary {
+		e.Origin = r.string("origin")
+		e.MessageID = r.string("message-id")
+	}
+	if version < recordBinary || r.err != nil || len(r.b) == 0 {
 		return
 	}
 	n := r.count("doubts")

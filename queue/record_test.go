@@ -45,7 +45,7 @@ func randomMessage(r *rand.Rand) *Message {
 	rcpt := func() Rcpt { return Rcpt{Addr: str(), Notify: strs(), ORcpt: str()} }
 	m := &Message{Envelope: Envelope{
 		ID: str(), From: str(), Ret: str(), EnvID: str(), SMTPUTF8: r.IntN(2) == 0, EightBit: r.IntN(2) == 0,
-		ReceivedAt: tm(), Trace: strs(), Source: str(), ClientAddr: str(), AuthUser: str(),
+		ReceivedAt: tm(), Trace: strs(), Source: str(), ClientAddr: str(), AuthUser: str(), Origin: str(), MessageID: str(),
 	}, Held: r.IntN(2) == 0, Size: r.Int64N(1 << 40), DelayNotified: r.IntN(2) == 0}
 	for range r.IntN(4) {
 		m.Rcpts = append(m.Rcpts, rcpt())
@@ -102,6 +102,33 @@ func TestRecordRoundTrip(t *testing.T) {
 		got, err = decodeMessage(append([]byte{recordJSON}, old...))
 		if err != nil || !sameMessage(t, m, got) {
 			t.Fatalf("message %d from a version-1 record: %v", i, err)
+		}
+	}
+}
+
+// TestRecordVersion2StillReads: a record written before Envelope.Origin
+// and MessageID existed (version 2: the same layout without them) reads
+// with both empty, every other field intact.
+func TestRecordVersion2StillReads(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range 500 {
+		m := randomMessage(r)
+		m.Origin, m.MessageID = "", ""
+		rec, err := encodeMessage(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Two empty strings (one zero length byte each) end a version-3 record.
+		if !bytes.HasSuffix(rec, []byte{0, 0}) {
+			t.Fatalf("message %d: record does not end in two empty strings", i)
+		}
+		v2 := append([]byte{recordBinaryV2}, rec[1:len(rec)-2]...)
+		got, err := decodeMessage(v2)
+		if err != nil {
+			t.Fatalf("message %d from a version-2 record: %v", i, err)
+		}
+		if !sameMessage(t, m, got) {
+			t.Fatalf("message %d changed in a version-2 record", i)
 		}
 	}
 }
@@ -215,8 +242,11 @@ func TestRecordBeforeReplyType(t *testing.T) {
 	if res.Reply.String() != m.Recipients[0].LastError {
 		t.Fatalf("reply %q recorded as %q, was %q", got, res.Reply.String(), m.Recipients[0].LastError)
 	}
+	// Re-encoded it is the same record in version 3: the same bytes, then
+	// the two fields version 2 did not have (Origin, MessageID), empty.
 	again, err := encodeMessage(m)
-	if err != nil || !bytes.Equal(again, rec) {
+	want := append(append([]byte{recordBinary}, rec[1:]...), 0, 0)
+	if err != nil || rec[0] != recordBinaryV2 || !bytes.Equal(again, want) {
 		t.Fatalf("old record re-encodes differently (%v)", err)
 	}
 }

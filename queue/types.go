@@ -51,6 +51,16 @@ type Envelope struct {
 	Source     string   `json:",omitempty"` // "smtp", "submission", "mesh", "dsn", "local"
 	ClientAddr string   `json:",omitempty"`
 	AuthUser   string   `json:",omitempty"`
+	// Quarantine, when set, queues the message held (as Hold does, in the
+	// same commit) and says why: a content filter quarantined it.
+	Quarantine string `json:",omitempty"`
+	// Origin is the message's ID where it entered the mesh (a mesh peer's
+	// X-Meshd-Origin, else ID) and MessageID its Message-ID field without
+	// the angle brackets: both read from the header once, at accept.
+	// Records written before they existed have neither; readers then fall
+	// back to the header.
+	Origin    string `json:",omitempty"`
+	MessageID string `json:",omitempty"`
 	// Digest, when set, is a digest of the content: a later message with
 	// the same ID is a duplicate only when its digest is the same (it is
 	// kept with the dedup marker, not in the message record).

@@ -70,6 +70,9 @@ commands:
   queue hold ID                   keep the message from delivery
   queue release ID                undo hold
   queue delete ID                 remove the message (no DSN)
+  dkim keygen [-alg rsa|ed25519] [-out FILE] DOMAIN SELECTOR
+                                  write a new DKIM signing key (mode 0600; needs no node)
+                                  and print the DNS TXT record that publishes it
 
 exit status:
   0  success
@@ -139,6 +142,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.reload()
 	case "queue":
 		return c.queue(rest[1:])
+	case "dkim":
+		return c.dkimCmd(rest[1:])
 	case "org":
 		return c.org(rest[1:]) // org.go
 	case "members", "lsdb", "routes", "trace", "connector", "rg", "track", "graph":

@@ -20,14 +20,30 @@ const defaultDemoBase = 25000
 
 // runDemo is `meshd demo -dir DIR [-base PORT] [-v]`: it runs the demo
 // mesh of package demo until SIGINT or SIGTERM. Exit code 0 after a
-// signal, 1 when the mesh could not start, 2 for usage errors.
+// signal, 1 when the mesh could not start, 2 for usage errors. With
+// -write DIR it writes a three-site deployment instead and exits.
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("meshd demo", "[-dir DIR] [-base PORT] [-v]", stderr)
+	fs := newFlagSet("meshd demo", "[-dir DIR] [-base PORT] [-v] | -write DIR [-base PORT]", stderr)
 	dir := fs.String("dir", "meshd-demo", "`DIR` for demo.json, the nodes' data and Maildirs, and meshd.log")
 	base := fs.Int("base", defaultDemoBase, "first listening `port` (node i uses base+10*i .. base+10*i+4); 0 picks free ports")
 	verbose := fs.Bool("v", false, "log to stderr instead of DIR/meshd.log")
+	write := fs.String("write", "", "write a three-site deployment (org document, node files, certificates, README.txt) to `DIR` and exit")
 	if !parseArgs(fs, args, 0, stderr) {
 		return 2
+	}
+	if *write != "" {
+		w, err := demo.Write(demo.WriteOptions{Dir: *write, BasePort: *base})
+		if err != nil {
+			fmt.Fprintf(stderr, "meshd demo: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "meshd demo: a three-site deployment in %s\n", w.Dir)
+		fmt.Fprintf(stdout, "  organisation document  %s (signed: %s)\n", w.Org, w.Signed)
+		for i, f := range w.Files {
+			fmt.Fprintf(stdout, "  node %-4s %-4s        meshd -config %s\n", w.Nodes[i].Name, w.Nodes[i].RG, f)
+		}
+		fmt.Fprintf(stdout, "  how to start it        %s\n", w.Readme)
+		return 0
 	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		fmt.Fprintf(stderr, "meshd demo: %v\n", err)

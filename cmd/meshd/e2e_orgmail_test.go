@@ -29,7 +29,8 @@ type orgMesh struct {
 	sink       *sink
 }
 
-func startOrgMesh(t *testing.T, lifetime, delayWarning time.Duration) *orgMesh {
+// filters, when given, is every node's filters section.
+func startOrgMesh(t *testing.T, lifetime, delayWarning time.Duration, filters ...map[string]any) *orgMesh {
 	t.Helper()
 	smart := startSink(t, 0)
 	mesh := freeAddrs(t, 3, map[int]bool{smart.Port: true})
@@ -48,6 +49,10 @@ func startOrgMesh(t *testing.T, lifetime, delayWarning time.Duration) *orgMesh {
 	}
 	start := func(name string, conns []map[string]any) *meshNode {
 		rg := rgOf[name]
+		extra := map[string]any{}
+		if len(filters) > 0 {
+			extra["filters"] = filters[0]
+		}
 		return startNode(t, nodeOptions{
 			AllowNetworks: []string{"127.0.0.0/8"},
 			LocalDomains:  []string{rg + ".test"},
@@ -66,6 +71,7 @@ func startOrgMesh(t *testing.T, lifetime, delayWarning time.Duration) *orgMesh {
 					"probe":       map[string]any{"interval": "200ms", "keepalive": "500ms", "timeout": "500ms"},
 				},
 				"connectors": conns,
+				"filters":    extra["filters"],
 			},
 		})
 	}

@@ -72,6 +72,8 @@ func spaces(in []linkstate.AddressSpace) []AddressSpace {
 	for _, a := range in {
 		out = append(out, AddressSpace{Pattern: a.Pattern, Cost: a.Cost})
 	}
-	slices.SortFunc(out, func(a, b AddressSpace) int { return cmp.Compare(a.Pattern, b.Pattern) })
+	slices.SortFunc(out, func(a, b AddressSpace) int {
+		return cmp.Or(cmp.Compare(a.Pattern, b.Pattern), cmp.Compare(a.Cost, b.Cost))
+	})
 	return out
 }

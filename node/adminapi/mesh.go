@@ -127,7 +127,7 @@ type TrackEvent struct {
 	Time      time.Time `json:"time"`
 	Node      string    `json:"node"`
 	RG        string    `json:"rg"`
-	Event     string    `json:"event"`                // received, relayed, delivered, deferred, bounced, dsn
+	Event     string    `json:"event"`                // filtered, received, relayed, delivered, deferred, bounced, dsn
 	ID        string    `json:"id"`                   // the message's mesh ID on this node
 	MessageID string    `json:"message_id,omitempty"` // Message-ID header (received)
 	From      string    `json:"from,omitempty"`
@@ -144,6 +144,7 @@ type TrackEvent struct {
 	CopyID    string    `json:"copy_id,omitempty"`  // relayed: the ID the next hop received it under
 	DSNID     string    `json:"dsn_id,omitempty"`
 	Reply     string    `json:"reply,omitempty"`
+	Filter    string    `json:"filter,omitempty"` // filtered: what each milter said
 }
 
 // TrackResult is the answer of GET /api/track/{key}: the events of a

@@ -16,6 +16,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meshd/meshd/edge/authres"
+	"github.com/meshd/meshd/edge/dkim"
+	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/node/mx"
 	"github.com/meshd/meshd/node/passwd"
@@ -40,6 +43,16 @@ type Config struct {
 	Log          Log              `yaml:"log"`
 	Mesh         Mesh             `yaml:"mesh"`
 	Connectors   []mesh.Connector `yaml:"connectors"`
+	Filters      Filters          `yaml:"filters"`
+	DKIM         dkim.Config      `yaml:"dkim"`
+	AuthRes      authres.Config   `yaml:"authres"`
+}
+
+// Filters holds the content filters of mail entering the organisation
+// (node/filter.go).
+type Filters struct {
+	// Milters are asked in order, after DATA and before the 250.
+	Milters []milter.Config `yaml:"milters"`
 }
 
 // Node names the node and says where it keeps its state.
@@ -286,6 +299,9 @@ func (c *Config) Validate() error {
 		c.validateNode, c.validateListen, c.validateTLS, c.validateDomains,
 		c.validateDelivery, c.validateOutbound, c.validateLimits, c.validateQueue,
 		c.validateRelay, c.validateAuth, c.validateAdmin, c.validateLog, c.validateMesh,
+		func() error { return milter.ValidateAll("filters.milters", c.Filters.Milters) },
+		func() error { return c.DKIM.Validate("dkim") },
+		func() error { return c.AuthRes.Validate("authres") },
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

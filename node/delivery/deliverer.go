@@ -35,6 +35,7 @@ type Deliverer struct {
 	out     *transports
 	track   Tracker
 	metrics Metrics
+	sign    func(*slog.Logger, []byte) []byte // Deps.Sign; nil: send as stored
 	// sched is the retry schedule and queue lifetimes in force; a reload
 	// (SetSchedule) swaps it while deliveries run.
 	sched atomic.Pointer[schedule]
@@ -69,6 +70,7 @@ func New(c config.Config, deps Deps) (*Deliverer, error) {
 		out:       out,
 		track:     deps.Track,
 		metrics:   deps.Metrics,
+		sign:      deps.Sign,
 		global:    make(chan struct{}, c.Outbound.MaxConcurrent),
 		inflight:  make(map[string]bool),
 		attempted: make(map[string]bool),
@@ -310,6 +312,9 @@ func (d *Deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 	body, err := loadBody()
 	if err != nil {
 		return // deleted meanwhile, or the queue is closing
+	}
+	if d.sign != nil && (g.kind == KindSmarthost || g.kind == KindMX) {
+		body = d.sign(log, body) // leaving the organisation
 	}
 
 	attempts := 0

@@ -99,4 +99,8 @@ type Deps struct {
 	HopTLS *tls.Config
 	// CopyKey keys the copy IDs of mesh hops (meshid.Copy; from mesh.org_key).
 	CopyKey []byte
+	// Sign, when set, signs the content of each attempt that leaves the
+	// organisation (smarthost and MX; DKIM in package node) and returns what
+	// to send; mesh hops and local deliveries are never passed to it.
+	Sign func(log *slog.Logger, body []byte) []byte
 }

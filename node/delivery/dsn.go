@@ -174,6 +174,7 @@ func (d *Deliverer) sendDSN(req dsnRequest) bool {
 		Rcpts:      []queue.Rcpt{{Addr: req.Msg.From}},
 		ReceivedAt: req.Now,
 		Source:     "dsn",
+		Origin:     id,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -114,6 +114,10 @@ func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte) 
 // X-Meshd-Origin a mesh peer gave it (the sink strips the header from
 // anyone else), or its own ID at its first node.
 func originID(m *queue.Message, body []byte) string {
+	if m.Origin != "" {
+		return m.Origin // read at accept
+	}
+	// A record queued before Envelope.Origin existed: read the header.
 	if v := strings.ToLower(strings.TrimSpace(header.Value(body, meshid.HeaderOrigin))); meshid.Valid(v) {
 		return v
 	}

@@ -10,9 +10,14 @@
 //
 // Every node delivers its routing group's domain (rga.test, ...) into a
 // Maildir under its data directory and runs fast gossip and short probe
-// timers so the mesh converges in a few seconds. The mesh keys are
-// generated for each run. Start writes DIR/demo.json describing where
-// every node listens; `meshd demo` is the command that runs it.
+// timers so the mesh converges in a few seconds. The mesh keys and the
+// organisation's CA are generated for each run; the topology (groups,
+// domains, nodes, connectors) is one organisation document (docs/org.md)
+// signed by that CA, and every node starts from a short configuration
+// (no routing groups, no connectors) with the document in its store.
+// Start writes DIR/demo.json describing where every node listens;
+// `meshd demo` is the command that runs it. Write writes a deployment of
+// the same three sites (one node each) to start as separate processes.
 package demo
 
 import (
@@ -32,6 +37,7 @@ import (
 	"github.com/meshd/meshd/node"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/orgdoc"
 	"github.com/meshd/meshd/pki"
 	"github.com/meshd/meshd/queue"
 )
@@ -171,6 +177,28 @@ func Start(opts Options) (d *Demo, err error) {
 		return net.Listen(network, addr)
 	}
 
+	// The topology: one document, signed by the demo's CA, put in every
+	// node's store before it starts.
+	var sites []site
+	for _, rg := range rgNames {
+		s := site{rg: rg}
+		for _, name := range nodeNames(rg) {
+			s.nodes = append(s.nodes, orgdoc.Node{Name: name, Mesh: meshAddr[name]})
+		}
+		sites = append(sites, s)
+	}
+	signed, err := signDocument(orgDir, documentYAML(1, "meshd demo", sites))
+	if err != nil {
+		return nil, err
+	}
+	for _, rg := range rgNames {
+		for _, name := range nodeNames(rg) {
+			if err := seedStore(filepath.Join(dir, name), orgDir, signed); err != nil {
+				return nil, err
+			}
+		}
+	}
+
 	d = &Demo{}
 	defer func() {
 		if err != nil {
@@ -182,7 +210,7 @@ func Start(opts Options) (d *Demo, err error) {
 		d.info.RGs = append(d.info.RGs, RG{Name: rg, Domain: rg + ".test"})
 		seed := ""
 		for _, name := range nodeNames(rg) {
-			cfg := nodeConfig(dir, name, rg, i, opts.BasePort, orgKey, meshAddr)
+			cfg := nodeConfig(dir, name, rg, i, opts.BasePort, orgKey, meshAddr[name])
 			cfg.Mesh.GossipKey = gossipKey
 			cfg.Mesh.Identity = config.Identity{CAFiles: []string{caFile}, CertFile: certs[name][0], KeyFile: certs[name][1]}
 			if seed != "" {
@@ -231,15 +259,16 @@ func port(base, i, off int) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(base+10*i+off))
 }
 
-// nodeConfig is one demo node's configuration.
-func nodeConfig(dir, name, rg string, i, base int, orgKey string, meshAddr map[string]string) config.Config {
+// nodeConfig is one demo node's short configuration: the routing groups
+// and connectors come from the organisation document.
+func nodeConfig(dir, name, rg string, i, base int, orgKey, meshAddr string) config.Config {
 	cfg := config.Default()
 	cfg.Node.Name, cfg.Node.RoutingGroup = name, rg
 	cfg.Node.DataDir = filepath.Join(dir, name)
 	cfg.Node.Hostname = name + "." + rg + ".test"
 	cfg.Listen = config.Listen{
 		SMTP: port(base, i, 0), Admin: port(base, i, 1), Linkstate: port(base, i, 2),
-		Mesh: meshAddr[name], Gossip: port(base, i, 4),
+		Mesh: meshAddr, Gossip: port(base, i, 4),
 	}
 	cfg.LocalDomains = []string{rg + ".test"}
 	cfg.Delivery.Maildir = filepath.Join(cfg.Node.DataDir, "maildir")
@@ -251,21 +280,6 @@ func nodeConfig(dir, name, rg string, i, base int, orgKey string, meshAddr map[s
 	cfg.Mesh.SyncInterval = 2 * time.Second
 	cfg.Mesh.Probe = mesh.ProbeConfig{Interval: 200 * time.Millisecond, Keepalive: time.Second, Timeout: time.Second,
 		GlitchRetries: 2, GlitchDelay: 20 * time.Millisecond, UpAfter: 2}
-	for _, r := range rgNames {
-		// Declared, so that a group's mail waits for it even before its
-		// record is learned.
-		cfg.Mesh.RoutingGroups = append(cfg.Mesh.RoutingGroups, config.RoutingGroup{Name: r, Domains: []string{r + ".test"}})
-	}
-	for _, l := range links {
-		if l.from != rg {
-			continue
-		}
-		var targets []string
-		for _, t := range nodeNames(l.to) {
-			targets = append(targets, meshAddr[t])
-		}
-		cfg.Connectors = append(cfg.Connectors, mesh.Connector{Name: l.name, To: l.to, Cost: l.cost, Targets: targets})
-	}
 	return cfg
 }
 

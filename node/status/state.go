@@ -1,6 +1,9 @@
 package status
 
-import "github.com/meshd/meshd/linkstate"
+import (
+	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/node/adminapi"
+)
 
 // State is how a connector is drawn and listed.
 type State string
@@ -63,14 +66,28 @@ func (s State) lineStyle() string {
 // ConnectorState derives the state of c from its record and the
 // operator's override admin ("", "down" or "drain").
 func ConnectorState(c *linkstate.Connector, admin string) State {
+	return stateOf(admin, c.Bridge, c.Suppressed, c.Up(), pairsUp(c))
+}
+
+// infoState is ConnectorState for the connector as the LSDB projection
+// (adminapi.ConnectorInfo) shows it, its override included.
+func infoState(c adminapi.ConnectorInfo) State {
+	up := len(c.Pairs) == 0
+	for _, p := range c.Pairs {
+		up = up || p.Up
+	}
+	return stateOf(c.Admin, c.Bridge, c.Suppressed, c.Up, up)
+}
+
+func stateOf(admin string, bridge, suppressed, up, pairsUp bool) State {
 	switch {
 	case admin == "down":
 		return StateDown
-	case c.Bridge && !pairsUp(c):
+	case bridge && !pairsUp:
 		return StateHeld
-	case !c.Bridge && c.Suppressed:
+	case !bridge && suppressed:
 		return StateSuppressed
-	case !c.Up():
+	case !up:
 		return StateDown
 	case admin == "drain":
 		return StateDrain
@@ -90,12 +107,4 @@ func pairsUp(c *linkstate.Connector) bool {
 		}
 	}
 	return false
-}
-
-// pairState names a bridgehead pair's state.
-func pairState(p linkstate.PairState) State {
-	if p.Up {
-		return StateUp
-	}
-	return StateDown
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/node/adminapi"
 )
 
 // Status is what the page shows and GET /status.json returns.
@@ -107,10 +108,17 @@ func read(src Source, now time.Time) view {
 		st.Members = append(st.Members, MemberStatus{Name: m.Name, SMTP: m.SMTP, LinkState: m.LinkState, Priority: m.Priority, Master: m.Name == mv.Master})
 	}
 	slices.SortFunc(st.Members, func(a, b MemberStatus) int { return cmp.Compare(a.Name, b.Name) })
-	for _, r := range recs {
+	// The page lists the LSDB as the admin API's GET /api/mesh/lsdb shows
+	// it (one projection, adminapi.FromRecords); the graph draws the
+	// records themselves.
+	var admin map[string]string
+	if a, ok := src.(AdminSource); ok {
+		admin = a.AdminStates()
+	}
+	for _, r := range adminapi.FromRecords(recs, now, rg, admin, src.Penalties()) {
 		st.RoutingGroups = append(st.RoutingGroups, rgStatus(r, rg))
-		for _, c := range sortedConnectors(r) {
-			st.Connectors = append(st.Connectors, connectorStatus(c, opts))
+		for _, c := range r.Connectors {
+			st.Connectors = append(st.Connectors, connectorStatus(c))
 		}
 	}
 	for _, q := range src.Queues() {
@@ -123,36 +131,41 @@ func read(src Source, now time.Time) view {
 	return view{st: st, recs: recs, opts: opts}
 }
 
-func rgStatus(r *linkstate.Record, local string) RGStatus {
-	s := RGStatus{Name: r.RG, Master: r.Master, Version: FormatVersion(r.Version), IssuedAt: r.IssuedAt, Local: r.RG == local,
-		Members: []string{}, AddressSpaces: spaceList(r.AddressSpaces)}
+func rgStatus(r adminapi.RGRecord, local string) RGStatus {
+	s := RGStatus{Name: r.RG, Master: r.Master, Version: r.Version, IssuedAt: r.IssuedAt, Local: r.RG == local,
+		Members: []string{}, AddressSpaces: spaceStrings(r.AddressSpaces)}
 	for _, m := range r.Members {
 		s.Members = append(s.Members, m.Name)
 	}
-	slices.Sort(s.Members)
 	return s
 }
 
-func connectorStatus(c *linkstate.Connector, opts GraphOptions) ConnectorStatus {
-	key := linkstate.ConnectorKey{From: c.From, ID: c.ID}
-	st := ConnectorState(c, opts.Admin[key])
+func connectorStatus(c adminapi.ConnectorInfo) ConnectorStatus {
+	st := infoState(c)
 	cs := ConnectorStatus{
 		RG: c.From, ID: c.ID, To: c.To, Smarthost: c.Smarthost, Cost: c.Cost, State: st, Color: st.Color(),
-		Bridge: c.Bridge, Suppressed: c.Suppressed, Admin: opts.Admin[key], Pairs: []PairStatus{},
+		Bridge: c.Bridge, Suppressed: c.Suppressed, Admin: c.Admin, Penalty: c.Penalty, Pairs: []PairStatus{},
 	}
 	if c.To == "" {
-		cs.AddressSpaces = spaceList(c.AddressSpaces)
-	}
-	if p, ok := opts.Penalties[key]; ok {
-		cs.Penalty = &p
+		cs.AddressSpaces = spaceStrings(c.AddressSpaces)
 	}
 	for _, p := range c.Pairs {
-		cs.Pairs = append(cs.Pairs, PairStatus{Source: p.Source, Target: p.Target, State: pairState(p)})
+		ps := PairStatus{Source: p.Source, Target: p.Target, State: StateDown}
+		if p.Up {
+			ps.State = StateUp
+		}
+		cs.Pairs = append(cs.Pairs, ps)
 	}
-	slices.SortFunc(cs.Pairs, func(a, b PairStatus) int {
-		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Target, b.Target))
-	})
 	return cs
+}
+
+// spaceStrings writes address spaces (sorted) as "pattern (cost)".
+func spaceStrings(spaces []adminapi.AddressSpace) []string {
+	out := make([]string, len(spaces))
+	for i, as := range spaces {
+		out[i] = as.Pattern + " (" + itoa(as.Cost) + ")"
+	}
+	return out
 }
 
 func spaceList(spaces []linkstate.AddressSpace) []string {
