@@ -81,6 +81,9 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		// events name senders and recipients, so only mesh peers may ask.
 		Track: n.answerTrack, AllowTrack: allowTrack, Identify: identify,
 	}
+	if n.id.enabled() {
+		mcfg.MemberTLS = n.id.memberTLS
+	}
 	n.trackTLS, n.trackDial = trackTLS, opts.Dial
 	if opts.GossipTransport != nil {
 		tr, err := opts.GossipTransport(cfg.Listen.Gossip)

@@ -113,9 +113,16 @@ type Config struct {
 	// Identify names a port-691 peer from its verified certificate
 	// (channel.ServerConfig.Identify); nil: peers are not identified.
 	Identify func(cs *tls.ConnectionState) (node, rg string, ok bool)
-	Now      func() time.Time
-	Logger   *slog.Logger
-	HeloName string
+	// MemberTLS, when set, is the client TLS that proves a gossip member
+	// is node: its handshake must fail unless the member's certificate
+	// names node in this routing group. A member counts (election,
+	// record, channel) only once such a handshake with its advertised
+	// link-state address succeeded (membership.Config.Verify). Nil: every
+	// gossip member counts (mesh.insecure_plaintext).
+	MemberTLS func(node string) *tls.Config
+	Now       func() time.Time
+	Logger    *slog.Logger
+	HeloName  string
 }
 
 func (c *Config) setDefaults() error {

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -163,10 +164,15 @@ func (m *Mesh) Start() error {
 	})
 	m.probe = newProber(m)
 	m.syncer = newSyncer(m)
+	var verify func(context.Context, membership.Member) error
+	if m.cfg.MemberTLS != nil {
+		verify = m.verifyMember
+	}
 	pool, err := membership.Start(membership.Config{
-		Name: m.cfg.Node,
-		Meta: membership.Meta{RG: m.cfg.RG, SMTP: m.cfg.MeshSMTP, LinkState: m.cfg.LinkStateAddr, Priority: m.cfg.Priority},
-		Bind: m.cfg.GossipBind, Advertise: m.cfg.GossipAdvertise, Seeds: m.cfg.Seeds, Key: m.cfg.GossipKey,
+		Verify: verify,
+		Name:   m.cfg.Node,
+		Meta:   membership.Meta{RG: m.cfg.RG, SMTP: m.cfg.MeshSMTP, LinkState: m.cfg.LinkStateAddr, Priority: m.cfg.Priority},
+		Bind:   m.cfg.GossipBind, Advertise: m.cfg.GossipAdvertise, Seeds: m.cfg.Seeds, Key: m.cfg.GossipKey,
 		Fast: m.cfg.FastGossip, Transport: m.cfg.GossipTransport, OnChange: m.onView, Logger: m.log,
 	})
 	if err != nil {
@@ -235,6 +241,26 @@ func (m *Mesh) onView(v membership.View) {
 		m.cli.SetMaster(mm.LinkState)
 	}
 	m.poke()
+}
+
+// verifyMember proves that gossip member mb is the node it names: a
+// mutual-TLS handshake with the port-691 address it advertises, whose
+// certificate must name mb.Name in our routing group (MemberTLS checks
+// it). Nothing is sent after the handshake.
+func (m *Mesh) verifyMember(ctx context.Context, mb membership.Member) error {
+	if mb.LinkState == "" {
+		return errors.New("mesh: member advertises no link-state address")
+	}
+	conn, err := m.cfg.Dial(ctx, "tcp", mb.LinkState)
+	if err != nil {
+		return fmt.Errorf("mesh: verify member %s: %w", mb.Name, err)
+	}
+	defer conn.Close()
+	tc := tls.Client(conn, m.cfg.MemberTLS(mb.Name))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("mesh: verify member %s at %s: %w", mb.Name, mb.LinkState, err)
+	}
+	return nil
 }
 
 // authorizeMember admits to the channel only live members of our pool.
