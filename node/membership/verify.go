@@ -78,10 +78,10 @@ func (p *Pool) verify(m Member, v *verification) {
 	case !current || p.ctx.Err() != nil:
 		return
 	case err == nil:
-		p.log.Info("gossip member verified", "peer", m.Name, "linkstate", m.LinkState)
+		p.log.Info("gossip member verified", "peer", m.Name, "addr", m.LinkState)
 	case first:
 		p.log.Warn("gossip member not verified: it is no member until it proves its name", "peer", m.Name,
-			"gossip", m.Addr, "linkstate", m.LinkState, "err", err)
+			"addr", m.LinkState, "err", err)
 	}
 	p.poke()
 }
