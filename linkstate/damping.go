@@ -14,11 +14,11 @@ import (
 // transition (RFC 2439 §4.2, "ceiling"). Zero fields take their value
 // from DefaultDamping.
 type DampingConfig struct {
-	Penalty     float64       // added per flap (withdrawal); default 1000
-	HalfLife    time.Duration // default 15m
-	Suppress    float64       // suppress when the penalty exceeds this; default 2000
-	Reuse       float64       // reuse when the penalty decays to this; default 750
-	MaxSuppress time.Duration // longest hold-down; default 60m
+	Penalty     float64       `yaml:"penalty"`      // added per flap (withdrawal); default 1000
+	HalfLife    time.Duration `yaml:"half_life"`    // default 15m
+	Suppress    float64       `yaml:"suppress"`     // suppress when the penalty exceeds this; default 2000
+	Reuse       float64       `yaml:"reuse"`        // reuse when the penalty decays to this; default 750
+	MaxSuppress time.Duration `yaml:"max_suppress"` // longest hold-down; default 60m
 }
 
 // DefaultDamping is the configuration used where fields are zero: with

@@ -3,48 +3,24 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base32"
 	"encoding/hex"
 	"errors"
 	"net"
-	"regexp"
 	"slices"
 	"strings"
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/meshd/meshd/meshid"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 )
 
-// Header fields that carry mesh identity and trace between nodes.
-const (
-	hdrMeshID    = "X-Meshd-ID"
-	hdrMeshTrace = "X-Meshd-Trace"
-	// hdrMeshOrigin names the message as it entered the mesh; every copy's
-	// ID derives from it, so a copy keeps its ID across hops and reroutes.
-	hdrMeshOrigin = "X-Meshd-Origin"
-)
-
 var (
-	idRe     = regexp.MustCompile(`^[a-z0-9.-]{8,80}$`)
-	idBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
 	errQueueFull = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Queue full, try again later"}
 	errLoop      = &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 4, 6}, Message: "Routing loop detected: this routing group was already visited"}
 )
-
-// newID returns a mesh message ID: 26 lowercase base32 characters of 16 random bytes.
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return idBase32.EncodeToString(b[:])
-}
-
-// validID reports whether s can be used as a mesh message ID.
-func validID(s string) bool { return idRe.MatchString(s) }
 
 // sink implements smtp.Sink (and smtp.QueueIDSink) for one listener: it gives
 // the message its mesh ID and queues it; the 250 goes out only after
@@ -63,8 +39,8 @@ func (s *sink) Accept(ctx context.Context, sess *smtp.Session, env smtp.Envelope
 func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelope, body []byte) (string, error) {
 	n := s.n
 	id := sess.ID
-	if !validID(id) {
-		id = newID()
+	if !meshid.Valid(id) {
+		id = meshid.New()
 	}
 	source := s.source
 	var trace []string
@@ -73,11 +49,11 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		// Only a mesh peer's identity and trace are believed (see the
 		// contract): they make a resend after a crash a duplicate here.
 		source = "mesh"
-		if v := strings.ToLower(strings.TrimSpace(headerValue(body, hdrMeshID))); validID(v) {
+		if v := strings.ToLower(strings.TrimSpace(headerValue(body, meshid.HeaderID))); meshid.Valid(v) {
 			id = v
 		}
-		trace = parseTrace(headerValue(body, hdrMeshTrace))
-		if visits(trace, n.cfg.Node.RoutingGroup) >= maxRGVisits {
+		trace = meshid.ParseTrace(headerValue(body, meshid.HeaderTrace))
+		if meshid.Visits(trace, n.cfg.Node.RoutingGroup) >= meshid.MaxVisits {
 			return "", errLoop
 		}
 		digest = contentDigest(env, body)
@@ -117,9 +93,9 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		// message that enters the mesh here.
 		n.metrics.collisions.Inc()
 		n.log.Warn("copy ID collision: same ID, other content; queued as a new message", "qid", id, "peer", addrString(sess.RemoteAddr))
-		id = collisionID(id, digest)
+		id = meshid.Collision(id, digest)
 		qenv.ID = id
-		body = stripHeaders(body, hdrMeshOrigin)
+		body = stripHeaders(body, meshid.HeaderOrigin)
 		err = n.q.Enqueue(ctx, qenv, body)
 	}
 	switch {
@@ -154,7 +130,7 @@ func contentDigest(env smtp.Envelope, body []byte) string {
 	}
 	slices.Sort(rcpts)
 	h.Write([]byte(strings.Join(rcpts, "\n") + "\n\n"))
-	h.Write(stripHeaders(skipTrace(body), hdrMeshID, hdrMeshTrace, hdrMeshOrigin))
+	h.Write(stripHeaders(skipTrace(body), meshid.HeaderID, meshid.HeaderTrace, meshid.HeaderOrigin))
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
@@ -191,13 +167,6 @@ func dropFirstField(body []byte) []byte {
 	return body[i+1:]
 }
 
-// collisionID is the ID of a message that arrived under an ID already
-// taken by other content.
-func collisionID(id, digest string) string {
-	sum := sha256.Sum256([]byte("collision\n" + id + "\n" + digest))
-	return idBase32.EncodeToString(sum[:16])
-}
-
 func addrString(a net.Addr) string {
 	if a == nil {
 		return ""
@@ -220,33 +189,4 @@ func headerEnd(body []byte) int {
 		i += j + 1
 	}
 	return len(body)
-}
-
-// maxRGVisits is how often a message may enter one routing group. Once is
-// the rule; a second time is allowed because a route can change under a
-// message in transit (a connector fails after the message left a group,
-// and the way forward now leads back through it). A third entry is a loop
-// (554 5.4.6), whatever the link state says.
-const maxRGVisits = 2
-
-// visits counts the entries of rg in a trace.
-func visits(trace []string, rg string) int {
-	n := 0
-	for _, t := range trace {
-		if t == rg {
-			n++
-		}
-	}
-	return n
-}
-
-// parseTrace reads "rg1, rg2" into its routing group names.
-func parseTrace(v string) []string {
-	var out []string
-	for _, f := range strings.Split(v, ",") {
-		if f = strings.ToLower(strings.TrimSpace(f)); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }

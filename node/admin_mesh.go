@@ -16,6 +16,7 @@ import (
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/node/status"
 	"github.com/meshd/meshd/queue"
+	"github.com/meshd/meshd/smtp"
 )
 
 // mountMesh adds the mesh, tracking and status-page endpoints to the
@@ -91,7 +92,7 @@ func (n *Node) handleRoutes(w http.ResponseWriter, _ *http.Request) {
 
 func (n *Node) handleTrace(w http.ResponseWriter, r *http.Request) {
 	rcpt := r.URL.Query().Get("rcpt")
-	domain := addrDomain(rcpt)
+	domain := smtp.AddrDomain(rcpt)
 	if rcpt == "" || domain == "" {
 		writeError(w, http.StatusBadRequest, "rcpt must be an address user@domain")
 		return

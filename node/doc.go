@@ -4,10 +4,10 @@
 //
 // # Configuration
 //
-// Config is the YAML file of one node (docs/config.md documents every key).
-// DefaultConfig is the only place defaults live; ParseConfig and LoadConfig
-// decode over it, reject unknown keys and wrongly typed values with the
-// dotted key and line (config_check.go), and Validate checks every value,
+// Package config holds the YAML file of one node (docs/config.md documents
+// every key): config.Default is the only place defaults live, config.Parse
+// and config.Load decode over it, reject unknown keys and wrongly typed
+// values with the dotted key and line, and Validate checks every value,
 // naming the key: "config: limits.max_recipients: must be 1..10000, got 0".
 //
 // # Mail path

@@ -1,15 +1,16 @@
 package node
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/meshd/meshd/meshid"
+)
 
 // Header field names are printable ASCII (RFC 5322 §2.2, §3.6.8) and
 // compare case-insensitively in ASCII only. Unicode case folding
 // (strings.EqualFold) would take "X-Meſhd-Origin" (U+017F, long s) or a
 // Kelvin sign for one of our fields; a name with any byte outside ASCII is
 // never one of ours.
-
-// meshFieldPrefix starts every trust header the mesh sets between nodes.
-const meshFieldPrefix = "x-meshd-"
 
 // asciiFoldEqual reports whether a equals b under ASCII case folding;
 // any non-ASCII byte makes them unequal.
@@ -94,8 +95,8 @@ func stripHeaders(body []byte, names ...string) []byte {
 // stripMeshHeaders removes every X-Meshd-* field, in any ASCII case, from
 // the header section of body.
 func stripMeshHeaders(body []byte) []byte {
-	quick := func(h []byte) bool { return containsFold(h, meshFieldPrefix) }
-	return stripFields(body, quick, func(nm []byte) bool { return asciiFoldHasPrefix(nm, meshFieldPrefix) })
+	quick := func(h []byte) bool { return containsFold(h, meshid.FieldPrefix) }
+	return stripFields(body, quick, func(nm []byte) bool { return asciiFoldHasPrefix(nm, meshid.FieldPrefix) })
 }
 
 // stripFields drops the header fields whose name drop matches; quick is a

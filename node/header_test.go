@@ -3,6 +3,8 @@ package node
 import (
 	"strings"
 	"testing"
+
+	"github.com/meshd/meshd/meshid"
 )
 
 // TestHeaderNamesASCIIOnly: a field name folds only in ASCII, so a look-alike
@@ -25,7 +27,7 @@ func TestHeaderNamesASCIIOnly(t *testing.T) {
 		{"in body", "S: s\r\n\r\nX-Meshd-Origin: a\r\n", "", "S: s\r\n\r\nX-Meshd-Origin: a\r\n"},
 	}
 	for _, tt := range tests {
-		if got := headerValue([]byte(tt.body), hdrMeshOrigin); got != tt.origin {
+		if got := headerValue([]byte(tt.body), meshid.HeaderOrigin); got != tt.origin {
 			t.Errorf("%s: headerValue = %q, want %q", tt.name, got, tt.origin)
 		}
 		if got := string(stripMeshHeaders([]byte(tt.body))); got != tt.stripped {
@@ -95,7 +97,7 @@ func FuzzStripMeshHeaders(f *testing.F) {
 			t.Fatalf("stripMeshHeaders(%q) = %q, reference %q", body, got, want)
 		}
 		// What survives is never believed as one of ours.
-		for _, nm := range []string{hdrMeshID, hdrMeshOrigin, hdrMeshTrace} {
+		for _, nm := range []string{meshid.HeaderID, meshid.HeaderOrigin, meshid.HeaderTrace} {
 			if v := headerValue([]byte(got), nm); v != "" {
 				t.Fatalf("after strip, %s still reads %q from %q", nm, v, got)
 			}

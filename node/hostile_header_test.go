@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/meshid"
 )
 
 // pySendScript sends one message per argv triple (rcpt, message-id,
@@ -60,7 +61,7 @@ func TestAttackFoldedMeshHeaderCannotReplaceMail(t *testing.T) {
 		t.Fatalf("no queue ID in the 250 reply: %s", out)
 	}
 	id := strings.ToLower(m[1])
-	if !validID(id) {
+	if !meshid.Valid(id) {
 		t.Fatalf("queue ID %q from the reply is not a mesh ID", id)
 	}
 	poll(t, 20*time.Second, "real message delivered", func() error {

@@ -35,8 +35,8 @@ func newIdentity(n *Node) (*identity, error) {
 	}
 	n.metrics.reg.MustRegister(id.refused, id.plaintext)
 	cfg := n.cfg
-	if !cfg.hasIdentity() {
-		if cfg.meshEnabled() {
+	if !cfg.HasIdentity() {
+		if cfg.MeshEnabled() {
 			id.plaintext.Set(1)
 			n.log.Warn("INSECURE: mesh.insecure_plaintext is set: mesh peers are believed by their IP address, mesh TLS is not verified, anyone who can reach the mesh ports can inject link state and mail; for labs only")
 		}

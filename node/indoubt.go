@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/meshd/meshd/meshid"
 	"github.com/meshd/meshd/node/maildir"
 )
 
@@ -24,7 +25,7 @@ import (
 
 // copyHeader is the header block prepended to each local copy.
 func copyHeader(from, rcpt, id string) string {
-	return "Return-Path: <" + from + ">\r\nDelivered-To: " + rcpt + "\r\n" + hdrMeshID + ": " + id + "\r\n"
+	return "Return-Path: <" + from + ">\r\nDelivered-To: " + rcpt + "\r\n" + meshid.HeaderID + ": " + id + "\r\n"
 }
 
 // findCopy returns the path of an existing copy of message id in rcpt's
@@ -34,7 +35,7 @@ func findCopy(root, rcpt, id string, size int) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	mark := []byte("\r\n" + hdrMeshID + ": " + id + "\r\n")
+	mark := []byte("\r\n" + meshid.HeaderID + ": " + id + "\r\n")
 	want := strconv.Itoa(size)
 	for _, sub := range []string{"new", "cur"} {
 		dir := filepath.Join(root, domain, local, sub)

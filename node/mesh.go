@@ -23,7 +23,7 @@ import (
 // mesh side. Nothing runs until startMesh.
 func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) error {
 	cfg := n.cfg
-	kr, err := cfg.keyring()
+	kr, err := cfg.Keyring()
 	if err != nil {
 		return err
 	}
@@ -70,10 +70,10 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		MeshSMTP:  advertised(meshLn.Addr(), cfg.Listen.Mesh),
 		LinkState: lsLn, LinkStateAddr: advertised(lsLn.Addr(), cfg.Listen.Linkstate),
 		GossipBind: cfg.Listen.Gossip, Seeds: cfg.Mesh.Seeds, GossipKey: gossipKey, FastGossip: cfg.Mesh.FastGossip,
-		Connectors: cfg.meshConnectors(), LocalSpaces: cfg.localSpaces(), Keyring: kr,
-		Declared: cfg.declaredDomains(), OwnedFile: filepath.Join(cfg.Node.DataDir, "mesh-owned.json"),
+		Connectors: cfg.MeshConnectors(), LocalSpaces: cfg.LocalSpaces(), Keyring: kr,
+		Declared: cfg.DeclaredDomains(), OwnedFile: filepath.Join(cfg.Node.DataDir, "mesh-owned.json"),
 		TTL: cfg.Mesh.TTL, Refresh: cfg.Mesh.Refresh, CollectWindow: cfg.Mesh.CollectWindow, SyncInterval: cfg.Mesh.SyncInterval,
-		State: cfg.stateConfig(),
+		State: cfg.StateConfig(),
 		Probe: mesh.ProbeConfig{Interval: cfg.Mesh.Probe.Interval, Keepalive: cfg.Mesh.Probe.Keepalive, Timeout: cfg.Mesh.Probe.Timeout,
 			GlitchRetries: cfg.Mesh.Probe.GlitchRetries, GlitchDelay: cfg.Mesh.Probe.GlitchDelay, UpAfter: cfg.Mesh.Probe.UpAfter},
 		ServerTLS: channelTLS, ChannelTLS: channelClientTLS, ClientTLS: clientTLS, Dial: opts.Dial, Now: n.now, Logger: n.log, HeloName: cfg.Node.Hostname,

@@ -1,13 +1,12 @@
 package node
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/meshd/meshd/meshid"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/routing"
 	"github.com/meshd/meshd/smtp"
@@ -59,7 +58,7 @@ func (t *transports) meshGroup(m *queue.Message, domain string) *group {
 	// group may be entered would be refused there as a loop (554 5.4.6):
 	// the message waits here, at the point of failure, for a table that
 	// leads forward.
-	if d.Kind == routing.Remote && len(d.Path) > 1 && visits(m.Trace, d.Path[1]) >= maxRGVisits {
+	if d.Kind == routing.Remote && len(d.Path) > 1 && meshid.Visits(m.Trace, d.Path[1]) >= meshid.MaxVisits {
 		return &group{key: kindNoRoute, kind: kindNoRoute,
 			why: "the route to " + domain + " leads back into " + d.Path[1] + " again; waiting for link state"}
 	}
@@ -99,10 +98,10 @@ func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte) 
 		trace = append(trace, rg) // every exit counts: a re-entry shows twice
 	}
 	origin := originID(m, body)
-	g.copyID = copyID(idKey, origin, g.rcpts)
-	hdr := fmt.Sprintf("%s: %s\r\n%s: %s\r\n", hdrMeshID, g.copyID, hdrMeshOrigin, origin)
+	g.copyID = meshid.Copy(idKey, origin, rcptAddrs(g.rcpts))
+	hdr := fmt.Sprintf("%s: %s\r\n%s: %s\r\n", meshid.HeaderID, g.copyID, meshid.HeaderOrigin, origin)
 	if len(trace) > 0 {
-		hdr += fmt.Sprintf("%s: %s\r\n", hdrMeshTrace, strings.Join(trace, ", "))
+		hdr += fmt.Sprintf("%s: %s\r\n", meshid.HeaderTrace, meshid.FormatTrace(trace))
 	}
 	rest := stripMeshHeaders(body)
 	out := make([]byte, 0, len(hdr)+len(rest))
@@ -113,28 +112,10 @@ func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte) 
 // X-Meshd-Origin a mesh peer gave it (the sink strips the header from
 // anyone else), or its own ID at its first node.
 func originID(m *queue.Message, body []byte) string {
-	if v := strings.ToLower(strings.TrimSpace(headerValue(body, hdrMeshOrigin))); validID(v) {
+	if v := strings.ToLower(strings.TrimSpace(headerValue(body, meshid.HeaderOrigin))); meshid.Valid(v) {
 		return v
 	}
 	return m.ID
-}
-
-// copyID derives the mesh ID of one copy: 26 lowercase base32 characters
-// of HMAC-SHA-256, keyed with a key every node of the organisation holds
-// (derived from mesh.org_key), over the message ID and the sorted
-// recipients. The message ID is what the sender saw in "250 queued as";
-// without the key nobody outside can compute the copies' IDs from it.
-// (No org key, as with Ed25519-only groups: plain SHA-256, and dedup's
-// content digest still keeps a forged ID from costing mail.)
-func copyID(key []byte, id string, rcpts []queue.Recipient) string {
-	addrs := make([]string, len(rcpts))
-	for i, r := range rcpts {
-		addrs[i] = strings.ToLower(r.Addr)
-	}
-	slices.Sort(addrs)
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(id + "\n" + strings.Join(addrs, "\n")))
-	return idBase32.EncodeToString(mac.Sum(nil)[:16])
 }
 
 // loopsWait turns a next hop's loop refusal (554 5.4.6: its routing group
@@ -149,4 +130,13 @@ func loopsWait(res []queue.Result) []queue.Result {
 		}
 	}
 	return res
+}
+
+// rcptAddrs lists the addresses of rcpts.
+func rcptAddrs(rcpts []queue.Recipient) []string {
+	out := make([]string, len(rcpts))
+	for i, r := range rcpts {
+		out[i] = r.Addr
+	}
+	return out
 }

@@ -171,7 +171,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if n.id, err = newIdentity(n); err != nil {
 		return nil, err
 	}
-	n.copyKey = cfg.copyIDKey()
+	n.copyKey = cfg.CopyIDKey()
 
 	limits := smtp.Limits{
 		MaxMessageBytes:  cfg.Limits.MaxMessageBytes,
@@ -231,7 +231,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		}
 		n.admin = &http.Server{Handler: adminapi.Guard(guard, n.adminHandler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	}
-	if cfg.meshEnabled() {
+	if cfg.MeshEnabled() {
 		if err := n.setupMesh(tlsCfg, limits, opts); err != nil {
 			return nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshd/meshd/meshid"
 	"github.com/meshd/meshd/queue"
 )
 
@@ -76,7 +77,7 @@ func dsnID(msgID, kind string, rcpts []dsnRcpt) string {
 	for _, a := range addrs {
 		h.Write([]byte("\x00" + a))
 	}
-	return idBase32.EncodeToString(h.Sum(nil)[:16])
+	return meshid.FromSum(h.Sum(nil))
 }
 
 // failureDSN queues a failure DSN for the failed recipients that asked for

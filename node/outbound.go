@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshd/meshd/meshid"
 	"github.com/meshd/meshd/node/maildir"
 	"github.com/meshd/meshd/node/mx"
 	"github.com/meshd/meshd/queue"
@@ -97,7 +98,7 @@ func newTransports(n *Node, opts Options) (*transports, error) {
 		Dial:           opts.Dial,
 		Logger:         log,
 	})
-	if c.meshEnabled() {
+	if c.MeshEnabled() {
 		// A hop verifies its target's certificate and presents ours; only
 		// a lab (mesh.insecure_plaintext) skips that.
 		hopTLS := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // mesh.insecure_plaintext only
@@ -175,7 +176,7 @@ func (t *transports) route(m *queue.Message, now time.Time) []*group {
 }
 
 func (t *transports) groupFor(m *queue.Message, addr string) *group {
-	domain := addrDomain(addr)
+	domain := smtp.AddrDomain(addr)
 	switch {
 	case t.n.policy.isLocal(domain):
 		return t.localGroup()
@@ -263,7 +264,7 @@ func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inD
 	out := make([]queue.Result, 0, len(g.rcpts))
 	// The hop's X-Meshd-ID is this message's queue ID, which copyHeader
 	// writes again: keep one.
-	body = stripHeaders(body, hdrMeshID, hdrMeshOrigin)
+	body = stripHeaders(body, meshid.HeaderID, meshid.HeaderOrigin)
 	for _, r := range g.rcpts {
 		hdr := copyHeader(m.From, r.Addr, m.ID)
 		if inDoubt && r.Attempts > 0 {

@@ -27,7 +27,7 @@ type relayPolicy struct {
 }
 
 func newRelayPolicy(cfg Config) *relayPolicy {
-	p := &relayPolicy{local: make(map[string]bool, len(cfg.LocalDomains)), peersRelay: !cfg.hasIdentity()}
+	p := &relayPolicy{local: make(map[string]bool, len(cfg.LocalDomains)), peersRelay: !cfg.HasIdentity()}
 	for _, d := range cfg.LocalDomains {
 		p.local[d] = true
 	}
@@ -51,7 +51,7 @@ var (
 
 // CheckRcpt accepts rcpt when its domain is local or the client may relay.
 func (p *relayPolicy) CheckRcpt(s *smtp.Session, rcpt string) error {
-	_, domain, ok := splitAddr(rcpt)
+	_, domain, ok := smtp.SplitAddr(rcpt)
 	if !ok {
 		// RFC 5321 §4.5.1: "postmaster" without a domain must be accepted.
 		if asciiFoldEqual([]byte(rcpt), "postmaster") {
@@ -124,19 +124,4 @@ func addrIP(a net.Addr) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return ap.Addr().Unmap(), true
-}
-
-// splitAddr splits local@domain at the last '@'.
-func splitAddr(addr string) (local, domain string, ok bool) {
-	i := strings.LastIndexByte(addr, '@')
-	if i <= 0 || i == len(addr)-1 {
-		return addr, "", false
-	}
-	return addr[:i], addr[i+1:], true
-}
-
-// addrDomain returns the lower-cased domain of addr ("" when it has none).
-func addrDomain(addr string) string {
-	_, d, _ := splitAddr(addr)
-	return strings.ToLower(strings.TrimSuffix(d, "."))
 }

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/meshd/meshd/meshid"
 )
 
 // Options configures Open. Zero values take the documented defaults.
@@ -61,8 +61,6 @@ const (
 	// before GC rewrites it.
 	gcDiscardRatio = 0.5
 )
-
-var idRE = regexp.MustCompile(`^[a-z0-9.-]{8,80}$`)
 
 // Key prefixes. IDs cannot contain '/', so the prefixes never overlap.
 const (
@@ -366,8 +364,8 @@ func (q *Queue) enqueueOp(env Envelope, body []byte) (*op, error) {
 }
 
 func validate(env *Envelope) error {
-	if !idRE.MatchString(env.ID) {
-		return fmt.Errorf("%w: id %q does not match %s", ErrInvalid, env.ID, idRE)
+	if !meshid.Valid(env.ID) {
+		return fmt.Errorf("%w: id %q does not match %s", ErrInvalid, env.ID, meshid.Pattern)
 	}
 	if len(env.Rcpts) == 0 {
 		return fmt.Errorf("%w: no recipients", ErrInvalid)

@@ -57,11 +57,10 @@ func checkAddress(addr string, sender, smtputf8 bool) *gosmtp.SMTPError {
 			return errAddrBadUTF8
 		}
 	}
-	i := strings.LastIndexByte(addr, '@')
-	if i <= 0 || i == len(addr)-1 {
+	local, domain, ok := SplitAddr(addr)
+	if !ok {
 		return addrSyntax(sender, "Address must be local-part@domain")
 	}
-	local, domain := addr[:i], addr[i+1:]
 	if len(local) > maxLocalPart {
 		return addrSyntax(sender, "Local part longer than 64 octets")
 	}

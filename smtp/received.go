@@ -2,21 +2,9 @@ package smtp
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/base32"
 	"net"
 	"strings"
 )
-
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// newID returns 26 lowercase base32 characters of 16 random bytes, the mesh
-// message ID format.
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return idEncoding.EncodeToString(b[:])
-}
 
 // receivedHeader builds our trace field (RFC 5321 §4.4), folded, CRLF ended:
 //

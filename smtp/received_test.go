@@ -2,8 +2,6 @@ package smtp
 
 import (
 	"net"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 )
@@ -62,20 +60,5 @@ func TestReceivedHeader(t *testing.T) {
 				t.Fatalf("got\n%q\nwant\n%q", got, tc.want)
 			}
 		})
-	}
-}
-
-func TestNewIDFormat(t *testing.T) {
-	re := regexp.MustCompile(`^[a-z2-7]{26}$`)
-	seen := map[string]bool{}
-	for i := 0; i < 1000; i++ {
-		id := newID()
-		if !re.MatchString(id) || seen[id] {
-			t.Fatalf("bad or repeated id %q", id)
-		}
-		seen[id] = true
-	}
-	if strings.ContainsAny(newID(), "=ABC") {
-		t.Fatal("padding or upper case in id")
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
+	"github.com/meshd/meshd/meshid"
 )
 
 // Replies of our own. go-smtp produces the protocol-level ones (syntax,
@@ -190,7 +191,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 			return e
 		}
 	}
-	ss.info.ID = newID()
+	ss.info.ID = meshid.New()
 	ss.env = Envelope{From: from}
 	if opts != nil {
 		ss.env.Ret = string(opts.Return)

@@ -9,15 +9,19 @@ import (
 	"github.com/meshd/meshd/pki"
 )
 
-// runOrg is `meshd org init|issue`: the organisation's CA (package pki).
+// runOrg is `meshd org init|issue`: the organisation's CA (package pki),
+// and `meshd org check|sign` (orgdoc.go): the organisation document.
 //
 //	meshd org init  [-dir DIR] [-name NAME] [-alg ed25519|ecdsa] [-next]
 //	meshd org issue [-dir DIR] -node NAME -rg RG [-out DIR] [-days N] [-renew-within D]
 func runOrg(args []string, stdout, stderr io.Writer) int {
-	usage := "init [-dir DIR] [-name NAME] [-alg ed25519|ecdsa] [-next]\n       meshd org issue [-dir DIR] -node NAME -rg RG [-out DIR] [-days N] [-renew-within DURATION]"
+	usage := "init [-dir DIR] [-name NAME] [-alg ed25519|ecdsa] [-next]\n       meshd org issue [-dir DIR] -node NAME -rg RG [-out DIR] [-days N] [-renew-within DURATION]\n       meshd org check org.yaml\n       meshd org sign [-dir DIR | -ca ca.pem -key ca-key.pem] [-version N] [-o FILE] org.yaml"
 	if len(args) == 0 {
 		fmt.Fprintf(stderr, "usage: meshd org %s\n", usage)
 		return 2
+	}
+	if rc := runOrgDoc(args[0], args[1:], stdout, stderr); rc >= 0 {
+		return rc
 	}
 	switch args[0] {
 	case "init":

@@ -1,4 +1,4 @@
-package node
+package config
 
 import (
 	"fmt"
@@ -118,9 +118,9 @@ func yamlFields(t reflect.Type) map[string]reflect.StructField {
 	return m
 }
 
-// ConfigKeys lists every dotted key of the configuration schema (list
+// Keys lists every dotted key of the configuration schema (list
 // elements as key[]), in declaration order. docs/config.md documents each.
-func ConfigKeys() []string {
+func Keys() []string {
 	var keys []string
 	var walk func(t reflect.Type, path string)
 	walk = func(t reflect.Type, path string) {

@@ -1,4 +1,4 @@
-package node
+package config
 
 import (
 	"bytes"
@@ -16,30 +16,31 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meshd/meshd/node/passwd"
 	"github.com/meshd/meshd/smtp"
 )
 
 // Config is the configuration of one node, read from one YAML file. Every
-// key is documented in docs/config.md; DefaultConfig holds every default.
+// key is documented in docs/config.md; Default holds every default.
 type Config struct {
-	Node         NodeConfig        `yaml:"node"`
-	Listen       ListenConfig      `yaml:"listen"`
-	TLS          TLSConfig         `yaml:"tls"`
+	Node         Node              `yaml:"node"`
+	Listen       Listen            `yaml:"listen"`
+	TLS          TLS               `yaml:"tls"`
 	LocalDomains []string          `yaml:"local_domains"`
-	Delivery     DeliveryConfig    `yaml:"delivery"`
-	Outbound     OutboundConfig    `yaml:"outbound"`
+	Delivery     Delivery          `yaml:"delivery"`
+	Outbound     Outbound          `yaml:"outbound"`
 	Limits       LimitsConfig      `yaml:"limits"`
-	Queue        QueueConfig       `yaml:"queue"`
-	Relay        RelayConfig       `yaml:"relay"`
-	Auth         AuthConfig        `yaml:"auth"`
-	Admin        AdminConfig       `yaml:"admin"`
-	Log          LogConfig         `yaml:"log"`
-	Mesh         MeshConfig        `yaml:"mesh"`
+	Queue        Queue             `yaml:"queue"`
+	Relay        Relay             `yaml:"relay"`
+	Auth         Auth              `yaml:"auth"`
+	Admin        Admin             `yaml:"admin"`
+	Log          Log               `yaml:"log"`
+	Mesh         Mesh              `yaml:"mesh"`
 	Connectors   []ConnectorConfig `yaml:"connectors"`
 }
 
-// NodeConfig names the node and says where it keeps its state.
-type NodeConfig struct {
+// Node names the node and says where it keeps its state.
+type Node struct {
 	// Name is the node's name, unique in the mesh.
 	Name string `yaml:"name"`
 	// RoutingGroup is the routing group (site) the node belongs to.
@@ -51,9 +52,9 @@ type NodeConfig struct {
 	Hostname string `yaml:"hostname"`
 }
 
-// ListenConfig holds listen addresses (host:port). Port 0 picks a free port;
+// Listen holds listen addresses (host:port). Port 0 picks a free port;
 // an empty address disables the listener (except smtp, which is required).
-type ListenConfig struct {
+type Listen struct {
 	SMTP       string `yaml:"smtp"`
 	Submission string `yaml:"submission"`
 	// Submissions is message submission with implicit TLS (RFC 8314, 465).
@@ -72,8 +73,8 @@ type ListenConfig struct {
 	Mesh string `yaml:"mesh"`
 }
 
-// TLSConfig configures the certificate offered with STARTTLS.
-type TLSConfig struct {
+// TLS configures the certificate offered with STARTTLS.
+type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 	// SelfSigned generates (once, stored in data_dir) a self-signed certificate
@@ -82,8 +83,8 @@ type TLSConfig struct {
 	SelfSigned bool `yaml:"self_signed"`
 }
 
-// DeliveryConfig says how mail for local domains is delivered.
-type DeliveryConfig struct {
+// Delivery says how mail for local domains is delivered.
+type Delivery struct {
 	// Mode is "maildir" or "lmtp".
 	Mode string `yaml:"mode"`
 	// Maildir is the Maildir root; empty means <data_dir>/maildir.
@@ -92,8 +93,8 @@ type DeliveryConfig struct {
 	LMTP string `yaml:"lmtp"`
 }
 
-// OutboundConfig governs delivery to other domains.
-type OutboundConfig struct {
+// Outbound governs delivery to other domains.
+type Outbound struct {
 	Smarthost         string        `yaml:"smarthost"`
 	DNSServer         string        `yaml:"dns_server"`
 	MXPort            int           `yaml:"mx_port"`
@@ -127,12 +128,12 @@ type LimitsConfig struct {
 	BareLineEnds string `yaml:"bare_line_ends"`
 }
 
-// QueueConfig bounds the queue and sets the retry schedule.
-type QueueConfig struct {
+// Queue bounds the queue and sets the retry schedule.
+type Queue struct {
 	MaxMessages  int           `yaml:"max_messages"`
 	MaxBytes     int64         `yaml:"max_bytes"`
 	DedupWindow  time.Duration `yaml:"dedup_window"`
-	Retry        RetryConfig   `yaml:"retry"`
+	Retry        Retry         `yaml:"retry"`
 	DelayWarning time.Duration `yaml:"delay_warning"`
 	Lifetime     time.Duration `yaml:"lifetime"`
 	GCInterval   time.Duration `yaml:"gc_interval"`
@@ -141,28 +142,28 @@ type QueueConfig struct {
 	MaxShadowBytes int64 `yaml:"max_shadow_bytes"`
 }
 
-// RetryConfig is the exponential retry schedule: initial*factor^(n-1),
+// Retry is the exponential retry schedule: initial*factor^(n-1),
 // capped at max, each delay varied by ±jitter.
-type RetryConfig struct {
+type Retry struct {
 	Initial time.Duration `yaml:"initial"`
 	Max     time.Duration `yaml:"max"`
 	Factor  float64       `yaml:"factor"`
 	Jitter  float64       `yaml:"jitter"`
 }
 
-// RelayConfig lists who may relay to non-local domains without AUTH.
-type RelayConfig struct {
+// Relay lists who may relay to non-local domains without AUTH.
+type Relay struct {
 	AllowNetworks []string `yaml:"allow_networks"`
 	MeshPeers     []string `yaml:"mesh_peers"`
 }
 
-// AuthConfig holds the submission users.
-type AuthConfig struct {
-	Users []UserConfig `yaml:"users"`
+// Auth holds the submission users.
+type Auth struct {
+	Users []User `yaml:"users"`
 }
 
-// AdminConfig protects the admin API (listen.admin); see adminapi.Guard.
-type AdminConfig struct {
+// Admin protects the admin API (listen.admin); see adminapi.Guard.
+type Admin struct {
 	// Auth is "writes" (the token is required for state-changing requests;
 	// reads are open to whoever reaches the listener) or "all" (every
 	// request needs it). A listener on a non-loopback address needs "all".
@@ -181,40 +182,40 @@ const (
 	AdminAuthAll    = "all"
 )
 
-// UserConfig is one submission user with a bcrypt or argon2id password hash.
-type UserConfig struct {
+// User is one submission user with a bcrypt or argon2id password hash.
+type User struct {
 	Name string `yaml:"name"`
 	Hash string `yaml:"hash"`
 }
 
-// LogConfig sets the log level (debug, info, warn, error) and format (text, json).
-type LogConfig struct {
+// Log sets the log level (debug, info, warn, error) and format (text, json).
+type Log struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
 }
 
-// DefaultConfig returns the embedded defaults: one node on loopback high
+// Default returns the embedded defaults: one node on loopback high
 // ports, data in ./meshd-data, local domain example.test. It is the single
 // place where defaults live; a config file overrides it key by key.
-func DefaultConfig() Config {
+func Default() Config {
 	return Config{
-		Node: NodeConfig{
+		Node: Node{
 			Name:         "n1",
 			RoutingGroup: "rg1",
 			DataDir:      "./meshd-data",
 		},
-		Listen: ListenConfig{
+		Listen: Listen{
 			SMTP:       "127.0.0.1:2525",
 			Submission: "127.0.0.1:2587",
 			Admin:      "127.0.0.1:8025",
 			Linkstate:  "127.0.0.1:6910",
 			Gossip:     "127.0.0.1:7946",
 		},
-		TLS:          TLSConfig{SelfSigned: true},
-		Admin:        AdminConfig{Auth: AdminAuthWrites},
+		TLS:          TLS{SelfSigned: true},
+		Admin:        Admin{Auth: AdminAuthWrites},
 		LocalDomains: []string{"example.test"},
-		Delivery:     DeliveryConfig{Mode: "maildir"},
-		Outbound: OutboundConfig{
+		Delivery:     Delivery{Mode: "maildir"},
+		Outbound: Outbound{
 			MXPort:            25,
 			ConnectTimeout:    30 * time.Second,
 			CommandTimeout:    5 * time.Minute,
@@ -236,43 +237,43 @@ func DefaultConfig() Config {
 			MaxConnectionsPerIP: 20,
 			BareLineEnds:        "normalize",
 		},
-		Queue: QueueConfig{
+		Queue: Queue{
 			MaxMessages:  100000,
 			MaxBytes:     10 << 30,
 			DedupWindow:  7 * 24 * time.Hour,
-			Retry:        RetryConfig{Initial: time.Minute, Max: time.Hour, Factor: 2, Jitter: 0.2},
+			Retry:        Retry{Initial: time.Minute, Max: time.Hour, Factor: 2, Jitter: 0.2},
 			DelayWarning: 4 * time.Hour,
 			Lifetime:     48 * time.Hour,
 			GCInterval:   5 * time.Minute,
 			// A tenth of max_bytes: shadows hold what left for other nodes.
 			MaxShadowBytes: 0, // off until resubmission is exactly-once (docs/shadow.md)
 		},
-		Log:  LogConfig{Level: "info", Format: "text"},
+		Log:  Log{Level: "info", Format: "text"},
 		Mesh: defaultMeshConfig(),
 	}
 }
 
-// LoadConfig reads and validates the YAML file at path over DefaultConfig.
+// Load reads and validates the YAML file at path over Default.
 // Relative paths in it (data_dir, maildir, cert and key files) are taken
 // relative to the process's working directory, as an operator expects from a
 // command line.
-func LoadConfig(path string) (Config, error) {
+func Load(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
-	cfg, err := ParseConfig(data)
+	cfg, err := Parse(data)
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return cfg, nil
 }
 
-// ParseConfig decodes YAML over DefaultConfig and validates the result.
+// Parse decodes YAML over Default and validates the result.
 // Unknown keys, values of the wrong type and invalid values are errors that
 // name the key (and the line, where the YAML has one).
-func ParseConfig(data []byte) (Config, error) {
-	cfg := DefaultConfig()
+func Parse(data []byte) (Config, error) {
+	cfg := Default()
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
@@ -410,7 +411,7 @@ func (c *Config) validateListen() error {
 func (c *Config) validateProxyProtocol() error {
 	l := &c.Listen
 	for i, v := range l.ProxyProtocolFrom {
-		if _, err := parsePrefix(v); err != nil {
+		if _, err := ParsePrefix(v); err != nil {
 			return configError(fmt.Sprintf("listen.proxy_protocol_from[%d]", i), "must be an IP address or CIDR, got %q", v)
 		}
 	}
@@ -641,7 +642,7 @@ func (c *Config) validateRelay() error {
 	}{{"relay.allow_networks", c.Relay.AllowNetworks}, {"relay.mesh_peers", c.Relay.MeshPeers}}
 	for _, l := range lists {
 		for i, v := range l.vals {
-			if _, err := parsePrefix(v); err != nil {
+			if _, err := ParsePrefix(v); err != nil {
 				return configError(fmt.Sprintf("%s[%d]", l.key, i), "must be an IP address or CIDR, got %q", v)
 			}
 		}
@@ -649,8 +650,8 @@ func (c *Config) validateRelay() error {
 	return nil
 }
 
-// parsePrefix accepts "10.0.0.0/8", "::1" or "127.0.0.1" (a single address).
-func parsePrefix(s string) (netip.Prefix, error) {
+// ParsePrefix accepts "10.0.0.0/8", "::1" or "127.0.0.1" (a single address).
+func ParsePrefix(s string) (netip.Prefix, error) {
 	s = strings.TrimSpace(s)
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
@@ -678,7 +679,7 @@ func (c *Config) validateAuth() error {
 			return configError(key+".name", "duplicate user %q", u.Name)
 		}
 		seen[u.Name] = true
-		if err := checkPasswordHash(u.Hash); err != nil {
+		if err := passwd.Check(u.Hash); err != nil {
 			return configError(key+".hash", "%v", err)
 		}
 	}

@@ -1,4 +1,4 @@
-package node
+package config
 
 import (
 	"os"
@@ -62,9 +62,9 @@ func TestParseConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig([]byte(tt.yaml))
+			_, err := Parse([]byte(tt.yaml))
 			if err == nil {
-				t.Fatalf("ParseConfig succeeded, want error %q", tt.want)
+				t.Fatalf("Parse succeeded, want error %q", tt.want)
 			}
 			if !strings.HasPrefix(err.Error(), tt.want) {
 				t.Errorf("error = %q\nwant prefix %q", err, tt.want)
@@ -74,7 +74,7 @@ func TestParseConfigErrors(t *testing.T) {
 }
 
 func TestParseConfigOverridesDefaults(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`
+	cfg, err := Parse([]byte(`
 node: {name: n2, routing_group: site-b, data_dir: /tmp/x/}
 local_domains: [Example.COM.]
 outbound: {smarthost: "127.0.0.1:2526"}
@@ -89,7 +89,7 @@ auth:
 	if err != nil {
 		t.Fatal(err)
 	}
-	def := DefaultConfig()
+	def := Default()
 	checks := []struct {
 		name      string
 		got, want any
@@ -113,12 +113,12 @@ auth:
 }
 
 func TestDefaultConfigValid(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := Default()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	// An empty file is the defaults.
-	got, err := ParseConfig(nil)
+	got, err := Parse(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,40 +130,17 @@ func TestDefaultConfigValid(t *testing.T) {
 // TestDocsListEveryKey keeps docs/config.md complete: every key of Config
 // must appear in it, in backquotes.
 func TestDocsListEveryKey(t *testing.T) {
-	doc, err := os.ReadFile("../docs/config.md")
+	doc, err := os.ReadFile("../../docs/config.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := ConfigKeys()
+	keys := Keys()
 	if len(keys) < 50 {
-		t.Fatalf("ConfigKeys returned only %d keys: %v", len(keys), keys)
+		t.Fatalf("Keys returned only %d keys: %v", len(keys), keys)
 	}
 	for _, k := range keys {
 		if !strings.Contains(string(doc), "`"+k+"`") {
 			t.Errorf("docs/config.md does not document `%s`", k)
-		}
-	}
-}
-
-func TestPasswordHashes(t *testing.T) {
-	// argon2id of "secret" with salt "saltsalt", m=64 t=1 p=1, 16-byte key, computed below.
-	h := argonHashForTest(t, "secret")
-	bc := bcryptHashForTest(t, "secret")
-	db := newUserDB([]UserConfig{{Name: "a", Hash: h}, {Name: "b", Hash: bc}})
-	tests := []struct {
-		user, pass string
-		want       bool
-	}{
-		{"a", "secret", true}, {"a", "wrong", false}, {"b", "secret", true}, {"b", "Secret", false}, {"nobody", "secret", false},
-	}
-	for _, tt := range tests {
-		if got := db.Authenticate(tt.user, tt.pass); got != tt.want {
-			t.Errorf("Authenticate(%q, %q) = %v, want %v", tt.user, tt.pass, got, tt.want)
-		}
-	}
-	for _, bad := range []string{"$argon2id$v=18$m=64,t=1,p=1$c2FsdA$YWJj", "$argon2id$v=19$m=0,t=1,p=1$c2FsdA$YWJjZGVmZ2hpamtsbW5vcA", "$2a$xx"} {
-		if err := checkPasswordHash(bad); err == nil {
-			t.Errorf("checkPasswordHash(%q) accepted a bad hash", bad)
 		}
 	}
 }

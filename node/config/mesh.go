@@ -1,4 +1,4 @@
-package node
+package config
 
 import (
 	"crypto/ed25519"
@@ -14,9 +14,9 @@ import (
 	"github.com/meshd/meshd/pki"
 )
 
-// MeshConfig configures the node's part in the mesh: gossip, link state
+// Mesh configures the node's part in the mesh: gossip, link state
 // and its keys. It is used only when listen.mesh is set.
-type MeshConfig struct {
+type Mesh struct {
 	// Priority ranks this node in master election: higher wins, then name.
 	Priority uint32 `yaml:"priority"`
 	// Seeds are gossip addresses of other members of this routing group.
@@ -28,7 +28,7 @@ type MeshConfig struct {
 	OrgKey string `yaml:"org_key"`
 	// RoutingGroups lists every routing group of the organisation; records
 	// of groups not listed are refused.
-	RoutingGroups []RoutingGroupConfig `yaml:"routing_groups"`
+	RoutingGroups []RoutingGroup `yaml:"routing_groups"`
 	// SigningKey is "keyid:base64" of this group's Ed25519 private key
 	// (seed or full key), used when the group has public keys.
 	SigningKey string `yaml:"signing_key"`
@@ -46,7 +46,7 @@ type MeshConfig struct {
 	RequireTLS bool `yaml:"require_tls"`
 	// Identity is this node's certificate from the organisation's CA
 	// (meshd org): every node-to-node channel is mutual TLS with it.
-	Identity IdentityConfig `yaml:"identity"`
+	Identity Identity `yaml:"identity"`
 	// InsecurePlaintext runs the mesh without identities: peers are
 	// believed by address, as in a lab. Never in production.
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
@@ -61,8 +61,8 @@ type MeshConfig struct {
 	ShadowTimeout time.Duration `yaml:"shadow_timeout"`
 }
 
-// IdentityConfig names the files of a node's identity (meshd org issue).
-type IdentityConfig struct {
+// Identity names the files of a node's identity (meshd org issue).
+type Identity struct {
 	// CAFiles are the organisation's CA certificates; during a CA
 	// rollover the old and the new are listed together.
 	CAFiles []string `yaml:"ca_files"`
@@ -72,11 +72,11 @@ type IdentityConfig struct {
 	KeyFile  string `yaml:"key_file"`
 }
 
-// hasIdentity reports whether the node runs its mesh with mutual TLS.
-func (c *Config) hasIdentity() bool { return c.meshEnabled() && !c.Mesh.InsecurePlaintext }
+// HasIdentity reports whether the node runs its mesh with mutual TLS.
+func (c *Config) HasIdentity() bool { return c.MeshEnabled() && !c.Mesh.InsecurePlaintext }
 
-// RoutingGroupConfig names one routing group of the organisation.
-type RoutingGroupConfig struct {
+// RoutingGroup names one routing group of the organisation.
+type RoutingGroup struct {
 	Name string `yaml:"name"`
 	// PublicKeys are "keyid:base64" Ed25519 public keys that sign the
 	// group's records. Without any, the org key signs them.
@@ -131,8 +131,8 @@ type AddressSpaceConfig struct {
 	Cost    uint32 `yaml:"cost"`
 }
 
-func defaultMeshConfig() MeshConfig {
-	return MeshConfig{
+func defaultMeshConfig() Mesh {
+	return Mesh{
 		MaxPerPeer: 16, ShadowCheck: 10 * time.Second, ShadowTimeout: 10 * time.Minute,
 		TTL: time.Hour, Refresh: 30 * time.Minute, SyncInterval: 30 * time.Second, CollectWindow: 500 * time.Millisecond,
 		Probe: ProbeConfig{Interval: time.Second, Keepalive: 10 * time.Second, Timeout: 2 * time.Second,
@@ -142,11 +142,11 @@ func defaultMeshConfig() MeshConfig {
 	}
 }
 
-// meshEnabled reports whether the node takes part in a mesh.
-func (c *Config) meshEnabled() bool { return c.Listen.Mesh != "" }
+// MeshEnabled reports whether the node takes part in a mesh.
+func (c *Config) MeshEnabled() bool { return c.Listen.Mesh != "" }
 
 func (c *Config) validateMesh() error {
-	if !c.meshEnabled() {
+	if !c.MeshEnabled() {
 		if len(c.Connectors) > 0 {
 			return configError("connectors", "need listen.mesh (connectors belong to a mesh node)")
 		}
@@ -173,7 +173,7 @@ func (c *Config) validateMesh() error {
 			return configError("mesh.gossip_key", "must be base64 of 16, 24 or 32 bytes")
 		}
 	}
-	if _, err := c.keyring(); err != nil {
+	if _, err := c.Keyring(); err != nil {
 		return err
 	}
 	durs := []struct {
@@ -209,7 +209,7 @@ func (c *Config) validateMesh() error {
 	if m.Probe.UpAfter < 1 || m.Probe.UpAfter > 100 {
 		return configError("mesh.probe.up_after", "must be 1..100, got %d", m.Probe.UpAfter)
 	}
-	if err := c.stateConfig().Damping.Validate(); err != nil {
+	if err := c.StateConfig().Damping.Validate(); err != nil {
 		return configError("mesh.damping", "%v", err)
 	}
 	return c.validateConnectors()
@@ -327,9 +327,9 @@ func validName(s string) bool {
 	return true
 }
 
-// keyring builds the link-state keyring from mesh.org_key,
+// Keyring builds the link-state keyring from mesh.org_key,
 // mesh.routing_groups and mesh.signing_key.
-func (c *Config) keyring() (*linkstate.Keyring, error) {
+func (c *Config) Keyring() (*linkstate.Keyring, error) {
 	m := c.Mesh
 	kr := linkstate.NewKeyring()
 	if m.OrgKey != "" {
@@ -405,15 +405,15 @@ func splitKey(s string) (id string, raw []byte, err error) {
 	return id, raw, err
 }
 
-func (c *Config) stateConfig() linkstate.StateConfig {
+func (c *Config) StateConfig() linkstate.StateConfig {
 	d := c.Mesh.Damping
 	return linkstate.StateConfig{Damping: linkstate.DampingConfig{
 		Penalty: d.Penalty, HalfLife: d.HalfLife, Suppress: d.Suppress, Reuse: d.Reuse, MaxSuppress: d.MaxSuppress,
 	}}
 }
 
-// meshConnectors converts the configured connectors for package mesh.
-func (c *Config) meshConnectors() []mesh.Connector {
+// MeshConnectors converts the configured connectors for package mesh.
+func (c *Config) MeshConnectors() []mesh.Connector {
 	var out []mesh.Connector
 	for _, k := range c.Connectors {
 		mc := mesh.Connector{Name: k.Name, To: k.To, Cost: k.Cost, SourceBridgeheads: k.SourceBridgeheads,
@@ -426,8 +426,8 @@ func (c *Config) meshConnectors() []mesh.Connector {
 	return out
 }
 
-// localSpaces are this routing group's address spaces: its local domains.
-func (c *Config) localSpaces() []linkstate.AddressSpace {
+// LocalSpaces are this routing group's address spaces: its local domains.
+func (c *Config) LocalSpaces() []linkstate.AddressSpace {
 	var out []linkstate.AddressSpace
 	for _, d := range c.LocalDomains {
 		out = append(out, linkstate.AddressSpace{Pattern: strings.ToLower(d), Cost: 1})
@@ -435,10 +435,10 @@ func (c *Config) localSpaces() []linkstate.AddressSpace {
 	return out
 }
 
-// copyIDKey keys copy IDs (meshroute.go): HMAC-SHA-256 of mesh.org_key
+// CopyIDKey keys copy IDs (meshroute.go): HMAC-SHA-256 of mesh.org_key
 // with a label, so the org key itself is used for one purpose only. Nil
 // without an org key.
-func (c *Config) copyIDKey() []byte {
+func (c *Config) CopyIDKey() []byte {
 	k, err := base64.StdEncoding.DecodeString(c.Mesh.OrgKey)
 	if err != nil || len(k) == 0 {
 		return nil
@@ -448,9 +448,9 @@ func (c *Config) copyIDKey() []byte {
 	return mac.Sum(nil)
 }
 
-// declaredDomains are the domains each routing group owns by
+// DeclaredDomains are the domains each routing group owns by
 // configuration (mesh.routing_groups[].domains), lowercased.
-func (c *Config) declaredDomains() map[string][]string {
+func (c *Config) DeclaredDomains() map[string][]string {
 	out := map[string][]string{}
 	for _, rg := range c.Mesh.RoutingGroups {
 		for _, d := range rg.Domains {
