@@ -37,6 +37,9 @@ type Mesh struct {
 	Refresh       time.Duration `yaml:"refresh"`
 	SyncInterval  time.Duration `yaml:"sync_interval"`
 	CollectWindow time.Duration `yaml:"collect_window"`
+	// ObservationLease: how long a master keeps a member's observations
+	// after the member's port-691 session ended.
+	ObservationLease time.Duration `yaml:"observation_lease"`
 	// FastGossip tightens memberlist's timers (tests, one-host demos).
 	FastGossip bool          `yaml:"fast_gossip"`
 	Probe      ProbeConfig   `yaml:"probe"`
@@ -135,6 +138,7 @@ func defaultMeshConfig() Mesh {
 	return Mesh{
 		MaxPerPeer: 16, ShadowCheck: 10 * time.Second, ShadowTimeout: 10 * time.Minute,
 		TTL: time.Hour, Refresh: 30 * time.Minute, SyncInterval: 30 * time.Second, CollectWindow: 500 * time.Millisecond,
+		ObservationLease: 30 * time.Second,
 		Probe: ProbeConfig{Interval: time.Second, Keepalive: 10 * time.Second, Timeout: 2 * time.Second,
 			GlitchRetries: 2, GlitchDelay: 50 * time.Millisecond, UpAfter: 2},
 		Damping: DampingConfig{Penalty: linkstate.DefaultDamping.Penalty, HalfLife: linkstate.DefaultDamping.HalfLife,
@@ -185,11 +189,15 @@ func (c *Config) validateMesh() error {
 		{"mesh.collect_window", m.CollectWindow, time.Millisecond}, {"mesh.probe.interval", m.Probe.Interval, 10 * time.Millisecond},
 		{"mesh.probe.keepalive", m.Probe.Keepalive, 10 * time.Millisecond}, {"mesh.probe.timeout", m.Probe.Timeout, 10 * time.Millisecond},
 		{"mesh.probe.glitch_delay", m.Probe.GlitchDelay, time.Millisecond},
+		{"mesh.observation_lease", m.ObservationLease, 100 * time.Millisecond},
 	}
 	for _, d := range durs {
 		if d.d < d.min {
 			return configError(d.key, "must be at least %v, got %v", d.min, d.d)
 		}
+	}
+	if m.ObservationLease >= m.TTL {
+		return configError("mesh.observation_lease", "must be shorter than mesh.ttl (%v), got %v", m.TTL, m.ObservationLease)
 	}
 	if m.Refresh >= m.TTL {
 		return configError("mesh.refresh", "must be shorter than mesh.ttl (%v), got %v", m.TTL, m.Refresh)

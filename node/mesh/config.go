@@ -94,9 +94,14 @@ type Config struct {
 	TTL           time.Duration // record lifetime; default 1h
 	Refresh       time.Duration // re-origination period; default 30m
 	CollectWindow time.Duration // a new master waits this long for observations; default 500ms
-	SyncInterval  time.Duration // periodic X-LINK2STATE; default 30s
-	State         linkstate.StateConfig
-	Probe         ProbeConfig
+	// ObservationLease is how long a master keeps what a member session
+	// reported after the session ended (and the seeds it carried over
+	// from the last record): the member has that long to reconnect and
+	// report again. Default 30s.
+	ObservationLease time.Duration
+	SyncInterval     time.Duration // periodic X-LINK2STATE; default 30s
+	State            linkstate.StateConfig
+	Probe            ProbeConfig
 
 	// ServerTLS secures the port-691 listener and ChannelTLS this node's
 	// connection to its master's (both nil: plaintext; they must agree
@@ -146,6 +151,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.CollectWindow <= 0 {
 		c.CollectWindow = 500 * time.Millisecond
+	}
+	if c.ObservationLease <= 0 {
+		c.ObservationLease = 30 * time.Second
 	}
 	if c.SyncInterval <= 0 {
 		c.SyncInterval = 30 * time.Second

@@ -144,16 +144,7 @@ func (m *Mesh) Start() error {
 	m.updateOwned(m.db.Snapshot().All(), true)
 	m.srv = channel.NewServer(channel.ServerConfig{
 		Listener: m.cfg.LinkState, TLS: m.cfg.ServerTLS, Node: m.cfg.Node, RG: m.cfg.RG,
-		Master:     func() string { return m.View().Master },
-		Authorize:  m.authorizeMember,
-		Records:    m.encodedAll,
-		OnObserve:  m.onMemberObservations,
-		OnRecords:  func(from string, recs [][]byte) { m.installEncoded(recs, false) },
-		OnAdmin:    func(from, name string, st channel.AdminState) { m.setAdmin(name, st) },
-		Track:      m.cfg.Track,
-		AllowTrack: m.cfg.AllowTrack,
-		Identify:   m.cfg.Identify,
-		Logger:     m.log,
+		Delegate: channelDelegate{m}, Identities: m.cfg.Identify != nil, Logger: m.log,
 	})
 	m.cli = channel.NewClient(channel.ClientConfig{
 		Node: m.cfg.Node, RG: m.cfg.RG, TLS: m.cfg.ChannelTLS, Dial: m.cfg.Dial,
