@@ -14,20 +14,23 @@ import (
 // transition (RFC 2439 §4.2, "ceiling"). Zero fields take their value
 // from DefaultDamping.
 type DampingConfig struct {
-	Penalty     float64       `yaml:"penalty"`      // added per flap (withdrawal); default 1000
-	HalfLife    time.Duration `yaml:"half_life"`    // default 15m
-	Suppress    float64       `yaml:"suppress"`     // suppress when the penalty exceeds this; default 2000
-	Reuse       float64       `yaml:"reuse"`        // reuse when the penalty decays to this; default 750
-	MaxSuppress time.Duration `yaml:"max_suppress"` // longest hold-down; default 60m
+	Penalty     float64       `yaml:"penalty"`      // added per flap (withdrawal)
+	HalfLife    time.Duration `yaml:"half_life"`    // of the exponential decay
+	Suppress    float64       `yaml:"suppress"`     // suppress when the penalty exceeds this
+	Reuse       float64       `yaml:"reuse"`        // reuse when the penalty decays to this
+	MaxSuppress time.Duration `yaml:"max_suppress"` // longest hold-down
 }
 
-// DefaultDamping is the configuration used where fields are zero: with
-// it, the third withdrawal within a few minutes suppresses the connector.
-var DefaultDamping = DampingConfig{Penalty: 1000, HalfLife: 15 * time.Minute, Suppress: 2000, Reuse: 750, MaxSuppress: time.Hour}
+// DefaultDamping returns the configuration used where fields are zero:
+// with it, the third withdrawal within a few minutes suppresses the
+// connector.
+func DefaultDamping() DampingConfig {
+	return DampingConfig{Penalty: 1000, HalfLife: 15 * time.Minute, Suppress: 2000, Reuse: 750, MaxSuppress: time.Hour}
+}
 
 // withDefaults fills zero fields from DefaultDamping.
 func (c DampingConfig) withDefaults() DampingConfig {
-	d := DefaultDamping
+	d := DefaultDamping()
 	if c.Penalty != 0 {
 		d.Penalty = c.Penalty
 	}

@@ -40,8 +40,8 @@ func cmpU64(a, b uint64) int {
 // AddressSpace is a recipient-domain pattern ("example.com",
 // "*.example.com" or "*") with the cost of delivering to it.
 type AddressSpace struct {
-	Pattern string
-	Cost    uint32
+	Pattern string `yaml:"pattern"`
+	Cost    uint32 `yaml:"cost"`
 }
 
 // Member is one node of a routing group as its master last saw it.

@@ -3,7 +3,10 @@ package node
 import (
 	"net/netip"
 
+	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/config"
+	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/queue"
 )
 
 // The configuration lives in package config; these names keep the node's
@@ -15,9 +18,9 @@ type (
 	TLSConfig          = config.TLS
 	DeliveryConfig     = config.Delivery
 	OutboundConfig     = config.Outbound
-	LimitsConfig       = config.LimitsConfig
+	LimitsConfig       = config.Limits
 	QueueConfig        = config.Queue
-	RetryConfig        = config.Retry
+	RetryConfig        = queue.Backoff
 	RelayConfig        = config.Relay
 	AuthConfig         = config.Auth
 	AdminConfig        = config.Admin
@@ -26,10 +29,10 @@ type (
 	MeshConfig         = config.Mesh
 	IdentityConfig     = config.Identity
 	RoutingGroupConfig = config.RoutingGroup
-	ProbeConfig        = config.ProbeConfig
-	DampingConfig      = config.DampingConfig
-	ConnectorConfig    = config.ConnectorConfig
-	AddressSpaceConfig = config.AddressSpaceConfig
+	ProbeConfig        = mesh.ProbeConfig
+	DampingConfig      = linkstate.DampingConfig
+	ConnectorConfig    = mesh.Connector
+	AddressSpaceConfig = linkstate.AddressSpace
 )
 
 // Admin auth modes (config.AdminAuthWrites, config.AdminAuthAll).

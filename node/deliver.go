@@ -49,18 +49,6 @@ type deliverer struct {
 	wake    chan struct{}
 }
 
-// retryBackoff is the queue's schedule for the configured retry keys.
-// queue.retry.jitter 0 means no jitter: queue.Backoff reads a zero
-// Jitter as its default (0.2) and a negative one as none, and the node's
-// default lives in DefaultConfig, so 0 is passed on as "none".
-func retryBackoff(r RetryConfig) queue.Backoff {
-	b := queue.Backoff{Initial: r.Initial, Max: r.Max, Factor: r.Factor, Jitter: r.Jitter}
-	if r.Jitter == 0 {
-		b.Jitter = -1
-	}
-	return b
-}
-
 func newDeliverer(n *Node, opts Options) (*deliverer, error) {
 	out, err := newTransports(n, opts)
 	if err != nil {
@@ -94,7 +82,7 @@ type schedule struct {
 
 func newSchedule(q QueueConfig) *schedule {
 	return &schedule{
-		backoff:      retryBackoff(q.Retry),
+		backoff:      q.Retry,
 		lifetime:     q.Lifetime,
 		delayWarning: q.DelayWarning,
 	}

@@ -13,13 +13,15 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/smtp"
+	"github.com/meshd/meshd/smtp/dialogue"
 	"github.com/meshd/meshd/smtp/xlink"
 )
 
-// setupMesh binds the mesh-facing SMTP listener (go-smtp behind the
-// X-LINK2STATE interposer) and the link-state listener, and builds the
+// setupMesh binds the mesh-facing SMTP listener (go-smtp behind the dialogue
+// follower, which runs X-LINK2STATE) and the link-state listener, and builds the
 // mesh side. Nothing runs until startMesh.
 func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) error {
 	cfg := n.cfg
@@ -70,12 +72,9 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		MeshSMTP:  advertised(meshLn.Addr(), cfg.Listen.Mesh),
 		LinkState: lsLn, LinkStateAddr: advertised(lsLn.Addr(), cfg.Listen.Linkstate),
 		GossipBind: cfg.Listen.Gossip, Seeds: cfg.Mesh.Seeds, GossipKey: gossipKey, FastGossip: cfg.Mesh.FastGossip,
-		Connectors: cfg.MeshConnectors(), LocalSpaces: cfg.LocalSpaces(), Keyring: kr,
+		Connectors: cfg.Connectors, LocalSpaces: cfg.LocalSpaces(), Keyring: kr,
 		Declared: cfg.DeclaredDomains(), OwnedFile: filepath.Join(cfg.Node.DataDir, "mesh-owned.json"),
-		TTL: cfg.Mesh.TTL, Refresh: cfg.Mesh.Refresh, CollectWindow: cfg.Mesh.CollectWindow, ObservationLease: cfg.Mesh.ObservationLease, SyncInterval: cfg.Mesh.SyncInterval,
-		State: cfg.StateConfig(),
-		Probe: mesh.ProbeConfig{Interval: cfg.Mesh.Probe.Interval, Keepalive: cfg.Mesh.Probe.Keepalive, Timeout: cfg.Mesh.Probe.Timeout,
-			GlitchRetries: cfg.Mesh.Probe.GlitchRetries, GlitchDelay: cfg.Mesh.Probe.GlitchDelay, UpAfter: cfg.Mesh.Probe.UpAfter},
+		Timers: cfg.Mesh.Timers, State: linkstate.StateConfig{Damping: cfg.Mesh.Damping}, Probe: cfg.Mesh.Probe,
 		ServerTLS: channelTLS, ChannelTLS: channelClientTLS, ClientTLS: clientTLS, Dial: opts.Dial, Now: n.now, Logger: n.log, HeloName: cfg.Node.Hostname,
 		// Message tracking (track.go) shares the port-691 listener; its
 		// events name senders and recipients, so only mesh peers may ask.
@@ -105,11 +104,15 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 	n.policy.mesh = m
 	n.meshSrv, err = smtp.NewServer(smtp.ServerConfig{
 		Hostname: cfg.Node.Hostname,
-		Listener: xlink.Listen(meshLn, xlink.Config{
-			Hostname: cfg.Node.Hostname, Store: m.Store(), TLS: meshTLS,
+		Listener: meshLn,
+		TLS:      meshTLS,
+		// One dialogue follower per connection runs STARTTLS, go-smtp's
+		// dialogue and X-LINK2STATE.
+		Extensions: []dialogue.Extension{xlink.NewExtension(xlink.Config{
+			Hostname: cfg.Node.Hostname, Store: m.Store(),
 			Allow:  n.id.peer,
 			Logger: n.log.With("listener", "mesh"),
-		}),
+		})},
 		Mesh:          true,
 		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.peer(s.RemoteAddr, cs) },
 		Limits:        limits,

@@ -173,18 +173,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	}
 	n.copyKey = cfg.CopyIDKey()
 
-	limits := smtp.Limits{
-		MaxMessageBytes:  cfg.Limits.MaxMessageBytes,
-		MaxRecipients:    cfg.Limits.MaxRecipients,
-		MaxLineLength:    cfg.Limits.MaxLineLength,
-		MaxHeaderBytes:   cfg.Limits.MaxHeaderBytes,
-		MaxReceived:      cfg.Limits.MaxReceivedHeaders,
-		CommandTimeout:   cfg.Limits.CommandTimeout,
-		DataTimeout:      cfg.Limits.DataTimeout,
-		DataTotalTimeout: cfg.Limits.DataTotalTimeout,
-		MaxConnsPerIP:    cfg.Limits.MaxConnectionsPerIP,
-		BareLineEnds:     smtp.BarePolicy(cfg.Limits.BareLineEnds),
-	}
+	limits := cfg.Limits.Limits
 	smtpLn, err := n.listenSMTP("tcp", cfg.Listen.SMTP)
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)

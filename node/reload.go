@@ -90,15 +90,14 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	restart("limits.max_line_length", ol.MaxLineLength, nl.MaxLineLength)
 	restart("limits.command_timeout", ol.CommandTimeout, nl.CommandTimeout)
 	a := applied("limits.max_header_bytes", ol.MaxHeaderBytes, nl.MaxHeaderBytes)
-	a = applied("limits.max_received_headers", ol.MaxReceivedHeaders, nl.MaxReceivedHeaders) || a
+	a = applied("limits.max_received_headers", ol.MaxReceived, nl.MaxReceived) || a
 	a = applied("limits.data_timeout", ol.DataTimeout, nl.DataTimeout) || a
 	a = applied("limits.data_total_timeout", ol.DataTotalTimeout, nl.DataTotalTimeout) || a
-	a = applied("limits.max_connections_per_ip", ol.MaxConnectionsPerIP, nl.MaxConnectionsPerIP) || a
+	a = applied("limits.max_connections_per_ip", ol.MaxConnsPerIP, nl.MaxConnsPerIP) || a
 	if a {
-		l := smtp.Limits{MaxHeaderBytes: nl.MaxHeaderBytes, MaxReceived: nl.MaxReceivedHeaders, DataTimeout: nl.DataTimeout, DataTotalTimeout: nl.DataTotalTimeout, MaxConnsPerIP: nl.MaxConnectionsPerIP}
 		for _, s := range []*smtp.Server{n.smtpSrv, n.subSrv, n.subsSrv, n.meshSrv} {
 			if s != nil {
-				s.SetLimits(l)
+				s.SetLimits(nl.Limits) // applies the reloadable fields only
 			}
 		}
 	}
@@ -126,9 +125,9 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	if cert != nil {
 		next.TLS.CertFile, next.TLS.KeyFile = cfg.TLS.CertFile, cfg.TLS.KeyFile
 	}
-	next.Limits.MaxHeaderBytes, next.Limits.MaxReceivedHeaders = nl.MaxHeaderBytes, nl.MaxReceivedHeaders
-	next.Limits.DataTimeout, next.Limits.ShutdownGrace = nl.DataTimeout, nl.ShutdownGrace
-	next.Limits.MaxConnectionsPerIP = nl.MaxConnectionsPerIP
+	next.Limits.MaxHeaderBytes, next.Limits.MaxReceived = nl.MaxHeaderBytes, nl.MaxReceived
+	next.Limits.DataTimeout, next.Limits.DataTotalTimeout, next.Limits.ShutdownGrace = nl.DataTimeout, nl.DataTotalTimeout, nl.ShutdownGrace
+	next.Limits.MaxConnsPerIP = nl.MaxConnsPerIP
 	next.Queue.Retry, next.Queue.DelayWarning, next.Queue.Lifetime = nq.Retry, nq.DelayWarning, nq.Lifetime
 
 	// Every other difference is wired into listeners, gossip, routing or

@@ -6,44 +6,42 @@ import (
 	"time"
 )
 
-// Backoff is an exponential retry schedule with jitter and a cap. Zero fields
-// take the defaults: Initial 1m, Max 1h, Factor 2, Jitter 0.2. A negative
-// Jitter disables jitter.
+// Backoff is an exponential retry schedule with jitter and a cap (the
+// yaml keys are those of queue.retry in meshd's config). A zero Backoff
+// means DefaultBackoff. In any other, a zero Initial or Max and a Factor
+// below 1 take their defaults, and Jitter is as given: 0 (or negative) is
+// none, above 1 is 1.
 type Backoff struct {
-	Initial, Max time.Duration
-	Factor       float64
-	Jitter       float64 // fraction: 0.2 spreads each delay over ±20%
+	Initial time.Duration `yaml:"initial"`
+	Max     time.Duration `yaml:"max"`
+	Factor  float64       `yaml:"factor"`
+	Jitter  float64       `yaml:"jitter"` // fraction: 0.2 spreads each delay over ±20%
 }
 
-// Backoff defaults.
-const (
-	DefaultBackoffInitial = time.Minute
-	DefaultBackoffMax     = time.Hour
-	DefaultBackoffFactor  = 2.0
-	DefaultBackoffJitter  = 0.2
-)
+// DefaultBackoff returns the schedule 1m, 2m, 4m, ... capped at 1h, each
+// delay varied by ±20%.
+func DefaultBackoff() Backoff {
+	return Backoff{Initial: time.Minute, Max: time.Hour, Factor: 2, Jitter: 0.2}
+}
 
 func (b Backoff) withDefaults() Backoff {
+	d := DefaultBackoff()
+	if b == (Backoff{}) {
+		return d
+	}
 	if b.Initial <= 0 {
-		b.Initial = DefaultBackoffInitial
+		b.Initial = d.Initial
 	}
 	if b.Max <= 0 {
-		b.Max = DefaultBackoffMax
+		b.Max = d.Max
 	}
 	if b.Max < b.Initial {
 		b.Max = b.Initial
 	}
 	if b.Factor < 1 {
-		b.Factor = DefaultBackoffFactor
+		b.Factor = d.Factor
 	}
-	switch {
-	case b.Jitter == 0:
-		b.Jitter = DefaultBackoffJitter
-	case b.Jitter < 0:
-		b.Jitter = 0
-	case b.Jitter > 1:
-		b.Jitter = 1
-	}
+	b.Jitter = min(max(b.Jitter, 0), 1)
 	return b
 }
 

@@ -30,6 +30,7 @@ func TestBackoffNext(t *testing.T) {
 		{"factor below one uses default", Backoff{Factor: 0.5, Jitter: -1}, 2, 0, 2 * time.Minute},
 		{"max below initial", Backoff{Initial: time.Hour, Max: time.Minute, Jitter: -1}, 1, 0, time.Hour},
 		{"full jitter floor", Backoff{Jitter: 5}, 1, 0, 0},
+		{"zero jitter is none once any field is set", Backoff{Initial: time.Minute}, 1, 0, time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,29 +8,34 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/meshd/meshd/smtp/dialogue"
 )
 
-// Limits bounds what one client may make the server do. Zero fields take the
-// defaults listed; go-smtp's own defaults are unlimited, so every limit here
-// is always applied.
+// Limits bounds what one client may make the server do. DefaultLimits
+// holds the defaults; a zero field takes its default, so every limit is
+// always applied (go-smtp's own defaults are unlimited). The yaml keys are
+// those of the limits section of meshd's config (docs/config.md).
 type Limits struct {
-	MaxMessageBytes int64         // 552 5.3.4; default 25 MiB (also advertised as SIZE)
-	MaxRecipients   int           // 452 4.5.3; default 100
-	MaxLineLength   int           // command and DATA lines; default 2000
-	MaxHeaderBytes  int           // 552 5.6.0; default 256 KiB
-	MaxReceived     int           // 554 5.4.6 above this many Received: fields; default 30
-	CommandTimeout  time.Duration // idle wait for a command, and reply writes; default 5m
-	DataTimeout     time.Duration // idle wait for each block of DATA/BDAT content; default 10m
+	MaxMessageBytes int64         `yaml:"max_message_bytes"`    // 552 5.3.4; also advertised as SIZE
+	MaxRecipients   int           `yaml:"max_recipients"`       // 452 4.5.3
+	MaxLineLength   int           `yaml:"max_line_length"`      // command and DATA lines
+	MaxHeaderBytes  int           `yaml:"max_header_bytes"`     // 552 5.6.0
+	MaxReceived     int           `yaml:"max_received_headers"` // 554 5.4.6 above this many Received: fields
+	CommandTimeout  time.Duration `yaml:"command_timeout"`      // idle wait for a command, and reply writes
+	DataTimeout     time.Duration `yaml:"data_timeout"`         // idle wait for each block of DATA/BDAT content
 	// DataTotalTimeout bounds a whole DATA/BDAT transfer however steadily
 	// the bytes trickle in (slowloris): 421 4.4.2 and the connection is
-	// closed. Default 30m.
-	DataTotalTimeout time.Duration
-	MaxConnsPerIP    int // default 20; further connections get 421 4.7.0 and are closed
+	// closed.
+	DataTotalTimeout time.Duration `yaml:"data_total_timeout"`
+	// MaxConnsPerIP caps concurrent connections per client IP; further
+	// connections get 421 4.7.0 and are closed.
+	MaxConnsPerIP int `yaml:"max_connections_per_ip"`
 	// BareLineEnds is what happens to a message whose content holds a CR
 	// not followed by LF or an LF not preceded by CR: BareNormalize
-	// (the default) stores each as CRLF, BareReject refuses the message
-	// with 550 5.6.0. Only CRLF.CRLF ends DATA either way.
-	BareLineEnds BarePolicy
+	// stores each as CRLF, BareReject refuses the message with 550 5.6.0.
+	// Only CRLF.CRLF ends DATA either way.
+	BareLineEnds BarePolicy `yaml:"bare_line_ends"`
 }
 
 // BarePolicy is the policy for bare CR and bare LF in message content.
@@ -42,50 +47,54 @@ const (
 	BareReject    BarePolicy = "reject"
 )
 
-// Defaults for Limits.
-const (
-	DefaultMaxMessageBytes = 25 << 20
-	DefaultMaxRecipients   = 100
-	DefaultMaxLineLength   = 2000
-	DefaultMaxHeaderBytes  = 256 << 10
-	DefaultMaxReceived     = 30
-	DefaultCommandTimeout  = 5 * time.Minute
-	DefaultDataTimeout     = 10 * time.Minute
-	DefaultDataTotal       = 30 * time.Minute
-	DefaultMaxConnsPerIP   = 20
-)
+// DefaultLimits returns the limits a server applies where none are given.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxMessageBytes:  25 << 20,
+		MaxRecipients:    100,
+		MaxLineLength:    2000,
+		MaxHeaderBytes:   256 << 10,
+		MaxReceived:      30,
+		CommandTimeout:   5 * time.Minute,
+		DataTimeout:      10 * time.Minute,
+		DataTotalTimeout: 30 * time.Minute,
+		MaxConnsPerIP:    20,
+		BareLineEnds:     BareNormalize,
+	}
+}
 
-// withDefaults returns l with every zero field set to its default.
+// withDefaults returns l with every zero field set from DefaultLimits.
 func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
 	if l.MaxMessageBytes == 0 {
-		l.MaxMessageBytes = DefaultMaxMessageBytes
+		l.MaxMessageBytes = d.MaxMessageBytes
 	}
 	if l.BareLineEnds == "" {
-		l.BareLineEnds = BareNormalize
+		l.BareLineEnds = d.BareLineEnds
 	}
 	if l.MaxRecipients == 0 {
-		l.MaxRecipients = DefaultMaxRecipients
+		l.MaxRecipients = d.MaxRecipients
 	}
 	if l.MaxLineLength == 0 {
-		l.MaxLineLength = DefaultMaxLineLength
+		l.MaxLineLength = d.MaxLineLength
 	}
 	if l.MaxHeaderBytes == 0 {
-		l.MaxHeaderBytes = DefaultMaxHeaderBytes
+		l.MaxHeaderBytes = d.MaxHeaderBytes
 	}
 	if l.MaxReceived == 0 {
-		l.MaxReceived = DefaultMaxReceived
+		l.MaxReceived = d.MaxReceived
 	}
 	if l.CommandTimeout == 0 {
-		l.CommandTimeout = DefaultCommandTimeout
+		l.CommandTimeout = d.CommandTimeout
 	}
 	if l.DataTimeout == 0 {
-		l.DataTimeout = DefaultDataTimeout
+		l.DataTimeout = d.DataTimeout
 	}
 	if l.MaxConnsPerIP == 0 {
-		l.MaxConnsPerIP = DefaultMaxConnsPerIP
+		l.MaxConnsPerIP = d.MaxConnsPerIP
 	}
 	if l.DataTotalTimeout == 0 {
-		l.DataTotalTimeout = DefaultDataTotal
+		l.DataTotalTimeout = d.DataTotalTimeout
 	}
 	return l
 }
@@ -118,9 +127,12 @@ type ServerConfig struct {
 	Addr     string       // listen address when Listener is nil, e.g. "127.0.0.1:2525"
 	Listener net.Listener // optional; the Server owns it and closes it on Close
 	// TLS enables STARTTLS, which the server terminates below go-smtp;
-	// nil means STARTTLS is not offered (unless an interposer in Listener,
-	// such as smtp/xlink's, terminates it).
+	// nil means STARTTLS is not offered.
 	TLS *tls.Config
+	// Extensions add SMTP service extensions go-smtp does not know (verbs
+	// and EHLO keywords) to every session: smtp/xlink's X-LINK2STATE on a
+	// mesh listener. They run in the server's one dialogue follower.
+	Extensions []dialogue.Extension
 	// Submission makes this a message submission listener (RFC 6409): AUTH
 	// PLAIN and LOGIN are offered only after STARTTLS, and MAIL is refused
 	// with 530 5.7.0 until the client has authenticated. Requires TLS and Auth.
@@ -129,13 +141,13 @@ type ServerConfig struct {
 	// (RFC 8314 §3.3, "submissions"); STARTTLS is then not offered.
 	ImplicitTLS bool
 	// Mesh marks a mesh-facing listener (X-LINK2STATE is added by smtp/xlink
-	// around Listener). It only sets Session.MeshPeer when MeshPeer allows it.
+	// in Extensions). It only sets Session.MeshPeer when MeshPeer allows it.
 	Mesh bool
 	// MeshPeer, if set on a Mesh listener, says whether a session's client
 	// is an authenticated mesh peer (for example by address or TLS client
 	// certificate); tlsState is nil before TLS. It is asked after EHLO and
 	// again whenever the transaction state resets (RSET, after each message),
-	// so a STARTTLS run by an interposer below go-smtp is seen.
+	// so a STARTTLS run below go-smtp is seen.
 	MeshPeer func(s *Session, tlsState *tls.ConnectionState) bool
 	Limits   Limits
 	Policy   Policy

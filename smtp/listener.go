@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"sync"
@@ -132,4 +133,14 @@ func (c *capConn) Close() error {
 		c.l.release(c)
 	})
 	return c.err
+}
+
+// TLSConnectionState reports the TLS session of a connection below that
+// terminated TLS itself (an interposer in ServerConfig.Listener), so that
+// the dialogue follower above sees it.
+func (c *capConn) TLSConnectionState() (tls.ConnectionState, bool) {
+	if ts, ok := c.Conn.(tlsStater); ok {
+		return ts.TLSConnectionState()
+	}
+	return tls.ConnectionState{}, false
 }

@@ -17,12 +17,13 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/smtp"
+	"github.com/meshd/meshd/smtp/dialogue"
 	"github.com/meshd/meshd/smtp/xlink"
 )
 
 // TestMeshListenerStack runs the server the way node runs a mesh listener:
-// smtp/xlink's interposer below it terminates STARTTLS (ServerConfig.TLS is
-// nil). Sequence errors must be 503 before and after STARTTLS, the session
+// one dialogue follower terminates STARTTLS and runs smtp/xlink's
+// extension. Sequence errors must be 503 before and after STARTTLS, the session
 // must see TLS, and content must pass untouched.
 func TestMeshListenerStack(t *testing.T) {
 	serverTLS, clientTLS := selfSigned(t)
@@ -33,8 +34,10 @@ func TestMeshListenerStack(t *testing.T) {
 	sink := &stackSink{}
 	srv, err := smtp.NewServer(smtp.ServerConfig{
 		Hostname: "mesh.meshd.test",
-		Listener: xlink.Listen(inner, xlink.Config{Hostname: "mesh.meshd.test", Store: emptyStore{}, TLS: serverTLS,
-			Allow: func(net.Addr, *tls.ConnectionState) bool { return true }}),
+		Listener: inner,
+		TLS:      serverTLS,
+		Extensions: []dialogue.Extension{xlink.NewExtension(xlink.Config{Hostname: "mesh.meshd.test", Store: emptyStore{},
+			Allow: func(net.Addr, *tls.ConnectionState) bool { return true }})},
 		Mesh:     true,
 		MeshPeer: func(*smtp.Session, *tls.ConnectionState) bool { return true },
 		Policy:   acceptAll{},
@@ -92,6 +95,15 @@ func TestMeshListenerStack(t *testing.T) {
 		t.Fatalf("EHLO after TLS: %q", caps)
 	}
 	cmd("DATA", "503 5.5.1 Missing RCPT TO command.")
+	// The same follower answers X-LINK2STATE, in order with go-smtp's
+	// replies under PIPELINING, and renumbers go-smtp's around it.
+	zero := strings.Repeat("0", 64)
+	if err := tp.PrintfLine("RCPT TO:<b@example.test>\r\nX-LINK2STATE DIGEST %s\r\nDATA", zero); err != nil {
+		t.Fatal(err)
+	}
+	cmd("", "503 5.5.1 Missing MAIL FROM command.")
+	cmd("", "250 2.0.0 DIGEST "+zero)
+	cmd("", "503 5.5.1 Missing RCPT TO command.")
 	cmd("MAIL FROM:<a@example.test>", "250")
 	cmd("RCPT TO:<b@example.test>", "250")
 	cmd("DATA", "354")

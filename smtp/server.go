@@ -11,6 +11,8 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/meshd/meshd/smtp/dialogue"
 )
 
 // ErrServerClosed is returned by Start and Serve after Close.
@@ -28,7 +30,7 @@ type Server struct {
 
 	gs      *gosmtp.Server
 	ln      *capListener
-	dialogs *dialogs // the sessions' dialogConns, for Shutdown
+	dialogs *dialogs // the sessions' connections, for Shutdown
 
 	// ctx is the parent of every Sink call; cancelled by Close.
 	ctx    context.Context
@@ -83,7 +85,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 
 	gs := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
 	gs.Domain = s.cfg.Hostname
-	// STARTTLS is terminated by dialogConn, which presents plaintext to
+	// STARTTLS is terminated by the dialogue follower (dialog.go), which presents plaintext to
 	// go-smtp; go-smtp therefore never sees TLS and would refuse AUTH, so
 	// the session enforces "AUTH only after TLS" itself (AuthMechanisms,
 	// Auth).
@@ -152,7 +154,10 @@ func (s *Server) Start() error {
 		if s.cfg.ImplicitTLS {
 			ln, starttls = implicitTLSListener{Listener: s.ln, cfg: s.cfg.TLS, timeout: s.limits.CommandTimeout}, nil
 		}
-		err := s.gs.Serve(dialogListener{Listener: ln, tlsCfg: starttls, limits: s.limits, log: s.log, reg: s.dialogs, onReply: s.cfg.OnReply})
+		err := s.gs.Serve(newDialogListener(ln, dialogue.Config{
+			TLS: starttls, CommandTimeout: s.limits.CommandTimeout, LineBuffer: s.limits.MaxLineLength + 2,
+			Extensions: s.cfg.Extensions, OnReply: s.cfg.OnReply, Context: s.ctx, Logger: s.log,
+		}, s.dialogs))
 		if err != nil && !s.isClosed() {
 			s.log.Error("smtp: accept loop stopped", "addr", s.Addr().String(), "err", err)
 			s.serveErr = fmt.Errorf("smtp: serve %s: %w", s.Addr(), err)

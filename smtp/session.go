@@ -78,8 +78,8 @@ func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 }
 
 // tlsStater is implemented by the connections that terminate TLS in front
-// of go-smtp, which looks for a *tls.Conn and sees none: dialogConn, and
-// smtp/xlink's interposer below it on mesh listeners.
+// of go-smtp, which looks for a *tls.Conn and sees none: the dialogue
+// follower (dialogue.Conn), and the implicit-TLS connection below it.
 type tlsStater interface {
 	TLSConnectionState() (tls.ConnectionState, bool)
 }

@@ -374,7 +374,9 @@ func TestMemberHandsRecordsToMaster(t *testing.T) {
 func TestAdminThroughMember(t *testing.T) {
 	s := startServer(t, "m", nil, nil)
 	got := make(chan string, 1)
-	s.fn.AdminFunc = func(from Session, connector string, st AdminState) { got <- from.Node + ":" + connector + ":" + st.String() }
+	s.fn.AdminFunc = func(from Session, connector string, st AdminState) {
+		got <- from.Node + ":" + connector + ":" + st.String()
+	}
 	c := startClient(t, "n", nil, &lsdb{}, nil)
 	if err := c.Admin("ab", AdminDown); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("admin without session: %v", err)

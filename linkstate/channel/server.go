@@ -195,7 +195,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	members map[*memberConn]struct{}
-	session uint64 // last Session.ID handed out
+	session uint64         // last Session.ID handed out
 	conns   int            // open connections
 	pending map[string]int // pre-HELLO connections per remote IP
 	stats   Stats

@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -106,8 +108,12 @@ func yamlFields(t reflect.Type) map[string]reflect.StructField {
 	m := make(map[string]reflect.StructField, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if inline(f, opts) {
+			maps.Copy(m, yamlFields(f.Type))
 			continue
 		}
 		if name == "" {
@@ -118,6 +124,12 @@ func yamlFields(t reflect.Type) map[string]reflect.StructField {
 	return m
 }
 
+// inline reports whether field f has its keys at its parent's level
+// (`yaml:",inline"`, as a library type composed with keys of the node's own).
+func inline(f reflect.StructField, opts string) bool {
+	return f.Type.Kind() == reflect.Struct && slices.Contains(strings.Split(opts, ","), "inline")
+}
+
 // Keys lists every dotted key of the configuration schema (list
 // elements as key[]), in declaration order. docs/config.md documents each.
 func Keys() []string {
@@ -126,7 +138,11 @@ func Keys() []string {
 	walk = func(t reflect.Type, path string) {
 		for i := range t.NumField() {
 			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if inline(f, opts) {
+				walk(f.Type, path)
+				continue
+			}
 			if name == "" || name == "-" {
 				continue
 			}

@@ -16,27 +16,29 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/node/passwd"
+	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 )
 
 // Config is the configuration of one node, read from one YAML file. Every
 // key is documented in docs/config.md; Default holds every default.
 type Config struct {
-	Node         Node              `yaml:"node"`
-	Listen       Listen            `yaml:"listen"`
-	TLS          TLS               `yaml:"tls"`
-	LocalDomains []string          `yaml:"local_domains"`
-	Delivery     Delivery          `yaml:"delivery"`
-	Outbound     Outbound          `yaml:"outbound"`
-	Limits       LimitsConfig      `yaml:"limits"`
-	Queue        Queue             `yaml:"queue"`
-	Relay        Relay             `yaml:"relay"`
-	Auth         Auth              `yaml:"auth"`
-	Admin        Admin             `yaml:"admin"`
-	Log          Log               `yaml:"log"`
-	Mesh         Mesh              `yaml:"mesh"`
-	Connectors   []ConnectorConfig `yaml:"connectors"`
+	Node         Node             `yaml:"node"`
+	Listen       Listen           `yaml:"listen"`
+	TLS          TLS              `yaml:"tls"`
+	LocalDomains []string         `yaml:"local_domains"`
+	Delivery     Delivery         `yaml:"delivery"`
+	Outbound     Outbound         `yaml:"outbound"`
+	Limits       Limits           `yaml:"limits"`
+	Queue        Queue            `yaml:"queue"`
+	Relay        Relay            `yaml:"relay"`
+	Auth         Auth             `yaml:"auth"`
+	Admin        Admin            `yaml:"admin"`
+	Log          Log              `yaml:"log"`
+	Mesh         Mesh             `yaml:"mesh"`
+	Connectors   []mesh.Connector `yaml:"connectors"`
 }
 
 // Node names the node and says where it keeps its state.
@@ -111,21 +113,13 @@ type Outbound struct {
 	MaxConcurrent int `yaml:"max_concurrent"`
 }
 
-// LimitsConfig sets the SMTP server limits.
-type LimitsConfig struct {
-	MaxMessageBytes    int64         `yaml:"max_message_bytes"`
-	MaxRecipients      int           `yaml:"max_recipients"`
-	MaxLineLength      int           `yaml:"max_line_length"`
-	MaxHeaderBytes     int           `yaml:"max_header_bytes"`
-	MaxReceivedHeaders int           `yaml:"max_received_headers"`
-	CommandTimeout     time.Duration `yaml:"command_timeout"`
-	DataTimeout        time.Duration `yaml:"data_timeout"`
-	// DataTotalTimeout bounds a whole DATA/BDAT transfer (slowloris).
-	DataTotalTimeout    time.Duration `yaml:"data_total_timeout"`
-	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
-	ShutdownGrace       time.Duration `yaml:"shutdown_grace"`
-	// BareLineEnds: "normalize" or "reject" (smtp.BarePolicy).
-	BareLineEnds string `yaml:"bare_line_ends"`
+// Limits are the SMTP server limits (smtp.Limits, whose keys sit at
+// the same level) and the node's shutdown grace.
+type Limits struct {
+	smtp.Limits `yaml:",inline"`
+	// ShutdownGrace is how long sessions in the middle of a command may
+	// finish it at shutdown.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 }
 
 // Queue bounds the queue and sets the retry schedule.
@@ -133,22 +127,13 @@ type Queue struct {
 	MaxMessages  int           `yaml:"max_messages"`
 	MaxBytes     int64         `yaml:"max_bytes"`
 	DedupWindow  time.Duration `yaml:"dedup_window"`
-	Retry        Retry         `yaml:"retry"`
+	Retry        queue.Backoff `yaml:"retry"`
 	DelayWarning time.Duration `yaml:"delay_warning"`
 	Lifetime     time.Duration `yaml:"lifetime"`
 	GCInterval   time.Duration `yaml:"gc_interval"`
 	// MaxShadowBytes bounds the shadow copies of handed-on messages
 	// (docs/shadow.md); 0 keeps no shadows at all.
 	MaxShadowBytes int64 `yaml:"max_shadow_bytes"`
-}
-
-// Retry is the exponential retry schedule: initial*factor^(n-1),
-// capped at max, each delay varied by ±jitter.
-type Retry struct {
-	Initial time.Duration `yaml:"initial"`
-	Max     time.Duration `yaml:"max"`
-	Factor  float64       `yaml:"factor"`
-	Jitter  float64       `yaml:"jitter"`
 }
 
 // Relay lists who may relay to non-local domains without AUTH.
@@ -224,27 +209,15 @@ func Default() Config {
 			DeadTime:          5 * time.Minute,
 			MaxConcurrent:     64,
 		},
-		Limits: LimitsConfig{
-			MaxMessageBytes:     25 << 20,
-			MaxRecipients:       100,
-			MaxLineLength:       2000,
-			MaxHeaderBytes:      256 << 10,
-			MaxReceivedHeaders:  30,
-			CommandTimeout:      5 * time.Minute,
-			DataTimeout:         10 * time.Minute,
-			DataTotalTimeout:    30 * time.Minute,
-			ShutdownGrace:       10 * time.Second,
-			MaxConnectionsPerIP: 20,
-			BareLineEnds:        "normalize",
-		},
+		Limits: Limits{Limits: smtp.DefaultLimits(), ShutdownGrace: 10 * time.Second},
 		Queue: Queue{
 			MaxMessages:  100000,
 			MaxBytes:     10 << 30,
-			DedupWindow:  7 * 24 * time.Hour,
-			Retry:        Retry{Initial: time.Minute, Max: time.Hour, Factor: 2, Jitter: 0.2},
+			DedupWindow:  queue.DefaultDedupWindow,
+			Retry:        queue.DefaultBackoff(),
 			DelayWarning: 4 * time.Hour,
 			Lifetime:     48 * time.Hour,
-			GCInterval:   5 * time.Minute,
+			GCInterval:   queue.DefaultGCInterval,
 			// A tenth of max_bytes: shadows hold what left for other nodes.
 			MaxShadowBytes: 0, // off until resubmission is exactly-once (docs/shadow.md)
 		},
@@ -572,7 +545,7 @@ func (c *Config) validateLimits() error {
 	if l.MaxMessageBytes < 1024 || l.MaxMessageBytes > 1<<30 {
 		return configError("limits.max_message_bytes", "must be 1024..1073741824, got %d", l.MaxMessageBytes)
 	}
-	if l.BareLineEnds != string(smtp.BareNormalize) && l.BareLineEnds != string(smtp.BareReject) {
+	if l.BareLineEnds != smtp.BareNormalize && l.BareLineEnds != smtp.BareReject {
 		return configError("limits.bare_line_ends", "must be normalize or reject, got %q", l.BareLineEnds)
 	}
 	ints := []struct {
@@ -582,8 +555,8 @@ func (c *Config) validateLimits() error {
 		{"limits.max_recipients", l.MaxRecipients, 1, 10000},
 		{"limits.max_line_length", l.MaxLineLength, 1000, 1 << 20},
 		{"limits.max_header_bytes", l.MaxHeaderBytes, 1024, 64 << 20},
-		{"limits.max_received_headers", l.MaxReceivedHeaders, 1, 1000},
-		{"limits.max_connections_per_ip", l.MaxConnectionsPerIP, 1, 100000},
+		{"limits.max_received_headers", l.MaxReceived, 1, 1000},
+		{"limits.max_connections_per_ip", l.MaxConnsPerIP, 1, 100000},
 	}
 	for _, x := range ints {
 		if x.v < x.lo || x.v > x.hi {

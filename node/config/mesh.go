@@ -33,17 +33,13 @@ type Mesh struct {
 	// (seed or full key), used when the group has public keys.
 	SigningKey string `yaml:"signing_key"`
 
-	TTL           time.Duration `yaml:"ttl"`
-	Refresh       time.Duration `yaml:"refresh"`
-	SyncInterval  time.Duration `yaml:"sync_interval"`
-	CollectWindow time.Duration `yaml:"collect_window"`
-	// ObservationLease: how long a master keeps a member's observations
-	// after the member's port-691 session ended.
-	ObservationLease time.Duration `yaml:"observation_lease"`
+	// Timers (ttl, refresh, sync_interval, collect_window) are the
+	// link-state periods.
+	mesh.Timers `yaml:",inline"`
 	// FastGossip tightens memberlist's timers (tests, one-host demos).
-	FastGossip bool          `yaml:"fast_gossip"`
-	Probe      ProbeConfig   `yaml:"probe"`
-	Damping    DampingConfig `yaml:"damping"`
+	FastGossip bool                    `yaml:"fast_gossip"`
+	Probe      mesh.ProbeConfig        `yaml:"probe"`
+	Damping    linkstate.DampingConfig `yaml:"damping"`
 	// RequireTLS makes mesh hops and link-state sessions use TLS (always
 	// so with an identity: mutual TLS is then the only way in).
 	RequireTLS bool `yaml:"require_tls"`
@@ -90,59 +86,10 @@ type RoutingGroup struct {
 	Domains []string `yaml:"domains"`
 }
 
-// ProbeConfig tunes failure detection of bridgehead pairs.
-type ProbeConfig struct {
-	Interval      time.Duration `yaml:"interval"`
-	Keepalive     time.Duration `yaml:"keepalive"`
-	Timeout       time.Duration `yaml:"timeout"`
-	GlitchRetries int           `yaml:"glitch_retries"`
-	GlitchDelay   time.Duration `yaml:"glitch_delay"`
-	UpAfter       int           `yaml:"up_after"`
-}
-
-// DampingConfig is connector flap damping (RFC 2439 style).
-type DampingConfig struct {
-	Penalty     float64       `yaml:"penalty"`
-	HalfLife    time.Duration `yaml:"half_life"`
-	Suppress    float64       `yaml:"suppress"`
-	Reuse       float64       `yaml:"reuse"`
-	MaxSuppress time.Duration `yaml:"max_suppress"`
-}
-
-// ConnectorConfig is one connector of this node's routing group. Every
-// node of the group lists the same connectors; the master's list is the
-// one advertised.
-type ConnectorConfig struct {
-	Name string `yaml:"name"`
-	// To is the target routing group; empty for an external connector.
-	To   string `yaml:"to"`
-	Cost uint32 `yaml:"cost"`
-	// SourceBridgeheads are node names of this group that may use the
-	// connector; empty means any member.
-	SourceBridgeheads []string `yaml:"source_bridgeheads"`
-	// Targets are the mesh SMTP addresses (host:port) of the target
-	// bridgeheads in To.
-	Targets []string `yaml:"targets"`
-	// Smarthost (external connectors) is host:port; empty = DNS MX.
-	Smarthost     string               `yaml:"smarthost"`
-	AddressSpaces []AddressSpaceConfig `yaml:"address_spaces"`
-}
-
-// AddressSpaceConfig is a domain pattern with a cost.
-type AddressSpaceConfig struct {
-	Pattern string `yaml:"pattern"`
-	Cost    uint32 `yaml:"cost"`
-}
-
 func defaultMeshConfig() Mesh {
 	return Mesh{
 		MaxPerPeer: 16, ShadowCheck: 10 * time.Second, ShadowTimeout: 10 * time.Minute,
-		TTL: time.Hour, Refresh: 30 * time.Minute, SyncInterval: 30 * time.Second, CollectWindow: 500 * time.Millisecond,
-		ObservationLease: 30 * time.Second,
-		Probe: ProbeConfig{Interval: time.Second, Keepalive: 10 * time.Second, Timeout: 2 * time.Second,
-			GlitchRetries: 2, GlitchDelay: 50 * time.Millisecond, UpAfter: 2},
-		Damping: DampingConfig{Penalty: linkstate.DefaultDamping.Penalty, HalfLife: linkstate.DefaultDamping.HalfLife,
-			Suppress: linkstate.DefaultDamping.Suppress, Reuse: linkstate.DefaultDamping.Reuse, MaxSuppress: linkstate.DefaultDamping.MaxSuppress},
+		Timers: mesh.DefaultTimers(), Probe: mesh.DefaultProbeConfig(), Damping: linkstate.DefaultDamping(),
 	}
 }
 
@@ -217,7 +164,7 @@ func (c *Config) validateMesh() error {
 	if m.Probe.UpAfter < 1 || m.Probe.UpAfter > 100 {
 		return configError("mesh.probe.up_after", "must be 1..100, got %d", m.Probe.UpAfter)
 	}
-	if err := c.StateConfig().Damping.Validate(); err != nil {
+	if err := m.Damping.Validate(); err != nil {
 		return configError("mesh.damping", "%v", err)
 	}
 	return c.validateConnectors()
@@ -306,12 +253,13 @@ func (c *Config) validateConnectors() error {
 			if err := checkSpace(as); err != nil {
 				return configError(fmt.Sprintf("%s.address_spaces[%d]", key, j), "%v", err)
 			}
+			c.Connectors[i].AddressSpaces[j].Pattern = strings.ToLower(as.Pattern)
 		}
 	}
 	return nil
 }
 
-func checkSpace(as AddressSpaceConfig) error {
+func checkSpace(as linkstate.AddressSpace) error {
 	p := strings.ToLower(as.Pattern)
 	if p == "" || strings.Count(p, "*") > 1 || (strings.Contains(p, "*") && p != "*" && !strings.HasPrefix(p, "*.")) {
 		return fmt.Errorf("pattern must be a domain, *.domain or *, got %q", as.Pattern)
@@ -361,7 +309,7 @@ func (c *Config) Keyring() (*linkstate.Keyring, error) {
 		}
 		self = self || rg.Name == c.Node.RoutingGroup
 		for j, d := range rg.Domains {
-			if err := checkSpace(AddressSpaceConfig{Pattern: d, Cost: 1}); err != nil || d == "*" {
+			if err := checkSpace(linkstate.AddressSpace{Pattern: d, Cost: 1}); err != nil || d == "*" {
 				return nil, configError(fmt.Sprintf("%s.domains[%d]", key, j), "must be a domain or *.domain, got %q", d)
 			}
 		}
@@ -411,27 +359,6 @@ func splitKey(s string) (id string, raw []byte, err error) {
 	}
 	raw, err = base64.StdEncoding.DecodeString(b64)
 	return id, raw, err
-}
-
-func (c *Config) StateConfig() linkstate.StateConfig {
-	d := c.Mesh.Damping
-	return linkstate.StateConfig{Damping: linkstate.DampingConfig{
-		Penalty: d.Penalty, HalfLife: d.HalfLife, Suppress: d.Suppress, Reuse: d.Reuse, MaxSuppress: d.MaxSuppress,
-	}}
-}
-
-// MeshConnectors converts the configured connectors for package mesh.
-func (c *Config) MeshConnectors() []mesh.Connector {
-	var out []mesh.Connector
-	for _, k := range c.Connectors {
-		mc := mesh.Connector{Name: k.Name, To: k.To, Cost: k.Cost, SourceBridgeheads: k.SourceBridgeheads,
-			Targets: k.Targets, Smarthost: k.Smarthost}
-		for _, as := range k.AddressSpaces {
-			mc.AddressSpaces = append(mc.AddressSpaces, linkstate.AddressSpace{Pattern: strings.ToLower(as.Pattern), Cost: as.Cost})
-		}
-		out = append(out, mc)
-	}
-	return out
 }
 
 // LocalSpaces are this routing group's address spaces: its local domains.

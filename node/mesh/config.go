@@ -14,49 +14,99 @@ import (
 	"github.com/meshd/meshd/linkstate/channel"
 )
 
-// Connector is one connector of this node's routing group as configured.
+// Connector is one connector of this node's routing group as configured
+// (the yaml keys are those of a connectors entry of meshd's config).
 type Connector struct {
-	Name              string
-	To                string // RG; "" for an external connector
-	Cost              uint32
-	SourceBridgeheads []string // node names; empty = any member
-	Targets           []string // SMTP host:port of target bridgeheads (mesh listeners)
-	Smarthost         string   // external only; "" = DNS MX
-	AddressSpaces     []linkstate.AddressSpace
+	Name              string                   `yaml:"name"`
+	To                string                   `yaml:"to"` // RG; "" for an external connector
+	Cost              uint32                   `yaml:"cost"`
+	SourceBridgeheads []string                 `yaml:"source_bridgeheads"` // node names; empty = any member
+	Targets           []string                 `yaml:"targets"`            // SMTP host:port of target bridgeheads (mesh listeners)
+	Smarthost         string                   `yaml:"smarthost"`          // external only; "" = DNS MX
+	AddressSpaces     []linkstate.AddressSpace `yaml:"address_spaces"`     // external only
 }
 
-// ProbeConfig tunes failure detection of bridgehead pairs.
+// ProbeConfig tunes failure detection of bridgehead pairs. A zero
+// ProbeConfig means DefaultProbeConfig; in any other, zero periods and a
+// zero UpAfter take their defaults, and GlitchRetries is as given (0: a
+// failure marks the pair down at once).
 type ProbeConfig struct {
-	Interval      time.Duration // between probes of a down pair; default 1s
-	Keepalive     time.Duration // between probes of an up pair; default 10s
-	Timeout       time.Duration // one probe; default 2s
-	GlitchRetries int           // re-probes after a failure before down; default 2
-	GlitchDelay   time.Duration // base delay between them (jittered ×1..2); default 50ms
-	UpAfter       int           // consecutive successes before a down pair is up; default 2
+	Interval      time.Duration `yaml:"interval"`       // between probes of a down pair
+	Keepalive     time.Duration `yaml:"keepalive"`      // between probes of an up pair
+	Timeout       time.Duration `yaml:"timeout"`        // one probe
+	GlitchRetries int           `yaml:"glitch_retries"` // re-probes after a failure before down
+	GlitchDelay   time.Duration `yaml:"glitch_delay"`   // base delay between them (jittered ×1..2)
+	UpAfter       int           `yaml:"up_after"`       // consecutive successes before a down pair is up
+}
+
+// DefaultProbeConfig returns the probe settings of a node that sets none.
+func DefaultProbeConfig() ProbeConfig {
+	return ProbeConfig{Interval: time.Second, Keepalive: 10 * time.Second, Timeout: 2 * time.Second,
+		GlitchRetries: 2, GlitchDelay: 50 * time.Millisecond, UpAfter: 2}
+}
+
+// Timers are the periods of the link-state protocol. A zero field takes
+// its value from DefaultTimers.
+type Timers struct {
+	TTL           time.Duration `yaml:"ttl"`            // record lifetime
+	Refresh       time.Duration `yaml:"refresh"`        // re-origination period
+	SyncInterval  time.Duration `yaml:"sync_interval"`  // periodic X-LINK2STATE
+	CollectWindow time.Duration `yaml:"collect_window"` // a new master waits this long for observations
+	// ObservationLease is how long a master keeps what a member session
+	// reported after the session ended (and the pair states a new master
+	// carried over from the last record): the member has that long to
+	// reconnect and report again (observations.go).
+	ObservationLease time.Duration `yaml:"observation_lease"`
+}
+
+// DefaultTimers returns the link-state periods of a node that sets none.
+func DefaultTimers() Timers {
+	return Timers{TTL: time.Hour, Refresh: 30 * time.Minute, SyncInterval: 30 * time.Second, CollectWindow: 500 * time.Millisecond,
+		ObservationLease: 30 * time.Second}
 }
 
 func (p ProbeConfig) withDefaults() ProbeConfig {
+	d := DefaultProbeConfig()
+	if p == (ProbeConfig{}) {
+		return d
+	}
 	if p.Interval <= 0 {
-		p.Interval = time.Second
+		p.Interval = d.Interval
 	}
 	if p.Keepalive <= 0 {
-		p.Keepalive = 10 * time.Second
+		p.Keepalive = d.Keepalive
 	}
 	if p.Timeout <= 0 {
-		p.Timeout = 2 * time.Second
+		p.Timeout = d.Timeout
 	}
-	if p.GlitchRetries < 0 {
-		p.GlitchRetries = 0
-	} else if p.GlitchRetries == 0 {
-		p.GlitchRetries = 2
-	}
+	p.GlitchRetries = max(p.GlitchRetries, 0)
 	if p.GlitchDelay <= 0 {
-		p.GlitchDelay = 50 * time.Millisecond
+		p.GlitchDelay = d.GlitchDelay
 	}
 	if p.UpAfter <= 0 {
-		p.UpAfter = 2
+		p.UpAfter = d.UpAfter
 	}
 	return p
+}
+
+func (t Timers) withDefaults() Timers {
+	d := DefaultTimers()
+	if t.TTL <= 0 {
+		t.TTL = d.TTL
+	}
+	if t.Refresh <= 0 {
+		t.Refresh = d.Refresh
+	}
+	if t.SyncInterval <= 0 {
+		t.SyncInterval = d.SyncInterval
+	}
+	if t.CollectWindow <= 0 {
+		t.CollectWindow = d.CollectWindow
+	}
+	if t.ObservationLease <= 0 {
+		t.ObservationLease = d.ObservationLease
+	}
+	return t
 }
 
 // Config configures a node's mesh side.
@@ -91,17 +141,9 @@ type Config struct {
 	OwnedFile string
 	Keyring   *linkstate.Keyring
 
-	TTL           time.Duration // record lifetime; default 1h
-	Refresh       time.Duration // re-origination period; default 30m
-	CollectWindow time.Duration // a new master waits this long for observations; default 500ms
-	// ObservationLease is how long a master keeps what a member session
-	// reported after the session ended (and the seeds it carried over
-	// from the last record): the member has that long to reconnect and
-	// report again. Default 30s.
-	ObservationLease time.Duration
-	SyncInterval     time.Duration // periodic X-LINK2STATE; default 30s
-	State            linkstate.StateConfig
-	Probe            ProbeConfig
+	Timers
+	State linkstate.StateConfig
+	Probe ProbeConfig
 
 	// ServerTLS secures the port-691 listener and ChannelTLS this node's
 	// connection to its master's (both nil: plaintext; they must agree
@@ -143,21 +185,7 @@ func (c *Config) setDefaults() error {
 	if c.LinkStateAddr == "" {
 		c.LinkStateAddr = c.LinkState.Addr().String()
 	}
-	if c.TTL <= 0 {
-		c.TTL = time.Hour
-	}
-	if c.Refresh <= 0 {
-		c.Refresh = 30 * time.Minute
-	}
-	if c.CollectWindow <= 0 {
-		c.CollectWindow = 500 * time.Millisecond
-	}
-	if c.ObservationLease <= 0 {
-		c.ObservationLease = 30 * time.Second
-	}
-	if c.SyncInterval <= 0 {
-		c.SyncInterval = 30 * time.Second
-	}
+	c.Timers = c.Timers.withDefaults()
 	c.Probe = c.Probe.withDefaults()
 	// Members apply glitch retries and up-hysteresis before they report,
 	// so the master takes each report as it comes.

@@ -166,9 +166,9 @@ func (tm *testMesh) start(name, rg string) *tnode {
 		LocalSpaces: []linkstate.AddressSpace{{Pattern: rg + ".test", Cost: 1}},
 		Keyring:     tm.keyring(rg),
 		State:       tm.state,
-		TTL:         time.Hour, Refresh: 30 * time.Minute, CollectWindow: 100 * time.Millisecond, SyncInterval: 2 * time.Second,
-		Probe:  ProbeConfig{Interval: 100 * time.Millisecond, Keepalive: 200 * time.Millisecond, Timeout: 300 * time.Millisecond, GlitchRetries: 2, GlitchDelay: 20 * time.Millisecond, UpAfter: 2},
-		Logger: testLogger().With("test_node", name),
+		Timers:      Timers{TTL: time.Hour, Refresh: 30 * time.Minute, CollectWindow: 100 * time.Millisecond, SyncInterval: 2 * time.Second},
+		Probe:       ProbeConfig{Interval: 100 * time.Millisecond, Keepalive: 200 * time.Millisecond, Timeout: 300 * time.Millisecond, GlitchRetries: 2, GlitchDelay: 20 * time.Millisecond, UpAfter: 2},
+		Logger:      testLogger().With("test_node", name),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshd/meshd/smtp/dialogue"
 )
 
 // Result describes one client session.
@@ -268,7 +270,7 @@ func (cl *client) readTransfer(kind string) ([]byte, int, error) {
 		if err != nil {
 			return nil, 0, fmt.Errorf("xlink: read %s reply: %w", kind, err)
 		}
-		code, final := replyCode([]byte(line))
+		code, final := dialogue.ReplyCode([]byte(line))
 		if code != 250 || len(line) < 4 {
 			text := line
 			if len(line) > 4 {
@@ -352,7 +354,7 @@ func (cl *client) readReply() (int, []string, error) {
 		if err != nil {
 			return 0, nil, fmt.Errorf("xlink: read reply: %w", err)
 		}
-		c, final := replyCode([]byte(line))
+		c, final := dialogue.ReplyCode([]byte(line))
 		if c < 200 || c > 599 || (code != 0 && c != code) || len(lines) == maxReplyLines {
 			return 0, nil, fmt.Errorf("%w: malformed reply %q", ErrProtocol, truncate(line))
 		}
@@ -375,7 +377,7 @@ func (cl *client) drain() {
 		if err != nil {
 			return
 		}
-		if _, final := replyCode([]byte(line)); final {
+		if _, final := dialogue.ReplyCode([]byte(line)); final {
 			return
 		}
 	}

@@ -57,7 +57,7 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// Config configures the server side (the interposer) of one mesh-facing
+// Config configures the server side (the Extension) of one mesh-facing
 // listener.
 type Config struct {
 	// Hostname appears in 421 replies. Default "localhost".
@@ -69,17 +69,20 @@ type Config struct {
 	// VerifiedChains hold the verified client certificate, if any. A nil
 	// Allow refuses everyone (550 5.7.1); mail is not affected.
 	Allow func(remote net.Addr, state *tls.ConnectionState) bool
-	// TLS, when set, makes the interposer terminate STARTTLS itself and
-	// refuse X-LINK2STATE before it (530 5.7.0). The go-smtp server behind
-	// the listener must then have a nil TLSConfig.
+	// TLS, for Listen only, makes the follower terminate STARTTLS and the
+	// extension refuse X-LINK2STATE before it (530 5.7.0). The go-smtp
+	// server behind the listener must then have a nil TLSConfig. (Under
+	// smtp.Server, its ServerConfig.TLS does this.)
 	TLS *tls.Config
 	// Limits on received transfers.
 	Limits Limits
-	// HandshakeTimeout bounds the TLS handshake after STARTTLS. Default 30s.
+	// HandshakeTimeout bounds the TLS handshake after STARTTLS (Listen
+	// only). Default 30s.
 	HandshakeTimeout time.Duration
 	// CommandTimeout bounds each read of a client line and each write of a
-	// reply while the interposer (not go-smtp) drives the dialogue, i.e.
-	// between X-LINK2STATE commands and during STARTTLS. Default 5m.
+	// reply while the follower (not go-smtp) drives the dialogue, i.e.
+	// between X-LINK2STATE commands and during STARTTLS (Listen only; under
+	// smtp.Server its Limits.CommandTimeout). Default 5m.
 	CommandTimeout time.Duration
 	// InstallTimeout bounds one Store.Install call. Default 1m.
 	InstallTimeout time.Duration

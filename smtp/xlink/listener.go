@@ -3,15 +3,17 @@ package xlink
 import (
 	"context"
 	"net"
+
+	"github.com/meshd/meshd/smtp/dialogue"
 )
 
-// Listener wraps a mesh-facing net.Listener; every accepted connection is
-// a *Conn that adds X-LINK2STATE (and STARTTLS when Config.TLS is set) in
-// front of the go-smtp server that calls Accept.
+// Listener wraps a mesh-facing net.Listener for a go-smtp server of the
+// caller's own; every accepted connection is a dialogue.Conn running the
+// Extension (and STARTTLS when Config.TLS is set). smtp.Server runs the
+// Extension in its own follower instead (ServerConfig.Extensions).
 type Listener struct {
 	inner  net.Listener
-	cfg    Config
-	ctx    context.Context
+	cfg    dialogue.Config
 	cancel context.CancelFunc
 }
 
@@ -19,8 +21,12 @@ type Listener struct {
 // of the go-smtp server that serves them. cfg.Store must be set. Close
 // cancels in-flight Store.Install calls.
 func Listen(inner net.Listener, cfg Config) net.Listener {
+	ext := NewExtension(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Listener{inner: inner, cfg: cfg.withDefaults(), ctx: ctx, cancel: cancel}
+	return &Listener{inner: inner, cancel: cancel, cfg: dialogue.Config{
+		TLS: ext.cfg.TLS, CommandTimeout: ext.cfg.CommandTimeout, HandshakeTimeout: ext.cfg.HandshakeTimeout,
+		Extensions: []dialogue.Extension{ext}, Context: ctx, Logger: ext.cfg.Logger,
+	}}
 }
 
 // Accept waits for the next connection and wraps it.
@@ -29,7 +35,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newConn(l.ctx, c, &l.cfg), nil
+	return dialogue.New(c, &l.cfg), nil
 }
 
 // Close closes the inner listener and cancels running installs.

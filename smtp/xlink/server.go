@@ -44,38 +44,35 @@ const xlinkVerb = "X-LINK2STATE"
 // xlink answers one X-LINK2STATE command line. It runs only in command
 // state, i.e. after go-smtp has written the final reply of every earlier
 // command, so replies stay in order under PIPELINING.
-func (c *Conn) xlink(line []byte, complete bool) error {
+func (h *handler) xlink(line []byte, complete bool) error {
 	if !complete || len(line) > MaxLineBytes {
-		return c.drop("500 5.5.2 X-LINK2STATE line too long")
+		return h.drop("500 5.5.2 X-LINK2STATE line too long")
 	}
-	c.mu.Lock()
-	ehlo := c.ehlo
-	c.mu.Unlock()
-	st := c.tlsState()
+	st := h.tlsState()
 	switch {
-	case !ehlo:
-		return c.reply("503 5.5.1 Send EHLO first")
-	case c.cfg.TLS != nil && st == nil:
-		return c.reply("530 5.7.0 Must issue a STARTTLS command first")
-	case c.cfg.Allow == nil || !c.cfg.Allow(c.raw.RemoteAddr(), st):
-		c.cfg.Logger.Info("xlink: refused non-peer", "peer", c.raw.RemoteAddr().String())
-		return c.reply("550 5.7.1 Not a configured mesh peer")
+	case !h.c.EHLO():
+		return h.c.Reply("503 5.5.1 Send EHLO first")
+	case h.c.OffersTLS() && st == nil:
+		return h.c.Reply("530 5.7.0 Must issue a STARTTLS command first")
+	case h.cfg.Allow == nil || !h.cfg.Allow(h.c.RemoteAddr(), st):
+		h.cfg.Logger.Info("xlink: refused non-peer", "peer", h.c.RemoteAddr().String())
+		return h.c.Reply("550 5.7.1 Not a configured mesh peer")
 	case !bytes.HasSuffix(line, []byte("\r\n")):
-		return c.drop("501 5.5.4 X-LINK2STATE commands end with CRLF")
+		return h.drop("501 5.5.4 X-LINK2STATE commands end with CRLF")
 	}
 	args := string(line[len(xlinkVerb) : len(line)-2])
 	if len(args) < 2 || args[0] != ' ' {
-		return c.drop("501 5.5.4 X-LINK2STATE needs a subcommand")
+		return h.drop("501 5.5.4 X-LINK2STATE needs a subcommand")
 	}
-	lines, err := c.proto.handle(c.ctx, strings.Split(args[1:], " "))
+	lines, err := h.proto.handle(h.c.Context(), strings.Split(args[1:], " "))
 	if err != nil {
 		var fe *frameError
 		if errors.As(err, &fe) {
-			return c.drop(fmt.Sprintf("%d %s %s", fe.code, fe.enh, fe.msg))
+			return h.drop(fmt.Sprintf("%d %s %s", fe.code, fe.enh, fe.msg))
 		}
 		return err
 	}
-	return c.reply(lines...)
+	return h.c.Reply(lines...)
 }
 
 // handle runs one subcommand and returns the reply lines. A *frameError

@@ -229,14 +229,6 @@ func TestEHLOKeywords(t *testing.T) {
 	}
 }
 
-func TestInsertKeywordsOneLine(t *testing.T) {
-	got := string(insertKeywords([]byte("250 Hello x\r\n"), []string{"STARTTLS", "X-LINK2STATE"}))
-	want := "250-Hello x\r\n250-STARTTLS\r\n250 X-LINK2STATE\r\n"
-	if got != want {
-		t.Fatalf("got %q want %q", got, want)
-	}
-}
-
 func TestSwaksSeesKeyword(t *testing.T) {
 	swaks, err := exec.LookPath("swaks")
 	if err != nil {
