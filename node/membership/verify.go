@@ -15,9 +15,19 @@ import (
 // that leaves and returns too. Every member verifies every other itself,
 // so the verified set, and with it the master, is the same on every node
 // that can reach them all.
+//
+// memberlist declares a loaded member dead and alive again within
+// seconds; a proof therefore outlives the member's leaving for
+// proofGrace, for the same addresses only (a process that took over a
+// dead node's name and all its ports within that time would count; it
+// could still not serve the node's certificate on the channel or on SMTP
+// hops, which verify it again).
 
 // verifyTimeout bounds one verification.
 const verifyTimeout = 5 * time.Second
+
+// proofGrace is how long a proof outlives its member's leaving.
+const proofGrace = 10 * time.Second
 
 // verification is what the pool knows of one member's proof. Guarded by
 // Pool.mu.
@@ -28,6 +38,30 @@ type verification struct {
 	running bool
 	next    time.Time // earliest next attempt after a failure
 	logged  bool      // the failure was logged once
+	settled bool      // one attempt has finished
+	gone    time.Time // when the member left (zero: live)
+}
+
+// Pending reports how many live members have not finished their first
+// verification (for their current addresses). A newly elected master
+// waits a little for them (node/mesh): one of them may outrank it.
+func (p *Pool) Pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	counted := map[string]bool{}
+	for _, m := range p.view.Members {
+		counted[m.Name] = true
+	}
+	for name, v := range p.checks {
+		_, live := p.nodes[name]
+		// Verified but not in the view yet counts too: the view that
+		// elects it is on its way.
+		if live && (!v.settled || (v.ok && !counted[name])) {
+			n++
+		}
+	}
+	return n
 }
 
 func verifyKey(m Member) string { return m.Addr + "|" + m.SMTP + "|" + m.LinkState }
@@ -42,6 +76,9 @@ func (p *Pool) verified(m Member) (bool, string) {
 	defer p.mu.Unlock()
 	key := verifyKey(m)
 	v := p.checks[m.Name]
+	if v != nil {
+		v.gone = time.Time{}
+	}
 	if v == nil || v.key != key {
 		v = &verification{key: key, reason: "verification pending"}
 		p.checks[m.Name] = v
@@ -64,6 +101,7 @@ func (p *Pool) verify(m Member, v *verification) {
 	cancel()
 	p.mu.Lock()
 	v.running = false
+	v.settled = true
 	current := p.checks[m.Name] == v
 	if err == nil {
 		v.ok, v.reason = true, ""
@@ -86,11 +124,21 @@ func (p *Pool) verify(m Member, v *verification) {
 	p.poke()
 }
 
-// forgetChecks drops the proofs of members memberlist no longer lists:
-// one that comes back proves itself again. Called with p.mu held.
+// forgetChecks drops the proofs of members memberlist no longer lists,
+// proofGrace after they left: one that comes back later proves itself
+// again. Called with p.mu held.
 func (p *Pool) forgetChecks(live map[string]memberCopy) {
-	for name := range p.checks {
-		if _, ok := live[name]; !ok {
+	now := time.Now()
+	for name, v := range p.checks {
+		if _, ok := live[name]; ok {
+			continue
+		}
+		switch {
+		case !v.ok:
+			delete(p.checks, name)
+		case v.gone.IsZero():
+			v.gone = now
+		case now.Sub(v.gone) > proofGrace:
 			delete(p.checks, name)
 		}
 	}

@@ -62,6 +62,10 @@ func (m *Mesh) onMemberObservations(from channel.Session, obs []channel.Observat
 	}
 }
 
+// verifyWait bounds how long a new master waits for the first
+// verification of members that have just joined.
+const verifyWait = 5 * time.Second
+
 // originate builds and installs a new record of our group when this node
 // is master and something changed. It returns how long to wait before
 // calling again when a new master is still collecting observations.
@@ -80,6 +84,14 @@ func (m *Mesh) originate() time.Duration {
 	}
 	if wait := m.master.since.Add(m.cfg.CollectWindow).Sub(now); wait > 0 {
 		return wait
+	}
+	// A member that joined a moment ago may outrank us once its
+	// certificate is verified (membership: unverified members do not
+	// count): wait for first verifications, a bounded time.
+	if m.pool != nil && m.pool.Pending() > 0 {
+		if wait := m.master.since.Add(m.cfg.CollectWindow + verifyWait).Sub(now); wait > 0 {
+			return min(wait, 50*time.Millisecond)
+		}
 	}
 	// Our own pairs not probed yet (a node that just started) would be
 	// missing from the first record: give their first probe its timeout.
