@@ -10,16 +10,14 @@ import (
 	"slices"
 	"strings"
 
-	gosmtp "github.com/emersion/go-smtp"
-
 	"github.com/meshd/meshd/meshid"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 )
 
 var (
-	errQueueFull = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Queue full, try again later"}
-	errLoop      = &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 4, 6}, Message: "Routing loop detected: this routing group was already visited"}
+	errQueueFull = smtp.ReplyTempLocal("Queue full, try again later")
+	errLoop      = smtp.ReplyLoop("Routing loop detected: this routing group was already visited")
 )
 
 // sink implements smtp.Sink (and smtp.QueueIDSink) for one listener: it gives

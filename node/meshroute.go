@@ -124,9 +124,9 @@ func originID(m *queue.Message, body []byte) string {
 // bouncing.
 func loopsWait(res []queue.Result) []queue.Result {
 	for i, r := range res {
-		if r.Outcome == queue.PermFail && strings.HasPrefix(r.Reply, "554 5.4.6") {
+		if rep, err := smtp.ParseReply(r.Reply); r.Outcome == queue.PermFail && err == nil && rep.Same(errLoop) {
 			res[i].Outcome = queue.TempFail
-			res[i].Reply = "451 4.4.6 next hop refused a loop; waiting for another route (" + r.Reply + ")"
+			res[i].Reply = smtp.ReplyTempLoop("next hop refused a loop; waiting for another route (" + r.Reply + ")").String()
 		}
 	}
 	return res

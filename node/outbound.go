@@ -328,7 +328,7 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 				lastReply = tempReply(de)
 				continue
 			}
-			return allResults(g, queue.PermFail, de.Reply()), addr
+			return allResults(g, queue.PermFail, de.Reply.String()), addr
 		}
 		return mapResults(g, res), addr
 	}
@@ -341,7 +341,7 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 // tempReply formats a temporary transaction failure as a reply line.
 func tempReply(de *smtp.DeliveryError) string {
 	if de.Code != 0 {
-		return de.Reply()
+		return de.Reply.String()
 	}
 	return "451 4.4.1 " + de.Addr + ": " + de.Op + ": " + de.Text
 }
@@ -364,7 +364,7 @@ func mapResults(g *group, res []smtp.RcptResult) []queue.Result {
 		case 5:
 			o = queue.PermFail
 		}
-		out = append(out, queue.Result{Addr: r.Addr, Outcome: o, Reply: x.Reply(), Relayed: o == queue.Delivered && x.NoDSN})
+		out = append(out, queue.Result{Addr: r.Addr, Outcome: o, Reply: x.Reply.String(), Relayed: o == queue.Delivered && x.NoDSN})
 	}
 	return out
 }

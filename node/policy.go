@@ -5,8 +5,6 @@ import (
 	"net/netip"
 	"strings"
 
-	gosmtp "github.com/emersion/go-smtp"
-
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/smtp"
 )
@@ -45,8 +43,8 @@ func newRelayPolicy(cfg Config) *relayPolicy {
 }
 
 var (
-	errRelayDenied = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied"}
-	errBadMailbox  = &gosmtp.SMTPError{Code: 553, EnhancedCode: gosmtp.EnhancedCode{5, 1, 3}, Message: "Recipient address must have a domain"}
+	errRelayDenied = smtp.ReplyRelayDenied("Relaying denied")
+	errBadMailbox  = smtp.ReplyBadDestSyntax("Recipient address must have a domain")
 )
 
 // CheckRcpt accepts rcpt when its domain is local or the client may relay.

@@ -13,9 +13,10 @@ import (
 	"time"
 )
 
-// ClientConfig configures a Client. Zero durations take the defaults below.
+// ClientConfig configures a Client. Zero fields take their values from
+// DefaultClientConfig.
 type ClientConfig struct {
-	HeloName string      // EHLO/LHLO name; default "localhost"
+	HeloName string      // EHLO/LHLO name
 	TLS      *tls.Config // for STARTTLS; ServerName defaults to the host of addr
 	// RequireTLS fails the delivery with a temporary *DeliveryError when the
 	// server does not offer STARTTLS or the handshake fails.
@@ -25,13 +26,13 @@ type ClientConfig struct {
 	// handshake fails, unless RequireTLS is also set.
 	Opportunistic  bool
 	LMTP           bool          // speak LMTP (RFC 2033); addr may be a unix socket path starting with "/"
-	ConnectTimeout time.Duration // dial, greeting; default 30s
-	CommandTimeout time.Duration // idle time per read/write; default 5m
+	ConnectTimeout time.Duration // dial, greeting
+	CommandTimeout time.Duration // idle time per read/write
 	Dial           func(ctx context.Context, network, addr string) (net.Conn, error)
-	MaxIdlePerHost int           // idle sessions kept per addr; default 2; negative disables reuse
-	IdleTimeout    time.Duration // idle sessions older than this are closed; default 30s
+	MaxIdlePerHost int           // idle sessions kept per addr; negative disables reuse
+	IdleTimeout    time.Duration // idle sessions older than this are closed
 	// DataTimeout bounds the wait for the reply after the final dot
-	// (RFC 5321 §4.5.3.2.6); default 10m.
+	// (RFC 5321 §4.5.3.2.6).
 	DataTimeout time.Duration
 	Logger      *slog.Logger
 }
@@ -61,26 +62,34 @@ type Client struct {
 	done   chan struct{}
 }
 
+// DefaultClientConfig returns the settings a Client takes where its
+// ClientConfig leaves a field zero.
+func DefaultClientConfig() ClientConfig {
+	return ClientConfig{HeloName: "localhost", ConnectTimeout: 30 * time.Second, CommandTimeout: 5 * time.Minute,
+		DataTimeout: 10 * time.Minute, MaxIdlePerHost: 2, IdleTimeout: 30 * time.Second}
+}
+
 // NewClient returns a Client. If idle sessions are kept it starts a janitor
 // goroutine that Close stops.
 func NewClient(cfg ClientConfig) *Client {
+	d := DefaultClientConfig()
 	if cfg.HeloName == "" {
-		cfg.HeloName = "localhost"
+		cfg.HeloName = d.HeloName
 	}
 	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 30 * time.Second
+		cfg.ConnectTimeout = d.ConnectTimeout
 	}
 	if cfg.CommandTimeout <= 0 {
-		cfg.CommandTimeout = 5 * time.Minute
+		cfg.CommandTimeout = d.CommandTimeout
 	}
 	if cfg.DataTimeout <= 0 {
-		cfg.DataTimeout = 10 * time.Minute
+		cfg.DataTimeout = d.DataTimeout
 	}
 	if cfg.MaxIdlePerHost == 0 {
-		cfg.MaxIdlePerHost = 2
+		cfg.MaxIdlePerHost = d.MaxIdlePerHost
 	}
 	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 30 * time.Second
+		cfg.IdleTimeout = d.IdleTimeout
 	}
 	if cfg.Dial == nil {
 		d := &net.Dialer{}
@@ -135,7 +144,7 @@ func (c *Client) Close() error {
 // answered get 451 4.4.2). If every RCPT is refused, DATA is not sent.
 func (c *Client) Send(ctx context.Context, addr string, m Outgoing) ([]RcptResult, error) {
 	if len(m.Rcpts) == 0 {
-		return nil, &DeliveryError{Op: "mail", Addr: addr, Text: "no recipients"}
+		return nil, &DeliveryError{Op: "mail", Addr: addr, Reply: Reply{Text: "no recipients"}}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, &DeliveryError{Op: "connect", Addr: addr, Temporary: true, Err: err}
@@ -184,7 +193,7 @@ func (c *Client) Send(ctx context.Context, addr string, m Outgoing) ([]RcptResul
 // transact runs MAIL, RCPT... and DATA on a ready session.
 func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reusable bool, err error) {
 	netErr := func(op string, e error) ([]RcptResult, bool, error) {
-		return results, false, &DeliveryError{Op: op, Addr: cc.addr, Temporary: true, Text: e.Error(), Err: e}
+		return results, false, &DeliveryError{Op: op, Addr: cc.addr, Temporary: true, Reply: Reply{Text: e.Error()}, Err: e}
 	}
 	mail, err := c.mailCommand(cc, m)
 	if err != nil {
@@ -208,20 +217,20 @@ func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reu
 		err := cc.text.PrintfLine("%s", strings.Join(cmds, "\r\n"))
 		if cc.reset {
 			cc.reset = false
-			r := reply{}
+			r := Reply{}
 			if err == nil {
 				r, err = cc.readReply()
 			}
-			if err != nil || r.code != 250 {
-				text := fmt.Sprintf("RSET on a reused session: reply %d, %v", r.code, err)
-				return nil, false, &DeliveryError{Op: "rset", Addr: cc.addr, Temporary: true, Text: text, Err: errStale}
+			if err != nil || r.Code != 250 {
+				text := fmt.Sprintf("RSET on a reused session: reply %d, %v", r.Code, err)
+				return nil, false, &DeliveryError{Op: "rset", Addr: cc.addr, Temporary: true, Reply: Reply{Text: text}, Err: errStale}
 			}
 		}
 		if err != nil {
 			return netErr("mail", err)
 		}
 	}
-	send := func(line string) (reply, error) {
+	send := func(line string) (Reply, error) {
 		if pipeline {
 			return cc.readReply()
 		}
@@ -232,23 +241,23 @@ func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reu
 		return netErr("mail", err)
 	}
 	mailErr := error(nil)
-	if r.code/100 != 2 {
+	if r.Code/100 != 2 {
 		mailErr = r.deliveryError("mail", cc.addr)
 		if !pipeline {
-			return nil, r.code != 421, mailErr
+			return nil, r.Code != 421, mailErr
 		}
 	}
 	results = make([]RcptResult, len(m.Rcpts))
 	var accepted []int
-	closing := r.code == 421
+	closing := r.Code == 421
 	for i, line := range rcptCmds {
 		rr, err := send(line)
 		if err != nil {
 			return netErr("rcpt", err)
 		}
 		results[i] = rr.result(m.Rcpts[i].Addr)
-		closing = closing || rr.code == 421
-		if rr.code/100 == 2 {
+		closing = closing || rr.Code == 421
+		if rr.Code/100 == 2 {
 			accepted = append(accepted, i)
 		}
 	}
@@ -259,17 +268,17 @@ func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reu
 		return results, !closing, nil
 	}
 
-	dataFail := func(rep reply) ([]RcptResult, bool, error) {
+	dataFail := func(rep Reply) ([]RcptResult, bool, error) {
 		for _, i := range accepted {
 			results[i] = rep.result(m.Rcpts[i].Addr)
 		}
-		return results, rep.code != 421, rep.deliveryError("data", cc.addr)
+		return results, rep.Code != 421, rep.deliveryError("data", cc.addr)
 	}
 	r, err = cc.cmd("DATA")
 	if err != nil {
 		return netErr("data", err)
 	}
-	if r.code != 354 {
+	if r.Code != 354 {
 		return dataFail(r)
 	}
 	if err := writeData(cc.text.W, m.Body); err != nil {
@@ -285,7 +294,7 @@ func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reu
 		if err != nil {
 			return netErr("data", err)
 		}
-		if r.code/100 != 2 {
+		if r.Code/100 != 2 {
 			return dataFail(r)
 		}
 		for _, i := range accepted {
@@ -299,7 +308,7 @@ func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reu
 	for n, i := range accepted {
 		r, err = cc.readReply()
 		if err != nil {
-			lost := reply{code: 451, enhanced: "4.4.2", text: "connection lost before LMTP reply: " + err.Error()}
+			lost := Reply{Code: 451, Enhanced: EnhancedCode{4, 4, 2}, Text: "connection lost before LMTP reply: " + err.Error()}
 			for _, j := range accepted[n:] {
 				results[j] = lost.result(m.Rcpts[j].Addr)
 			}
@@ -317,8 +326,8 @@ func (c *Client) mailCommand(cc *clientConn, m Outgoing) (string, error) {
 	if max, ok := cc.ext["SIZE"]; ok {
 		// RFC 1870 §4: "SIZE" may carry the server's fixed maximum.
 		if limit, err := strconv.ParseInt(max, 10, 64); err == nil && limit > 0 && int64(len(m.Body)) > limit {
-			return "", &DeliveryError{Code: 552, Enhanced: "5.3.4", Op: "mail", Addr: cc.addr,
-				Text: fmt.Sprintf("message size %d exceeds fixed maximum message size %d of the server", len(m.Body), limit)}
+			return "", &DeliveryError{Op: "mail", Addr: cc.addr, Reply: Reply{Code: 552, Enhanced: EnhancedCode{5, 3, 4},
+				Text: fmt.Sprintf("message size %d exceeds fixed maximum message size %d of the server", len(m.Body), limit)}}
 		}
 		fmt.Fprintf(&b, " SIZE=%d", len(m.Body))
 	}
@@ -330,8 +339,8 @@ func (c *Client) mailCommand(cc *clientConn, m Outgoing) (string, error) {
 			b.WriteString(" SMTPUTF8")
 		} else if !envelopeASCII(m) {
 			// RFC 6531 §3.2: no downgrade is defined for UTF-8 addresses.
-			return "", &DeliveryError{Code: 553, Enhanced: "5.6.7", Op: "mail", Addr: cc.addr,
-				Text: "server does not support SMTPUTF8 and the envelope has non-ASCII addresses"}
+			return "", &DeliveryError{Op: "mail", Addr: cc.addr, Reply: Reply{Code: 553, Enhanced: EnhancedCode{5, 6, 7},
+				Text: "server does not support SMTPUTF8 and the envelope has non-ASCII addresses"}}
 		}
 	}
 	if cc.has("DSN") {
@@ -399,11 +408,11 @@ func (c *Client) get(ctx context.Context, addr string) (*clientConn, error) {
 		}
 		stop := context.AfterFunc(ctx, func() { _ = cc.close() })
 		r, err := cc.cmd("RSET")
-		alive := stop() && err == nil && r.code == 250
+		alive := stop() && err == nil && r.Code == 250
 		if alive {
 			return cc, nil
 		}
-		c.log.Debug("smtp: dropping stale session", "peer", addr, "err", err, "code", r.code)
+		c.log.Debug("smtp: dropping stale session", "peer", addr, "err", err, "code", r.Code)
 		_ = cc.close()
 	}
 	return c.dial(ctx, addr)

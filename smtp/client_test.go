@@ -47,7 +47,7 @@ func TestClientDeliversAndReuses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(res) != 1 || res[0].Code != 250 || res[0].Enhanced != "2.0.0" || !res[0].OK() {
+		if len(res) != 1 || res[0].Code != 250 || res[0].Enhanced.String() != "2.0.0" || !res[0].OK() {
 			t.Fatalf("results %+v", res)
 		}
 	}
@@ -153,12 +153,12 @@ func TestClientPerRecipient(t *testing.T) {
 				temp bool
 			}{{250, "2.0.0", false}, {550, "5.1.1", false}, {452, "4.2.2", true}, {250, "2.0.0", false}}
 			for i, w := range want {
-				if res[i].Code != w.code || res[i].Enhanced != w.enh || res[i].Temporary() != w.temp {
+				if res[i].Code != w.code || res[i].Enhanced.String() != w.enh || res[i].Temporary() != w.temp {
 					t.Errorf("rcpt %d: %+v, want %d %s", i, res[i], w.code, w.enh)
 				}
 			}
-			if res[1].Reply() != "550 5.1.1 no such user" {
-				t.Errorf("Reply() = %q", res[1].Reply())
+			if res[1].Reply.String() != "550 5.1.1 no such user" {
+				t.Errorf("Reply() = %q", res[1].Reply.String())
 			}
 			_, _, msgs := mta.stats()
 			if len(msgs) != 1 || strings.Join(msgs[0].rcpts, ",") != "ok@remote.test,ok2@remote.test" {
@@ -217,7 +217,7 @@ func TestClientTransactionErrors(t *testing.T) {
 			if !errors.As(err, &de) {
 				t.Fatalf("error %v (%T), want *DeliveryError", err, err)
 			}
-			if de.Op != tc.op || de.Code != tc.code || de.Enhanced != tc.enh || de.Temporary != tc.temp {
+			if de.Op != tc.op || de.Code != tc.code || de.Enhanced.String() != tc.enh || de.Temporary != tc.temp {
 				t.Fatalf("error %+v, want op %s code %d %s temp %v", de, tc.op, tc.code, tc.enh, tc.temp)
 			}
 			if tc.rcptCode == 0 && res != nil {
@@ -342,7 +342,7 @@ func TestClientDSNAndParameters(t *testing.T) {
 		non.Rcpts = []Rcpt{{Addr: "bü@remote.test"}}
 		_, err := send(t, c, mta.addr, non)
 		var de *DeliveryError
-		if !errors.As(err, &de) || de.Temporary || de.Enhanced != "5.6.7" {
+		if !errors.As(err, &de) || de.Temporary || de.Enhanced.String() != "5.6.7" {
 			t.Fatalf("UTF-8 address to non-SMTPUTF8 server: %v", err)
 		}
 	})
@@ -365,8 +365,8 @@ func TestClientLMTP(t *testing.T) {
 	// go-smtp's LMTP server puts "<rcpt> " before the DATA reply texts.
 	want := []string{"250 2.0.0", "452 4.2.2 <quota@local.test> over quota", "550 5.1.1 no such user", "554 5.6.0 <bad@local.test> refused"}
 	for i, w := range want {
-		if !strings.HasPrefix(res[i].Reply(), w) {
-			t.Errorf("rcpt %s: %q, want %q", res[i].Addr, res[i].Reply(), w)
+		if !strings.HasPrefix(res[i].Reply.String(), w) {
+			t.Errorf("rcpt %s: %q, want %q", res[i].Addr, res[i].Reply.String(), w)
 		}
 	}
 	// Reuse works with LHLO sessions too.
@@ -389,7 +389,7 @@ func TestClientToServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res[0].Reply() != "250 2.0.0 OK queued as q-12345678" || res[1].Reply() != "550 5.7.1 Relay access denied" {
+	if res[0].Reply.String() != "250 2.0.0 OK queued as q-12345678" || res[1].Reply.String() != "550 5.7.1 Relay access denied" {
 		t.Fatalf("results %+v", res)
 	}
 	m := sink.messages()
@@ -398,7 +398,7 @@ func TestClientToServer(t *testing.T) {
 	}
 }
 
-func TestParseReply(t *testing.T) {
+func TestReplyFromText(t *testing.T) {
 	tests := []struct {
 		code      int
 		msg       string
@@ -413,9 +413,9 @@ func TestParseReply(t *testing.T) {
 		{250, "mx.test Hello\nPIPELINING", "", "mx.test Hello\nPIPELINING"},
 	}
 	for _, tc := range tests {
-		r := parseReply(tc.code, tc.msg)
-		if r.enhanced != tc.enh || r.text != tc.text {
-			t.Errorf("parseReply(%d, %q) = %q %q, want %q %q", tc.code, tc.msg, r.enhanced, r.text, tc.enh, tc.text)
+		r := replyFromText(tc.code, tc.msg)
+		if r.Enhanced.String() != tc.enh || r.Text != tc.text {
+			t.Errorf("replyFromText(%d, %q) = %q %q, want %q %q", tc.code, tc.msg, r.Enhanced, r.Text, tc.enh, tc.text)
 		}
 	}
 }
@@ -448,7 +448,7 @@ func TestClientLMTPConnectionLost(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Fatal(err)
 	}
-	if res[0].Code != 250 || res[1].Code != 451 || res[1].Enhanced != "4.4.2" {
+	if res[0].Code != 250 || res[1].Code != 451 || res[1].Enhanced.String() != "4.4.2" {
 		t.Fatalf("results %+v", res)
 	}
 	if c.IdleSessions(addr) != 0 {

@@ -57,24 +57,24 @@ const writeBuffer = 32 << 10
 func (cc *clientConn) close() error { return cc.base.Close() }
 
 // readReply reads one (possibly multi-line) reply of any code.
-func (cc *clientConn) readReply() (reply, error) {
+func (cc *clientConn) readReply() (Reply, error) {
 	code, msg, err := cc.text.ReadResponse(0)
 	if err != nil {
-		return reply{}, err
+		return Reply{}, err
 	}
-	return parseReply(code, msg), nil
+	return replyFromText(code, msg), nil
 }
 
-func (cc *clientConn) cmd(format string, args ...any) (reply, error) {
+func (cc *clientConn) cmd(format string, args ...any) (Reply, error) {
 	if err := cc.text.PrintfLine(format, args...); err != nil {
-		return reply{}, err
+		return Reply{}, err
 	}
 	return cc.readReply()
 }
 
 // hello sends EHLO (LHLO for LMTP) and records the extensions; it falls back
 // to HELO for servers that reject EHLO (RFC 5321 §4.1.4).
-func (cc *clientConn) hello(name string) (reply, error) {
+func (cc *clientConn) hello(name string) (Reply, error) {
 	verb := "EHLO"
 	if cc.lmtp {
 		verb = "LHLO"
@@ -83,11 +83,11 @@ func (cc *clientConn) hello(name string) (reply, error) {
 	if err != nil {
 		return r, err
 	}
-	if r.code == 250 {
-		cc.ext = parseExtensions(r.text)
+	if r.Code == 250 {
+		cc.ext = parseExtensions(r.Text)
 		return r, nil
 	}
-	if cc.lmtp || (r.code != 500 && r.code != 502) {
+	if cc.lmtp || (r.Code != 500 && r.Code != 502) {
 		return r, nil
 	}
 	cc.ext = map[string]string{}
@@ -113,9 +113,9 @@ func (cc *clientConn) has(ext string) bool {
 
 // startTLS runs STARTTLS (RFC 3207) and the handshake; the caller must EHLO
 // again afterwards (§4.2: the client discards what it knew).
-func (cc *clientConn) startTLS(ctx context.Context, cfg *tls.Config, timeout time.Duration) (reply, error) {
+func (cc *clientConn) startTLS(ctx context.Context, cfg *tls.Config, timeout time.Duration) (Reply, error) {
 	r, err := cc.cmd("STARTTLS")
-	if err != nil || r.code != 220 {
+	if err != nil || r.Code != 220 {
 		return r, err
 	}
 	tc := tls.Client(cc.base, cfg)

@@ -29,7 +29,7 @@ func (c *Client) wantTLS() bool {
 
 func (c *Client) connect(ctx context.Context, addr string, tryTLS bool) (*clientConn, error) {
 	fail := func(op string, err error) error {
-		return &DeliveryError{Op: op, Addr: addr, Temporary: true, Text: err.Error(), Err: err}
+		return &DeliveryError{Op: op, Addr: addr, Temporary: true, Reply: Reply{Text: err.Error()}, Err: err}
 	}
 	network := "tcp"
 	if c.cfg.LMTP && strings.HasPrefix(addr, "/") {
@@ -57,12 +57,12 @@ func (c *Client) connect(ctx context.Context, addr string, tryTLS bool) (*client
 	if err != nil {
 		return nil, fail("connect", err)
 	}
-	if r.code != 220 {
+	if r.Code != 220 {
 		return nil, r.deliveryError("connect", addr)
 	}
 	if r, err = cc.hello(c.cfg.HeloName); err != nil {
 		return nil, fail("connect", err)
-	} else if r.code != 250 {
+	} else if r.Code != 250 {
 		return nil, r.deliveryError("connect", addr)
 	}
 
@@ -84,7 +84,7 @@ func (c *Client) connect(ctx context.Context, addr string, tryTLS bool) (*client
 func (c *Client) negotiateTLS(ctx context.Context, cc *clientConn, addr string) error {
 	if !cc.has("STARTTLS") {
 		if c.cfg.RequireTLS {
-			return &DeliveryError{Op: "starttls", Addr: addr, Temporary: true, Text: "TLS required but server does not offer STARTTLS"}
+			return &DeliveryError{Op: "starttls", Addr: addr, Temporary: true, Reply: Reply{Text: "TLS required but server does not offer STARTTLS"}}
 		}
 		return nil
 	}
@@ -105,7 +105,7 @@ func (c *Client) negotiateTLS(ctx context.Context, cc *clientConn, addr string) 
 		cfg.InsecureSkipVerify = true
 	}
 	r, err := cc.startTLS(ctx, cfg, c.cfg.CommandTimeout)
-	if err == nil && r.code != 220 {
+	if err == nil && r.Code != 220 {
 		if c.cfg.RequireTLS {
 			return r.deliveryError("starttls", addr).withTemporary()
 		}
@@ -115,7 +115,7 @@ func (c *Client) negotiateTLS(ctx context.Context, cc *clientConn, addr string) 
 		if c.cfg.Opportunistic && !c.cfg.RequireTLS {
 			return errTLSFallback
 		}
-		return &DeliveryError{Op: "starttls", Addr: addr, Temporary: true, Text: err.Error(), Err: err}
+		return &DeliveryError{Op: "starttls", Addr: addr, Temporary: true, Reply: Reply{Text: err.Error()}, Err: err}
 	}
 	if r, err = cc.hello(c.cfg.HeloName); err != nil {
 		// With TLS 1.3 a server that rejects the handshake (e.g. wants a
@@ -123,8 +123,8 @@ func (c *Client) negotiateTLS(ctx context.Context, cc *clientConn, addr string) 
 		if c.cfg.Opportunistic && !c.cfg.RequireTLS {
 			return errTLSFallback
 		}
-		return &DeliveryError{Op: "starttls", Addr: addr, Temporary: true, Text: err.Error(), Err: err}
-	} else if r.code != 250 {
+		return &DeliveryError{Op: "starttls", Addr: addr, Temporary: true, Reply: Reply{Text: err.Error()}, Err: err}
+	} else if r.Code != 250 {
 		return r.deliveryError("starttls", addr)
 	}
 	return nil

@@ -214,8 +214,8 @@ type Session struct {
 
 // Policy decides on relaying; the node implements it.
 type Policy interface {
-	// CheckRcpt decides relay: return nil to accept, or an *smtp.SMTPError
-	// (e.g. 550 5.7.1 relay denied). Other errors become 451 4.3.0.
+	// CheckRcpt decides relay: return nil to accept, or a *Reply (e.g.
+	// ReplyRelayDenied) to refuse with it. Other errors become 451 4.3.0.
 	CheckRcpt(s *Session, rcpt string) error
 }
 
@@ -244,8 +244,8 @@ type Envelope struct {
 // Sink receives accepted messages; the node implements it.
 type Sink interface {
 	// Accept is called after DATA/BDAT is complete and checked; body already
-	// has our Received: header prepended. Return nil for 250; an error that is
-	// *gosmtp.SMTPError is sent as is; other errors become 451 4.3.0.
+	// has our Received: header prepended. Return nil for 250; a *Reply (in
+	// an error chain) is sent as is; other errors become 451 4.3.0.
 	Accept(ctx context.Context, s *Session, env Envelope, body []byte) error
 }
 

@@ -241,8 +241,7 @@ func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 		return e
 	}
 	if err := ss.srv.cfg.Policy.CheckRcpt(&ss.info, to); err != nil {
-		var se *gosmtp.SMTPError
-		if errors.As(err, &se) {
+		if se, ok := hookError(err); ok {
 			return se
 		}
 		ss.srv.log.Error("smtp: policy check failed", append(ss.logAttrs(), "rcpt", to, "err", err)...)
@@ -262,8 +261,9 @@ func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 }
 
 // Data reads the message, applies the content checks and hands it to the
-// Sink. Its returned *SMTPError is the final reply, success included: go-smtp
-// sends any *SMTPError verbatim, which is how "queued as" reaches the client.
+// Sink. Its returned *gosmtp.SMTPError is the final reply, success
+// included: go-smtp sends any verbatim, which is how "queued as" reaches the
+// client.
 func (ss *session) Data(r io.Reader) error {
 	buf, err := ss.readBody(r)
 	if err != nil {
@@ -318,8 +318,7 @@ func (ss *session) Data(r io.Reader) error {
 		err = ss.srv.cfg.Sink.Accept(ctx, &info, ss.env, full)
 	}
 	if err != nil {
-		var se *gosmtp.SMTPError
-		if errors.As(err, &se) {
+		if se, ok := hookError(err); ok {
 			ss.srv.log.Info("smtp: message refused by sink", append(ss.logAttrs(), "code", se.Code, "reply", se.Message)...)
 			return se
 		}
@@ -328,7 +327,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	ss.srv.log.Info("smtp: message accepted", append(ss.logAttrs(),
 		"from", ss.env.From, "rcpts", len(ss.env.Rcpts), "bytes", len(full), "queue_id", id, "auth", ss.info.AuthUser)...)
-	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
+	return ReplyOK("OK queued as " + id).goSMTPError()
 }
 
 // bareReporter is the dialogConn under go-smtp: it saw the raw DATA

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -103,7 +102,8 @@ func joinKey(path, k string) string {
 	return path + "." + k
 }
 
-// yamlFields maps the yaml key of each field of struct type t to the field.
+// yamlFields maps the yaml key of each field of struct type t to the
+// field (the keys of an inline field at t's level, Index from t).
 func yamlFields(t reflect.Type) map[string]reflect.StructField {
 	m := make(map[string]reflect.StructField, t.NumField())
 	for i := range t.NumField() {
@@ -113,7 +113,10 @@ func yamlFields(t reflect.Type) map[string]reflect.StructField {
 			continue
 		}
 		if inline(f, opts) {
-			maps.Copy(m, yamlFields(f.Type))
+			for name, sub := range yamlFields(f.Type) {
+				sub.Index = append(slices.Clone(f.Index), sub.Index...)
+				m[name] = sub
+			}
 			continue
 		}
 		if name == "" {

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/node/mx"
 	"github.com/meshd/meshd/node/passwd"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
@@ -202,10 +203,10 @@ func Default() Config {
 		Delivery:     Delivery{Mode: "maildir"},
 		Outbound: Outbound{
 			MXPort:            25,
-			ConnectTimeout:    30 * time.Second,
-			CommandTimeout:    5 * time.Minute,
+			ConnectTimeout:    smtp.DefaultClientConfig().ConnectTimeout,
+			CommandTimeout:    smtp.DefaultClientConfig().CommandTimeout,
 			MaxPerDestination: 4,
-			MaxMXHosts:        5,
+			MaxMXHosts:        mx.DefaultMaxHosts,
 			DeadTime:          5 * time.Minute,
 			MaxConcurrent:     64,
 		},
