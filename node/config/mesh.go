@@ -143,8 +143,8 @@ func (c *Config) validateMesh() error {
 			return configError(d.key, "must be at least %v, got %v", d.min, d.d)
 		}
 	}
-	if m.ObservationLease >= m.TTL {
-		return configError("mesh.observation_lease", "must be shorter than mesh.ttl (%v), got %v", m.TTL, m.ObservationLease)
+	if m.ObservationLease > time.Hour {
+		return configError("mesh.observation_lease", "must be at most 1h, got %v", m.ObservationLease)
 	}
 	if m.Refresh >= m.TTL {
 		return configError("mesh.refresh", "must be shorter than mesh.ttl (%v), got %v", m.TTL, m.Refresh)
