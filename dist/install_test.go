@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // notifyListener is systemd's end of sd_notify, readable by the meshd user.
@@ -65,19 +66,6 @@ func (l *notifyListener) expect(want string, timeout time.Duration) string {
 				return msg
 			}
 		}
-	}
-}
-
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
 	}
 }
 
@@ -216,7 +204,7 @@ func TestPackageInstall(t *testing.T) {
 		t.Fatalf("swaks to the packaged node on port 25: %v\n%s", err, out)
 	}
 	newDir := "/var/lib/meshd/maildir/example.test/bob/new"
-	if !poll(20*time.Second, func() bool {
+	if !testkit.Poll(20*time.Second, func() bool {
 		ents, _ := os.ReadDir(newDir)
 		for _, e := range ents {
 			b, _ := os.ReadFile(filepath.Join(newDir, e.Name()))

@@ -7,8 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/maildir"
+	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/smtp"
 )
 
@@ -129,15 +130,15 @@ func (c *nodeCluster) startSmarthosts() (map[string]string, error) {
 	return addrs, nil
 }
 
-func externalConnectors(t *Topology, rg string, addrs map[string]string) []node.ConnectorConfig {
-	var out []node.ConnectorConfig
+func externalConnectors(t *Topology, rg string, addrs map[string]string) []mesh.Connector {
+	var out []mesh.Connector
 	for _, e := range t.External {
 		if e.From != rg {
 			continue
 		}
-		k := node.ConnectorConfig{Name: e.Name, Cost: e.Cost, SourceBridgeheads: e.SourceBridgeheads, Smarthost: addrs[e.Name]}
+		k := mesh.Connector{Name: e.Name, Cost: e.Cost, SourceBridgeheads: e.SourceBridgeheads, Smarthost: addrs[e.Name]}
 		for _, d := range e.Domains {
-			k.AddressSpaces = append(k.AddressSpaces, node.AddressSpaceConfig{Pattern: d, Cost: 1})
+			k.AddressSpaces = append(k.AddressSpaces, linkstate.AddressSpace{Pattern: d, Cost: 1})
 		}
 		out = append(out, k)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshd/meshd/harness/netem"
 	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/pki"
 	"github.com/meshd/meshd/queue"
@@ -52,7 +53,7 @@ type nodeCluster struct {
 // simNode is one node across its incarnations.
 type simNode struct {
 	name, rg string
-	cfg      node.Config
+	cfg      config.Config
 	host     *netem.Host
 	prebound map[string]net.Listener // address -> listener bound before the first start
 	gossip   string                  // gossip address once known
@@ -124,20 +125,20 @@ func (c *nodeCluster) start(ctx context.Context) error {
 }
 
 // config is a node's configuration with the scenario's fast timers.
-func (c *nodeCluster) config(sn *simNode, smtpAddr, meshAddr, lsAddr string) node.Config {
+func (c *nodeCluster) config(sn *simNode, smtpAddr, meshAddr, lsAddr string) config.Config {
 	tm := c.sc.Timers
 	t := &c.sc.Topology
-	cfg := node.DefaultConfig()
-	cfg.Node = node.NodeConfig{Name: sn.name, RoutingGroup: sn.rg, DataDir: filepath.Join(c.opts.DataDir, sn.name)}
-	cfg.Listen = node.ListenConfig{SMTP: smtpAddr, Mesh: meshAddr, Linkstate: lsAddr, Gossip: "127.0.0.1:0"}
-	cfg.TLS = node.TLSConfig{} // plaintext: the harness measures routing, not crypto
+	cfg := config.Default()
+	cfg.Node = config.Node{Name: sn.name, RoutingGroup: sn.rg, DataDir: filepath.Join(c.opts.DataDir, sn.name)}
+	cfg.Listen = config.Listen{SMTP: smtpAddr, Mesh: meshAddr, Linkstate: lsAddr, Gossip: "127.0.0.1:0"}
+	cfg.TLS = config.TLS{} // plaintext: the harness measures routing, not crypto
 	cfg.LocalDomains = t.rg(sn.rg).Domains
 	// The harness plays the organisation's own clients: they may relay.
 	cfg.Relay.AllowNetworks = []string{"127.0.0.0/8"}
 	cfg.Outbound.ConnectTimeout = time.Second
 	cfg.Outbound.CommandTimeout = 5 * time.Second
 	cfg.Outbound.DeadTime = tm.DeadTime
-	cfg.Queue.Retry = node.RetryConfig{Initial: tm.RetryInitial, Max: tm.RetryMax, Factor: 2, Jitter: 0.2}
+	cfg.Queue.Retry = queue.Backoff{Initial: tm.RetryInitial, Max: tm.RetryMax, Factor: 2, Jitter: 0.2}
 	cfg.Queue.GCInterval = time.Minute
 	// Shadow copies are checked often, so a lost disk shows within a scenario.
 	cfg.Mesh.ShadowCheck = 200 * time.Millisecond
@@ -158,13 +159,13 @@ func (c *nodeCluster) config(sn *simNode, smtpAddr, meshAddr, lsAddr string) nod
 	// Mutual TLS between the nodes, as in production: one lab CA per run.
 	orgDir := filepath.Join(c.opts.DataDir, "org")
 	if caFile, certs, err := pki.Lab(orgDir, pki.Identity{Node: sn.name, RG: sn.rg}); err == nil {
-		m.Identity = node.IdentityConfig{CAFiles: []string{caFile}, CertFile: certs[sn.name][0], KeyFile: certs[sn.name][1]}
+		m.Identity = config.Identity{CAFiles: []string{caFile}, CertFile: certs[sn.name][0], KeyFile: certs[sn.name][1]}
 		if k, err := os.ReadFile(filepath.Join(orgDir, pki.GossipKeyFile)); err == nil {
 			m.GossipKey = strings.TrimSpace(string(k))
 		}
 	}
 	for _, rg := range t.RoutingGroups {
-		m.RoutingGroups = append(m.RoutingGroups, node.RoutingGroupConfig{Name: rg.Name})
+		m.RoutingGroups = append(m.RoutingGroups, config.RoutingGroup{Name: rg.Name})
 	}
 	m.FastGossip = true
 	m.CollectWindow = 100 * time.Millisecond
@@ -172,7 +173,7 @@ func (c *nodeCluster) config(sn *simNode, smtpAddr, meshAddr, lsAddr string) nod
 	if tm.TTL > 0 {
 		m.TTL, m.Refresh = tm.TTL, tm.Refresh
 	}
-	m.Probe = node.ProbeConfig{Interval: tm.ProbeInterval, Keepalive: tm.ProbeKeepalive, Timeout: tm.ProbeTimeout,
+	m.Probe = mesh.ProbeConfig{Interval: tm.ProbeInterval, Keepalive: tm.ProbeKeepalive, Timeout: tm.ProbeTimeout,
 		GlitchRetries: 2, GlitchDelay: 20 * time.Millisecond, UpAfter: 2}
 	if tm.DampingPenalty > 0 {
 		m.Damping.Penalty = float64(tm.DampingPenalty)
@@ -189,9 +190,9 @@ func (c *nodeCluster) config(sn *simNode, smtpAddr, meshAddr, lsAddr string) nod
 	return cfg
 }
 
-func (c *nodeCluster) connectors(rg string, meshAddr map[string]string) []node.ConnectorConfig {
+func (c *nodeCluster) connectors(rg string, meshAddr map[string]string) []mesh.Connector {
 	t := &c.sc.Topology
-	var out []node.ConnectorConfig
+	var out []mesh.Connector
 	for i := range t.Connectors {
 		k := &t.Connectors[i]
 		if k.From != rg {
@@ -202,7 +203,7 @@ func (c *nodeCluster) connectors(rg string, meshAddr map[string]string) []node.C
 		for _, d := range dst {
 			targets = append(targets, meshAddr[d])
 		}
-		out = append(out, node.ConnectorConfig{Name: k.Name, To: k.To, Cost: k.Cost,
+		out = append(out, mesh.Connector{Name: k.Name, To: k.To, Cost: k.Cost,
 			SourceBridgeheads: k.SourceBridgeheads, Targets: targets})
 	}
 	return out

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // hexLines renders b as 32 bytes of hex per line, for reviewable goldens.
@@ -25,22 +26,11 @@ func hexLines(b []byte) string {
 	return sb.String()
 }
 
+// checkGolden compares an encoding with testdata/name.hex (-update
+// rewrites it). A change on purpose also bumps the format version.
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".hex")
-	if *update {
-		if err := os.WriteFile(path, []byte(hexLines(got)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run %s -update)", err, t.Name())
-	}
-	if string(want) != hexLines(got) {
-		t.Errorf("%s: encoding changed; if on purpose, bump the format version and run -update.\ngot:\n%s", path, hexLines(got))
-	}
+	testkit.Golden(t, filepath.Join("testdata", name+".hex"), []byte(hexLines(got)))
 }
 
 func TestRecordGolden(t *testing.T) {

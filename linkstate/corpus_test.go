@@ -1,15 +1,14 @@
 package linkstate
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files and fuzz seed corpora under testdata")
+	"github.com/meshd/meshd/internal/testkit"
+)
 
 // seedInputs are the fuzz seeds written to testdata/fuzz/<target>: valid
 // encodings and near misses of each rule, so the fuzzer starts next to
@@ -86,7 +85,7 @@ func TestSeedCorpora(t *testing.T) {
 		dir := filepath.Join("testdata", "fuzz", target)
 		for name, b := range seeds {
 			path := filepath.Join(dir, "seed-"+name)
-			if *update {
+			if testkit.Update() {
 				if err := os.MkdirAll(dir, 0o755); err != nil {
 					t.Fatal(err)
 				}

@@ -16,7 +16,9 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/meshd/meshd/harness/netem"
+	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/pki"
+	"github.com/meshd/meshd/queue"
 )
 
 // testMesh is a mesh of real nodes in one process on loopback, over an
@@ -125,7 +127,7 @@ func (tm *testMesh) config(name, rg string) Config {
 	cfg.Node.Name, cfg.Node.RoutingGroup, cfg.Node.DataDir = name, rg, tm.t.TempDir()
 	cfg.Listen = ListenConfig{SMTP: "127.0.0.1:0", Admin: "127.0.0.1:0", Linkstate: "127.0.0.1:0", Gossip: "127.0.0.1:0", Mesh: tm.meshL[name]}
 	cfg.LocalDomains = []string{rg + ".test"}
-	cfg.Queue.Retry = RetryConfig{Initial: 200 * time.Millisecond, Max: time.Second, Factor: 2, Jitter: 0}
+	cfg.Queue.Retry = queue.Backoff{Initial: 200 * time.Millisecond, Max: time.Second, Factor: 2, Jitter: 0}
 	cfg.Outbound.ConnectTimeout, cfg.Outbound.CommandTimeout, cfg.Outbound.DeadTime = 2*time.Second, 5*time.Second, 0
 	cfg.Mesh.OrgKey = testOrgKey
 	if v := os.Getenv("MESHD_BENCH_PERDEST"); v != "" {
@@ -134,7 +136,7 @@ func (tm *testMesh) config(name, rg string) Config {
 	cfg.Mesh.FastGossip = true
 	cfg.Mesh.CollectWindow = 100 * time.Millisecond
 	cfg.Mesh.SyncInterval = time.Second
-	cfg.Mesh.Probe = ProbeConfig{Interval: 100 * time.Millisecond, Keepalive: 300 * time.Millisecond, Timeout: 500 * time.Millisecond,
+	cfg.Mesh.Probe = mesh.ProbeConfig{Interval: 100 * time.Millisecond, Keepalive: 300 * time.Millisecond, Timeout: 500 * time.Millisecond,
 		GlitchRetries: 2, GlitchDelay: 20 * time.Millisecond, UpAfter: 2}
 	for r := range tm.rgs {
 		cfg.Mesh.RoutingGroups = append(cfg.Mesh.RoutingGroups, RoutingGroupConfig{Name: r})
@@ -147,7 +149,7 @@ func (tm *testMesh) config(name, rg string) Config {
 		for _, n := range tm.rgs[l.to] {
 			targets = append(targets, tm.meshL[n])
 		}
-		cfg.Connectors = append(cfg.Connectors, ConnectorConfig{Name: l.name, To: l.to, Cost: l.cost, Targets: targets})
+		cfg.Connectors = append(cfg.Connectors, mesh.Connector{Name: l.name, To: l.to, Cost: l.cost, Targets: targets})
 	}
 	return cfg
 }

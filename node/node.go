@@ -104,7 +104,7 @@ type Node struct {
 // New opens the queue in cfg.Node.DataDir, loads or generates the TLS
 // certificate and binds every listener (so the addresses are known at
 // once), but accepts and delivers nothing until Start. cfg must have passed
-// Validate (LoadConfig and ParseConfig do that).
+// Validate (config.Load and config.Parse do that).
 func New(cfg Config, opts Options) (n *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

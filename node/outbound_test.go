@@ -12,6 +12,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/mx"
 	"github.com/meshd/meshd/queue"
 )
@@ -35,7 +36,7 @@ func TestLMTPDelivery(t *testing.T) {
 	t.Cleanup(func() { srv.Close(); <-done })
 
 	cfg := testConfig(t)
-	cfg.Delivery = DeliveryConfig{Mode: "lmtp", LMTP: ln.Addr().String()}
+	cfg.Delivery = config.Delivery{Mode: "lmtp", LMTP: ln.Addr().String()}
 	n := startNode(t, cfg, Options{})
 	mustSend(t, n.SMTPAddr(), "alice@example.test", []string{"bob@example.test", "nouser@example.test"}, message("lmtp"))
 	// The message for bob, then the DSN for nouser to alice, both by LMTP.
@@ -62,7 +63,7 @@ func TestDeadDestinationNotRedialled(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Outbound.Smarthost = "127.0.0.1:1"
 	cfg.Outbound.DeadTime = time.Hour
-	cfg.Queue.Retry = RetryConfig{Initial: time.Hour, Max: time.Hour, Factor: 1}
+	cfg.Queue.Retry = queue.Backoff{Initial: time.Hour, Max: time.Hour, Factor: 1}
 	cfg.Relay.AllowNetworks = []string{"127.0.0.1"}
 	d := &countingDialer{}
 	n := startNode(t, cfg, Options{Dial: d.Dial})

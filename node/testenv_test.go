@@ -20,6 +20,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/meshd/meshd/node/mx"
+	"github.com/meshd/meshd/queue"
 )
 
 // testConfig is a valid config on loopback free ports with its data in a
@@ -29,7 +30,7 @@ func testConfig(t *testing.T) Config {
 	cfg := DefaultConfig()
 	cfg.Node.DataDir = t.TempDir()
 	cfg.Listen = ListenConfig{SMTP: "127.0.0.1:0", Submission: "127.0.0.1:0", Admin: "127.0.0.1:0"}
-	cfg.Queue.Retry = RetryConfig{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2, Jitter: 0}
+	cfg.Queue.Retry = queue.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2, Jitter: 0}
 	cfg.Outbound.ConnectTimeout = 2 * time.Second
 	cfg.Outbound.CommandTimeout = 5 * time.Second
 	cfg.Outbound.DeadTime = 0

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/big"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -129,7 +130,7 @@ func Init(o InitOptions) (string, error) {
 type IssueOptions struct {
 	Dir       string // organisation directory (the CA signing is the newest one)
 	Node, RG  string
-	Hosts     []string // extra DNS names (for operators' own tools); optional
+	Hosts     []string // extra DNS names or IP addresses (for operators' own tools); optional
 	Algorithm string
 	Validity  time.Duration
 	// Out is the directory for NODE.pem and NODE-key.pem; default Dir/nodes.
@@ -184,7 +185,13 @@ func Issue(o IssueOptions) (certPath, keyPath string, err error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		URIs:         []*url.URL{id.URI()},
-		DNSNames:     o.Hosts,
+	}
+	for _, h := range o.Hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)
 	if err != nil {

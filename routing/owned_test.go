@@ -3,16 +3,13 @@ package routing
 import (
 	"encoding/json"
 	"errors"
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/linkstate"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // withOwned computes a table from tp and gives it an owned set, as the
 // Router does.
@@ -162,23 +159,7 @@ func connOf(tp *topo, rg, id string) *linkstate.Connector {
 
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", "trace", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(want) != string(got) {
-		t.Errorf("%s differs from the golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
+	testkit.Golden(t, filepath.Join("testdata", "trace", name), got)
 }
 
 // TestRoutesListOwnedWithoutRecord: `meshctl routes` shows the

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshd/meshd/linkstate"
 	"go.uber.org/goleak"
+
+	"github.com/meshd/meshd/internal/testkit"
+	"github.com/meshd/meshd/linkstate"
 )
 
 // fakeClock fires AfterFunc callbacks only when the test advances it.
@@ -90,16 +92,10 @@ func (c *fakeClock) armedCount() int {
 	return len(c.armed)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or 5s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // poll interval, not a wait for the condition
-	}
+	testkit.Until(t, 5*time.Second, what, cond)
 }
 
 func waitChanged(t *testing.T, r *Router) {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 func out(rcpts ...string) Outgoing {
@@ -435,23 +437,24 @@ func TestXtext(t *testing.T) {
 // TestClientLMTPConnectionLost: an LMTP server that answers the first
 // recipient after DATA and then drops the connection.
 func TestClientLMTPConnectionLost(t *testing.T) {
-	addr, served := scriptedServer(t, []scriptStep{
-		{"", "220 lmtp.test LMTP"}, {"LHLO", "250-lmtp.test\r\n250 PIPELINING"},
-		{"MAIL", "250 2.1.0 ok"}, {"RCPT", "250 2.1.5 ok"}, {"RCPT", "250 2.1.5 ok"}, {"DATA", "354 go"},
-		{".", "250 2.0.0 <one@local.test> delivered"},
-	})
+	peer := testkit.NewScript(t,
+		testkit.Step{Reply: "220 lmtp.test LMTP"}, testkit.Step{Expect: "LHLO", Reply: "250-lmtp.test\r\n250 PIPELINING"},
+		testkit.Step{Expect: "MAIL", Reply: "250 2.1.0 ok"}, testkit.Step{Expect: "RCPT", Reply: "250 2.1.5 ok"},
+		testkit.Step{Expect: "RCPT", Reply: "250 2.1.5 ok"}, testkit.Step{Expect: "DATA", Reply: "354 go"},
+		testkit.Step{Expect: testkit.Data, Reply: "250 2.0.0 <one@local.test> delivered"},
+	)
 	c := newTestClient(t, ClientConfig{LMTP: true})
-	res, err := send(t, c, addr, out("one@local.test", "two@local.test"))
+	res, err := send(t, c, peer.Addr, out("one@local.test", "two@local.test"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := <-served; err != nil {
+	if err := peer.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	if res[0].Code != 250 || res[1].Code != 451 || res[1].Enhanced.String() != "4.4.2" {
 		t.Fatalf("results %+v", res)
 	}
-	if c.IdleSessions(addr) != 0 {
+	if c.IdleSessions(peer.Addr) != 0 {
 		t.Fatal("broken session kept for reuse")
 	}
 }
@@ -461,21 +464,21 @@ func TestClientLMTPConnectionLost(t *testing.T) {
 // after it has read the MAIL behind it, so a client that waited for the
 // RSET reply first would hang until its command timeout.
 func TestClientPipelinesRSET(t *testing.T) {
-	transaction := []scriptStep{{"RCPT", "250 2.1.5 ok"}, {"DATA", "354 go"}, {".", "250 2.0.0 queued"}}
-	steps := []scriptStep{{"", "220 mx.test ESMTP"}, {"EHLO", "250-mx.test\r\n250 PIPELINING"}, {"MAIL", "250 2.1.0 ok"}}
+	transaction := []testkit.Step{{Expect: "RCPT", Reply: "250 2.1.5 ok"}, {Expect: "DATA", Reply: "354 go"}, {Expect: testkit.Data, Reply: "250 2.0.0 queued"}}
+	steps := []testkit.Step{{Reply: "220 mx.test ESMTP"}, {Expect: "EHLO", Reply: "250-mx.test\r\n250 PIPELINING"}, {Expect: "MAIL", Reply: "250 2.1.0 ok"}}
 	steps = append(steps, transaction...)
 	// The second message: RSET is answered only once MAIL is in.
-	steps = append(steps, scriptStep{"RSET", ""}, scriptStep{"MAIL", "250 2.0.0 reset\r\n250 2.1.0 ok"})
+	steps = append(steps, testkit.Step{Expect: "RSET"}, testkit.Step{Expect: "MAIL", Reply: "250 2.0.0 reset\r\n250 2.1.0 ok"})
 	steps = append(steps, transaction...)
-	addr, served := scriptedServer(t, steps)
+	peer := testkit.NewScript(t, steps...)
 	c := newTestClient(t, ClientConfig{CommandTimeout: 3 * time.Second})
 	for i := range 2 {
-		res, err := send(t, c, addr, out("b@remote.test"))
+		res, err := send(t, c, peer.Addr, out("b@remote.test"))
 		if err != nil || len(res) != 1 || res[0].Code != 250 {
 			t.Fatalf("message %d: results %+v, err %v", i+1, res, err)
 		}
 	}
-	if err := <-served; err != nil {
+	if err := peer.Wait(); err != nil {
 		t.Fatal(err)
 	}
 }

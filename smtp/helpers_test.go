@@ -2,17 +2,11 @@ package smtp
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/textproto"
 	"strings"
@@ -22,12 +16,14 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 	"go.uber.org/goleak"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// testCerts is a self-signed certificate for 127.0.0.1 and localhost, and a
-// pool that trusts it.
+// testCerts is a certificate for 127.0.0.1 and localhost and a pool that
+// trusts its CA.
 type testCerts struct {
 	server *tls.Config
 	roots  *x509.CertPool
@@ -35,36 +31,8 @@ type testCerts struct {
 
 func newTestCerts(t testing.TB) testCerts {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "meshd test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return testCerts{
-		server: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}},
-		roots:  pool,
-	}
+	h := testkit.Localhost(t)
+	return testCerts{server: h.ServerTLS(), roots: h.ClientTLS().RootCAs}
 }
 
 // received is one message handed to a sink.
@@ -254,16 +222,10 @@ func (w *wire) expectClosed() string {
 	return string(rest)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or 5s pass.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Until(t, 5*time.Second, what, cond)
 }
 
 func msg(subject string, extraHeaders ...string) string {
@@ -271,53 +233,3 @@ func msg(subject string, extraHeaders ...string) string {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// scriptStep is one step of a scripted server: read a line starting with
-// expect ("": read nothing; ".": read message content up to its end line),
-// then write reply ("": write nothing).
-type scriptStep struct{ expect, reply string }
-
-// scriptedServer accepts one connection on 127.0.0.1 and plays steps on
-// it; served gets nil when the script ran to its end, or what went wrong.
-func scriptedServer(t testing.TB, steps []scriptStep) (addr string, served <-chan error) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	done := make(chan error, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		tp := textproto.NewConn(c)
-		for _, st := range steps {
-			switch st.expect {
-			case "":
-			case ".":
-				if _, err := tp.ReadDotBytes(); err != nil {
-					done <- err
-					return
-				}
-			default:
-				if line, err := tp.ReadLine(); err != nil || !strings.HasPrefix(line, st.expect) {
-					done <- fmt.Errorf("read %q (%v), want %s", line, err, st.expect)
-					return
-				}
-			}
-			if st.reply != "" {
-				if err := tp.PrintfLine("%s", st.reply); err != nil {
-					done <- err
-					return
-				}
-			}
-		}
-		done <- nil
-	}()
-	return l.Addr().String(), done
-}

@@ -2,13 +2,7 @@ package smtp_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"net/textproto"
 	"strings"
@@ -16,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/smtp/dialogue"
 	"github.com/meshd/meshd/smtp/xlink"
@@ -26,7 +21,8 @@ import (
 // extension. Sequence errors must be 503 before and after STARTTLS, the session
 // must see TLS, and content must pass untouched.
 func TestMeshListenerStack(t *testing.T) {
-	serverTLS, clientTLS := selfSigned(t)
+	host := testkit.Localhost(t)
+	serverTLS, clientTLS := host.ServerTLS(), host.ClientTLS()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -155,29 +151,3 @@ func (emptyStore) Digest() [32]byte                               { return [32]b
 func (emptyStore) Summaries() []byte                              { return nil }
 func (emptyStore) Newer([]byte) ([][]byte, error)                 { return nil, nil }
 func (emptyStore) Install(context.Context, [][]byte) (int, error) { return 0, nil }
-
-func selfSigned(t *testing.T) (server, client *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mesh test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true, IsCA: true, DNSNames: []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}},
-		&tls.Config{RootCAs: pool, ServerName: "localhost"}
-}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/adminapi"
 )
 
@@ -55,7 +56,7 @@ func deliveredCopies(t *testing.T, dir, msgID string) int {
 
 func waitDelivered(t *testing.T, dir, msgID string) {
 	t.Helper()
-	pollCLI(t, 30*time.Second, msgID+" delivered", func() error {
+	testkit.Eventually(t, 30*time.Second, msgID+" delivered", func() error {
 		if n := deliveredCopies(t, dir, msgID); n != 1 {
 			return fmt.Errorf("%d copies", n)
 		}
@@ -171,7 +172,7 @@ func TestBrowserCrossSiteAdmin(t *testing.T) {
 		if code := run([]string{"-admin", a1.Admin, "connector", step.action, "ab"}, &stdout, &stderr); code != 0 {
 			t.Fatalf("meshctl connector %s ab: exit %d: %s", step.action, code, stderr.String())
 		}
-		pollCLI(t, 30*time.Second, "ab "+step.action, func() error {
+		testkit.Eventually(t, 30*time.Second, "ab "+step.action, func() error {
 			if got := abState(t, a1.Admin); !strings.Contains(got, step.want) {
 				return fmt.Errorf("ab: %s", got)
 			}

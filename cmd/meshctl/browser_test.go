@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // browse runs headless chromium once on url with extra flags, giving the
@@ -107,7 +108,7 @@ func TestBrowserDemoStatusPage(t *testing.T) {
 		t.Fatalf("meshctl connector down ab: exit %d: %s", code, stderr.String())
 	}
 	t.Logf("meshctl: %s", strings.TrimSpace(stdout.String()))
-	pollCLI(t, 30*time.Second, "ab down on the page", func() error {
+	testkit.Eventually(t, 30*time.Second, "ab down on the page", func() error {
 		if st := abRow(t, url); st != "down" {
 			return errors.New("row says " + st)
 		}

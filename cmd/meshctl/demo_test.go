@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/demo"
 )
@@ -34,7 +35,7 @@ func startDemo(t *testing.T) (*demo.Demo, string) {
 		t.Fatal(err)
 	}
 	admin := d.Info().Nodes[0].Admin
-	pollCLI(t, 30*time.Second, "a1 is master of rga with 2 members and 3 records", func() error {
+	testkit.Eventually(t, 30*time.Second, "a1 is master of rga with 2 members and 3 records", func() error {
 		var m adminapi.Members
 		if err := getJSON(admin, "/api/mesh/members", &m); err != nil {
 			return err
@@ -71,21 +72,6 @@ func getJSON(admin, path string, v any) error {
 		return fmt.Errorf("meshctl %s: exit %d: %s", path, code, stderr.String())
 	}
 	return json.Unmarshal(stdout.Bytes(), v)
-}
-
-func pollCLI(t *testing.T, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // sendMail submits one message to addr and returns the queue ID of the 250.
@@ -228,7 +214,7 @@ func TestGoldenDemo(t *testing.T) {
 	// delivered there.
 	sendMail(t, a1.SMTP, "alice@rga.test", "bob@rgc.test", "golden-track-1@client.test")
 	var tr adminapi.TrackResult
-	pollCLI(t, 30*time.Second, "message delivered in rgc", func() error {
+	testkit.Eventually(t, 30*time.Second, "message delivered in rgc", func() error {
 		var stdout, stderr bytes.Buffer
 		if code := run([]string{"-admin", a1.Admin, "-json", "track", "golden-track-1@client.test"}, &stdout, &stderr); code != 0 {
 			return fmt.Errorf("exit %d: %s", code, stderr.String())
@@ -263,7 +249,7 @@ func TestGoldenDemo(t *testing.T) {
 	traceWhen := func(name string, code int, wantKind string, args ...string) {
 		t.Helper()
 		var out string
-		pollCLI(t, 20*time.Second, name, func() error {
+		testkit.Eventually(t, 20*time.Second, name, func() error {
 			var stdout, stderr bytes.Buffer
 			got := run(append([]string{"-admin", a1.Admin}, args...), &stdout, &stderr)
 			out = fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", got, stdout.String(), stderr.String())

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/node/config"
 )
 
 // TestAgainstRealNode drives meshctl against a node's real admin listener.
@@ -19,9 +20,9 @@ func TestAgainstRealNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer blackhole.Close()
-	cfg := node.DefaultConfig()
+	cfg := config.Default()
 	cfg.Node.DataDir = t.TempDir()
-	cfg.Listen = node.ListenConfig{SMTP: "127.0.0.1:0", Admin: "127.0.0.1:0"}
+	cfg.Listen = config.Listen{SMTP: "127.0.0.1:0", Admin: "127.0.0.1:0"}
 	cfg.Outbound.Smarthost = blackhole.Addr().String()
 	cfg.Outbound.ConnectTimeout = 200 * time.Millisecond
 	cfg.Relay.AllowNetworks = []string{"127.0.0.1"}

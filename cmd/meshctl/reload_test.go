@@ -8,19 +8,20 @@ import (
 	"testing"
 
 	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/node/config"
 )
 
 // TestReloadAgainstRealNode: meshctl reload asks a real node to read its configuration again
 // (the node's Options.Reload here applies a prepared config): it prints what was applied and
 // what needs a restart, and a refused file exits 1 with the node's reason.
 func TestReloadAgainstRealNode(t *testing.T) {
-	cfg := node.DefaultConfig()
+	cfg := config.Default()
 	cfg.Node.DataDir = t.TempDir()
-	cfg.Listen = node.ListenConfig{SMTP: "127.0.0.1:0", Admin: "127.0.0.1:0"}
+	cfg.Listen = config.Listen{SMTP: "127.0.0.1:0", Admin: "127.0.0.1:0"}
 	cfg.TLS.SelfSigned = false
 	var n *node.Node
 	// What the "file" holds now; set here, read by the admin handler's goroutine.
-	var next atomic.Pointer[node.Config]
+	var next atomic.Pointer[config.Config]
 	var refuse atomic.Bool
 	reload := func() (node.ReloadReport, error) {
 		if refuse.Load() {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // smugglingEnds are the end-of-data look-alikes of SMTP smuggling.
@@ -83,7 +85,7 @@ func TestDemoSmugglingAcrossMesh(t *testing.T) {
 		}
 		return out
 	}
-	pollCLI(t, 60*time.Second, "every message delivered to bob", func() error {
+	testkit.Eventually(t, 60*time.Second, "every message delivered to bob", func() error {
 		if n := len(files("bob")); n < len(subjects) {
 			return fmt.Errorf("%d of %d", n, len(subjects))
 		}

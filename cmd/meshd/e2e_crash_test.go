@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // The crash tests send messages from concurrent clients, kill meshd with SIGKILL while they are
@@ -84,7 +85,7 @@ func TestE2EGracefulRestart(t *testing.T) {
 	}
 	smart := startSink(t, port)
 	n.Start()
-	if !poll(60*time.Second, func() bool { return len(messageIDs(t, smart.DumpDir)) == msgs }) {
+	if !testkit.Poll(60*time.Second, func() bool { return len(messageIDs(t, smart.DumpDir)) == msgs }) {
 		t.Fatalf("after the restart the smarthost has %d of %d messages", len(messageIDs(t, smart.DumpDir)), msgs)
 	}
 	n.waitQueueEmpty(30 * time.Second)
@@ -128,7 +129,7 @@ func crashTest(t *testing.T, n *meshNode, r crashRun) {
 	}
 
 	// Crash once a third of the messages is acknowledged: the clients are mid-stream.
-	if !poll(90*time.Second, func() bool { return ackCount.Load() >= int64(r.messages/3) }) {
+	if !testkit.Poll(90*time.Second, func() bool { return ackCount.Load() >= int64(r.messages/3) }) {
 		t.Fatalf("only %d of %d messages acknowledged after 90s", ackCount.Load(), r.messages)
 	}
 	n.Kill()
@@ -154,7 +155,7 @@ func crashTest(t *testing.T, n *meshNode, r crashRun) {
 	}
 	var counts map[string]int
 	missing := 0
-	if !poll(120*time.Second, func() bool {
+	if !testkit.Poll(120*time.Second, func() bool {
 		counts = r.arrived()
 		missing = 0
 		for id := range want {
@@ -276,7 +277,7 @@ func TestE2EShutdownTellsIdleClients(t *testing.T) {
 	ready := filepath.Join(t.TempDir(), "ready")
 	stopped := make(chan error, 1)
 	go func() {
-		if !poll(30*time.Second, func() bool { _, err := os.Stat(ready); return err == nil }) {
+		if !testkit.Poll(30*time.Second, func() bool { _, err := os.Stat(ready); return err == nil }) {
 			stopped <- fmt.Errorf("the client never reached its idle state")
 			return
 		}

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // TestExamplesThreeSite starts examples/three-site exactly as shipped (a copy of the directory,
@@ -70,7 +72,7 @@ func TestExamplesThreeSite(t *testing.T) {
 				t.Logf("%s log:\n%s", name, tail(b, 4<<10))
 			}
 		})
-		if !poll(20*time.Second, func() bool { return smtpGreets(smtpAddr[name]) == nil }) {
+		if !testkit.Poll(20*time.Second, func() bool { return smtpGreets(smtpAddr[name]) == nil }) {
 			t.Fatalf("%s does not answer on %s", name, smtpAddr[name])
 		}
 	}

@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // meshdBin is the binary built once by TestMain for every test of this package.
@@ -415,7 +417,7 @@ func (n *meshNode) queueLen() (int, error) {
 func (n *meshNode) waitQueueEmpty(timeout time.Duration) {
 	n.t.Helper()
 	var last string
-	ok := poll(timeout, func() bool {
+	ok := testkit.Poll(timeout, func() bool {
 		k, err := n.queueLen()
 		if err != nil {
 			last = err.Error()
@@ -426,20 +428,6 @@ func (n *meshNode) waitQueueEmpty(timeout time.Duration) {
 	})
 	if !ok {
 		n.t.Fatalf("e2e: queue not empty after %v: %s", timeout, last)
-	}
-}
-
-// poll calls cond every 50ms until it is true (returns true) or timeout passes (returns false).
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/pki"
 	"github.com/meshd/meshd/routing"
@@ -112,13 +113,13 @@ func TestE2EOrgMailWaitsForAgedOutOwner(t *testing.T) {
 	om := startOrgMesh(t, 20*time.Second, 3*time.Second)
 	a1 := om.a1
 	for _, rcpt := range []string{"bob@rgb.test", "carol@rgc.test"} {
-		if !poll(20*time.Second, func() bool { d, err := a1.trace(rcpt); return err == nil && d.Kind == routing.Remote }) {
+		if !testkit.Poll(20*time.Second, func() bool { d, err := a1.trace(rcpt); return err == nil && d.Kind == routing.Remote }) {
 			t.Fatalf("a1 has no route to %s", rcpt)
 		}
 	}
 	om.b1.Kill()
 	om.c1.Kill()
-	if !poll(30*time.Second, func() bool {
+	if !testkit.Poll(30*time.Second, func() bool {
 		b, err1 := a1.holdsRecord("rgb")
 		c, err2 := a1.holdsRecord("rgc")
 		return err1 == nil && err2 == nil && !b && !c
@@ -129,7 +130,7 @@ func TestE2EOrgMailWaitsForAgedOutOwner(t *testing.T) {
 	for _, rcpt := range []string{"bob@rgb.test", "carol@rgc.test"} {
 		var d routing.Decision
 		var err error
-		if !poll(10*time.Second, func() bool {
+		if !testkit.Poll(10*time.Second, func() bool {
 			d, err = a1.trace(rcpt)
 			return err == nil && d.Kind == routing.NoRoute
 		}) || d.Refused != routing.ReasonOwnerUnreachable || !strings.Contains(d.Why, "never leaving") {
@@ -156,14 +157,14 @@ func TestE2EOrgMailWaitsForAgedOutOwner(t *testing.T) {
 		return false
 	}
 	// Both wait (the delay DSN proves at least one failed attempt each).
-	if !poll(20*time.Second, func() bool { return report("delayed", "bob@rgb.test") && report("delayed", "carol@rgc.test") }) {
+	if !testkit.Poll(20*time.Second, func() bool { return report("delayed", "bob@rgb.test") && report("delayed", "carol@rgc.test") }) {
 		t.Fatalf("no delay DSNs; alice's mailbox:\n%s", strings.Join(mailbox(a1.Maildir, "alice@rga.test"), "\n----\n"))
 	}
 	if n := len(om.sink.Messages()); n != 0 {
 		t.Fatalf("organisation mail leaked: the smarthost received %d messages:\n%s", n, strings.Join(om.sink.Messages(), "\n"))
 	}
 	om.b1.Start()
-	if !poll(30*time.Second, func() bool {
+	if !testkit.Poll(30*time.Second, func() bool {
 		for _, m := range mailbox(om.b1.Maildir, "bob@rgb.test") {
 			if strings.Contains(m, "Subject: "+subB) {
 				return true
@@ -173,7 +174,7 @@ func TestE2EOrgMailWaitsForAgedOutOwner(t *testing.T) {
 	}) {
 		t.Fatalf("bob@rgb.test not delivered in b1's Maildir after b1 came back")
 	}
-	if !poll(40*time.Second, func() bool { return report("failed", "carol@rgc.test") }) {
+	if !testkit.Poll(40*time.Second, func() bool { return report("failed", "carol@rgc.test") }) {
 		t.Fatalf("no failure DSN for carol@rgc.test at its lifetime; alice's mailbox:\n%s", strings.Join(mailbox(a1.Maildir, "alice@rga.test"), "\n----\n"))
 	}
 	if report("failed", "bob@rgb.test") {
@@ -223,7 +224,7 @@ func TestE2EDecommission(t *testing.T) {
 	om := startOrgMesh(t, time.Hour, time.Hour)
 	a1 := om.a1
 	for _, rcpt := range []string{"bob@rgb.test", "carol@rgc.test"} {
-		if !poll(20*time.Second, func() bool { d, err := a1.trace(rcpt); return err == nil && d.Kind == routing.Remote }) {
+		if !testkit.Poll(20*time.Second, func() bool { d, err := a1.trace(rcpt); return err == nil && d.Kind == routing.Remote }) {
 			t.Fatalf("a1 has no route to %s", rcpt)
 		}
 	}
@@ -265,7 +266,7 @@ func TestE2EDecommission(t *testing.T) {
 		t.Fatalf("meshctl rg remove rgb: exit %d\n%s", code, out)
 	}
 	t.Logf("meshctl rg remove rgb: %s", strings.TrimSpace(out))
-	if !poll(20*time.Second, func() bool { return failed("bob@rgb.test") }) {
+	if !testkit.Poll(20*time.Second, func() bool { return failed("bob@rgb.test") }) {
 		t.Fatalf("no failure DSN for bob@rgb.test after rg remove; mailbox:\n%s", strings.Join(mailbox(a1.Maildir, "alice@rga.test"), "\n----\n"))
 	}
 	out, code = meshctl(t, "-admin", a1.Admin, "trace", "bob@rgb.test")
@@ -304,7 +305,7 @@ func TestE2EDecommission(t *testing.T) {
 		t.Fatal(err)
 	}
 	a1.Start()
-	if !poll(20*time.Second, func() bool { return failed("carol@rgc.test") }) {
+	if !testkit.Poll(20*time.Second, func() bool { return failed("carol@rgc.test") }) {
 		t.Fatalf("no failure DSN for carol@rgc.test after rgc left the configuration; mailbox:\n%s", strings.Join(mailbox(a1.Maildir, "alice@rga.test"), "\n----\n"))
 	}
 	if n := len(om.sink.Messages()); n != 0 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // outboundDNS serves the external domains of these tests:
@@ -112,7 +113,7 @@ func TestE2ETempFailThenRetry(t *testing.T) {
 		t.Fatalf("swaks exit %d:\n%s", code, out)
 	}
 	// Two refused attempts prove that meshd retries after a 4xx.
-	if !poll(30*time.Second, func() bool {
+	if !testkit.Poll(30*time.Second, func() bool {
 		return strings.Count(failing.output(), "RCPT TO:<user@ext.test>") >= 2
 	}) {
 		t.Fatalf("meshd did not retry after 451; smtp-sink saw:\n%s", failing.output())

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // startHAProxy runs Debian's haproxy in the foreground from a temporary
@@ -61,7 +62,7 @@ listen smtp
 			mu.Unlock()
 		}
 	})
-	if !poll(10*time.Second, func() bool {
+	if !testkit.Poll(10*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", front, time.Second)
 		if err == nil {
 			c.Close()
@@ -108,7 +109,7 @@ func TestE2EHAProxyProxyProtocol(t *testing.T) {
 		},
 	})
 	front := startHAProxy(t, n.SMTP, "send-proxy-v2")
-	if !poll(10*time.Second, func() bool { return smtpGreets(front) == nil }) {
+	if !testkit.Poll(10*time.Second, func() bool { return smtpGreets(front) == nil }) {
 		t.Fatalf("e2e: no greeting through haproxy on %s", front)
 	}
 
@@ -145,7 +146,7 @@ func TestE2EHAProxyProxyProtocol(t *testing.T) {
 	// gets 421 while 127.0.0.10 is still greeted, though every one of
 	// these arrives from haproxy's single address.
 	var lines []string
-	if !poll(10*time.Second, func() bool {
+	if !testkit.Poll(10*time.Second, func() bool {
 		lines = nil
 		for range 2 {
 			_, l := dialFrom(t, "127.0.0.9", front, "")

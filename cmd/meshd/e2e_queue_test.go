@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // TestE2EQueueBackPressure: with the queue at its bound (the smarthost is down, so nothing
@@ -51,7 +52,7 @@ func TestE2EDelayThenExpiry(t *testing.T) {
 		return strings.Contains(l, "multipart/report") && strings.Contains(l, "action: "+action) && strings.Contains(l, "x@far.test")
 	}
 	var delayed, failed int
-	if !poll(30*time.Second, func() bool {
+	if !testkit.Poll(30*time.Second, func() bool {
 		delayed, failed = 0, 0
 		for _, m := range mailbox(n.Maildir, "alice@example.test") {
 			if isReport(m, "delayed") {
@@ -96,7 +97,7 @@ func TestE2EConnectionsPerIP(t *testing.T) {
 	// The readiness probe's connection may still count for a moment after it closed: retry
 	// until two connections at once are greeted with 220.
 	var lines []string
-	if !poll(10*time.Second, func() bool {
+	if !testkit.Poll(10*time.Second, func() bool {
 		closeAll()
 		lines = nil
 		for i := 0; i < 2; i++ {
@@ -115,7 +116,7 @@ func TestE2EConnectionsPerIP(t *testing.T) {
 	}
 	open[0].Close()
 	open = open[1:]
-	if !poll(10*time.Second, func() bool {
+	if !testkit.Poll(10*time.Second, func() bool {
 		c, line := greet()
 		c.Close()
 		return strings.HasPrefix(line, "220")

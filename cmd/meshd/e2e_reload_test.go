@@ -3,15 +3,8 @@ package main_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"net/smtp"
@@ -23,6 +16,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // notifySocket is the service manager's end of sd_notify: a unixgram socket whose path goes
@@ -71,35 +66,19 @@ func (s *notifySocket) expect(want string, timeout time.Duration) string {
 	}
 }
 
-// writeCert writes a fresh self-signed certificate for cn to certPath and keyPath.
+// writeCert writes a fresh certificate for the host name cn (from a test CA) to certPath and
+// keyPath.
 func writeCert(t *testing.T, cn, certPath, keyPath string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{cn}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
+	h := testkit.NewCA(t).Host(t, cn)
+	for from, to := range map[string]string{h.CertFile: certPath, h.KeyFile: keyPath} {
+		if err := os.WriteFile(to, mustRead(t, from), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
-// startTLSName opens a new session with Go's net/smtp, runs STARTTLS and returns the common
+// startTLSName opens a new session with Go's net/smtp, runs STARTTLS and returns the host
 // name of the certificate the server offered.
 func startTLSName(t *testing.T, addr string) string {
 	t.Helper()
@@ -113,7 +92,7 @@ func startTLSName(t *testing.T, addr string) string {
 	}
 	st, _ := c.TLSConnectionState()
 	_ = c.Quit()
-	return st.PeerCertificates[0].Subject.CommonName
+	return st.PeerCertificates[0].DNSNames[0]
 }
 
 // sendWithReceived sends one message carrying k Received: fields through c (an open session)
@@ -251,7 +230,7 @@ func TestE2EReload(t *testing.T) {
 	// counts the STARTTLS probe's connection until it has seen it close: poll for the slot.
 	var second net.Conn
 	var g string
-	if !poll(5*time.Second, func() bool {
+	if !testkit.Poll(5*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", n.SMTP, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -288,12 +267,12 @@ func TestE2EReload(t *testing.T) {
 	}
 	waitMailbox(t, n.Maildir, "bob@example.test", 20*time.Second, "Subject: "+subject+"-before")
 	waitMailbox(t, n.Maildir, "bob@example.test", 20*time.Second, "Subject: "+subject+"-after")
-	if !poll(5*time.Second, func() bool {
+	if !testkit.Poll(5*time.Second, func() bool {
 		return strings.Contains(n.logTail(), "applied=\"[log.level tls.cert_file limits.max_received_headers limits.max_connections_per_ip queue.retry]\"")
 	}) {
 		t.Errorf("the reload does not report the live changes it applied:\n%s", n.logTail())
 	}
-	if !poll(5*time.Second, func() bool { return strings.Contains(n.logTail(), "needs_restart=[listen]") }) {
+	if !testkit.Poll(5*time.Second, func() bool { return strings.Contains(n.logTail(), "needs_restart=[listen]") }) {
 		t.Errorf("the moved listener is not reported as needing a restart:\n%s", n.logTail())
 	}
 
@@ -314,7 +293,7 @@ func TestE2EReload(t *testing.T) {
 	if !strings.Contains(ready, "reload refused") {
 		t.Errorf("READY=1 after a refused reload does not say so: %q", ready)
 	}
-	if !poll(5*time.Second, func() bool { return strings.Contains(n.logTail(), "reload refused") }) {
+	if !testkit.Poll(5*time.Second, func() bool { return strings.Contains(n.logTail(), "reload refused") }) {
 		t.Errorf("no log line says why the reload was refused:\n%s", n.logTail())
 	}
 	if rep := adminReload(t, n); rep.code != http.StatusUnprocessableEntity || !strings.Contains(rep.body, "queue") {

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // viaRG2 matches the Received: line a node of rg2 adds ("by n1.rg2.meshd.test with ...").
@@ -110,7 +112,7 @@ func (s *sites) deliveries(t testing.TB, rg string, nodes int, rcpt, token strin
 func (s *sites) waitDelivered(t testing.TB, rg string, nodes int, rcpt, token string) string {
 	t.Helper()
 	var got []string
-	ok := poll(sitesMailDeadline, func() bool {
+	ok := testkit.Poll(sitesMailDeadline, func() bool {
 		got = s.deliveries(t, rg, nodes, rcpt, token)
 		return len(got) > 0
 	})
@@ -119,7 +121,7 @@ func (s *sites) waitDelivered(t testing.TB, rg string, nodes int, rcpt, token st
 		t.Fatalf("sites: %s (%s) not delivered to %s within %v\n%s\n%s", token, rcpt, rg, sitesMailDeadline, st, s.logTails())
 	}
 	// A duplicate would arrive right behind the first copy; give it a moment to show up.
-	poll(time.Second, func() bool { got = s.deliveries(t, rg, nodes, rcpt, token); return len(got) > 1 })
+	testkit.Poll(time.Second, func() bool { got = s.deliveries(t, rg, nodes, rcpt, token); return len(got) > 1 })
 	if len(got) != 1 {
 		t.Fatalf("sites: %s delivered %d times: %v", token, len(got), got)
 	}
@@ -256,7 +258,7 @@ func TestSitesAcrossNamespaces(t *testing.T) {
 		// Without the mesh, rg1 delivers by MX straight to rg3: the message waits in rg1's queue.
 		var n int
 		var qerr error
-		if !poll(10*time.Second, func() bool { n, qerr = s.queued(t, "rg1-n1"); return n > 0 }) {
+		if !testkit.Poll(10*time.Second, func() bool { n, qerr = s.queued(t, "rg1-n1"); return n > 0 }) {
 			t.Fatalf("message not held in rg1-n1's queue during the cut: %d queued, %v", n, qerr)
 		}
 		if got := s.deliveries(t, "rg3", nodes, "bob@rg3.test", "tok-cut-13"); len(got) != 0 {
@@ -264,7 +266,7 @@ func TestSitesAcrossNamespaces(t *testing.T) {
 		}
 		s.must(t, "heal", "rg1", "rg3")
 		s.waitDelivered(t, "rg3", nodes, "bob@rg3.test", "tok-cut-13")
-		if !poll(10*time.Second, func() bool { n, qerr = s.queued(t, "rg1-n1"); return n == 0 && qerr == nil }) {
+		if !testkit.Poll(10*time.Second, func() bool { n, qerr = s.queued(t, "rg1-n1"); return n == 0 && qerr == nil }) {
 			t.Fatalf("rg1-n1's queue not empty after delivery: %d, %v", n, qerr)
 		}
 	})
@@ -274,7 +276,7 @@ func TestSitesAcrossNamespaces(t *testing.T) {
 		s.must(t, "send", "rg2", "carol@rg1.test", "tok-site-21")
 		var n int
 		var qerr error
-		if !poll(10*time.Second, func() bool { n, qerr = s.queued(t, "rg2-n1"); return n > 0 }) {
+		if !testkit.Poll(10*time.Second, func() bool { n, qerr = s.queued(t, "rg2-n1"); return n > 0 }) {
 			t.Fatalf("message not held in rg2-n1's queue while rg2 is off the WAN: %d, %v", n, qerr)
 		}
 		s.must(t, "heal", "rg2")

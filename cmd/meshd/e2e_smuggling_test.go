@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // smugglingEnds are the end-of-data look-alikes of SMTP smuggling (CVE-2023-51764 and its
@@ -21,120 +22,6 @@ import (
 var smugglingEnds = []string{"\n.\n", "\n.\r\n", "\r.\r\n", "\r\n.\r", "\r.\r", "\r.\n", "\r\n.\n"}
 
 func showEnd(s string) string { return strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(s) }
-
-// captured is one message a capturePeer received.
-type captured struct {
-	from  string
-	rcpts []string
-	data  []byte
-}
-
-// capturePeer is an SMTP server that records every byte its clients send and takes a message
-// to end only at <CRLF>.<CRLF>.
-type capturePeer struct {
-	Addr string
-	ln   net.Listener
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	raw  bytes.Buffer // every byte from every client, sessions one after another
-	msgs []captured
-}
-
-func startCapturePeer(t *testing.T) *capturePeer {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &capturePeer{Addr: ln.Addr().String(), ln: ln}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.wg.Add(1)
-			go func() { defer p.wg.Done(); p.serve(c) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); p.wg.Wait() })
-	return p
-}
-
-// tee records what the client sends.
-type tee struct {
-	c net.Conn
-	p *capturePeer
-}
-
-func (r tee) Read(b []byte) (int, error) {
-	n, err := r.c.Read(b)
-	r.p.mu.Lock()
-	r.p.raw.Write(b[:n])
-	r.p.mu.Unlock()
-	return n, err
-}
-
-func (p *capturePeer) serve(c net.Conn) {
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-	br := bufio.NewReader(tee{c, p})
-	say := func(s string) { _, _ = io.WriteString(c, s+"\r\n") }
-	say("220 capture.test ESMTP")
-	var m captured
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return
-		}
-		cmd := strings.ToUpper(strings.TrimRight(line, "\r\n"))
-		switch {
-		case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
-			say("250-capture.test")
-			say("250 8BITMIME")
-		case strings.HasPrefix(cmd, "MAIL FROM:"):
-			m = captured{from: strings.TrimRight(line, "\r\n")[10:]}
-			say("250 2.1.0 ok")
-		case strings.HasPrefix(cmd, "RCPT TO:"):
-			m.rcpts = append(m.rcpts, strings.TrimRight(line, "\r\n")[8:])
-			say("250 2.1.5 ok")
-		case cmd == "DATA":
-			say("354 go ahead")
-			var data []byte
-			for !bytes.HasSuffix(append([]byte("\r\n"), data...), []byte("\r\n.\r\n")) {
-				b, err := br.ReadByte()
-				if err != nil {
-					return
-				}
-				data = append(data, b)
-			}
-			m.data = data
-			p.mu.Lock()
-			p.msgs = append(p.msgs, m)
-			p.mu.Unlock()
-			say("250 2.0.0 captured")
-		case cmd == "QUIT":
-			say("221 2.0.0 bye")
-			return
-		default:
-			say("250 2.0.0 ok")
-		}
-	}
-}
-
-func (p *capturePeer) messages() []captured {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]captured(nil), p.msgs...)
-}
-
-func (p *capturePeer) rawBytes() []byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]byte(nil), p.raw.Bytes()...)
-}
 
 // tapProxy relays TCP to target and records what its clients send (what meshd puts on the
 // wire to the Postfix smtpd behind it).
@@ -269,8 +156,8 @@ var subjectRe = regexp.MustCompile(`(?m)^Subject: (\S+)\r$`)
 func TestE2ESmugglingVariants(t *testing.T) {
 	for _, via := range []string{"capture", "postfix"} {
 		t.Run(via, func(t *testing.T) {
-			final := startCapturePeer(t)
-			wire := final.rawBytes // what meshd sent
+			final := testkit.NewSink(t, testkit.SinkOptions{Name: "capture.test"})
+			wire := final.Raw // what meshd sent
 			smarthost := final.Addr
 			if via == "postfix" {
 				pfAddr := extern.FreeAddr(t)
@@ -291,27 +178,27 @@ func TestE2ESmugglingVariants(t *testing.T) {
 			smuggle(t, n.SMTP, "after", "")
 			subjects = append(subjects, "after")
 			n.waitQueueEmpty(60 * time.Second)
-			if !poll(60*time.Second, func() bool { return len(final.messages()) >= len(subjects) }) {
-				t.Fatalf("%d messages arrived, want %d", len(final.messages()), len(subjects))
+			if !testkit.Poll(60*time.Second, func() bool { return len(final.Messages()) >= len(subjects) }) {
+				t.Fatalf("%d messages arrived, want %d", len(final.Messages()), len(subjects))
 			}
 			if via == "postfix" {
 				// Postfix may still be sending a (forged) extra one: give its queue a moment.
-				poll(2*time.Second, func() bool { return len(final.messages()) > len(subjects) })
+				testkit.Poll(2*time.Second, func() bool { return len(final.Messages()) > len(subjects) })
 			}
 			count := map[string]int{}
-			for _, m := range final.messages() {
-				for _, r := range m.rcpts {
+			for _, m := range final.Messages() {
+				for _, r := range m.Rcpts {
 					if !strings.Contains(r, "rcpt@far.test") {
-						t.Errorf("a message for %s arrived (forged envelope); from %s", r, m.from)
+						t.Errorf("a message for %s arrived (forged envelope); from %s", r, m.From)
 					}
 				}
-				if !strings.Contains(m.from, "sender@example.test") {
-					t.Errorf("a message from %s arrived (forged envelope)", m.from)
+				if !strings.Contains(m.From, "sender@example.test") {
+					t.Errorf("a message from %s arrived (forged envelope)", m.From)
 				}
-				if sm := subjectRe.FindSubmatch(m.data); sm != nil {
+				if sm := subjectRe.FindSubmatch(m.Data); sm != nil {
 					count[string(sm[1])]++
 				} else {
-					t.Errorf("a message without our Subject arrived:\n%s", m.data)
+					t.Errorf("a message without our Subject arrived:\n%s", m.Data)
 				}
 			}
 			for i, s := range subjects {
@@ -323,8 +210,8 @@ func TestE2ESmugglingVariants(t *testing.T) {
 					t.Errorf("%s %s: %d copies arrived, want exactly 1", s, eod, count[s])
 				}
 			}
-			if len(final.messages()) != len(subjects) {
-				t.Errorf("%d messages arrived, want %d", len(final.messages()), len(subjects))
+			if len(final.Messages()) != len(subjects) {
+				t.Errorf("%d messages arrived, want %d", len(final.Messages()), len(subjects))
 			}
 			checkBareMetric(t, n, "normalize", len(smugglingEnds))
 			raw := wire()
@@ -339,7 +226,7 @@ func TestE2ESmugglingVariants(t *testing.T) {
 // TestE2ESmugglingReject: under limits.bare_line_ends: reject every variant is refused with
 // 550 5.6.0 and nothing of it is relayed; the clean mail before and after arrives once.
 func TestE2ESmugglingReject(t *testing.T) {
-	final := startCapturePeer(t)
+	final := testkit.NewSink(t, testkit.SinkOptions{Name: "capture.test"})
 	n := startNode(t, nodeOptions{AllowNetworks: []string{"127.0.0.0/8"}, Smarthost: final.Addr,
 		Extra: map[string]any{"limits": map[string]any{"bare_line_ends": "reject"}}})
 	smuggle(t, n.SMTP, "before", "")
@@ -351,19 +238,19 @@ func TestE2ESmugglingReject(t *testing.T) {
 	smuggle(t, n.SMTP, "after", "")
 	checkBareMetric(t, n, "reject", len(smugglingEnds)+1)
 	n.waitQueueEmpty(60 * time.Second)
-	if !poll(30*time.Second, func() bool { return len(final.messages()) >= 2 }) {
-		t.Fatalf("%d messages arrived, want 2", len(final.messages()))
+	if !testkit.Poll(30*time.Second, func() bool { return len(final.Messages()) >= 2 }) {
+		t.Fatalf("%d messages arrived, want 2", len(final.Messages()))
 	}
 	var got []string
-	for _, m := range final.messages() {
-		if sm := subjectRe.FindSubmatch(m.data); sm != nil {
+	for _, m := range final.Messages() {
+		if sm := subjectRe.FindSubmatch(m.Data); sm != nil {
 			got = append(got, string(sm[1]))
 		}
 	}
 	if strings.Join(got, " ") != "before after" {
 		t.Errorf("arrived: %q, want before and after once each", got)
 	}
-	if i := bareAt(final.rawBytes()); i >= 0 {
+	if i := bareAt(final.Raw()); i >= 0 {
 		t.Errorf("bare CR or LF on the wire at %d", i)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // sink is a running Postfix smtp-sink that dumps every message it accepts into DumpDir.
@@ -68,7 +69,7 @@ func startSink(t testing.TB, port int, flags ...string) *sink {
 			t.Logf("smtp-sink %s %v output:\n%s", s.Addr, flags, s.output())
 		}
 	})
-	if !poll(10*time.Second, func() bool {
+	if !testkit.Poll(10*time.Second, func() bool {
 		select {
 		case <-s.done:
 			return true
@@ -131,7 +132,7 @@ func (s *sink) Messages() []string {
 // waitMessage waits until a dumped message contains every one of subs and returns it.
 func (s *sink) waitMessage(timeout time.Duration, subs ...string) (string, bool) {
 	var found string
-	ok := poll(timeout, func() bool {
+	ok := testkit.Poll(timeout, func() bool {
 		for _, m := range s.Messages() {
 			if containsAll(m, subs...) {
 				found = m
@@ -297,7 +298,7 @@ func mailbox(root, addr string) []string {
 func waitMailbox(t testing.TB, root, addr string, timeout time.Duration, subs ...string) string {
 	t.Helper()
 	var found string
-	if !poll(timeout, func() bool {
+	if !testkit.Poll(timeout, func() bool {
 		for _, m := range mailbox(root, addr) {
 			if containsAll(m, subs...) {
 				found = m

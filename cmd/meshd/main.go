@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/sdnotify"
 	buildversion "github.com/meshd/meshd/version"
 )
@@ -52,10 +53,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "meshd", version())
 		return 0
 	}
-	cfg := node.DefaultConfig()
+	cfg := config.Default()
 	if *configPath != "" {
 		var err error
-		if cfg, err = node.LoadConfig(*configPath); err != nil {
+		if cfg, err = config.Load(*configPath); err != nil {
 			fmt.Fprintf(stderr, "meshd: %v\n", err)
 			return 2
 		}
@@ -117,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func printListeners(w io.Writer, n *node.Node, cfg node.Config, defaults bool) {
+func printListeners(w io.Writer, n *node.Node, cfg config.Config, defaults bool) {
 	if defaults {
 		fmt.Fprintf(w, "meshd %s: running on embedded defaults (no -config)\n", version())
 	} else {
@@ -139,7 +140,7 @@ func printListeners(w io.Writer, n *node.Node, cfg node.Config, defaults bool) {
 	}
 }
 
-func newLogger(c node.LogConfig, level *slog.LevelVar, w io.Writer) *slog.Logger {
+func newLogger(c config.Log, level *slog.LevelVar, w io.Writer) *slog.Logger {
 	_ = level.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/sdnotify"
 )
 
@@ -40,7 +41,7 @@ func (r *reloader) reload() (node.ReloadReport, error) {
 }
 
 func (r *reloader) apply() (node.ReloadReport, error) {
-	cfg, err := node.LoadConfig(r.path)
+	cfg, err := config.Load(r.path)
 	if err != nil {
 		return node.ReloadReport{}, err
 	}

@@ -1,6 +1,7 @@
 package netem
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // startMember runs a memberlist instance for host over a netem transport, with intervals short
@@ -89,8 +92,7 @@ func waitAlive(t *testing.T, ms map[string]*memberlist.Memberlist, want map[stri
 // about them are done, so a healed partition is merged by a Join).
 func waitAliveRejoin(t *testing.T, ms map[string]*memberlist.Memberlist, want map[string]string, within time.Duration, rejoin func()) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	testkit.Eventually(t, within, "membership", func() error {
 		if rejoin != nil {
 			rejoin()
 		}
@@ -100,14 +102,11 @@ func waitAliveRejoin(t *testing.T, ms map[string]*memberlist.Memberlist, want ma
 				diff = append(diff, fmt.Sprintf("%s sees [%s] want [%s]", name, got, w))
 			}
 		}
-		if len(diff) == 0 {
-			return
+		if len(diff) > 0 {
+			return errors.New(strings.Join(diff, "; "))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("membership not reached within %v: %s", within, strings.Join(diff, "; "))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestGossipCutAndHeal(t *testing.T) {

@@ -3,24 +3,21 @@ package channel
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -56,13 +53,7 @@ func (l *lsdb) count() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.recs
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within 5s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Until(t, 5*time.Second, what, cond)
 }
 
 type server struct {
@@ -92,7 +83,7 @@ func startServer(t *testing.T, node string, tc *tls.Config, authorize func(strin
 func startClient(t *testing.T, node string, tc *tls.Config, db *lsdb, obs func() []Observation) *Client {
 	t.Helper()
 	c := NewClient(ClientConfig{
-		Node: node, RG: "rg1", TLS: tc, Logger: quiet, PingInterval: 100 * time.Millisecond,
+		Node: node, RG: "rg1", TLS: tc, Logger: quiet,
 		OnRecords: func(full bool, recs [][]byte) {
 			if full {
 				db.mu.Lock()
@@ -131,10 +122,42 @@ func TestFullThenDeltasAndObservations(t *testing.T) {
 	if !s.db.observations()[1].Up {
 		t.Fatal("second observation should be up")
 	}
-	// Pings keep an idle session alive past several intervals.
-	time.Sleep(350 * time.Millisecond) // deliberately idle: not waiting for a condition
-	if len(s.Members()) != 1 {
-		t.Fatal("idle member was dropped")
+}
+
+// TestPingsKeepIdleSession: a member that has nothing to send keeps its one
+// session to the master for many idle timeouts because both sides ping;
+// a member that pings less often than the master's idle timeout loses it
+// (and reconnects). Run on pipes in a synctest bubble, with the default
+// timers (client ping 10s, server idle timeout 30s): ten minutes pass on
+// the bubble's clock, none on the wall clock.
+func TestPingsKeepIdleSession(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ping time.Duration
+		kept bool
+	}{
+		{"default pings", 0, true},
+		{"pings rarer than the idle timeout", time.Hour, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				l := testkit.NewPipeListener()
+				db := &lsdb{}
+				s := NewServer(ServerConfig{Listener: l, Node: "m", RG: "rg1", Master: func() string { return "m" },
+					Records: db.Records, OnObserve: db.observe, Logger: quiet})
+				defer s.Close()
+				c := NewClient(ClientConfig{Node: "n", RG: "rg1", Dial: l.Dial, PingInterval: tc.ping, Logger: quiet,
+					OnRecords: func(bool, [][]byte) {}})
+				defer c.Close()
+				c.SetMaster("pipe")
+				testkit.Until(t, time.Minute, "member registered", func() bool { return len(s.Members()) == 1 })
+				time.Sleep(10 * time.Minute) // the bubble's clock: twenty idle timeouts
+				sessions := s.Stats().ConnsAccepted
+				if kept := sessions == 1; kept != tc.kept {
+					t.Fatalf("%d sessions in 10 minutes, want the first one kept: %v", sessions, tc.kept)
+				}
+			})
+		})
 	}
 }
 
@@ -237,27 +260,12 @@ func TestTLS(t *testing.T) {
 	}
 }
 
-func testTLS(t *testing.T) (*tls.Config, *tls.Config) {
+// testTLS is what two nodes of one organisation use on port 691: mutual
+// TLS with pki identities.
+func testTLS(t *testing.T) (server, client *tls.Config) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "meshd-test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
-		&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	ca := testkit.NewCA(t)
+	return ca.Node(t, "a1", "rga").ServerTLS(), ca.Node(t, "a2", "rga").ClientTLS()
 }
 
 func TestCodecs(t *testing.T) {

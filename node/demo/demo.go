@@ -30,7 +30,10 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/node/config"
+	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/pki"
+	"github.com/meshd/meshd/queue"
 )
 
 // Options configures a demo mesh.
@@ -179,9 +182,9 @@ func Start(opts Options) (d *Demo, err error) {
 		d.info.RGs = append(d.info.RGs, RG{Name: rg, Domain: rg + ".test"})
 		seed := ""
 		for _, name := range nodeNames(rg) {
-			cfg := config(dir, name, rg, i, opts.BasePort, orgKey, meshAddr)
+			cfg := nodeConfig(dir, name, rg, i, opts.BasePort, orgKey, meshAddr)
 			cfg.Mesh.GossipKey = gossipKey
-			cfg.Mesh.Identity = node.IdentityConfig{CAFiles: []string{caFile}, CertFile: certs[name][0], KeyFile: certs[name][1]}
+			cfg.Mesh.Identity = config.Identity{CAFiles: []string{caFile}, CertFile: certs[name][0], KeyFile: certs[name][1]}
 			if seed != "" {
 				cfg.Mesh.Seeds = []string{seed}
 			}
@@ -228,30 +231,30 @@ func port(base, i, off int) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(base+10*i+off))
 }
 
-// config is one demo node's configuration.
-func config(dir, name, rg string, i, base int, orgKey string, meshAddr map[string]string) node.Config {
-	cfg := node.DefaultConfig()
+// nodeConfig is one demo node's configuration.
+func nodeConfig(dir, name, rg string, i, base int, orgKey string, meshAddr map[string]string) config.Config {
+	cfg := config.Default()
 	cfg.Node.Name, cfg.Node.RoutingGroup = name, rg
 	cfg.Node.DataDir = filepath.Join(dir, name)
 	cfg.Node.Hostname = name + "." + rg + ".test"
-	cfg.Listen = node.ListenConfig{
+	cfg.Listen = config.Listen{
 		SMTP: port(base, i, 0), Admin: port(base, i, 1), Linkstate: port(base, i, 2),
 		Mesh: meshAddr[name], Gossip: port(base, i, 4),
 	}
 	cfg.LocalDomains = []string{rg + ".test"}
 	cfg.Delivery.Maildir = filepath.Join(cfg.Node.DataDir, "maildir")
-	cfg.Queue.Retry = node.RetryConfig{Initial: time.Second, Max: 10 * time.Second, Factor: 2, Jitter: 0.1}
+	cfg.Queue.Retry = queue.Backoff{Initial: time.Second, Max: 10 * time.Second, Factor: 2, Jitter: 0.1}
 	cfg.Outbound.ConnectTimeout, cfg.Outbound.CommandTimeout, cfg.Outbound.DeadTime = 2*time.Second, 10*time.Second, 0
 	cfg.Mesh.OrgKey = orgKey
 	cfg.Mesh.FastGossip = true
 	cfg.Mesh.CollectWindow = 100 * time.Millisecond
 	cfg.Mesh.SyncInterval = 2 * time.Second
-	cfg.Mesh.Probe = node.ProbeConfig{Interval: 200 * time.Millisecond, Keepalive: time.Second, Timeout: time.Second,
+	cfg.Mesh.Probe = mesh.ProbeConfig{Interval: 200 * time.Millisecond, Keepalive: time.Second, Timeout: time.Second,
 		GlitchRetries: 2, GlitchDelay: 20 * time.Millisecond, UpAfter: 2}
 	for _, r := range rgNames {
 		// Declared, so that a group's mail waits for it even before its
 		// record is learned.
-		cfg.Mesh.RoutingGroups = append(cfg.Mesh.RoutingGroups, node.RoutingGroupConfig{Name: r, Domains: []string{r + ".test"}})
+		cfg.Mesh.RoutingGroups = append(cfg.Mesh.RoutingGroups, config.RoutingGroup{Name: r, Domains: []string{r + ".test"}})
 	}
 	for _, l := range links {
 		if l.from != rg {
@@ -261,7 +264,7 @@ func config(dir, name, rg string, i, base int, orgKey string, meshAddr map[strin
 		for _, t := range nodeNames(l.to) {
 			targets = append(targets, meshAddr[t])
 		}
-		cfg.Connectors = append(cfg.Connectors, node.ConnectorConfig{Name: l.name, To: l.to, Cost: l.cost, Targets: targets})
+		cfg.Connectors = append(cfg.Connectors, mesh.Connector{Name: l.name, To: l.to, Cost: l.cost, Targets: targets})
 	}
 	return cfg
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/harness/netem"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 func TestPartitionHeals(t *testing.T) {
@@ -27,12 +28,12 @@ func TestPartitionHeals(t *testing.T) {
 	defer b.Close()
 	c := start("c", a.Addr())
 	defer c.Close()
-	waitFor(t, 10*time.Second, "joined", sameView([]string{"a", "b", "c"}, "a", a, b, c))
+	testkit.Eventually(t, 10*time.Second, "joined", sameView([]string{"a", "b", "c"}, "a", a, b, c))
 
 	nw.Partition([]string{"a"}, []string{"b", "c"})
-	waitFor(t, 15*time.Second, "b,c elect b", sameView([]string{"b", "c"}, "b", b, c))
-	waitFor(t, 15*time.Second, "a alone", sameView([]string{"a"}, "a", a))
+	testkit.Eventually(t, 15*time.Second, "b,c elect b", sameView([]string{"b", "c"}, "b", b, c))
+	testkit.Eventually(t, 15*time.Second, "a alone", sameView([]string{"a"}, "a", a))
 
 	nw.HealAll()
-	waitFor(t, 15*time.Second, "healed", sameView([]string{"a", "b", "c"}, "a", a, b, c))
+	testkit.Eventually(t, 15*time.Second, "healed", sameView([]string{"a", "b", "c"}, "a", a, b, c))
 }

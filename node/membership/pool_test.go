@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -45,20 +47,6 @@ func start(t *testing.T, name, rg string, prio uint32, key []byte, seeds ...stri
 	return p, ch
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s: not reached within %v: %v", what, d, err)
-}
-
 func sameView(want []string, master string, pools ...*Pool) func() error {
 	return func() error {
 		for _, p := range pools {
@@ -81,7 +69,7 @@ func TestElectionAndFailover(t *testing.T) {
 	c, _ := start(t, "c", "rg1", 0, nil, a.Addr())
 	defer b.Close()
 	defer c.Close()
-	waitFor(t, 5*time.Second, "three members, master a", sameView([]string{"a", "b", "c"}, "a", a, b, c))
+	testkit.Eventually(t, 5*time.Second, "three members, master a", sameView([]string{"a", "b", "c"}, "a", a, b, c))
 	if !a.IsMaster() || b.IsMaster() {
 		t.Fatalf("IsMaster: a=%v b=%v", a.IsMaster(), b.IsMaster())
 	}
@@ -92,7 +80,7 @@ func TestElectionAndFailover(t *testing.T) {
 	if err := a.Crash(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "b master after a crashed", sameView([]string{"b", "c"}, "b", b, c))
+	testkit.Eventually(t, 10*time.Second, "b master after a crashed", sameView([]string{"b", "c"}, "b", b, c))
 	if got := bch.last().Master; got != "b" {
 		t.Fatalf("OnChange last master = %q, want b", got)
 	}
@@ -102,12 +90,12 @@ func TestPriorityBeatsName(t *testing.T) {
 	a, _ := start(t, "a", "rg1", 0, nil)
 	z, _ := start(t, "z", "rg1", 10, nil, a.Addr())
 	defer a.Close()
-	waitFor(t, 5*time.Second, "z master by priority", sameView([]string{"z", "a"}, "z", a, z))
+	testkit.Eventually(t, 5*time.Second, "z master by priority", sameView([]string{"z", "a"}, "z", a, z))
 	// A graceful leave is seen at once, without waiting for suspicion.
 	if err := z.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "a master after z left", sameView([]string{"a"}, "a", a))
+	testkit.Eventually(t, 3*time.Second, "a master after z left", sameView([]string{"a"}, "a", a))
 }
 
 func TestPoolsOfOtherGroupsStayApart(t *testing.T) {
@@ -117,7 +105,7 @@ func TestPoolsOfOtherGroupsStayApart(t *testing.T) {
 	defer x.Close()
 	b, _ := start(t, "b", "rg1", 0, nil, a.Addr())
 	defer b.Close()
-	waitFor(t, 5*time.Second, "rg1 pool", sameView([]string{"a", "b"}, "a", a, b))
+	testkit.Eventually(t, 5*time.Second, "rg1 pool", sameView([]string{"a", "b"}, "a", a, b))
 	if got := len(x.View().Members); got != 1 {
 		t.Fatalf("x sees %d members, want only itself", got)
 	}
@@ -129,7 +117,7 @@ func TestEncryptedPool(t *testing.T) {
 	defer a.Close()
 	b, _ := start(t, "b", "rg1", 0, key, a.Addr())
 	defer b.Close()
-	waitFor(t, 5*time.Second, "encrypted pool", sameView([]string{"a", "b"}, "a", a, b))
+	testkit.Eventually(t, 5*time.Second, "encrypted pool", sameView([]string{"a", "b"}, "a", a, b))
 	// A member with another key cannot join.
 	c, _ := start(t, "c", "rg1", 0, []byte("fedcba9876543210"), a.Addr())
 	defer c.Close()

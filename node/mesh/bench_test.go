@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/routing"
 )
@@ -94,12 +95,12 @@ func BenchmarkConvergence10RG(b *testing.B) {
 		nd.mesh.master.states = map[string]*linkstate.ConnectorState{}
 		nd.mesh.mu.Unlock()
 	}
-	waitFor(b, 60*time.Second, "initial convergence", tm.converged(10))
+	testkit.Eventually(b, 60*time.Second, "initial convergence", tm.converged(10))
 	var domains []string
 	for i := range 10 {
 		domains = append(domains, fmt.Sprintf("r%d.test", i))
 	}
-	waitFor(b, 30*time.Second, "initial routes", routesMatch(tm, domains))
+	testkit.Eventually(b, 30*time.Second, "initial routes", routesMatch(tm, domains))
 	// Long probe intervals: only our marks change pair states here.
 	for _, nd := range tm.live() {
 		nd.mesh.probe.cfg.Interval, nd.mesh.probe.cfg.Keepalive = time.Hour, time.Hour
@@ -115,7 +116,7 @@ func BenchmarkConvergence10RG(b *testing.B) {
 			}
 		}
 		var now *linkstate.Record
-		waitFor(b, 10*time.Second, "new r0 record at its master", func() error {
+		testkit.Eventually(b, 10*time.Second, "new r0 record at its master", func() error {
 			r, _ := tm.nodes["r0n1"].mesh.LSDB().Snapshot().Get("r0")
 			if r.Version.Compare(before.Version) <= 0 {
 				return fmt.Errorf("still %v, pairs %+v", r.Version, findConnector(r, "r0-r1").Pairs)
@@ -127,9 +128,9 @@ func BenchmarkConvergence10RG(b *testing.B) {
 			return nil
 		})
 		atMaster += time.Since(start)
-		waitFor(b, 10*time.Second, "record everywhere", recordAt(tm, "r0", now.Version))
+		testkit.Eventually(b, 10*time.Second, "record everywhere", recordAt(tm, "r0", now.Version))
 		flooded += time.Since(start)
-		waitFor(b, 10*time.Second, "routes everywhere", routesMatch(tm, domains))
+		testkit.Eventually(b, 10*time.Second, "routes everywhere", routesMatch(tm, domains))
 		return time.Since(start)
 	}
 	var total time.Duration

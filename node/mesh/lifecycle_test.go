@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/linkstate/channel"
 	"github.com/meshd/meshd/routing"
@@ -60,7 +61,7 @@ func (l *recordLog) close() []*linkstate.Record {
 func TestMasterCrashKeepsPairs(t *testing.T) {
 	tm := newTestMesh(t, map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1", "b2"}},
 		[]link{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}})
-	waitFor(t, 15*time.Second, "LSDB convergence", tm.converged(2))
+	testkit.Eventually(t, 15*time.Second, "LSDB convergence", tm.converged(2))
 	b1 := tm.nodes["b1"]
 	allPairs := func(members ...string) func() error {
 		return func() error {
@@ -78,17 +79,17 @@ func TestMasterCrashKeepsPairs(t *testing.T) {
 			return nil
 		}
 	}
-	waitFor(t, 10*time.Second, "every pair advertised", allPairs("a1", "a2"))
+	testkit.Eventually(t, 10*time.Second, "every pair advertised", allPairs("a1", "a2"))
 	log := watchRecords(b1, "rga")
 	tm.crash("a1")
-	waitFor(t, 10*time.Second, "a2 master, its pairs advertised", func() error {
+	testkit.Eventually(t, 10*time.Second, "a2 master, its pairs advertised", func() error {
 		if r, ok := b1.mesh.LSDB().Snapshot().Get("rga"); !ok || r.Master != "a2" {
 			return errors.New("a2 not advertising yet")
 		}
 		return allPairs("a2")()
 	})
 	tm.start("a1", "rga")
-	waitFor(t, 15*time.Second, "a1 master again with both pairs", func() error {
+	testkit.Eventually(t, 15*time.Second, "a1 master again with both pairs", func() error {
 		if r, ok := b1.mesh.LSDB().Snapshot().Get("rga"); !ok || r.Master != "a1" {
 			return errors.New("a1 not advertising yet")
 		}
@@ -153,7 +154,7 @@ func TestConnectorWithDeadSourcesIsDown(t *testing.T) {
 		[]link{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}},
 		map[string][]Connector{"rga": {{Name: "out", Cost: 1, SourceBridgeheads: []string{"a2"}, Smarthost: smart.Addr().String(),
 			AddressSpaces: []linkstate.AddressSpace{{Pattern: "*", Cost: 1}}}}})
-	waitFor(t, 15*time.Second, "LSDB convergence", mesh.converged(2))
+	testkit.Eventually(t, 15*time.Second, "LSDB convergence", mesh.converged(2))
 	b1 := mesh.nodes["b1"]
 	exit := func() (*linkstate.Connector, error) {
 		r, ok := b1.mesh.LSDB().Snapshot().Get("rga")
@@ -167,7 +168,7 @@ func TestConnectorWithDeadSourcesIsDown(t *testing.T) {
 		}
 		return nil, errors.New("no connector out")
 	}
-	waitFor(t, 10*time.Second, "out up", func() error {
+	testkit.Eventually(t, 10*time.Second, "out up", func() error {
 		c, err := exit()
 		if err != nil || !c.Up() {
 			return fmt.Errorf("out: %+v %v", c, err)
@@ -175,7 +176,7 @@ func TestConnectorWithDeadSourcesIsDown(t *testing.T) {
 		return nil
 	})
 	mesh.crash("a2")
-	waitFor(t, 10*time.Second, "out down once a2 is gone", func() error {
+	testkit.Eventually(t, 10*time.Second, "out down once a2 is gone", func() error {
 		c, err := exit()
 		if err != nil {
 			return err
@@ -185,7 +186,7 @@ func TestConnectorWithDeadSourcesIsDown(t *testing.T) {
 		}
 		return nil
 	})
-	waitFor(t, 5*time.Second, "b1 routes the internet nowhere", func() error {
+	testkit.Eventually(t, 5*time.Second, "b1 routes the internet nowhere", func() error {
 		d, err := routeOf(b1, "example.net")
 		if !errors.Is(err, routing.ErrNoRoute) {
 			return fmt.Errorf("route %v %v", d.Kind, err)
@@ -201,7 +202,7 @@ func TestConnectorWithDeadSourcesIsDown(t *testing.T) {
 // learns the tombstone and cannot resurrect the group.
 func TestDecommissionFloodsTombstone(t *testing.T) {
 	tm := triangle(t)
-	waitFor(t, 15*time.Second, "LSDB convergence", tm.converged(3))
+	testkit.Eventually(t, 15*time.Second, "LSDB convergence", tm.converged(3))
 	old, ok := tm.nodes["c1"].mesh.LSDB().Snapshot().Encoded("rgb")
 	if !ok {
 		t.Fatal("no rgb record")
@@ -213,7 +214,7 @@ func TestDecommissionFloodsTombstone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, 2*time.Second, "tombstone on every live node within one sync interval (2s)", func() error {
+	took := testkit.Eventually(t, 2*time.Second, "tombstone on every live node within one sync interval (2s)", func() error {
 		for _, nd := range tm.live() {
 			r, ok := nd.mesh.LSDB().Snapshot().Lookup("rgb")
 			if !ok || !r.Tombstone || r.Version != tomb.Version {
@@ -223,9 +224,9 @@ func TestDecommissionFloodsTombstone(t *testing.T) {
 		return nil
 	})
 	t.Logf("tombstone everywhere %v after rg remove", time.Since(start).Round(time.Millisecond))
-	t.Logf("(waitFor: %v)", took)
+	t.Logf("(took %v)", took)
 	for _, nd := range tm.live() {
-		waitFor(t, 2*time.Second, nd.name+" refuses rgb.test as removed", func() error {
+		testkit.Eventually(t, 2*time.Second, nd.name+" refuses rgb.test as removed", func() error {
 			if _, err := routeOf(nd, "rgb.test"); !errors.Is(err, routing.ErrRemoved) {
 				return fmt.Errorf("route: %v", err)
 			}
@@ -239,7 +240,7 @@ func TestDecommissionFloodsTombstone(t *testing.T) {
 	// b1 comes back with an empty LSDB: it learns the tombstone from its
 	// peers' sessions and originates nothing.
 	tm.start("b1", "rgb")
-	waitFor(t, 10*time.Second, "b1 learns the tombstone", func() error {
+	testkit.Eventually(t, 10*time.Second, "b1 learns the tombstone", func() error {
 		r, ok := tm.nodes["b1"].mesh.LSDB().Snapshot().Lookup("rgb")
 		if !ok || !r.Tombstone {
 			return fmt.Errorf("b1 holds %+v", r)
@@ -270,7 +271,7 @@ func acceptGreeting(ln net.Listener) {
 // tombstone, whatever asks it to.
 func TestRemoveOwnGroup(t *testing.T) {
 	tm := triangle(t)
-	waitFor(t, 15*time.Second, "LSDB convergence", tm.converged(3))
+	testkit.Eventually(t, 15*time.Second, "LSDB convergence", tm.converged(3))
 	b1 := tm.nodes["b1"]
 	if !b1.mesh.IsMaster() {
 		t.Fatal("b1 is not rgb's master")
@@ -279,7 +280,7 @@ func TestRemoveOwnGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, "tombstone everywhere", func() error {
+	testkit.Eventually(t, 2*time.Second, "tombstone everywhere", func() error {
 		for _, nd := range tm.live() {
 			if r, ok := nd.mesh.LSDB().Snapshot().Lookup("rgb"); !ok || !r.Tombstone {
 				return fmt.Errorf("%s holds %+v", nd.name, r)

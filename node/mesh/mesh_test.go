@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/linkstate/channel"
 	"github.com/meshd/meshd/routing"
@@ -246,22 +247,6 @@ func (tm *testMesh) live() []*tnode {
 	return out
 }
 
-// waitFor polls cond until it returns nil or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	deadline := start.Add(d)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return time.Since(start)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, d, err)
-	return 0
-}
-
 // converged: every live node holds n records and the same digest.
 func (tm *testMesh) converged(n int) func() error {
 	return func() error {
@@ -316,11 +301,11 @@ func triangle(t testing.TB) *testMesh {
 
 func TestMeshConvergesAndRoutesLeastCost(t *testing.T) {
 	tm := triangle(t)
-	took := waitFor(t, 15*time.Second, "LSDB convergence", tm.converged(3))
+	took := testkit.Eventually(t, 15*time.Second, "LSDB convergence", tm.converged(3))
 	t.Logf("converged in %v", took)
 	for _, nd := range tm.live() {
 		if nd.rg == "rga" {
-			waitFor(t, 5*time.Second, "least-cost path", pathIs(nd, "rgc.test", "rga", "rgb", "rgc"))
+			testkit.Eventually(t, 5*time.Second, "least-cost path", pathIs(nd, "rgc.test", "rga", "rgb", "rgc"))
 		}
 	}
 	// Masters: the first by name in each group.
@@ -336,29 +321,29 @@ func TestMeshConvergesAndRoutesLeastCost(t *testing.T) {
 
 func TestCutConnectorReroutes(t *testing.T) {
 	tm := triangle(t)
-	waitFor(t, 15*time.Second, "LSDB convergence", tm.converged(3))
+	testkit.Eventually(t, 15*time.Second, "LSDB convergence", tm.converged(3))
 	a1 := tm.nodes["a1"]
-	waitFor(t, 5*time.Second, "initial path", pathIs(a1, "rgc.test", "rga", "rgb", "rgc"))
+	testkit.Eventually(t, 5*time.Second, "initial path", pathIs(a1, "rgc.test", "rga", "rgb", "rgc"))
 	// rgb's bridgeheads die: the connectors to them fail their probes.
 	tm.crash("b1")
 	tm.crash("b2")
-	took := waitFor(t, 10*time.Second, "reroute around rgb", pathIs(a1, "rgc.test", "rga", "rgc"))
+	took := testkit.Eventually(t, 10*time.Second, "reroute around rgb", pathIs(a1, "rgc.test", "rga", "rgc"))
 	t.Logf("rerouted in %v after both bridgeheads of rgb died", took)
-	waitFor(t, 5*time.Second, "reroute at a2", pathIs(tm.nodes["a2"], "rgc.test", "rga", "rgc"))
+	testkit.Eventually(t, 5*time.Second, "reroute at a2", pathIs(tm.nodes["a2"], "rgc.test", "rga", "rgc"))
 }
 
 func TestMasterFailoverKeepsLSDBIdentical(t *testing.T) {
 	tm := triangle(t)
-	waitFor(t, 15*time.Second, "LSDB convergence", tm.converged(3))
+	testkit.Eventually(t, 15*time.Second, "LSDB convergence", tm.converged(3))
 	before, _ := tm.nodes["a2"].mesh.LSDB().Snapshot().Get("rga")
 	tm.crash("a1")
-	waitFor(t, 10*time.Second, "a2 becomes master", func() error {
+	testkit.Eventually(t, 10*time.Second, "a2 becomes master", func() error {
 		if !tm.nodes["a2"].mesh.IsMaster() {
 			return fmt.Errorf("a2 is not master")
 		}
 		return nil
 	})
-	waitFor(t, 10*time.Second, "new epoch everywhere", func() error {
+	testkit.Eventually(t, 10*time.Second, "new epoch everywhere", func() error {
 		for _, nd := range tm.live() {
 			r, ok := nd.mesh.LSDB().Snapshot().Get("rga")
 			if !ok || r.Master != "a2" || r.Version.Epoch <= before.Version.Epoch {
@@ -367,11 +352,11 @@ func TestMasterFailoverKeepsLSDBIdentical(t *testing.T) {
 		}
 		return nil
 	})
-	waitFor(t, 10*time.Second, "identical LSDB", tm.converged(3))
+	testkit.Eventually(t, 10*time.Second, "identical LSDB", tm.converged(3))
 	// The old master comes back: it ranks first again, takes over with a
 	// newer epoch, and everyone agrees once more.
 	tm.start("a1", "rga")
-	waitFor(t, 15*time.Second, "a1 master again", func() error {
+	testkit.Eventually(t, 15*time.Second, "a1 master again", func() error {
 		for _, nd := range tm.live() {
 			r, ok := nd.mesh.LSDB().Snapshot().Get("rga")
 			if !ok || r.Master != "a1" {
@@ -380,19 +365,19 @@ func TestMasterFailoverKeepsLSDBIdentical(t *testing.T) {
 		}
 		return nil
 	})
-	waitFor(t, 10*time.Second, "identical LSDB after rejoin", tm.converged(3))
+	testkit.Eventually(t, 10*time.Second, "identical LSDB after rejoin", tm.converged(3))
 }
 
 func TestConnectorAdminDownAndDrain(t *testing.T) {
 	tm := triangle(t)
-	waitFor(t, 15*time.Second, "LSDB convergence", tm.converged(3))
+	testkit.Eventually(t, 15*time.Second, "LSDB convergence", tm.converged(3))
 	a1 := tm.nodes["a1"]
-	waitFor(t, 5*time.Second, "initial path", pathIs(a1, "rgc.test", "rga", "rgb", "rgc"))
+	testkit.Eventually(t, 5*time.Second, "initial path", pathIs(a1, "rgc.test", "rga", "rgb", "rgc"))
 	// Through a member: the master applies it.
-	waitFor(t, 5*time.Second, "override accepted", func() error {
+	testkit.Eventually(t, 5*time.Second, "override accepted", func() error {
 		return tm.nodes["a2"].mesh.SetConnectorAdmin("ab", channel.AdminDown)
 	})
-	waitFor(t, 5*time.Second, "ab down everywhere", func() error {
+	testkit.Eventually(t, 5*time.Second, "ab down everywhere", func() error {
 		for _, nd := range tm.live() {
 			r, ok := nd.mesh.LSDB().Snapshot().Get("rga")
 			if !ok || findConnector(r, "ab") == nil || findConnector(r, "ab").Up() {
@@ -401,17 +386,17 @@ func TestConnectorAdminDownAndDrain(t *testing.T) {
 		}
 		return nil
 	})
-	waitFor(t, 5*time.Second, "a avoids ab", pathIs(a1, "rgc.test", "rga", "rgc"))
+	testkit.Eventually(t, 5*time.Second, "a avoids ab", pathIs(a1, "rgc.test", "rga", "rgc"))
 	if err := a1.mesh.SetConnectorAdmin("nope", channel.AdminDown); !errors.Is(err, ErrUnknownConnector) {
 		t.Fatalf("unknown connector: %v", err)
 	}
 	if err := a1.mesh.SetConnectorAdmin("ab", channel.AdminAuto); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "ab back", pathIs(a1, "rgc.test", "rga", "rgb", "rgc"))
+	testkit.Eventually(t, 5*time.Second, "ab back", pathIs(a1, "rgc.test", "rga", "rgb", "rgc"))
 	// Drain: ab costs 100 now, so a->c (50) wins; b->a still uses ba.
 	if err := a1.mesh.SetConnectorAdmin("ab", channel.AdminDrain); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "drained", pathIs(a1, "rgc.test", "rga", "rgc"))
+	testkit.Eventually(t, 5*time.Second, "drained", pathIs(a1, "rgc.test", "rga", "rgc"))
 }

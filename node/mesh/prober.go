@@ -22,6 +22,9 @@ type prober struct {
 	m    *Mesh
 	cfg  ProbeConfig
 	wake chan struct{}
+	// observe receives each pair transition (Mesh.observed; a test's
+	// recorder).
+	observe func(channel.Observation)
 
 	mu    sync.Mutex
 	pairs map[pairKey]*pairWatch
@@ -38,7 +41,7 @@ type pairWatch struct {
 }
 
 func newProber(m *Mesh) *prober {
-	p := &prober{m: m, cfg: m.cfg.Probe, wake: make(chan struct{}, 1), pairs: map[pairKey]*pairWatch{}}
+	p := &prober{m: m, cfg: m.cfg.Probe, wake: make(chan struct{}, 1), observe: m.observed, pairs: map[pairKey]*pairWatch{}}
 	p.reconfigure()
 	return p
 }
@@ -293,7 +296,7 @@ func (p *prober) result(k pairKey, ok bool) {
 	default:
 	}
 	if changed {
-		p.m.observed(obs)
+		p.observe(obs)
 	}
 }
 

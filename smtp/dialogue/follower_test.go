@@ -116,10 +116,9 @@ func (s *session) Data(r io.Reader) error {
 // followerEnv is a real go-smtp server whose every connection is a
 // follower (Conn) running testExt, on loopback.
 type followerEnv struct {
-	ln  net.Listener
-	cl  *chanListener
-	cfg *Config
-	gs  *gosmtp.Server
+	ln net.Listener
+	cl *chanListener
+	gs *gosmtp.Server
 }
 
 func newFollowerEnv(t testing.TB) *followerEnv {

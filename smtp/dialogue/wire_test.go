@@ -3,18 +3,14 @@ package dialogue
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // pipe returns both ends of a loopback TCP connection.
@@ -37,24 +33,10 @@ func pipe(t *testing.T) (client, server net.Conn) {
 	return client, server
 }
 
-func selfSigned(t *testing.T) tls.Certificate {
+// mxCert is a certificate for mx.test from a test CA.
+func mxCert(t *testing.T) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "mx.test"},
-		DNSNames:     []string{"mx.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return testkit.NewCA(t).Host(t, "mx.test").Cert
 }
 
 func TestWireWriteReplies(t *testing.T) {
@@ -104,7 +86,7 @@ func TestWireStartTLS(t *testing.T) {
 	if _, ok := w.TLS(); ok {
 		t.Fatal("TLS before STARTTLS")
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
+	cfg := &tls.Config{Certificates: []tls.Certificate{mxCert(t)}}
 
 	type result struct {
 		line string
@@ -152,7 +134,7 @@ func TestWireStartTLS(t *testing.T) {
 func TestWireStartTLSHandshakeFails(t *testing.T) {
 	client, server := pipe(t)
 	w := NewWire(server)
-	cfg := &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
+	cfg := &tls.Config{Certificates: []tls.Certificate{mxCert(t)}}
 	go func() {
 		_ = client.SetDeadline(time.Now().Add(10 * time.Second))
 		br := bufio.NewReader(client)

@@ -3,20 +3,18 @@ package dsn
 import (
 	"bufio"
 	"bytes"
-	"flag"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/mail"
 	"net/textproto"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+	"github.com/meshd/meshd/internal/testkit"
+)
 
 var (
 	arrival = time.Date(2026, 11, 25, 9, 30, 0, 0, time.UTC)
@@ -113,19 +111,7 @@ func TestBuildGolden(t *testing.T) {
 			if from != "" {
 				t.Errorf("envelope sender %q, want the null sender", from)
 			}
-			golden := filepath.Join("testdata", tc.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("output differs from %s (run go test -update and review the diff):\n%s", golden, got)
-			}
+			testkit.Golden(t, filepath.Join("testdata", tc.name+".golden"), got)
 			// The same report gives the same bytes.
 			if _, again, _ := Build(tc.r); !bytes.Equal(again, got) {
 				t.Error("Build is not deterministic")

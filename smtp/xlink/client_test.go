@@ -1,46 +1,24 @@
 package xlink
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
-// scriptedServer answers each client line with the next scripted reply
-// (a reply may span several lines).
+// scriptedServer greets, then answers each client line with the next
+// scripted reply (a reply may span several lines) and reads one more line.
 func scriptedServer(t *testing.T, replies []string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	steps := []testkit.Step{{Reply: "220 scripted ESMTP"}}
+	for _, r := range replies {
+		steps = append(steps, testkit.Step{Expect: testkit.AnyLine, Reply: r})
 	}
-	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		br := bufio.NewReader(c)
-		_, _ = c.Write([]byte("220 scripted ESMTP\r\n"))
-		for _, r := range replies {
-			if _, err := br.ReadString('\n'); err != nil {
-				return
-			}
-			if _, err := c.Write([]byte(r)); err != nil {
-				return
-			}
-		}
-		_, _ = br.ReadString('\n')
-	}()
-	return ln.Addr().String()
+	return testkit.NewScript(t, append(steps, testkit.Step{Expect: testkit.AnyLine})...).Addr
 }
 
 func TestClientRejectsBadServer(t *testing.T) {

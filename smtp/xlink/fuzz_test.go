@@ -18,6 +18,8 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // trackListener records, per client address, when the server side of
@@ -122,7 +124,7 @@ func fuzzSeeds() map[string][]byte {
 
 // TestWriteFuzzSeeds regenerates testdata/fuzz/FuzzInterposer with -update.
 func TestWriteFuzzSeeds(t *testing.T) {
-	if !*update {
+	if !testkit.Update() {
 		t.Skip("run with -update to rewrite the seed corpus")
 	}
 	dir := filepath.Join("testdata", "fuzz", "FuzzInterposer")

@@ -4,21 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -28,9 +20,9 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files in testdata")
+	"github.com/meshd/meshd/internal/testkit"
+)
 
 // memStore is an in-memory Store. Records are "name:version:body";
 // summaries are sorted "name:version\n" lines.
@@ -380,91 +372,37 @@ func printable(s string) string {
 // golden compares got with testdata/name.golden (rewritten with -update).
 func golden(t testing.TB, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if string(want) != got {
-		t.Errorf("transcript differs from %s:\n--- got\n%s--- want\n%s", path, got, want)
-	}
+	testkit.Golden(t, filepath.Join("testdata", name+".golden"), []byte(got))
 }
 
-// testPKI is a CA with a server and a client certificate.
+// testPKI is a test organisation with a server node and a client node.
 type testPKI struct {
-	pool   *x509.CertPool
-	server tls.Certificate
-	client tls.Certificate
+	ca             *testkit.CA
+	server, client *testkit.Node
 }
 
 func newPKI(t testing.TB) *testPKI {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage) tls.Certificate {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-			DNSNames: []string{cn},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return &testPKI{
-		pool:   pool,
-		server: issue(2, "mesh.test", x509.ExtKeyUsageServerAuth),
-		client: issue(3, "peer.mesh.test", x509.ExtKeyUsageClientAuth),
-	}
+	ca := testkit.NewCA(t)
+	return &testPKI{ca: ca, server: ca.Node(t, "mx", "rgs"), client: ca.Node(t, "peer", "rgp")}
 }
 
+// serverTLS verifies a client certificate if there is one: whether a peer
+// without one may sync is for Allow to say.
 func (p *testPKI) serverTLS() *tls.Config {
 	return &tls.Config{
-		Certificates: []tls.Certificate{p.server},
+		Certificates: []tls.Certificate{p.server.Cert},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    p.pool,
+		ClientCAs:    p.ca.Pool,
 		MinVersion:   tls.VersionTLS12,
 	}
 }
 
-func (p *testPKI) clientTLS() *tls.Config {
-	return &tls.Config{
-		Certificates: []tls.Certificate{p.client},
-		RootCAs:      p.pool,
-		ServerName:   "mesh.test",
-		MinVersion:   tls.VersionTLS12,
-	}
-}
+// clientTLS is the client node's own configuration (pki's).
+func (p *testPKI) clientTLS() *tls.Config { return p.client.ClientTLS() }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or 10s pass.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Until(t, 10*time.Second, what, cond)
 }

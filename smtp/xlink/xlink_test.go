@@ -482,7 +482,7 @@ func TestSTARTTLSSync(t *testing.T) {
 		mu.Lock()
 		seenCN = append(seenCN, st.VerifiedChains[0][0].Subject.CommonName)
 		mu.Unlock()
-		return st.VerifiedChains[0][0].Subject.CommonName == "peer.mesh.test"
+		return st.VerifiedChains[0][0].Subject.CommonName == "peer@rgp"
 	}
 	srv := newMemStore("rg1:2:a", "rg2:1:b")
 	ts := startServer(t, Config{Store: srv, Allow: allow, TLS: pki.serverTLS()}, false)
@@ -497,14 +497,14 @@ func TestSTARTTLSSync(t *testing.T) {
 		t.Fatalf("not converged: %+v", res)
 	}
 	mu.Lock()
-	if len(seenCN) == 0 || seenCN[0] != "peer.mesh.test" {
+	if len(seenCN) == 0 || seenCN[0] != "peer@rgp" {
 		t.Errorf("Allow saw %v", seenCN)
 	}
 	mu.Unlock()
 
 	// Without a client certificate the peer is refused, TLS or not.
 	nocert := pki.clientTLS()
-	nocert.Certificates = nil
+	nocert.Certificates, nocert.GetClientCertificate = nil, nil
 	_, err = Sync(ctx, ts.addr, ClientConfig{TLS: nocert}, newMemStore())
 	if !errors.Is(err, ErrNotSupported) {
 		t.Fatalf("err = %v, want ErrNotSupported (not offered without a peer certificate)", err)
