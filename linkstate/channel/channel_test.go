@@ -143,8 +143,8 @@ func TestPingsKeepIdleSession(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				l := testkit.NewPipeListener()
 				db := &lsdb{}
-				s := NewServer(ServerConfig{Listener: l, Node: "m", RG: "rg1", Master: func() string { return "m" },
-					Records: db.Records, OnObserve: db.observe, Logger: quiet})
+				s := NewServer(ServerConfig{Listener: l, Node: "m", RG: "rg1", Logger: quiet, Delegate: Funcs{
+					MasterFunc: func() string { return "m" }, RecordsFunc: db.Records, ObserveFunc: db.observe}})
 				defer s.Close()
 				c := NewClient(ClientConfig{Node: "n", RG: "rg1", Dial: l.Dial, PingInterval: tc.ping, Logger: quiet,
 					OnRecords: func(bool, [][]byte) {}})

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // TestUnverifiedMemberNeverCounts: a member that joins with the pool's
@@ -33,10 +35,10 @@ func TestUnverifiedMemberNeverCounts(t *testing.T) {
 	defer a.Close()
 	b := startV("b", 0, a.Addr())
 	defer b.Close()
-	waitFor(t, 5*time.Second, "a and b", sameView([]string{"a", "b"}, "a", a, b))
+	testkit.Eventually(t, 5*time.Second, "a and b", sameView([]string{"a", "b"}, "a", a, b))
 	rogue, _ := start(t, "rogue", "rg1", 1000, key, a.Addr())
 	defer rogue.Close()
-	waitFor(t, 5*time.Second, "rogue listed unverified", func() error {
+	testkit.Eventually(t, 5*time.Second, "rogue listed unverified", func() error {
 		for _, p := range []*Pool{a, b} {
 			v := p.View()
 			if len(v.Unverified) != 1 || v.Unverified[0].Name != "rogue" || v.Unverified[0].Reason != "no certificate" {
@@ -53,7 +55,7 @@ func TestUnverifiedMemberNeverCounts(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // sampling across retries, not waiting for a condition
 	}
 	allowRogue.Store(true)
-	waitFor(t, 5*time.Second, "proven member counts", sameView([]string{"rogue", "a", "b"}, "rogue", a, b))
+	testkit.Eventually(t, 5*time.Second, "proven member counts", sameView([]string{"rogue", "a", "b"}, "rogue", a, b))
 	if v := a.View(); len(v.Unverified) != 0 {
 		t.Fatalf("still unverified: %+v", v.Unverified)
 	}
