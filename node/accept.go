@@ -13,11 +13,12 @@ import (
 	"github.com/meshd/meshd/meshid"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
+	"github.com/meshd/meshd/smtp/reply"
 )
 
 var (
-	errQueueFull = smtp.ReplyTempLocal("Queue full, try again later")
-	errLoop      = smtp.ReplyLoop("Routing loop detected: this routing group was already visited")
+	errQueueFull = reply.TempLocal("Queue full, try again later")
+	errLoop      = reply.Loop("Routing loop detected: this routing group was already visited")
 )
 
 // sink implements smtp.Sink (and smtp.QueueIDSink) for one listener: it gives

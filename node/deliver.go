@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/queue"
+	"github.com/meshd/meshd/smtp/reply"
 )
 
 // maxInflightFactor bounds the messages being worked on at once to this many
@@ -421,7 +422,7 @@ func (d *deliverer) expire(m *queue.Message, body []byte, now time.Time) {
 			continue
 		}
 		// TempFail marks the recipient as expired for the DSN (status 4.4.7).
-		failed = append(failed, queue.Result{Addr: r.Addr, Outcome: queue.TempFail, Reply: r.LastError})
+		failed = append(failed, queue.Result{Addr: r.Addr, Outcome: queue.TempFail, Reply: reply.ParseOrText(r.LastError)})
 	}
 	if len(failed) == 0 {
 		return

@@ -144,7 +144,7 @@ func (id *identity) peer(a net.Addr, cs *tls.ConnectionState) bool {
 			return false
 		}
 	}
-	return id.n.mesh != nil && id.n.mesh.KnowsNode(who.RG, who.Node)
+	return id.n.mesh != nil && (id.n.mesh.KnowsNode(who.RG, who.Node) || id.n.orgNames(who))
 }
 
 // channelPeer names the verified peer of a port-691 connection.

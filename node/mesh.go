@@ -84,6 +84,14 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		mcfg.MemberTLS = n.id.memberTLS
 	}
 	n.trackTLS, n.trackDial = trackTLS, opts.Dial
+	if n.org, err = newOrgDocs(&cfg, n.now, n.log, n.metrics.reg); err != nil {
+		lsLn.Close()
+		meshLn.Close()
+		return err
+	}
+	mcfg.Org = n.org
+	n.org.apply = n.applyOrg
+	n.keyring = kr
 	if opts.GossipTransport != nil {
 		tr, err := opts.GossipTransport(cfg.Listen.Gossip)
 		if err != nil {

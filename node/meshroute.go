@@ -10,6 +10,7 @@ import (
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/routing"
 	"github.com/meshd/meshd/smtp"
+	"github.com/meshd/meshd/smtp/reply"
 )
 
 // meshGroup turns the routing decision for a domain into a destination
@@ -124,9 +125,9 @@ func originID(m *queue.Message, body []byte) string {
 // bouncing.
 func loopsWait(res []queue.Result) []queue.Result {
 	for i, r := range res {
-		if rep, err := smtp.ParseReply(r.Reply); r.Outcome == queue.PermFail && err == nil && rep.Same(errLoop) {
+		if r.Outcome == queue.PermFail && r.Reply.Same(errLoop) {
 			res[i].Outcome = queue.TempFail
-			res[i].Reply = smtp.ReplyTempLoop("next hop refused a loop; waiting for another route (" + r.Reply + ")").String()
+			res[i].Reply = *reply.TempLoop("next hop refused a loop; waiting for another route (" + r.Reply.String() + ")")
 		}
 	}
 	return res

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/queue"
@@ -73,6 +74,8 @@ type Node struct {
 
 	// Mesh side; nil for a standalone node.
 	mesh       *mesh.Mesh
+	org        *orgDocs           // the organisation document (org.go); nil when standalone
+	keyring    *linkstate.Keyring // the mesh's; a new document adds groups and keys (org_apply.go)
 	meshClosed atomic.Bool
 	meshSrv    *smtp.Server
 	listen     func(network, addr string) (net.Listener, error)
@@ -114,6 +117,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("node", cfg.Node.Name, "rg", cfg.Node.RoutingGroup)
+	cfg = startupOrg(cfg, log) // the organisation document this node took (org_apply.go)
 	now := opts.Now
 	if now == nil {
 		now = time.Now

@@ -92,7 +92,7 @@ func (d *deliverer) failureDSN(m *queue.Message, body []byte, failed []queue.Res
 		if !ok || !wantsNotify(r.Notify, dsnFailure) {
 			continue
 		}
-		dr := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply, Remote: remote, LastAttempt: r.LastAttempt}
+		dr := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply.String(), Remote: remote, LastAttempt: r.LastAttempt}
 		if f.Outcome == queue.TempFail { // expired: the last reply was temporary
 			dr.Status = "4.4.7"
 		}
@@ -116,7 +116,7 @@ func (d *deliverer) successDSN(m *queue.Message, body []byte, delivered []queue.
 		if !ok || !wantsNotify(r.Notify, kind) {
 			continue
 		}
-		rc := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply, Status: "2.0.0", LastAttempt: d.n.now()}
+		rc := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply.String(), Status: "2.0.0", LastAttempt: d.n.now()}
 		if kind == dsnRelayed {
 			rc.Remote = remote
 		}

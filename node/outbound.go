@@ -16,6 +16,7 @@ import (
 	"github.com/meshd/meshd/node/mx"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
+	"github.com/meshd/meshd/smtp/reply"
 )
 
 // MXResolver looks up the mail exchangers of a domain; *mx.Resolver
@@ -214,19 +215,19 @@ func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte,
 		return loopsWait(res), remote
 	case kindNoRoute:
 		if g.perm {
-			return allResults(g, queue.PermFail, "550 5.4.4 "+g.why), ""
+			return allResults(g, queue.PermFail, *reply.New(550, reply.Enhanced{5, 4, 4}, g.why)), ""
 		}
-		return allResults(g, queue.TempFail, "451 4.4.4 "+g.why), ""
+		return allResults(g, queue.TempFail, *reply.New(451, reply.Enhanced{4, 4, 4}, g.why)), ""
 	}
 	hosts, err := t.resolver.Lookup(ctx, g.domain)
 	switch {
 	case errors.Is(err, mx.ErrNullMX):
 		// RFC 7505 §3.2: 556 5.1.10 for a domain that accepts no mail.
-		return allResults(g, queue.PermFail, "556 5.1.10 domain "+g.domain+" accepts no mail (null MX)"), ""
+		return allResults(g, queue.PermFail, *reply.New(556, reply.Enhanced{5, 1, 10}, "domain "+g.domain+" accepts no mail (null MX)")), ""
 	case errors.Is(err, mx.ErrNoHost):
-		return allResults(g, queue.PermFail, "550 5.1.2 no mail host for domain "+g.domain), ""
+		return allResults(g, queue.PermFail, *reply.New(550, reply.Enhanced{5, 1, 2}, "no mail host for domain "+g.domain)), ""
 	case err != nil:
-		return allResults(g, queue.TempFail, "451 4.4.3 DNS lookup for "+g.domain+" failed: "+err.Error()), ""
+		return allResults(g, queue.TempFail, *reply.New(451, reply.Enhanced{4, 4, 3}, "DNS lookup for "+g.domain+" failed: "+err.Error())), ""
 	}
 	port := strconv.Itoa(t.cfg.Outbound.MXPort)
 	var addrs []string
@@ -243,15 +244,15 @@ func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte,
 		}
 	}
 	if len(addrs) == 0 {
-		return allResults(g, queue.PermFail, "550 5.1.2 no mail host for domain "+g.domain), ""
+		return allResults(g, queue.PermFail, *reply.New(550, reply.Enhanced{5, 1, 2}, "no mail host for domain "+g.domain)), ""
 	}
 	return t.sendHosts(ctx, t.remote, addrs, m, body, g)
 }
 
-func allResults(g *group, o queue.Outcome, reply string) []queue.Result {
+func allResults(g *group, o queue.Outcome, rep reply.Reply) []queue.Result {
 	out := make([]queue.Result, len(g.rcpts))
 	for i, r := range g.rcpts {
-		out[i] = queue.Result{Addr: r.Addr, Outcome: o, Reply: reply}
+		out[i] = queue.Result{Addr: r.Addr, Outcome: o, Reply: rep}
 	}
 	return out
 }
@@ -270,7 +271,7 @@ func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inD
 		if inDoubt && r.Attempts > 0 {
 			if path, ok := findCopy(t.cfg.Delivery.Maildir, r.Addr, m.ID, len(hdr)+len(body)); ok {
 				t.n.log.Info("copy already in mailbox from before restart", "qid", m.ID, "rcpt", r.Addr, "path", path)
-				out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.Delivered, Reply: "250 2.0.0 delivered to " + path})
+				out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.Delivered, Reply: *reply.New(250, reply.Enhanced{2, 0, 0}, "delivered to "+path)})
 				continue
 			}
 		}
@@ -278,15 +279,15 @@ func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inD
 		msg = append(append(msg, hdr...), body...)
 		path, err := t.writeMaildir(t.cfg.Delivery.Maildir, r.Addr, msg)
 		if errors.Is(err, maildir.ErrInvalidAddress) {
-			out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.PermFail, Reply: "550 5.1.3 bad mailbox address: " + err.Error()})
+			out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.PermFail, Reply: *reply.New(550, reply.Enhanced{5, 1, 3}, "bad mailbox address: "+err.Error())})
 			continue
 		}
 		if err != nil {
 			t.n.log.Error("maildir delivery failed", "qid", m.ID, "rcpt", r.Addr, "err", err)
-			out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.TempFail, Reply: "451 4.3.0 mailbox write failed: " + err.Error()})
+			out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.TempFail, Reply: *reply.New(451, reply.Enhanced{4, 3, 0}, "mailbox write failed: "+err.Error())})
 			continue
 		}
-		out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.Delivered, Reply: "250 2.0.0 delivered to " + path})
+		out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.Delivered, Reply: *reply.New(250, reply.Enhanced{2, 0, 0}, "delivered to "+path)})
 	}
 	return out
 }
@@ -302,13 +303,13 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 	for _, r := range g.rcpts {
 		out.Rcpts = append(out.Rcpts, smtp.Rcpt{Addr: r.Addr, Notify: r.Notify, ORcpt: r.ORcpt})
 	}
-	lastReply := ""
+	var lastReply reply.Reply
 	tried := 0
 	for _, addr := range addrs {
 		if until, dead := t.isDead(addr); dead {
 			t.n.metrics.deadSkips.Inc()
-			if lastReply == "" {
-				lastReply = "451 4.4.1 " + addr + " unreachable recently; not retried before " + until.UTC().Format(time.RFC3339)
+			if lastReply.Code == 0 {
+				lastReply = *reply.New(451, reply.Enhanced{4, 4, 1}, addr+" unreachable recently; not retried before "+until.UTC().Format(time.RFC3339))
 			}
 			continue
 		}
@@ -318,7 +319,7 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 		if err != nil {
 			var de *smtp.DeliveryError
 			if !errors.As(err, &de) {
-				lastReply = "451 4.4.0 " + err.Error()
+				lastReply = *reply.New(451, reply.Enhanced{4, 4, 0}, err.Error())
 				continue
 			}
 			if de.Op == "connect" && ctx.Err() == nil {
@@ -328,22 +329,23 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 				lastReply = tempReply(de)
 				continue
 			}
-			return allResults(g, queue.PermFail, de.Reply.String()), addr
+			return allResults(g, queue.PermFail, de.Reply), addr
 		}
 		return mapResults(g, res), addr
 	}
-	if tried == 0 && lastReply == "" {
-		lastReply = "451 4.4.1 no reachable host"
+	if tried == 0 && lastReply.Code == 0 {
+		lastReply = *reply.New(451, reply.Enhanced{4, 4, 1}, "no reachable host")
 	}
 	return allResults(g, queue.TempFail, lastReply), ""
 }
 
-// tempReply formats a temporary transaction failure as a reply line.
-func tempReply(de *smtp.DeliveryError) string {
+// tempReply is the reply of a temporary transaction failure: the server's,
+// or 451 4.4.1 naming what failed.
+func tempReply(de *smtp.DeliveryError) reply.Reply {
 	if de.Code != 0 {
-		return de.Reply.String()
+		return de.Reply
 	}
-	return "451 4.4.1 " + de.Addr + ": " + de.Op + ": " + de.Text
+	return *reply.New(451, reply.Enhanced{4, 4, 1}, de.Addr+": "+de.Op+": "+de.Text)
 }
 
 // mapResults turns RCPT/DATA replies into queue results (2xx delivered,
@@ -353,7 +355,7 @@ func mapResults(g *group, res []smtp.RcptResult) []queue.Result {
 	for _, r := range g.rcpts {
 		i := slices.IndexFunc(res, func(x smtp.RcptResult) bool { return strings.EqualFold(x.Addr, r.Addr) })
 		if i < 0 {
-			out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.TempFail, Reply: "451 4.4.0 no reply for recipient"})
+			out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.TempFail, Reply: *reply.New(451, reply.Enhanced{4, 4, 0}, "no reply for recipient")})
 			continue
 		}
 		x := res[i]
@@ -364,7 +366,7 @@ func mapResults(g *group, res []smtp.RcptResult) []queue.Result {
 		case 5:
 			o = queue.PermFail
 		}
-		out = append(out, queue.Result{Addr: r.Addr, Outcome: o, Reply: x.Reply.String(), Relayed: o == queue.Delivered && x.NoDSN})
+		out = append(out, queue.Result{Addr: r.Addr, Outcome: o, Reply: x.Reply, Relayed: o == queue.Delivered && x.NoDSN})
 	}
 	return out
 }

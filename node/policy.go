@@ -7,6 +7,7 @@ import (
 
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/smtp"
+	"github.com/meshd/meshd/smtp/reply"
 )
 
 // relayPolicy implements smtp.Policy: mail for a local domain is accepted
@@ -43,8 +44,8 @@ func newRelayPolicy(cfg Config) *relayPolicy {
 }
 
 var (
-	errRelayDenied = smtp.ReplyRelayDenied("Relaying denied")
-	errBadMailbox  = smtp.ReplyBadDestSyntax("Recipient address must have a domain")
+	errRelayDenied = reply.RelayDenied("Relaying denied")
+	errBadMailbox  = reply.BadDestSyntax("Recipient address must have a domain")
 )
 
 // CheckRcpt accepts rcpt when its domain is local or the client may relay.

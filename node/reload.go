@@ -38,6 +38,12 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	if err := cfg.Validate(); err != nil {
 		return rep, err
 	}
+	if s := n.orgInForce(); s != nil {
+		// The document's keys stay the document's (org_apply.go).
+		if cfg = overlayOrg(cfg, &s.Doc); cfg.Validate() != nil {
+			return rep, fmt.Errorf("node: reload: with the organisation document in force (version %d): %w", s.Doc.Version, cfg.Validate())
+		}
+	}
 	old := *n.live.Load()
 
 	// Everything that can fail comes first, so a refusal changes nothing.

@@ -218,7 +218,7 @@ func (n *Node) trackAttempt(m *queue.Message, g *group, results []queue.Result, 
 		if len(rs) == 0 {
 			continue
 		}
-		ev := TrackEvent{ID: m.ID, Kind: g.kind, Dest: g.key, Addr: remote, Reply: rs[0].Reply, Connector: g.connector}
+		ev := TrackEvent{ID: m.ID, Kind: g.kind, Dest: g.key, Addr: remote, Reply: rs[0].Reply.String(), Connector: g.connector}
 		for _, r := range rs {
 			ev.Rcpts = append(ev.Rcpts, r.Addr)
 		}

@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"github.com/meshd/meshd/smtp/reply"
+
 	"context"
 	"time"
 )
@@ -28,7 +30,7 @@ var (
 	_ func(Backoff, int, func() float64) time.Duration      = Backoff.Next
 	_                                                       = []RcptState{Pending, Delivered, Failed, Expired}
 	_                                                       = []Outcome{Delivered, TempFail, PermFail}
-	_                                                       = Result{Addr: "", Outcome: Delivered, Reply: ""}
+	_                                                       = Result{Addr: "", Outcome: Delivered, Reply: reply.Reply{}}
 	_                                                       = Recipient{Rcpt: Rcpt{Addr: "", Notify: nil, ORcpt: ""}, State: Pending, Attempts: 0,
 		NextAttempt: time.Time{}, LastError: "", LastAttempt: time.Time{}}
 	_ = Message{Envelope: Envelope{}, Recipients: nil, Held: false, Size: 0, DelayNotified: false, NextAttempt: time.Time{}}

@@ -254,16 +254,16 @@ func applyResults(results []Result) change {
 				if r.State != Pending || r.Addr != res.Addr {
 					continue
 				}
-				r.LastReply = res.Reply
+				r.LastReply = res.Reply.String()
 				switch res.Outcome {
 				case Delivered:
 					r.State = Delivered
 					r.HandedOn = res.HandedOn
 				case TempFail:
-					r.LastError = res.Reply
+					r.LastError = res.Reply.String()
 				case PermFail:
 					r.State = Failed
-					r.LastError = res.Reply
+					r.LastError = res.Reply.String()
 				}
 			}
 		}

@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"github.com/meshd/meshd/smtp/reply"
+
 	"bytes"
 	"context"
 	"errors"
@@ -160,7 +162,7 @@ func TestDuplicate(t *testing.T) {
 		t.Errorf("body replaced: %q", b)
 	}
 	// Still a duplicate after delivery removed it from the queue.
-	if err := q.Record(e.ID, []Result{{Addr: "bob@example.test", Outcome: Delivered, Reply: "250 ok"}}); err != nil {
+	if err := q.Record(e.ID, []Result{{Addr: "bob@example.test", Outcome: Delivered, Reply: reply.ParseOrText("250 ok")}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := q.Get(e.ID); !errors.Is(err, ErrNotFound) {
@@ -310,9 +312,9 @@ func TestDeliveryLifecycle(t *testing.T) {
 		t.Fatalf("NextDue = %v, %v; want %v", at, ok, next)
 	}
 	err := q.Record(id, []Result{
-		{Addr: "a@x", Outcome: Delivered, Reply: "250 2.0.0 ok"},
-		{Addr: "b@x", Outcome: PermFail, Reply: "550 5.1.1 no such user"},
-		{Addr: "c@x", Outcome: TempFail, Reply: "451 4.3.0 try later"},
+		{Addr: "a@x", Outcome: Delivered, Reply: reply.ParseOrText("250 2.0.0 ok")},
+		{Addr: "b@x", Outcome: PermFail, Reply: reply.ParseOrText("550 5.1.1 no such user")},
+		{Addr: "c@x", Outcome: TempFail, Reply: reply.ParseOrText("451 4.3.0 try later")},
 		{Addr: "nobody@x", Outcome: Delivered},
 	})
 	if err != nil {
@@ -356,7 +358,7 @@ func TestDeliveryLifecycle(t *testing.T) {
 	if err := q.Attempt(id, []string{"c@x"}, clk.Now().Add(2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	final, err := q.RecordMessage(id, []Result{{Addr: "c@x", Outcome: Delivered, Reply: "250 ok"}})
+	final, err := q.RecordMessage(id, []Result{{Addr: "c@x", Outcome: Delivered, Reply: reply.ParseOrText("250 ok")}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,15 @@ package queue
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/smtp/reply"
 )
 
 func randomMessage(r *rand.Rand) *Message {
@@ -181,4 +185,38 @@ func BenchmarkRecord(b *testing.B) {
 			_, _ = json.Marshal(m)
 		}
 	})
+}
+
+// TestRecordBeforeReplyType: a record written before attempt results
+// carried a reply.Reply (testdata/record-2026-12.hex) still decodes, and
+// its reply strings read back as the codes they were written from.
+func TestRecordBeforeReplyType(t *testing.T) {
+	h, err := os.ReadFile("testdata/record-2026-12.hex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := hex.DecodeString(strings.TrimSpace(string(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := decodeMessage(rec)
+	if err != nil {
+		t.Fatalf("old record: %v", err)
+	}
+	if len(m.Recipients) != 2 || m.Recipients[1].LastReply != "250 2.0.0 OK queued as x" {
+		t.Fatalf("old record decoded as %+v", m.Recipients)
+	}
+	got := reply.ParseOrText(m.Recipients[0].LastError)
+	if !got.Same(reply.TempLoop("")) || got.Text != "next hop refused a loop; waiting for another route (554 5.4.6 Routing loop detected)" {
+		t.Fatalf("old LastError reads as %#v", got)
+	}
+	// What an attempt records now is the same string.
+	res := Result{Reply: got}
+	if res.Reply.String() != m.Recipients[0].LastError {
+		t.Fatalf("reply %q recorded as %q, was %q", got, res.Reply.String(), m.Recipients[0].LastError)
+	}
+	again, err := encodeMessage(m)
+	if err != nil || !bytes.Equal(again, rec) {
+		t.Fatalf("old record re-encodes differently (%v)", err)
+	}
 }

@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"github.com/meshd/meshd/smtp/reply"
+
 	"context"
 	"fmt"
 	"sync"
@@ -42,7 +44,7 @@ func BenchmarkHandOff(b *testing.B) {
 							failed.Store(err)
 							return
 						}
-						res := []Result{{Addr: "r@example.test", Outcome: Delivered, HandedOn: true, Reply: "250 ok"}}
+						res := []Result{{Addr: "r@example.test", Outcome: Delivered, HandedOn: true, Reply: reply.ParseOrText("250 ok")}}
 						var err error
 						if shadow {
 							_, err = q.RecordHandOff(id, res, HandOff{CopyID: "c" + id, Peer: "n2", Expires: exp})

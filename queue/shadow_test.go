@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"github.com/meshd/meshd/smtp/reply"
+
 	"bytes"
 	"context"
 	"errors"
@@ -14,7 +16,7 @@ func handOn(t *testing.T, q *Queue, id, copyID, peer string, expires time.Time, 
 	t.Helper()
 	var res []Result
 	for _, a := range addrs {
-		res = append(res, Result{Addr: a, Outcome: Delivered, HandedOn: true, Reply: "250 ok"})
+		res = append(res, Result{Addr: a, Outcome: Delivered, HandedOn: true, Reply: reply.ParseOrText("250 ok")})
 	}
 	m, err := q.RecordHandOff(id, res, HandOff{CopyID: copyID, Peer: peer, Incarnation: "inc1", Expires: expires})
 	if err != nil {

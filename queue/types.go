@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/meshd/meshd/smtp/reply"
 )
 
 // Sentinel errors callers branch on with errors.Is. Every error the package
@@ -169,7 +171,7 @@ func (o Outcome) String() string {
 type Result struct {
 	Addr    string
 	Outcome Outcome
-	Reply   string // e.g. "550 5.1.1 no such user"
+	Reply   reply.Reply // e.g. 550 5.1.1 no such user; stored in its String form
 	// Relayed: delivered to a next hop that could not carry the DSN
 	// request on (RFC 3461 §4.2); the queue does not store it.
 	Relayed bool

@@ -242,7 +242,7 @@ func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reu
 	}
 	mailErr := error(nil)
 	if r.Code/100 != 2 {
-		mailErr = r.deliveryError("mail", cc.addr)
+		mailErr = deliveryError(r, "mail", cc.addr)
 		if !pipeline {
 			return nil, r.Code != 421, mailErr
 		}
@@ -255,7 +255,7 @@ func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reu
 		if err != nil {
 			return netErr("rcpt", err)
 		}
-		results[i] = rr.result(m.Rcpts[i].Addr)
+		results[i] = rcptResult(rr, m.Rcpts[i].Addr)
 		closing = closing || rr.Code == 421
 		if rr.Code/100 == 2 {
 			accepted = append(accepted, i)
@@ -270,9 +270,9 @@ func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reu
 
 	dataFail := func(rep Reply) ([]RcptResult, bool, error) {
 		for _, i := range accepted {
-			results[i] = rep.result(m.Rcpts[i].Addr)
+			results[i] = rcptResult(rep, m.Rcpts[i].Addr)
 		}
-		return results, rep.Code != 421, rep.deliveryError("data", cc.addr)
+		return results, rep.Code != 421, deliveryError(rep, "data", cc.addr)
 	}
 	r, err = cc.cmd("DATA")
 	if err != nil {
@@ -298,7 +298,7 @@ func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reu
 			return dataFail(r)
 		}
 		for _, i := range accepted {
-			results[i] = r.result(m.Rcpts[i].Addr)
+			results[i] = rcptResult(r, m.Rcpts[i].Addr)
 		}
 		return results, true, nil
 	}
@@ -310,11 +310,11 @@ func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reu
 		if err != nil {
 			lost := Reply{Code: 451, Enhanced: EnhancedCode{4, 4, 2}, Text: "connection lost before LMTP reply: " + err.Error()}
 			for _, j := range accepted[n:] {
-				results[j] = lost.result(m.Rcpts[j].Addr)
+				results[j] = rcptResult(lost, m.Rcpts[j].Addr)
 			}
 			return results, false, nil
 		}
-		results[i] = r.result(m.Rcpts[i].Addr)
+		results[i] = rcptResult(r, m.Rcpts[i].Addr)
 	}
 	return results, true, nil
 }

@@ -1,6 +1,8 @@
 package smtp
 
 import (
+	"github.com/meshd/meshd/smtp/reply"
+
 	"context"
 	"crypto/tls"
 	"errors"
@@ -415,9 +417,9 @@ func TestReplyFromText(t *testing.T) {
 		{250, "mx.test Hello\nPIPELINING", "", "mx.test Hello\nPIPELINING"},
 	}
 	for _, tc := range tests {
-		r := replyFromText(tc.code, tc.msg)
+		r := reply.FromText(tc.code, tc.msg)
 		if r.Enhanced.String() != tc.enh || r.Text != tc.text {
-			t.Errorf("replyFromText(%d, %q) = %q %q, want %q %q", tc.code, tc.msg, r.Enhanced, r.Text, tc.enh, tc.text)
+			t.Errorf("FromText(%d, %q) = %q %q, want %q %q", tc.code, tc.msg, r.Enhanced, r.Text, tc.enh, tc.text)
 		}
 	}
 }

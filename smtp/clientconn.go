@@ -1,6 +1,8 @@
 package smtp
 
 import (
+	"github.com/meshd/meshd/smtp/reply"
+
 	"bufio"
 	"context"
 	"crypto/tls"
@@ -62,7 +64,7 @@ func (cc *clientConn) readReply() (Reply, error) {
 	if err != nil {
 		return Reply{}, err
 	}
-	return replyFromText(code, msg), nil
+	return reply.FromText(code, msg), nil
 }
 
 func (cc *clientConn) cmd(format string, args ...any) (Reply, error) {

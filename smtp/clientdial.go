@@ -58,12 +58,12 @@ func (c *Client) connect(ctx context.Context, addr string, tryTLS bool) (*client
 		return nil, fail("connect", err)
 	}
 	if r.Code != 220 {
-		return nil, r.deliveryError("connect", addr)
+		return nil, deliveryError(r, "connect", addr)
 	}
 	if r, err = cc.hello(c.cfg.HeloName); err != nil {
 		return nil, fail("connect", err)
 	} else if r.Code != 250 {
-		return nil, r.deliveryError("connect", addr)
+		return nil, deliveryError(r, "connect", addr)
 	}
 
 	// STARTTLS is bounded by its own command timeouts, not by what is
@@ -107,7 +107,7 @@ func (c *Client) negotiateTLS(ctx context.Context, cc *clientConn, addr string) 
 	r, err := cc.startTLS(ctx, cfg, c.cfg.CommandTimeout)
 	if err == nil && r.Code != 220 {
 		if c.cfg.RequireTLS {
-			return r.deliveryError("starttls", addr).withTemporary()
+			return deliveryError(r, "starttls", addr).withTemporary()
 		}
 		return nil // the server refused STARTTLS; the session stays usable in plaintext
 	}
@@ -125,7 +125,7 @@ func (c *Client) negotiateTLS(ctx context.Context, cc *clientConn, addr string) 
 		}
 		return &DeliveryError{Op: "starttls", Addr: addr, Temporary: true, Reply: Reply{Text: err.Error()}, Err: err}
 	} else if r.Code != 250 {
-		return r.deliveryError("starttls", addr)
+		return deliveryError(r, "starttls", addr)
 	}
 	return nil
 }

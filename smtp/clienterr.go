@@ -36,10 +36,10 @@ type RcptResult struct {
 // OK reports a 2xx reply.
 func (r RcptResult) OK() bool { return r.Positive() }
 
-func (r Reply) deliveryError(op, addr string) *DeliveryError {
+func deliveryError(r Reply, op, addr string) *DeliveryError {
 	return &DeliveryError{Reply: r, Temporary: r.Code/100 != 5, Op: op, Addr: addr}
 }
 
-func (r Reply) result(addr string) RcptResult {
+func rcptResult(r Reply, addr string) RcptResult {
 	return RcptResult{Addr: addr, Reply: r}
 }

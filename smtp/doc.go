@@ -8,12 +8,13 @@
 // explicitly (go-smtp's own defaults are unlimited), see [Limits]. A
 // connection flows like this:
 //
-//	net.Listener (injected or bound by NewServer; smtp/xlink may wrap it)
+//	net.Listener (injected or bound by NewServer)
 //	  -> per-IP connection cap (421 4.7.0 beyond Limits.MaxConnsPerIP)
-//	  -> dialogue follower (dialog.go): terminates STARTTLS (RFC 3207)
-//	     when ServerConfig.TLS is set, renumbers go-smtp's sequence
-//	     errors from 502 to 503 5.5.1 (RFC 5321 §4.3.2); it tracks DATA
-//	     and BDAT so message content is never looked at
+//	  -> dialogue follower (smtp/dialogue.Conn, policy in dialog.go):
+//	     terminates STARTTLS (RFC 3207) when ServerConfig.TLS is set, runs
+//	     ServerConfig.Extensions (X-LINK2STATE on mesh listeners), renumbers
+//	     go-smtp's sequence errors from 502 to 503 5.5.1 (RFC 5321 §4.3.2);
+//	     it tracks DATA and BDAT so message content is never looked at
 //	  -> go-smtp protocol engine (EHLO, PIPELINING, SIZE, 8BITMIME,
 //	     ENHANCEDSTATUSCODES, SMTPUTF8, DSN, CHUNKING/BDAT, AUTH), which
 //	     sees plaintext only and is configured without TLS
@@ -25,10 +26,14 @@
 //
 // go-smtp cannot be extended with hooks, and it wraps its connection in
 // tls.Server itself, below which replies could no longer be rewritten;
-// hence TLS is ended one layer lower, in the dialogue follower. On mesh
-// listeners smtp/xlink's interposer sits below the server and terminates
-// STARTTLS there (ServerConfig.TLS is nil); the session reads the TLS state
-// from whichever connection ended it.
+// hence TLS is ended one layer lower, in the dialogue follower, the one
+// interposer of every connection (mesh listeners included: X-LINK2STATE is
+// an extension of it, not a layer of its own); the session reads the TLS
+// state from it.
+//
+// Replies are [Reply] values (code, enhanced code, text; package
+// smtp/reply): [Policy] and [Sink] return one to have it sent, and the
+// client's results carry the server's.
 //
 // The package imports neither the queue nor the node: the node implements
 // [Policy], [Sink] and [Authenticator].
@@ -39,5 +44,5 @@
 // with STARTTLS (opportunistic or required), DSN parameters passed through
 // when the peer advertises DSN, and per-recipient results. Sessions are kept
 // idle per address and reused after RSET. Whole-transaction failures are
-// returned as [*DeliveryError].
+// returned as [*DeliveryError]; both carry the server's [Reply].
 package smtp

@@ -1,6 +1,8 @@
 package smtp
 
 import (
+	"github.com/meshd/meshd/smtp/reply"
+
 	"context"
 	"crypto/tls"
 	"errors"
@@ -327,7 +329,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	ss.srv.log.Info("smtp: message accepted", append(ss.logAttrs(),
 		"from", ss.env.From, "rcpts", len(ss.env.Rcpts), "bytes", len(full), "queue_id", id, "auth", ss.info.AuthUser)...)
-	return ReplyOK("OK queued as " + id).goSMTPError()
+	return goSMTPError(reply.OK("OK queued as " + id))
 }
 
 // bareReporter is the dialogConn under go-smtp: it saw the raw DATA

@@ -52,6 +52,17 @@ commands:
                                   or Message-ID header value); -wait asks again until every
                                   copy is delivered or bounced
   graph [-svg]                    the topology as Graphviz DOT (or SVG) from the status page
+  org apply [-dir DIR | -ca FILE -key FILE] FILE
+                                  put an organisation document in force across the mesh:
+                                  FILE is org.yaml (signed here with the CA key; version 0
+                                  becomes the next one) or a document of meshd org sign
+  org show [-version N]           the document in force (or a kept version) as YAML
+  org diff [-from N] [-to N] [FILE]
+                                  what changed: from the previous version (or N, or the
+                                  version in force when FILE is given) to the one in force
+                                  (or N, or FILE)
+  org history                     the versions this node keeps
+  org status                      the version each node applied; exit status 1 when one lags
   queue list [-held|-active] [-limit N]
                                   queued messages
   queue show ID                   one message with its recipients
@@ -79,6 +90,7 @@ type cli struct {
 	stderr    io.Writer
 	client    *http.Client
 	timeout   time.Duration
+	body      []byte // sent with the next requests (POST /api/org); nil: none
 }
 
 // run executes meshctl with args and returns the exit status.
@@ -127,6 +139,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.reload()
 	case "queue":
 		return c.queue(rest[1:])
+	case "org":
+		return c.org(rest[1:]) // org.go
 	case "members", "lsdb", "routes", "trace", "connector", "rg", "track", "graph":
 		return c.mesh(rest[0], rest[1:])
 	case "help":
@@ -377,9 +391,16 @@ func (c *cli) do(method, path string) ([]byte, int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	u := "http://" + c.admin + path
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	var body io.Reader
+	if c.body != nil {
+		body = bytes.NewReader(c.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if c.body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)

@@ -38,6 +38,7 @@ func TestDocsStateTheDefaults(t *testing.T) {
 		}
 		checked++
 	}
+	t.Logf("%d defaults of docs/config.md checked", checked)
 	if checked < 80 {
 		t.Errorf("checked only %d defaults of docs/config.md", checked)
 	}

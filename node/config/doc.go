@@ -9,8 +9,13 @@
 //	     ──Validate──▶ bad value: "config: limits.max_recipients: must be 1..10000, got 0"
 //	                   derived values filled in (hostname, helo_name, maildir, token file)
 //
-// A validated Config is complete: the node reads it as is and converts
-// nothing but the mesh keys (Keyring, MeshConnectors, LocalSpaces).
+// A validated Config is complete. Sections that configure a library are
+// that library's own type, with its defaults from the library's Default…()
+// constructor (smtp.DefaultLimits, queue.DefaultBackoff,
+// mesh.DefaultTimers, mesh.DefaultProbeConfig, linkstate.DefaultDamping;
+// connectors are mesh.Connector), so the node hands them on as they are
+// and every default is written once. Only the keys and signatures of the
+// mesh are converted (Keyring, LocalSpaces, DeclaredDomains, CopyIDKey).
 // Keys lists every dotted key of the schema, so a test keeps docs/config.md
 // complete. The package imports no part of the node, so every package of
 // the node can import it.

@@ -324,7 +324,15 @@ func (c *Config) Keyring() (*linkstate.Keyring, error) {
 			anyEd = anyEd || rg.Name == c.Node.RoutingGroup
 		}
 	}
-	if !self {
+	switch {
+	case len(m.RoutingGroups) == 0:
+		// A node started from a short file: the organisation document
+		// (docs/org.md) names the other groups; until it comes, the node
+		// knows its own.
+		if err := kr.AddRG(c.Node.RoutingGroup); err != nil {
+			return nil, configError("node.routing_group", "%v", err)
+		}
+	case !self:
 		return nil, configError("mesh.routing_groups", "must list this node's routing group %q", c.Node.RoutingGroup)
 	}
 	if m.SigningKey != "" {

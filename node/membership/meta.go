@@ -18,6 +18,9 @@ type Meta struct {
 	SMTP      string `json:"smtp"`      // host:port of the mesh-facing SMTP listener
 	LinkState string `json:"linkstate"` // host:port of the port-691 listener
 	Priority  uint32 `json:"prio"`      // master election priority: higher wins
+	// Org is the version of the organisation document the node applied
+	// (0: none), for meshctl org status.
+	Org uint64 `json:"org,omitempty"`
 }
 
 type wireMeta struct {

@@ -140,6 +140,9 @@ type Config struct {
 	// records ("" keeps them in memory only).
 	OwnedFile string
 	Keyring   *linkstate.Keyring
+	// Org is the organisation document this node holds and floods with
+	// its records (nil: none is taken or passed on).
+	Org OrgDocs
 
 	Timers
 	State linkstate.StateConfig

@@ -33,7 +33,7 @@ func (m *Mesh) RemoveRG(rg string) (*linkstate.Record, error) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownRG, rg)
 	}
 	now := m.cfg.Now()
-	v, ttl := linkstate.Version{}, m.cfg.TTL
+	v, ttl := linkstate.Version{}, m.topology().TTL
 	if held, ok := m.db.Snapshot().Lookup(rg); ok {
 		if held.Tombstone {
 			return held, nil

@@ -132,10 +132,10 @@ func (m *Mesh) originate() time.Duration {
 // buildRecordLocked returns the next record, or nil when the installed
 // one is still current.
 func (m *Mesh) buildRecordLocked(now time.Time) (*linkstate.Record, error) {
-	cfg := m.cfg
+	cfg, topo := m.cfg, m.topology()
 	rec := &linkstate.Record{
-		RG: cfg.RG, Master: cfg.Node, IssuedAt: now.Truncate(time.Second), TTL: cfg.TTL,
-		AddressSpaces: slices.Clone(cfg.LocalSpaces),
+		RG: cfg.RG, Master: cfg.Node, IssuedAt: now.Truncate(time.Second), TTL: topo.TTL,
+		AddressSpaces: slices.Clone(topo.LocalSpaces),
 	}
 	for _, mb := range m.view.Members {
 		rec.Members = append(rec.Members, linkstate.Member{Name: mb.Name, SMTP: mb.SMTP, LinkState: mb.LinkState, Priority: mb.Priority})
@@ -144,7 +144,7 @@ func (m *Mesh) buildRecordLocked(now time.Time) (*linkstate.Record, error) {
 	for _, mb := range m.view.Members {
 		live[mb.Name] = true
 	}
-	for _, c := range cfg.Connectors {
+	for _, c := range topo.Connectors {
 		k := linkstate.Connector{
 			ID: c.Name, From: cfg.RG, To: c.To, Cost: c.Cost,
 			SourceBridgeheads: slices.Clone(c.SourceBridgeheads), TargetBridgeheads: slices.Clone(c.Targets),
@@ -183,7 +183,7 @@ func (m *Mesh) buildRecordLocked(now time.Time) (*linkstate.Record, error) {
 		rec.Version = linkstate.Version{Epoch: prev.Version.Epoch + 1}
 	default:
 		rec.Version = prev.Version
-		refresh := prev.NeedsRefresh(now, cfg.Refresh)
+		refresh := prev.NeedsRefresh(now, topo.Refresh)
 		switch {
 		case !sameConfig(prev, rec):
 			rec.Version.Major++
@@ -435,7 +435,7 @@ var ErrUnknownConnector = errors.New("mesh: no such connector in this routing gr
 // observations again. On a member it is sent to the master.
 func (m *Mesh) SetConnectorAdmin(name string, st channel.AdminState) error {
 	found := false
-	for _, c := range m.cfg.Connectors {
+	for _, c := range m.topology().Connectors {
 		found = found || c.Name == name
 	}
 	if !found {

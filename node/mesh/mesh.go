@@ -37,12 +37,18 @@ type Mesh struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	kick   chan struct{} // master state changed: originate if needed
+	// metaKick: this node's gossip metadata changed (org.go, publishMeta)
+	metaKick chan struct{}
 
 	nodeIPs  atomic.Pointer[ipIndex]
 	owned    *ownership
 	ownedSet atomic.Pointer[routing.Owned] // last set handed to the router
 
+	orgPeers orgPeers                 // document versions X-LINK2STATE peers reported (org.go)
+	topo     atomic.Pointer[Topology] // the live part of cfg (topology.go)
+
 	mu     sync.Mutex
+	meta   membership.Meta // what this node gossips about itself
 	view   membership.View
 	master masterState
 	stats  Stats
@@ -82,8 +88,9 @@ func New(cfg Config) (*Mesh, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mesh{cfg: cfg, log: logger, db: db, kick: make(chan struct{}, 1), owned: owned}
+	m := &Mesh{cfg: cfg, log: logger, db: db, kick: make(chan struct{}, 1), metaKick: make(chan struct{}, 1), owned: owned}
 	m.master = newMasterState()
+	m.topo.Store(cfg.topology())
 	return m, nil
 }
 
@@ -155,6 +162,10 @@ func (m *Mesh) Start() error {
 	})
 	m.probe = newProber(m)
 	m.syncer = newSyncer(m)
+	m.meta = membership.Meta{RG: m.cfg.RG, SMTP: m.cfg.MeshSMTP, LinkState: m.cfg.LinkStateAddr, Priority: m.cfg.Priority}
+	if _, v := m.orgRecord(); v > 0 {
+		m.meta.Org = v
+	}
 	var verify func(context.Context, membership.Member) error
 	if m.cfg.MemberTLS != nil {
 		verify = m.verifyMember
@@ -162,7 +173,7 @@ func (m *Mesh) Start() error {
 	pool, err := membership.Start(membership.Config{
 		Verify: verify,
 		Name:   m.cfg.Node,
-		Meta:   membership.Meta{RG: m.cfg.RG, SMTP: m.cfg.MeshSMTP, LinkState: m.cfg.LinkStateAddr, Priority: m.cfg.Priority},
+		Meta:   m.meta,
 		Bind:   m.cfg.GossipBind, Advertise: m.cfg.GossipAdvertise, Seeds: m.cfg.Seeds, Key: m.cfg.GossipKey,
 		Fast: m.cfg.FastGossip, Transport: m.cfg.GossipTransport, OnChange: m.onView, Logger: m.log,
 	})
@@ -174,7 +185,8 @@ func (m *Mesh) Start() error {
 	}
 	m.pool = pool
 	m.onView(pool.View())
-	m.wg.Add(3)
+	m.wg.Add(4)
+	go func() { defer m.wg.Done(); m.publishMeta() }()
 	go func() { defer m.wg.Done(); m.run() }()
 	go func() { defer m.wg.Done(); m.probe.run(m.ctx) }()
 	go func() { defer m.wg.Done(); m.syncer.run(m.ctx) }()
@@ -264,6 +276,12 @@ func (m *Mesh) authorizeMember(node string, _ net.Addr) bool {
 func (m *Mesh) encodedAll() [][]byte {
 	snap := m.db.Snapshot()
 	var out [][]byte
+	// The organisation document travels with the records, first: a member
+	// that joins later gets it in the same exchange, and knows the routing
+	// groups it names before their records are installed.
+	if rec, _ := m.orgRecord(); rec != nil {
+		out = append(out, rec)
+	}
 	for _, r := range snap.All() {
 		if b, ok := snap.Encoded(r.RG); ok {
 			out = append(out, b)
@@ -289,6 +307,12 @@ func (m *Mesh) onMasterSession(master string, connected bool) {
 // marks the channel's own pushes, which need no handing back.
 func (m *Mesh) installEncoded(recs [][]byte, fromMaster bool) (installed [][]byte) {
 	for _, b := range recs {
+		if IsOrgRecord(b) {
+			if _, err := m.offerOrgRecord(b, "mesh", fromMaster); err != nil {
+				m.log.Debug("organisation document not taken", "err", err)
+			}
+			continue
+		}
 		ok, err := m.db.InstallEncoded(b)
 		switch {
 		case err != nil && !errors.Is(err, linkstate.ErrStale):

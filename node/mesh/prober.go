@@ -49,7 +49,7 @@ func newProber(m *Mesh) *prober {
 // reconfigure aligns the watched pairs with the configured connectors.
 func (p *prober) reconfigure() {
 	want := map[pairKey]bool{}
-	for _, c := range p.m.cfg.Connectors {
+	for _, c := range p.m.topology().Connectors {
 		if !isSource(c, p.m.cfg.Node) {
 			continue
 		}

@@ -13,13 +13,16 @@ import (
 
 // store adapts the LSDB to what X-LINK2STATE needs. Records installed
 // through it are handed to the master when this node is not the master.
-type store struct{ m *Mesh }
+type store struct {
+	m    *Mesh
+	peer string // the server's address in sessions this node opens; "" on the listener
+}
 
 // Store is the X-LINK2STATE view of this node's LSDB, for the interposer
 // on the node's mesh-facing SMTP listener.
-func (m *Mesh) Store() xlink.Store { return store{m} }
+func (m *Mesh) Store() xlink.Store { return store{m: m} }
 
-func (s store) Digest() [32]byte { return s.m.db.Snapshot().Digest() }
+func (s store) Digest() [32]byte { return s.m.orgDigest(s.m.db.Snapshot().Digest()) }
 
 func (s store) Summaries() []byte {
 	b, err := linkstate.EncodeSummaries(s.m.db.Snapshot().Summaries())
@@ -27,10 +30,17 @@ func (s store) Summaries() []byte {
 		// Our own summaries always encode; an error here is a bug.
 		s.m.log.Error("encode summaries", "err", err)
 	}
-	return b
+	return s.m.wrapSummaries(b)
 }
 
 func (s store) Newer(peer []byte) ([][]byte, error) {
+	peerOrg, peer, err := unwrapSummaries(peer)
+	if err != nil {
+		return nil, err
+	}
+	if s.peer != "" {
+		s.m.orgPeers.note(s.peer, peerOrg, s.m.cfg.Now())
+	}
 	remote, err := linkstate.DecodeSummaries(peer)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: peer summaries: %w", err)
@@ -38,6 +48,11 @@ func (s store) Newer(peer []byte) ([][]byte, error) {
 	snap := s.m.db.Snapshot()
 	send, _ := linkstate.Diff(snap.Summaries(), remote)
 	var out [][]byte
+	// The document first: the peer knows the groups it names before
+	// their records arrive.
+	if rec, v := s.m.orgRecord(); rec != nil && v > peerOrg {
+		out = append(out, rec)
+	}
 	for _, rg := range send {
 		if b, ok := snap.Encoded(rg); ok {
 			out = append(out, b)
@@ -97,7 +112,7 @@ type syncTarget struct{ connector, addr string }
 
 func (s *syncer) targets() []syncTarget {
 	var out []syncTarget
-	for _, c := range s.m.cfg.Connectors {
+	for _, c := range s.m.topology().Connectors {
 		if c.To == "" || !isSource(c, s.m.cfg.Node) {
 			continue
 		}
@@ -127,7 +142,7 @@ func (s *syncer) session(ctx context.Context, t syncTarget) {
 	defer cancel()
 	res, err := xlink.Sync(ctx, t.addr, xlink.ClientConfig{
 		HeloName: m.cfg.HeloName, TLS: m.cfg.ClientTLS, Dial: m.cfg.Dial, CommandTimeout: 10 * time.Second,
-	}, m.Store())
+	}, store{m: m, peer: t.addr})
 	m.mu.Lock()
 	m.stats.SyncSessions++
 	if err != nil {
@@ -153,6 +168,12 @@ func (s *syncer) session(ctx context.Context, t syncTarget) {
 		m.ReportAttempt(t.connector, t.addr, reachable)
 	default:
 		m.ReportAttempt(t.connector, t.addr, true)
+		if res.Converged {
+			// Equal digests cover the organisation document: the peer
+			// holds the version this node holds.
+			_, v := m.orgRecord()
+			m.orgPeers.note(t.addr, v, m.cfg.Now())
+		}
 		if res.Received > 0 || res.Sent > 0 {
 			m.log.Debug("X-LINK2STATE exchanged", "connector", t.connector, "peer", t.addr,
 				"sent", res.Sent, "received", res.Received, "installed", res.Installed)

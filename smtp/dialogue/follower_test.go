@@ -20,6 +20,7 @@ type events struct {
 	log      []byte // every byte, in order
 	handled  []string
 	messages []string
+	resets   int
 }
 
 func (e *events) add(b []byte, handled bool) {
@@ -43,9 +44,8 @@ type testExt struct{ ev *events }
 func (x testExt) Open(c *Conn) Handler { return &testHandler{ev: x.ev, c: c} }
 
 type testHandler struct {
-	ev     *events
-	c      *Conn
-	resets int
+	ev *events
+	c  *Conn
 }
 
 func (h *testHandler) Command(cmd Command) (bool, error) {
@@ -60,7 +60,11 @@ func (h *testHandler) Command(cmd Command) (bool, error) {
 }
 
 func (h *testHandler) Keywords() []string { return []string{"XTEST"} }
-func (h *testHandler) Reset()             { h.resets++ }
+func (h *testHandler) Reset() {
+	h.ev.mu.Lock()
+	h.ev.resets++
+	h.ev.mu.Unlock()
+}
 
 // tap is what go-smtp reads through: it records every byte it is given.
 type tap struct {
@@ -206,6 +210,21 @@ func TestFollowerExtensionAndContent(t *testing.T) {
 	}
 	if len(msgs) != 2 || !strings.Contains(msgs[0], "XTEST in DATA") || msgs[1] != chunk {
 		t.Fatalf("messages %q", msgs)
+	}
+}
+
+// TestFollowerResetsExtensions: EHLO, HELO and RSET reset the extension's
+// session state (RFC 5321 §4.1.1.1, §4.1.1.5); other commands and lines
+// inside content do not.
+func TestFollowerResetsExtensions(t *testing.T) {
+	e := newFollowerEnv(t)
+	in := "EHLO c.test\r\nNOOP\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\nRSET\r\nEHLO x\r\n.\r\n" +
+		"RSET\r\nHELO c.test\r\nQUIT\r\n"
+	ev := e.run(t, []byte(in))
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if ev.resets != 3 {
+		t.Fatalf("%d resets, want 3 (EHLO, RSET, HELO outside content)", ev.resets)
 	}
 }
 

@@ -1,4 +1,4 @@
-package smtp
+package reply
 
 import (
 	"errors"
@@ -6,44 +6,44 @@ import (
 	"testing"
 )
 
-func TestParseReply(t *testing.T) {
+func TestParse(t *testing.T) {
 	tests := []struct {
 		in   string
 		want Reply
 	}{
 		{"554 5.4.6 Routing loop detected", Reply{554, EnhLoop, "Routing loop detected"}},
 		{"250 2.0.0 OK queued as x\r\n", Reply{250, EnhOK, "OK queued as x"}},
-		{"550 no enhanced code", Reply{550, EnhancedCode{}, "no enhanced code"}},
-		{"451 5.1.1 class mismatch", Reply{451, EnhancedCode{}, "5.1.1 class mismatch"}},
-		{"421", Reply{421, EnhancedCode{}, ""}},
-		{"421 4.4.2", Reply{421, EnhancedCode{4, 4, 2}, ""}},
-		{"550-5.1.1 first\r\n550 5.1.1 second\r\n", Reply{550, EnhancedCode{5, 1, 1}, "first\nsecond"}},
-		{"250-mx.test Hello\n250 PIPELINING\n", Reply{250, EnhancedCode{}, "mx.test Hello\nPIPELINING"}},
+		{"550 no enhanced code", Reply{550, Enhanced{}, "no enhanced code"}},
+		{"451 5.1.1 class mismatch", Reply{451, Enhanced{}, "5.1.1 class mismatch"}},
+		{"421", Reply{421, Enhanced{}, ""}},
+		{"421 4.4.2", Reply{421, Enhanced{4, 4, 2}, ""}},
+		{"550-5.1.1 first\r\n550 5.1.1 second\r\n", Reply{550, Enhanced{5, 1, 1}, "first\nsecond"}},
+		{"250-mx.test Hello\n250 PIPELINING\n", Reply{250, Enhanced{}, "mx.test Hello\nPIPELINING"}},
 		// String's form of a multi-line reply, as queue records hold it.
-		{"550 5.1.1 first\nsecond", Reply{550, EnhancedCode{5, 1, 1}, "first\nsecond"}},
+		{"550 5.1.1 first\nsecond", Reply{550, Enhanced{5, 1, 1}, "first\nsecond"}},
 		// A queue record's reply of our own, with a nested reply in its text.
 		{"451 4.4.6 next hop refused a loop; waiting for another route (554 5.4.6 x)",
 			Reply{451, EnhTempLoop, "next hop refused a loop; waiting for another route (554 5.4.6 x)"}},
 	}
 	for _, tc := range tests {
-		got, err := ParseReply(tc.in)
+		got, err := Parse(tc.in)
 		if err != nil || got != tc.want {
-			t.Errorf("ParseReply(%q) = %#v, %v; want %#v", tc.in, got, err, tc.want)
+			t.Errorf("Parse(%q) = %#v, %v; want %#v", tc.in, got, err, tc.want)
 		}
 	}
 	for _, bad := range []string{"", "ok", "25", "099 x", "600 x", "2500 x", "+50 x", "-50 x", "250x"} {
-		if r, err := ParseReply(bad); !errors.Is(err, ErrBadReply) {
-			t.Errorf("ParseReply(%q) = %#v, %v; want ErrBadReply", bad, r, err)
+		if r, err := Parse(bad); !errors.Is(err, ErrNotReply) {
+			t.Errorf("Parse(%q) = %#v, %v; want ErrNotReply", bad, r, err)
 		}
 	}
 }
 
 func TestReplyForms(t *testing.T) {
-	r := ReplyLoop("Routing loop detected")
+	r := Loop("Routing loop detected")
 	if s := r.String(); s != "554 5.4.6 Routing loop detected" || r.Error() != s {
 		t.Fatalf("String %q, Error %q", s, r.Error())
 	}
-	multi := Reply{Code: 550, Enhanced: EnhancedCode{5, 1, 1}, Text: "first\nsecond"}
+	multi := Reply{Code: 550, Enhanced: Enhanced{5, 1, 1}, Text: "first\nsecond"}
 	if w := string(multi.Wire()); w != "550-5.1.1 first\r\n550 5.1.1 second\r\n" {
 		t.Fatalf("Wire %q", w)
 	}
@@ -53,34 +53,34 @@ func TestReplyForms(t *testing.T) {
 	if (Reply{Text: "dial failed"}).String() != "dial failed" {
 		t.Fatal("a reply without code is its text")
 	}
-	if !(Reply{554, EnhLoop, "other text"}).Same(ReplyLoop("x")) || (Reply{554, EnhancedCode{5, 4, 0}, ""}).Same(ReplyLoop("x")) {
+	if !(Reply{554, EnhLoop, "other text"}).Same(Loop("x")) || (Reply{554, Enhanced{5, 4, 0}, ""}).Same(Loop("x")) {
 		t.Fatal("Same compares codes, not text")
 	}
-	if !ReplyTempLocal("x").Temporary() || !ReplyRelayDenied("x").Permanent() || !ReplyOK("x").Positive() {
+	if !TempLocal("x").Temporary() || !RelayDenied("x").Permanent() || !OK("x").Positive() {
 		t.Fatal("classes")
 	}
 }
 
 // FuzzParseReply: whatever a server sends, ParseReply does not panic, and
 // a reply it reads comes back the same from its own wire form.
-func FuzzParseReply(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range []string{"554 5.4.6 loop", "550-5.1.1 a\r\n550 5.1.1 b\r\n", "421", "250 x\ny", "451 4.4.6 (554 5.4.6 x)"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		r, err := ParseReply(s)
+		r, err := Parse(s)
 		if err != nil {
 			return
 		}
 		if r.Code < 200 || r.Code > 599 {
-			t.Fatalf("ParseReply(%q) code %d", s, r.Code)
+			t.Fatalf("Parse(%q) code %d", s, r.Code)
 		}
 		if strings.ContainsAny(r.Text, "\r") {
 			return // a CR inside a line is no line end: the wire form would differ
 		}
-		back, err := ParseReply(string(r.Wire()))
+		back, err := Parse(string(r.Wire()))
 		if err != nil || back != r {
-			t.Fatalf("ParseReply(%q) = %#v; its wire form %q reads %#v, %v", s, r, r.Wire(), back, err)
+			t.Fatalf("Parse(%q) = %#v; its wire form %q reads %#v, %v", s, r, r.Wire(), back, err)
 		}
 	})
 }
