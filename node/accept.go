@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/meshd/meshd/header"
 	"github.com/meshd/meshd/meshid"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
@@ -48,10 +49,10 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		// Only a mesh peer's identity and trace are believed (see the
 		// contract): they make a resend after a crash a duplicate here.
 		source = "mesh"
-		if v := strings.ToLower(strings.TrimSpace(headerValue(body, meshid.HeaderID))); meshid.Valid(v) {
+		if v := strings.ToLower(strings.TrimSpace(header.Value(body, meshid.HeaderID))); meshid.Valid(v) {
 			id = v
 		}
-		trace = meshid.ParseTrace(headerValue(body, meshid.HeaderTrace))
+		trace = meshid.ParseTrace(header.Value(body, meshid.HeaderTrace))
 		if meshid.Visits(trace, n.cfg.Node.RoutingGroup) >= meshid.MaxVisits {
 			return "", errLoop
 		}
@@ -59,7 +60,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	} else {
 		// Our trust headers in every spelling (RFC 5322 field names
 		// compare as ASCII, case-insensitively): nobody but a mesh peer sets them.
-		body = stripMeshHeaders(body)
+		body = header.StripPrefix(body, meshid.FieldPrefix)
 	}
 	qenv := queue.Envelope{
 		ID:         id,
@@ -79,7 +80,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	}
 	for _, r := range env.Rcpts {
 		addr := r.Addr
-		if asciiFoldEqual([]byte(addr), "postmaster") {
+		if header.FoldEqual([]byte(addr), "postmaster") {
 			addr = "postmaster@" + n.cfg.LocalDomains[0]
 		}
 		qenv.Rcpts = append(qenv.Rcpts, queue.Rcpt{Addr: addr, Notify: r.Notify, ORcpt: r.ORcpt})
@@ -94,7 +95,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		n.log.Warn("copy ID collision: same ID, other content; queued as a new message", "qid", id, "peer", addrString(sess.RemoteAddr))
 		id = meshid.Collision(id, digest)
 		qenv.ID = id
-		body = stripHeaders(body, meshid.HeaderOrigin)
+		body = header.Strip(body, meshid.HeaderOrigin)
 		err = n.q.Enqueue(ctx, qenv, body)
 	}
 	switch {
@@ -110,7 +111,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		return "", err
 	}
 	n.metrics.accepted.WithLabelValues(source).Inc()
-	n.trackReceived(qenv, body, s.source)
+	n.trk.received(qenv, body, s.source)
 	n.log.Debug("message queued", "qid", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", len(body), "via", source)
 	return id, nil
 }
@@ -129,7 +130,7 @@ func contentDigest(env smtp.Envelope, body []byte) string {
 	}
 	slices.Sort(rcpts)
 	h.Write([]byte(strings.Join(rcpts, "\n") + "\n\n"))
-	h.Write(stripHeaders(skipTrace(body), meshid.HeaderID, meshid.HeaderTrace, meshid.HeaderOrigin))
+	h.Write(header.Strip(skipTrace(body), meshid.HeaderID, meshid.HeaderTrace, meshid.HeaderOrigin))
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
@@ -171,21 +172,4 @@ func addrString(a net.Addr) string {
 		return ""
 	}
 	return a.String()
-}
-
-// headerEnd returns the length of the header section including the blank
-// line that ends it (or len(body) when there is no body).
-func headerEnd(body []byte) int {
-	for i := 0; i < len(body); {
-		j := bytes.IndexByte(body[i:], '\n')
-		if j < 0 {
-			return len(body)
-		}
-		line := body[i : i+j+1]
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			return i + j + 1
-		}
-		i += j + 1
-	}
-	return len(body)
 }

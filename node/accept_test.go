@@ -9,28 +9,7 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
-	"github.com/meshd/meshd/meshid"
 )
-
-func TestStripAndReadHeaders(t *testing.T) {
-	body := "Received: from x\r\n\tby y\r\nX-Meshd-ID: abcdefgh12\r\nx-meshd-trace: rg1,\r\n rg2\r\nSubject: s\r\n\r\nX-Meshd-ID: in body stays\r\n"
-	tests := []struct {
-		name, got, want string
-	}{
-		{"id", headerValue([]byte(body), "X-Meshd-ID"), "abcdefgh12"},
-		{"folded trace", headerValue([]byte(body), "X-Meshd-Trace"), "rg1, rg2"},
-		{"missing", headerValue([]byte(body), "X-Other"), ""},
-		{"stripped", string(stripHeaders([]byte(body), meshid.HeaderID, meshid.HeaderTrace)),
-			"Received: from x\r\n\tby y\r\nSubject: s\r\n\r\nX-Meshd-ID: in body stays\r\n"},
-		{"untouched", string(stripHeaders([]byte("Subject: s\r\n\r\nb\r\n"), meshid.HeaderID)), "Subject: s\r\n\r\nb\r\n"},
-		{"no body", headerValue([]byte("X-Meshd-ID: only"), "X-Meshd-ID"), "only"},
-	}
-	for _, tt := range tests {
-		if tt.got != tt.want {
-			t.Errorf("%s: got %q, want %q", tt.name, tt.got, tt.want)
-		}
-	}
-}
 
 func TestMeshPeerIDDedupAndStrip(t *testing.T) {
 	cfg := testConfig(t)

@@ -158,7 +158,7 @@ func (n *Node) handleQueueAction(w http.ResponseWriter, r *http.Request) {
 	switch action {
 	case "retry":
 		op = func(id string) error {
-			n.del.out.clearDead() // an operator's retry dials, whatever failed before
+			n.del.ClearDead() // an operator's retry dials, whatever failed before
 			return n.q.Retry(id)
 		}
 	case "hold":
@@ -188,7 +188,7 @@ func (n *Node) handleQueueDelete(w http.ResponseWriter, r *http.Request) {
 		writeQueueError(w, err)
 		return
 	}
-	n.del.forget(id)
+	n.del.Forget(id)
 	n.log.Info("admin: queue delete", "qid", id)
 	writeJSON(w, http.StatusOK, ActionResult{ID: id, Action: "delete"})
 }

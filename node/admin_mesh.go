@@ -255,7 +255,7 @@ func (n *Node) nextHopQueues() []hopQueue {
 			if r.State != queue.Pending {
 				continue
 			}
-			hop := n.hopName(n.del.out.groupFor(m, r.Addr))
+			hop := n.del.HopName(m, r.Addr)
 			if m.Held {
 				hop = "held"
 			}
@@ -278,20 +278,6 @@ func (n *Node) nextHopQueues() []hopQueue {
 	}
 	slices.SortFunc(out, func(a, b hopQueue) int { return cmp.Compare(a.hop, b.hop) })
 	return out
-}
-
-// hopName names a destination group for people and metric labels.
-func (n *Node) hopName(g *group) string {
-	switch g.kind {
-	case kindMesh:
-		if name := n.memberAt(g.hops[0]); name != "" {
-			return name + " " + g.hops[0]
-		}
-		return g.hops[0]
-	case kindNoRoute:
-		return "no route"
-	}
-	return strings.Replace(g.key, ":", " ", 1)
 }
 
 // LinkStateAddr is the advertised address of the node's port-691

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -174,7 +173,7 @@ func (n *Node) startMesh(ctx context.Context, g *errgroup.Group) error {
 			case <-ctx.Done():
 				return nil
 			case <-n.mesh.RoutesChanged():
-				n.del.reroute()
+				n.del.Reroute()
 			}
 		}
 	})
@@ -230,9 +229,3 @@ func (n *Node) Crash() error {
 	})
 	return err
 }
-
-// Timeouts of hops to other mesh nodes.
-const (
-	meshConnectTimeout = 5 * time.Second
-	meshCommandTimeout = 30 * time.Second
-)

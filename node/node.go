@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
@@ -69,7 +70,7 @@ type Node struct {
 	adminLn net.Listener // nil when listen.admin is empty
 	admin   *http.Server
 
-	del *deliverer
+	del *delivery.Deliverer
 	trk *tracker // message-tracking log (track.go)
 
 	// Mesh side; nil for a standalone node.
@@ -141,7 +142,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: create data dir: %w", err)
 	}
-	if n.trk, err = openTracker(cfg.Node.DataDir, cfg.Node.Name, cfg.Node.RoutingGroup, log); err != nil {
+	if n.trk, err = openTracker(cfg.Node.DataDir, cfg.Node.Name, cfg.Node.RoutingGroup, now, log); err != nil {
 		return nil, err
 	}
 	tlsCfg, err := loadTLS(cfg, now())
@@ -232,8 +233,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 			return nil, err
 		}
 	}
-	n.del, err = newDeliverer(n, opts)
-	if err != nil {
+	if n.del, err = n.newDeliverer(opts); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -255,7 +255,7 @@ func (n *Node) Start() error {
 	n.cancel = cancel
 	g, ctx := errgroup.WithContext(ctx)
 	n.g = g
-	g.Go(func() error { return n.del.run(ctx) })
+	g.Go(func() error { return n.del.Run(ctx) })
 	if err := n.smtpSrv.Start(); err != nil {
 		return fmt.Errorf("node: start smtp: %w", err)
 	}
@@ -330,7 +330,7 @@ func (n *Node) closeParts() error {
 		errs = append(errs, n.g.Wait())
 	}
 	if n.del != nil {
-		errs = append(errs, n.del.close())
+		errs = append(errs, n.del.Close())
 	}
 	if n.q != nil {
 		errs = append(errs, n.q.Close())

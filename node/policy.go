@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/meshd/meshd/header"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/smtp/reply"
@@ -53,12 +54,12 @@ func (p *relayPolicy) CheckRcpt(s *smtp.Session, rcpt string) error {
 	_, domain, ok := smtp.SplitAddr(rcpt)
 	if !ok {
 		// RFC 5321 §4.5.1: "postmaster" without a domain must be accepted.
-		if asciiFoldEqual([]byte(rcpt), "postmaster") {
+		if header.FoldEqual([]byte(rcpt), "postmaster") {
 			return nil
 		}
 		return errBadMailbox
 	}
-	if p.isLocal(domain) || p.isOrgDomain(domain) {
+	if p.IsLocal(domain) || p.isOrgDomain(domain) {
 		return nil
 	}
 	if s.AuthUser != "" || s.MeshPeer || p.mayRelay(s.RemoteAddr) {
@@ -67,7 +68,7 @@ func (p *relayPolicy) CheckRcpt(s *smtp.Session, rcpt string) error {
 	return errRelayDenied
 }
 
-func (p *relayPolicy) isLocal(domain string) bool {
+func (p *relayPolicy) IsLocal(domain string) bool {
 	return p.local[strings.ToLower(strings.TrimSuffix(domain, "."))]
 }
 

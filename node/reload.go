@@ -124,8 +124,7 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	a = applied("queue.delay_warning", oq.DelayWarning, nq.DelayWarning) || a
 	a = applied("queue.lifetime", oq.Lifetime, nq.Lifetime) || a
 	if a && n.del != nil {
-		n.del.sched.Store(newSchedule(nq))
-		n.del.kick()
+		n.del.SetSchedule(nq)
 	}
 
 	// What is in force now: the applied keys from cfg, the rest as before.

@@ -39,7 +39,7 @@ func TestReload(t *testing.T) {
 	if got := n.smtpSrv.Limits().MaxHeaderBytes; got != 4096 {
 		t.Errorf("smtp max header bytes %d, want 4096", got)
 	}
-	if got := n.del.sched.Load().lifetime; got != 3*time.Hour {
+	if got := n.del.Lifetime(); got != 3*time.Hour {
 		t.Errorf("queue lifetime in force %v, want 3h", got)
 	}
 
@@ -57,7 +57,7 @@ func TestReload(t *testing.T) {
 	if _, err := n.Reload(bad); err == nil || !strings.Contains(err.Error(), "tls.cert_file") {
 		t.Errorf("missing certificate: %v, want an error naming tls.cert_file", err)
 	}
-	if got := n.del.sched.Load().lifetime; got != 3*time.Hour {
+	if got := n.del.Lifetime(); got != 3*time.Hour {
 		t.Errorf("a refused reload changed queue.lifetime to %v", got)
 	}
 	if rep, err := n.Reload(next); err != nil || len(rep.Applied) != 0 {

@@ -16,8 +16,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshd/meshd/header"
 	"github.com/meshd/meshd/linkstate/channel"
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/queue"
 )
 
@@ -59,6 +61,7 @@ const (
 // tracker appends events to the node's tracking log.
 type tracker struct {
 	node, rg string
+	now      func() time.Time
 	path     string
 	max      int64
 	log      *slog.Logger
@@ -68,8 +71,8 @@ type tracker struct {
 	size int64
 }
 
-func openTracker(dir, node, rg string, log *slog.Logger) (*tracker, error) {
-	t := &tracker{node: node, rg: rg, path: filepath.Join(dir, trackFile), max: trackMaxBytes, log: log}
+func openTracker(dir, node, rg string, now func() time.Time, log *slog.Logger) (*tracker, error) {
+	t := &tracker{node: node, rg: rg, now: now, path: filepath.Join(dir, trackFile), max: trackMaxBytes, log: log}
 	if err := t.open(); err != nil {
 		return nil, err
 	}
@@ -186,31 +189,29 @@ func normKey(k string) string {
 	return strings.ToLower(strings.Trim(strings.TrimSpace(k), "<>"))
 }
 
-// track appends an event to the node's tracking log (no-op without one).
-func (n *Node) track(ev TrackEvent) {
-	if n == nil || n.trk == nil {
-		return
-	}
+// record appends ev, stamped with the clock when it has no time yet.
+func (t *tracker) record(ev TrackEvent) {
 	if ev.Time.IsZero() {
-		ev.Time = n.now().UTC()
+		ev.Time = t.now().UTC()
 	}
-	n.trk.add(ev)
+	t.add(ev)
 }
 
-// trackReceived records a message the node has just queued.
-func (n *Node) trackReceived(env queue.Envelope, body []byte, listener string) {
-	ev := TrackEvent{Event: TrackReceived, ID: env.ID, MessageID: strings.Trim(headerValue(body, "Message-ID"), "<> "),
+// received records a message the node has just queued.
+func (t *tracker) received(env queue.Envelope, body []byte, listener string) {
+	ev := TrackEvent{Event: TrackReceived, ID: env.ID, MessageID: strings.Trim(header.Value(body, "Message-ID"), "<> "),
 		From: env.From, Source: env.Source, Listener: listener, Client: env.ClientAddr, Size: int64(len(body))}
 	for _, r := range env.Rcpts {
 		ev.Rcpts = append(ev.Rcpts, r.Addr)
 	}
-	n.track(ev)
+	t.record(ev)
 }
 
-// trackAttempt records the outcome of one delivery attempt of a group.
-func (n *Node) trackAttempt(m *queue.Message, g *group, results []queue.Result, remote string) {
+// Attempted records the outcome of one delivery attempt of a destination
+// group (delivery.Tracker).
+func (t *tracker) Attempted(m *queue.Message, a delivery.Attempt) {
 	byOutcome := map[queue.Outcome][]queue.Result{}
-	for _, r := range results {
+	for _, r := range a.Results {
 		byOutcome[r.Outcome] = append(byOutcome[r.Outcome], r)
 	}
 	for _, o := range []queue.Outcome{queue.Delivered, queue.TempFail, queue.PermFail} {
@@ -218,46 +219,31 @@ func (n *Node) trackAttempt(m *queue.Message, g *group, results []queue.Result, 
 		if len(rs) == 0 {
 			continue
 		}
-		ev := TrackEvent{ID: m.ID, Kind: g.kind, Dest: g.key, Addr: remote, Reply: rs[0].Reply.String(), Connector: g.connector}
+		ev := TrackEvent{ID: m.ID, Kind: a.Kind, Dest: a.Dest, Addr: a.Remote, Reply: rs[0].Reply.String(), Connector: a.Connector}
 		for _, r := range rs {
 			ev.Rcpts = append(ev.Rcpts, r.Addr)
 		}
 		switch o {
 		case queue.Delivered:
 			ev.Event = TrackDelivered
-			if g.kind == kindMesh {
+			if a.Kind == delivery.KindMesh {
 				ev.Event = TrackRelayed
-				ev.CopyID = g.copyID
-				ev.NextHop = n.memberAt(remote)
+				ev.CopyID = a.CopyID
+				ev.NextHop = a.NextHop
 			}
 		case queue.TempFail:
 			ev.Event = TrackDeferred
 		case queue.PermFail:
 			ev.Event = TrackBounced
 		}
-		n.track(ev)
+		t.record(ev)
 	}
 }
 
-// trackDSN records a delivery status notification queued for m.
-func (n *Node) trackDSN(m *queue.Message, dsnID, kind string) {
-	n.track(TrackEvent{Event: TrackDSN, ID: m.ID, DSNID: dsnID, Kind: kind, Rcpts: []string{m.From}})
-}
-
-// memberAt names the mesh node whose mesh SMTP listener is addr ("" when
-// no record lists it).
-func (n *Node) memberAt(addr string) string {
-	if n.mesh == nil || addr == "" {
-		return ""
-	}
-	for _, r := range n.mesh.LSDB().Snapshot().Records() {
-		for _, m := range r.Members {
-			if m.SMTP == addr {
-				return m.Name
-			}
-		}
-	}
-	return ""
+// DSNQueued records a delivery status notification queued for m
+// (delivery.Tracker).
+func (t *tracker) DSNQueued(m *queue.Message, dsnID, kind string) {
+	t.record(TrackEvent{Event: TrackDSN, ID: m.ID, DSNID: dsnID, Kind: kind, Rcpts: []string{m.From}})
 }
 
 // trackPeer is a node to ask for tracking events.

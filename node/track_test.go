@@ -18,7 +18,7 @@ import (
 
 func TestTrackerFindAndRotate(t *testing.T) {
 	dir := t.TempDir()
-	tr, err := openTracker(dir, "n1", "rg1", slog.New(slog.DiscardHandler))
+	tr, err := openTracker(dir, "n1", "rg1", time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -414,6 +414,22 @@ func (m *Mesh) onLSDBChange(rgs []string) {
 	m.probe.reconfigure()
 }
 
+// MemberAt names the mesh node whose mesh SMTP listener is addr ("" when
+// no record lists it).
+func (m *Mesh) MemberAt(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	for _, r := range m.db.Snapshot().Records() {
+		for _, mb := range r.Members {
+			if mb.SMTP == addr {
+				return mb.Name
+			}
+		}
+	}
+	return ""
+}
+
 // KnowsNodeIP reports whether ip is the address of a mesh node in the
 // LSDB (its mesh SMTP listener's host), or of this node.
 func (m *Mesh) KnowsNodeIP(ip netip.Addr) bool {

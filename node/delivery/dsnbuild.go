@@ -1,4 +1,4 @@
-package node
+package delivery
 
 import (
 	"github.com/meshd/meshd/smtp/dsn"
@@ -6,15 +6,15 @@ import (
 
 // buildDSN renders the notification with smtp/dsn (RFC 3464
 // multipart/report; the original attached as RET asks).
-func (d *deliverer) buildDSN(req dsnRequest) ([]byte, error) {
+func (d *Deliverer) buildDSN(req dsnRequest) ([]byte, error) {
 	m := req.Msg
 	action := dsn.ActionFailed
 	switch req.Kind {
-	case dsnDelay:
+	case DSNDelay:
 		action = dsn.ActionDelayed
-	case dsnSuccess:
+	case DSNSuccess:
 		action = dsn.ActionDelivered
-	case dsnRelayed:
+	case DSNRelayed:
 		action = dsn.ActionRelayed
 	}
 	r := dsn.Report{
@@ -37,7 +37,7 @@ func (d *deliverer) buildDSN(req dsnRequest) ([]byte, error) {
 			RemoteMTA:   rc.Remote,
 			LastAttempt: rc.LastAttempt,
 		}
-		if req.Kind == dsnDelay {
+		if req.Kind == DSNDelay {
 			st.WillRetryUntil = m.ReceivedAt.Add(d.sched.Load().lifetime)
 		}
 		r.Rcpts = append(r.Rcpts, st)

@@ -1,9 +1,10 @@
-package node
+package delivery
 
 import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -11,7 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshd/meshd/header"
 	"github.com/meshd/meshd/meshid"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/maildir"
 	"github.com/meshd/meshd/node/mx"
 	"github.com/meshd/meshd/queue"
@@ -19,21 +22,14 @@ import (
 	"github.com/meshd/meshd/smtp/reply"
 )
 
-// MXResolver looks up the mail exchangers of a domain; *mx.Resolver
-// implements it. Errors wrapping mx.ErrNullMX or mx.ErrNoHost are permanent
-// failures, any other error is temporary.
-type MXResolver interface {
-	Lookup(ctx context.Context, domain string) ([]mx.Host, error)
-}
-
 // Destination kinds, used as the "kind" metric label.
 const (
-	kindMaildir   = "maildir"
-	kindLMTP      = "lmtp"
-	kindSmarthost = "smarthost"
-	kindMX        = "mx"
-	kindMesh      = "mesh"    // a hop to another mesh node
-	kindNoRoute   = "noroute" // no usable route now: wait for link state
+	KindMaildir   = "maildir"
+	KindLMTP      = "lmtp"
+	KindSmarthost = "smarthost"
+	KindMX        = "mx"
+	KindMesh      = "mesh"    // a hop to another mesh node
+	KindNoRoute   = "noroute" // no usable route now: wait for link state
 )
 
 // group is the recipients of one message that go to one destination.
@@ -44,23 +40,28 @@ type group struct {
 	rcpts      []queue.Recipient
 	perDestCap int // 0: no per-destination cap
 
-	// Mesh hops (kindMesh): next-hop addresses in order, the connector
+	// Mesh hops (KindMesh): next-hop addresses in order, the connector
 	// used (Remote hops only; "" inside the routing group), whether the
 	// hop leaves the routing group, and the routing decision.
 	hops      []string
 	connector string
 	remote    bool
 	smarthost string // External decisions through a smarthost connector
-	why       string // kindNoRoute: the reason, for the reply
-	perm      bool   // kindNoRoute: never deliverable (a removed routing group): fail now
-	copyID    string // kindMesh: the ID the next hop receives the copy under (set when sent)
+	why       string // KindNoRoute: the reason, for the reply
+	perm      bool   // KindNoRoute: never deliverable (a removed routing group): fail now
+	copyID    string // KindMesh: the ID the next hop receives the copy under (set when sent)
 }
 
 // transports delivers groups: Maildir, LMTP, smarthost or MX, with the
 // dead-destination cache shared by all of them.
 type transports struct {
-	cfg      Config
-	n        *Node
+	cfg      config.Config
+	log      *slog.Logger
+	now      func() time.Time
+	local    LocalDomains
+	mesh     Mesh // nil on a standalone node
+	metrics  Metrics
+	copyKey  []byte
 	resolver MXResolver
 	remote   *smtp.Client // smarthost and MX
 	// meshClient carries hops to other mesh nodes (their mesh listeners).
@@ -73,9 +74,9 @@ type transports struct {
 	dead map[string]time.Time // host:port -> not dialled again before
 }
 
-func newTransports(n *Node, opts Options) (*transports, error) {
-	c := n.cfg
-	t := &transports{cfg: c, n: n, resolver: opts.Resolver, writeMaildir: maildir.Deliver, dead: map[string]time.Time{}}
+func newTransports(c config.Config, opts Deps) (*transports, error) {
+	t := &transports{cfg: c, log: opts.Log, now: opts.Now, local: opts.Local, mesh: opts.Mesh, metrics: opts.Metrics,
+		copyKey: opts.CopyKey, resolver: opts.Resolver, writeMaildir: maildir.Deliver, dead: map[string]time.Time{}}
 	if t.resolver == nil {
 		t.resolver = &mx.Resolver{Server: c.Outbound.DNSServer, MaxHosts: c.Outbound.MaxMXHosts}
 	}
@@ -85,7 +86,7 @@ func newTransports(n *Node, opts Options) (*transports, error) {
 		// authenticate the server; the smtp client skips verification.
 		clientTLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	log := n.log.With("component", "outbound")
+	log := opts.Log.With("component", "outbound")
 	t.remote = smtp.NewClient(smtp.ClientConfig{
 		HeloName:       c.Outbound.HeloName,
 		TLS:            clientTLS,
@@ -104,8 +105,8 @@ func newTransports(n *Node, opts Options) (*transports, error) {
 		// a lab (mesh.insecure_plaintext) skips that.
 		hopTLS := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // mesh.insecure_plaintext only
 		requireTLS := c.Mesh.RequireTLS
-		if n.id.enabled() {
-			hopTLS, requireTLS = n.id.clientTLS("hop", false), true
+		if opts.HopTLS != nil {
+			hopTLS, requireTLS = opts.HopTLS, true
 		}
 		t.meshClient = smtp.NewClient(smtp.ClientConfig{
 			HeloName:      c.Node.Hostname,
@@ -119,7 +120,7 @@ func newTransports(n *Node, opts Options) (*transports, error) {
 			CommandTimeout: min(c.Outbound.CommandTimeout, meshCommandTimeout),
 			MaxIdlePerHost: c.Mesh.MaxPerPeer,
 			Dial:           opts.Dial,
-			Logger:         n.log.With("component", "mesh-hop"), // not log: one component key per line
+			Logger:         opts.Log.With("component", "mesh-hop"), // not log: one component key per line
 		})
 	}
 	if c.Delivery.Mode == "lmtp" {
@@ -179,41 +180,41 @@ func (t *transports) route(m *queue.Message, now time.Time) []*group {
 func (t *transports) groupFor(m *queue.Message, addr string) *group {
 	domain := smtp.AddrDomain(addr)
 	switch {
-	case t.n.policy.isLocal(domain):
+	case t.local.IsLocal(domain):
 		return t.localGroup()
-	case t.n.mesh != nil:
+	case t.mesh != nil:
 		return t.meshGroup(m, domain)
 	case t.cfg.Outbound.Smarthost != "":
-		return &group{key: "smarthost:" + t.cfg.Outbound.Smarthost, kind: kindSmarthost, perDestCap: t.cfg.Outbound.MaxPerDestination}
+		return &group{key: "smarthost:" + t.cfg.Outbound.Smarthost, kind: KindSmarthost, perDestCap: t.cfg.Outbound.MaxPerDestination}
 	}
-	return &group{key: "mx:" + domain, kind: kindMX, domain: domain, perDestCap: t.cfg.Outbound.MaxPerDestination}
+	return &group{key: "mx:" + domain, kind: KindMX, domain: domain, perDestCap: t.cfg.Outbound.MaxPerDestination}
 }
 
 func (t *transports) localGroup() *group {
 	if t.cfg.Delivery.Mode == "lmtp" {
-		return &group{key: "lmtp:" + t.cfg.Delivery.LMTP, kind: kindLMTP, perDestCap: t.cfg.Outbound.MaxPerDestination}
+		return &group{key: "lmtp:" + t.cfg.Delivery.LMTP, kind: KindLMTP, perDestCap: t.cfg.Outbound.MaxPerDestination}
 	}
-	return &group{key: kindMaildir, kind: kindMaildir}
+	return &group{key: KindMaildir, kind: KindMaildir}
 }
 
 // deliver makes one attempt for the group and returns one result per
 // recipient, plus the host that answered (for the DSN's Remote-MTA).
 func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte, g *group, inDoubt bool) ([]queue.Result, string) {
 	switch g.kind {
-	case kindMaildir:
+	case KindMaildir:
 		return t.deliverMaildir(m, body, g, inDoubt), ""
-	case kindLMTP:
+	case KindLMTP:
 		return t.sendHosts(ctx, t.lmtp, []string{t.cfg.Delivery.LMTP}, m, body, g)
-	case kindSmarthost:
+	case KindSmarthost:
 		host := t.cfg.Outbound.Smarthost
 		if g.smarthost != "" {
 			host = g.smarthost
 		}
 		return t.sendHosts(ctx, t.remote, []string{host}, m, body, g)
-	case kindMesh:
-		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshBody(m, body, g, t.cfg.Node.RoutingGroup, t.n.copyKey), g)
+	case KindMesh:
+		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshBody(m, body, g, t.cfg.Node.RoutingGroup, t.copyKey), g)
 		return loopsWait(res), remote
-	case kindNoRoute:
+	case KindNoRoute:
 		if g.perm {
 			return allResults(g, queue.PermFail, *reply.New(550, reply.Enhanced{5, 4, 4}, g.why)), ""
 		}
@@ -265,12 +266,12 @@ func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inD
 	out := make([]queue.Result, 0, len(g.rcpts))
 	// The hop's X-Meshd-ID is this message's queue ID, which copyHeader
 	// writes again: keep one.
-	body = stripHeaders(body, meshid.HeaderID, meshid.HeaderOrigin)
+	body = header.Strip(body, meshid.HeaderID, meshid.HeaderOrigin)
 	for _, r := range g.rcpts {
 		hdr := copyHeader(m.From, r.Addr, m.ID)
 		if inDoubt && r.Attempts > 0 {
 			if path, ok := findCopy(t.cfg.Delivery.Maildir, r.Addr, m.ID, len(hdr)+len(body)); ok {
-				t.n.log.Info("copy already in mailbox from before restart", "qid", m.ID, "rcpt", r.Addr, "path", path)
+				t.log.Info("copy already in mailbox from before restart", "qid", m.ID, "rcpt", r.Addr, "path", path)
 				out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.Delivered, Reply: *reply.New(250, reply.Enhanced{2, 0, 0}, "delivered to "+path)})
 				continue
 			}
@@ -283,7 +284,7 @@ func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inD
 			continue
 		}
 		if err != nil {
-			t.n.log.Error("maildir delivery failed", "qid", m.ID, "rcpt", r.Addr, "err", err)
+			t.log.Error("maildir delivery failed", "qid", m.ID, "rcpt", r.Addr, "err", err)
 			out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.TempFail, Reply: *reply.New(451, reply.Enhanced{4, 3, 0}, "mailbox write failed: "+err.Error())})
 			continue
 		}
@@ -307,7 +308,7 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 	tried := 0
 	for _, addr := range addrs {
 		if until, dead := t.isDead(addr); dead {
-			t.n.metrics.deadSkips.Inc()
+			t.metrics.DeadSkip()
 			if lastReply.Code == 0 {
 				lastReply = *reply.New(451, reply.Enhanced{4, 4, 1}, addr+" unreachable recently; not retried before "+until.UTC().Format(time.RFC3339))
 			}
@@ -381,7 +382,7 @@ func (t *transports) isDead(addr string) (time.Time, bool) {
 	if !ok {
 		return time.Time{}, false
 	}
-	if !t.n.now().Before(until) {
+	if !t.now().Before(until) {
 		delete(t.dead, addr)
 		return time.Time{}, false
 	}
@@ -395,15 +396,37 @@ func (t *transports) markDead(addr string) {
 	// Never longer than the first retry delay: a scheduled retry dials again.
 	d := min(t.cfg.Outbound.DeadTime, t.cfg.Queue.Retry.Initial)
 	t.mu.Lock()
-	t.dead[addr] = t.n.now().Add(d)
+	t.dead[addr] = t.now().Add(d)
 	t.mu.Unlock()
-	t.n.log.Warn("destination unreachable; skipping it for a while", "peer", addr, "for", d)
+	t.log.Warn("destination unreachable; skipping it for a while", "peer", addr, "for", d)
 }
 
-// clearDead forgets every unreachable destination, so that an operator's
-// retry dials at once.
+// clearDead forgets every unreachable destination.
 func (t *transports) clearDead() {
 	t.mu.Lock()
 	clear(t.dead)
 	t.mu.Unlock()
 }
+
+// memberAt names the mesh node listening on addr ("" when none, or standalone).
+func (t *transports) memberAt(addr string) string {
+	if t.mesh == nil || addr == "" {
+		return ""
+	}
+	return t.mesh.MemberAt(addr)
+}
+
+// attempt is the tracking record of one attempt of g.
+func (g *group) attempt(results []queue.Result, remote, nextHop string) Attempt {
+	a := Attempt{Kind: g.kind, Dest: g.key, Connector: g.connector, Remote: remote, Results: results}
+	if g.kind == KindMesh {
+		a.CopyID, a.NextHop = g.copyID, nextHop
+	}
+	return a
+}
+
+// Timeouts of hops to other mesh nodes.
+const (
+	meshConnectTimeout = 5 * time.Second
+	meshCommandTimeout = 30 * time.Second
+)

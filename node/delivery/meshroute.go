@@ -1,4 +1,4 @@
-package node
+package delivery
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/meshd/meshd/header"
 	"github.com/meshd/meshd/meshid"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/routing"
@@ -20,32 +21,32 @@ import (
 // routed again on the next table).
 func (t *transports) meshGroup(m *queue.Message, domain string) *group {
 	msgID := m.ID
-	tab := t.n.mesh.Routes()
+	tab := t.mesh.Routes()
 	if tab == nil {
-		return &group{key: kindNoRoute, kind: kindNoRoute, why: "no routing table yet"}
+		return &group{key: KindNoRoute, kind: KindNoRoute, why: "no routing table yet"}
 	}
 	d, err := tab.Route(msgID, domain)
 	switch {
 	case errors.Is(err, routing.ErrInvalidDomain):
-		return &group{key: "invalid:" + domain, kind: kindNoRoute, why: "invalid domain " + domain}
+		return &group{key: "invalid:" + domain, kind: KindNoRoute, why: "invalid domain " + domain}
 	case errors.Is(err, routing.ErrRemoved):
 		// Decommissioned: nothing will ever deliver it; a failure DSN now.
-		return &group{key: "removed:" + domain, kind: kindNoRoute, perm: true, why: d.Why}
+		return &group{key: "removed:" + domain, kind: KindNoRoute, perm: true, why: d.Why}
 	case err != nil || d.Kind == routing.NoRoute:
 		why := "no route to " + domain + " in the mesh now; waiting for link state"
 		if d.Why != "" {
 			why = d.Why
 		}
-		return &group{key: kindNoRoute, kind: kindNoRoute, why: why}
+		return &group{key: KindNoRoute, kind: KindNoRoute, why: why}
 	}
 	switch d.Kind {
 	case routing.Local:
 		return t.localGroup()
 	case routing.External:
 		if d.Exit != nil && d.Exit.Smarthost != "" {
-			return &group{key: "smarthost:" + d.Exit.Smarthost, kind: kindSmarthost, smarthost: d.Exit.Smarthost, perDestCap: t.cfg.Outbound.MaxPerDestination}
+			return &group{key: "smarthost:" + d.Exit.Smarthost, kind: KindSmarthost, smarthost: d.Exit.Smarthost, perDestCap: t.cfg.Outbound.MaxPerDestination}
 		}
-		return &group{key: "mx:" + domain, kind: kindMX, domain: domain, perDestCap: t.cfg.Outbound.MaxPerDestination}
+		return &group{key: "mx:" + domain, kind: KindMX, domain: domain, perDestCap: t.cfg.Outbound.MaxPerDestination}
 	}
 	// Intra or Remote: one copy per next hop; fallbacks follow in order.
 	var hops []string
@@ -53,17 +54,17 @@ func (t *transports) meshGroup(m *queue.Message, domain string) *group {
 		hops = append(hops, h.Addr)
 	}
 	if len(hops) == 0 {
-		return &group{key: kindNoRoute, kind: kindNoRoute, why: "no live bridgehead towards " + domain}
+		return &group{key: KindNoRoute, kind: KindNoRoute, why: "no live bridgehead towards " + domain}
 	}
 	// A route into a routing group the message has entered as often as a
 	// group may be entered would be refused there as a loop (554 5.4.6):
 	// the message waits here, at the point of failure, for a table that
 	// leads forward.
 	if d.Kind == routing.Remote && len(d.Path) > 1 && meshid.Visits(m.Trace, d.Path[1]) >= meshid.MaxVisits {
-		return &group{key: kindNoRoute, kind: kindNoRoute,
+		return &group{key: KindNoRoute, kind: KindNoRoute,
 			why: "the route to " + domain + " leads back into " + d.Path[1] + " again; waiting for link state"}
 	}
-	g := &group{key: "mesh:" + hops[0], kind: kindMesh, hops: hops, remote: d.Kind == routing.Remote,
+	g := &group{key: "mesh:" + hops[0], kind: KindMesh, hops: hops, remote: d.Kind == routing.Remote,
 		perDestCap: t.cfg.Mesh.MaxPerPeer}
 	if d.Connector != nil && d.Kind == routing.Remote {
 		g.connector = d.Connector.ID
@@ -76,12 +77,12 @@ func (t *transports) meshGroup(m *queue.Message, domain string) *group {
 // up whatever it answered to the recipients; only failing to hold a
 // session counts as down.
 func (t *transports) reportHop(g *group, addr string, err error) {
-	if g.kind != kindMesh || g.connector == "" || t.n.mesh == nil {
+	if g.kind != KindMesh || g.connector == "" || t.mesh == nil {
 		return
 	}
 	var de *smtp.DeliveryError
 	reached := err == nil || (errors.As(err, &de) && de.Code != 0 && de.Op != "connect" && de.Op != "starttls")
-	t.n.mesh.ReportAttempt(g.connector, addr, reached)
+	t.mesh.ReportAttempt(g.connector, addr, reached)
 }
 
 // meshBody is the copy sent to the next hop: our mesh headers replace any
@@ -104,7 +105,7 @@ func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte) 
 	if len(trace) > 0 {
 		hdr += fmt.Sprintf("%s: %s\r\n", meshid.HeaderTrace, meshid.FormatTrace(trace))
 	}
-	rest := stripMeshHeaders(body)
+	rest := header.StripPrefix(body, meshid.FieldPrefix)
 	out := make([]byte, 0, len(hdr)+len(rest))
 	return append(append(out, hdr...), rest...)
 }
@@ -113,7 +114,7 @@ func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte) 
 // X-Meshd-Origin a mesh peer gave it (the sink strips the header from
 // anyone else), or its own ID at its first node.
 func originID(m *queue.Message, body []byte) string {
-	if v := strings.ToLower(strings.TrimSpace(headerValue(body, meshid.HeaderOrigin))); meshid.Valid(v) {
+	if v := strings.ToLower(strings.TrimSpace(header.Value(body, meshid.HeaderOrigin))); meshid.Valid(v) {
 		return v
 	}
 	return m.ID
@@ -125,7 +126,7 @@ func originID(m *queue.Message, body []byte) string {
 // bouncing.
 func loopsWait(res []queue.Result) []queue.Result {
 	for i, r := range res {
-		if r.Outcome == queue.PermFail && r.Reply.Same(errLoop) {
+		if r.Outcome == queue.PermFail && r.Reply.Same(reply.Loop("")) {
 			res[i].Outcome = queue.TempFail
 			res[i].Reply = *reply.TempLoop("next hop refused a loop; waiting for another route (" + r.Reply.String() + ")")
 		}

@@ -1,4 +1,4 @@
-package node
+package header
 
 import "testing"
 
@@ -18,8 +18,8 @@ func TestContainsFold(t *testing.T) {
 		{"1-2-3", "2-3", true},
 	}
 	for _, tt := range tests {
-		if got := containsFold([]byte(tt.s), tt.sub); got != tt.want {
-			t.Errorf("containsFold(%q, %q) = %v, want %v", tt.s, tt.sub, got, tt.want)
+		if got := ContainsFold([]byte(tt.s), tt.sub); got != tt.want {
+			t.Errorf("ContainsFold(%q, %q) = %v, want %v", tt.s, tt.sub, got, tt.want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package node
+package header
 
 import (
 	"strings"
@@ -13,8 +13,8 @@ import (
 func TestHeaderNamesASCIIOnly(t *testing.T) {
 	tests := []struct {
 		name, body string
-		origin     string // headerValue(X-Meshd-Origin)
-		stripped   string // stripMeshHeaders
+		origin     string // Value(X-Meshd-Origin)
+		stripped   string // StripPrefix
 	}{
 		{"long s", "X-Me\u017fhd-Origin: abcdefgh12\r\n\r\nb", "", "X-Me\u017fhd-Origin: abcdefgh12\r\n\r\nb"},
 		{"kelvin", "X-Meshd-Origin: a\r\n\r\n", "a", "\r\n"},
@@ -27,15 +27,15 @@ func TestHeaderNamesASCIIOnly(t *testing.T) {
 		{"in body", "S: s\r\n\r\nX-Meshd-Origin: a\r\n", "", "S: s\r\n\r\nX-Meshd-Origin: a\r\n"},
 	}
 	for _, tt := range tests {
-		if got := headerValue([]byte(tt.body), meshid.HeaderOrigin); got != tt.origin {
-			t.Errorf("%s: headerValue = %q, want %q", tt.name, got, tt.origin)
+		if got := Value([]byte(tt.body), meshid.HeaderOrigin); got != tt.origin {
+			t.Errorf("%s: Value = %q, want %q", tt.name, got, tt.origin)
 		}
-		if got := string(stripMeshHeaders([]byte(tt.body))); got != tt.stripped {
-			t.Errorf("%s: stripMeshHeaders = %q, want %q", tt.name, got, tt.stripped)
+		if got := string(StripPrefix([]byte(tt.body), meshid.FieldPrefix)); got != tt.stripped {
+			t.Errorf("%s: StripPrefix = %q, want %q", tt.name, got, tt.stripped)
 		}
 	}
-	if asciiFoldEqual([]byte("po\u017ftmaster"), "postmaster") || !asciiFoldEqual([]byte("PostMaster"), "postmaster") {
-		t.Error("asciiFoldEqual folds beyond ASCII or not ASCII case")
+	if FoldEqual([]byte("po\u017ftmaster"), "postmaster") || !FoldEqual([]byte("PostMaster"), "postmaster") {
+		t.Error("FoldEqual folds beyond ASCII or not ASCII case")
 	}
 }
 
@@ -92,15 +92,35 @@ func FuzzStripMeshHeaders(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		got := string(stripMeshHeaders([]byte(body)))
+		got := string(StripPrefix([]byte(body), meshid.FieldPrefix))
 		if want := refStripMesh(body); got != want {
-			t.Fatalf("stripMeshHeaders(%q) = %q, reference %q", body, got, want)
+			t.Fatalf("StripPrefix(%q) = %q, reference %q", body, got, want)
 		}
 		// What survives is never believed as one of ours.
 		for _, nm := range []string{meshid.HeaderID, meshid.HeaderOrigin, meshid.HeaderTrace} {
-			if v := headerValue([]byte(got), nm); v != "" {
+			if v := Value([]byte(got), nm); v != "" {
 				t.Fatalf("after strip, %s still reads %q from %q", nm, v, got)
 			}
 		}
 	})
+}
+
+func TestStripAndReadHeaders(t *testing.T) {
+	body := "Received: from x\r\n\tby y\r\nX-Meshd-ID: abcdefgh12\r\nx-meshd-trace: rg1,\r\n rg2\r\nSubject: s\r\n\r\nX-Meshd-ID: in body stays\r\n"
+	tests := []struct {
+		name, got, want string
+	}{
+		{"id", Value([]byte(body), "X-Meshd-ID"), "abcdefgh12"},
+		{"folded trace", Value([]byte(body), "X-Meshd-Trace"), "rg1, rg2"},
+		{"missing", Value([]byte(body), "X-Other"), ""},
+		{"stripped", string(Strip([]byte(body), meshid.HeaderID, meshid.HeaderTrace)),
+			"Received: from x\r\n\tby y\r\nSubject: s\r\n\r\nX-Meshd-ID: in body stays\r\n"},
+		{"untouched", string(Strip([]byte("Subject: s\r\n\r\nb\r\n"), meshid.HeaderID)), "Subject: s\r\n\r\nb\r\n"},
+		{"no body", Value([]byte("X-Meshd-ID: only"), "X-Meshd-ID"), "only"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, tt.got, tt.want)
+		}
+	}
 }

@@ -1,4 +1,4 @@
-package node
+package delivery
 
 import (
 	"context"
@@ -14,10 +14,10 @@ import (
 
 // Kinds of delivery status notification the node generates.
 const (
-	dsnFailure = "failure"
-	dsnDelay   = "delay"
-	dsnSuccess = "success" // final delivery with NOTIFY=SUCCESS (RFC 3461 §4.1)
-	dsnRelayed = "relayed" // NOTIFY=SUCCESS, handed to a server without DSN (§4.2)
+	DSNFailure = "failure"
+	DSNDelay   = "delay"
+	DSNSuccess = "success" // final delivery with NOTIFY=SUCCESS (RFC 3461 §4.1)
+	DSNRelayed = "relayed" // NOTIFY=SUCCESS, handed to a server without DSN (§4.2)
 )
 
 // dsnRcpt is one recipient reported in a DSN.
@@ -34,7 +34,7 @@ type dsnRcpt struct {
 // dsnRequest is what the node knows when it must notify a sender; buildDSN
 // turns it into an RFC 3464 message with smtp/dsn.
 type dsnRequest struct {
-	Kind  string // dsnFailure or dsnDelay
+	Kind  string // DSNFailure or DSNDelay
 	Msg   *queue.Message
 	Body  []byte
 	Rcpts []dsnRcpt
@@ -46,13 +46,13 @@ type dsnRequest struct {
 // only ever sent when asked for.
 func wantsNotify(notify []string, kind string) bool {
 	if len(notify) == 0 {
-		return kind != dsnSuccess && kind != dsnRelayed
+		return kind != DSNSuccess && kind != DSNRelayed
 	}
 	want := "FAILURE"
 	switch kind {
-	case dsnDelay:
+	case DSNDelay:
 		want = "DELAY"
-	case dsnSuccess, dsnRelayed:
+	case DSNSuccess, DSNRelayed:
 		want = "SUCCESS"
 	}
 	for _, n := range notify {
@@ -82,14 +82,14 @@ func dsnID(msgID, kind string, rcpts []dsnRcpt) string {
 
 // failureDSN queues a failure DSN for the failed recipients that asked for
 // one. Never to the null sender: a bounce of a bounce could loop (RFC 5321 §4.5.5).
-func (d *deliverer) failureDSN(m *queue.Message, body []byte, failed []queue.Result, remote string) {
+func (d *Deliverer) failureDSN(m *queue.Message, body []byte, failed []queue.Result, remote string) {
 	if m.From == "" {
 		return
 	}
 	var rcpts []dsnRcpt
 	for _, f := range failed {
 		r, ok := findRcpt(m, f.Addr)
-		if !ok || !wantsNotify(r.Notify, dsnFailure) {
+		if !ok || !wantsNotify(r.Notify, DSNFailure) {
 			continue
 		}
 		dr := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply.String(), Remote: remote, LastAttempt: r.LastAttempt}
@@ -98,15 +98,15 @@ func (d *deliverer) failureDSN(m *queue.Message, body []byte, failed []queue.Res
 		}
 		rcpts = append(rcpts, dr)
 	}
-	d.sendDSN(dsnRequest{Kind: dsnFailure, Msg: m, Body: body, Rcpts: rcpts, Now: d.n.now()})
+	d.sendDSN(dsnRequest{Kind: DSNFailure, Msg: m, Body: body, Rcpts: rcpts, Now: d.now()})
 }
 
 // successDSN queues a positive DSN for recipients that asked for one with
-// NOTIFY=SUCCESS: kind dsnSuccess ("delivered") when they were delivered
-// here (Maildir or LMTP: final delivery), dsnRelayed ("relayed") when they
+// NOTIFY=SUCCESS: kind DSNSuccess ("delivered") when they were delivered
+// here (Maildir or LMTP: final delivery), DSNRelayed ("relayed") when they
 // were handed to a server outside the mesh that does not support DSN.
 // Relaying to a next hop with DSN passes NOTIFY on instead.
-func (d *deliverer) successDSN(m *queue.Message, body []byte, delivered []queue.Result, kind, remote string) {
+func (d *Deliverer) successDSN(m *queue.Message, body []byte, delivered []queue.Result, kind, remote string) {
 	if m.From == "" {
 		return
 	}
@@ -116,24 +116,24 @@ func (d *deliverer) successDSN(m *queue.Message, body []byte, delivered []queue.
 		if !ok || !wantsNotify(r.Notify, kind) {
 			continue
 		}
-		rc := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply.String(), Status: "2.0.0", LastAttempt: d.n.now()}
-		if kind == dsnRelayed {
+		rc := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: f.Reply.String(), Status: "2.0.0", LastAttempt: d.now()}
+		if kind == DSNRelayed {
 			rc.Remote = remote
 		}
 		rcpts = append(rcpts, rc)
 	}
-	d.sendDSN(dsnRequest{Kind: kind, Msg: m, Body: body, Rcpts: rcpts, Now: d.n.now()})
+	d.sendDSN(dsnRequest{Kind: kind, Msg: m, Body: body, Rcpts: rcpts, Now: d.now()})
 }
 
 // maybeDelayDSN sends one delay DSN once the message has waited
 // queue.delay_warning, for the pending recipients that want one.
-func (d *deliverer) maybeDelayDSN(m *queue.Message, loadBody func() ([]byte, error), now time.Time) {
+func (d *Deliverer) maybeDelayDSN(m *queue.Message, loadBody func() ([]byte, error), now time.Time) {
 	if d.sched.Load().delayWarning <= 0 || m.DelayNotified || now.Sub(m.ReceivedAt) < d.sched.Load().delayWarning {
 		return
 	}
 	var rcpts []dsnRcpt
 	for _, r := range m.Recipients {
-		if r.State != queue.Pending || r.Attempts == 0 || !wantsNotify(r.Notify, dsnDelay) {
+		if r.State != queue.Pending || r.Attempts == 0 || !wantsNotify(r.Notify, DSNDelay) {
 			continue
 		}
 		dr := dsnRcpt{Addr: r.Addr, ORcpt: r.ORcpt, Reply: r.LastError, LastAttempt: r.LastAttempt}
@@ -147,7 +147,7 @@ func (d *deliverer) maybeDelayDSN(m *queue.Message, loadBody func() ([]byte, err
 		if err != nil {
 			return
 		}
-		if !d.sendDSN(dsnRequest{Kind: dsnDelay, Msg: m, Body: body, Rcpts: rcpts, Now: now}) {
+		if !d.sendDSN(dsnRequest{Kind: DSNDelay, Msg: m, Body: body, Rcpts: rcpts, Now: now}) {
 			return // try again on the next pass
 		}
 	}
@@ -158,7 +158,7 @@ func (d *deliverer) maybeDelayDSN(m *queue.Message, loadBody func() ([]byte, err
 
 // sendDSN builds and queues the DSN; it reports whether it is queued (or
 // there was nothing to send).
-func (d *deliverer) sendDSN(req dsnRequest) bool {
+func (d *Deliverer) sendDSN(req dsnRequest) bool {
 	if len(req.Rcpts) == 0 || req.Msg.From == "" {
 		return true
 	}
@@ -182,8 +182,8 @@ func (d *deliverer) sendDSN(req dsnRequest) bool {
 		d.log.Error("dsn: enqueue", "qid", req.Msg.ID, "kind", req.Kind, "err", err)
 		return false
 	}
-	d.n.metrics.dsnSent.WithLabelValues(req.Kind).Inc()
-	d.n.trackDSN(req.Msg, id, req.Kind)
+	d.metrics.DSNQueued(req.Kind)
+	d.track.DSNQueued(req.Msg, id, req.Kind)
 	d.log.Info("dsn queued", "qid", req.Msg.ID, "dsn_qid", id, "kind", req.Kind, "to", req.Msg.From, "rcpts", len(req.Rcpts))
 	return true
 }

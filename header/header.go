@@ -1,10 +1,6 @@
-package node
+package header
 
-import (
-	"bytes"
-
-	"github.com/meshd/meshd/meshid"
-)
+import "bytes"
 
 // Header field names are printable ASCII (RFC 5322 §2.2, §3.6.8) and
 // compare case-insensitively in ASCII only. Unicode case folding
@@ -12,9 +8,9 @@ import (
 // Kelvin sign for one of our fields; a name with any byte outside ASCII is
 // never one of ours.
 
-// asciiFoldEqual reports whether a equals b under ASCII case folding;
+// FoldEqual reports whether a equals b under ASCII case folding;
 // any non-ASCII byte makes them unequal.
-func asciiFoldEqual(a []byte, b string) bool {
+func FoldEqual(a []byte, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -27,15 +23,15 @@ func asciiFoldEqual(a []byte, b string) bool {
 	return true
 }
 
-// asciiFoldHasPrefix is asciiFoldEqual for the first len(prefix) bytes of s.
-func asciiFoldHasPrefix(s []byte, prefix string) bool {
-	return len(s) >= len(prefix) && asciiFoldEqual(s[:len(prefix)], prefix)
+// HasPrefixFold is FoldEqual for the first len(prefix) bytes of s.
+func HasPrefixFold(s []byte, prefix string) bool {
+	return len(s) >= len(prefix) && FoldEqual(s[:len(prefix)], prefix)
 }
 
-// fieldName returns the name of the header line (before the colon, with
+// FieldName returns the name of the header line (before the colon, with
 // the white space RFC 5322 §4.5.3 obsolete syntax allows before it), or nil
 // for a continuation line or a line without a colon.
-func fieldName(line []byte) []byte {
+func FieldName(line []byte) []byte {
 	if len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
 		return nil
 	}
@@ -46,9 +42,9 @@ func fieldName(line []byte) []byte {
 	return bytes.TrimRight(line[:k], " \t")
 }
 
-// headerValue returns the unfolded value of the first header field name.
-func headerValue(body []byte, name string) string {
-	h := body[:headerEnd(body)]
+// Value returns the unfolded value of the first header field name.
+func Value(body []byte, name string) string {
+	h := body[:End(body)]
 	var val []byte
 	found := false
 	for len(h) > 0 {
@@ -62,7 +58,7 @@ func headerValue(body []byte, name string) string {
 			val = append(val, bytes.TrimRight(line, "\r\n")...)
 			continue
 		}
-		if nm := fieldName(line); nm != nil && asciiFoldEqual(nm, name) {
+		if nm := FieldName(line); nm != nil && FoldEqual(nm, name) {
 			found = true
 			val = append(val, bytes.TrimRight(line[bytes.IndexByte(line, ':')+1:], "\r\n")...)
 		}
@@ -78,13 +74,13 @@ func nextLine(h []byte) []byte {
 	return h
 }
 
-// stripHeaders removes every field called one of names (with its
+// Strip removes every field called one of names (with its
 // continuation lines) from the header section of body.
-func stripHeaders(body []byte, names ...string) []byte {
+func Strip(body []byte, names ...string) []byte {
 	quick := func(h []byte) bool { return hasAnyField(h, names) }
 	return stripFields(body, quick, func(nm []byte) bool {
 		for _, want := range names {
-			if asciiFoldEqual(nm, want) {
+			if FoldEqual(nm, want) {
 				return true
 			}
 		}
@@ -92,17 +88,18 @@ func stripHeaders(body []byte, names ...string) []byte {
 	})
 }
 
-// stripMeshHeaders removes every X-Meshd-* field, in any ASCII case, from
-// the header section of body.
-func stripMeshHeaders(body []byte) []byte {
-	quick := func(h []byte) bool { return containsFold(h, meshid.FieldPrefix) }
-	return stripFields(body, quick, func(nm []byte) bool { return asciiFoldHasPrefix(nm, meshid.FieldPrefix) })
+// StripPrefix removes every field whose name starts with prefix, in any
+// ASCII case, from the header section of body (StripPrefix(body,
+// meshid.FieldPrefix) drops every X-Meshd-* field).
+func StripPrefix(body []byte, prefix string) []byte {
+	quick := func(h []byte) bool { return ContainsFold(h, prefix) }
+	return stripFields(body, quick, func(nm []byte) bool { return HasPrefixFold(nm, prefix) })
 }
 
 // stripFields drops the header fields whose name drop matches; quick is a
 // cheap test that must be true whenever some field would be dropped.
 func stripFields(body []byte, quick func([]byte) bool, drop func([]byte) bool) []byte {
-	end := headerEnd(body)
+	end := End(body)
 	h := body[:end]
 	if !quick(h) {
 		return body
@@ -116,7 +113,7 @@ func stripFields(body []byte, quick func([]byte) bool, drop func([]byte) bool) [
 			continue
 		}
 		dropping = false
-		if nm := fieldName(line); nm != nil && drop(nm) {
+		if nm := FieldName(line); nm != nil && drop(nm) {
 			dropping = true
 			continue
 		}
@@ -125,19 +122,19 @@ func stripFields(body []byte, quick func([]byte) bool, drop func([]byte) bool) [
 	return append(out, body[end:]...)
 }
 
-// hasAnyField is a quick pre-check for stripHeaders: it reports whether any
+// hasAnyField is a quick pre-check for Strip: it reports whether any
 // of names occurs anywhere in h, ignoring ASCII case, without copying h.
 func hasAnyField(h []byte, names []string) bool {
 	for _, nm := range names {
-		if containsFold(h, nm) {
+		if ContainsFold(h, nm) {
 			return true
 		}
 	}
 	return false
 }
 
-// containsFold reports whether s contains sub under ASCII case folding.
-func containsFold(s []byte, sub string) bool {
+// ContainsFold reports whether s contains sub under ASCII case folding.
+func ContainsFold(s []byte, sub string) bool {
 	if len(sub) == 0 {
 		return true
 	}
@@ -154,7 +151,7 @@ func containsFold(s []byte, sub string) bool {
 			return false
 		}
 		i += j
-		if asciiFoldEqual(s[i:i+len(sub)], sub) {
+		if FoldEqual(s[i:i+len(sub)], sub) {
 			return true
 		}
 	}
@@ -173,4 +170,21 @@ func upperASCII(c byte) byte {
 		return c - ('a' - 'A')
 	}
 	return c
+}
+
+// End returns the length of the header section including the blank
+// line that ends it (or len(body) when there is no body).
+func End(body []byte) int {
+	for i := 0; i < len(body); {
+		j := bytes.IndexByte(body[i:], '\n')
+		if j < 0 {
+			return len(body)
+		}
+		line := body[i : i+j+1]
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return i + j + 1
+		}
+		i += j + 1
+	}
+	return len(body)
 }
