@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/meshd/meshd/harness/netem"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/pki"
 	"github.com/meshd/meshd/queue"
@@ -225,18 +226,10 @@ func (tm *testMesh) live() []*Node {
 	return out
 }
 
+// poll waits up to d for cond to return nil (testkit.Eventually).
 func poll(t testing.TB, d time.Duration, what string, cond func() error) time.Duration {
 	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < d {
-		if err = cond(); err == nil {
-			return time.Since(start)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, d, err)
-	return 0
+	return testkit.Eventually(t, d, what, cond)
 }
 
 // converged: every live node holds one record per RG and the same digest.

@@ -19,6 +19,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/mx"
 	"github.com/meshd/meshd/queue"
 )
@@ -114,16 +115,10 @@ func message(subject string) string {
 		"\r\nMessage-ID: <" + subject + "@client.test>\r\n\r\nbody of " + subject + "\r\n"
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or d passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Until(t, d, what, cond)
 }
 
 // mailbox returns the contents of the messages in a Maildir's new/.

@@ -446,7 +446,7 @@ func (m *Mesh) SetConnectorAdmin(name string, st channel.AdminState) error {
 	if m.IsMaster() {
 		return nil
 	}
-	if err := m.cli.Admin(name, st); err != nil {
+	if err := m.cli.Load().Admin(name, st); err != nil {
 		return fmt.Errorf("mesh: connector %s %s: %w", name, st, err)
 	}
 	return nil

@@ -29,7 +29,7 @@ type Mesh struct {
 	router atomic.Pointer[routing.Router] // set by Start; read by the delivery loop
 	pool   *membership.Pool
 	srv    *channel.Server
-	cli    *channel.Client
+	cli    atomic.Pointer[channel.Client] // set by Start; read by installs arriving on listeners already serving
 	probe  *prober
 	syncer *syncer
 
@@ -153,13 +153,13 @@ func (m *Mesh) Start() error {
 		Listener: m.cfg.LinkState, TLS: m.cfg.ServerTLS, Node: m.cfg.Node, RG: m.cfg.RG,
 		Delegate: channelDelegate{m}, Identities: m.cfg.Identify != nil, Logger: m.log,
 	})
-	m.cli = channel.NewClient(channel.ClientConfig{
+	m.cli.Store(channel.NewClient(channel.ClientConfig{
 		Node: m.cfg.Node, RG: m.cfg.RG, TLS: m.cfg.ChannelTLS, Dial: m.cfg.Dial,
 		OnRecords:    func(full bool, recs [][]byte) { m.installEncoded(recs, true) },
 		Observations: m.ownObservations,
 		OnConnected:  m.onMasterSession,
 		Logger:       m.log,
-	})
+	}))
 	m.probe = newProber(m)
 	m.syncer = newSyncer(m)
 	m.meta = membership.Meta{RG: m.cfg.RG, SMTP: m.cfg.MeshSMTP, LinkState: m.cfg.LinkStateAddr, Priority: m.cfg.Priority}
@@ -179,7 +179,7 @@ func (m *Mesh) Start() error {
 	})
 	if err != nil {
 		m.srv.Close()
-		m.cli.Close()
+		m.cli.Load().Close()
 		m.router.Load().Close()
 		return err
 	}
@@ -214,7 +214,7 @@ func (m *Mesh) stop(crash bool) error {
 	}
 	m.cancel()
 	m.wg.Wait()
-	errs = append(errs, m.cli.Close(), m.srv.Close(), m.router.Load().Close())
+	errs = append(errs, m.cli.Load().Close(), m.srv.Close(), m.router.Load().Close())
 	m.sub.Close()
 	return errors.Join(errs...)
 }
@@ -239,9 +239,9 @@ func (m *Mesh) onView(v membership.View) {
 		m.srv.DropMembers()
 	}
 	if v.Master == m.cfg.Node || v.Master == "" {
-		m.cli.SetMaster("")
+		m.cli.Load().SetMaster("")
 	} else if mm, ok := v.Member(v.Master); ok {
-		m.cli.SetMaster(mm.LinkState)
+		m.cli.Load().SetMaster(mm.LinkState)
 	}
 	m.poke()
 }
@@ -298,7 +298,7 @@ func (m *Mesh) onMasterSession(master string, connected bool) {
 		return
 	}
 	if all := m.encodedAll(); len(all) > 0 {
-		m.cli.Hand(all)
+		m.cli.Load().Hand(all)
 	}
 }
 
@@ -325,8 +325,8 @@ func (m *Mesh) installEncoded(recs [][]byte, fromMaster bool) (installed [][]byt
 		m.mu.Lock()
 		m.stats.Installed += uint64(len(installed))
 		m.mu.Unlock()
-		if !fromMaster && !m.IsMaster() && m.cli != nil {
-			m.cli.Hand(installed)
+		if !fromMaster && !m.IsMaster() && m.cli.Load() != nil {
+			m.cli.Load().Hand(installed)
 		}
 	}
 	return installed

@@ -81,8 +81,8 @@ func (m *Mesh) offerOrgRecord(rec []byte, from string, fromMaster bool) (bool, e
 	m.publishOrgVersion(v)
 	if m.srv != nil && m.IsMaster() {
 		m.srv.Push([][]byte{rec})
-	} else if !fromMaster && m.cli != nil {
-		m.cli.Hand([][]byte{rec})
+	} else if !fromMaster && m.cli.Load() != nil {
+		m.cli.Load().Hand([][]byte{rec})
 	}
 	if m.syncer != nil {
 		m.syncer.trigger()

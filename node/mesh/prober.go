@@ -337,7 +337,7 @@ func (m *Mesh) observed(o channel.Observation) {
 		m.foldObservations(ownReporter, []channel.Observation{o})
 		return
 	}
-	m.cli.Observe(o)
+	m.cli.Load().Observe(o)
 }
 
 // ownObservations is what the channel client sends on each new session.
