@@ -102,6 +102,36 @@ func (k *Keyring) RemovePublicKey(rg, keyID string) {
 	delete(k.rgs[rg], keyID)
 }
 
+// Replace makes k hold what from holds: its org key, routing groups,
+// public keys and signing key. A group or key that from does not hold is
+// forgotten (a new organisation document no longer names it).
+func (k *Keyring) Replace(from *Keyring) {
+	if k == from {
+		return
+	}
+	from.mu.RLock()
+	rgs := make(map[string]map[string]ed25519.PublicKey, len(from.rgs))
+	for rg, keys := range from.rgs {
+		m := make(map[string]ed25519.PublicKey, len(keys))
+		for id, pub := range keys {
+			m[id] = append(ed25519.PublicKey(nil), pub...)
+		}
+		rgs[rg] = m
+	}
+	org := append([]byte(nil), from.org...)
+	if from.org == nil {
+		org = nil
+	}
+	selfRG, selfKey, priv := from.selfRG, from.selfKey, append(ed25519.PrivateKey(nil), from.priv...)
+	if from.priv == nil {
+		priv = nil
+	}
+	from.mu.RUnlock()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.org, k.rgs, k.selfRG, k.selfKey, k.priv = org, rgs, selfRG, selfKey, priv
+}
+
 // SetSigningKey sets our own RG's private key; its public half is bound
 // to rg under keyID as well.
 func (k *Keyring) SetSigningKey(rg, keyID string, priv ed25519.PrivateKey) error {

@@ -1,8 +1,6 @@
 package node
 
 import (
-	"crypto/ed25519"
-	"encoding/base64"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -98,7 +96,8 @@ func startupOrg(cfg Config, log *slog.Logger) Config {
 }
 
 // applyOrg puts a new document in force while the node runs: the
-// keyring learns the groups and keys it names, and the mesh takes the
+// keyring holds the groups and keys it names (and forgets the others),
+// and the mesh takes the
 // connectors, costs, bridgeheads, address spaces, TTL and priority. The
 // node's local domains (what it accepts mail for) change only at its
 // next start. It runs under the reload lock, so a reload of the local
@@ -115,15 +114,15 @@ func (n *Node) applyOrg(s *orgdoc.Signed) {
 		return
 	}
 	if n.keyring != nil {
-		for _, g := range next.Mesh.RoutingGroups {
-			_ = n.keyring.AddRG(g.Name)
-			for _, pk := range g.PublicKeys {
-				id, b64, _ := strings.Cut(pk, ":")
-				if raw, err := base64.StdEncoding.DecodeString(b64); err == nil && len(raw) == ed25519.PublicKeySize {
-					_ = n.keyring.AddPublicKey(g.Name, id, ed25519.PublicKey(raw))
-				}
-			}
+		// The keyring becomes the document's: groups and keys it no
+		// longer names are forgotten at once, not at the next start.
+		kr, err := next.Keyring()
+		if err != nil {
+			n.org.notApplied.Inc()
+			n.log.Error("organisation document not applied: its keys make no keyring with this node's file", "version", s.Doc.Version, "err", err)
+			return
 		}
+		n.keyring.Replace(kr)
 	}
 	if n.mesh != nil {
 		n.mesh.SetTopology(mesh.Topology{Connectors: next.Connectors, LocalSpaces: next.LocalSpaces(),
