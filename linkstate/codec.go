@@ -341,3 +341,14 @@ func validateSpaces(as []AddressSpace) error {
 	}
 	return nil
 }
+
+// OrgRecordMagic starts the other kind of record the link-state channels
+// carry: a signed organisation document (package orgdoc), flooded with the
+// routing groups' records (PROTOCOL.md, "Organisation document").
+const OrgRecordMagic = "MORG\x01"
+
+// IsOrgRecord reports whether a record read from the wire is an
+// organisation document rather than a routing group's record.
+func IsOrgRecord(b []byte) bool {
+	return len(b) >= len(OrgRecordMagic) && string(b[:len(OrgRecordMagic)]) == OrgRecordMagic
+}

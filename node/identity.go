@@ -27,7 +27,7 @@ func newIdentity(n *Node) (*identity, error) {
 	id := &identity{n: n,
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshd_mesh_tls_peers_refused_total",
-			Help: "Mesh TLS handshakes refused because the peer's certificate did not verify or named a node the LSDB does not place there (a man in the middle, another CA, no certificate), by channel (hop, xlink, channel, track, listener).",
+			Help: "Mesh TLS handshakes refused because the peer's certificate did not verify or named a node the LSDB does not place there (a man in the middle, another CA, no certificate), by channel (hop, xlink, channel, track, listener, member: a gossip member whose certificate does not prove its name).",
 		}, []string{"channel"}),
 		plaintext: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshd_mesh_insecure_plaintext", Help: "1 when the mesh runs without identities (mesh.insecure_plaintext: peers believed by address).",
@@ -95,6 +95,29 @@ func (id *identity) clientTLS(channel string, own bool) *tls.Config {
 		if err := verify(cs); err != nil {
 			id.refused.WithLabelValues(channel).Inc()
 			id.n.log.Warn("refusing mesh peer: its certificate does not prove it is a node of ours", "channel", channel, "peer", cs.ServerName, "err", err)
+			return err
+		}
+		return nil
+	}
+	return c
+}
+
+// memberTLS is the TLS with which the mesh proves that a gossip member
+// named node is that node of our routing group (mesh.Config.MemberTLS):
+// its certificate must name exactly node@our RG. A holder of the gossip
+// key without such a certificate is counted here.
+func (id *identity) memberTLS(node string) *tls.Config {
+	want := pki.Identity{Node: node, RG: id.n.cfg.Node.RoutingGroup}
+	c := id.pki.ClientConfig(func(p pki.Identity) error {
+		if p != want {
+			return fmt.Errorf("node: certificate names %s, the gossip member claims %s", p, want)
+		}
+		return nil
+	})
+	verify := c.VerifyConnection
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if err := verify(cs); err != nil {
+			id.refused.WithLabelValues("member").Inc()
 			return err
 		}
 		return nil

@@ -84,6 +84,9 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		Holds: n.answerHolds,
 	}
 	n.finder.TLS = trackTLS
+	if n.id.enabled() {
+		mcfg.MemberTLS = n.id.memberTLS
+	}
 	if n.org, err = newOrgDocs(&cfg, n.now, n.log, n.metrics.reg); err != nil {
 		lsLn.Close()
 		meshLn.Close()

@@ -64,6 +64,7 @@ var (
 	descMaster     = prometheus.NewDesc("meshd_mesh_is_master", "1 when this node is its routing group's master.", []string{"rg"}, nil)
 	descMasterOK   = prometheus.NewDesc("meshd_mesh_master_known", "1 when the gossip view of this node's routing group has a master.", []string{"rg"}, nil)
 	descMembers    = prometheus.NewDesc("meshd_mesh_members", "Live members in the gossip view of this node's routing group.", []string{"rg"}, nil)
+	descUnverified = prometheus.NewDesc("meshd_mesh_members_unverified", "Live gossip members of this node's routing group that have not proven their name with a node certificate of the group (they count for nothing).", []string{"rg"}, nil)
 	descConnUp     = prometheus.NewDesc("meshd_connector_up", "1 when the connector is advertised up, by routing group and connector.", []string{"rg", "connector"}, nil)
 	descConnSupp   = prometheus.NewDesc("meshd_connector_suppressed", "1 when flap damping suppresses the connector.", []string{"rg", "connector"}, nil)
 	descConnAdmin  = prometheus.NewDesc("meshd_connector_admin_down", "1 when an operator override holds one of this routing group's connectors down or drained.", []string{"connector", "state"}, nil)
@@ -80,7 +81,7 @@ var (
 
 func (c meshCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descHopMsgs, descHopAge, descOldest, descRecords, descLSDBBytes, descRecordAge, descMaster,
-		descMasterOK, descMembers, descConnUp, descConnSupp, descConnAdmin, descPenalty, descXSessions, descXFailures, descXNoExt,
+		descMasterOK, descMembers, descUnverified, descConnUp, descConnSupp, descConnAdmin, descPenalty, descXSessions, descXFailures, descXNoExt,
 		descOriginated, descInstalled, descObserved, descMasterChg, descGeneration} {
 		ch <- d
 	}
@@ -131,6 +132,7 @@ func (c meshCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descMaster, b2f(v.Master == n.cfg.Node.Name), rg)
 	gauge(descMasterOK, b2f(v.Master != ""), rg)
 	gauge(descMembers, float64(len(v.Members)), rg)
+	gauge(descUnverified, float64(len(v.Unverified)), rg)
 	for id, st := range m.AdminStates() {
 		gauge(descConnAdmin, 1, id, st)
 	}

@@ -224,6 +224,9 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if n.subsSrv, err = n.newSubmission(cfg.Listen.Submissions, "submissions", true, tlsCfg, limits); err != nil {
 		return nil, err
 	}
+	n.metrics.reg.MustRegister(connCollector{servers: func() map[string]*smtp.Server {
+		return map[string]*smtp.Server{"smtp": n.smtpSrv, "submission": n.subSrv, "submissions": n.subsSrv, "mesh": n.meshSrv}
+	}})
 	var guard adminapi.GuardConfig
 	if cfg.Listen.Admin != "" {
 		n.adminLn, err = n.listen("tcp", cfg.Listen.Admin)

@@ -97,17 +97,32 @@ func startupOrg(cfg Config, log *slog.Logger) Config {
 
 // applyOrg puts a new document in force while the node runs: the
 // keyring holds the groups and keys it names (and forgets the others),
-// and the mesh takes the
-// connectors, costs, bridgeheads, address spaces, TTL and priority. The
-// node's local domains (what it accepts mail for) change only at its
-// next start. It runs under the reload lock, so a reload of the local
-// file and a new document never interleave.
+// the node's local domains (what it accepts and delivers) become the
+// file's and its group's in the document, and the mesh takes the
+// connectors, costs, bridgeheads, address spaces, TTL and priority. It
+// runs under the reload lock, so a reload of the local file and a new
+// document never interleave.
 func (n *Node) applyOrg(s *orgdoc.Signed) {
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
 	cur := *n.live.Load()
-	next := overlayOrg(cur, &s.Doc)
-	next.LocalDomains = cur.LocalDomains
+	// The group's domains are the new document's: those the group held
+	// before (the previous document's, or the file's routing groups) go,
+	// the file's other local domains stay.
+	base := cur
+	base.LocalDomains = nil
+	var before []string
+	for _, g := range cur.Mesh.RoutingGroups {
+		if g.Name == cur.Node.RoutingGroup {
+			before = g.Domains
+		}
+	}
+	for _, d := range cur.LocalDomains {
+		if !slices.Contains(before, d) {
+			base.LocalDomains = append(base.LocalDomains, d)
+		}
+	}
+	next := overlayOrg(base, &s.Doc)
 	if err := next.Validate(); err != nil {
 		n.org.notApplied.Inc()
 		n.log.Error("organisation document not applied: with this node's file it makes no valid configuration", "version", s.Doc.Version, "err", err)
@@ -128,6 +143,7 @@ func (n *Node) applyOrg(s *orgdoc.Signed) {
 		n.mesh.SetTopology(mesh.Topology{Connectors: next.Connectors, LocalSpaces: next.LocalSpaces(),
 			TTL: next.Mesh.TTL, Refresh: next.Mesh.Refresh, Priority: next.Mesh.Priority})
 	}
+	n.policy.setLocal(next.LocalDomains)
 	n.live.Store(&next)
 	n.log.Info("organisation document applied", "version", s.Doc.Version, "count", len(next.Connectors))
 }

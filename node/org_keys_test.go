@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -65,5 +66,41 @@ func TestOrgDocumentForgetsKeysLive(t *testing.T) {
 	}
 	if !a1.keyring.Known("rga") {
 		t.Fatal("v3: the node forgot its own group")
+	}
+}
+
+// A domain a new document gives the node's group is accepted and
+// delivered at once; one it takes away is no longer local.
+func TestOrgDocumentDomainsLive(t *testing.T) {
+	short := func(c *Config) { c.Mesh.RoutingGroups, c.Connectors = nil, nil }
+	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1"}}, nil, short)
+	a1 := tm.nodes["a1"]
+	doc := func(v uint64, domains ...string) []byte {
+		d := tm.orgFor(v, nil)
+		d.RoutingGroups[0].Domains = domains
+		return tm.signOrg(t, d)
+	}
+	for v, domains := range [][]string{{"rga.test"}, {"rga.test", "new.test"}} {
+		if code, body := postOrg(a1, doc(uint64(v+1), domains...)); code != http.StatusOK {
+			t.Fatalf("POST v%d: %d %s", v+1, code, body)
+		}
+	}
+	if !a1.policy.IsLocal("new.test") || !a1.policy.IsLocal("rga.test") {
+		t.Fatal("v2 gives rga new.test, yet a1 does not take it as local")
+	}
+	if err := tm.sendTo("a1", "u@new.test", "<dom1@test>"); err != nil {
+		t.Fatalf("mail for new.test: %v", err)
+	}
+	poll(t, 20*time.Second, "mail for new.test delivered once at a1", func() error {
+		if n := tm.delivered("rga")["<dom1@test>"]; n != 1 {
+			return fmt.Errorf("delivered %d times", n)
+		}
+		return nil
+	})
+	if code, body := postOrg(a1, doc(3, "rga.test")); code != http.StatusOK {
+		t.Fatalf("POST v3: %d %s", code, body)
+	}
+	if a1.policy.IsLocal("new.test") || !a1.policy.IsLocal("rga.test") {
+		t.Fatal("v3 takes new.test from rga, yet a1 still takes it as local (or lost rga.test)")
 	}
 }

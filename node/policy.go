@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
 	"github.com/meshd/meshd/header"
 	"github.com/meshd/meshd/node/mesh"
@@ -16,10 +17,10 @@ import (
 // submission client, a mesh peer or an allowlisted network (RFC 5321 §3.6
 // leaves relaying to local policy; an open relay is never the default).
 type relayPolicy struct {
-	local   map[string]bool
-	allowed []netip.Prefix // relay.allow_networks
-	peers   []netip.Prefix // relay.mesh_peers
-	mesh    *mesh.Mesh     // nil for a standalone node
+	local   atomic.Pointer[map[string]bool] // local_domains; a new organisation document changes it
+	allowed []netip.Prefix                  // relay.allow_networks
+	peers   []netip.Prefix                  // relay.mesh_peers
+	mesh    *mesh.Mesh                      // nil for a standalone node
 	// peersRelay: relay.mesh_peers addresses may relay on their own
 	// (mesh.insecure_plaintext only; with identities a peer is who its
 	// certificate says, and mesh_peers only narrows that).
@@ -27,10 +28,8 @@ type relayPolicy struct {
 }
 
 func newRelayPolicy(cfg Config) *relayPolicy {
-	p := &relayPolicy{local: make(map[string]bool, len(cfg.LocalDomains)), peersRelay: !cfg.HasIdentity()}
-	for _, d := range cfg.LocalDomains {
-		p.local[d] = true
-	}
+	p := &relayPolicy{peersRelay: !cfg.HasIdentity()}
+	p.setLocal(cfg.LocalDomains)
 	for _, s := range cfg.Relay.AllowNetworks {
 		if pfx, err := parsePrefix(s); err == nil {
 			p.allowed = append(p.allowed, pfx)
@@ -69,7 +68,17 @@ func (p *relayPolicy) CheckRcpt(s *smtp.Session, rcpt string) error {
 }
 
 func (p *relayPolicy) IsLocal(domain string) bool {
-	return p.local[strings.ToLower(strings.TrimSuffix(domain, "."))]
+	return (*p.local.Load())[strings.ToLower(strings.TrimSuffix(domain, "."))]
+}
+
+// setLocal replaces the local domains (sessions in progress see the new
+// set from their next RCPT).
+func (p *relayPolicy) setLocal(domains []string) {
+	m := make(map[string]bool, len(domains))
+	for _, d := range domains {
+		m[strings.ToLower(d)] = true
+	}
+	p.local.Store(&m)
 }
 
 func (p *relayPolicy) mayRelay(a net.Addr) bool {

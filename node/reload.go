@@ -24,7 +24,9 @@ var ErrNoReload = admin.ErrNoReload
 // sessions (read again from tls.cert_file even when the path is the same,
 // so a renewed certificate is picked up), limits.max_header_bytes,
 // limits.max_received_headers, limits.data_timeout,
-// limits.max_connections_per_ip (for new connections), limits.shutdown_grace,
+// limits.max_connections_per_ip, limits.max_connections,
+// limits.max_connections_per_peer, limits.peer_auth_timeout (for new
+// connections), limits.shutdown_grace,
 // and the retry schedule and lifetimes of queue.*. Any other change is
 // listed in NeedsRestart and not applied. An invalid cfg, or a certificate
 // that does not load, is refused as a whole: nothing changes. No session
@@ -100,6 +102,9 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	a = applied("limits.data_timeout", ol.DataTimeout, nl.DataTimeout) || a
 	a = applied("limits.data_total_timeout", ol.DataTotalTimeout, nl.DataTotalTimeout) || a
 	a = applied("limits.max_connections_per_ip", ol.MaxConnsPerIP, nl.MaxConnsPerIP) || a
+	a = applied("limits.max_connections", ol.MaxConns, nl.MaxConns) || a
+	a = applied("limits.max_connections_per_peer", ol.MaxConnsPerPeer, nl.MaxConnsPerPeer) || a
+	a = applied("limits.peer_auth_timeout", ol.PeerAuthTimeout, nl.PeerAuthTimeout) || a
 	if a {
 		for _, s := range []*smtp.Server{n.smtpSrv, n.subSrv, n.subsSrv, n.meshSrv} {
 			if s != nil {
@@ -132,7 +137,8 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	}
 	next.Limits.MaxHeaderBytes, next.Limits.MaxReceived = nl.MaxHeaderBytes, nl.MaxReceived
 	next.Limits.DataTimeout, next.Limits.DataTotalTimeout, next.Limits.ShutdownGrace = nl.DataTimeout, nl.DataTotalTimeout, nl.ShutdownGrace
-	next.Limits.MaxConnsPerIP = nl.MaxConnsPerIP
+	next.Limits.MaxConnsPerIP, next.Limits.MaxConns = nl.MaxConnsPerIP, nl.MaxConns
+	next.Limits.MaxConnsPerPeer, next.Limits.PeerAuthTimeout = nl.MaxConnsPerPeer, nl.PeerAuthTimeout
 	next.Queue.Retry, next.Queue.DelayWarning, next.Queue.Lifetime = nq.Retry, nq.DelayWarning, nq.Lifetime
 
 	// Every other difference is wired into listeners, gossip, routing or

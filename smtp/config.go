@@ -31,6 +31,17 @@ type Limits struct {
 	// MaxConnsPerIP caps concurrent connections per client IP; further
 	// connections get 421 4.7.0 and are closed.
 	MaxConnsPerIP int `yaml:"max_connections_per_ip"`
+	// MaxConns caps the concurrent connections of one listener, whoever
+	// they come from; further connections get 421 4.7.0 and are closed.
+	MaxConns int `yaml:"max_connections"`
+	// MaxConnsPerPeer caps, on a mesh listener, the concurrent
+	// connections of one authenticated mesh peer (named by its verified
+	// certificate). Such a peer does not count against MaxConnsPerIP: a
+	// connection over that cap may prove within PeerAuthTimeout that it
+	// is a peer (STARTTLS with a node certificate) and is closed if it
+	// does not (listener.go).
+	MaxConnsPerPeer int           `yaml:"max_connections_per_peer"`
+	PeerAuthTimeout time.Duration `yaml:"peer_auth_timeout"`
 	// BareLineEnds is what happens to a message whose content holds a CR
 	// not followed by LF or an LF not preceded by CR: BareNormalize
 	// stores each as CRLF, BareReject refuses the message with 550 5.6.0.
@@ -59,6 +70,9 @@ func DefaultLimits() Limits {
 		DataTimeout:      10 * time.Minute,
 		DataTotalTimeout: 30 * time.Minute,
 		MaxConnsPerIP:    20,
+		MaxConns:         1000,
+		MaxConnsPerPeer:  100,
+		PeerAuthTimeout:  10 * time.Second,
 		BareLineEnds:     BareNormalize,
 	}
 }
@@ -93,6 +107,15 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxConnsPerIP == 0 {
 		l.MaxConnsPerIP = d.MaxConnsPerIP
 	}
+	if l.MaxConns == 0 {
+		l.MaxConns = d.MaxConns
+	}
+	if l.MaxConnsPerPeer == 0 {
+		l.MaxConnsPerPeer = d.MaxConnsPerPeer
+	}
+	if l.PeerAuthTimeout == 0 {
+		l.PeerAuthTimeout = d.PeerAuthTimeout
+	}
 	if l.DataTotalTimeout == 0 {
 		l.DataTotalTimeout = d.DataTotalTimeout
 	}
@@ -116,6 +139,12 @@ func (l Limits) validate() error {
 		return errors.New("timeouts must not be negative")
 	case l.MaxConnsPerIP < 0:
 		return errors.New("max_connections_per_ip must not be negative")
+	case l.MaxConns < 0:
+		return errors.New("max_connections must not be negative")
+	case l.MaxConnsPerPeer < 0:
+		return errors.New("max_connections_per_peer must not be negative")
+	case l.PeerAuthTimeout < 0:
+		return errors.New("peer_auth_timeout must not be negative")
 	}
 	return nil
 }

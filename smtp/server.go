@@ -78,8 +78,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			return nil, fmt.Errorf("smtp: listen %s: %w", cfg.Addr, err)
 		}
 	}
-	s.ln = newCapListener(l, s.limits.MaxConnsPerIP, s.log)
+	s.ln = newCapListener(l, s.limits, s.log)
 	s.ln.onReply = s.cfg.OnReply
+	s.ln.probation = s.cfg.Mesh && s.cfg.MeshPeer != nil
 	s.dialogs = newDialogs()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
@@ -105,8 +106,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 
 // SetLimits changes, for every message whose data starts from now on, the
 // limits that can change while the server runs: MaxHeaderBytes,
-// MaxReceived, DataTimeout, and MaxConnsPerIP for connections accepted from
-// now on (zero keeps the current value). The others are go-smtp's, which
+// MaxReceived, DataTimeout, DataTotalTimeout, and the connection caps
+// (MaxConnsPerIP, MaxConns, MaxConnsPerPeer, PeerAuthTimeout) for
+// connections accepted from now on (zero keeps the current value). The others are go-smtp's, which
 // it reads while sessions run, and are fixed at NewServer.
 func (s *Server) SetLimits(l Limits) {
 	cur := *s.live.Load()
@@ -124,10 +126,22 @@ func (s *Server) SetLimits(l Limits) {
 	}
 	if l.MaxConnsPerIP > 0 {
 		cur.MaxConnsPerIP = l.MaxConnsPerIP
-		s.ln.setMax(l.MaxConnsPerIP)
 	}
+	if l.MaxConns > 0 {
+		cur.MaxConns = l.MaxConns
+	}
+	if l.MaxConnsPerPeer > 0 {
+		cur.MaxConnsPerPeer = l.MaxConnsPerPeer
+	}
+	if l.PeerAuthTimeout > 0 {
+		cur.PeerAuthTimeout = l.PeerAuthTimeout
+	}
+	s.ln.setLimits(cur)
 	s.live.Store(&cur)
 }
+
+// ConnStats returns the listener's connection counts (caps, probation).
+func (s *Server) ConnStats() ConnStats { return s.ln.connStats() }
 
 // Limits returns the limits in force.
 func (s *Server) Limits() Limits { return *s.live.Load() }

@@ -47,6 +47,10 @@ var (
 		Message: "Message refused: bare CR or LF in content, lines must end in CRLF (RFC 5321 section 2.3.8)"}
 	errLocal = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary local problem, try again later"}
+	errOverCap = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0},
+		Message: "Too many connections from your address"}
+	errPeerOverCap = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0},
+		Message: "Too many connections from your node"}
 	errAuthTooMany = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0},
 		Message: "Too many authentication failures, closing connection"}
 	errDataTimeout = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 4, 2},
@@ -111,6 +115,26 @@ func (ss *session) refresh() {
 		}
 		ss.info.MeshPeer = ss.srv.cfg.MeshPeer(&ss.info, st)
 	}
+	// An authenticated peer is counted per peer, not against the public
+	// per-IP cap (listener.go).
+	if ss.info.MeshPeer && !ss.srv.ln.authenticated(ss.info.RemoteAddr, peerKey(state)) {
+		ss.srv.log.Warn("smtp: connection refused: too many from one mesh peer", ss.logAttrs()...)
+		ss.info.MeshPeer = false
+		ss.abort(errPeerOverCap)
+	}
+}
+
+// peerKey names a verified peer for the per-peer cap: the first URI SAN of
+// its certificate (a node identity), else the certificate's subject.
+func peerKey(st tls.ConnectionState) string {
+	if len(st.PeerCertificates) == 0 {
+		return ""
+	}
+	leaf := st.PeerCertificates[0]
+	if len(leaf.URIs) > 0 {
+		return leaf.URIs[0].String()
+	}
+	return leaf.Subject.String()
 }
 
 func (ss *session) logAttrs() []any {
@@ -176,6 +200,13 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	if !ss.info.MeshPeer && ss.srv.ln.probationOf(ss.info.RemoteAddr) {
+		// Over the per-IP cap, only a mesh peer may go on.
+		ss.srv.ln.refuseProbation()
+		ss.srv.log.Warn("smtp: connection refused: over the per-IP cap and not a mesh peer", ss.logAttrs()...)
+		ss.abort(errOverCap)
+		return errOverCap
+	}
 	if ss.srv.cfg.Submission {
 		if !ss.info.TLS {
 			return errNeedTLS

@@ -216,6 +216,9 @@ func (c *cli) dump(addr string, tc *tls.Config) (adminapi.LSDB, error) {
 	var recs []*linkstate.Record
 	var sums []linkstate.Summary
 	for _, b := range raw {
+		if linkstate.IsOrgRecord(b) {
+			continue // the organisation document: `meshctl org show`
+		}
 		r, err := linkstate.DecodeRecord(b)
 		if err != nil {
 			return adminapi.LSDB{}, fmt.Errorf("record from %s: %w", addr, err)

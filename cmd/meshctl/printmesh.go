@@ -51,6 +51,16 @@ func printMembers(w io.Writer, v adminapi.Members) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", m.Name, master, m.Priority, m.SMTP, m.LinkState, m.Gossip)
 	}
 	_ = tw.Flush()
+	if len(v.Unverified) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%d UNVERIFIED gossip members (no node certificate of %s proves their name; never master, never sent mail):\n", len(v.Unverified), v.RG)
+	tw = newTab(w)
+	fmt.Fprintln(tw, "NAME\tPRIORITY\tMESH SMTP\tLINKSTATE\tGOSSIP\tREASON")
+	for _, m := range v.Unverified {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", m.Name, m.Priority, m.SMTP, m.LinkState, m.Gossip, m.Reason)
+	}
+	_ = tw.Flush()
 }
 
 func printLSDB(w io.Writer, v adminapi.LSDB) {

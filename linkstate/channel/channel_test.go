@@ -38,11 +38,11 @@ func (l *lsdb) add(recs ...[]byte) {
 	defer l.mu.Unlock()
 	l.recs = append(l.recs, recs...)
 }
-func (l *lsdb) observe(from string, obs []Observation) {
+func (l *lsdb) observe(from Session, obs []Observation) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.obs = append(l.obs, obs...)
-	l.from = append(l.from, from)
+	l.from = append(l.from, from.Node)
 }
 func (l *lsdb) observations() []Observation {
 	l.mu.Lock()
@@ -58,6 +58,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 type server struct {
 	*Server
+	fn     *Funcs // the delegate; tests set more hooks before a member connects
 	db     *lsdb
 	master string
 	mu     sync.Mutex
@@ -73,10 +74,8 @@ func startServer(t *testing.T, node string, tc *tls.Config, authorize func(strin
 		t.Fatal(err)
 	}
 	s := &server{db: &lsdb{}, master: node}
-	s.Server = NewServer(ServerConfig{
-		Listener: l, TLS: tc, Node: node, RG: "rg1", Master: s.getMaster, Authorize: authorize,
-		Records: s.db.Records, OnObserve: s.db.observe, Logger: quiet,
-	})
+	s.fn = &Funcs{MasterFunc: s.getMaster, AuthorizeFunc: authorize, RecordsFunc: s.db.Records, ObserveFunc: s.db.observe}
+	s.Server = NewServer(ServerConfig{Listener: l, TLS: tc, Node: node, RG: "rg1", Delegate: s.fn, Logger: quiet})
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -144,8 +143,8 @@ func TestPingsKeepIdleSession(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				l := testkit.NewPipeListener()
 				db := &lsdb{}
-				s := NewServer(ServerConfig{Listener: l, Node: "m", RG: "rg1", Master: func() string { return "m" },
-					Records: db.Records, OnObserve: db.observe, Logger: quiet})
+				s := NewServer(ServerConfig{Listener: l, Node: "m", RG: "rg1", Logger: quiet, Delegate: Funcs{
+					MasterFunc: func() string { return "m" }, RecordsFunc: db.Records, ObserveFunc: db.observe}})
 				defer s.Close()
 				c := NewClient(ClientConfig{Node: "n", RG: "rg1", Dial: l.Dial, PingInterval: tc.ping, Logger: quiet,
 					OnRecords: func(bool, [][]byte) {}})
@@ -362,11 +361,11 @@ func TestMemberHandsRecordsToMaster(t *testing.T) {
 	s := startServer(t, "m", nil, nil)
 	var mu sync.Mutex
 	var got []string
-	s.Server.cfg.OnRecords = func(from string, recs [][]byte) {
+	s.fn.HandRecordsFunc = func(from Session, recs [][]byte) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, r := range recs {
-			got = append(got, from+":"+string(r))
+			got = append(got, from.Node+":"+string(r))
 		}
 	}
 	c := startClient(t, "n", nil, &lsdb{}, nil)
@@ -383,7 +382,9 @@ func TestMemberHandsRecordsToMaster(t *testing.T) {
 func TestAdminThroughMember(t *testing.T) {
 	s := startServer(t, "m", nil, nil)
 	got := make(chan string, 1)
-	s.Server.cfg.OnAdmin = func(from, connector string, st AdminState) { got <- from + ":" + connector + ":" + st.String() }
+	s.fn.AdminFunc = func(from Session, connector string, st AdminState) {
+		got <- from.Node + ":" + connector + ":" + st.String()
+	}
 	c := startClient(t, "n", nil, &lsdb{}, nil)
 	if err := c.Admin("ab", AdminDown); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("admin without session: %v", err)

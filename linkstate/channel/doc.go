@@ -47,6 +47,12 @@
 // reads WELCOME, sends one TRACKREQ with message keys and reads one
 // TRACKRESP: the node's message-tracking events for those keys (opaque
 // bytes here; JSON written by the node). Any node's Server answers role 3
-// (ServerConfig.Track), for clients at the addresses AllowTrack admits,
+// (ServerDelegate.Track), for clients ServerDelegate.AllowTrack admits,
 // whatever their routing group, over TLS when the Server has TLS.
+//
+// A Server asks everything of its node through one ServerDelegate (Funcs
+// adapts plain functions). Each welcomed member connection is a Session;
+// what the member reports is attributed to its Session, and
+// ServerDelegate.SessionEnded tells the node when it ends, so that state
+// a peer set ends with its session (or a lease after it).
 package channel

@@ -51,9 +51,10 @@ func TestServerHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	asked := make(chan []string, 4)
-	srv := NewServer(ServerConfig{Listener: ln, TLS: serverTLS, Node: "a1", RG: "rga",
-		Records: func() [][]byte { return nil }, Master: func() string { return "a1" },
-		Identify: func(cs *tls.ConnectionState) (string, string, bool) { return "b1", "rgb", len(cs.PeerCertificates) > 0 },
+	srv := NewServer(ServerConfig{Listener: ln, TLS: serverTLS, Node: "a1", RG: "rga", Identities: true,
+		Delegate: Funcs{RecordsFunc: func() [][]byte { return nil }, MasterFunc: func() string { return "a1" },
+			IdentifyFunc:   func(cs *tls.ConnectionState) (string, string, bool) { return "b1", "rgb", len(cs.PeerCertificates) > 0 },
+			AllowTrackFunc: func(net.Addr) error { return nil }},
 		Holds: func(_ context.Context, ids []string) []Held {
 			asked <- ids
 			out := make([]Held, len(ids))
@@ -96,7 +97,7 @@ func TestServerHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv2 := NewServer(ServerConfig{Listener: ln2, Node: "n1", RG: "rg1", Records: func() [][]byte { return nil }, Master: func() string { return "n1" }})
+	srv2 := NewServer(ServerConfig{Listener: ln2, Node: "n1", RG: "rg1", Delegate: Funcs{RecordsFunc: func() [][]byte { return nil }, MasterFunc: func() string { return "n1" }}})
 	defer srv2.Close()
 	var r *RefusedError
 	if _, err := Holds(ctx, nil, nil, ln2.Addr().String(), "b1", []string{"x"}); !errors.As(err, &r) || r.Code != RefuseBadGreeting {

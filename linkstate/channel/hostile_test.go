@@ -152,7 +152,8 @@ func startServerWith(t *testing.T, mod func(*ServerConfig)) *server {
 		t.Fatal(err)
 	}
 	s := &server{db: &lsdb{}, master: "m"}
-	cfg := ServerConfig{Listener: l, Node: "m", RG: "rg1", Master: s.getMaster, Records: s.db.Records, OnObserve: s.db.observe, Logger: quiet}
+	s.fn = &Funcs{MasterFunc: s.getMaster, RecordsFunc: s.db.Records, ObserveFunc: s.db.observe}
+	cfg := ServerConfig{Listener: l, Node: "m", RG: "rg1", Delegate: s.fn, Logger: quiet}
 	if mod != nil {
 		mod(&cfg)
 	}

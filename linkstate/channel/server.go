@@ -12,44 +12,75 @@ import (
 	"time"
 )
 
+// ServerDelegate is what a Server asks of its node: who the master is,
+// who may connect, the records to serve, and what to do with what members
+// send. The master's callbacks (Observe, HandRecords, Admin, SessionEnded)
+// are called from the member's connection goroutine and must not block
+// for long.
+type ServerDelegate interface {
+	// Master returns the current master of the routing group.
+	Master() string
+	// Authorize reports whether node is a live member of our routing
+	// group connecting from remote.
+	Authorize(node string, remote net.Addr) bool
+	// Identify names the peer from its verified certificate (called only
+	// when ServerConfig.Identities is set). ok false refuses the
+	// connection.
+	Identify(cs *tls.ConnectionState) (node, rg string, ok bool)
+	// Records returns the whole LSDB, encoded, for a new member or a dump.
+	Records() [][]byte
+	// Observe receives a member session's observations (master only).
+	Observe(s Session, obs []Observation)
+	// HandRecords receives records a member learned elsewhere (over
+	// X-LINK2STATE) and hands to the master (master only).
+	HandRecords(s Session, recs [][]byte)
+	// Admin receives an operator's connector override sent through a
+	// member (master only).
+	Admin(s Session, connector string, st AdminState)
+	// SessionEnded is called once when a member session that was
+	// welcomed ends: what it set (its observations) ends with it, or
+	// after a lease (issue 18: state set by a peer ends with its session).
+	SessionEnded(s Session)
+	// AllowTrack decides whether a message-tracking client (role 3) at
+	// remote is served: nil serves it, ErrTrackNotServed answers that
+	// this listener serves no tracking, any other error refuses the peer.
+	// Tracking events carry addresses and subjects of mail, so a node lets
+	// only its mesh peers in.
+	AllowTrack(remote net.Addr) error
+	// Track answers a tracking request: every event whose message
+	// matches one of keys, each one encoded by the node.
+	Track(ctx context.Context, keys []string) [][]byte
+}
+
+// ErrTrackNotServed is what ServerDelegate.AllowTrack returns on a node
+// that answers no tracking requests.
+var ErrTrackNotServed = errors.New("channel: message tracking is not served on this listener")
+
+// Session names one member connection to the master: the member's node
+// name and a number unique on this Server.
+type Session struct {
+	Node string
+	ID   uint64
+}
+
 // ServerConfig configures the listening side, which every node runs: the
-// master serves members, any node serves dumps.
+// master serves members, any node serves dumps and tracking.
 type ServerConfig struct {
 	Listener net.Listener // required
 	TLS      *tls.Config  // when set, every connection is TLS
 	Node, RG string
+	Delegate ServerDelegate // required
 
-	// Master returns the current master of the routing group.
-	Master func() string
-	// Authorize reports whether node is a live member of our routing
-	// group connecting from remote. Nil accepts any member name.
-	Authorize func(node string, remote net.Addr) bool
-	// Records returns the whole LSDB, encoded, for a new member or a dump.
-	Records func() [][]byte
-	// OnObserve receives a member's observations (master only).
-	OnObserve func(from string, obs []Observation)
-	// OnRecords receives records a member learned elsewhere (over
-	// X-LINK2STATE) and hands to the master (master only).
-	OnRecords func(from string, recs [][]byte)
-	// OnAdmin receives an operator's connector override sent through a
-	// member (master only).
-	OnAdmin func(from, connector string, st AdminState)
-	// Track answers message-tracking clients (role 3); nil refuses them.
-	// AllowTrack, when set, decides which remote addresses may ask:
-	// tracking events carry addresses and subjects of mail, so a node lets
-	// only its mesh peers in. Over TLS when TLS is set, like the rest.
-	Track      TrackFunc
-	AllowTrack func(remote net.Addr) bool
 	// Holds answers senders resolving a hop in doubt (role 4); nil
-	// refuses them. AllowTrack and Identify guard it as they guard
-	// tracking: only the mesh's own nodes may ask.
+	// refuses them. Delegate.AllowTrack and Identities guard it as they
+	// guard tracking: only the mesh's own nodes may ask.
 	Holds HoldsFunc
-	// Identify, when set (with TLS requiring client certificates), names
-	// the peer from its verified certificate. Every role then needs one:
-	// a member's HELLO must claim exactly the node and routing group its
+	// Identities (with TLS requiring client certificates) names every
+	// peer from its verified certificate through Delegate.Identify: a
+	// member's HELLO must claim exactly the node and routing group its
 	// certificate names, and dumps and tracking are for the
-	// organisation's nodes only. ok false refuses the connection.
-	Identify func(cs *tls.ConnectionState) (node, rg string, ok bool)
+	// organisation's nodes only. Off: peers are not identified (labs).
+	Identities bool
 
 	// IdleTimeout drops a member that sends nothing (not even PING) for
 	// this long. Default 30s.
@@ -69,6 +100,88 @@ type ServerConfig struct {
 	Now     func() time.Time // default time.Now
 }
 
+// Funcs adapts functions to a ServerDelegate; a nil field is a hook
+// that accepts (Authorize, Identify) or ignores (the rest), and nil Track
+// serves no tracking.
+type Funcs struct {
+	MasterFunc       func() string
+	AuthorizeFunc    func(node string, remote net.Addr) bool
+	IdentifyFunc     func(cs *tls.ConnectionState) (node, rg string, ok bool)
+	RecordsFunc      func() [][]byte
+	ObserveFunc      func(s Session, obs []Observation)
+	HandRecordsFunc  func(s Session, recs [][]byte)
+	AdminFunc        func(s Session, connector string, st AdminState)
+	SessionEndedFunc func(s Session)
+	AllowTrackFunc   func(remote net.Addr) error
+	TrackFunc        TrackFunc
+}
+
+func (f Funcs) Master() string {
+	if f.MasterFunc == nil {
+		return ""
+	}
+	return f.MasterFunc()
+}
+
+func (f Funcs) Authorize(node string, remote net.Addr) bool {
+	return f.AuthorizeFunc == nil || f.AuthorizeFunc(node, remote)
+}
+
+func (f Funcs) Identify(cs *tls.ConnectionState) (string, string, bool) {
+	if f.IdentifyFunc == nil {
+		return "", "", false
+	}
+	return f.IdentifyFunc(cs)
+}
+
+func (f Funcs) Records() [][]byte {
+	if f.RecordsFunc == nil {
+		return nil
+	}
+	return f.RecordsFunc()
+}
+
+func (f Funcs) Observe(s Session, obs []Observation) {
+	if f.ObserveFunc != nil {
+		f.ObserveFunc(s, obs)
+	}
+}
+
+func (f Funcs) HandRecords(s Session, recs [][]byte) {
+	if f.HandRecordsFunc != nil {
+		f.HandRecordsFunc(s, recs)
+	}
+}
+
+func (f Funcs) Admin(s Session, connector string, st AdminState) {
+	if f.AdminFunc != nil {
+		f.AdminFunc(s, connector, st)
+	}
+}
+
+func (f Funcs) SessionEnded(s Session) {
+	if f.SessionEndedFunc != nil {
+		f.SessionEndedFunc(s)
+	}
+}
+
+func (f Funcs) AllowTrack(remote net.Addr) error {
+	switch {
+	case f.TrackFunc == nil:
+		return ErrTrackNotServed
+	case f.AllowTrackFunc == nil:
+		return nil
+	}
+	return f.AllowTrackFunc(remote)
+}
+
+func (f Funcs) Track(ctx context.Context, keys []string) [][]byte {
+	if f.TrackFunc == nil {
+		return nil
+	}
+	return f.TrackFunc(ctx, keys)
+}
+
 // Stats counts what the server refused, for metrics.
 type Stats struct {
 	ConnsAccepted    uint64 // connections served (under the caps)
@@ -86,6 +199,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	members map[*memberConn]struct{}
+	session uint64         // last Session.ID handed out
 	conns   int            // open connections
 	pending map[string]int // pre-HELLO connections per remote IP
 	stats   Stats
@@ -93,6 +207,7 @@ type Server struct {
 
 // memberConn is one connected member; out is drained by its writer.
 type memberConn struct {
+	Session
 	node   string
 	conn   net.Conn
 	out    chan []byte // encoded RECORDS payloads
@@ -111,6 +226,9 @@ const memberQueue = 256
 
 // NewServer starts serving cfg.Listener.
 func NewServer(cfg ServerConfig) *Server {
+	if cfg.Delegate == nil {
+		cfg.Delegate = Funcs{}
+	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 30 * time.Second
 	}
@@ -301,12 +419,17 @@ func (s *Server) handle(c net.Conn, ip string) {
 	}
 	peer := c.RemoteAddr()
 	certNode, certRG, authed := s.identify(c)
+	d := s.cfg.Delegate
+	var trackErr error
+	if h.Role == RoleTrack || h.Role == RoleHolds {
+		trackErr = d.AllowTrack(peer)
+	}
 	switch {
-	case s.cfg.Identify != nil && !authed:
+	case s.cfg.Identities && !authed:
 		s.log.Warn("refusing peer without a node certificate of the organisation", "remote", peer.String(), "claimed", h.Node)
 		s.refuse(bw, RefuseUnknownPeer, "a node certificate of this organisation is required")
 		return
-	case s.cfg.Identify != nil && h.Role == RoleMember && (h.Node != certNode || h.RG != certRG):
+	case s.cfg.Identities && h.Role == RoleMember && (h.Node != certNode || h.RG != certRG):
 		s.log.Warn("refusing member whose HELLO is not its certificate", "remote", peer.String(), "claimed", h.Node+"@"+h.RG, "certificate", certNode+"@"+certRG)
 		s.refuse(bw, RefuseUnknownPeer, fmt.Sprintf("HELLO claims %s@%s, the certificate names %s@%s", h.Node, h.RG, certNode, certRG))
 		return
@@ -317,13 +440,13 @@ func (s *Server) handle(c net.Conn, ip string) {
 		if err := writeFrame(bw, fWelcome, encodeWelcome(s.cfg.Node, s.cfg.RG)); err != nil {
 			return
 		}
-		_ = writeFrame(bw, fRecords, encodeRecords(true, s.cfg.Records()))
+		_ = writeFrame(bw, fRecords, encodeRecords(true, d.Records()))
 		return
-	case h.Role == RoleTrack && s.cfg.Track == nil:
+	case h.Role == RoleTrack && errors.Is(trackErr, ErrTrackNotServed):
 		s.refuse(bw, RefuseBadGreeting, "message tracking is not served on this listener")
 		return
-	case h.Role == RoleTrack && s.cfg.AllowTrack != nil && !s.cfg.AllowTrack(peer):
-		s.log.Warn("refusing tracking request", "remote", peer.String())
+	case h.Role == RoleTrack && trackErr != nil:
+		s.log.Warn("refusing tracking request", "remote", peer.String(), "err", trackErr)
 		s.refuse(bw, RefuseUnknownPeer, "message tracking is for the mesh's own nodes")
 		return
 	case h.Role == RoleTrack:
@@ -332,7 +455,7 @@ func (s *Server) handle(c net.Conn, ip string) {
 	case h.Role == RoleHolds && s.cfg.Holds == nil:
 		s.refuse(bw, RefuseBadGreeting, "hops in doubt are not resolved on this listener")
 		return
-	case h.Role == RoleHolds && s.cfg.AllowTrack != nil && !s.cfg.AllowTrack(peer):
+	case h.Role == RoleHolds && trackErr != nil && !errors.Is(trackErr, ErrTrackNotServed):
 		s.log.Warn("refusing holds request", "remote", peer.String())
 		s.refuse(bw, RefuseUnknownPeer, "holds requests are for the mesh's own nodes")
 		return
@@ -342,12 +465,12 @@ func (s *Server) handle(c net.Conn, ip string) {
 	case h.RG != s.cfg.RG:
 		s.refuse(bw, RefuseWrongRG, fmt.Sprintf("this is routing group %q", s.cfg.RG))
 		return
-	case s.cfg.Authorize != nil && !s.cfg.Authorize(h.Node, peer):
+	case !d.Authorize(h.Node, peer):
 		s.log.Warn("refusing unknown member", "peer", h.Node, "remote", peer.String())
 		s.refuse(bw, RefuseUnknownPeer, fmt.Sprintf("%q is not a member of %q", h.Node, s.cfg.RG))
 		return
 	}
-	if master := s.cfg.Master(); master != s.cfg.Node {
+	if master := d.Master(); master != s.cfg.Node {
 		s.refuse(bw, RefuseNotMaster, master)
 		return
 	}
@@ -360,11 +483,11 @@ func (s *Server) handle(c net.Conn, ip string) {
 // already run when the HELLO frame was read).
 func (s *Server) identify(c net.Conn) (node, rg string, ok bool) {
 	tc, isTLS := c.(*tls.Conn)
-	if s.cfg.Identify == nil || !isTLS {
+	if !s.cfg.Identities || !isTLS {
 		return "", "", false
 	}
 	st := tc.ConnectionState()
-	return s.cfg.Identify(&st)
+	return s.cfg.Delegate.Identify(&st)
 }
 
 func (s *Server) refuse(bw *bufio.Writer, code int, text string) {
@@ -375,6 +498,8 @@ func (s *Server) serveMember(c net.Conn, bw *bufio.Writer, node string) {
 	m := &memberConn{node: node, conn: c, out: make(chan []byte, memberQueue), closed: make(chan struct{})}
 	// Register before taking the snapshot so no push falls in between.
 	s.mu.Lock()
+	s.session++
+	m.Session = Session{Node: node, ID: s.session}
 	s.members[m] = struct{}{}
 	s.mu.Unlock()
 	defer func() {
@@ -382,11 +507,12 @@ func (s *Server) serveMember(c net.Conn, bw *bufio.Writer, node string) {
 		delete(s.members, m)
 		s.mu.Unlock()
 		m.close()
+		s.cfg.Delegate.SessionEnded(m.Session)
 	}()
 	if err := writeFrame(bw, fWelcome, encodeWelcome(s.cfg.Node, s.cfg.RG)); err != nil {
 		return
 	}
-	if err := writeFrame(bw, fRecords, encodeRecords(true, s.cfg.Records())); err != nil {
+	if err := writeFrame(bw, fRecords, encodeRecords(true, s.cfg.Delegate.Records())); err != nil {
 		return
 	}
 	s.log.Info("member connected", "peer", node)
@@ -439,8 +565,8 @@ func (s *Server) readLoop(m *memberConn, c net.Conn) {
 				return
 			}
 			obs = s.inSkew(m.node, obs)
-			if s.cfg.OnObserve != nil && len(obs) > 0 {
-				s.cfg.OnObserve(m.node, obs)
+			if len(obs) > 0 {
+				s.cfg.Delegate.Observe(m.Session, obs)
 			}
 		case fRecords:
 			_, recs, err := decodeRecords(p)
@@ -448,8 +574,8 @@ func (s *Server) readLoop(m *memberConn, c net.Conn) {
 				s.log.Warn("bad records, dropping member", "peer", m.node, "err", err)
 				return
 			}
-			if s.cfg.OnRecords != nil && len(recs) > 0 {
-				s.cfg.OnRecords(m.node, recs)
+			if len(recs) > 0 {
+				s.cfg.Delegate.HandRecords(m.Session, recs)
 			}
 		case fAdmin:
 			name, st, err := decodeAdmin(p)
@@ -457,9 +583,7 @@ func (s *Server) readLoop(m *memberConn, c net.Conn) {
 				s.log.Warn("bad admin frame, dropping member", "peer", m.node, "err", err)
 				return
 			}
-			if s.cfg.OnAdmin != nil {
-				s.cfg.OnAdmin(m.node, name, st)
-			}
+			s.cfg.Delegate.Admin(m.Session, name, st)
 		default:
 			s.log.Warn("unexpected frame from member", "peer", m.node, "type", t)
 			return

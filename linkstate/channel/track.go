@@ -29,7 +29,7 @@ const (
 	maxTrackEvents = 100_000
 )
 
-// TrackFunc answers a tracking request: every event whose message
+// TrackFunc (Funcs.TrackFunc) answers a tracking request: every event whose message
 // matches one of keys, each one encoded by the node.
 type TrackFunc func(ctx context.Context, keys []string) [][]byte
 
@@ -118,7 +118,7 @@ func Track(ctx context.Context, dial Dialer, tc *tls.Config, addr string, keys [
 }
 
 // serveTrack answers one tracking client that has greeted (see
-// ServerConfig.Track): WELCOME, one TRACKREQ, one TRACKRESP.
+// ServerDelegate.Track): WELCOME, one TRACKREQ, one TRACKRESP.
 func (s *Server) serveTrack(c net.Conn, bw *bufio.Writer) {
 	if err := writeFrame(bw, fWelcome, encodeWelcome(s.cfg.Node, s.cfg.RG)); err != nil {
 		return
@@ -135,7 +135,7 @@ func (s *Server) serveTrack(c net.Conn, bw *bufio.Writer) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
-	events := s.cfg.Track(ctx, keys)
+	events := s.cfg.Delegate.Track(ctx, keys)
 	cancel()
 	c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	_ = writeFrame(bw, fTrackResp, encodeTrackResp(events))

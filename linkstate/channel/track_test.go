@@ -73,9 +73,9 @@ func TestServerTrack(t *testing.T) {
 			asked := make(chan []string, 4)
 			var allow atomic.Bool
 			allow.Store(true)
-			srv := NewServer(ServerConfig{Listener: ln, TLS: tc.server, Node: "n1", RG: "rg1",
-				Records: func() [][]byte { return [][]byte{[]byte("rec-1")} }, Master: func() string { return "n1" },
-				Track: func(_ context.Context, keys []string) [][]byte {
+			srv := NewServer(ServerConfig{Listener: ln, TLS: tc.server, Node: "n1", RG: "rg1", Delegate: Funcs{
+				RecordsFunc: func() [][]byte { return [][]byte{[]byte("rec-1")} }, MasterFunc: func() string { return "n1" },
+				TrackFunc: func(_ context.Context, keys []string) [][]byte {
 					asked <- keys
 					var out [][]byte
 					for _, k := range keys {
@@ -85,8 +85,13 @@ func TestServerTrack(t *testing.T) {
 					}
 					return out
 				},
-				AllowTrack: func(remote net.Addr) bool { return allow.Load() && strings.HasPrefix(remote.String(), "127.0.0.1:") },
-			})
+				AllowTrackFunc: func(remote net.Addr) error {
+					if allow.Load() && strings.HasPrefix(remote.String(), "127.0.0.1:") {
+						return nil
+					}
+					return errors.New("not a mesh peer")
+				},
+			}})
 			defer srv.Close()
 			addr := ln.Addr().String()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -127,7 +132,7 @@ func TestServerTrack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(ServerConfig{Listener: ln, Node: "n1", RG: "rg1", Records: func() [][]byte { return nil }, Master: func() string { return "n1" }})
+	srv := NewServer(ServerConfig{Listener: ln, Node: "n1", RG: "rg1", Delegate: Funcs{RecordsFunc: func() [][]byte { return nil }, MasterFunc: func() string { return "n1" }}})
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -62,6 +62,10 @@ func (a *api) handleMembers(w http.ResponseWriter, _ *http.Request) {
 			Priority: m.Priority, Master: m.Name == v.Master})
 	}
 	slices.SortFunc(out.Members, func(a, b adminapi.Member) int { return cmp.Compare(a.Name, b.Name) })
+	for _, m := range v.Unverified {
+		out.Unverified = append(out.Unverified, adminapi.Member{Name: m.Name, Gossip: m.Addr, SMTP: m.SMTP, LinkState: m.LinkState,
+			Priority: m.Priority, Reason: m.Reason})
+	}
 	WriteJSON(w, http.StatusOK, out)
 }
 

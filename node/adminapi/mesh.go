@@ -13,6 +13,9 @@ type Members struct {
 	RG      string   `json:"rg"`
 	Master  string   `json:"master"` // "" when no member is alive
 	Members []Member `json:"members"`
+	// Unverified are gossip members that have not proven their name with
+	// a node certificate of this routing group: they count for nothing.
+	Unverified []Member `json:"unverified,omitempty"`
 }
 
 // Member is one live member of the routing group.
@@ -23,6 +26,7 @@ type Member struct {
 	LinkState string `json:"linkstate"`
 	Priority  uint32 `json:"priority"`
 	Master    bool   `json:"master"`
+	Reason    string `json:"reason,omitempty"` // an unverified member: why
 }
 
 // LSDB is the answer of GET /api/mesh/lsdb: the link-state database as

@@ -574,6 +574,8 @@ func (c *Config) validateLimits() error {
 		{"limits.max_header_bytes", l.MaxHeaderBytes, 1024, 64 << 20},
 		{"limits.max_received_headers", l.MaxReceived, 1, 1000},
 		{"limits.max_connections_per_ip", l.MaxConnsPerIP, 1, 100000},
+		{"limits.max_connections", l.MaxConns, 1, 1000000},
+		{"limits.max_connections_per_peer", l.MaxConnsPerPeer, 1, 100000},
 	}
 	for _, x := range ints {
 		if x.v < x.lo || x.v > x.hi {
@@ -587,6 +589,7 @@ func (c *Config) validateLimits() error {
 		{"limits.command_timeout", l.CommandTimeout, time.Second, time.Hour},
 		{"limits.data_timeout", l.DataTimeout, time.Second, 2 * time.Hour},
 		{"limits.data_total_timeout", l.DataTotalTimeout, time.Second, 24 * time.Hour},
+		{"limits.peer_auth_timeout", l.PeerAuthTimeout, 100 * time.Millisecond, 10 * time.Minute},
 		{"limits.shutdown_grace", l.ShutdownGrace, 0, 10 * time.Minute},
 	})
 }

@@ -141,11 +141,15 @@ func (c *Config) validateMesh() error {
 		{"mesh.collect_window", m.CollectWindow, time.Millisecond}, {"mesh.probe.interval", m.Probe.Interval, 10 * time.Millisecond},
 		{"mesh.probe.keepalive", m.Probe.Keepalive, 10 * time.Millisecond}, {"mesh.probe.timeout", m.Probe.Timeout, 10 * time.Millisecond},
 		{"mesh.probe.glitch_delay", m.Probe.GlitchDelay, time.Millisecond},
+		{"mesh.observation_lease", m.ObservationLease, 100 * time.Millisecond},
 	}
 	for _, d := range durs {
 		if d.d < d.min {
 			return configError(d.key, "must be at least %v, got %v", d.min, d.d)
 		}
+	}
+	if m.ObservationLease > time.Hour {
+		return configError("mesh.observation_lease", "must be at most 1h, got %v", m.ObservationLease)
 	}
 	if m.Refresh >= m.TTL {
 		return configError("mesh.refresh", "must be shorter than mesh.ttl (%v), got %v", m.TTL, m.Refresh)

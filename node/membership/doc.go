@@ -7,7 +7,16 @@
 // a small Meta record (routing group, SMTP and link-state addresses,
 // election priority) as its memberlist metadata.
 //
-// The master of a routing group is the live member ranked first by
+// Holding the gossip key is not membership. With Config.Verify set (as
+// every node with an identity runs), a gossip member counts only after it
+// has proven its name: a mutual-TLS handshake with the port-691 address
+// it advertises must show a verified certificate naming meshd://RG/NAME
+// for its own gossip name and this routing group (verify.go). Until then
+// it is in View.Unverified: never master, never in the group's record, so
+// never handed mail or observations, and shown as unverified by meshctl
+// members and the status page.
+//
+// The master of a routing group is the verified live member ranked first by
 // (priority descending, node name ascending). Every member computes the
 // same answer from the same member list, so no election messages are
 // exchanged; a change of master is seen by each member as soon as its

@@ -43,6 +43,17 @@ type Config struct {
 	// each new View. It must not block for long.
 	OnChange func(View)
 
+	// Verify, when set, proves that a member is the node its gossip name
+	// says (see verify.go): a member counts (is listed in View.Members,
+	// may be elected master) only after Verify returned nil for its
+	// current addresses. Until then, and after a failure, it is listed in
+	// View.Unverified and verified again every VerifyRetry. Nil counts
+	// every member of the routing group (a lab without identities).
+	Verify func(ctx context.Context, m Member) error
+	// VerifyRetry is the pause after a failed verification; default 10s
+	// (1s with Fast).
+	VerifyRetry time.Duration
+
 	Logger *slog.Logger
 }
 
@@ -56,13 +67,16 @@ type Pool struct {
 	ml     *memberlist.Memberlist
 	meta   []byte
 	kick   chan struct{}
+	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
+	vwg    sync.WaitGroup // running verifications
 
-	mu    sync.Mutex
-	view  View
-	known map[string]string     // every member ever seen: name -> gossip address
-	nodes map[string]memberCopy // memberlist's live members, copied by events
+	mu     sync.Mutex
+	view   View
+	known  map[string]string        // every member ever seen: name -> gossip address
+	nodes  map[string]memberCopy    // memberlist's live members, copied by events
+	checks map[string]*verification // by member name (verify.go)
 }
 
 // memberCopy is what the pool keeps of a memberlist node. It is copied in
@@ -89,7 +103,13 @@ func Start(cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: cfg, log: logger, meta: meta, kick: make(chan struct{}, 1), done: make(chan struct{}), known: map[string]string{}, nodes: map[string]memberCopy{}}
+	p := &Pool{cfg: cfg, log: logger, meta: meta, kick: make(chan struct{}, 1), done: make(chan struct{}), known: map[string]string{}, nodes: map[string]memberCopy{}, checks: map[string]*verification{}}
+	if p.cfg.VerifyRetry <= 0 {
+		p.cfg.VerifyRetry = 10 * time.Second
+		if cfg.Fast {
+			p.cfg.VerifyRetry = time.Second
+		}
+	}
 
 	mc, err := p.memberlistConfig()
 	if err != nil {
@@ -101,7 +121,7 @@ func Start(cfg Config) (*Pool, error) {
 	}
 	p.ml = ml
 	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
+	p.ctx, p.cancel = ctx, cancel
 	p.refresh()
 	go p.watch(ctx)
 	if len(cfg.Seeds) > 0 {
@@ -251,6 +271,7 @@ func (p *Pool) shutdown(leaveErr error) error {
 	serr := p.ml.Shutdown()
 	p.cancel()
 	<-p.done
+	p.vwg.Wait()
 	if err := errors.Join(leaveErr, serr); err != nil {
 		return fmt.Errorf("membership: close: %w", err)
 	}
@@ -273,6 +294,7 @@ func (p *Pool) watch(ctx context.Context) {
 			p.refresh()
 		case <-rejoin.C:
 			p.rejoinMissing()
+			p.refresh() // verifications due again
 		}
 	}
 }
@@ -308,11 +330,14 @@ func (p *Pool) rejoinMissing() {
 
 // refresh rebuilds the view from the members memberlist reported (joined
 // or updated, and not since left or declared dead) and reports a change.
+// Members not verified (yet) are kept out of the election and listed
+// apart.
 func (p *Pool) refresh() {
 	p.mu.Lock()
 	nodes := maps.Clone(p.nodes)
 	p.mu.Unlock()
 	var ms []Member
+	var un []Unverified
 	for name, n := range nodes {
 		meta, err := decodeMeta(n.meta)
 		if err != nil {
@@ -323,10 +348,16 @@ func (p *Pool) refresh() {
 			p.log.Warn("ignoring member of another routing group", "peer", name, "peer_rg", meta.RG)
 			continue
 		}
-		ms = append(ms, Member{Name: name, Addr: n.addr, Meta: meta})
+		m := Member{Name: name, Addr: n.addr, Meta: meta}
+		if ok, reason := p.verified(m); !ok {
+			un = append(un, Unverified{Member: m, Reason: reason})
+			continue
+		}
+		ms = append(ms, m)
 	}
-	v := newView(ms)
+	v := newView(ms, un)
 	p.mu.Lock()
+	p.forgetChecks(nodes)
 	for _, m := range ms {
 		p.known[m.Name] = m.Addr
 	}

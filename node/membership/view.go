@@ -12,11 +12,21 @@ type Member struct {
 	Meta
 }
 
-// View is a pool's membership at one moment: the live members of this
-// routing group sorted by election rank (the master first).
+// View is a pool's membership at one moment: the live, verified members
+// of this routing group sorted by election rank (the master first), and
+// apart from them the live ones that are not verified (by name).
 type View struct {
 	Members []Member `json:"members"`
 	Master  string   `json:"master"` // "" when no member is alive (never for a running pool: it has itself)
+	// Unverified are gossip members whose identity is not proven
+	// (Config.Verify): never master, never a member for anything else.
+	Unverified []Unverified `json:"unverified,omitempty"`
+}
+
+// Unverified is a live gossip member that does not count, and why.
+type Unverified struct {
+	Member
+	Reason string `json:"reason"`
 }
 
 // rank orders members for master election: higher priority first, then
@@ -28,10 +38,12 @@ func rank(a, b Member) int {
 	return cmp.Compare(a.Name, b.Name)
 }
 
-func newView(members []Member) View {
+func newView(members []Member, unverified []Unverified) View {
 	ms := slices.Clone(members)
 	slices.SortFunc(ms, rank)
-	v := View{Members: ms}
+	un := slices.Clone(unverified)
+	slices.SortFunc(un, func(a, b Unverified) int { return cmp.Compare(a.Name, b.Name) })
+	v := View{Members: ms, Unverified: un}
 	if len(ms) > 0 {
 		v.Master = ms[0].Name
 	}
@@ -49,7 +61,7 @@ func (v View) Member(name string) (Member, bool) {
 }
 
 // Equal reports whether two views have the same members (with the same
-// metadata) and the same master.
+// metadata), the same master and the same unverified members.
 func (v View) Equal(o View) bool {
-	return v.Master == o.Master && slices.Equal(v.Members, o.Members)
+	return v.Master == o.Master && slices.Equal(v.Members, o.Members) && slices.Equal(v.Unverified, o.Unverified)
 }

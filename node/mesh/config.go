@@ -52,11 +52,17 @@ type Timers struct {
 	Refresh       time.Duration `yaml:"refresh"`        // re-origination period
 	SyncInterval  time.Duration `yaml:"sync_interval"`  // periodic X-LINK2STATE
 	CollectWindow time.Duration `yaml:"collect_window"` // a new master waits this long for observations
+	// ObservationLease is how long a master keeps what a member session
+	// reported after the session ended (and the pair states a new master
+	// carried over from the last record): the member has that long to
+	// reconnect and report again (observations.go).
+	ObservationLease time.Duration `yaml:"observation_lease"`
 }
 
 // DefaultTimers returns the link-state periods of a node that sets none.
 func DefaultTimers() Timers {
-	return Timers{TTL: time.Hour, Refresh: 30 * time.Minute, SyncInterval: 30 * time.Second, CollectWindow: 500 * time.Millisecond}
+	return Timers{TTL: time.Hour, Refresh: 30 * time.Minute, SyncInterval: 30 * time.Second, CollectWindow: 500 * time.Millisecond,
+		ObservationLease: 30 * time.Second}
 }
 
 func (p ProbeConfig) withDefaults() ProbeConfig {
@@ -96,6 +102,9 @@ func (t Timers) withDefaults() Timers {
 	}
 	if t.CollectWindow <= 0 {
 		t.CollectWindow = d.CollectWindow
+	}
+	if t.ObservationLease <= 0 {
+		t.ObservationLease = d.ObservationLease
 	}
 	return t
 }
@@ -157,9 +166,16 @@ type Config struct {
 	// Identify names a port-691 peer from its verified certificate
 	// (channel.ServerConfig.Identify); nil: peers are not identified.
 	Identify func(cs *tls.ConnectionState) (node, rg string, ok bool)
-	Now      func() time.Time
-	Logger   *slog.Logger
-	HeloName string
+	// MemberTLS, when set, is the client TLS that proves a gossip member
+	// is node: its handshake must fail unless the member's certificate
+	// names node in this routing group. A member counts (election,
+	// record, channel) only once such a handshake with its advertised
+	// link-state address succeeded (membership.Config.Verify). Nil: every
+	// gossip member counts (mesh.insecure_plaintext).
+	MemberTLS func(node string) *tls.Config
+	Now       func() time.Time
+	Logger    *slog.Logger
+	HeloName  string
 }
 
 func (c *Config) setDefaults() error {

@@ -23,6 +23,14 @@
 // its group's last record) into its first record, and a connector whose
 // source bridgeheads have all left the group is advertised down.
 //
+// Membership is bound to certificates: a gossip member counts only after
+// verifyMember proved, by a mutual-TLS handshake with its advertised
+// port-691 address, that its certificate names it in this routing group
+// (membership.Config.Verify). What a member reports to the master is held
+// per port-691 session and ends mesh.observation_lease after the session
+// (observations.go). The port-691 server asks the mesh everything through
+// one channel.ServerDelegate (delegate.go).
+//
 // Everything that changes master state runs on one goroutine (run); the
 // callbacks of memberlist, the channel and the interposer only post to it
 // or touch the LSDB, which is safe for concurrent use.

@@ -13,11 +13,21 @@ import (
 // masterState is what a master folds into its group's record. Guarded by
 // Mesh.mu.
 type masterState struct {
-	since   time.Time                            // when this node became master (zero: not master)
-	states  map[string]*linkstate.ConnectorState // by connector name
-	latest  map[pairKey]channel.Observation      // newest observation per pair
-	current *linkstate.Record                    // last record we originated
-	admin   map[string]channel.AdminState        // operator overrides by connector
+	since  time.Time                            // when this node became master (zero: not master)
+	states map[string]*linkstate.ConnectorState // by connector name
+	// obs holds the newest observation per pair of each reporter: this
+	// node's own prober (ownReporter), the pairs carried over from the
+	// group's last record (seedReporter), and each member session
+	// (channel.Session.ID). A pair's state is the newest over reporters.
+	obs map[uint64]map[pairKey]channel.Observation
+	// leases: reporters that ended (a member session closed, the seeds of
+	// a new master) and when their observations end (observations.go).
+	leases map[uint64]time.Time
+	// fed: the pairs fed into states, so that a pair no reporter holds
+	// any more is forgotten there.
+	fed     map[pairKey]bool
+	current *linkstate.Record             // last record we originated
+	admin   map[string]channel.AdminState // operator overrides by connector
 	// decommissioned: a tombstone for our group is held (logged once).
 	decommissioned bool
 }
@@ -25,19 +35,20 @@ type masterState struct {
 type pairKey struct{ Connector, Source, Target string }
 
 func newMasterState() masterState {
-	return masterState{states: map[string]*linkstate.ConnectorState{}, latest: map[pairKey]channel.Observation{},
-		admin: map[string]channel.AdminState{}}
+	return masterState{states: map[string]*linkstate.ConnectorState{}, obs: map[uint64]map[pairKey]channel.Observation{},
+		leases: map[uint64]time.Time{}, fed: map[pairKey]bool{}, admin: map[string]channel.AdminState{}}
 }
 
 // onMemberObservations is the channel server's callback (master only).
 // A member probes only the pairs whose source it is: an observation of
 // another node's pair is refused, so that one member (holding a valid
-// certificate of the group) cannot advertise its peers' links down.
-func (m *Mesh) onMemberObservations(from string, obs []channel.Observation) {
+// certificate of the group) cannot advertise its peers' links down. What
+// it reports is held for its session only (observations.go).
+func (m *Mesh) onMemberObservations(from channel.Session, obs []channel.Observation) {
 	kept := obs[:0:0]
 	for _, o := range obs {
-		if o.Source != from {
-			m.log.Warn("observation refused", "peer", from, "connector", o.Connector, "pair_source", o.Source,
+		if o.Source != from.Node || from.Node == m.cfg.Node {
+			m.log.Warn("observation refused", "peer", from.Node, "connector", o.Connector, "pair_source", o.Source,
 				"pair_target", o.Target, "reason", "source is not the member that sent it")
 			m.mu.Lock()
 			m.stats.ObservationsRefused++
@@ -47,24 +58,13 @@ func (m *Mesh) onMemberObservations(from string, obs []channel.Observation) {
 		kept = append(kept, o)
 	}
 	if len(kept) > 0 {
-		m.foldObservations(kept)
+		m.foldObservations(from.ID, kept)
 	}
 }
 
-// foldObservations records observations in the master state, keeping the
-// newest per pair, and asks for a new record.
-func (m *Mesh) foldObservations(obs []channel.Observation) {
-	m.mu.Lock()
-	for _, o := range obs {
-		k := pairKey{o.Connector, o.Source, o.Target}
-		if prev, ok := m.master.latest[k]; ok && prev.At.After(o.At) {
-			continue
-		}
-		m.master.latest[k] = o
-	}
-	m.mu.Unlock()
-	m.poke()
-}
+// verifyWait bounds how long a new master waits for the first
+// verification of members that have just joined.
+const verifyWait = 5 * time.Second
 
 // originate builds and installs a new record of our group when this node
 // is master and something changed. It returns how long to wait before
@@ -79,11 +79,19 @@ func (m *Mesh) originate() time.Duration {
 	}
 	if m.master.since.IsZero() {
 		m.master.since = now
-		m.seedMasterLocked()
+		m.seedMasterLocked(now)
 		m.log.Info("became routing group master; collecting observations", "window", m.cfg.CollectWindow)
 	}
 	if wait := m.master.since.Add(m.cfg.CollectWindow).Sub(now); wait > 0 {
 		return wait
+	}
+	// A member that joined a moment ago may outrank us once its
+	// certificate is verified (membership: unverified members do not
+	// count): wait for first verifications, a bounded time.
+	if m.pool != nil && m.pool.Pending() > 0 {
+		if wait := m.master.since.Add(m.cfg.CollectWindow + verifyWait).Sub(now); wait > 0 {
+			return min(wait, 50*time.Millisecond)
+		}
 	}
 	// Our own pairs not probed yet (a node that just started) would be
 	// missing from the first record: give their first probe its timeout.
@@ -144,6 +152,7 @@ func (m *Mesh) buildRecordLocked(now time.Time) (*linkstate.Record, error) {
 		}
 		rec.Connectors = append(rec.Connectors, k)
 	}
+	m.endLeasesLocked(now)
 	// Bridges are judged on the graph with this record in it.
 	records := replaceRecord(m.db.Snapshot().Records(), rec)
 	bridges := linkstate.Bridges(records)
@@ -196,28 +205,28 @@ func (m *Mesh) buildRecordLocked(now time.Time) (*linkstate.Record, error) {
 // pairs of the last record of its group in the LSDB (what the old master
 // advertised for the other members). Seeds from the record carry no time,
 // so any observation a member sends on its new session replaces them.
-func (m *Mesh) seedMasterLocked() {
-	for _, o := range m.probe.observations() {
-		k := pairKey{o.Connector, o.Source, o.Target}
-		if prev, ok := m.master.latest[k]; !ok || !prev.At.After(o.At) {
-			m.master.latest[k] = o
-		}
-	}
+//
+// The seeds stand for what members told the old master; they end after
+// mesh.observation_lease like an ended session's, by when each member
+// has told the new master itself.
+func (m *Mesh) seedMasterLocked(now time.Time) {
+	m.holdLocked(ownReporter, m.probe.observations())
 	rec, ok := m.db.Snapshot().Get(m.cfg.RG)
 	if !ok {
 		return
 	}
+	var seeds []channel.Observation
 	for _, c := range rec.Connectors {
 		if c.Suppressed {
 			continue // frozen by damping or an override: not observations
 		}
 		for _, p := range c.Pairs {
-			k := pairKey{c.ID, p.Source, p.Target}
-			if _, ok := m.master.latest[k]; !ok {
-				m.master.latest[k] = channel.Observation{Connector: c.ID, Source: p.Source, Target: p.Target, Up: p.Up}
-			}
+			seeds = append(seeds, channel.Observation{Connector: c.ID, Source: p.Source, Target: p.Target, Up: p.Up})
 		}
 	}
+	m.master.obs[seedReporter] = nil
+	m.holdLocked(seedReporter, seeds)
+	m.master.leases[seedReporter] = now.Add(m.cfg.ObservationLease)
 }
 
 // downWithoutSources advertises a connector whose listed source
@@ -266,19 +275,24 @@ func (m *Mesh) connectorStateLocked(id string) (*linkstate.ConnectorState, error
 }
 
 // applyObservationsLocked feeds the newest observation of each pair of
-// connector id into its state, and forgets pairs whose source bridgehead
-// has left the group.
+// connector id (over every reporter still held) into its state, and
+// forgets the pairs no reporter holds any more: those whose source
+// bridgehead has left the group, and those only an ended session (past
+// its lease) had reported.
 func (m *Mesh) applyObservationsLocked(now time.Time, id string, st *linkstate.ConnectorState, live map[string]bool) {
-	for k, o := range m.master.latest {
+	cur := m.currentObservationsLocked(id, live)
+	for k, o := range cur {
+		st.Observe(now, k.Source, k.Target, o.Up)
+		m.master.fed[k] = true
+	}
+	for k := range m.master.fed {
 		if k.Connector != id {
 			continue
 		}
-		if !live[k.Source] {
+		if _, held := cur[k]; !held {
 			st.Forget(now, k.Source, k.Target)
-			delete(m.master.latest, k)
-			continue
+			delete(m.master.fed, k)
 		}
-		st.Observe(now, k.Source, k.Target, o.Up)
 	}
 }
 

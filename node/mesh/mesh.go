@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -150,17 +151,8 @@ func (m *Mesh) Start() error {
 	m.updateOwned(m.db.Snapshot().All(), true)
 	m.srv = channel.NewServer(channel.ServerConfig{
 		Listener: m.cfg.LinkState, TLS: m.cfg.ServerTLS, Node: m.cfg.Node, RG: m.cfg.RG,
-		Master:     func() string { return m.View().Master },
-		Authorize:  m.authorizeMember,
-		Records:    m.encodedAll,
-		OnObserve:  m.onMemberObservations,
-		OnRecords:  func(from string, recs [][]byte) { m.installEncoded(recs, false) },
-		OnAdmin:    func(from, name string, st channel.AdminState) { m.setAdmin(name, st) },
-		Track:      m.cfg.Track,
-		AllowTrack: m.cfg.AllowTrack,
-		Holds:      m.cfg.Holds,
-		Identify:   m.cfg.Identify,
-		Logger:     m.log,
+		Delegate: channelDelegate{m}, Identities: m.cfg.Identify != nil, Logger: m.log,
+		Holds: m.cfg.Holds,
 	})
 	m.cli.Store(channel.NewClient(channel.ClientConfig{
 		Node: m.cfg.Node, RG: m.cfg.RG, TLS: m.cfg.ChannelTLS, Dial: m.cfg.Dial,
@@ -175,10 +167,15 @@ func (m *Mesh) Start() error {
 	if _, v := m.orgRecord(); v > 0 {
 		m.meta.Org = v
 	}
+	var verify func(context.Context, membership.Member) error
+	if m.cfg.MemberTLS != nil {
+		verify = m.verifyMember
+	}
 	pool, err := membership.Start(membership.Config{
-		Name: m.cfg.Node,
-		Meta: m.meta,
-		Bind: m.cfg.GossipBind, Advertise: m.cfg.GossipAdvertise, Seeds: m.cfg.Seeds, Key: m.cfg.GossipKey,
+		Verify: verify,
+		Name:   m.cfg.Node,
+		Meta:   m.meta,
+		Bind:   m.cfg.GossipBind, Advertise: m.cfg.GossipAdvertise, Seeds: m.cfg.Seeds, Key: m.cfg.GossipKey,
 		Fast: m.cfg.FastGossip, Transport: m.cfg.GossipTransport, OnChange: m.onView, Logger: m.log,
 	})
 	if err != nil {
@@ -248,6 +245,26 @@ func (m *Mesh) onView(v membership.View) {
 		m.cli.Load().SetMaster(mm.LinkState)
 	}
 	m.poke()
+}
+
+// verifyMember proves that gossip member mb is the node it names: a
+// mutual-TLS handshake with the port-691 address it advertises, whose
+// certificate must name mb.Name in our routing group (MemberTLS checks
+// it). Nothing is sent after the handshake.
+func (m *Mesh) verifyMember(ctx context.Context, mb membership.Member) error {
+	if mb.LinkState == "" {
+		return errors.New("mesh: member advertises no link-state address")
+	}
+	conn, err := m.cfg.Dial(ctx, "tcp", mb.LinkState)
+	if err != nil {
+		return fmt.Errorf("mesh: verify member %s: %w", mb.Name, err)
+	}
+	defer conn.Close()
+	tc := tls.Client(conn, m.cfg.MemberTLS(mb.Name))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("mesh: verify member %s at %s: %w", mb.Name, mb.LinkState, err)
+	}
+	return nil
 }
 
 // authorizeMember admits to the channel only live members of our pool.

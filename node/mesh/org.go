@@ -7,6 +7,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/meshd/meshd/linkstate"
 )
 
 // OrgDocs is the node's organisation document as the mesh floods it
@@ -27,7 +29,7 @@ type OrgDocs interface {
 // record kind of its own beside linkstate's "MLSR" (linkstate/PROTOCOL.md,
 // "Organisation document"). Nodes that do not know it refuse it as a
 // record of bad magic.
-const orgMagic = "MORG\x01"
+const orgMagic = linkstate.OrgRecordMagic
 
 // sumMagic starts the X-LINK2STATE summaries of a node that holds an
 // organisation document: its version and content hash, then linkstate's
@@ -39,7 +41,7 @@ const sumMagic = "MSUM\x01"
 const MaxOrgRecord = 256<<10 + len(orgMagic)
 
 // IsOrgRecord reports whether b is an organisation document record.
-func IsOrgRecord(b []byte) bool { return bytes.HasPrefix(b, []byte(orgMagic)) }
+func IsOrgRecord(b []byte) bool { return linkstate.IsOrgRecord(b) }
 
 // OrgRecord wraps an encoded signed document as a record.
 func OrgRecord(doc []byte) []byte { return append([]byte(orgMagic), doc...) }

@@ -334,7 +334,7 @@ func (m *Mesh) observed(o channel.Observation) {
 	m.mu.Unlock()
 	m.log.Info("bridgehead pair state", "connector", o.Connector, "peer", o.Target, "up", o.Up)
 	if m.IsMaster() {
-		m.foldObservations([]channel.Observation{o})
+		m.foldObservations(ownReporter, []channel.Observation{o})
 		return
 	}
 	m.cli.Load().Observe(o)

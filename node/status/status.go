@@ -31,6 +31,9 @@ type MemberStatus struct {
 	LinkState string `json:"linkstate"`
 	Priority  uint32 `json:"priority"`
 	Master    bool   `json:"master"`
+	// Unverified, for a gossip member that has not proven its name with
+	// a certificate (it counts for nothing), says why.
+	Unverified string `json:"unverified,omitempty"`
 }
 
 // RGStatus is one routing group's record.
@@ -106,6 +109,9 @@ func read(src Source, now time.Time) view {
 	}
 	for _, m := range mv.Members {
 		st.Members = append(st.Members, MemberStatus{Name: m.Name, SMTP: m.SMTP, LinkState: m.LinkState, Priority: m.Priority, Master: m.Name == mv.Master})
+	}
+	for _, m := range mv.Unverified {
+		st.Members = append(st.Members, MemberStatus{Name: m.Name, SMTP: m.SMTP, LinkState: m.LinkState, Priority: m.Priority, Unverified: m.Reason})
 	}
 	slices.SortFunc(st.Members, func(a, b MemberStatus) int { return cmp.Compare(a.Name, b.Name) })
 	// The page lists the LSDB as the admin API's GET /api/mesh/lsdb shows

@@ -1,0 +1,62 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
+)
+
+// TestUnverifiedMemberNeverCounts: a member that joins with the pool's
+// key and the highest priority but cannot prove its name stays out of
+// the view (never master) and is listed as unverified with the reason;
+// once it can prove it, it counts.
+func TestUnverifiedMemberNeverCounts(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	var allowRogue atomic.Bool
+	verify := func(_ context.Context, m Member) error {
+		if m.Name == "rogue" && !allowRogue.Load() {
+			return errors.New("no certificate")
+		}
+		return nil
+	}
+	startV := func(name string, prio uint32, seeds ...string) *Pool {
+		p, err := Start(Config{Name: name, Meta: Meta{RG: "rg1", SMTP: "127.0.0.1:25", LinkState: "127.0.0.1:691", Priority: prio},
+			Bind: "127.0.0.1:0", Seeds: seeds, Key: key, Fast: true, Logger: quiet, Verify: verify, VerifyRetry: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := startV("a", 0)
+	defer a.Close()
+	b := startV("b", 0, a.Addr())
+	defer b.Close()
+	testkit.Eventually(t, 5*time.Second, "a and b", sameView([]string{"a", "b"}, "a", a, b))
+	rogue, _ := start(t, "rogue", "rg1", 1000, key, a.Addr())
+	defer rogue.Close()
+	testkit.Eventually(t, 5*time.Second, "rogue listed unverified", func() error {
+		for _, p := range []*Pool{a, b} {
+			v := p.View()
+			if len(v.Unverified) != 1 || v.Unverified[0].Name != "rogue" || v.Unverified[0].Reason != "no certificate" {
+				return errors.New(p.cfg.Name + " does not list the rogue as unverified")
+			}
+		}
+		return nil
+	})
+	// Sampled over several verification retries: it never counts.
+	for range 10 {
+		if err := sameView([]string{"a", "b"}, "a", a, b)(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // sampling across retries, not waiting for a condition
+	}
+	allowRogue.Store(true)
+	testkit.Eventually(t, 5*time.Second, "proven member counts", sameView([]string{"rogue", "a", "b"}, "rogue", a, b))
+	if v := a.View(); len(v.Unverified) != 0 {
+		t.Fatalf("still unverified: %+v", v.Unverified)
+	}
+}
