@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // pyDKIMVerify runs Debian's dkimverify (python3-dkim's dkim.dkimverify,
@@ -109,7 +110,12 @@ func TestE2EDKIMSigning(t *testing.T) {
 		}
 		t.Logf("dkimverify --index %d: %s", i, strings.TrimSpace(out))
 	}
-	if !strings.Contains(dns.Output(), "rsa1._domainkey.example.org") || !strings.Contains(dns.Output(), "ed1._domainkey.example.org") {
+	// dnsmasq writes its query log after it answers: wait for both lines.
+	askedBoth := func() bool {
+		out := dns.Output()
+		return strings.Contains(out, "rsa1._domainkey.example.org") && strings.Contains(out, "ed1._domainkey.example.org")
+	}
+	if !testkit.Poll(5*time.Second, askedBoth) {
 		t.Errorf("dkimverify did not ask dnsmasq for both keys:\n%s", dns.Output())
 	}
 	tampered := strings.Replace(signed, "Second line.", "Second line!", 1)
