@@ -56,6 +56,11 @@ func TestMeshHopInDoubtDeliversOnce(t *testing.T) {
 	tm.mu.Unlock()
 
 	// Mail until one copy has gone to a1 and a1 was killed after its commit.
+	// b1 never crashes; its node is read once, before a1's crash (which
+	// writes tm.nodes from the hook's goroutine) can start.
+	tm.mu.Lock()
+	sender := tm.nodes["b1"]
+	tm.mu.Unlock()
 	var accepted []string
 	for i := 0; i < 40 && !cut.Load(); i++ {
 		id := fmt.Sprintf("<doubt%d@test>", i)
@@ -64,7 +69,7 @@ func TestMeshHopInDoubtDeliversOnce(t *testing.T) {
 		}
 		accepted = append(accepted, id)
 		poll(t, 20*time.Second, id+" relayed, or a1 killed", func() error {
-			if cut.Load() || tm.nodes["b1"].q.Stats().Messages == 0 {
+			if cut.Load() || sender.q.Stats().Messages == 0 {
 				return nil
 			}
 			return errors.New("b1 still holds it")
