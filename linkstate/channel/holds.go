@@ -115,32 +115,12 @@ func Holds(ctx context.Context, dial Dialer, tc *tls.Config, addr, self string, 
 	if len(ids) > maxHoldsIDs {
 		return nil, fmt.Errorf("channel: holds: %d IDs exceed %d", len(ids), maxHoldsIDs)
 	}
-	if dial == nil {
-		d := &net.Dialer{Timeout: 5 * time.Second}
-		dial = d.DialContext
-	}
-	conn, _, err := dialHello(ctx, dial, tc, addr, hello{Version: Version, Role: RoleHolds, Node: self})
+	p, err := request(ctx, dial, tc, addr, hello{Version: Version, Role: RoleHolds, Node: self},
+		fHoldsReq, encodeHoldsReq(ids), fHoldsResp, 15*time.Second, "holds")
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	conn.SetDeadline(time.Now().Add(15 * time.Second))
-	if err := writeFrame(bufio.NewWriter(conn), fHoldsReq, encodeHoldsReq(ids)); err != nil {
-		return nil, fmt.Errorf("channel: holds %s: %w", addr, err)
-	}
-	t, p, err := readFrame(conn)
-	if err != nil {
-		return nil, fmt.Errorf("channel: holds %s: %w", addr, err)
-	}
-	switch t {
-	case fHoldsResp:
-		return decodeHoldsResp(p, len(ids))
-	case fRefuse:
-		return nil, decodeRefuse(p)
-	}
-	return nil, fmt.Errorf("channel: holds %s: unexpected frame %d", addr, t)
+	return decodeHoldsResp(p, len(ids))
 }
 
 // serveHolds answers one holds client that has greeted (see

@@ -89,32 +89,44 @@ func Track(ctx context.Context, dial Dialer, tc *tls.Config, addr string, keys [
 	if len(keys) > maxTrackKeys {
 		keys = keys[:maxTrackKeys]
 	}
+	p, err := request(ctx, dial, tc, addr, hello{Version: Version, Role: RoleTrack, Node: "track"},
+		fTrackReq, encodeTrackReq(keys), fTrackResp, 30*time.Second, "track")
+	if err != nil {
+		return nil, err
+	}
+	return decodeTrackResp(p)
+}
+
+// request runs the one-request roles of the channel (tracking, holds):
+// HELLO as h, one request frame, one response frame of type resp (a
+// REFUSE is returned as its error), all within timeout after the greeting.
+func request(ctx context.Context, dial Dialer, tc *tls.Config, addr string, h hello, req frameType, body []byte, resp frameType, timeout time.Duration, what string) ([]byte, error) {
 	if dial == nil {
 		d := &net.Dialer{Timeout: 5 * time.Second}
 		dial = d.DialContext
 	}
-	conn, _, err := dialHello(ctx, dial, tc, addr, hello{Version: Version, Role: RoleTrack, Node: "track"})
+	conn, _, err := dialHello(ctx, dial, tc, addr, h)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	if err := writeFrame(bufio.NewWriter(conn), fTrackReq, encodeTrackReq(keys)); err != nil {
-		return nil, fmt.Errorf("channel: track %s: %w", addr, err)
+	conn.SetDeadline(time.Now().Add(timeout))
+	if err := writeFrame(bufio.NewWriter(conn), req, body); err != nil {
+		return nil, fmt.Errorf("channel: %s %s: %w", what, addr, err)
 	}
 	t, p, err := readFrame(conn)
 	if err != nil {
-		return nil, fmt.Errorf("channel: track %s: %w", addr, err)
+		return nil, fmt.Errorf("channel: %s %s: %w", what, addr, err)
 	}
 	switch t {
-	case fTrackResp:
-		return decodeTrackResp(p)
+	case resp:
+		return p, nil
 	case fRefuse:
 		return nil, decodeRefuse(p)
 	}
-	return nil, fmt.Errorf("channel: track %s: unexpected frame %d", addr, t)
+	return nil, fmt.Errorf("channel: %s %s: unexpected frame %d", what, addr, t)
 }
 
 // serveTrack answers one tracking client that has greeted (see
