@@ -188,3 +188,24 @@ func End(body []byte) int {
 	}
 	return len(body)
 }
+
+// ToCRLF turns every bare LF and lone CR of a message into CRLF: the queue
+// and every outbound session hold content with CRLF line ends only.
+func ToCRLF(b []byte) []byte {
+	var out bytes.Buffer
+	out.Grow(len(b) + len(b)/32)
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '\r':
+			out.WriteString("\r\n")
+			if i+1 < len(b) && b[i+1] == '\n' {
+				i++
+			}
+		case '\n':
+			out.WriteString("\r\n")
+		default:
+			out.WriteByte(c)
+		}
+	}
+	return out.Bytes()
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
+	"github.com/meshd/meshd/header"
 )
 
 // Message is what the chain is told about one message.
@@ -392,7 +393,7 @@ func (r *result) apply(v *Verdict, m *message) []string {
 		}
 	}
 	if replaced {
-		m.body = crlf(body)
+		m.body = header.ToCRLF(body)
 		m.ensureSep()
 		edits = append(edits, "replace_body")
 	}

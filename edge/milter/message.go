@@ -173,24 +173,3 @@ func (m *message) ensureSep() {
 		m.sep = []byte("\r\n")
 	}
 }
-
-// crlf turns every bare LF (and bare CR) of a milter's replacement body
-// into CRLF: the queue holds messages with CRLF line ends only.
-func crlf(b []byte) []byte {
-	var out bytes.Buffer
-	out.Grow(len(b) + len(b)/32)
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; c {
-		case '\r':
-			out.WriteString("\r\n")
-			if i+1 < len(b) && b[i+1] == '\n' {
-				i++
-			}
-		case '\n':
-			out.WriteString("\r\n")
-		default:
-			out.WriteByte(c)
-		}
-	}
-	return out.Bytes()
-}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"time"
+
+	"github.com/meshd/meshd/header"
 )
 
 // foldAt is where header lines are folded when a space allows it (RFC 5322 §2.1.1 "SHOULD").
@@ -46,7 +48,7 @@ type original struct {
 }
 
 func parseOriginal(msg []byte) original {
-	raw := toCRLF(msg)
+	raw := header.ToCRLF(msg)
 	o := original{raw: raw, header: raw}
 	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
 		o.header = raw[:i+2]
@@ -108,26 +110,6 @@ func (r Report) maxFull() int {
 		return r.MaxFullBytes
 	}
 	return DefaultMaxFullBytes
-}
-
-// toCRLF turns LF and lone CR line ends into CRLF.
-func toCRLF(b []byte) []byte {
-	var out bytes.Buffer
-	out.Grow(len(b) + len(b)/32)
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; c {
-		case '\r':
-			out.WriteString("\r\n")
-			if i+1 < len(b) && b[i+1] == '\n' {
-				i++
-			}
-		case '\n':
-			out.WriteString("\r\n")
-		default:
-			out.WriteByte(c)
-		}
-	}
-	return out.Bytes()
 }
 
 func longestLine(b []byte) int {
