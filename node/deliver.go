@@ -19,8 +19,8 @@ func (n *Node) newDeliverer(opts Options) (*delivery.Deliverer, error) {
 		deps.Mesh = n.mesh
 		deps.Doubts = doubts{n}
 	}
-	if n.id.enabled() {
-		deps.HopTLS = n.id.clientTLS("hop", false)
+	if n.id.Enabled() {
+		deps.HopTLS = n.id.ClientTLS("hop", false)
 	}
 	return delivery.New(n.cfg, deps)
 }

@@ -2,13 +2,10 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/meshd/meshd/linkstate/channel"
-	"github.com/meshd/meshd/pki"
 	"github.com/meshd/meshd/queue"
 )
 
@@ -64,8 +61,8 @@ func (d doubts) Holds(ctx context.Context, doubt queue.Doubt) (queue.Holding, er
 	ctx, cancel := context.WithTimeout(ctx, doubtAskTimeout)
 	defer cancel()
 	tc := d.n.finder.TLS
-	if d.n.id.enabled() && doubt.Node != "" {
-		tc = d.n.id.holdsTLS(doubt.Node)
+	if d.n.id.Enabled() && doubt.Node != "" {
+		tc = d.n.id.HoldsTLS(doubt.Node)
 	}
 	ans, err := channel.Holds(ctx, d.n.finder.Dial, tc, addr, d.n.cfg.Node.Name, []string{doubt.CopyID})
 	if err != nil {
@@ -78,30 +75,6 @@ func (d doubts) Holds(ctx context.Context, doubt queue.Doubt) (queue.Holding, er
 		return queue.Done, nil
 	}
 	return queue.Unknown, nil
-}
-
-// holdsTLS is the client TLS of a holds request to node: its certificate
-// must be the organisation's and name that node, the one that took the
-// copy. Unlike tracking it does not need the LSDB to list the node: a node
-// that was just restarted may be missing from another group's copy of its
-// group's record for a while, and it is exactly the node to ask then.
-func (id *identity) holdsTLS(node string) *tls.Config {
-	c := id.pki.ClientConfig(func(p pki.Identity) error {
-		if p.Node != node {
-			return fmt.Errorf("node: holds request for %s answered by %s", node, p)
-		}
-		return nil
-	})
-	verify := c.VerifyConnection
-	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		if err := verify(cs); err != nil {
-			id.refused.WithLabelValues("holds").Inc()
-			id.n.log.Warn("refusing mesh peer: its certificate does not name the node asked", "channel", "holds", "peer", cs.ServerName, "err", err)
-			return err
-		}
-		return nil
-	}
-	return c
 }
 
 // answerHolds serves the holds requests of the port-691 listener from the

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/delivery"
+	"github.com/meshd/meshd/node/identity"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/node/tracking"
 	"github.com/meshd/meshd/smtp"
@@ -48,17 +49,17 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 	// unverified TLS (encrypted, believed by address).
 	var clientTLS, channelTLS, channelClientTLS, trackTLS, meshTLS *tls.Config
 	var identify func(*tls.ConnectionState) (string, string, bool)
-	allowTrack := n.policy.isMeshPeer
+	allowTrack := n.policy.IsMeshPeer
 	switch {
-	case n.id.enabled():
-		meshTLS = n.id.serverTLS("listener")
-		clientTLS = n.id.clientTLS("xlink", false)
-		channelTLS, channelClientTLS = n.id.serverTLS("channel"), n.id.clientTLS("channel", true)
-		trackTLS = n.id.clientTLS("track", false)
-		identify = n.id.channelPeer
+	case n.id.Enabled():
+		meshTLS = n.id.ServerTLS("listener")
+		clientTLS = n.id.ClientTLS("xlink", false)
+		channelTLS, channelClientTLS = n.id.ServerTLS("channel"), n.id.ClientTLS("channel", true)
+		trackTLS = n.id.ClientTLS("track", false)
+		identify = n.id.ChannelPeer
 		allowTrack = nil
-		if len(n.policy.peers) > 0 {
-			allowTrack = n.policy.inMeshPeers
+		if n.policy.HasMeshPeers() {
+			allowTrack = n.policy.InMeshPeers
 		}
 	case tlsCfg != nil:
 		meshTLS = tlsCfg
@@ -84,8 +85,8 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		Holds: n.answerHolds,
 	}
 	n.finder.TLS = trackTLS
-	if n.id.enabled() {
-		mcfg.MemberTLS = n.id.memberTLS
+	if n.id.Enabled() {
+		mcfg.MemberTLS = n.id.MemberTLS
 	}
 	if n.org, err = newOrgDocs(&cfg, n.now, n.log, n.metrics.reg); err != nil {
 		lsLn.Close()
@@ -112,7 +113,8 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 	}
 	n.mesh = m
 	n.metrics.registerChannel(m.ChannelStats)
-	n.policy.mesh = m
+	n.policy.SetMesh(m)
+	n.id.SetMesh(m, identity.OrgFunc(n.orgNames))
 	n.meshSrv, err = smtp.NewServer(smtp.ServerConfig{
 		Hostname: cfg.Node.Hostname,
 		Listener: meshLn,
@@ -121,11 +123,11 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		// dialogue and X-LINK2STATE.
 		Extensions: []dialogue.Extension{xlink.NewExtension(xlink.Config{
 			Hostname: cfg.Node.Hostname, Store: m.Store(),
-			Allow:  n.id.peer,
+			Allow:  n.id.Peer,
 			Logger: n.log.With("listener", "mesh"),
 		})},
 		Mesh:          true,
-		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.peer(s.RemoteAddr, cs) },
+		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.Peer(s.RemoteAddr, cs) },
 		Limits:        limits,
 		Policy:        n.policy,
 		Sink:          &sink{n: n, source: "smtp"},

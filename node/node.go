@@ -21,7 +21,9 @@ import (
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/delivery"
+	"github.com/meshd/meshd/node/identity"
 	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/node/relay"
 	"github.com/meshd/meshd/node/tracking"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
@@ -67,9 +69,9 @@ type Node struct {
 	now     func() time.Time
 	q       *queue.Queue
 	metrics *metrics
-	policy  *relayPolicy
-	id      *identity // mesh identities (identity.go)
-	copyKey []byte    // keys copy IDs (meshroute.go): derived from mesh.org_key
+	policy  *relay.Policy
+	id      *identity.Node // mesh identities
+	copyKey []byte         // keys copy IDs (meshroute.go): derived from mesh.org_key
 
 	smtpSrv *smtp.Server
 	subSrv  *smtp.Server // nil when listen.submission is empty
@@ -132,7 +134,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if now == nil {
 		now = time.Now
 	}
-	n = &Node{cfg: cfg, log: log, now: now, policy: newRelayPolicy(cfg), listen: opts.Listen, logLevel: opts.LogLevel, reloadFn: opts.Reload,
+	n = &Node{cfg: cfg, log: log, now: now, policy: relay.New(cfg), listen: opts.Listen, logLevel: opts.LogLevel, reloadFn: opts.Reload,
 		afterQueued: opts.afterQueued}
 	n.live.Store(&cfg)
 	n.listenSMTP = n.listen
@@ -156,7 +158,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		return nil, err
 	}
 	n.finder = &tracking.Finder{Log: n.trk, Peers: n.trackPeers, Dial: opts.Dial}
-	tlsCfg, err := loadTLS(cfg, now())
+	tlsCfg, err := identity.LoadTLS(cfg.TLS, cfg.Node.DataDir, cfg.Node.Hostname, now())
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +191,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if n.dkim, err = n.newDKIM(); err != nil {
 		return nil, err
 	}
-	if n.id, err = newIdentity(n); err != nil {
+	if n.id, err = identity.New(cfg, n.policy, n.metrics.reg, now, log); err != nil {
 		return nil, err
 	}
 	n.copyKey = cfg.CopyIDKey()
@@ -205,7 +207,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		Listener:      smtpLn,
 		TLS:           tlsCfg,
 		Mesh:          len(cfg.Relay.MeshPeers) > 0,
-		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.peer(s.RemoteAddr, cs) },
+		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.Peer(s.RemoteAddr, cs) },
 		Limits:        limits,
 		Policy:        filterPolicy{n},
 		Sink:          &sink{n: n, source: "smtp"},

@@ -143,7 +143,7 @@ func (n *Node) applyOrg(s *orgdoc.Signed) {
 		n.mesh.SetTopology(mesh.Topology{Connectors: next.Connectors, LocalSpaces: next.LocalSpaces(),
 			TTL: next.Mesh.TTL, Refresh: next.Mesh.Refresh, Priority: next.Mesh.Priority})
 	}
-	n.policy.setLocal(next.LocalDomains)
+	n.policy.SetLocal(next.LocalDomains)
 	n.live.Store(&next)
 	n.log.Info("organisation document applied", "version", s.Doc.Version, "count", len(next.Connectors))
 }

@@ -1,4 +1,4 @@
-package node
+package identity
 
 import (
 	"crypto/ecdsa"
@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/meshd/meshd/node/config"
 )
 
 // Names of the generated certificate files inside <data_dir>/tls.
@@ -24,20 +26,21 @@ const (
 	selfSignedKey  = "selfsigned-key.pem"
 )
 
-// loadTLS returns the server TLS config: the configured certificate, or a
-// self-signed one generated once and kept in data_dir so that clients that
-// pin it keep working across restarts. It returns nil when TLS is off.
-func loadTLS(cfg Config, now time.Time) (*tls.Config, error) {
+// LoadTLS returns the server TLS config of the public listeners (tls.*):
+// the configured certificate, or a self-signed one for hostname generated
+// once and kept in dataDir/tls so that clients that pin it keep working
+// across restarts. It returns nil when TLS is off.
+func LoadTLS(c config.TLS, dataDir, hostname string, now time.Time) (*tls.Config, error) {
 	var cert tls.Certificate
 	var err error
 	switch {
-	case cfg.TLS.CertFile != "":
-		cert, err = tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	case c.CertFile != "":
+		cert, err = tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("node: load tls certificate %s: %w", cfg.TLS.CertFile, err)
+			return nil, fmt.Errorf("node: load tls certificate %s: %w", c.CertFile, err)
 		}
-	case cfg.TLS.SelfSigned:
-		cert, err = selfSigned(filepath.Join(cfg.Node.DataDir, "tls"), cfg.Node.Hostname, now)
+	case c.SelfSigned:
+		cert, err = selfSigned(filepath.Join(dataDir, "tls"), hostname, now)
 		if err != nil {
 			return nil, err
 		}
