@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -65,7 +66,8 @@ func (n *Node) newAuthRes() *authres.Checker {
 	if id == "" {
 		id = n.cfg.Node.Hostname
 	}
-	return &authres.Checker{AuthServID: id, Lookup: authres.NewLookup(n.cfg.Outbound.DNSServer, 5*time.Second)}
+	return &authres.Checker{AuthServID: id, Lookup: authres.NewLookup(n.cfg.Outbound.DNSServer, 5*time.Second),
+		Resolver: authres.NewResolver(n.cfg.Outbound.DNSServer, 5*time.Second)}
 }
 
 // authenticate removes the Authentication-Results fields that claim to
@@ -78,7 +80,11 @@ func (n *Node) authenticate(ctx context.Context, sess *smtp.Session, body []byte
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return append([]byte(n.authres.Field(ctx, body)), body...)
+	cl := authres.Client{Helo: sess.Helo, MailFrom: sess.From}
+	if tcp, ok := sess.RemoteAddr.(*net.TCPAddr); ok {
+		cl.IP = tcp.IP
+	}
+	return append([]byte(n.authres.Field(ctx, body, cl)), body...)
 }
 
 // filtered is what the chain left of a message.
