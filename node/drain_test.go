@@ -143,6 +143,10 @@ func TestDrainHandsQueueToMember(t *testing.T) {
 	if m := adminCall(t, a1, "GET", "/metrics", false, http.StatusOK, nil); !strings.Contains(m, "meshd_node_draining 1") {
 		t.Fatal("meshd_node_draining is not 1 while draining")
 	}
+	if page := adminCall(t, a1, "GET", "/status/", false, http.StatusOK, nil); !strings.Contains(page, "DRAINING since") ||
+		!strings.Contains(page, "drained: it can be stopped") {
+		t.Fatal("the status page does not say that a1 drains")
+	}
 
 	// The drain is durable: a restarted a1 still refuses new sessions.
 	tm.crash("a1")
@@ -170,5 +174,8 @@ func TestDrainHandsQueueToMember(t *testing.T) {
 	})
 	if m := adminCall(t, a1, "GET", "/metrics", false, http.StatusOK, nil); !strings.Contains(m, "meshd_node_draining 0") {
 		t.Fatal("meshd_node_draining is not 0 after undrain")
+	}
+	if page := adminCall(t, a1, "GET", "/status/", false, http.StatusOK, nil); strings.Contains(page, "DRAINING") {
+		t.Fatal("the status page says a1 drains after undrain")
 	}
 }
