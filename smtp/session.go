@@ -153,7 +153,7 @@ func addrString(a net.Addr) string {
 func (ss *session) Reset() {
 	ss.endTx()
 	ss.env = Envelope{}
-	ss.info.ID = ""
+	ss.info.ID, ss.info.From = "", ""
 	ss.refresh()
 }
 
@@ -234,7 +234,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 			return e
 		}
 	}
-	ss.info.ID = meshid.New()
+	ss.info.ID, ss.info.From = meshid.New(), from
 	ss.beginTx()
 	ss.env = Envelope{From: from}
 	if opts != nil {
