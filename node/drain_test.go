@@ -2,8 +2,10 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -71,7 +73,15 @@ func TestDrainHandsQueueToMember(t *testing.T) {
 			}
 		})
 	poll(t, 20*time.Second, "mesh converged", tm.converged)
-	tm.nw.Cut("a1", "b1")
+	// a1 cannot reach b1 (one way: b1 still reaches a1).
+	tm.mu.Lock()
+	tm.dialHook = func(node, addr string, dial func() (net.Conn, error)) (net.Conn, error) {
+		if node == "a1" && addr == tm.meshL["b1"] {
+			return nil, errors.New("test: a1 cut off from b1")
+		}
+		return dial()
+	}
+	tm.mu.Unlock()
 	a1 := tm.nodes["a1"]
 	var ids []string
 	for i := range 4 {
@@ -140,6 +150,18 @@ func TestDrainHandsQueueToMember(t *testing.T) {
 		}
 		return nil
 	})
+	// Another group goes around it: b1's probes meet the 421 greeting and
+	// its pair towards a1 goes down, so a1 is only a last resort there.
+	if d, _ := tm.nodes["b1"].Mesh().Routes().Route("x", "rga.test"); len(d.NextHops) != 2 {
+		t.Fatalf("b1 -> rga.test: next hops %v, want a1 and a2", d.NextHops)
+	}
+	poll(t, 10*time.Second, "b1's pair towards a1 down", func() error {
+		d, err := tm.nodes["b1"].Mesh().Routes().Route("x", "rga.test")
+		if err != nil || len(d.NextHops) != 2 || d.NextHops[0].Node != "a2" || d.NextHops[1].Up {
+			return fmt.Errorf("b1 -> rga.test: %v next hops %v", err, d.NextHops)
+		}
+		return nil
+	})
 	if m := adminCall(t, a1, "GET", "/metrics", false, http.StatusOK, nil); !strings.Contains(m, "meshd_node_draining 1") {
 		t.Fatal("meshd_node_draining is not 1 while draining")
 	}
@@ -158,7 +180,9 @@ func TestDrainHandsQueueToMember(t *testing.T) {
 		t.Fatalf("restarted draining node: %v, want 421 4.3.2", err)
 	}
 
-	tm.nw.Heal("a1", "b1")
+	tm.mu.Lock()
+	tm.dialHook = nil
+	tm.mu.Unlock()
 	adminCall(t, a1, "POST", "/api/node/undrain", true, http.StatusOK, &st)
 	if st.Draining {
 		t.Fatalf("undrain answer %+v", st)
