@@ -56,6 +56,7 @@ func (n *Node) setDrain(on bool) error {
 		return err
 	}
 	n.drain = st
+	n.drainEmpty = time.Time{}
 	n.applyDrain(on)
 	if on {
 		n.log.Warn("node drains: new SMTP sessions are refused and queued mail goes to the other members of the routing group")
@@ -143,8 +144,32 @@ func (n *Node) DrainStatus() adminapi.DrainStatus {
 		}
 		slices.Sort(out.Members)
 	}
-	out.Done = st.Draining && out.Queued == 0 && out.Transactions == 0
+	empty := st.Draining && out.Queued == 0 && out.Transactions == 0
+	out.Done = empty && n.settled(empty)
 	return out
+}
+
+// settled reports whether the node has held no mail for long enough that
+// the nodes which handed it copies have asked it about them and dropped
+// their shadows (docs/shadow.md): two mesh.shadow_check rounds when shadows
+// are on. Were the node stopped before that, they would resubmit those
+// copies after mesh.shadow_timeout: traffic, and copies the final node's
+// duplicate detection has to catch.
+func (n *Node) settled(empty bool) bool {
+	n.drainMu.Lock()
+	defer n.drainMu.Unlock()
+	if !empty {
+		n.drainEmpty = time.Time{}
+		return false
+	}
+	now := n.now()
+	if n.drainEmpty.IsZero() {
+		n.drainEmpty = now
+	}
+	if n.cfg.Queue.MaxShadowBytes <= 0 {
+		return true
+	}
+	return now.Sub(n.drainEmpty) >= 2*n.cfg.Mesh.ShadowCheck
 }
 
 // drainGauge is meshd_node_draining.

@@ -63,6 +63,7 @@ func TestDrainHandsQueueToMember(t *testing.T) {
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}},
 		func(c *Config) {
+			c.Mesh.ShadowCheck = 100 * time.Millisecond // Done waits two rounds with shadows on
 			if c.Node.Name == "a1" {
 				// A mailbox that cannot be written: local mail waits in a1's queue.
 				blocked := filepath.Join(c.Node.DataDir, "mailbox-is-a-file")
@@ -70,6 +71,7 @@ func TestDrainHandsQueueToMember(t *testing.T) {
 					t.Fatal(err)
 				}
 				c.Delivery.Maildir = blocked
+				c.Queue.MaxShadowBytes = 1 << 20 // shadows on: Done waits for the shadow checks
 			}
 		})
 	poll(t, 20*time.Second, "mesh converged", tm.converged)
@@ -115,6 +117,18 @@ func TestDrainHandsQueueToMember(t *testing.T) {
 	}
 	if err := tm.sendTo("a1", "bob@rgb.test", "<refused>"); !strings.HasPrefix(replyCode(err), "421 4.3.2") {
 		t.Fatalf("new session on a draining node: %v (%q), want 421 4.3.2", err, replyCode(err))
+	}
+	// Empty is not yet done with shadows on: the first reading of an
+	// empty queue starts two mesh.shadow_check rounds.
+	poll(t, 20*time.Second, "a1's queue empty", func() error {
+		adminCall(t, a1, "GET", "/api/node/drain", false, http.StatusOK, &st)
+		if st.Queued != 0 || st.Transactions != 0 {
+			return fmt.Errorf("holds mail: %+v", st)
+		}
+		return nil
+	})
+	if st.Done {
+		t.Fatalf("done at the first reading of an empty queue, with shadows on: %+v", st)
 	}
 	poll(t, 20*time.Second, "a1 drained", func() error {
 		adminCall(t, a1, "GET", "/api/node/drain", false, http.StatusOK, &st)

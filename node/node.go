@@ -96,8 +96,9 @@ type Node struct {
 	afterQueued func(id string)
 
 	// Drain (drain.go): the state in force, as drain.json holds it.
-	drainMu sync.Mutex
-	drain   drainState
+	drainMu    sync.Mutex
+	drain      drainState
+	drainEmpty time.Time // since when a draining node holds no mail (settled)
 
 	mu      sync.Mutex
 	started bool

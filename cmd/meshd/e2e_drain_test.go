@@ -45,7 +45,8 @@ func startDrainPair(t *testing.T) (a1, a2 *meshNode) {
 				"routing_groups": []map[string]any{{"name": "rga"}},
 				"seeds":          []string{gossipOf["a1"]},
 				"sync_interval":  "1s", "collect_window": "100ms", "fast_gossip": true,
-				"probe": map[string]any{"interval": "200ms", "keepalive": "500ms", "timeout": "500ms"},
+				"shadow_check": "200ms", // a drain is done two rounds after the queue is empty, with shadows on
+				"probe":        map[string]any{"interval": "200ms", "keepalive": "500ms", "timeout": "500ms"},
 			},
 		}
 		for k, v := range extra {

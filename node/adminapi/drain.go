@@ -24,7 +24,9 @@ type DrainStatus struct {
 	// (they do not drain); DrainingMembers those that drain.
 	Members         []string `json:"members"`
 	DrainingMembers []string `json:"draining_members,omitempty"`
-	// Done: draining, nothing queued and no transaction in progress. The
-	// node can be stopped and its data directory removed without loss.
+	// Done: draining, nothing queued and no transaction in progress (with
+	// shadows on, for two mesh.shadow_check rounds, so that the nodes that
+	// handed it copies have released their shadows of them). The node can
+	// be stopped and its data directory removed without loss.
 	Done bool `json:"done"`
 }
