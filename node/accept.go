@@ -112,7 +112,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		// duplicate, whatever its ID says. Queue it under an ID of its
 		// own (derived, so a resend of it is a duplicate of it), as a
 		// message that enters the mesh here.
-		n.metrics.collisions.Inc()
+		n.metrics.Collision()
 		n.log.Warn("copy ID collision: same ID, other content; queued as a new message", "qid", id, "peer", addrString(sess.RemoteAddr))
 		id = meshid.Collision(id, digest)
 		qenv.ID, qenv.Origin = id, id
@@ -124,14 +124,14 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		n.log.Info("duplicate message acknowledged", "qid", id, "via", source)
 		return id, nil
 	case errors.Is(err, queue.ErrFull):
-		n.metrics.rejectedFull.Inc()
+		n.metrics.QueueFull()
 		n.log.Warn("queue full: message refused", "qid", id)
 		return "", errQueueFull
 	case err != nil:
 		n.log.Error("enqueue failed", "qid", id, "err", err)
 		return "", err
 	}
-	n.metrics.accepted.WithLabelValues(source).Inc()
+	n.metrics.Accepted(source)
 	n.trk.Received(qenv, len(body), s.source)
 	n.filterDSN(qenv, body, removed)
 	if n.afterQueued != nil {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"github.com/meshd/meshd/node/delivery"
-	"github.com/meshd/meshd/queue"
 )
 
 // newDeliverer builds the delivery scheduler (package delivery) from the
@@ -27,20 +26,3 @@ func (n *Node) newDeliverer(opts Options) (*delivery.Deliverer, error) {
 
 // MXResolver looks up the mail exchangers of a domain (delivery.MXResolver).
 type MXResolver = delivery.MXResolver
-
-// The node's metrics count delivery's outcomes (delivery.Metrics).
-
-func (m *metrics) Outcome(kind string, o queue.Outcome) {
-	switch o {
-	case queue.Delivered:
-		m.delivered.WithLabelValues(kind).Inc()
-	case queue.TempFail:
-		m.deferred.WithLabelValues(kind).Inc()
-	case queue.PermFail:
-		m.bounced.WithLabelValues(kind).Inc()
-	}
-}
-
-func (m *metrics) Expired(rcpts int)     { m.expired.Add(float64(rcpts)) }
-func (m *metrics) DSNQueued(kind string) { m.dsnSent.WithLabelValues(kind).Inc() }
-func (m *metrics) DeadSkip()             { m.deadSkips.Inc() }

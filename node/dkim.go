@@ -33,7 +33,7 @@ func (n *Node) newDKIM() (*dkimSigner, error) {
 			Name: "meshd_dkim_failures_total", Help: "Messages sent unsigned because signing failed.",
 		}),
 	}
-	n.metrics.reg.MustRegister(d.signed, d.failed)
+	n.metrics.Registry().MustRegister(d.signed, d.failed)
 	return d, nil
 }
 

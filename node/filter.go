@@ -31,7 +31,7 @@ import (
 // configured: a reload may fill it) and registers its metrics.
 func (n *Node) newFilters() *milter.Chain {
 	m := milter.NewMetrics()
-	n.metrics.reg.MustRegister(m.Collectors()...)
+	n.metrics.Registry().MustRegister(m.Collectors()...)
 	return milter.New(n.cfg.Filters.Milters, n.cfg.Node.Hostname, m)
 }
 

@@ -98,6 +98,3 @@ func (n *Node) answerHolds(_ context.Context, ids []string) []channel.Held {
 	}
 	return out
 }
-
-// InDoubt counts a hop in doubt (delivery.Metrics).
-func (m *metrics) InDoubt(result string) { m.mesh.inDoubt.WithLabelValues(result).Inc() }

@@ -88,7 +88,7 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 	if n.id.Enabled() {
 		mcfg.MemberTLS = n.id.MemberTLS
 	}
-	if n.org, err = newOrgDocs(&cfg, n.now, n.log, n.metrics.reg); err != nil {
+	if n.org, err = newOrgDocs(&cfg, n.now, n.log, n.metrics.Registry()); err != nil {
 		lsLn.Close()
 		meshLn.Close()
 		return err
@@ -112,7 +112,7 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		return fmt.Errorf("node: %w", err)
 	}
 	n.mesh = m
-	n.metrics.registerChannel(m.ChannelStats)
+	n.metrics.RegisterChannel(m.ChannelStats)
 	n.policy.SetMesh(m)
 	n.id.SetMesh(m, identity.OrgFunc(n.orgNames))
 	n.meshSrv, err = smtp.NewServer(smtp.ServerConfig{
@@ -133,9 +133,9 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		Sink:          &sink{n: n, source: "smtp"},
 		Logger:        n.log.With("listener", "mesh"),
 		Now:           n.now,
-		OnReply:       n.metrics.countReply("mesh"),
-		OnBareLineEnd: n.metrics.countBare("mesh"),
-		OnDataTooSlow: n.metrics.countSlow("mesh"),
+		OnReply:       n.metrics.CountReply("mesh"),
+		OnBareLineEnd: n.metrics.CountBare("mesh"),
+		OnDataTooSlow: n.metrics.CountSlow("mesh"),
 	})
 	if err != nil {
 		m.Close()
@@ -170,7 +170,7 @@ func (n *Node) startMesh(ctx context.Context, g *errgroup.Group) error {
 	if err := n.meshSrv.Start(); err != nil {
 		return fmt.Errorf("node: start mesh listener: %w", err)
 	}
-	g.Go(func() error { return n.watchLinkState(ctx) })                // metrics (metrics_mesh.go)
+	g.Go(func() error { return n.metrics.WatchLinkState(ctx, n.mesh, n.now) })
 	shadows := delivery.NewShadows(n.cfg, n.q, n.finder, n.now, n.log) // docs/shadow.md
 	g.Go(func() error { return shadows.Run(ctx) })
 	g.Go(func() error {

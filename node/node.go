@@ -23,6 +23,7 @@ import (
 	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/node/identity"
 	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/node/metrics"
 	"github.com/meshd/meshd/node/relay"
 	"github.com/meshd/meshd/node/tracking"
 	"github.com/meshd/meshd/queue"
@@ -68,7 +69,7 @@ type Node struct {
 	log     *slog.Logger
 	now     func() time.Time
 	q       *queue.Queue
-	metrics *metrics
+	metrics *metrics.Node
 	policy  *relay.Policy
 	id      *identity.Node // mesh identities
 	copyKey []byte         // keys copy IDs (meshroute.go): derived from mesh.org_key
@@ -190,13 +191,13 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open queue: %w", err)
 	}
-	n.metrics = newMetrics(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
+	n.metrics = metrics.New(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
 	n.filters = n.newFilters()
 	n.authres = n.newAuthRes()
 	if n.dkim, err = n.newDKIM(); err != nil {
 		return nil, err
 	}
-	if n.id, err = identity.New(cfg, n.policy, n.metrics.reg, now, log); err != nil {
+	if n.id, err = identity.New(cfg, n.policy, n.metrics.Registry(), now, log); err != nil {
 		return nil, err
 	}
 	n.copyKey = cfg.CopyIDKey()
@@ -218,9 +219,9 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		Sink:          &sink{n: n, source: "smtp"},
 		Logger:        log.With("listener", "smtp"),
 		Now:           now,
-		OnReply:       n.metrics.countReply("smtp"),
-		OnBareLineEnd: n.metrics.countBare("smtp"),
-		OnDataTooSlow: n.metrics.countSlow("smtp"),
+		OnReply:       n.metrics.CountReply("smtp"),
+		OnBareLineEnd: n.metrics.CountBare("smtp"),
+		OnDataTooSlow: n.metrics.CountSlow("smtp"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)
@@ -231,9 +232,9 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if n.subsSrv, err = n.newSubmission(cfg.Listen.Submissions, "submissions", true, tlsCfg, limits); err != nil {
 		return nil, err
 	}
-	n.metrics.reg.MustRegister(connCollector{servers: func() map[string]*smtp.Server {
+	n.metrics.RegisterConns(func() map[string]*smtp.Server {
 		return map[string]*smtp.Server{"smtp": n.smtpSrv, "submission": n.subSrv, "submissions": n.subsSrv, "mesh": n.meshSrv}
-	}})
+	})
 	var guard adminapi.GuardConfig
 	if cfg.Listen.Admin != "" {
 		n.adminLn, err = n.listen("tcp", cfg.Listen.Admin)
@@ -248,7 +249,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		guard = adminapi.GuardConfig{
 			Token: token, TokenFile: cfg.Admin.TokenFile, Listener: n.adminLn.Addr(), Hosts: cfg.Admin.Hosts,
 			ReadsNeedToken: cfg.Admin.Auth == AdminAuthAll,
-			OnRefused:      func(reason string) { n.metrics.adminRefused.WithLabelValues(reason).Inc() },
+			OnRefused:      n.metrics.AdminRefused,
 		}
 		n.admin = &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	}
@@ -263,7 +264,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if err := n.loadDrain(); err != nil { // drain.go
 		return nil, err
 	}
-	n.metrics.reg.MustRegister(n.drainGauge())
+	n.metrics.Registry().MustRegister(n.drainGauge())
 	if n.admin != nil {
 		// Last: the API serves every part built above.
 		n.admin.Handler = adminapi.Guard(guard, n.adminHandler())

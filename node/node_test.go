@@ -154,8 +154,8 @@ func TestPermanentFailureSendsDSN(t *testing.T) {
 	// No DSN to the null sender, and none with NOTIFY=NEVER semantics of <>.
 	mustSend(t, n.SMTPAddr(), "", []string{"nobody@far.test"}, message("bounce-of-bounce"))
 	waitFor(t, 10*time.Second, "queue empty", func() bool { return n.Queue().Stats().Messages == 0 })
-	if c := n.metrics; testutilCount(c.dsnSent.WithLabelValues(delivery.DSNFailure)) != 1 {
-		t.Errorf("failure DSNs generated = %v, want 1", testutilCount(c.dsnSent.WithLabelValues(delivery.DSNFailure)))
+	if c := counterOf(t, n, "meshd_dsn_generated_total", "kind", delivery.DSNFailure); c != 1 {
+		t.Errorf("failure DSNs generated = %v, want 1", c)
 	}
 }
 

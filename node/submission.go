@@ -34,9 +34,9 @@ func (n *Node) newSubmission(addr, key string, implicit bool, tlsCfg *tls.Config
 		Auth:          newUserDB(n.cfg.Auth.Users),
 		Logger:        n.log.With("listener", key),
 		Now:           n.now,
-		OnReply:       n.metrics.countReply(key),
-		OnBareLineEnd: n.metrics.countBare(key),
-		OnDataTooSlow: n.metrics.countSlow(key),
+		OnReply:       n.metrics.CountReply(key),
+		OnBareLineEnd: n.metrics.CountBare(key),
+		OnDataTooSlow: n.metrics.CountSlow(key),
 	})
 	if err != nil {
 		_ = ln.Close()
