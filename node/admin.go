@@ -6,6 +6,7 @@ import (
 	"github.com/meshd/meshd/node/admin"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/metrics"
+	"github.com/meshd/meshd/node/org"
 )
 
 // The admin API's JSON types live in package adminapi, so that clients
@@ -28,6 +29,7 @@ func (n *Node) adminHandler() http.Handler {
 		src.Mesh = n.mesh
 	}
 	n.metrics.RegisterSources(src)
+	orgAPI := &org.API{Node: n.cfg.Node.Name, RG: n.cfg.Node.RoutingGroup, Docs: n.org}
 	d := admin.Deps{
 		Node: n.cfg.Node.Name, RG: n.cfg.Node.RoutingGroup, Hostname: n.cfg.Node.Hostname,
 		LocalDomains: n.cfg.LocalDomains, MaxShadowBytes: n.cfg.Queue.MaxShadowBytes,
@@ -36,10 +38,11 @@ func (n *Node) adminHandler() http.Handler {
 		Registry:         n.metrics.Registry(),
 		OnConnectorAdmin: n.metrics.ConnectorAdmin,
 		Log:              n.log, Now: n.now,
-		Mount: n.mountOrg, // admin_org.go
+		Mount: orgAPI.Mount,
 	}
 	if n.mesh != nil {
 		d.Mesh = n.mesh
+		orgAPI.Mesh = n.mesh
 		d.Drain = n // drain.go
 	}
 	return admin.Handler(d)

@@ -14,8 +14,8 @@ import (
 
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/delivery"
-	"github.com/meshd/meshd/node/identity"
 	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/node/org"
 	"github.com/meshd/meshd/node/tracking"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/smtp/dialogue"
@@ -88,13 +88,13 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 	if n.id.Enabled() {
 		mcfg.MemberTLS = n.id.MemberTLS
 	}
-	if n.org, err = newOrgDocs(&cfg, n.now, n.log, n.metrics.Registry()); err != nil {
+	if n.org, err = org.Open(&cfg, n.now, n.log, n.metrics.Registry()); err != nil {
 		lsLn.Close()
 		meshLn.Close()
 		return err
 	}
 	mcfg.Org = n.org
-	n.org.apply = n.applyOrg
+	n.org.OnApply(n.applyOrg)
 	n.keyring = kr
 	if opts.GossipTransport != nil {
 		tr, err := opts.GossipTransport(cfg.Listen.Gossip)
@@ -114,7 +114,7 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 	n.mesh = m
 	n.metrics.RegisterChannel(m.ChannelStats)
 	n.policy.SetMesh(m)
-	n.id.SetMesh(m, identity.OrgFunc(n.orgNames))
+	n.id.SetMesh(m, n.org)
 	n.meshSrv, err = smtp.NewServer(smtp.ServerConfig{
 		Hostname: cfg.Node.Hostname,
 		Listener: meshLn,

@@ -24,6 +24,7 @@ import (
 	"github.com/meshd/meshd/node/identity"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/node/metrics"
+	"github.com/meshd/meshd/node/org"
 	"github.com/meshd/meshd/node/relay"
 	"github.com/meshd/meshd/node/tracking"
 	"github.com/meshd/meshd/queue"
@@ -89,8 +90,8 @@ type Node struct {
 
 	// Mesh side; nil for a standalone node.
 	mesh       *mesh.Mesh
-	org        *orgDocs           // the organisation document (org.go); nil when standalone
-	keyring    *linkstate.Keyring // the mesh's; a new document adds groups and keys (org_apply.go)
+	org        *org.Docs          // the organisation document; nil when standalone
+	keyring    *linkstate.Keyring // the mesh's; a new document adds groups and keys (org.go)
 	meshClosed atomic.Bool
 	meshSrv    *smtp.Server
 	listen     func(network, addr string) (net.Listener, error)
@@ -135,7 +136,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("node", cfg.Node.Name, "rg", cfg.Node.RoutingGroup)
-	cfg = startupOrg(cfg, log) // the organisation document this node took (org_apply.go)
+	cfg = org.Startup(cfg, log) // the organisation document this node took
 	now := opts.Now
 	if now == nil {
 		now = time.Now

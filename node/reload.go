@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshd/meshd/node/admin"
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/node/org"
 	"github.com/meshd/meshd/smtp"
 )
 
@@ -38,9 +39,9 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	if err := cfg.Validate(); err != nil {
 		return rep, err
 	}
-	if s := n.orgInForce(); s != nil {
-		// The document's keys stay the document's (org_apply.go).
-		if cfg = overlayOrg(cfg, &s.Doc); cfg.Validate() != nil {
+	if s := n.org.InForce(); s != nil {
+		// The document's keys stay the document's (node/org).
+		if cfg = org.Overlay(cfg, &s.Doc); cfg.Validate() != nil {
 			return rep, fmt.Errorf("node: reload: with the organisation document in force (version %d): %w", s.Doc.Version, cfg.Validate())
 		}
 	}

@@ -30,16 +30,10 @@ type Mesh interface {
 	KnowsNode(rg, node string) bool
 }
 
-// Org names the nodes of the organisation (the document in force).
+// Org names the nodes of the organisation (node/org.Docs: the document in force).
 type Org interface {
 	Names(who pki.Identity) bool
 }
-
-// OrgFunc is a function as an Org.
-type OrgFunc func(who pki.Identity) bool
-
-// Names calls f.
-func (f OrgFunc) Names(who pki.Identity) bool { return f(who) }
 
 // Node wires package pki into the node: the node's certificate, the TLS
 // configurations of its mesh channels, and the decision who is an
