@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/node/accept"
 	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/node/org"
@@ -130,7 +131,7 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.Peer(s.RemoteAddr, cs) },
 		Limits:        limits,
 		Policy:        n.policy,
-		Sink:          &sink{n: n, source: "smtp"},
+		Sink:          accept.New(n.sinks, "smtp"),
 		Logger:        n.log.With("listener", "mesh"),
 		Now:           n.now,
 		OnReply:       n.metrics.CountReply("mesh"),

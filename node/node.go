@@ -19,6 +19,7 @@ import (
 	"github.com/meshd/meshd/edge/authres"
 	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/node/accept"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/node/identity"
@@ -96,8 +97,7 @@ type Node struct {
 	meshSrv    *smtp.Server
 	listen     func(network, addr string) (net.Listener, error)
 	listenSMTP func(network, addr string) (net.Listener, error) // SMTP listeners (listenNoKeepAlive)
-	// afterQueued is Options.afterQueued.
-	afterQueued func(id string)
+	sinks      *accept.Deps                                     // what every listener's sink queues through
 
 	// Drain (drain.go): the state in force, as drain.json holds it.
 	drainMu    sync.Mutex
@@ -141,8 +141,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if now == nil {
 		now = time.Now
 	}
-	n = &Node{cfg: cfg, log: log, now: now, policy: relay.New(cfg), listen: opts.Listen, logLevel: opts.LogLevel, reloadFn: opts.Reload,
-		afterQueued: opts.afterQueued}
+	n = &Node{cfg: cfg, log: log, now: now, policy: relay.New(cfg), listen: opts.Listen, logLevel: opts.LogLevel, reloadFn: opts.Reload}
 	n.live.Store(&cfg)
 	n.listenSMTP = n.listen
 	if n.listen == nil {
@@ -202,6 +201,8 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		return nil, err
 	}
 	n.copyKey = cfg.CopyIDKey()
+	n.sinks = &accept.Deps{RG: cfg.Node.RoutingGroup, Postmaster: cfg.LocalDomains[0], Now: now, Log: log,
+		Queue: n.q, Track: n.trk, Metrics: n.metrics, Edge: edgeHooks{n}, AfterQueued: opts.afterQueued}
 
 	limits := cfg.Limits.Limits
 	smtpLn, err := n.listenSMTP("tcp", cfg.Listen.SMTP)
@@ -217,7 +218,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.Peer(s.RemoteAddr, cs) },
 		Limits:        limits,
 		Policy:        filterPolicy{n},
-		Sink:          &sink{n: n, source: "smtp"},
+		Sink:          accept.New(n.sinks, "smtp"),
 		Logger:        log.With("listener", "smtp"),
 		Now:           now,
 		OnReply:       n.metrics.CountReply("smtp"),

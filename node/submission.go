@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 
+	"github.com/meshd/meshd/node/accept"
 	"github.com/meshd/meshd/smtp"
 )
 
@@ -30,7 +31,7 @@ func (n *Node) newSubmission(addr, key string, implicit bool, tlsCfg *tls.Config
 		ImplicitTLS:   implicit,
 		Limits:        limits,
 		Policy:        filterPolicy{n},
-		Sink:          &sink{n: n, source: "submission"},
+		Sink:          accept.New(n.sinks, "submission"),
 		Auth:          newUserDB(n.cfg.Auth.Users),
 		Logger:        n.log.With("listener", key),
 		Now:           n.now,
