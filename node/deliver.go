@@ -12,7 +12,7 @@ func (n *Node) newDeliverer(opts Options) (*delivery.Deliverer, error) {
 		Queue: n.q, Log: n.log, Now: n.now,
 		Local: n.policy, Track: n.trk, Metrics: n.metrics,
 		Resolver: opts.Resolver, Dial: opts.Dial, OutboundTLS: opts.OutboundTLS,
-		CopyKey: n.copyKey, Sign: n.signOutbound,
+		CopyKey: n.copyKey, Sign: n.dkim.Sign,
 	}
 	if n.mesh != nil {
 		deps.Mesh = n.mesh

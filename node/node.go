@@ -16,12 +16,11 @@ import (
 	"github.com/hashicorp/memberlist"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/meshd/meshd/edge/authres"
-	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/accept"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/delivery"
+	"github.com/meshd/meshd/node/edge"
 	"github.com/meshd/meshd/node/identity"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/node/metrics"
@@ -82,12 +81,11 @@ type Node struct {
 	adminLn net.Listener // nil when listen.admin is empty
 	admin   *http.Server
 
-	del     *delivery.Deliverer
-	trk     *tracking.Log    // message-tracking log
-	finder  *tracking.Finder // asks the mesh for tracking events (GET /api/track, shadows)
-	filters *milter.Chain    // filters.milters (filter.go); nil when none
-	dkim    *dkimSigner      // dkim.keys (dkim.go); nil when none
-	authres *authres.Checker // authres (filter.go); nil when off
+	del    *delivery.Deliverer
+	trk    *tracking.Log    // message-tracking log
+	finder *tracking.Finder // asks the mesh for tracking events (GET /api/track, shadows)
+	edge   *edge.Inbound    // filters.milters and authres: mail entering the organisation
+	dkim   *edge.Signer     // dkim.keys: mail leaving it
 
 	// Mesh side; nil for a standalone node.
 	mesh       *mesh.Mesh
@@ -192,9 +190,8 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		return nil, fmt.Errorf("node: open queue: %w", err)
 	}
 	n.metrics = metrics.New(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
-	n.filters = n.newFilters()
-	n.authres = n.newAuthRes()
-	if n.dkim, err = n.newDKIM(); err != nil {
+	n.edge = edge.NewInbound(cfg, n.trk, n.metrics.Registry(), now, log)
+	if n.dkim, err = edge.NewSigner(cfg.DKIM, n.metrics.Registry()); err != nil {
 		return nil, err
 	}
 	if n.id, err = identity.New(cfg, n.policy, n.metrics.Registry(), now, log); err != nil {
@@ -202,14 +199,14 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	}
 	n.copyKey = cfg.CopyIDKey()
 	n.sinks = &accept.Deps{RG: cfg.Node.RoutingGroup, Postmaster: cfg.LocalDomains[0], Now: now, Log: log,
-		Queue: n.q, Track: n.trk, Metrics: n.metrics, Edge: edgeHooks{n}, AfterQueued: opts.afterQueued}
+		Queue: n.q, Track: n.trk, Metrics: n.metrics, Edge: n.edge, AfterQueued: opts.afterQueued}
 
 	limits := cfg.Limits.Limits
 	smtpLn, err := n.listenSMTP("tcp", cfg.Listen.SMTP)
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)
 	}
-	smtpLn = n.proxied("smtp", smtpLn)
+	smtpLn = edge.Proxied(cfg, "smtp", smtpLn, log)
 	n.smtpSrv, err = smtp.NewServer(smtp.ServerConfig{
 		Hostname:      cfg.Node.Hostname,
 		Listener:      smtpLn,
@@ -217,7 +214,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		Mesh:          len(cfg.Relay.MeshPeers) > 0,
 		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.Peer(s.RemoteAddr, cs) },
 		Limits:        limits,
-		Policy:        filterPolicy{n},
+		Policy:        n.edge.Policy(n.policy),
 		Sink:          accept.New(n.sinks, "smtp"),
 		Logger:        log.With("listener", "smtp"),
 		Now:           now,
@@ -263,6 +260,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if n.del, err = n.newDeliverer(opts); err != nil {
 		return nil, err
 	}
+	n.edge.SetDSNs(n.del)                 // a filter's removed recipients get their DSN
 	if err := n.loadDrain(); err != nil { // drain.go
 		return nil, err
 	}

@@ -138,10 +138,10 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 
 	// filters, dkim
 	if applied("filters.milters", old.Filters.Milters, cfg.Filters.Milters) {
-		n.filters.Set(cfg.Filters.Milters)
+		n.edge.SetMilters(cfg.Filters.Milters)
 	}
 	applied("dkim.keys", old.DKIM.Keys, cfg.DKIM.Keys)
-	n.dkim.s.Store(signer)
+	n.dkim.SetKeys(signer)
 
 	// What is in force now: the applied keys from cfg, the rest as before.
 	next := old

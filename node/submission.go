@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/meshd/meshd/node/accept"
+	"github.com/meshd/meshd/node/edge"
 	"github.com/meshd/meshd/smtp"
 )
 
@@ -25,12 +26,12 @@ func (n *Node) newSubmission(addr, key string, implicit bool, tlsCfg *tls.Config
 	}
 	srv, err := smtp.NewServer(smtp.ServerConfig{
 		Hostname:      n.cfg.Node.Hostname,
-		Listener:      n.proxied(key, ln),
+		Listener:      edge.Proxied(n.cfg, key, ln, n.log),
 		TLS:           tlsCfg,
 		Submission:    true,
 		ImplicitTLS:   implicit,
 		Limits:        limits,
-		Policy:        filterPolicy{n},
+		Policy:        n.edge.Policy(n.policy),
 		Sink:          accept.New(n.sinks, "submission"),
 		Auth:          newUserDB(n.cfg.Auth.Users),
 		Logger:        n.log.With("listener", key),
