@@ -2,6 +2,7 @@ package node
 
 import (
 	"github.com/meshd/meshd/node/delivery"
+	"github.com/meshd/meshd/node/holds"
 )
 
 // newDeliverer builds the delivery scheduler (package delivery) from the
@@ -16,7 +17,11 @@ func (n *Node) newDeliverer(opts Options) (*delivery.Deliverer, error) {
 	}
 	if n.mesh != nil {
 		deps.Mesh = n.mesh
-		deps.Doubts = doubts{n}
+		a := &holds.Asker{Mesh: n.mesh, Self: n.cfg.Node.Name, Dial: n.finder.Dial, TLS: n.finder.TLS}
+		if n.id.Enabled() {
+			a.NodeTLS = n.id.HoldsTLS
+		}
+		deps.Doubts = a
 	}
 	if n.id.Enabled() {
 		deps.HopTLS = n.id.ClientTLS("hop", false)

@@ -15,6 +15,7 @@ import (
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/accept"
 	"github.com/meshd/meshd/node/delivery"
+	"github.com/meshd/meshd/node/holds"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/node/org"
 	"github.com/meshd/meshd/node/tracking"
@@ -83,7 +84,7 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		// events name senders and recipients, so only mesh peers may ask.
 		Track: n.trk.Answer, AllowTrack: allowTrack, Identify: identify,
 		// A sender whose hop to us is in doubt asks what our queue holds.
-		Holds: n.answerHolds,
+		Holds: holds.Answer(n.q, n.log),
 	}
 	n.finder.TLS = trackTLS
 	if n.id.Enabled() {
