@@ -335,7 +335,7 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 				lastReply = *reply.New(451, reply.Enhanced{4, 4, 0}, err.Error())
 				continue
 			}
-			if de.Unanswered {
+			if de.Unanswered && g.kind != KindMesh {
 				// Outside the mesh nobody can be asked: the retry may
 				// deliver a second copy (RFC 5321 §6.1 prefers that to a
 				// loss). Said in the log, the tracking log and a metric.
