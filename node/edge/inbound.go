@@ -121,8 +121,7 @@ func (n *Inbound) Screen(ctx context.Context, sess *smtp.Session, id string, env
 	if n.filters.Len() == 0 {
 		return accept.Screened{Env: env, Body: body}, nil
 	}
-	f, err := n.filter(ctx, sess, id, env, body)
-	return accept.Screened{Env: f.env, Body: f.body, Quarantine: f.quarantine, Discard: f.discard, Removed: f.removed}, err
+	return n.filter(ctx, sess, id, env, body)
 }
 
 // Queued queues the DSN for the recipients Screen removed (accept.Edge).
@@ -147,20 +146,9 @@ func (n *Inbound) authenticate(ctx context.Context, sess *smtp.Session, body []b
 	return append([]byte(n.authres.Field(ctx, body, cl)), body...)
 }
 
-// filtered is what the chain left of a message.
-type filtered struct {
-	env        smtp.Envelope
-	body       []byte
-	quarantine string // non-empty: queue it held, for this reason
-	discard    bool   // answer 250 and queue nothing
-	// removed are the client's recipients the milters took out: the
-	// sender gets a DSN for them (filterDSN) once the message is queued.
-	removed []delivery.Refusal
-}
-
 // filter asks the chain about a message; an error is the reply to send
 // instead of queueing it.
-func (n *Inbound) filter(ctx context.Context, sess *smtp.Session, id string, env smtp.Envelope, body []byte) (filtered, error) {
+func (n *Inbound) filter(ctx context.Context, sess *smtp.Session, id string, env smtp.Envelope, body []byte) (accept.Screened, error) {
 	msg := milter.Message{
 		ClientAddr: sess.RemoteAddr, Helo: sess.Helo, TLS: sess.TLS, AuthUser: sess.AuthUser,
 		QueueID: id, From: env.From, Data: body,
@@ -170,37 +158,37 @@ func (n *Inbound) filter(ctx context.Context, sess *smtp.Session, id string, env
 	}
 	v := n.filters.Check(ctx, msg)
 	n.trackFilter(id, env, body, v)
-	out := filtered{env: env, body: v.Data}
+	out := accept.Screened{Env: env, Body: v.Data}
 	switch v.Action {
 	case milter.Reject, milter.TempFail:
 		n.log.Info("message refused by content filter", "qid", id, "milter", v.Milter, "reply", v.Reply.String())
 		return out, reply.New(v.Reply.Code, reply.Enhanced(v.Reply.Enhanced), v.Reply.Text)
 	case milter.Discard:
 		n.log.Info("message discarded by content filter", "qid", id, "milter", v.Milter)
-		out.discard = true
+		out.Discard = true
 		return out, nil
 	case milter.Quarantine:
 		n.log.Info("message quarantined by content filter", "qid", id, "milter", v.Milter, "reason", v.Reason)
-		out.quarantine = v.Reason
-		if out.quarantine == "" {
-			out.quarantine = "quarantined by " + v.Milter
+		out.Quarantine = v.Reason
+		if out.Quarantine == "" {
+			out.Quarantine = "quarantined by " + v.Milter
 		}
 	}
-	out.removed = n.removedRcpts(id, env, v)
+	out.Removed = n.removedRcpts(id, env, v)
 	if len(v.Rcpts) == 0 {
 		// Every recipient removed (SMFIR_DELRCPT, or refused at the
 		// replayed RCPT): nothing to deliver, but the sender is told.
 		n.log.Info("message not queued: content filters removed every recipient", "qid", id)
-		out.discard = true
+		out.Discard = true
 		qenv := queue.Envelope{ID: id, From: env.From, Ret: env.Ret, EnvID: env.EnvID, ReceivedAt: n.now(),
 			Source: "smtp", MessageID: strings.Trim(header.Value(body, "Message-ID"), "<> ")}
-		if !n.filterDSN(qenv, body, out.removed) {
+		if !n.filterDSN(qenv, body, out.Removed) {
 			return out, accept.ErrQueueFull
 		}
 		return out, nil
 	}
-	out.env.From = v.From
-	out.env.Rcpts = nil
+	out.Env.From = v.From
+	out.Env.Rcpts = nil
 	for _, a := range v.Rcpts {
 		r := smtp.Rcpt{Addr: a}
 		for _, old := range env.Rcpts {
@@ -209,7 +197,7 @@ func (n *Inbound) filter(ctx context.Context, sess *smtp.Session, id string, env
 				break
 			}
 		}
-		out.env.Rcpts = append(out.env.Rcpts, r)
+		out.Env.Rcpts = append(out.Env.Rcpts, r)
 	}
 	return out, nil
 }
