@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshd/meshd/header"
 	"github.com/meshd/meshd/meshid"
+	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/smtp/reply"
@@ -91,12 +92,13 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		edited = true
 	}
 	quarantine := ""
-	if n.filters != nil && !sess.MeshPeer {
+	var removed []delivery.Refusal // taken out by a filter: DSN once queued
+	if n.filters.Len() > 0 && !sess.MeshPeer {
 		f, err := n.filter(ctx, sess, id, env, body)
 		if err != nil || f.discard {
 			return id, err
 		}
-		env, body, quarantine = f.env, f.body, f.quarantine
+		env, body, quarantine, removed = f.env, f.body, f.quarantine, f.removed
 		edited = true
 	}
 	if edited {
@@ -164,6 +166,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	n.metrics.accepted.WithLabelValues(source).Inc()
 	size := len(qenv.HopHeader) + len(stored)
 	n.trk.Received(qenv, size, s.source)
+	n.filterDSN(qenv, body, removed) // body: the whole message, as filtered
 	if n.afterQueued != nil {
 		n.afterQueued(id)
 	}
