@@ -119,9 +119,11 @@ func (n *Inbound) Screen(ctx context.Context, sess *smtp.Session, id string, env
 		body = n.authenticate(ctx, sess, body) // RFC 8601, for the filters below
 	}
 	if n.filters.Len() == 0 {
-		return accept.Screened{Env: env, Body: body}, nil
+		return accept.Screened{Env: env, Body: body, Edited: n.authres != nil}, nil
 	}
-	return n.filter(ctx, sess, id, env, body)
+	f, err := n.filter(ctx, sess, id, env, body)
+	f.Edited = true
+	return f, err
 }
 
 // Queued queues the DSN for the recipients Screen removed (accept.Edge).
