@@ -19,6 +19,7 @@ import (
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/node/accept"
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/node/edge"
 	"github.com/meshd/meshd/node/identity"
@@ -247,7 +248,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		}
 		guard = adminapi.GuardConfig{
 			Token: token, TokenFile: cfg.Admin.TokenFile, Listener: n.adminLn.Addr(), Hosts: cfg.Admin.Hosts,
-			ReadsNeedToken: cfg.Admin.Auth == AdminAuthAll,
+			ReadsNeedToken: cfg.Admin.Auth == config.AdminAuthAll,
 			OnRefused:      n.metrics.AdminRefused,
 		}
 		n.admin = &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}

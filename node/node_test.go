@@ -11,6 +11,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/node/mx"
 	"github.com/meshd/meshd/queue"
@@ -48,10 +49,10 @@ func TestRelayPolicy(t *testing.T) {
 
 	tests := []struct {
 		name  string
-		relay RelayConfig
+		relay config.Relay
 	}{
-		{"allow_networks", RelayConfig{AllowNetworks: []string{"127.0.0.0/8"}}},
-		{"mesh_peers", RelayConfig{MeshPeers: []string{"127.0.0.1"}}},
+		{"allow_networks", config.Relay{AllowNetworks: []string{"127.0.0.0/8"}}},
+		{"mesh_peers", config.Relay{MeshPeers: []string{"127.0.0.1"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
