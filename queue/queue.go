@@ -89,6 +89,8 @@ type Queue struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	halted atomic.Bool // Halt: nothing is committed any more
+
 	// dbMu keeps db.Close from racing with readers.
 	dbMu   sync.RWMutex
 	closed bool

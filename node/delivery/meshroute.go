@@ -100,7 +100,7 @@ func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte) 
 		trace = append(trace, rg) // every exit counts: a re-entry shows twice
 	}
 	origin := originID(m, body)
-	g.copyID = meshid.Copy(idKey, origin, rcptAddrs(g.rcpts))
+	g.copyID = copyID(origin, g, idKey)
 	hdr := fmt.Sprintf("%s: %s\r\n%s: %s\r\n", meshid.HeaderID, g.copyID, meshid.HeaderOrigin, origin)
 	if len(trace) > 0 {
 		hdr += fmt.Sprintf("%s: %s\r\n", meshid.HeaderTrace, meshid.FormatTrace(trace))
@@ -108,6 +108,11 @@ func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte) 
 	rest := header.StripPrefix(body, meshid.FieldPrefix)
 	out := make([]byte, 0, len(hdr)+len(rest))
 	return append(append(out, hdr...), rest...)
+}
+
+// copyID is the ID of g's copy of m (see meshBody).
+func copyID(origin string, g *group, idKey []byte) string {
+	return meshid.Copy(idKey, origin, rcptAddrs(g.rcpts))
 }
 
 // originID is the ID the message had where it entered the mesh: the
