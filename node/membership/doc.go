@@ -24,4 +24,9 @@
 // the sorted live members and the master. What a new master does with
 // that (bump the epoch after collecting observations) is the node's
 // business, not this package's.
+//
+// A node restarted on a new gossip address rejoins at once: the others let
+// a dead member's name take a new address (memberlist's
+// DeadNodeReclaimTime), and it seeds from the members it saw last
+// (Config.PeersFile, peers.go) besides its configured seeds.
 package membership

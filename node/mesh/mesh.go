@@ -175,7 +175,7 @@ func (m *Mesh) Start() error {
 		Verify: verify,
 		Name:   m.cfg.Node,
 		Meta:   m.meta,
-		Bind:   m.cfg.GossipBind, Advertise: m.cfg.GossipAdvertise, Seeds: m.cfg.Seeds, Key: m.cfg.GossipKey,
+		Bind:   m.cfg.GossipBind, Advertise: m.cfg.GossipAdvertise, Seeds: m.cfg.Seeds, PeersFile: m.cfg.GossipPeersFile, Key: m.cfg.GossipKey,
 		Fast: m.cfg.FastGossip, Transport: m.cfg.GossipTransport, OnChange: m.onView, Logger: m.log,
 	})
 	if err != nil {
