@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshd/meshd/header"
 	"github.com/meshd/meshd/meshid"
+	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/smtp/reply"
@@ -71,12 +72,13 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		body = n.authenticate(ctx, sess, body) // RFC 8601, for the filters below (filter.go)
 	}
 	quarantine := ""
-	if n.filters != nil && !sess.MeshPeer {
+	var removed []delivery.Refusal // taken out by a filter: DSN once queued
+	if n.filters.Len() > 0 && !sess.MeshPeer {
 		f, err := n.filter(ctx, sess, id, env, body)
 		if err != nil || f.discard {
 			return id, err
 		}
-		env, body, quarantine = f.env, f.body, f.quarantine
+		env, body, quarantine, removed = f.env, f.body, f.quarantine, f.removed
 	}
 	qenv := queue.Envelope{
 		ID:         id,
@@ -131,6 +133,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	}
 	n.metrics.accepted.WithLabelValues(source).Inc()
 	n.trk.Received(qenv, len(body), s.source)
+	n.filterDSN(qenv, body, removed)
 	if n.afterQueued != nil {
 		n.afterQueued(id)
 	}

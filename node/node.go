@@ -207,7 +207,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		Mesh:          len(cfg.Relay.MeshPeers) > 0,
 		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.peer(s.RemoteAddr, cs) },
 		Limits:        limits,
-		Policy:        n.policy,
+		Policy:        filterPolicy{n},
 		Sink:          &sink{n: n, source: "smtp"},
 		Logger:        log.With("listener", "smtp"),
 		Now:           now,

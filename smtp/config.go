@@ -206,6 +206,9 @@ type Session struct {
 	TLS        bool
 	AuthUser   string
 	MeshPeer   bool
+	// From is the current transaction's reverse-path (MAIL FROM; "" for
+	// <> and before MAIL), for a Policy that asks about the sender.
+	From string
 	// ID identifies the current transaction; it is the "id" of our
 	// Received: header and has the mesh message ID format (26 lowercase
 	// base32 characters), so a Sink may adopt it.

@@ -151,7 +151,7 @@ func addrString(a net.Addr) string {
 // Reset is called by go-smtp on RSET, a new EHLO and after each message.
 func (ss *session) Reset() {
 	ss.env = Envelope{}
-	ss.info.ID = ""
+	ss.info.ID, ss.info.From = "", ""
 	ss.refresh()
 }
 
@@ -224,7 +224,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 			return e
 		}
 	}
-	ss.info.ID = meshid.New()
+	ss.info.ID, ss.info.From = meshid.New(), from
 	ss.env = Envelope{From: from}
 	if opts != nil {
 		ss.env.Ret = string(opts.Return)
