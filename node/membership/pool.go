@@ -54,10 +54,17 @@ type Config struct {
 	// current addresses. Until then, and after a failure, it is listed in
 	// View.Unverified and verified again every VerifyRetry. Nil counts
 	// every member of the routing group (a lab without identities).
-	Verify func(ctx context.Context, m Member) error
+	// A proof ends at the time Verify returns with it (the certificate's
+	// NotAfter; zero: no end of its own) and is made again every
+	// Reverify while the member stays: a member whose certificate
+	// expired or is no longer trusted stops counting then.
+	Verify func(ctx context.Context, m Member) (until time.Time, err error)
 	// VerifyRetry is the pause after a failed verification; default 10s
 	// (1s with Fast).
 	VerifyRetry time.Duration
+	// Reverify is how often a counted member proves its name again;
+	// default 10m (5s with Fast).
+	Reverify time.Duration
 
 	Logger *slog.Logger
 }
@@ -109,6 +116,12 @@ func Start(cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	p := &Pool{cfg: cfg, log: logger, meta: meta, kick: make(chan struct{}, 1), done: make(chan struct{}), known: map[string]string{}, nodes: map[string]memberCopy{}, checks: map[string]*verification{}}
+	if p.cfg.Reverify <= 0 {
+		p.cfg.Reverify = 10 * time.Minute
+		if cfg.Fast {
+			p.cfg.Reverify = 5 * time.Second
+		}
+	}
 	if p.cfg.VerifyRetry <= 0 {
 		p.cfg.VerifyRetry = 10 * time.Second
 		if cfg.Fast {
