@@ -517,7 +517,7 @@ func (s *Server) serveMember(c net.Conn, bw *bufio.Writer, node string) {
 		}
 		s.stats.SessionsReplaced++
 		s.log.Warn("member session replaced by a newer one of the same node", "peer", node,
-			"old_remote", old.conn.RemoteAddr().String(), "new_remote", c.RemoteAddr().String(), "old_session", old.ID)
+			"remote", c.RemoteAddr().String(), "previous", old.conn.RemoteAddr().String(), "session", old.ID)
 		delete(s.members, old)
 		old.close()
 	}

@@ -90,7 +90,7 @@ func (p *Pool) verified(m Member) (bool, string) {
 		// The certificate it proved its name with has expired: no
 		// member until it proves it with a valid one.
 		v.ok, v.reason, v.next, v.logged = false, "its certificate expired at "+v.until.UTC().Format(time.RFC3339), time.Time{}, false
-		p.log.Warn("gossip member no longer verified: its certificate expired", "peer", m.Name, "expired", v.until)
+		p.log.Warn("gossip member no longer verified: its certificate expired", "peer", m.Name, "expires", v.until)
 	}
 	if v.ok {
 		// A counted member proves its name again now and then; it keeps
