@@ -182,3 +182,33 @@ func TestHaltCommitsNothingMore(t *testing.T) {
 		t.Fatalf("msg-halt-2 after reopen: %v, want not found", err)
 	}
 }
+
+// While an Enqueue of an ID is still under way Holds does not answer
+// Unknown (the copy may still commit here): ErrInFlight, and the asker
+// asks again. Every settled Enqueue leaves no mark.
+func TestHoldsWaitsForACommitUnderWay(t *testing.T) {
+	q := openQueue(t, Options{InMemory: true})
+	mustEnqueue(t, q, env("copy-settled-1", "a@x.test"), []byte("body\r\n"))
+	if err := q.Enqueue(context.Background(), env("copy-settled-1", "a@x.test"), []byte("body\r\n")); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("second Enqueue: %v, want ErrDuplicate", err)
+	}
+	q.mu.Lock()
+	left := len(q.enqueuing)
+	q.enqueuing["copy-landing-1"]++ // an Enqueue between reserve and its commit
+	q.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d IDs still marked in flight after their Enqueues settled", left)
+	}
+	if _, err := q.Holds("copy-landing-1"); !errors.Is(err, ErrInFlight) {
+		t.Fatalf("Holds of a copy whose commit is under way: %v, want ErrInFlight", err)
+	}
+	if h := holds(t, q, "copy-settled-1"); h != Queued {
+		t.Fatalf("Holds(copy-settled-1) = %v, want queued", h)
+	}
+	q.mu.Lock()
+	delete(q.enqueuing, "copy-landing-1")
+	q.mu.Unlock()
+	if h := holds(t, q, "copy-landing-1"); h != Unknown {
+		t.Fatalf("Holds after the commit failed = %v, want unknown", h)
+	}
+}
