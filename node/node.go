@@ -95,6 +95,11 @@ type Node struct {
 	// afterQueued is Options.afterQueued.
 	afterQueued func(id string)
 
+	// Drain (drain.go): the state in force, as drain.json holds it.
+	drainMu    sync.Mutex
+	drain      drainState
+	drainEmpty time.Time // since when a draining node holds no mail (settled)
+
 	mu      sync.Mutex
 	started bool
 	closed  bool
@@ -253,6 +258,10 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if n.del, err = n.newDeliverer(opts); err != nil {
 		return nil, err
 	}
+	if err := n.loadDrain(); err != nil { // drain.go
+		return nil, err
+	}
+	n.metrics.reg.MustRegister(n.drainGauge())
 	if n.admin != nil {
 		// Last: the API serves every part built above.
 		n.admin.Handler = adminapi.Guard(guard, n.adminHandler())

@@ -26,7 +26,8 @@ type Member struct {
 	LinkState string `json:"linkstate"`
 	Priority  uint32 `json:"priority"`
 	Master    bool   `json:"master"`
-	Reason    string `json:"reason,omitempty"` // an unverified member: why
+	Draining  bool   `json:"draining,omitempty"` // it drains (meshctl node drain): it takes no mail
+	Reason    string `json:"reason,omitempty"`   // an unverified member: why
 }
 
 // LSDB is the answer of GET /api/mesh/lsdb: the link-state database as

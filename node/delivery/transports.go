@@ -186,6 +186,8 @@ func (t *transports) route(m *queue.Message, now time.Time) []*group {
 func (t *transports) groupFor(m *queue.Message, addr string) *group {
 	domain := smtp.AddrDomain(addr)
 	switch {
+	case t.local.IsLocal(domain) && t.handsOffLocal(m, domain):
+		return t.meshGroup(m, domain) // draining (drain.go)
 	case t.local.IsLocal(domain):
 		return t.localGroup()
 	case t.mesh != nil:
