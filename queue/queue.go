@@ -369,7 +369,7 @@ func (q *Queue) enqueueOp(env Envelope, body []byte) (*op, error) {
 				delete(q.enqueuing, id)
 			}
 		},
-		done:   make(chan error, 1),
+		done: make(chan error, 1),
 	}
 	return o, nil
 }
