@@ -63,10 +63,7 @@ func newTestMeshWith(t testing.TB, rgs map[string][]string, links []meshLink, mo
 	// Fix every mesh listener address first: connectors name them.
 	for _, names := range rgs {
 		for _, name := range names {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := reserveFixedPort(t)
 			tm.meshL[name] = l.Addr().String()
 			tm.held[name] = l
 		}
