@@ -30,7 +30,7 @@ import (
 //     mesh.in_doubt_timeout the copy goes along the current routes anyway,
 //     logged as a possible duplicate and counted.
 //
-// The copy ID is the same over every route (meshBody), so a copy that
+// The copy ID is the same over every route (meshContent), so a copy that
 // does reach the same node twice is still dropped there as a duplicate.
 
 // askHolds asks the node of d what it holds of d's copy; without Doubts
