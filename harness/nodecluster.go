@@ -459,6 +459,19 @@ func (c *nodeCluster) Delivered() (Deliveries, error) {
 			return d, err
 		}
 	}
+	d.ReplyLost = map[string]int{}
+	twice := false
+	for _, n := range d.External {
+		twice = twice || n > 1
+	}
+	if !twice {
+		return d, nil // only a message twice out of the organisation needs the senders' word
+	}
+	for _, name := range c.sc.Topology.NodeNames() {
+		if err := countReplyLost(filepath.Join(c.nodes[name].cfg.Node.DataDir, "track.log"), d.ReplyLost); err != nil {
+			return d, err
+		}
+	}
 	return d, nil
 }
 

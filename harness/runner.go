@@ -535,6 +535,11 @@ func tally(sent []sentMsg, d Deliveries) MessageStats {
 			if len(m.LostIDs) < 10 {
 				m.LostIDs = append(m.LostIDs, s.id)
 			}
+		case n > 1 && d.External[s.id] == n && n-1 <= d.ReplyLost[s.id]:
+			// Every copy left the organisation, and each extra one
+			// followed a transaction its sender logged unanswered.
+			m.DuplicatedReplyLost++
+			m.Delivered++
 		case n > 1:
 			m.Duplicated++
 			m.Delivered++

@@ -200,6 +200,10 @@ type Result struct {
 	// Relayed: delivered to a next hop that could not carry the DSN
 	// request on (RFC 3461 §4.2); the queue does not store it.
 	Relayed bool
+	// ReplyLost, with a TempFail: the message was sent in full and the
+	// reply to its final dot never came (RFC 5321 §6.1), so the receiver
+	// may hold it already; the queue does not store it.
+	ReplyLost bool
 	// HandedOn: delivered by handing the message to another node of the
 	// mesh, which owns it from then on (stored as Recipient.HandedOn).
 	HandedOn bool

@@ -149,7 +149,8 @@ type TrackEvent struct {
 	CopyID    string    `json:"copy_id,omitempty"`  // relayed: the ID the next hop received it under
 	DSNID     string    `json:"dsn_id,omitempty"`
 	Reply     string    `json:"reply,omitempty"`
-	Filter    string    `json:"filter,omitempty"` // filtered: what each milter said
+	ReplyLost bool      `json:"reply_lost,omitempty"` // deferred: sent in full, no reply to the final dot (a later copy may be a duplicate)
+	Filter    string    `json:"filter,omitempty"`     // filtered: what each milter said
 }
 
 // TrackResult is the answer of GET /api/track/{key}: the events of a

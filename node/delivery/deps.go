@@ -50,6 +50,7 @@ type Metrics interface {
 	DSNQueued(kind string)
 	DeadSkip()             // an attempt deferred without dialling (dead destination)
 	InDoubt(result string) // a hop in doubt: InDoubtRecorded, InDoubtHeld, ... (hopdoubt.go)
+	ReplyLost(kind string) // a transaction outside the mesh sent in full whose reply never came
 }
 
 // Doubts resolves mesh hops in doubt (hopdoubt.go): which node listens on

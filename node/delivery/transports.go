@@ -337,6 +337,15 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 				lastReply = *reply.New(451, reply.Enhanced{4, 4, 0}, err.Error())
 				continue
 			}
+			if de.Unanswered && g.kind != KindMesh {
+				// Outside the mesh nobody can be asked: the retry may
+				// deliver a second copy (RFC 5321 §6.1 prefers that to a
+				// loss). Said in the log, the tracking log and a metric.
+				t.metrics.ReplyLost(g.kind)
+				t.log.Warn("reply lost after the final dot; the message may be delivered more than once", "qid", m.ID, "peer", addr, "kind", g.kind, "err", err)
+				return replyLost(allResults(g, queue.TempFail, *reply.New(451, reply.Enhanced{4, 4, 2},
+					"no reply from "+addr+" after the final dot; it may hold the message: "+err.Error()))), ""
+			}
 			if de.Op == "connect" && ctx.Err() == nil {
 				t.markDead(addr)
 			}
@@ -352,6 +361,14 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 		lastReply = *reply.New(451, reply.Enhanced{4, 4, 1}, "no reachable host")
 	}
 	return allResults(g, queue.TempFail, lastReply), ""
+}
+
+// replyLost marks results whose transaction was sent in full but not answered.
+func replyLost(rs []queue.Result) []queue.Result {
+	for i := range rs {
+		rs[i].ReplyLost = true
+	}
+	return rs
 }
 
 // tempReply is the reply of a temporary transaction failure: the server's,
