@@ -14,14 +14,18 @@ import (
 //	1  JSON of Message (written by earlier versions; still read)
 //	2  the binary layout of appendMessage without its last two fields
 //	   (Envelope.Origin and MessageID; written by earlier versions, still read)
-//	3  the binary layout of appendMessage, written now
+//	3  the binary layout of appendMessage without its last two fields
+//	   (Envelope.HopHeader and PeerFields; written by earlier versions,
+//	   still read)
+//	4  the binary layout of appendMessage, written now
 //
 // Version 2 exists for speed: every delivery attempt reads and rewrites the
 // record, and JSON was a twentieth of the node's CPU under load.
 const (
 	recordJSON     = 1
 	recordBinaryV2 = 2
-	recordBinary   = 3
+	recordBinaryV3 = 3
+	recordBinary   = 4
 )
 
 func encodeMessage(m *Message) ([]byte, error) {
@@ -40,7 +44,7 @@ func decodeMessage(v []byte) (*Message, error) {
 		if err := json.Unmarshal(v[1:], m); err != nil {
 			return nil, err
 		}
-	case recordBinaryV2, recordBinary:
+	case recordBinaryV2, recordBinaryV3, recordBinary:
 		r := recordReader{b: v[1:]}
 		r.message(m, v[0])
 		if r.err == nil && len(r.b) > 0 {
@@ -56,7 +60,7 @@ func decodeMessage(v []byte) (*Message, error) {
 	return m, nil
 }
 
-// appendMessage appends the version-3 layout of m: every field of Message
+// appendMessage appends the version-4 layout of m: every field of Message
 // in declaration order; strings and lists length-prefixed (uvarint),
 // integers as varints, booleans as one byte, times as time.MarshalBinary
 // with a length byte. Message.NextAttempt is not stored (updateNext
@@ -104,6 +108,8 @@ func appendMessage(b []byte, m *Message) ([]byte, error) {
 	b = appendBool(b, m.DelayNotified)
 	b = appendString(b, e.Origin)
 	b = appendString(b, e.MessageID)
+	b = appendBytes(b, e.HopHeader)
+	b = binary.AppendVarint(b, int64(e.PeerFields))
 	return appendDoubts(b, m)
 }
 
@@ -149,6 +155,11 @@ func appendRcpt(b []byte, r *Rcpt) []byte {
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
+}
+
+func appendBytes(b, p []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
 }
 
 func appendStrings(b []byte, ss []string) []byte {
@@ -225,6 +236,17 @@ func (r *recordReader) string(what string) string {
 	s := string(r.b[:n])
 	r.b = r.b[n:]
 	return s
+}
+
+// bytes is string for a []byte field: nil when empty.
+func (r *recordReader) bytes(what string) []byte {
+	n := r.count(what)
+	if n == 0 {
+		return nil
+	}
+	p := append([]byte(nil), r.b[:n]...)
+	r.b = r.b[n:]
+	return p
 }
 
 func (r *recordReader) strings(what string) []string {
@@ -319,11 +341,18 @@ func (r *recordReader) message(m *Message, version byte) {
 	m.Held = r.bool("held")
 	m.Size = r.varint("size")
 	m.DelayNotified = r.bool("delay notified")
-	if version >= recordBinary {
+	if version >= recordBinaryV3 {
 		e.Origin = r.string("origin")
 		e.MessageID = r.string("message-id")
 	}
-	if version < recordBinary || r.err != nil || len(r.b) == 0 {
+	if version >= recordBinary {
+		e.HopHeader = r.bytes("hop header")
+		e.PeerFields = r.int("peer fields")
+		if e.PeerFields < 0 {
+			r.fail("peer fields")
+		}
+	}
+	if version < recordBinaryV3 || r.err != nil || len(r.b) == 0 {
 		return
 	}
 	n := r.count("doubts")

@@ -321,6 +321,7 @@ func (ss *session) Data(r io.Reader) error {
 	defer cancel()
 	id := ss.info.ID
 	info := ss.info // the Sink gets a copy it may keep
+	info.Received = len(trace)
 	if qs, ok := ss.srv.cfg.Sink.(QueueIDSink); ok {
 		var qid string
 		qid, err = qs.AcceptID(ctx, &info, ss.env, full)

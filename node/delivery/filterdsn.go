@@ -16,7 +16,8 @@ type Refusal struct {
 
 // FilterDSN queues one failure DSN to m's sender for the recipients a
 // content filter refused or removed after DATA, those whose NOTIFY asks
-// for failures (never to the null sender). m is the message as queued
+// for failures (never to the null sender). body is the whole message
+// (its hop header included). m is the message as queued
 // (or as it would have been, when no recipient is left); its ID makes
 // the DSN's, so a repeat for the same message and recipients is dropped
 // by the queue as a duplicate. It reports whether the DSN is queued, or
@@ -35,7 +36,7 @@ func (d *Deliverer) FilterDSN(m queue.Envelope, body []byte, refused []Refusal) 
 		}
 		rcpts = append(rcpts, dr)
 	}
-	return d.sendDSN(dsnRequest{Kind: DSNFailure, Msg: msg, Body: body, Rcpts: rcpts, Now: d.now()})
+	return d.sendDSN(dsnRequest{Kind: DSNFailure, Msg: msg, Body: content{body: body}, Rcpts: rcpts, Now: d.now()}) // body: the whole message
 }
 
 // replyCode reports whether s starts with a 5xx reply code.

@@ -85,16 +85,16 @@ func (t *transports) reportHop(g *group, addr string, err error) {
 	t.mesh.ReportAttempt(g.connector, addr, reached)
 }
 
-// meshBody is the copy sent to the next hop: our mesh headers replace any
-// the message carries. The copy's ID is derived from the message's origin
-// ID (its ID where it entered the mesh, carried in X-Meshd-Origin) and the
-// recipients of this copy. So the same recipients of the same message have
-// the same ID at every hop and over every route: a resend after a crash,
-// or a copy that reaches a node again by another path after a route
-// changed in the middle of a transfer, is a duplicate there (250, dropped),
-// while a retry for fewer recipients is a new copy. A hop out of the
-// routing group adds it to the trace.
-func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte) []byte {
+// meshContent is the copy sent to the next hop: our mesh headers replace
+// any the message carries. The copy's ID is derived from the message's
+// origin ID (its ID where it entered the mesh, carried in X-Meshd-Origin)
+// and the recipients of this copy. So the same recipients of the same
+// message have the same ID at every hop and over every route: a resend
+// after a crash, or a copy that reaches a node again by another path after
+// a route changed in the middle of a transfer, is a duplicate there (250,
+// dropped), while a retry for fewer recipients is a new copy. A hop out of
+// the routing group adds it to the trace.
+func meshContent(m *queue.Message, body []byte, g *group, rg string, idKey []byte) content {
 	trace := slices.Clone(m.Trace)
 	if g.remote {
 		trace = append(trace, rg) // every exit counts: a re-entry shows twice
@@ -105,9 +105,12 @@ func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte) 
 	if len(trace) > 0 {
 		hdr += fmt.Sprintf("%s: %s\r\n", meshid.HeaderTrace, meshid.FormatTrace(trace))
 	}
-	rest := header.StripPrefix(body, meshid.FieldPrefix)
-	out := make([]byte, 0, len(hdr)+len(rest))
-	return append(append(out, hdr...), rest...)
+	if len(m.HopHeader) == 0 { // the whole message in the body (content.go)
+		return content{head: []byte(hdr), body: header.StripPrefix(body, meshid.FieldPrefix)}
+	}
+	_, rest := peerFields(m, body)
+	head := make([]byte, 0, len(hdr)+len(m.HopHeader))
+	return content{head: append(append(head, hdr...), m.HopHeader...), body: rest}
 }
 
 // originID is the ID the message had where it entered the mesh: the
