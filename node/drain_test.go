@@ -109,6 +109,9 @@ func TestDrainHandsQueueToMember(t *testing.T) {
 		return nil
 	})
 
+	if v := a1.Mesh().View(); v.Master != "a1" {
+		t.Fatalf("before the drain the master is %q, want a1", v.Master)
+	}
 	var st adminapi.DrainStatus
 	adminCall(t, a1, "POST", "/api/node/drain", false, http.StatusUnauthorized, nil)
 	adminCall(t, a1, "POST", "/api/node/drain", true, http.StatusOK, &st)
@@ -158,9 +161,14 @@ func TestDrainHandsQueueToMember(t *testing.T) {
 	if !strings.Contains(strings.Join(tr.Lines, "\n"), "draining: a1 hands this mail to another member of rga instead of remote") {
 		t.Fatalf("trace at a1 does not explain the drain:\n%s", strings.Join(tr.Lines, "\n"))
 	}
-	poll(t, 10*time.Second, "a2 sees a1 drain", func() error {
+	poll(t, 10*time.Second, "a2 sees a1 drain and is master", func() error {
 		if got := tm.nodes["a2"].Mesh().DrainingMembers(); !slices.Equal(got, []string{"a1"}) {
 			return fmt.Errorf("a2: draining members %v", got)
+		}
+		// a1 was master (same priority, first by name); draining, it
+		// hands the role on, so stopping it later moves nothing.
+		if v := tm.nodes["a2"].Mesh().View(); v.Master != "a2" {
+			return fmt.Errorf("a2 sees master %q", v.Master)
 		}
 		return nil
 	})

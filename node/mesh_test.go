@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,10 +66,7 @@ func newTestMeshWith(t testing.TB, rgs map[string][]string, links []meshLink, mo
 	// Fix every mesh listener address first: connectors name them.
 	for _, names := range rgs {
 		for _, name := range names {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := reserveFixedPort(t)
 			tm.meshL[name] = l.Addr().String()
 			tm.held[name] = l
 		}
@@ -203,20 +202,26 @@ func (tm *testMesh) start(name string) *Node {
 	}
 	var n *Node
 	var err error
-	// A restarted node may find its mesh port in TIME_WAIT for a moment.
-	deadline := time.Now().Add(5 * time.Second)
+	// A restarted node may find a fixed port (its mesh listener, or what a
+	// test fixed) in TIME_WAIT, or taken for a moment by another process's
+	// outgoing connection on a loaded machine: New opens some listeners,
+	// Start the gossip port.
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		n, err = New(cfg, opts)
-		if err == nil || time.Now().After(deadline) {
+		if err == nil {
+			if err = n.Start(); err != nil {
+				n.Close()
+				err = fmt.Errorf("start: %w", err)
+			}
+		}
+		if err == nil || time.Now().After(deadline) || (n != nil && !addrInUse(err)) {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // a retry interval, not a wait for a condition
 	}
 	if err != nil {
-		t.Fatalf("New %s: %v", name, err)
-	}
-	if err := n.Start(); err != nil {
-		t.Fatalf("Start %s: %v", name, err)
+		t.Fatalf("start %s: %v", name, err)
 	}
 	tm.mu.Lock()
 	if _, ok := tm.seeds[cfg.Node.RoutingGroup]; !ok {
@@ -225,6 +230,12 @@ func (tm *testMesh) start(name string) *Node {
 	tm.nodes[name] = n
 	tm.mu.Unlock()
 	return n
+}
+
+// addrInUse reports a bind that failed on a port in use (memberlist
+// reports it as text only).
+func addrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
 }
 
 // crash kills a node as kill -9 would look from outside.
@@ -518,6 +529,7 @@ func TestMeshPartitionHoldsMailUntilHeal(t *testing.T) {
 
 func TestMeshBridgeheadCrashMidStreamExactlyOnce(t *testing.T) {
 	tm := triangleMesh(t)
+	tm.dumpQueuesOnFailure(t)
 	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
 	poll(t, 10*time.Second, "route", tm.pathIs("a1", "rgc.test", "rga>rgb>rgc"))
 	const total = 60
@@ -576,4 +588,46 @@ func TestMeshBridgeheadCrashMidStreamExactlyOnce(t *testing.T) {
 		}
 	}
 	t.Logf("%d accepted, all delivered exactly once", n)
+}
+
+// dumpQueuesOnFailure logs, when the test has failed, every live node's
+// queue: each message with its Message-ID, trace and recipients' states,
+// attempts, next attempt, last reply and doubt. A message an exactly-once
+// test misses is then found where it is stuck.
+func (tm *testMesh) dumpQueuesOnFailure(t testing.TB) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		now := time.Now()
+		tm.mu.Lock()
+		nodes := map[string]*Node{}
+		for name, n := range tm.nodes {
+			nodes[name] = n
+		}
+		tm.mu.Unlock()
+		for _, rg := range sortedRGs(tm.rgs) {
+			for _, name := range tm.rgs[rg] {
+				n := nodes[name]
+				if n == nil {
+					t.Logf("queue %s: down", name)
+					continue
+				}
+				ms, err := n.Queue().List(queue.Filter{})
+				if err != nil {
+					t.Logf("queue %s: %v", name, err)
+					continue
+				}
+				t.Logf("queue %s: %d messages", name, len(ms))
+				for _, m := range ms {
+					t.Logf("  %s %s trace=%v held=%v received %v ago, next %v", m.ID, m.MessageID, m.Trace, m.Held,
+						now.Sub(m.ReceivedAt).Round(time.Millisecond), m.NextAttempt.Sub(now).Round(time.Millisecond))
+					for _, r := range m.Recipients {
+						t.Logf("    %s state=%d attempts=%d next=%v last=%q handedOn=%v doubt=%+v", r.Addr, r.State, r.Attempts,
+							r.NextAttempt.Sub(now).Round(time.Millisecond), r.LastReply, r.HandedOn, r.Doubt)
+					}
+				}
+			}
+		}
+	})
 }
