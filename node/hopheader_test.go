@@ -42,9 +42,11 @@ const hopMessage = "From: alice@rga.test\r\nTo: carol@rgc.test, x@far.test, boun
 // rgc, an address out of the mesh through rgc's smarthost and one the
 // smarthost refuses carries, where it ends, the header fields it carried
 // before the hop's header was kept apart from the stored body, in the same
-// order (testdata/hop-headers.golden, written by the code before): the
-// copy in c1's Maildir, the message at the smarthost, and the original the
-// failure DSN returns to a1's mailbox over two hops.
+// order (testdata/hop-headers.golden, written by the code before), but for
+// the X-Meshd-* fields, which never leave the organisation: the copy in
+// c1's Maildir (its X-Meshd-ID and the trace), the message at the
+// smarthost and the original the failure DSN returns to a1's mailbox over
+// two hops (neither with any X-Meshd-* field).
 func TestHopHeadersGolden(t *testing.T) {
 	remote := startRemote(t, func(rcpt string, _ int) error {
 		if strings.HasPrefix(rcpt, "bounce@") {
