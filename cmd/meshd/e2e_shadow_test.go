@@ -301,13 +301,25 @@ func TestE2EShadowBridgeheadDiskLost(t *testing.T) {
 	}
 	t.Logf("after the disk loss: %d of %d delivered, 0 lost, 0 duplicated", total-len(missing), total)
 
-	// The old disk comes back, with the copies b1 held when it was killed.
+	// The old disk comes back, with the copies b1 held when it was killed;
+	// c1 is down until b1 is seen holding them, so they do go on to c1.
 	l.b1.Kill()
+	l.c1.Kill()
 	if err := os.RemoveAll(l.b1.DataDir); err != nil {
 		t.Fatal(err)
 	}
 	copyDir(t, old, l.b1.DataDir)
 	l.b1.Start()
+	var oldHeld int
+	if !testkit.Poll(30*time.Second, func() bool {
+		k, err := l.b1.queueLen()
+		oldHeld = k
+		return err == nil && k >= atB1
+	}) {
+		t.Fatalf("b1 on its old data directory holds %d messages, want the %d it held when killed", oldHeld, atB1)
+	}
+	l.c1.Start()
+	t.Logf("b1 restarted on its old data directory, holding %d messages (all delivered meanwhile)", oldHeld)
 	// Settled: every queue empty and every shadow released (a shadow a1
 	// kept for a copy the wiped disk had taken is resubmitted once more).
 	var state string
