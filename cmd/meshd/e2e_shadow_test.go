@@ -34,9 +34,9 @@ type shadowLine struct {
 const shadowLineBytes = 1 << 30
 
 // startShadowLine starts the line with shadows on (queue.max_shadow_bytes
-// 1 GiB) or off (0), and fast shadow rounds: mesh.shadow_check 200ms,
-// mesh.shadow_timeout 4s (docs/shadow.md).
-func startShadowLine(t testing.TB, shadows bool) *shadowLine {
+// 1 GiB) or off (0); meshKeys (mesh.shadow_check, mesh.shadow_timeout:
+// docs/shadow.md) are merged into every node's mesh section.
+func startShadowLine(t testing.TB, shadows bool, meshKeys map[string]any) *shadowLine {
 	t.Helper()
 	mesh := freeAddrs(t, 3, nil)
 	meshOf := map[string]string{"a1": mesh[0], "b1": mesh[1], "c1": mesh[2]}
@@ -61,23 +61,26 @@ func startShadowLine(t testing.TB, shadows bool) *shadowLine {
 	}
 	start := func(name string, conns ...map[string]any) *meshNode {
 		rg := rgOf[name]
+		meshSection := map[string]any{
+			"org_key":        orgKey,
+			"gossip_key":     strings.TrimSpace(string(gossipKey)),
+			"identity":       map[string]any{"ca_files": []string{caFile}, "cert_file": certs[name][0], "key_file": certs[name][1]},
+			"routing_groups": []map[string]any{{"name": "rga"}, {"name": "rgb"}, {"name": "rgc"}},
+			"sync_interval":  "1s", "collect_window": "100ms", "fast_gossip": true,
+			"probe": map[string]any{"interval": "200ms", "keepalive": "500ms", "timeout": "500ms"},
+		}
+		for k, v := range meshKeys {
+			meshSection[k] = v
+		}
 		return startNode(t, nodeOptions{
 			AllowNetworks: []string{"127.0.0.0/8"},
 			LocalDomains:  []string{rg + ".test"},
 			Reserved:      mesh,
 			Extra: map[string]any{
-				"node":   map[string]any{"name": name, "routing_group": rg},
-				"listen": map[string]any{"mesh": meshOf[name]},
-				"queue":  map[string]any{"max_shadow_bytes": maxShadow},
-				"mesh": map[string]any{
-					"org_key":        orgKey,
-					"gossip_key":     strings.TrimSpace(string(gossipKey)),
-					"identity":       map[string]any{"ca_files": []string{caFile}, "cert_file": certs[name][0], "key_file": certs[name][1]},
-					"routing_groups": []map[string]any{{"name": "rga"}, {"name": "rgb"}, {"name": "rgc"}},
-					"sync_interval":  "1s", "collect_window": "100ms", "fast_gossip": true,
-					"shadow_check": "200ms", "shadow_timeout": "4s",
-					"probe": map[string]any{"interval": "200ms", "keepalive": "500ms", "timeout": "500ms"},
-				},
+				"node":       map[string]any{"name": name, "routing_group": rg},
+				"listen":     map[string]any{"mesh": meshOf[name]},
+				"queue":      map[string]any{"max_shadow_bytes": maxShadow},
+				"mesh":       meshSection,
 				"connectors": conns,
 			},
 		})
@@ -244,7 +247,7 @@ func first(s []string, k int) []string { return s[:min(k, len(s))] }
 // and the test fails: the copies on b1's lost disk are lost.
 func TestE2EShadowBridgeheadDiskLost(t *testing.T) {
 	shadows := os.Getenv("MESHD_E2E_SHADOWS") != "off"
-	l := startShadowLine(t, shadows)
+	l := startShadowLine(t, shadows, map[string]any{"shadow_check": "200ms", "shadow_timeout": "4s"})
 	const total, held = 500, 40
 	const rcpt = "carol@rgc.test"
 	arrived := func() map[string]int { return messageIDs(t, l.inbox(rcpt)...) }
