@@ -268,7 +268,7 @@ func addrInUse(err error) bool {
 }
 
 // bootOnce builds, fills and starts one incarnation of sn.
-func (c *nodeCluster) bootOnce(cfg node.Config, sn *simNode) (*node.Node, error) {
+func (c *nodeCluster) bootOnce(cfg config.Config, sn *simNode) (*node.Node, error) {
 	n, err := node.New(cfg, c.nodeOptions(sn))
 	if err != nil {
 		return nil, fmt.Errorf("harness: start %s: %w", sn.name, err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/queue"
 )
 
@@ -62,7 +63,7 @@ func TestDrainStandaloneRefused(t *testing.T) {
 func TestDrainHandsQueueToMember(t *testing.T) {
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}},
-		func(c *Config) {
+		func(c *config.Config) {
 			c.Mesh.ShadowCheck = 100 * time.Millisecond // Done waits two rounds with shadows on
 			if c.Node.Name == "a1" {
 				// A mailbox that cannot be written: local mail waits in a1's queue.

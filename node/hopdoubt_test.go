@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/node/config"
+
 	"github.com/meshd/meshd/queue"
 )
 
@@ -22,7 +24,7 @@ import (
 func TestMeshHopInDoubtDeliversOnce(t *testing.T) {
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}},
-		func(c *Config) {
+		func(c *config.Config) {
 			c.Mesh.InDoubtTimeout = time.Minute
 			if c.Node.Name == "a2" {
 				c.Mesh.Priority = 10 // the master stays up, as a3 in harness/scenarios/bridgehead-crash

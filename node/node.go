@@ -67,7 +67,7 @@ type Options struct {
 // Node is one meshd process: SMTP listeners, queue, delivery scheduler and
 // admin API. Create it with New, run it with Start, stop it with Close.
 type Node struct {
-	cfg     Config
+	cfg     config.Config
 	log     *slog.Logger
 	now     func() time.Time
 	q       *queue.Queue
@@ -116,7 +116,7 @@ type Node struct {
 	// and changes in the keys a reload applies; the certificate offered by
 	// every listener; the hooks of Options.
 	reloadMu sync.Mutex
-	live     atomic.Pointer[Config]
+	live     atomic.Pointer[config.Config]
 	tlsCert  atomic.Pointer[tls.Certificate]
 	logLevel *slog.LevelVar
 	reloadFn func() (ReloadReport, error)
@@ -126,7 +126,7 @@ type Node struct {
 // certificate and binds every listener (so the addresses are known at
 // once), but accepts and delivers nothing until Start. cfg must have passed
 // Validate (config.Load and config.Parse do that).
-func New(cfg Config, opts Options) (n *Node, err error) {
+func New(cfg config.Config, opts Options) (n *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -375,8 +375,8 @@ func (n *Node) closeParts() error {
 	return errors.Join(errs...)
 }
 
-// Config returns the node's validated configuration.
-func (n *Node) Config() Config { return n.cfg }
+// config.Config returns the node's validated configuration.
+func (n *Node) Config() config.Config { return n.cfg }
 
 // Queue returns the node's queue (for the harness and tests).
 func (n *Node) Queue() *queue.Queue { return n.q }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/node/config"
 )
 
 // The sending side of a mesh hop killed mid-attempt (docs/indoubt.md,
@@ -25,7 +27,7 @@ import (
 func senderCrashMesh(t *testing.T) (*testMesh, *sync.Map) {
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}},
-		func(c *Config) {
+		func(c *config.Config) {
 			c.Mesh.InDoubtTimeout = time.Minute
 			if c.Node.Name == "a2" {
 				c.Mesh.Priority = 10
