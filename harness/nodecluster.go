@@ -679,9 +679,9 @@ func (c *nodeCluster) SetDrain(name string, on bool) error {
 		return fmt.Errorf("harness: drain %s: not running", name)
 	}
 	if on {
-		return n.Drain()
+		return n.Drainer().Drain()
 	}
-	return n.Undrain()
+	return n.Drainer().Undrain()
 }
 
 func (c *nodeCluster) Drained(name string) (bool, string) {
@@ -695,7 +695,7 @@ func (c *nodeCluster) Drained(name string) (bool, string) {
 	if n == nil {
 		return false, name + " is not running"
 	}
-	st := n.DrainStatus()
+	st := n.Drainer().DrainStatus()
 	return st.Done, fmt.Sprintf("%s: draining %v, %d queued, %d held, %d transactions in progress",
 		name, st.Draining, st.Queued, st.Held, st.Transactions)
 }

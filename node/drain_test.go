@@ -196,7 +196,7 @@ func TestDrainHandsQueueToMember(t *testing.T) {
 	// The drain is durable: a restarted a1 still refuses new sessions.
 	tm.crash("a1")
 	a1 = tm.start("a1")
-	if !a1.Draining() {
+	if !a1.Drainer().Draining() {
 		t.Fatal("a1 forgot its drain across a restart")
 	}
 	if err := tm.sendTo("a1", "bob@rgb.test", "<refused-2>"); !strings.HasPrefix(replyCode(err), "421 4.3.2") {
