@@ -1,10 +1,8 @@
 package node
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,31 +16,6 @@ import (
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/queue"
 )
-
-// adminCall makes one admin API request with the node's token (token
-// false: without it) and decodes the answer into v.
-func adminCall(t *testing.T, n *Node, method, path string, token bool, wantCode int, v any) string {
-	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+n.AdminAddr().String()+path, nil)
-	if token {
-		req.Header.Set("Authorization", "Bearer "+adminToken(t, n))
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != wantCode {
-		t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, wantCode, body)
-	}
-	if v != nil {
-		if err := json.Unmarshal(body, v); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, body)
-		}
-	}
-	return string(body)
-}
 
 // TestDrainStandaloneRefused: a standalone node has nobody to hand its
 // mail to; the drain endpoints say so (409) and change nothing, and they
