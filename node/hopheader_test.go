@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/mesh"
 )
 
@@ -22,7 +23,7 @@ import (
 func exitMesh(t *testing.T, remote *remoteMTA) *testMesh {
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}, "rgc": {"c1"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}, {"bc", "rgb", "rgc", 10}, {"cb", "rgc", "rgb", 10}},
-		func(c *Config) {
+		func(c *config.Config) {
 			c.Relay.AllowNetworks = []string{"127.0.0.1"}
 			if c.Node.RoutingGroup == "rgc" {
 				c.Connectors = append(c.Connectors, mesh.Connector{Name: "out", Cost: 1, Smarthost: remote.addr.String(),

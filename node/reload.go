@@ -10,6 +10,7 @@ import (
 	"github.com/meshd/meshd/edge/dkim"
 	"github.com/meshd/meshd/node/admin"
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/org"
 	"github.com/meshd/meshd/smtp"
 )
@@ -37,7 +38,7 @@ var ErrNoReload = admin.ErrNoReload
 // listed in NeedsRestart and not applied. An invalid cfg, or a certificate
 // that does not load, is refused as a whole: nothing changes. No session
 // is cut and the queue is not touched.
-func (n *Node) Reload(cfg Config) (ReloadReport, error) {
+func (n *Node) Reload(cfg config.Config) (ReloadReport, error) {
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
 	var rep ReloadReport
