@@ -36,6 +36,10 @@ const (
 	// Done: the message left the queue (delivered, handed on or failed)
 	// and its dedup marker still remembers it: a resend would be dropped.
 	Done
+	// QueuedSuspect: queued, and the node asks its routing group before it
+	// delivers the copy (a twin may exist, docs/shadow.md). Queue.Holds
+	// never answers it; the node does, from the message.
+	QueuedSuspect
 )
 
 func (h Holding) String() string {
@@ -46,6 +50,8 @@ func (h Holding) String() string {
 		return "queued"
 	case Done:
 		return "done"
+	case QueuedSuspect:
+		return "queued-suspect"
 	}
 	return fmt.Sprintf("Holding(%d)", int(h))
 }

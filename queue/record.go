@@ -14,14 +14,19 @@ import (
 //	1  JSON of Message (written by earlier versions; still read)
 //	2  the binary layout of appendMessage without its last two fields
 //	   (Envelope.Origin and MessageID; written by earlier versions, still read)
-//	3  the binary layout of appendMessage, written now
+//	3  the binary layout of appendMessage up to its hops in doubt, which
+//	   follow only when there is one (written by earlier versions, still read)
+//	4  the binary layout of appendMessage, written now: the count of hops
+//	   in doubt always, then the copy's mesh age and suspect flag
+//	   (docs/shadow.md)
 //
 // Version 2 exists for speed: every delivery attempt reads and rewrites the
 // record, and JSON was a twentieth of the node's CPU under load.
 const (
 	recordJSON     = 1
 	recordBinaryV2 = 2
-	recordBinary   = 3
+	recordBinaryV3 = 3
+	recordBinary   = 4
 )
 
 func encodeMessage(m *Message) ([]byte, error) {
@@ -40,7 +45,7 @@ func decodeMessage(v []byte) (*Message, error) {
 		if err := json.Unmarshal(v[1:], m); err != nil {
 			return nil, err
 		}
-	case recordBinaryV2, recordBinary:
+	case recordBinaryV2, recordBinaryV3, recordBinary:
 		r := recordReader{b: v[1:]}
 		r.message(m, v[0])
 		if r.err == nil && len(r.b) > 0 {
@@ -56,12 +61,12 @@ func decodeMessage(v []byte) (*Message, error) {
 	return m, nil
 }
 
-// appendMessage appends the version-3 layout of m: every field of Message
+// appendMessage appends the version-4 layout of m: every field of Message
 // in declaration order; strings and lists length-prefixed (uvarint),
 // integers as varints, booleans as one byte, times as time.MarshalBinary
 // with a length byte. Message.NextAttempt is not stored (updateNext
-// derives it). Hops in doubt, when a recipient has one, follow last
-// (appendDoubts).
+// derives it). The recipients' hops in doubt follow (appendDoubts), then
+// the mesh age in milliseconds (varint) and the suspect flag.
 func appendMessage(b []byte, m *Message) ([]byte, error) {
 	e := &m.Envelope
 	b = appendString(b, e.ID)
@@ -104,12 +109,15 @@ func appendMessage(b []byte, m *Message) ([]byte, error) {
 	b = appendBool(b, m.DelayNotified)
 	b = appendString(b, e.Origin)
 	b = appendString(b, e.MessageID)
-	return appendDoubts(b, m)
+	b, err = appendDoubts(b, m)
+	if err != nil {
+		return nil, err
+	}
+	b = binary.AppendVarint(b, e.MeshAge.Milliseconds())
+	return appendBool(b, e.Suspect), nil
 }
 
-// appendDoubts appends the recipients' hops in doubt, only when there is
-// one, so a record without doubts is the layout earlier versions wrote:
-// a count, then per doubt the recipient's index, node, address, channel
+// appendDoubts appends the recipients' hops in doubt: a count, then per doubt the recipient's index, node, address, channel
 // address, copy ID and since.
 func appendDoubts(b []byte, m *Message) ([]byte, error) {
 	n := 0
@@ -117,9 +125,6 @@ func appendDoubts(b []byte, m *Message) ([]byte, error) {
 		if m.Recipients[i].Doubt != nil {
 			n++
 		}
-	}
-	if n == 0 {
-		return b, nil
 	}
 	b = binary.AppendUvarint(b, uint64(n))
 	for i := range m.Recipients {
@@ -319,16 +324,16 @@ func (r *recordReader) message(m *Message, version byte) {
 	m.Held = r.bool("held")
 	m.Size = r.varint("size")
 	m.DelayNotified = r.bool("delay notified")
-	if version >= recordBinary {
+	if version >= recordBinaryV3 {
 		e.Origin = r.string("origin")
 		e.MessageID = r.string("message-id")
 	}
-	if version < recordBinary || r.err != nil || len(r.b) == 0 {
+	if version < recordBinaryV3 || r.err != nil || (version == recordBinaryV3 && len(r.b) == 0) {
 		return
 	}
 	n := r.count("doubts")
-	if n == 0 {
-		r.fail("doubts") // written only when there is one
+	if n == 0 && version == recordBinaryV3 {
+		r.fail("doubts") // version 3 wrote them only when there was one
 		return
 	}
 	for range n {
@@ -343,5 +348,9 @@ func (r *recordReader) message(m *Message, version byte) {
 			return
 		}
 		m.Recipients[i].Doubt = d
+	}
+	if version >= recordBinary {
+		e.MeshAge = time.Duration(r.varint("mesh age")) * time.Millisecond
+		e.Suspect = r.bool("suspect")
 	}
 }

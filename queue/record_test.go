@@ -54,6 +54,13 @@ func randomMessage(r *rand.Rand) *Message {
 		m.Recipients = append(m.Recipients, Recipient{Rcpt: rcpt(), State: RcptState(r.IntN(4)), Attempts: r.IntN(100),
 			NextAttempt: tm(), LastError: str(), LastReply: str(), LastAttempt: tm(), HandedOn: r.IntN(2) == 0})
 	}
+	if r.IntN(2) == 0 { // the mesh age trailer (docs/shadow.md), with or without a doubt before it
+		m.MeshAge = time.Duration(r.Int64N(1<<40)) * time.Millisecond
+		m.Suspect = r.IntN(2) == 0
+		if len(m.Recipients) > 0 && r.IntN(2) == 0 {
+			m.Recipients[0].Doubt = &Doubt{Node: str(), Addr: str(), Channel: str(), CopyID: str(), Since: tm()}
+		}
+	}
 	m.updateNext()
 	return m
 }
@@ -114,15 +121,24 @@ func TestRecordVersion2StillReads(t *testing.T) {
 	for i := range 500 {
 		m := randomMessage(r)
 		m.Origin, m.MessageID = "", ""
+		m.MeshAge, m.Suspect = 0, false
+		for i := range m.Recipients {
+			m.Recipients[i].Doubt = nil
+		}
 		rec, err := encodeMessage(m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Two empty strings (one zero length byte each) end a version-3 record.
-		if !bytes.HasSuffix(rec, []byte{0, 0}) {
-			t.Fatalf("message %d: record does not end in two empty strings", i)
+		// Two empty strings, no hop in doubt, no mesh age, not suspect
+		// (one zero byte each) end a version-4 record.
+		if !bytes.HasSuffix(rec, []byte{0, 0, 0, 0, 0}) {
+			t.Fatalf("message %d: record does not end in five zero bytes", i)
 		}
-		v2 := append([]byte{recordBinaryV2}, rec[1:len(rec)-2]...)
+		v3 := append([]byte{recordBinaryV3}, rec[1:len(rec)-3]...)
+		if got, err := decodeMessage(v3); err != nil || !sameMessage(t, m, got) {
+			t.Fatalf("message %d from a version-3 record: %v", i, err)
+		}
+		v2 := append([]byte{recordBinaryV2}, rec[1:len(rec)-5]...)
 		got, err := decodeMessage(v2)
 		if err != nil {
 			t.Fatalf("message %d from a version-2 record: %v", i, err)
@@ -242,10 +258,11 @@ func TestRecordBeforeReplyType(t *testing.T) {
 	if res.Reply.String() != m.Recipients[0].LastError {
 		t.Fatalf("reply %q recorded as %q, was %q", got, res.Reply.String(), m.Recipients[0].LastError)
 	}
-	// Re-encoded it is the same record in version 3: the same bytes, then
-	// the two fields version 2 did not have (Origin, MessageID), empty.
+	// Re-encoded it is the same record in version 4: the same bytes, then
+	// the fields version 2 did not have (Origin, MessageID, no hop in
+	// doubt, mesh age, suspect), empty.
 	again, err := encodeMessage(m)
-	want := append(append([]byte{recordBinary}, rec[1:]...), 0, 0)
+	want := append(append([]byte{recordBinary}, rec[1:]...), 0, 0, 0, 0, 0)
 	if err != nil || rec[0] != recordBinaryV2 || !bytes.Equal(again, want) {
 		t.Fatalf("old record re-encodes differently (%v)", err)
 	}

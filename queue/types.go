@@ -61,6 +61,14 @@ type Envelope struct {
 	// back to the header.
 	Origin    string `json:",omitempty"`
 	MessageID string `json:",omitempty"`
+	// MeshAge is how long the copy had been in the mesh when this node
+	// took it (the sender's X-Meshd-Age; 0 where it entered the mesh):
+	// its age now is MeshAge plus the time since ReceivedAt. Suspect says
+	// a twin of the copy may exist (it was resubmitted from a shadow, or
+	// a previous hop said so): the node of final delivery asks its
+	// group first (docs/shadow.md).
+	MeshAge time.Duration `json:",omitempty"`
+	Suspect bool          `json:",omitempty"`
 	// Digest, when set, is a digest of the content: a later message with
 	// the same ID is a duplicate only when its digest is the same (it is
 	// kept with the dedup marker, not in the message record).

@@ -38,6 +38,10 @@ const (
 	// HeldDone: the node took the copy and has finished with it
 	// (delivered, handed on or bounced).
 	HeldDone Held = 2
+	// HeldQueuedSuspect: the copy is queued there, and the node asks its
+	// routing group before it delivers it (a twin may exist,
+	// docs/shadow.md).
+	HeldQueuedSuspect Held = 3
 )
 
 func (h Held) String() string {
@@ -48,6 +52,8 @@ func (h Held) String() string {
 		return "queued"
 	case HeldDone:
 		return "done"
+	case HeldQueuedSuspect:
+		return "queued-suspect"
 	}
 	return fmt.Sprintf("Held(%d)", uint8(h))
 }
@@ -98,7 +104,7 @@ func decodeHoldsResp(p []byte, want int) ([]Held, error) {
 	out := make([]Held, 0, n)
 	for range n {
 		h := Held(r.u8())
-		if h > HeldDone {
+		if h > HeldQueuedSuspect {
 			return nil, fmt.Errorf("channel: holds response: answer %d out of range", h)
 		}
 		out = append(out, h)
