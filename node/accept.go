@@ -10,9 +10,11 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/meshd/meshd/header"
 	"github.com/meshd/meshd/meshid"
+	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/smtp/reply"
@@ -47,6 +49,8 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	var trace []string
 	digest := ""
 	origin := "" // X-Meshd-Origin from a mesh peer; else the ID, set below
+	var meshAge time.Duration
+	suspect := false
 	if sess.MeshPeer {
 		// Only a mesh peer's identity and trace are believed (see the
 		// contract): they make a resend after a crash a duplicate here.
@@ -58,6 +62,9 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 			origin = v
 		}
 		trace = meshid.ParseTrace(header.Value(body, meshid.HeaderTrace))
+		if v := header.Value(body, meshid.HeaderAge); v != "" {
+			meshAge, suspect = delivery.ParseAge(v) // docs/shadow.md
+		}
 		if meshid.Visits(trace, n.cfg.Node.RoutingGroup) >= meshid.MaxVisits {
 			return "", errLoop
 		}
@@ -92,6 +99,8 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		Digest:     digest,
 		Quarantine: quarantine,
 		Origin:     cmp.Or(origin, id),
+		MeshAge:    meshAge,
+		Suspect:    suspect,
 		MessageID:  strings.Trim(header.Value(body, "Message-ID"), "<> "),
 	}
 	if sess.RemoteAddr != nil {

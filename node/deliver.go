@@ -18,6 +18,7 @@ func (n *Node) newDeliverer(opts Options) (*delivery.Deliverer, error) {
 	if n.mesh != nil {
 		deps.Mesh = n.mesh
 		deps.Doubts = doubts{n}
+		deps.Peers = n.peers
 	}
 	if n.id.enabled() {
 		deps.HopTLS = n.id.clientTLS("hop", false)

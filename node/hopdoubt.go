@@ -71,13 +71,7 @@ func (d doubts) Holds(ctx context.Context, doubt queue.Doubt) (queue.Holding, er
 	if err != nil {
 		return queue.Unknown, err
 	}
-	switch ans[0] {
-	case channel.HeldQueued:
-		return queue.Queued, nil
-	case channel.HeldDone:
-		return queue.Done, nil
-	}
-	return queue.Unknown, nil
+	return holdingOf(ans[0]), nil
 }
 
 // holdsTLS is the client TLS of a holds request to node: its certificate
@@ -112,15 +106,12 @@ func (n *Node) answerHolds(_ context.Context, ids []string) []channel.Held {
 	out := make([]channel.Held, len(ids))
 	for i, id := range ids {
 		h, err := n.q.Holds(id)
+		if err == nil {
+			out[i], err = n.heldOf(id, h) // shadow.go
+		}
 		if err != nil {
 			n.log.Warn("holds request: queue", "copy", id, "err", err)
 			return nil
-		}
-		switch h {
-		case queue.Queued:
-			out[i] = channel.HeldQueued
-		case queue.Done:
-			out[i] = channel.HeldDone
 		}
 	}
 	return out

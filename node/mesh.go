@@ -169,7 +169,7 @@ func (n *Node) startMesh(ctx context.Context, g *errgroup.Group) error {
 		return fmt.Errorf("node: start mesh listener: %w", err)
 	}
 	g.Go(func() error { return n.watchLinkState(ctx) })                // metrics (metrics_mesh.go)
-	shadows := delivery.NewShadows(n.cfg, n.q, n.finder, n.now, n.log) // docs/shadow.md
+	shadows := delivery.NewShadows(n.cfg, n.q, n.peers, n.metrics, n.now, n.log) // docs/shadow.md
 	g.Go(func() error { return shadows.Run(ctx) })
 	g.Go(func() error {
 		// Every new routing table sends waiting mail on its way at once.

@@ -29,6 +29,7 @@ type metrics struct {
 	bareLineEnds *prometheus.CounterVec // messages with bare CR/LF, by listener and action
 	dataTooSlow  *prometheus.CounterVec // transfers cut by limits.data_total_timeout, by listener
 	mesh         *meshMetrics           // metrics_mesh.go
+	shadow       *shadowMetrics         // shadow.go
 }
 
 func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {

@@ -79,7 +79,8 @@ type Node struct {
 
 	del     *delivery.Deliverer
 	trk     *tracking.Log    // message-tracking log
-	finder  *tracking.Finder // asks the mesh for tracking events (GET /api/track, shadows)
+	finder  *tracking.Finder // asks the mesh for tracking events (GET /api/track)
+	peers   *shadowPeers     // asks other nodes what they hold of copies (shadow.go)
 	filters *milter.Chain    // filters.milters (filter.go); nil when none
 	dkim    *dkimSigner      // dkim.keys (dkim.go); nil when none
 	authres *authres.Checker // authres (filter.go); nil when off
@@ -184,6 +185,8 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		return nil, fmt.Errorf("node: open queue: %w", err)
 	}
 	n.metrics = newMetrics(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
+	n.registerShadowMetrics()
+	n.peers = newShadowPeers(n)
 	n.filters = n.newFilters()
 	n.authres = n.newAuthRes()
 	if n.dkim, err = n.newDKIM(); err != nil {

@@ -42,6 +42,9 @@ const (
 	// routing group before it delivers it (a twin may exist,
 	// docs/shadow.md).
 	HeldQueuedSuspect Held = 3
+	// HeldRelayed: the node handed the copy on whole to other mesh nodes
+	// (done, for a sender in doubt; the node that took it answers now).
+	HeldRelayed Held = 4
 )
 
 func (h Held) String() string {
@@ -54,6 +57,8 @@ func (h Held) String() string {
 		return "done"
 	case HeldQueuedSuspect:
 		return "queued-suspect"
+	case HeldRelayed:
+		return "relayed"
 	}
 	return fmt.Sprintf("Held(%d)", uint8(h))
 }
@@ -104,7 +109,7 @@ func decodeHoldsResp(p []byte, want int) ([]Held, error) {
 	out := make([]Held, 0, n)
 	for range n {
 		h := Held(r.u8())
-		if h > HeldQueuedSuspect {
+		if h > HeldRelayed {
 			return nil, fmt.Errorf("channel: holds response: answer %d out of range", h)
 		}
 		out = append(out, h)

@@ -93,8 +93,9 @@ func (t *transports) reportHop(g *group, addr string, err error) {
 // or a copy that reaches a node again by another path after a route
 // changed in the middle of a transfer, is a duplicate there (250, dropped),
 // while a retry for fewer recipients is a new copy. A hop out of the
-// routing group adds it to the trace.
-func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte) []byte {
+// routing group adds it to the trace. age is the X-Meshd-Age field
+// (ageField, shadowcheck.go).
+func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte, age string) []byte {
 	trace := slices.Clone(m.Trace)
 	if g.remote {
 		trace = append(trace, rg) // every exit counts: a re-entry shows twice
@@ -105,6 +106,7 @@ func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte) 
 	if len(trace) > 0 {
 		hdr += fmt.Sprintf("%s: %s\r\n", meshid.HeaderTrace, meshid.FormatTrace(trace))
 	}
+	hdr += age
 	rest := header.StripPrefix(body, meshid.FieldPrefix)
 	out := make([]byte, 0, len(hdr)+len(rest))
 	return append(append(out, hdr...), rest...)

@@ -213,7 +213,7 @@ func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte,
 		}
 		return t.sendHosts(ctx, t.remote, []string{host}, m, body, g)
 	case KindMesh:
-		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshBody(m, body, g, t.cfg.Node.RoutingGroup, t.copyKey), g)
+		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshBody(m, body, g, t.cfg.Node.RoutingGroup, t.copyKey, ageField(m, t.now(), t.cfg.Mesh.ShadowTimeout)), g)
 		return loopsWait(res), remote
 	case KindNoRoute:
 		if g.perm {
@@ -267,7 +267,7 @@ func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inD
 	out := make([]queue.Result, 0, len(g.rcpts))
 	// The hop's X-Meshd-ID is this message's queue ID, which copyHeader
 	// writes again: keep one.
-	body = header.Strip(body, meshid.HeaderID, meshid.HeaderOrigin)
+	body = header.Strip(body, meshid.HeaderID, meshid.HeaderOrigin, meshid.HeaderAge)
 	for _, r := range g.rcpts {
 		hdr := copyHeader(m.From, r.Addr, m.ID)
 		if inDoubt && r.Attempts > 0 {

@@ -47,6 +47,8 @@ type Mesh struct {
 	orgPeers orgPeers                 // document versions X-LINK2STATE peers reported (org.go)
 	topo     atomic.Pointer[Topology] // the live part of cfg (topology.go)
 
+	listed listed // nodes recent records listed (listed.go)
+
 	mu     sync.Mutex
 	meta   membership.Meta // what this node gossips about itself
 	view   membership.View
@@ -491,6 +493,7 @@ func (m *Mesh) indexNodeIPs() *ipIndex {
 // record has not arrived yet (a first X-LINK2STATE session brings it), a
 // verified certificate is all there is to go on, and it is accepted.
 func (m *Mesh) KnowsNode(rg, node string) bool {
+	recent := m.recentlyListed(rg, node) // listed.go; folds every LSDB change in
 	if !m.cfg.Keyring.Known(rg) && rg != m.cfg.RG {
 		return false
 	}
@@ -511,7 +514,7 @@ func (m *Mesh) KnowsNode(rg, node string) bool {
 			return true
 		}
 	}
-	return false
+	return recent
 }
 
 // updateOwned folds records into the owned domains (and, with sweep,
