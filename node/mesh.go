@@ -168,7 +168,7 @@ func (n *Node) startMesh(ctx context.Context, g *errgroup.Group) error {
 	if err := n.meshSrv.Start(); err != nil {
 		return fmt.Errorf("node: start mesh listener: %w", err)
 	}
-	g.Go(func() error { return n.watchLinkState(ctx) })                // metrics (metrics_mesh.go)
+	g.Go(func() error { return n.watchLinkState(ctx) })                          // metrics (metrics_mesh.go)
 	shadows := delivery.NewShadows(n.cfg, n.q, n.peers, n.metrics, n.now, n.log) // docs/shadow.md
 	g.Go(func() error { return shadows.Run(ctx) })
 	g.Go(func() error {

@@ -195,7 +195,7 @@ func (d *Deliverer) checkGroup(ctx context.Context, log *slog.Logger, m *queue.M
 	case waitFor != "" && now.Sub(m.ReceivedAt) < d.cfg.Mesh.ShadowTimeout:
 		d.metrics.GroupCheck(GroupCheckWait)
 		next := now.Add(d.cfg.Mesh.ShadowCheck)
-		log.Info("suspect copy: waiting for the group before delivering", "copy", m.ID, "member", waitFor, "why", waitWhy, "next", next)
+		log.Info("suspect copy: waiting for the group before delivering", "copy", m.ID, "member", waitFor, "answer", waitWhy, "next", next)
 		if err := d.q.Attempt(m.ID, addrs, next); err != nil && !isGone(err) {
 			log.Error("queue: persist attempt", "err", err)
 		}
@@ -203,7 +203,7 @@ func (d *Deliverer) checkGroup(ctx context.Context, log *slog.Logger, m *queue.M
 	case waitFor != "":
 		d.metrics.GroupCheck(GroupCheckTimeout)
 		log.Warn("suspect copy: the group did not settle within mesh.shadow_timeout; delivering, a possible duplicate",
-			"copy", m.ID, "member", waitFor, "why", waitWhy)
+			"copy", m.ID, "member", waitFor, "answer", waitWhy)
 		return false
 	}
 	d.metrics.GroupCheck(GroupCheckDeliver)
