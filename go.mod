@@ -3,6 +3,7 @@ module github.com/meshd/meshd
 go 1.26.8
 
 require (
+	blitiri.com.ar/go/spf v1.6.0
 	github.com/d--j/go-milter v0.10.1
 	github.com/dgraph-io/badger/v4 v4.9.6
 	github.com/emersion/go-msgauth v0.7.0

@@ -73,6 +73,8 @@ func (c *check) name() string {
 		return fmt.Sprintf("tombstone of %s on every live node by %v", a.Tombstone.RG, a.Tombstone.By)
 	case a.Bounced != nil:
 		return fmt.Sprintf("at least %d accepted messages bounced by %v", a.Bounced.Min, a.Bounced.By)
+	case a.Drained != nil:
+		return fmt.Sprintf("%s drained (holds no mail) in [%v, %v]", a.Drained.Node, a.Drained.After, a.Drained.By)
 	}
 	return "?"
 }
@@ -143,6 +145,22 @@ func (r *runner) evaluate(c *check, now time.Duration) {
 			c.pass("%d of %d accepted messages bounced by %v", m.Bounced, m.Accepted, round(now))
 		} else if now > a.Bounced.By {
 			c.fail("%d of %d accepted messages bounced by %v (%d delivered)", m.Bounced, m.Accepted, a.Bounced.By, m.Delivered)
+		}
+	case a.Drained != nil:
+		da := a.Drained
+		if now < da.After {
+			return
+		}
+		dr, ok := r.cl.(drainer)
+		if !ok {
+			c.fail("this cluster cannot drain nodes")
+			return
+		}
+		done, state := dr.Drained(da.Node)
+		if done {
+			c.pass("%s at %v", state, round(now))
+		} else if now > da.By {
+			c.fail("%s at %v", state, round(now))
 		}
 	case a.MaxAdvertisements != nil:
 		m := a.MaxAdvertisements

@@ -58,6 +58,10 @@ type Deliveries struct {
 	// External counts the copies of every Message-ID found at the
 	// smarthosts behind external connectors (out of the organisation).
 	External map[string]int
+	// ReplyLost counts, for every Message-ID, the transactions with an
+	// external receiver that the sending node logged as sent in full with
+	// no reply to the final dot (tracking event deferred, reply_lost).
+	ReplyLost map[string]int
 }
 
 // Mail is one test message.

@@ -51,7 +51,8 @@
 //
 // A message counts as accepted when the node answered 250. Delivered means
 // its Message-ID is in a Maildir of some node; duplicated, there more than
-// once; bounced, a failure DSN for it reached a Maildir instead; lost,
+// once (a message twice only at an external receiver, after a reply its
+// sender logged as lost, is counted apart: docs/indoubt.md); bounced, a failure DSN for it reached a Maildir instead; lost,
 // neither. Convergence after a fault is the time until the live nodes last
 // came to agree on an LSDB digest before the next fault (a fault that
 // changes nothing in the LSDB has none). Advertisements are the records

@@ -459,6 +459,19 @@ func (c *nodeCluster) Delivered() (Deliveries, error) {
 			return d, err
 		}
 	}
+	d.ReplyLost = map[string]int{}
+	twice := false
+	for _, n := range d.External {
+		twice = twice || n > 1
+	}
+	if !twice {
+		return d, nil // only a message twice out of the organisation needs the senders' word
+	}
+	for _, name := range c.sc.Topology.NodeNames() {
+		if err := countReplyLost(filepath.Join(c.nodes[name].cfg.Node.DataDir, "track.log"), d.ReplyLost); err != nil {
+			return d, err
+		}
+	}
 	return d, nil
 }
 
@@ -611,4 +624,47 @@ func (c *nodeCluster) SwapDisk(name string) error {
 		return fmt.Errorf("harness: swap_disk %s: %w", name, err)
 	}
 	return nil
+}
+
+// drainer is a Cluster whose nodes can drain (docs/drain.md).
+type drainer interface {
+	SetDrain(node string, on bool) error
+	// Drained reports whether the node drains and holds no mail, and
+	// what it holds.
+	Drained(node string) (bool, string)
+}
+
+// SetDrain drains the running node (on) or returns it to service, as
+// meshctl node drain and undrain do.
+func (c *nodeCluster) SetDrain(name string, on bool) error {
+	sn, err := c.get(name)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	n := sn.n
+	c.mu.Unlock()
+	if n == nil {
+		return fmt.Errorf("harness: drain %s: not running", name)
+	}
+	if on {
+		return n.Drain()
+	}
+	return n.Undrain()
+}
+
+func (c *nodeCluster) Drained(name string) (bool, string) {
+	sn, err := c.get(name)
+	if err != nil {
+		return false, err.Error()
+	}
+	c.mu.Lock()
+	n := sn.n
+	c.mu.Unlock()
+	if n == nil {
+		return false, name + " is not running"
+	}
+	st := n.DrainStatus()
+	return st.Done, fmt.Sprintf("%s: draining %v, %d queued, %d held, %d transactions in progress",
+		name, st.Draining, st.Queued, st.Held, st.Transactions)
 }

@@ -34,7 +34,13 @@ type MessageStats struct {
 	Refused    int `json:"refused"`  // any other answer or no answer
 	Delivered  int `json:"delivered"`
 	Duplicated int `json:"duplicated"` // accepted and found more than once
-	Lost       int `json:"lost"`       // accepted, not found, no DSN either
+	// DuplicatedReplyLost counts accepted messages found more than once
+	// only at an external receiver, each extra copy after a transaction
+	// the sender logged as unanswered after the final dot: the duplicate
+	// RFC 5321 §6.1 accepts when nobody can be asked (not a mesh fault;
+	// Duplicated does not count them).
+	DuplicatedReplyLost int `json:"duplicated_reply_lost,omitempty"`
+	Lost                int `json:"lost"` // accepted, not found, no DSN either
 	// Bounced counts accepted messages not delivered for which the mesh
 	// returned a failure DSN to the sender: not silent, still not delivered.
 	Bounced int `json:"bounced"`
@@ -104,6 +110,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		m.Sent, m.Accepted, m.Refused, m.Delivered, m.Duplicated, m.Lost, m.Bounced)
 	if m.DeliveredRefused > 0 {
 		fmt.Fprintf(&b, " (+%d refused but delivered)", m.DeliveredRefused)
+	}
+	if m.DuplicatedReplyLost > 0 {
+		fmt.Fprintf(&b, " (+%d twice at an external receiver after a lost reply, RFC 5321 §6.1)", m.DuplicatedReplyLost)
 	}
 	if m.LastDeliveryAt > 0 {
 		fmt.Fprintf(&b, "; last delivery at %v", round(m.LastDeliveryAt))

@@ -373,6 +373,15 @@ func (r *runner) do(ctx context.Context, idx int, st *Step) error {
 			return fmt.Errorf("harness: swap_disk: this cluster cannot swap data directories")
 		}
 		return sw.SwapDisk(st.SwapDisk)
+	case st.Drain != "" || st.Undrain != "":
+		dr, ok := r.cl.(drainer)
+		if !ok {
+			return fmt.Errorf("harness: drain: this cluster cannot drain nodes")
+		}
+		if st.Drain != "" {
+			return dr.SetDrain(st.Drain, true)
+		}
+		return dr.SetDrain(st.Undrain, false)
 	case st.Send != nil:
 		r.startSend(ctx, idx, st.Send)
 	case st.RemoveRG != nil:
@@ -526,6 +535,11 @@ func tally(sent []sentMsg, d Deliveries) MessageStats {
 			if len(m.LostIDs) < 10 {
 				m.LostIDs = append(m.LostIDs, s.id)
 			}
+		case n > 1 && d.External[s.id] == n && n-1 <= d.ReplyLost[s.id]:
+			// Every copy left the organisation, and each extra one
+			// followed a transaction its sender logged unanswered.
+			m.DuplicatedReplyLost++
+			m.Delivered++
 		case n > 1:
 			m.Duplicated++
 			m.Delivered++
@@ -625,6 +639,10 @@ func (st *Step) describe() string {
 		return "disk freed on " + st.DiskFree
 	case st.SwapDisk != "":
 		return "swap the data directory of " + st.SwapDisk
+	case st.Drain != "":
+		return "drain " + st.Drain
+	case st.Undrain != "":
+		return "undrain " + st.Undrain
 	case st.Send != nil:
 		return fmt.Sprintf("send %d from %s to %s at %g/s", st.Send.Count, st.Send.From, st.Send.To, st.Send.Rate)
 	case st.RemoveRG != nil:

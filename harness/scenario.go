@@ -130,8 +130,12 @@ type Step struct {
 	// SwapDisk (node name, crashed) sets its data directory aside and puts
 	// back the one set aside before (none the first time: an empty disk),
 	// for a node lost with its disk that later returns with the old one.
-	SwapDisk string    `yaml:"swap_disk"`
-	Send     *SendSpec `yaml:"send"`
+	SwapDisk string `yaml:"swap_disk"`
+	// Drain (node name) takes the node out of service as meshctl node
+	// drain does (docs/drain.md); Undrain puts it back.
+	Drain   string    `yaml:"drain"`
+	Undrain string    `yaml:"undrain"`
+	Send    *SendSpec `yaml:"send"`
 	// RemoveRG decommissions a routing group through a node (meshctl rg
 	// remove): a tombstone floods the mesh.
 	RemoveRG *RemoveSpec `yaml:"remove_rg"`
@@ -222,6 +226,16 @@ type Assertion struct {
 	Tombstone *TombstoneAssertion `yaml:"tombstone"`
 	// Bounced: at least Min accepted messages got a failure DSN by the deadline.
 	Bounced *BouncedAssertion `yaml:"bounced"`
+	// Drained: at some moment in [After, By] the node drains and holds
+	// no mail (nothing queued, no SMTP transaction in progress).
+	Drained *DrainedAssertion `yaml:"drained"`
+}
+
+// DrainedAssertion waits for a draining node to hold no mail.
+type DrainedAssertion struct {
+	Node  string        `yaml:"node"`
+	After time.Duration `yaml:"after"`
+	By    time.Duration `yaml:"by"`
 }
 
 // TombstoneAssertion waits for a routing group's tombstone everywhere.
@@ -432,6 +446,8 @@ func (sc *Scenario) validateStep(st *Step) error {
 	count(st.DiskFull != "")
 	count(st.DiskFree != "")
 	count(st.SwapDisk != "")
+	count(st.Drain != "")
+	count(st.Undrain != "")
 	count(st.Send != nil)
 	count(st.RemoveRG != nil)
 	count(st.Org != nil)
@@ -474,6 +490,10 @@ func (sc *Scenario) validateStep(st *Step) error {
 		return t.checkNode(st.DiskFree)
 	case st.SwapDisk != "":
 		return t.checkNode(st.SwapDisk)
+	case st.Drain != "":
+		return t.checkNode(st.Drain)
+	case st.Undrain != "":
+		return t.checkNode(st.Undrain)
 	case st.Org != nil:
 		return t.checkOrg(st.Org)
 	case st.RemoveRG != nil:
@@ -502,7 +522,7 @@ func (sc *Scenario) validateStep(st *Step) error {
 func (sc *Scenario) validateAssertion(a *Assertion, steps map[string]bool) error {
 	set := 0
 	for _, b := range []bool{a.DeliveredExactlyOnce != nil, a.LSDBConverged != nil, a.Route != nil,
-		a.MaxAdvertisements != nil, a.Convergence != nil, a.Refused != nil, a.NoLeak != nil, a.Tombstone != nil, a.Bounced != nil} {
+		a.MaxAdvertisements != nil, a.Convergence != nil, a.Refused != nil, a.NoLeak != nil, a.Tombstone != nil, a.Bounced != nil, a.Drained != nil} {
 		if b {
 			set++
 		}
@@ -548,6 +568,13 @@ func (sc *Scenario) validateAssertion(a *Assertion, steps map[string]bool) error
 	case a.Bounced != nil:
 		if a.Bounced.Min <= 0 || a.Bounced.By <= 0 {
 			return errors.New("bounced: min and by are required")
+		}
+	case a.Drained != nil:
+		if err := t.checkNode(a.Drained.Node); err != nil {
+			return fmt.Errorf("drained: %w", err)
+		}
+		if a.Drained.By <= 0 || a.Drained.By < a.Drained.After {
+			return errors.New("drained: by (>= after) is required")
 		}
 	case a.Convergence != nil:
 		if !steps[a.Convergence.Step] {

@@ -209,3 +209,24 @@ func ToCRLF(b []byte) []byte {
 	}
 	return out.Bytes()
 }
+
+// Leading returns the length of the fields at the top of body whose names
+// start with prefix (in any ASCII case), with their continuation lines:
+// the block a mesh peer puts in front of the message it sends.
+func Leading(body []byte, prefix string) int {
+	n := 0
+	for n < len(body) {
+		end := n + len(nextLine(body[n:]))
+		if nm := FieldName(body[n:end]); nm == nil || !HasPrefixFold(nm, prefix) {
+			return n
+		}
+		for end < len(body) && (body[end] == ' ' || body[end] == '\t') {
+			end += len(nextLine(body[end:]))
+		}
+		if body[end-1] != '\n' {
+			return n // cut inside the field: not a whole one
+		}
+		n = end
+	}
+	return n
+}

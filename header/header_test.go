@@ -124,3 +124,25 @@ func TestStripAndReadHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestLeading: the block of prefixed fields at the top, whole fields only.
+func TestLeading(t *testing.T) {
+	for _, tt := range []struct {
+		body string
+		want int
+	}{
+		{"X-Meshd-ID: a\r\nX-Meshd-Origin: b\r\nReceived: r\r\n\r\nbody", 34},
+		{"x-meshd-trace: rg1,\r\n\trg2\r\nS: s\r\n\r\n", 27},
+		{"Received: r\r\nX-Meshd-ID: a\r\n\r\n", 0},
+		{"X-Meshd-ID: a\r\n\r\nX-Meshd-ID: b\r\n", 15},
+		{"X-Meshd-ID: a\r\nX-Meshd-Origin: cut", 15},
+		{"X-Meshd-ID: a\r\n folded but cut", 0},
+		{"X-Meshd-ID: a\r\n", 15},
+		{"X-Me\u017fhd-ID: a\r\n\r\n", 0},
+		{"", 0},
+	} {
+		if got := Leading([]byte(tt.body), meshid.FieldPrefix); got != tt.want {
+			t.Errorf("Leading(%q) = %d, want %d", tt.body, got, tt.want)
+		}
+	}
+}

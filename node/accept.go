@@ -51,18 +51,34 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	origin := "" // X-Meshd-Origin from a mesh peer; else the ID, set below
 	var meshAge time.Duration
 	suspect := false
+	// body is our Received: field, then the message as received. The
+	// queue keeps the two apart (queue.Envelope.HopHeader): the stored
+	// body is what the client sent, and every attempt puts the hop's
+	// fields back in front of it.
+	hop := min(max(sess.Received, 0), len(body))
+	hopHeader, stored := body[:hop], body[hop:]
+	peerFields := 0
 	if sess.MeshPeer {
 		// Only a mesh peer's identity and trace are believed (see the
 		// contract): they make a resend after a crash a duplicate here.
 		source = "mesh"
-		if v := strings.ToLower(strings.TrimSpace(header.Value(body, meshid.HeaderID))); meshid.Valid(v) {
+		fields := stored[:header.Leading(stored, meshid.FieldPrefix)]
+		if header.ContainsFold(stored[len(fields):header.End(stored)], meshid.FieldPrefix) {
+			// Mesh fields below the peer's block (meshd puts them all at
+			// the top): read them where they are and store the whole
+			// message, whose header every hop then scans, as before.
+			fields, hopHeader, stored = stored, nil, body
+		} else {
+			peerFields = len(fields)
+		}
+		if v := strings.ToLower(strings.TrimSpace(header.Value(fields, meshid.HeaderID))); meshid.Valid(v) {
 			id = v
 		}
-		if v := strings.ToLower(strings.TrimSpace(header.Value(body, meshid.HeaderOrigin))); meshid.Valid(v) {
+		if v := strings.ToLower(strings.TrimSpace(header.Value(fields, meshid.HeaderOrigin))); meshid.Valid(v) {
 			origin = v
 		}
-		trace = meshid.ParseTrace(header.Value(body, meshid.HeaderTrace))
-		if v := header.Value(body, meshid.HeaderAge); v != "" {
+		trace = meshid.ParseTrace(header.Value(fields, meshid.HeaderTrace))
+		if v := header.Value(fields, meshid.HeaderAge); v != "" {
 			meshAge, suspect = delivery.ParseAge(v) // docs/shadow.md
 		}
 		if meshid.Visits(trace, n.cfg.Node.RoutingGroup) >= meshid.MaxVisits {
@@ -71,19 +87,31 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		digest = contentDigest(env, body)
 	} else {
 		// Our trust headers in every spelling (RFC 5322 field names
-		// compare as ASCII, case-insensitively): nobody but a mesh peer sets them.
+		// compare as ASCII, case-insensitively): nobody but a mesh peer
+		// sets them. Our Received: field stays at the top.
 		body = header.StripPrefix(body, meshid.FieldPrefix)
+		stored = body[hop:]
 	}
+	edited := false // by the Authentication-Results check or a filter
 	if n.authres != nil && !sess.MeshPeer {
 		body = n.authenticate(ctx, sess, body) // RFC 8601, for the filters below (filter.go)
+		edited = true
 	}
 	quarantine := ""
-	if n.filters != nil && !sess.MeshPeer {
+	var removed []delivery.Refusal // taken out by a filter: DSN once queued
+	if n.filters.Len() > 0 && !sess.MeshPeer {
 		f, err := n.filter(ctx, sess, id, env, body)
 		if err != nil || f.discard {
 			return id, err
 		}
-		env, body, quarantine = f.env, f.body, f.quarantine
+		env, body, quarantine, removed = f.env, f.body, f.quarantine, f.removed
+		edited = true
+	}
+	if edited {
+		hopHeader, stored = splitHop(body, stored)
+	}
+	if len(hopHeader) == 0 {
+		peerFields = 0 // the body is the whole message (queue.Envelope.HopHeader)
 	}
 	qenv := queue.Envelope{
 		ID:         id,
@@ -101,7 +129,9 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		Origin:     cmp.Or(origin, id),
 		MeshAge:    meshAge,
 		Suspect:    suspect,
-		MessageID:  strings.Trim(header.Value(body, "Message-ID"), "<> "),
+		MessageID:  strings.Trim(header.Value(stored, "Message-ID"), "<> "),
+		HopHeader:  hopHeader,
+		PeerFields: peerFields,
 	}
 	if sess.RemoteAddr != nil {
 		qenv.ClientAddr = sess.RemoteAddr.String()
@@ -113,7 +143,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		}
 		qenv.Rcpts = append(qenv.Rcpts, queue.Rcpt{Addr: addr, Notify: r.Notify, ORcpt: r.ORcpt})
 	}
-	err := n.q.Enqueue(ctx, qenv, body)
+	err := n.q.Enqueue(ctx, qenv, stored)
 	if errors.Is(err, queue.ErrCollision) {
 		// The ID is known for another message: this one is not a
 		// duplicate, whatever its ID says. Queue it under an ID of its
@@ -123,8 +153,11 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		n.log.Warn("copy ID collision: same ID, other content; queued as a new message", "qid", id, "peer", addrString(sess.RemoteAddr))
 		id = meshid.Collision(id, digest)
 		qenv.ID, qenv.Origin = id, id
-		body = header.Strip(body, meshid.HeaderOrigin)
-		err = n.q.Enqueue(ctx, qenv, body)
+		stored = header.Strip(stored, meshid.HeaderOrigin)
+		if qenv.PeerFields > 0 {
+			qenv.PeerFields = header.Leading(stored, meshid.FieldPrefix)
+		}
+		err = n.q.Enqueue(ctx, qenv, stored)
 	}
 	switch {
 	case errors.Is(err, queue.ErrDuplicate):
@@ -139,12 +172,25 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		return "", err
 	}
 	n.metrics.accepted.WithLabelValues(source).Inc()
-	n.trk.Received(qenv, len(body), s.source)
+	size := len(qenv.HopHeader) + len(stored)
+	n.trk.Received(qenv, size, s.source)
+	n.filterDSN(qenv, body, removed) // body: the whole message, as filtered
 	if n.afterQueued != nil {
 		n.afterQueued(id)
 	}
-	n.log.Debug("message queued", "qid", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", len(body), "via", source)
+	n.log.Debug("message queued", "qid", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", size, "via", source)
 	return id, nil
+}
+
+// splitHop finds the message as received (rest) at the end of what the
+// Authentication-Results check and the filters left (msg): what is in
+// front of it is the hop's header. When they changed the message itself,
+// or put mesh fields in front of it, the whole of msg is the body.
+func splitHop(msg, rest []byte) (hop, body []byte) {
+	if k := len(msg) - len(rest); k >= 0 && bytes.Equal(msg[k:], rest) && !header.ContainsFold(msg[:k], meshid.FieldPrefix) {
+		return msg[:k], msg[k:]
+	}
+	return nil, msg
 }
 
 // contentDigest identifies a copy's content for dedup: SHA-256 over the

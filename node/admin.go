@@ -35,6 +35,7 @@ func (n *Node) adminHandler() http.Handler {
 	}
 	if n.mesh != nil {
 		d.Mesh = n.mesh
+		d.Drain = n // drain.go
 	}
 	return admin.Handler(d)
 }

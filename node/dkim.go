@@ -3,6 +3,7 @@ package node
 import (
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -13,19 +14,20 @@ import (
 // is signed with the keys of dkim.keys for its From: domain, at every
 // attempt, never on a mesh hop.
 
-// dkimSigner is the node's signer and its counters.
+// dkimSigner is the node's signer and its counters. A reload (SIGHUP)
+// replaces the signer: the next message is signed with the new keys.
 type dkimSigner struct {
-	s      *dkim.Signer
+	s      atomic.Pointer[dkim.Signer] // nil: no key
 	signed *prometheus.CounterVec
 	failed prometheus.Counter
 }
 
 func (n *Node) newDKIM() (*dkimSigner, error) {
 	s, err := dkim.New(n.cfg.DKIM)
-	if err != nil || s == nil {
+	if err != nil {
 		return nil, err
 	}
-	d := &dkimSigner{s: s,
+	d := &dkimSigner{
 		signed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshd_dkim_signatures_total", Help: "DKIM signatures added to mail leaving by an external connector, by signing domain and selector.",
 		}, []string{"domain", "selector"}),
@@ -34,6 +36,7 @@ func (n *Node) newDKIM() (*dkimSigner, error) {
 		}),
 	}
 	n.metrics.reg.MustRegister(d.signed, d.failed)
+	d.s.Store(s)
 	return d, nil
 }
 
@@ -41,10 +44,11 @@ func (n *Node) newDKIM() (*dkimSigner, error) {
 // key applies or signing failed (logged: a message is never held back
 // for want of a signature).
 func (n *Node) signOutbound(log *slog.Logger, body []byte) []byte {
-	if n.dkim == nil {
+	s := n.dkim.s.Load()
+	if s == nil {
 		return body
 	}
-	out, used, err := n.dkim.s.Sign(body)
+	out, used, err := s.Sign(body)
 	if err != nil {
 		n.dkim.failed.Inc()
 		log.Error("dkim signing failed: sending unsigned", "err", err)

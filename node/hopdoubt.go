@@ -119,3 +119,6 @@ func (n *Node) answerHolds(_ context.Context, ids []string) []channel.Held {
 
 // InDoubt counts a hop in doubt (delivery.Metrics).
 func (m *metrics) InDoubt(result string) { m.mesh.inDoubt.WithLabelValues(result).Inc() }
+
+// ReplyLost counts a transaction outside the mesh whose reply never came (delivery.Metrics).
+func (m *metrics) ReplyLost(kind string) { m.replyLost.WithLabelValues(kind).Inc() }

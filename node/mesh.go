@@ -172,13 +172,19 @@ func (n *Node) startMesh(ctx context.Context, g *errgroup.Group) error {
 	shadows := delivery.NewShadows(n.cfg, n.q, n.peers, n.metrics, n.now, n.log) // docs/shadow.md
 	g.Go(func() error { return shadows.Run(ctx) })
 	g.Go(func() error {
-		// Every new routing table sends waiting mail on its way at once.
+		// Every new routing table sends waiting mail on its way at once;
+		// one that starts or ends this node's drain routes all of it again.
+		draining := false
 		for {
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-n.mesh.RoutesChanged():
 				n.del.Reroute()
+				if tab := n.mesh.Routes(); tab != nil && tab.Draining() != draining {
+					draining = tab.Draining()
+					n.del.RetryAll()
+				}
 			}
 		}
 	})

@@ -63,10 +63,7 @@ func newTestMeshWith(t testing.TB, rgs map[string][]string, links []meshLink, mo
 	// Fix every mesh listener address first: connectors name them.
 	for _, names := range rgs {
 		for _, name := range names {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := reserveFixedPort(t)
 			tm.meshL[name] = l.Addr().String()
 			tm.held[name] = l
 		}
@@ -517,6 +514,7 @@ func TestMeshPartitionHoldsMailUntilHeal(t *testing.T) {
 
 func TestMeshBridgeheadCrashMidStreamExactlyOnce(t *testing.T) {
 	tm := triangleMesh(t)
+	tm.dumpQueuesOnFailure(t)
 	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
 	poll(t, 10*time.Second, "route", tm.pathIs("a1", "rgc.test", "rga>rgb>rgc"))
 	const total = 60
@@ -575,4 +573,46 @@ func TestMeshBridgeheadCrashMidStreamExactlyOnce(t *testing.T) {
 		}
 	}
 	t.Logf("%d accepted, all delivered exactly once", n)
+}
+
+// dumpQueuesOnFailure logs, when the test has failed, every live node's
+// queue: each message with its Message-ID, trace and recipients' states,
+// attempts, next attempt, last reply and doubt. A message an exactly-once
+// test misses is then found where it is stuck.
+func (tm *testMesh) dumpQueuesOnFailure(t testing.TB) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		now := time.Now()
+		tm.mu.Lock()
+		nodes := map[string]*Node{}
+		for name, n := range tm.nodes {
+			nodes[name] = n
+		}
+		tm.mu.Unlock()
+		for _, rg := range sortedRGs(tm.rgs) {
+			for _, name := range tm.rgs[rg] {
+				n := nodes[name]
+				if n == nil {
+					t.Logf("queue %s: down", name)
+					continue
+				}
+				ms, err := n.Queue().List(queue.Filter{})
+				if err != nil {
+					t.Logf("queue %s: %v", name, err)
+					continue
+				}
+				t.Logf("queue %s: %d messages", name, len(ms))
+				for _, m := range ms {
+					t.Logf("  %s %s trace=%v held=%v received %v ago, next %v", m.ID, m.MessageID, m.Trace, m.Held,
+						now.Sub(m.ReceivedAt).Round(time.Millisecond), m.NextAttempt.Sub(now).Round(time.Millisecond))
+					for _, r := range m.Recipients {
+						t.Logf("    %s state=%d attempts=%d next=%v last=%q handedOn=%v doubt=%+v", r.Addr, r.State, r.Attempts,
+							r.NextAttempt.Sub(now).Round(time.Millisecond), r.LastReply, r.HandedOn, r.Doubt)
+					}
+				}
+			}
+		}
+	})
 }

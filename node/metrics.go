@@ -25,6 +25,7 @@ type metrics struct {
 	dsnSent      *prometheus.CounterVec // by kind: failure, delay, success
 	replies      *prometheus.CounterVec // SMTP replies sent, by code
 	deadSkips    prometheus.Counter
+	replyLost    *prometheus.CounterVec // transactions outside the mesh with no reply to the final dot, by kind
 	adminRefused *prometheus.CounterVec // admin API requests refused, by reason
 	bareLineEnds *prometheus.CounterVec // messages with bare CR/LF, by listener and action
 	dataTooSlow  *prometheus.CounterVec // transfers cut by limits.data_total_timeout, by listener
@@ -65,6 +66,9 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 		deadSkips: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshd_delivery_dead_destination_skips_total", Help: "Attempts deferred without dialling because the destination was recently unreachable.",
 		}),
+		replyLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_delivery_reply_lost_total", Help: "Transactions outside the mesh (smarthost, MX, LMTP) sent in full whose reply to the final dot never came: the retry may deliver a second copy (RFC 5321 §6.1), by destination kind.",
+		}, []string{"kind"}),
 		dataTooSlow: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshd_smtp_data_too_slow_total", Help: "DATA/BDAT transfers cut with 421 4.4.2 because they outlasted limits.data_total_timeout, by listener.",
 		}, []string{"listener"}),
@@ -90,7 +94,7 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 	m.reg.MustRegister(m.mesh.digestChanges, m.mesh.convergence, m.mesh.transitions, m.mesh.tables, m.mesh.spf, m.mesh.adminOverrides, m.mesh.inDoubt)
 	m.reg.MustRegister(m.collisions)
 	m.reg.MustRegister(m.accepted, m.rejectedFull, m.delivered, m.deferred, m.bounced, m.expired,
-		m.dsnSent, m.replies, m.deadSkips, m.adminRefused, m.bareLineEnds, m.dataTooSlow, queueMsgs, queueBytes, buildInfo,
+		m.dsnSent, m.replies, m.deadSkips, m.replyLost, m.adminRefused, m.bareLineEnds, m.dataTooSlow, queueMsgs, queueBytes, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

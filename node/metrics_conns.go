@@ -15,7 +15,7 @@ type connCollector struct {
 var (
 	descConnOpen = prometheus.NewDesc("meshd_smtp_connections", "SMTP connections open now, by listener and kind (public: counted per client IP; peer: authenticated mesh peers, counted per peer; probation: over the per-IP cap, not yet proven a mesh peer).",
 		[]string{"listener", "kind"}, nil)
-	descConnRefused = prometheus.NewDesc("meshd_smtp_connections_refused_total", "SMTP connections refused or cut by a connection cap, by listener and reason (per_ip: limits.max_connections_per_ip; listener: limits.max_connections; per_peer: limits.max_connections_per_peer; probation: over the per-IP cap and not a mesh peer in time, or it sent MAIL first).",
+	descConnRefused = prometheus.NewDesc("meshd_smtp_connections_refused_total", "SMTP connections refused or cut by a connection cap, by listener and reason (per_ip: limits.max_connections_per_ip; listener: limits.max_connections; per_peer: limits.max_connections_per_peer; probation: over the per-IP cap and not a mesh peer in time, or it sent MAIL first; draining: the node drains, meshctl node drain).",
 		[]string{"listener", "reason"}, nil)
 	descConnLimit = prometheus.NewDesc("meshd_smtp_connection_limit", "The connection caps in force, by listener and cap (per_ip, listener, per_peer).",
 		[]string{"listener", "cap"}, nil)
@@ -46,6 +46,7 @@ func (c connCollector) Collect(ch chan<- prometheus.Metric) {
 		cnt(st.RefusedListener, "listener")
 		cnt(st.RefusedPerPeer, "per_peer")
 		cnt(st.ProbationCut, "probation")
+		cnt(st.RefusedDraining, "draining")
 		g(descConnLimit, float64(lim.MaxConnsPerIP), name, "per_ip")
 		g(descConnLimit, float64(lim.MaxConns), name, "listener")
 		g(descConnLimit, float64(lim.MaxConnsPerPeer), name, "per_peer")

@@ -96,6 +96,11 @@ type Node struct {
 	// afterQueued is Options.afterQueued.
 	afterQueued func(id string)
 
+	// Drain (drain.go): the state in force, as drain.json holds it.
+	drainMu    sync.Mutex
+	drain      drainState
+	drainEmpty time.Time // since when a draining node holds no mail (settled)
+
 	mu      sync.Mutex
 	started bool
 	closed  bool
@@ -210,7 +215,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		Mesh:          len(cfg.Relay.MeshPeers) > 0,
 		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.peer(s.RemoteAddr, cs) },
 		Limits:        limits,
-		Policy:        n.policy,
+		Policy:        filterPolicy{n},
 		Sink:          &sink{n: n, source: "smtp"},
 		Logger:        log.With("listener", "smtp"),
 		Now:           now,
@@ -256,6 +261,10 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if n.del, err = n.newDeliverer(opts); err != nil {
 		return nil, err
 	}
+	if err := n.loadDrain(); err != nil { // drain.go
+		return nil, err
+	}
+	n.metrics.reg.MustRegister(n.drainGauge())
 	if n.admin != nil {
 		// Last: the API serves every part built above.
 		n.admin.Handler = adminapi.Guard(guard, n.adminHandler())

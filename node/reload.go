@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/meshd/meshd/edge/dkim"
 	"github.com/meshd/meshd/node/admin"
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/smtp"
@@ -27,7 +28,10 @@ var ErrNoReload = admin.ErrNoReload
 // limits.max_connections_per_ip, limits.max_connections,
 // limits.max_connections_per_peer, limits.peer_auth_timeout (for new
 // connections), limits.shutdown_grace,
-// and the retry schedule and lifetimes of queue.*. Any other change is
+// the retry schedule and lifetimes of queue.*, the content filters of
+// filters.milters (for transactions that start after it) and the signing
+// keys of dkim.keys (read again even when the paths are the same, so a
+// key replaced in place signs the next message). Any other change is
 // listed in NeedsRestart and not applied. An invalid cfg, or a certificate
 // that does not load, is refused as a whole: nothing changes. No session
 // is cut and the queue is not touched.
@@ -54,6 +58,10 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 			return rep, fmt.Errorf("node: reload: tls.cert_file %s: %w", cfg.TLS.CertFile, err)
 		}
 		cert = &c
+	}
+	signer, err := dkim.New(cfg.DKIM)
+	if err != nil {
+		return rep, fmt.Errorf("node: reload: dkim.keys: %w", err)
 	}
 
 	restart := func(key string, a, b any) {
@@ -127,6 +135,13 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 		n.del.SetSchedule(nq)
 	}
 
+	// filters, dkim
+	if applied("filters.milters", old.Filters.Milters, cfg.Filters.Milters) {
+		n.filters.Set(cfg.Filters.Milters)
+	}
+	applied("dkim.keys", old.DKIM.Keys, cfg.DKIM.Keys)
+	n.dkim.s.Store(signer)
+
 	// What is in force now: the applied keys from cfg, the rest as before.
 	next := old
 	if n.logLevel != nil {
@@ -140,6 +155,7 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	next.Limits.MaxConnsPerIP, next.Limits.MaxConns = nl.MaxConnsPerIP, nl.MaxConns
 	next.Limits.MaxConnsPerPeer, next.Limits.PeerAuthTimeout = nl.MaxConnsPerPeer, nl.PeerAuthTimeout
 	next.Queue.Retry, next.Queue.DelayWarning, next.Queue.Lifetime = nq.Retry, nq.DelayWarning, nq.Lifetime
+	next.Filters, next.DKIM = cfg.Filters, cfg.DKIM
 
 	// Every other difference is wired into listeners, gossip, routing or
 	// policy at start: name its section unless a key of it is named already.

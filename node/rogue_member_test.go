@@ -79,6 +79,7 @@ func newRogueListener(t *testing.T, tc *tls.Config) *rogueListener {
 // status page and the metrics; mail before and after arrives once.
 func TestRogueGossipMemberNeverCounts(t *testing.T) {
 	tm := triangleMesh(t)
+	tm.dumpQueuesOnFailure(t)
 	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
 	if err := tm.sendTo("a2", "bob@rgb.test", "<rogue-before@test>"); err != nil {
 		t.Fatal(err)
@@ -163,42 +164,51 @@ func TestRogueGossipMemberNeverCounts(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // sampling the view over time, not waiting for a condition
 	}
 	// meshctl members (the admin API) and the status page show them.
-	var mv adminapi.Members
-	getJSON(t, "http://"+a2.AdminAddr().String()+"/api/mesh/members", &mv)
-	rogueNames := 0
-	for _, m := range mv.Unverified {
-		if strings.HasPrefix(m.Name, "zz-rogue") && m.Reason != "" {
-			rogueNames++
-		}
-	}
-	for _, m := range mv.Members {
-		if strings.HasPrefix(m.Name, "zz-") {
-			rogueNames = -10
-		}
-	}
-	if rogueNames != 2 {
-		t.Fatalf("admin members: %+v", mv)
-	}
-	var st struct {
-		Members []struct {
-			Name       string `json:"name"`
-			Master     bool   `json:"master"`
-			Unverified string `json:"unverified"`
-		} `json:"members"`
-	}
-	getJSON(t, "http://"+a2.AdminAddr().String()+"/status/status.json", &st)
-	unverified := 0
-	for _, m := range st.Members {
-		if strings.HasPrefix(m.Name, "zz-") {
-			if m.Unverified == "" || m.Master {
-				t.Fatalf("status page shows %+v", m)
+	// Polled: on a loaded machine memberlist may suspect a rogue for a
+	// moment and drop it from the pool, and it joins again; a rogue shown
+	// as a member or master fails at once.
+	poll(t, 10*time.Second, "admin API lists both rogues unverified", func() error {
+		var mv adminapi.Members
+		getJSON(t, "http://"+a2.AdminAddr().String()+"/api/mesh/members", &mv)
+		for _, m := range mv.Members {
+			if strings.HasPrefix(m.Name, "zz-") {
+				t.Fatalf("admin members counts %s: %+v", m.Name, mv)
 			}
-			unverified++
 		}
-	}
-	if unverified != 2 {
-		t.Fatalf("status page members: %+v", st.Members)
-	}
+		rogueNames := 0
+		for _, m := range mv.Unverified {
+			if strings.HasPrefix(m.Name, "zz-rogue") && m.Reason != "" {
+				rogueNames++
+			}
+		}
+		if rogueNames != 2 {
+			return fmt.Errorf("admin members: %+v", mv)
+		}
+		return nil
+	})
+	poll(t, 10*time.Second, "status page shows both rogues unverified", func() error {
+		var st struct {
+			Members []struct {
+				Name       string `json:"name"`
+				Master     bool   `json:"master"`
+				Unverified string `json:"unverified"`
+			} `json:"members"`
+		}
+		getJSON(t, "http://"+a2.AdminAddr().String()+"/status/status.json", &st)
+		unverified := 0
+		for _, m := range st.Members {
+			if strings.HasPrefix(m.Name, "zz-") {
+				if m.Unverified == "" || m.Master {
+					t.Fatalf("status page shows %+v", m)
+				}
+				unverified++
+			}
+		}
+		if unverified != 2 {
+			return fmt.Errorf("status page members: %+v", st.Members)
+		}
+		return nil
+	})
 	poll(t, 10*time.Second, "metrics count the unverified members", func() error {
 		if m := metricsText(t, a2); !strings.Contains(m, `meshd_mesh_members_unverified{rg="rga"} 2`) ||
 			!strings.Contains(m, `meshd_mesh_tls_peers_refused_total{channel="member"}`) {

@@ -29,7 +29,7 @@ func (n *Node) newSubmission(addr, key string, implicit bool, tlsCfg *tls.Config
 		Submission:    true,
 		ImplicitTLS:   implicit,
 		Limits:        limits,
-		Policy:        n.policy,
+		Policy:        filterPolicy{n},
 		Sink:          &sink{n: n, source: "submission"},
 		Auth:          newUserDB(n.cfg.Auth.Users),
 		Logger:        n.log.With("listener", key),

@@ -37,19 +37,13 @@ func Load(caFiles []string, certFile, keyFile string, want Identity, now func() 
 	if now == nil {
 		now = time.Now
 	}
-	n := &Node{pool: x509.NewCertPool(), certFile: certFile, keyFile: keyFile, now: now}
-	for _, f := range caFiles {
-		certs, err := readCerts(f)
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range certs {
-			if !c.IsCA {
-				return nil, fmt.Errorf("pki: %s: not a CA certificate", f)
-			}
-			n.pool.AddCert(c)
-			n.cas = append(n.cas, c)
-		}
+	cas, err := ReadCACerts(caFiles)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{pool: x509.NewCertPool(), certFile: certFile, keyFile: keyFile, now: now, cas: cas}
+	for _, c := range cas {
+		n.pool.AddCert(c)
 	}
 	if len(n.cas) == 0 {
 		return nil, errors.New("pki: no CA certificate")

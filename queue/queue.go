@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -311,11 +312,17 @@ func (q *Queue) enqueueOp(env Envelope, body []byte) (*op, error) {
 	if err := validate(&env); err != nil {
 		return nil, err
 	}
+	if env.PeerFields < 0 || env.PeerFields > len(body) {
+		return nil, fmt.Errorf("%w: %d bytes of peer fields in a body of %d", ErrInvalid, env.PeerFields, len(body))
+	}
 	now := q.now()
 	if env.ReceivedAt.IsZero() {
 		env.ReceivedAt = now
 	}
-	m := &Message{Envelope: env, Size: int64(len(body)), Recipients: make([]Recipient, len(env.Rcpts)), Held: env.Quarantine != ""}
+	// The index keeps the envelope: not a slice of the caller's (maybe
+	// the whole message's) buffer.
+	env.HopHeader = bytes.Clone(env.HopHeader)
+	m := &Message{Envelope: env, Size: int64(len(env.HopHeader) + len(body)), Recipients: make([]Recipient, len(env.Rcpts)), Held: env.Quarantine != ""}
 	for i, r := range env.Rcpts {
 		m.Recipients[i] = Recipient{Rcpt: r, State: Pending, NextAttempt: now}
 	}

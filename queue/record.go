@@ -14,9 +14,12 @@ import (
 //	1  JSON of Message (written by earlier versions; still read)
 //	2  the binary layout of appendMessage without its last two fields
 //	   (Envelope.Origin and MessageID; written by earlier versions, still read)
-//	3  the binary layout of appendMessage up to its hops in doubt, which
+//	3  the binary layout of appendMessage without its last two fields
+//	   (Envelope.HopHeader and PeerFields; written by earlier versions,
+//	   still read)
+//	4  the binary layout of appendMessage up to its hops in doubt, which
 //	   follow only when there is one (written by earlier versions, still read)
-//	4  the binary layout of appendMessage, written now: the count of hops
+//	5  the binary layout of appendMessage, written now: the count of hops
 //	   in doubt always, then the copy's mesh age and suspect flag
 //	   (docs/shadow.md)
 //
@@ -26,7 +29,8 @@ const (
 	recordJSON     = 1
 	recordBinaryV2 = 2
 	recordBinaryV3 = 3
-	recordBinary   = 4
+	recordBinaryV4 = 4
+	recordBinary   = 5
 )
 
 func encodeMessage(m *Message) ([]byte, error) {
@@ -45,7 +49,7 @@ func decodeMessage(v []byte) (*Message, error) {
 		if err := json.Unmarshal(v[1:], m); err != nil {
 			return nil, err
 		}
-	case recordBinaryV2, recordBinaryV3, recordBinary:
+	case recordBinaryV2, recordBinaryV3, recordBinaryV4, recordBinary:
 		r := recordReader{b: v[1:]}
 		r.message(m, v[0])
 		if r.err == nil && len(r.b) > 0 {
@@ -65,8 +69,8 @@ func decodeMessage(v []byte) (*Message, error) {
 // in declaration order; strings and lists length-prefixed (uvarint),
 // integers as varints, booleans as one byte, times as time.MarshalBinary
 // with a length byte. Message.NextAttempt is not stored (updateNext
-// derives it). The recipients' hops in doubt follow (appendDoubts), then
-// the mesh age in milliseconds (varint) and the suspect flag.
+// derives it). Hops in doubt, when a recipient has one, follow last
+// (appendDoubts).
 func appendMessage(b []byte, m *Message) ([]byte, error) {
 	e := &m.Envelope
 	b = appendString(b, e.ID)
@@ -109,22 +113,30 @@ func appendMessage(b []byte, m *Message) ([]byte, error) {
 	b = appendBool(b, m.DelayNotified)
 	b = appendString(b, e.Origin)
 	b = appendString(b, e.MessageID)
-	b, err = appendDoubts(b, m)
+	b = appendBytes(b, e.HopHeader)
+	b = binary.AppendVarint(b, int64(e.PeerFields))
+	b, err = appendDoubts(b, m, true)
 	if err != nil {
 		return nil, err
 	}
+	// Version 5: the copy's mesh age and suspect flag (docs/shadow.md).
 	b = binary.AppendVarint(b, e.MeshAge.Milliseconds())
 	return appendBool(b, e.Suspect), nil
 }
 
-// appendDoubts appends the recipients' hops in doubt: a count, then per doubt the recipient's index, node, address, channel
+// appendDoubts appends the recipients' hops in doubt, only when there is
+// one, so a record without doubts is the layout earlier versions wrote:
+// a count, then per doubt the recipient's index, node, address, channel
 // address, copy ID and since.
-func appendDoubts(b []byte, m *Message) ([]byte, error) {
+func appendDoubts(b []byte, m *Message, always bool) ([]byte, error) {
 	n := 0
 	for i := range m.Recipients {
 		if m.Recipients[i].Doubt != nil {
 			n++
 		}
+	}
+	if n == 0 && !always {
+		return b, nil
 	}
 	b = binary.AppendUvarint(b, uint64(n))
 	for i := range m.Recipients {
@@ -154,6 +166,11 @@ func appendRcpt(b []byte, r *Rcpt) []byte {
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
+}
+
+func appendBytes(b, p []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
 }
 
 func appendStrings(b []byte, ss []string) []byte {
@@ -230,6 +247,17 @@ func (r *recordReader) string(what string) string {
 	s := string(r.b[:n])
 	r.b = r.b[n:]
 	return s
+}
+
+// bytes is string for a []byte field: nil when empty.
+func (r *recordReader) bytes(what string) []byte {
+	n := r.count(what)
+	if n == 0 {
+		return nil
+	}
+	p := append([]byte(nil), r.b[:n]...)
+	r.b = r.b[n:]
+	return p
 }
 
 func (r *recordReader) strings(what string) []string {
@@ -328,12 +356,19 @@ func (r *recordReader) message(m *Message, version byte) {
 		e.Origin = r.string("origin")
 		e.MessageID = r.string("message-id")
 	}
-	if version < recordBinaryV3 || r.err != nil || (version == recordBinaryV3 && len(r.b) == 0) {
+	if version >= recordBinaryV4 {
+		e.HopHeader = r.bytes("hop header")
+		e.PeerFields = r.int("peer fields")
+		if e.PeerFields < 0 {
+			r.fail("peer fields")
+		}
+	}
+	if version < recordBinaryV3 || r.err != nil || (version < recordBinary && len(r.b) == 0) {
 		return
 	}
 	n := r.count("doubts")
-	if n == 0 && version == recordBinaryV3 {
-		r.fail("doubts") // version 3 wrote them only when there was one
+	if n == 0 && version < recordBinary {
+		r.fail("doubts") // versions 3 and 4 wrote them only when there was one
 		return
 	}
 	for range n {

@@ -47,6 +47,9 @@ func randomMessage(r *rand.Rand) *Message {
 		ID: str(), From: str(), Ret: str(), EnvID: str(), SMTPUTF8: r.IntN(2) == 0, EightBit: r.IntN(2) == 0,
 		ReceivedAt: tm(), Trace: strs(), Source: str(), ClientAddr: str(), AuthUser: str(), Origin: str(), MessageID: str(),
 	}, Held: r.IntN(2) == 0, Size: r.Int64N(1 << 40), DelayNotified: r.IntN(2) == 0}
+	if h := str(); h != "" {
+		m.HopHeader, m.PeerFields = []byte(h), r.IntN(400)
+	}
 	for range r.IntN(4) {
 		m.Rcpts = append(m.Rcpts, rcpt())
 	}
@@ -54,7 +57,7 @@ func randomMessage(r *rand.Rand) *Message {
 		m.Recipients = append(m.Recipients, Recipient{Rcpt: rcpt(), State: RcptState(r.IntN(4)), Attempts: r.IntN(100),
 			NextAttempt: tm(), LastError: str(), LastReply: str(), LastAttempt: tm(), HandedOn: r.IntN(2) == 0})
 	}
-	if r.IntN(2) == 0 { // the mesh age trailer (docs/shadow.md), with or without a doubt before it
+	if r.IntN(2) == 0 { // version 5's mesh age (docs/shadow.md), with or without a doubt before it
 		m.MeshAge = time.Duration(r.Int64N(1<<40)) * time.Millisecond
 		m.Suspect = r.IntN(2) == 0
 		if len(m.Recipients) > 0 && r.IntN(2) == 0 {
@@ -63,6 +66,17 @@ func randomMessage(r *rand.Rand) *Message {
 	}
 	m.updateNext()
 	return m
+}
+
+// v4 turns a version-5 record without hops in doubt, mesh age or suspect
+// flag (three zero bytes at its end) into the version-4 record of the
+// same message.
+func v4(t *testing.T, rec []byte) []byte {
+	t.Helper()
+	if !bytes.HasSuffix(rec, []byte{0, 0, 0}) {
+		t.Fatal("version-5 record does not end in three zero bytes")
+	}
+	return rec[:len(rec)-3]
 }
 
 // sameMessage compares through JSON, which spells out times with their
@@ -113,14 +127,15 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 }
 
-// TestRecordVersion2StillReads: a record written before Envelope.Origin
-// and MessageID existed (version 2: the same layout without them) reads
-// with both empty, every other field intact.
+// TestRecordVersion2StillReads: records written before Envelope.HopHeader
+// and PeerFields existed (version 3: the same layout without them) read
+// with both empty, and so do those written before Origin and MessageID
+// (version 2: without those as well); every other field is intact.
 func TestRecordVersion2StillReads(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for i := range 500 {
 		m := randomMessage(r)
-		m.Origin, m.MessageID = "", ""
+		m.HopHeader, m.PeerFields = nil, 0
 		m.MeshAge, m.Suspect = 0, false
 		for i := range m.Recipients {
 			m.Recipients[i].Doubt = nil
@@ -129,17 +144,30 @@ func TestRecordVersion2StillReads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Two empty strings, no hop in doubt, no mesh age, not suspect
-		// (one zero byte each) end a version-4 record.
-		if !bytes.HasSuffix(rec, []byte{0, 0, 0, 0, 0}) {
-			t.Fatalf("message %d: record does not end in five zero bytes", i)
+		rec = v4(t, rec)
+		// An empty hop header and a zero (one zero byte each) end a
+		// version-4 record; two empty strings before them, a version-3 one.
+		if !bytes.HasSuffix(rec, []byte{0, 0}) {
+			t.Fatalf("message %d: record does not end in an empty hop header and a zero", i)
 		}
-		v3 := append([]byte{recordBinaryV3}, rec[1:len(rec)-3]...)
-		if got, err := decodeMessage(v3); err != nil || !sameMessage(t, m, got) {
+		v3 := append([]byte{recordBinaryV3}, rec[1:len(rec)-2]...)
+		got, err := decodeMessage(v3)
+		if err != nil {
 			t.Fatalf("message %d from a version-3 record: %v", i, err)
 		}
-		v2 := append([]byte{recordBinaryV2}, rec[1:len(rec)-5]...)
-		got, err := decodeMessage(v2)
+		if !sameMessage(t, m, got) {
+			t.Fatalf("message %d changed in a version-3 record", i)
+		}
+		m.Origin, m.MessageID = "", ""
+		if rec, err = encodeMessage(m); err != nil {
+			t.Fatal(err)
+		}
+		rec = v4(t, rec)
+		if !bytes.HasSuffix(rec, []byte{0, 0, 0, 0}) {
+			t.Fatalf("message %d: record does not end in four zero bytes", i)
+		}
+		v2 := append([]byte{recordBinaryV2}, rec[1:len(rec)-4]...)
+		got, err = decodeMessage(v2)
 		if err != nil {
 			t.Fatalf("message %d from a version-2 record: %v", i, err)
 		}
@@ -258,11 +286,11 @@ func TestRecordBeforeReplyType(t *testing.T) {
 	if res.Reply.String() != m.Recipients[0].LastError {
 		t.Fatalf("reply %q recorded as %q, was %q", got, res.Reply.String(), m.Recipients[0].LastError)
 	}
-	// Re-encoded it is the same record in version 4: the same bytes, then
-	// the fields version 2 did not have (Origin, MessageID, no hop in
-	// doubt, mesh age, suspect), empty.
+	// Re-encoded it is the same record in version 5: the same bytes, then
+	// the four fields version 2 did not have (Origin, MessageID, HopHeader,
+	// PeerFields), empty.
 	again, err := encodeMessage(m)
-	want := append(append([]byte{recordBinary}, rec[1:]...), 0, 0, 0, 0, 0)
+	want := append(append([]byte{recordBinary}, rec[1:]...), 0, 0, 0, 0, 0, 0, 0)
 	if err != nil || rec[0] != recordBinaryV2 || !bytes.Equal(again, want) {
 		t.Fatalf("old record re-encodes differently (%v)", err)
 	}

@@ -69,6 +69,17 @@ type Envelope struct {
 	// group first (docs/shadow.md).
 	MeshAge time.Duration `json:",omitempty"`
 	Suspect bool          `json:",omitempty"`
+	// HopHeader is the header fields this node put in front of the
+	// message at accept (its Received:, Authentication-Results), kept
+	// here rather than in the stored body: the body is the message as
+	// received, and every attempt sends HopHeader in front of it. Empty in
+	// records written before it existed, for DSNs the node writes and for
+	// messages a content filter rewrote: their body is the whole message.
+	HopHeader []byte `json:",omitempty"`
+	// PeerFields is the length of the X-Meshd-* fields a mesh peer put at
+	// the top of the stored body (read into ID, Origin and Trace at
+	// accept): a hop to the next node sends its own instead.
+	PeerFields int `json:",omitempty"`
 	// Digest, when set, is a digest of the content: a later message with
 	// the same ID is a duplicate only when its digest is the same (it is
 	// kept with the dedup marker, not in the message record).
@@ -138,7 +149,7 @@ type Message struct {
 	Envelope
 	Recipients    []Recipient
 	Held          bool
-	Size          int64 // body length in bytes
+	Size          int64 // message length in bytes: HopHeader and body
 	DelayNotified bool
 	NextAttempt   time.Time // earliest NextAttempt over Pending recipients; zero when none
 }
@@ -208,6 +219,10 @@ type Result struct {
 	// Relayed: delivered to a next hop that could not carry the DSN
 	// request on (RFC 3461 §4.2); the queue does not store it.
 	Relayed bool
+	// ReplyLost, with a TempFail: the message was sent in full and the
+	// reply to its final dot never came (RFC 5321 §6.1), so the receiver
+	// may hold it already; the queue does not store it.
+	ReplyLost bool
 	// HandedOn: delivered by handing the message to another node of the
 	// mesh, which owns it from then on (stored as Recipient.HandedOn).
 	HandedOn bool

@@ -62,12 +62,19 @@ func Compute(self Self, records []*linkstate.Record) (*Table, error) {
 // Compute is the package-level Compute, reusing what it can from the
 // previous run.
 func (cp *Computer) Compute(self Self, records []*linkstate.Record) (*Table, error) {
+	return cp.ComputeDraining(self, records, nil)
+}
+
+// ComputeDraining is Compute for a routing group some of whose members
+// drain (draining: their node names, this node's own included when it
+// drains; see drain.go).
+func (cp *Computer) ComputeDraining(self Self, records []*linkstate.Record, draining []string) (*Table, error) {
 	if self.RG == "" || self.Node == "" {
 		return nil, fmt.Errorf("routing: compute table: node %q in RG %q: node and RG must be set", self.Node, self.RG)
 	}
 	g, indexValid := cp.buildGraph(self.RG, records)
 	g.run(&cp.scratch)
-	t := &Table{self: self, g: g}
+	t := &Table{self: self, g: g, draining: drainSet(draining)}
 	if !indexValid || cp.index == nil {
 		cp.index = buildIndex(g)
 	} else {

@@ -82,6 +82,9 @@ const (
 	ReasonNoMatch
 	// ReasonInvalidDomain: the recipient domain is not a domain (Decision.Refused only).
 	ReasonInvalidDomain
+	// ReasonDraining: this node drains and no other member of its routing
+	// group can take its mail (Decision.Refused only; drain.go).
+	ReasonDraining
 )
 
 var reasonNames = [...]string{
@@ -98,6 +101,7 @@ var reasonNames = [...]string{
 	ReasonSuppressed:       "suppressed",
 	ReasonNoMatch:          "no-address-space",
 	ReasonInvalidDomain:    "invalid-domain",
+	ReasonDraining:         "draining",
 }
 
 func (r Reason) String() string {
@@ -226,6 +230,13 @@ type Decision struct {
 	Refused Reason `json:"refused,omitempty"`
 	Why     string `json:"why,omitempty"`
 
+	// Drain is set when this node drains (meshctl node drain): the
+	// recipients go to another member of its routing group (Kind Intra,
+	// NextHops those members) instead of what the rest of the decision
+	// describes, or wait (NoRoute, ReasonDraining) when no member can
+	// take them.
+	Drain *DrainHandOff `json:"drain,omitempty"`
+
 	// Paths is filled by Table.Trace only: every way out of this routing
 	// group towards DestRG (or the refused owner), one per local connector.
 	Paths []PathOption `json:"paths,omitempty"`
@@ -236,6 +247,9 @@ func (d *Decision) Lines() []string {
 	lines := []string{fmt.Sprintf("route %s (message %s) at node %s in %s: %s", d.Domain, d.MessageID, d.Node, d.RG, d.Kind)}
 	if d.Kind == NoRoute && d.Why != "" {
 		lines = append(lines, fmt.Sprintf("  refused (%s): %s", d.Refused, d.Why))
+	}
+	if d.Drain != nil {
+		lines = append(lines, "  "+d.Drain.String(d.Node, d.RG))
 	}
 	if d.AddressSpace != "" {
 		lines = append(lines, fmt.Sprintf("  address space: %s at %s (cost %d)", d.AddressSpace, d.DestRG, d.AddressSpaceCost))

@@ -23,7 +23,18 @@ import (
 //  3. Remaining ties are spread by a stable hash of (message ID, domain)
 //     over the equal-cost first-hop connectors, then over their live
 //     bridgeheads.
+//
+// When this node drains, the decision is then turned into a hand-off to
+// another member of its routing group (drain.go).
 func (t *Table) Route(msgID, domain string) (Decision, error) {
+	d, err := t.route(msgID, domain)
+	if t.draining[t.self.Node] {
+		return t.handOff(d, err)
+	}
+	return d, err
+}
+
+func (t *Table) route(msgID, domain string) (Decision, error) {
 	d := Decision{MessageID: msgID, Domain: domain, Node: t.self.Node, RG: t.self.RG}
 	dom, ok := normalizeDomain(domain)
 	if !ok {

@@ -3,6 +3,7 @@ package routing
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +77,7 @@ type Router struct {
 	havePending bool
 	last        []*linkstate.Record // records of the last computation
 	owned       *Owned
+	draining    []string
 	closed      bool
 	stats       RouterStats
 
@@ -151,6 +153,25 @@ func (r *Router) SetOwned(o *Owned) {
 		return
 	}
 	r.owned = o
+	if !r.havePending {
+		r.pending, r.havePending = r.last, true
+	}
+	r.mu.Unlock()
+	signal(r.wake)
+}
+
+// SetDraining replaces the members of this node's routing group that
+// drain (this node's name included when it drains; see drain.go) and
+// schedules a recomputation like Update, with the latest records.
+func (r *Router) SetDraining(nodes []string) {
+	nodes = slices.Clone(nodes)
+	slices.Sort(nodes)
+	r.mu.Lock()
+	if r.closed || slices.Equal(nodes, r.draining) {
+		r.mu.Unlock()
+		return
+	}
+	r.draining = nodes
 	if !r.havePending {
 		r.pending, r.havePending = r.last, true
 	}
@@ -243,7 +264,7 @@ func (r *Router) hasPending() bool {
 
 func (r *Router) recompute() {
 	r.mu.Lock()
-	recs, ok, owned := r.pending, r.havePending, r.owned
+	recs, ok, owned, draining := r.pending, r.havePending, r.owned, r.draining
 	r.pending, r.havePending = nil, false
 	if ok {
 		r.last = recs
@@ -253,7 +274,7 @@ func (r *Router) recompute() {
 		return
 	}
 	start := time.Now()
-	t, err := r.comp.Compute(r.self, recs)
+	t, err := r.comp.ComputeDraining(r.self, recs, draining)
 	if err != nil { // self was validated by NewRouter; keep the old table
 		r.log.Error("routing: recompute failed", "err", err)
 		return

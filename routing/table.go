@@ -31,8 +31,11 @@ type Table struct {
 	idx   *asIndex    // shared read-only with other tables of the same Computer
 	conns []localConn // inter-RG connectors in first-hop bit order, then usable external ones
 	owned *Owned      // organisation address spaces known beyond the records; may be nil
-	gen   uint64
-	took  time.Duration // how long the Router took to compute it
+	// draining holds the members of this routing group that drain (this
+	// node's own name when it drains); nil when none does (drain.go).
+	draining map[string]bool
+	gen      uint64
+	took     time.Duration // how long the Router took to compute it
 }
 
 // Self returns the node the table was computed for.
@@ -243,6 +246,9 @@ func (t *Table) resolveSources(lc *localConn) {
 		if s == self {
 			selfListed, selfLive = true, live
 			continue
+		}
+		if t.draining[s] {
+			continue // it takes no mail: it hands its own to the others
 		}
 		mi := slices.IndexFunc(members, func(m linkstate.Member) bool { return m.Name == s })
 		if mi < 0 || members[mi].SMTP == "" || seen(s) {

@@ -39,8 +39,12 @@ type ClientConfig struct {
 
 // Outgoing is one message to send.
 type Outgoing struct {
-	From     string // "" sends the null reverse-path <>
-	Rcpts    []Rcpt
+	From  string // "" sends the null reverse-path <>
+	Rcpts []Rcpt
+	// Header, when set, is sent in front of Body (header fields the node
+	// keeps apart from the stored message; CRLF ended), so the two need
+	// not be joined into one buffer.
+	Header   []byte
 	Body     []byte // CRLF (or LF) lines; dot-stuffing is done by Send
 	Ret      string // DSN RET, passed only when the server advertises DSN
 	EnvID    string // DSN ENVID, same
@@ -281,7 +285,7 @@ func (c *Client) transact(cc *clientConn, m Outgoing) (results []RcptResult, reu
 	if r.Code != 354 {
 		return dataFail(r)
 	}
-	if err := writeData(cc.text.W, m.Body); err != nil {
+	if err := writeData(cc.text.W, m.Header, m.Body); err != nil {
 		return netErr("data", err)
 	}
 	if err := cc.text.W.Flush(); err != nil {
@@ -327,11 +331,12 @@ func (c *Client) mailCommand(cc *clientConn, m Outgoing) (string, error) {
 	b.WriteString("MAIL FROM:<" + m.From + ">")
 	if max, ok := cc.ext["SIZE"]; ok {
 		// RFC 1870 §4: "SIZE" may carry the server's fixed maximum.
-		if limit, err := strconv.ParseInt(max, 10, 64); err == nil && limit > 0 && int64(len(m.Body)) > limit {
+		size := len(m.Header) + len(m.Body)
+		if limit, err := strconv.ParseInt(max, 10, 64); err == nil && limit > 0 && int64(size) > limit {
 			return "", &DeliveryError{Op: "mail", Addr: cc.addr, Reply: Reply{Code: 552, Enhanced: EnhancedCode{5, 3, 4},
-				Text: fmt.Sprintf("message size %d exceeds fixed maximum message size %d of the server", len(m.Body), limit)}}
+				Text: fmt.Sprintf("message size %d exceeds fixed maximum message size %d of the server", size, limit)}}
 		}
-		fmt.Fprintf(&b, " SIZE=%d", len(m.Body))
+		fmt.Fprintf(&b, " SIZE=%d", size)
 	}
 	if m.EightBit && cc.has("8BITMIME") {
 		b.WriteString(" BODY=8BITMIME")

@@ -206,10 +206,17 @@ type Session struct {
 	TLS        bool
 	AuthUser   string
 	MeshPeer   bool
+	// From is the current transaction's reverse-path (MAIL FROM; "" for
+	// <> and before MAIL), for a Policy that asks about the sender.
+	From string
 	// ID identifies the current transaction; it is the "id" of our
 	// Received: header and has the mesh message ID format (26 lowercase
 	// base32 characters), so a Sink may adopt it.
 	ID string
+	// Received is the length of our Received: field at the start of the
+	// body the Sink is given: a Sink that keeps the hop's trace apart from
+	// the message as received splits the body there.
+	Received int
 }
 
 // Policy decides on relaying; the node implements it.
@@ -244,7 +251,7 @@ type Envelope struct {
 // Sink receives accepted messages; the node implements it.
 type Sink interface {
 	// Accept is called after DATA/BDAT is complete and checked; body already
-	// has our Received: header prepended. Return nil for 250; a *Reply (in
+	// has our Received: header prepended (Session.Received bytes of it). Return nil for 250; a *Reply (in
 	// an error chain) is sent as is; other errors become 451 4.3.0.
 	Accept(ctx context.Context, s *Session, env Envelope, body []byte) error
 }

@@ -5,35 +5,40 @@ import (
 	"bytes"
 )
 
-// writeData writes body as SMTP DATA content (RFC 5321 §4.5.2) followed by
-// the end-of-data line, whatever bytes the queue holds: every line break
-// goes out as CRLF, and a line break is CRLF, a bare CR or a bare LF (so
-// "\r\r\n" is two of them), which is what the node stores anyway under
-// either limits.bare_line_ends policy. A line that starts with "." gets
-// another one; a body that does not end with a line break gets one. No
-// other CR or LF is ever written, so a downstream server cannot find an
-// end of data (or a command) where we did not put one: the SMTP smuggling
-// class of CVE-2023-51764. The caller flushes w.
-func writeData(w *bufio.Writer, body []byte) error {
-	if len(body) == 0 {
+// writeData writes parts, one after the other, as SMTP DATA content (RFC
+// 5321 §4.5.2) followed by the end-of-data line, whatever bytes the queue
+// holds: every line break goes out as CRLF, and a line break is CRLF, a bare
+// CR or a bare LF (so "\r\r\n" is two of them), which is what the node
+// stores anyway under either limits.bare_line_ends policy. A line that
+// starts with "." gets another one; a part that does not end with a line
+// break gets one (the node's parts are header fields put in front of the
+// body, CRLF ended). No other CR or LF is ever written, so a downstream
+// server cannot find an end of data (or a command) where we did not put
+// one: the SMTP smuggling class of CVE-2023-51764. The caller flushes w.
+func writeData(w *bufio.Writer, parts ...[]byte) error {
+	empty := true
+	for _, body := range parts {
+		for len(body) > 0 {
+			empty = false
+			line, rest := cutLine(body)
+			if len(line) > 0 && line[0] == '.' {
+				if err := w.WriteByte('.'); err != nil {
+					return err
+				}
+			}
+			if _, err := w.Write(line); err != nil {
+				return err
+			}
+			if _, err := w.WriteString("\r\n"); err != nil {
+				return err
+			}
+			body = rest
+		}
+	}
+	if empty {
 		// An empty line, then the dot (what net/textproto's DotWriter sends).
 		_, err := w.WriteString("\r\n.\r\n")
 		return err
-	}
-	for len(body) > 0 {
-		line, rest := cutLine(body)
-		if len(line) > 0 && line[0] == '.' {
-			if err := w.WriteByte('.'); err != nil {
-				return err
-			}
-		}
-		if _, err := w.Write(line); err != nil {
-			return err
-		}
-		if _, err := w.WriteString("\r\n"); err != nil {
-			return err
-		}
-		body = rest
 	}
 	_, err := w.WriteString(".\r\n")
 	return err

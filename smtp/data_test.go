@@ -121,6 +121,27 @@ func TestWriteDataRule(t *testing.T) {
 	}
 }
 
+// TestWriteDataHeaderPart: header fields written as a part of their own
+// (smtp.Outgoing.Header) go out exactly as the same fields in front of
+// the body would, a dot at the start of either included.
+func TestWriteDataHeaderPart(t *testing.T) {
+	for _, hdr := range []string{"", "Received: from x\r\n\tby y\r\n", ".X: dotted\r\n", "X-Meshd-ID: a\r\nReceived: r\r\n"} {
+		for _, body := range dataBodies() {
+			var got bytes.Buffer
+			bw := bufio.NewWriter(&got)
+			if err := writeData(bw, []byte(hdr), body); err != nil {
+				t.Fatal(err)
+			}
+			if err := bw.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if want := writeDataBytes(t, append([]byte(hdr), body...)); !bytes.Equal(got.Bytes(), want) {
+				t.Fatalf("header %q, body %q: as two parts %q, joined %q", hdr, body, got.Bytes(), want)
+			}
+		}
+	}
+}
+
 // TestWriteDataMatchesDotWriter: where the body has no bare CR, writeData
 // produces exactly what net/textproto's DotWriter does.
 func TestWriteDataMatchesDotWriter(t *testing.T) {

@@ -24,6 +24,9 @@ type ConnStats struct {
 	// cap, and probation connections that did not authenticate in time
 	// or sent a command other than EHLO/STARTTLS/NOOP/RSET/QUIT.
 	RefusedPerIP, RefusedListener, RefusedPerPeer, ProbationCut uint64
+	// RefusedDraining counts connections refused while the server
+	// refuses new sessions (Server.RefuseNew).
+	RefusedDraining uint64
 }
 
 // capListener enforces the connection caps (Limits.MaxConns per listener,

@@ -44,6 +44,14 @@ type Server struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// RefuseNew (refuse.go): whether new sessions are refused, the
+	// transactions in progress, the connections refused, and the
+	// goroutines answering them.
+	refusing atomic.Bool
+	inTx     atomic.Int64
+	refused  atomic.Uint64
+	refuseWG sync.WaitGroup
 }
 
 // NewServer validates cfg, applies the default limits and binds the listener
@@ -141,7 +149,11 @@ func (s *Server) SetLimits(l Limits) {
 }
 
 // ConnStats returns the listener's connection counts (caps, probation).
-func (s *Server) ConnStats() ConnStats { return s.ln.connStats() }
+func (s *Server) ConnStats() ConnStats {
+	st := s.ln.connStats()
+	st.RefusedDraining = s.refused.Load()
+	return st
+}
 
 // Limits returns the limits in force.
 func (s *Server) Limits() Limits { return *s.live.Load() }
@@ -168,6 +180,7 @@ func (s *Server) Start() error {
 		if s.cfg.ImplicitTLS {
 			ln, starttls = implicitTLSListener{Listener: s.ln, cfg: s.cfg.TLS, timeout: s.limits.CommandTimeout}, nil
 		}
+		ln = refuseListener{Listener: ln, s: s}
 		err := s.gs.Serve(newDialogListener(ln, dialogue.Config{
 			TLS: starttls, CommandTimeout: s.limits.CommandTimeout, LineBuffer: s.limits.MaxLineLength + 2,
 			Extensions: s.cfg.Extensions, OnReply: s.cfg.OnReply, Context: s.ctx, Logger: s.log,
@@ -238,6 +251,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.cancel()
 		s.ln.closeAll()
+		s.refuseWG.Wait()
 		// Shutdown waits for go-smtp's connection goroutines; all their
 		// connections are closed, so it returns once handlers unwind.
 		_ = s.gs.Shutdown(context.Background())

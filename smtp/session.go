@@ -72,6 +72,7 @@ type session struct {
 	env  Envelope
 
 	authFailures int
+	inTx         bool // a transaction is in progress (refuse.go)
 }
 
 var _ gosmtp.AuthSession = (*session)(nil)
@@ -150,12 +151,16 @@ func addrString(a net.Addr) string {
 
 // Reset is called by go-smtp on RSET, a new EHLO and after each message.
 func (ss *session) Reset() {
+	ss.endTx()
 	ss.env = Envelope{}
-	ss.info.ID = ""
+	ss.info.ID, ss.info.From = "", ""
 	ss.refresh()
 }
 
-func (ss *session) Logout() error { return nil }
+func (ss *session) Logout() error {
+	ss.endTx()
+	return nil
+}
 
 func (ss *session) AuthMechanisms() []string {
 	if !ss.srv.cfg.Submission || !ss.info.TLS {
@@ -207,6 +212,11 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		ss.abort(errOverCap)
 		return errOverCap
 	}
+	if ss.srv.refusing.Load() && !ss.inTx {
+		ss.srv.log.Info("smtp: transaction refused: new sessions are refused (draining)", ss.logAttrs()...)
+		ss.abort(errRefusing)
+		return errRefusing
+	}
 	if ss.srv.cfg.Submission {
 		if !ss.info.TLS {
 			return errNeedTLS
@@ -224,7 +234,8 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 			return e
 		}
 	}
-	ss.info.ID = meshid.New()
+	ss.info.ID, ss.info.From = meshid.New(), from
+	ss.beginTx()
 	ss.env = Envelope{From: from}
 	if opts != nil {
 		ss.env.Ret = string(opts.Return)
@@ -310,6 +321,7 @@ func (ss *session) Data(r io.Reader) error {
 	defer cancel()
 	id := ss.info.ID
 	info := ss.info // the Sink gets a copy it may keep
+	info.Received = len(trace)
 	if qs, ok := ss.srv.cfg.Sink.(QueueIDSink); ok {
 		var qid string
 		qid, err = qs.AcceptID(ctx, &info, ss.env, full)

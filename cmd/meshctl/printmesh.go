@@ -51,6 +51,15 @@ func printMembers(w io.Writer, v adminapi.Members) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", m.Name, master, m.Priority, m.SMTP, m.LinkState, m.Gossip)
 	}
 	_ = tw.Flush()
+	var draining []string
+	for _, m := range v.Members {
+		if m.Draining {
+			draining = append(draining, m.Name)
+		}
+	}
+	if len(draining) > 0 {
+		fmt.Fprintf(w, "draining: %s (takes no new mail and hands its queue to the other members)\n", strings.Join(draining, ", "))
+	}
 	if len(v.Unverified) == 0 {
 		return
 	}

@@ -45,6 +45,14 @@ commands:
                                   there is no route
   connector up|down|drain NAME    override a connector of the node's routing group
                                   (up: follow observations again)
+  node drain [-wait] [-timeout DURATION] [-interval DURATION]
+                                  take the node out of service: new SMTP sessions get
+                                  421 4.3.2 and its queue goes to the other members of its
+                                  routing group (kept across restarts); -wait returns once
+                                  it holds no mail (exit status 1 after -timeout, default 10m)
+  node undrain                    return the node to service
+  node status                     whether the node drains, what it still holds, and which
+                                  members take its mail
   rg remove NAME                  decommission a routing group: a signed tombstone that
                                   floods the mesh; mail waiting for it fails with a DSN
   track [-wait DURATION] MESSAGE-ID
@@ -146,6 +154,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.dkimCmd(rest[1:])
 	case "org":
 		return c.org(rest[1:]) // org.go
+	case "node":
+		return c.node(rest[1:]) // node.go
 	case "members", "lsdb", "routes", "trace", "connector", "rg", "track", "graph":
 		return c.mesh(rest[0], rest[1:])
 	case "help":

@@ -71,3 +71,43 @@ func TestE2EAuthenticationResults(t *testing.T) {
 		t.Errorf("the milter did not see our field: %+v", seen)
 	}
 }
+
+// TestE2ESPF: SPF in the node's Authentication-Results (RFC 7208, RFC
+// 8601 smtp.mailfrom and smtp.helo) from records dnsmasq serves: swaks
+// connects from 127.0.0.1, inside sender.test's policy and its HELO
+// name's, so both pass and DMARC passes by SPF alignment alone (the mail
+// is unsigned); from other.test, whose policy names another address,
+// SPF fails and so does DMARC.
+func TestE2ESPF(t *testing.T) {
+	dns := extern.StartDNSMasq(t,
+		extern.TXT("sender.test", "v=spf1 ip4:127.0.0.1 -all"),
+		extern.TXT("_dmarc.sender.test", "v=DMARC1; p=reject"),
+		extern.TXT("client.sender.test", "v=spf1 a -all"),
+		extern.Host("client.sender.test", "127.0.0.1"),
+		extern.TXT("other.test", "v=spf1 ip4:192.0.2.1 -all"),
+		extern.TXT("_dmarc.other.test", "v=DMARC1; p=quarantine"),
+		extern.Local("sender.test"), extern.Local("other.test"))
+	n := startNode(t, nodeOptions{DNSServer: dns.Addr, Reserved: []string{dns.Addr}, Extra: map[string]any{
+		"authres": map[string]any{"enabled": true},
+	}})
+	send := func(from string) string {
+		subject := uniq(t)
+		if out, code := swaks(t, "--server", n.SMTP, "--helo", "client.sender.test", "--from", from, "--to", "bob@example.test",
+			"--header", "From: "+from, "--header", "Subject: "+subject, "--body", "unsigned\n"); code != 0 {
+			t.Fatalf("swaks: exit %d\n%s", code, out)
+		}
+		return waitMailbox(t, n.Maildir, "bob@example.test", 20*time.Second, "Subject: "+subject)
+	}
+	got := send("alice@sender.test")
+	for _, want := range []string{"spf=pass smtp.mailfrom=alice@sender.test", "spf=pass smtp.helo=client.sender.test", "dkim=none", "dmarc=pass header.from=sender.test"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("sender.test: delivered message lacks %q:\n%s", want, got)
+		}
+	}
+	got = send("mallory@other.test")
+	for _, want := range []string{"spf=fail smtp.mailfrom=mallory@other.test", "spf=pass smtp.helo=client.sender.test", "dmarc=fail header.from=other.test"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("other.test: delivered message lacks %q:\n%s", want, got)
+		}
+	}
+}

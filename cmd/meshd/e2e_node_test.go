@@ -310,7 +310,8 @@ func (n *meshNode) Start() {
 	}
 }
 
-// smtpGreets connects to addr and reads a 220 greeting.
+// smtpGreets connects to addr and reads a 220 greeting (or the 421 of a
+// draining node).
 func smtpGreets(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -323,7 +324,8 @@ func smtpGreets(addr string) error {
 	if err != nil {
 		return err
 	}
-	if !bytes.HasPrefix(buf[:k], []byte("220")) {
+	// A node that drains (docs/drain.md) is up, and refuses every session.
+	if !bytes.HasPrefix(buf[:k], []byte("220")) && !bytes.HasPrefix(buf[:k], []byte("421 4.3.2 Service not available: this node is draining")) {
 		return fmt.Errorf("greeting %q", buf[:k])
 	}
 	_, _ = c.Write([]byte("QUIT\r\n"))

@@ -1,12 +1,12 @@
 // Package authres adds an Authentication-Results header field (RFC 8601)
 // to mail entering the organisation, so that content filters and mailbox
-// rules can use what was verified at the edge: every DKIM signature
-// (RFC 6376, github.com/emersion/go-msgauth/dkim) and DMARC alignment of
-// the From: domain (RFC 7489 policy record looked up with go-msgauth/dmarc
-// through the node's own resolver). SPF is not evaluated (no SPF library
-// is in reach), so DMARC can only be found "pass" (an aligned DKIM pass)
-// or "none" (no policy); without an aligned DKIM pass no DMARC result is
-// claimed, because SPF might still align.
+// rules can use what was verified at the edge: SPF of the HELO and MAIL
+// FROM identities (RFC 7208, evaluated by blitiri.com.ar/go/spf through
+// the node's own resolver; spf.go), every DKIM signature (RFC 6376,
+// github.com/emersion/go-msgauth/dkim), and DMARC of the From: domain
+// (RFC 7489: its policy record looked up with go-msgauth/dmarc, passed by
+// a DKIM pass or an SPF pass of MAIL FROM aligned with it under adkim and
+// aspf, failed when neither aligns).
 //
 // Strip removes the Authentication-Results fields that claim the node's
 // authserv-id (RFC 8601 §5: a receiver must not believe such a field from
@@ -20,6 +20,7 @@ import (
 	"net/mail"
 	"strings"
 
+	"blitiri.com.ar/go/spf"
 	"github.com/emersion/go-msgauth/authres"
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-msgauth/dmarc"
@@ -33,19 +34,22 @@ type Checker struct {
 	// AuthServID names the node in the field (its hostname).
 	AuthServID string
 	Lookup     LookupTXT
+	// Resolver answers SPF's lookups; nil checks no SPF.
+	Resolver spf.DNSResolver
 	// MaxSignatures bounds the signatures verified per message (each one
 	// costs a DNS lookup); 0 is 5.
 	MaxSignatures int
 }
 
-// Field returns the Authentication-Results field for msg, CRLF-terminated.
-func (c *Checker) Field(ctx context.Context, msg []byte) string {
+// Field returns the Authentication-Results field for msg from cl,
+// CRLF-terminated.
+func (c *Checker) Field(ctx context.Context, msg []byte, cl Client) string {
 	lookup := func(name string) ([]string, error) { return c.Lookup(ctx, name) }
 	max := c.MaxSignatures
 	if max <= 0 {
 		max = 5
 	}
-	var results []authres.Result
+	results, spfMailFrom := c.checkSPF(ctx, cl)
 	vs, err := dkim.VerifyWithOptions(bytes.NewReader(msg), &dkim.VerifyOptions{LookupTXT: lookup, MaxVerifications: max})
 	var passed []string
 	switch {
@@ -69,25 +73,23 @@ func (c *Checker) Field(ctx context.Context, msg []byte) string {
 		results = append(results, r)
 	}
 	if from := fromDomain(msg); from != "" {
-		if r := c.dmarc(lookup, from, passed); r != nil {
+		if r := c.dmarc(lookup, from, passed, spfMailFrom); r != nil {
 			results = append(results, r)
 		}
 	}
 	return "Authentication-Results: " + fold(authres.Format(c.AuthServID, results)) + "\r\n"
 }
 
-// dmarc is the DMARC result of the From: domain, nil when none can be
-// claimed without SPF.
-func (c *Checker) dmarc(lookup func(string) ([]string, error), from string, passed []string) authres.Result {
+// dmarc is the DMARC result of the From: domain (RFC 7489 §4.2): pass
+// for a DKIM pass or an SPF pass (of mf, the MAIL FROM identity) whose
+// domain aligns with it, under the policy's adkim and aspf; fail when
+// neither does. Without SPF evaluated (mf nil) a fail cannot be claimed:
+// nil then.
+func (c *Checker) dmarc(lookup func(string) ([]string, error), from string, passed []string, mf *spfIdentity) authres.Result {
 	rec, err := dmarc.LookupWithOptions(from, &dmarc.LookupOptions{LookupTXT: lookup})
-	org := from
-	if errors.Is(err, dmarc.ErrNoPolicy) {
-		// The organisational domain, approximated by the last two labels
-		// (no public suffix list in reach).
-		if labels := strings.Split(from, "."); len(labels) > 2 {
-			org = strings.Join(labels[len(labels)-2:], ".")
-			rec, err = dmarc.LookupWithOptions(org, &dmarc.LookupOptions{LookupTXT: lookup})
-		}
+	org := orgDomain(from)
+	if errors.Is(err, dmarc.ErrNoPolicy) && org != from {
+		rec, err = dmarc.LookupWithOptions(org, &dmarc.LookupOptions{LookupTXT: lookup})
 	}
 	switch {
 	case errors.Is(err, dmarc.ErrNoPolicy):
@@ -98,11 +100,37 @@ func (c *Checker) dmarc(lookup func(string) ([]string, error), from string, pass
 		return &authres.DMARCResult{Value: authres.ResultPermError, From: from}
 	}
 	for _, d := range passed {
-		if d == from || (rec.DKIMAlignment != dmarc.AlignmentStrict && (strings.HasSuffix(d, "."+org) || d == org) && (from == org || strings.HasSuffix(from, "."+org))) {
+		if aligned(d, from, rec.DKIMAlignment) {
 			return &authres.DMARCResult{Value: authres.ResultPass, From: from}
 		}
 	}
-	return nil
+	if mf == nil {
+		return nil
+	}
+	if mf.result.Value == authres.ResultPass && aligned(mf.domain, from, rec.SPFAlignment) {
+		return &authres.DMARCResult{Value: authres.ResultPass, From: from}
+	}
+	return &authres.DMARCResult{Value: authres.ResultFail, From: from}
+}
+
+// aligned reports whether the authenticated domain d aligns with the
+// From: domain (RFC 7489 §3.1): the same name under strict alignment,
+// the same organisational domain under relaxed.
+func aligned(d, from string, mode dmarc.AlignmentMode) bool {
+	d = strings.ToLower(d)
+	if d == from {
+		return true
+	}
+	return mode != dmarc.AlignmentStrict && orgDomain(d) == orgDomain(from)
+}
+
+// orgDomain approximates the organisational domain by the last two
+// labels (no public suffix list in reach).
+func orgDomain(d string) string {
+	if labels := strings.Split(d, "."); len(labels) > 2 {
+		return strings.Join(labels[len(labels)-2:], ".")
+	}
+	return d
 }
 
 // Strip removes the Authentication-Results fields of msg's header that

@@ -40,16 +40,16 @@ func TestFieldAgainstDNS(t *testing.T) {
 	}
 	c := &authres.Checker{AuthServID: "mx.example.net", Lookup: authres.NewLookup(d.Addr, 2*time.Second)}
 	ctx := context.Background()
-	f := c.Field(ctx, signed)
+	f := c.Field(ctx, signed, authres.Client{})
 	if !strings.HasPrefix(f, "Authentication-Results: mx.example.net;") || !strings.Contains(f, "dkim=pass") || !strings.Contains(f, "header.d=example.org") || !strings.Contains(f, "dmarc=pass") {
 		t.Fatalf("signed: %q", f)
 	}
 	t.Logf("%s", f)
 	bad := []byte(strings.Replace(string(signed), "hello", "HELLO", 1))
-	if f := c.Field(ctx, bad); !strings.Contains(f, "dkim=fail") || strings.Contains(f, "dmarc=pass") {
+	if f := c.Field(ctx, bad, authres.Client{}); !strings.Contains(f, "dkim=fail") || strings.Contains(f, "dmarc=pass") {
 		t.Fatalf("tampered: %q", f)
 	}
-	if f := c.Field(ctx, []byte("From: carol@example.net\r\n\r\nx\r\n")); !strings.Contains(f, "dkim=none") || !strings.Contains(f, "dmarc=none") {
+	if f := c.Field(ctx, []byte("From: carol@example.net\r\n\r\nx\r\n"), authres.Client{}); !strings.Contains(f, "dkim=none") || !strings.Contains(f, "dmarc=none") {
 		t.Fatalf("unsigned: %q", f)
 	}
 	_ = os.Remove(path)

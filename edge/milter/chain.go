@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
@@ -31,9 +32,11 @@ type Message struct {
 }
 
 // Chain asks its milters about messages, in order. It is safe for
-// concurrent use: every Check opens its own milter connections.
+// concurrent use: every Check opens its own milter connections, and Set
+// may replace the milters while checks run (each check keeps the list it
+// started with).
 type Chain struct {
-	milters  []*client
+	milters  atomic.Pointer[[]*client]
 	hostname string
 	metrics  *Metrics
 	now      func() time.Time
@@ -43,19 +46,84 @@ type Chain struct {
 // (the j macro milters read). A nil metrics counts nothing.
 func New(cfgs []Config, hostname string, metrics *Metrics) *Chain {
 	c := &Chain{hostname: hostname, metrics: metrics, now: time.Now}
-	for _, cfg := range cfgs {
-		network, addr, _ := ParseAddress(cfg.Address)
-		c.milters = append(c.milters, &client{cfg: cfg, network: network, addr: addr})
-	}
+	c.Set(cfgs)
 	return c
 }
+
+// Set replaces the chain's milters with cfgs (validated) from the next
+// check on.
+func (c *Chain) Set(cfgs []Config) {
+	var ms []*client
+	for _, cfg := range cfgs {
+		network, addr, _ := ParseAddress(cfg.Address)
+		ms = append(ms, &client{cfg: cfg, network: network, addr: addr})
+	}
+	c.milters.Store(&ms)
+}
+
+func (c *Chain) list() []*client { return *c.milters.Load() }
 
 // Len is the number of milters in the chain.
 func (c *Chain) Len() int {
 	if c == nil {
 		return 0
 	}
-	return len(c.milters)
+	return len(c.list())
+}
+
+// CheckRcpt asks the milters whose phases include rcpt about one
+// recipient while the client waits for its RCPT reply, so a refusal is
+// the milter's own reply to that RCPT and the recipient never enters the
+// envelope. msg carries the connection and the sender (its Rcpts and
+// Data are not used). Each milter gets a session of its own up to this
+// RCPT, aborted after the answer: the transaction is replayed in full
+// after DATA (Check). A nil reply accepts the recipient; a milter that
+// fails applies its on_failure to this RCPT (tempfail: 451).
+func (c *Chain) CheckRcpt(ctx context.Context, msg Message, rcpt string) (milterName string, refusal *Reply) {
+	for _, cl := range c.list() {
+		if !cl.cfg.sends(PhaseRcpt) {
+			continue
+		}
+		start := c.now()
+		res, err := cl.checkRcpt(ctx, c.hostname, msg, rcpt)
+		step := Step{Milter: cl.cfg.Name, Duration: c.now().Sub(start), Result: "continue"}
+		if res != nil {
+			step.Result = res.result
+		}
+		if err != nil {
+			step.Result = "failed"
+		}
+		c.metrics.observeRcpt(cl.cfg.Name, step)
+		switch {
+		case err != nil && cl.cfg.OnFailure == OnFailureAccept:
+			continue
+		case err != nil:
+			return cl.cfg.Name, &Reply{Code: 451, Enhanced: [3]int{4, 7, 1}, Text: "Content filter unavailable, try again later"}
+		case res == nil || res.result == "accept" || res.result == "continue":
+			continue
+		case res.result == "discard":
+			// Discarding a recipient at RCPT is refusing it quietly
+			// (Sendmail's SMFIR_DISCARD at RCPT discards the message,
+			// which the check after DATA does once it sees it again).
+			continue
+		}
+		r := res.reply
+		return cl.cfg.Name, &r
+	}
+	return "", nil
+}
+
+func (cl *client) checkRcpt(ctx context.Context, hostname string, msg Message, rcpt string) (*result, error) {
+	ms, res, err := cl.open(ctx, hostname, msg)
+	if ms == nil {
+		return res, err
+	}
+	defer ms.close()
+	res, err = ms.rcpt(rcpt)
+	if err == nil {
+		_ = ms.s.Abort(nil) // this transaction goes no further with this milter
+	}
+	return res, err
 }
 
 // Check asks every milter about msg and returns the verdict. It never
@@ -64,7 +132,7 @@ func (c *Chain) Len() int {
 func (c *Chain) Check(ctx context.Context, msg Message) *Verdict {
 	v := &Verdict{Action: Accept, From: msg.From, Rcpts: append([]string(nil), msg.Rcpts...), Data: msg.Data}
 	m := parseMessage(msg.Data)
-	for _, cl := range c.milters {
+	for _, cl := range c.list() {
 		start := c.now()
 		cur := msg
 		cur.From, cur.Rcpts = v.From, v.Rcpts
@@ -82,7 +150,7 @@ func (c *Chain) Check(ctx context.Context, msg Message) *Verdict {
 			break
 		}
 		step.Result = res.result
-		step.Edits = res.apply(v, m)
+		step.Edits = res.apply(v, m, cl.cfg.Name)
 		v.Steps = append(v.Steps, step)
 		c.metrics.observe(cl.cfg.Name, step)
 		if len(step.Edits) > 0 {
@@ -101,6 +169,9 @@ func (c *Chain) Check(ctx context.Context, msg Message) *Verdict {
 		}
 		if v.Action == Reject || v.Action == TempFail || v.Action == Discard {
 			break
+		}
+		if len(v.Rcpts) == 0 {
+			break // every recipient removed: no transaction is left to show the next milter
 		}
 	}
 	if v.Changed {
@@ -121,7 +192,7 @@ type result struct {
 	result  string // continue, accept, reject, tempfail, discard, quarantine
 	reply   Reply
 	reason  string
-	refused []string
+	refused []Removed
 	mods    []gomilter.ModifyAction
 	leading bool // SMFIP_HDR_LEADSPC negotiated
 }
@@ -176,14 +247,34 @@ func stopped(act *gomilter.Action) *result {
 	return &result{result: "tempfail", reply: Reply{Code: 451, Enhanced: [3]int{4, 7, 1}, Text: "Content filter unavailable, try again later"}}
 }
 
-// run replays the transaction to the milter (RFC-less: the Sendmail
-// milter protocol, version 6) and returns its answer. An error means the
-// milter failed: unreachable, too slow, or off-protocol.
-func (cl *client) run(ctx context.Context, hostname string, msg Message, m *message) (res *result, err error) {
+// session is one milter session opened up to MAIL: the part of the
+// transaction a RCPT-time check and the full replay share.
+type session struct {
+	s       *gomilter.ClientSession
+	macros  *gomilter.MacroBag
+	leading bool // SMFIP_HDR_LEADSPC negotiated
+	cancel  context.CancelFunc
+	d       *dialer
+}
+
+func (ms *session) close() {
+	_ = ms.s.Close()
+	ms.d.stop()
+	ms.cancel()
+}
+
+// open connects to the milter and sends connect, HELO and MAIL. With a
+// nil error it returns either an open session (res nil) or the milter's
+// answer that ended the transaction there (no session).
+func (cl *client) open(ctx context.Context, hostname string, msg Message) (ms *session, res *result, err error) {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	d := &dialer{ctx: ctx, timeout: cl.cfg.Timeout}
-	defer d.stop()
+	defer func() {
+		if ms == nil {
+			d.stop()
+			cancel()
+		}
+	}()
 	mc := gomilter.NewClient(cl.network, cl.addr,
 		gomilter.WithDialer(d),
 		gomilter.WithReadTimeout(cl.cfg.Timeout),
@@ -222,50 +313,84 @@ func (cl *client) run(ctx context.Context, hostname string, msg Message, m *mess
 
 	s, err := mc.Session(macros)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer func() { _ = s.Close() }()
-	leading := s.ProtocolOption(gomilter.OptHeaderLeadingSpace)
-	fail := func(stage string, err error) (*result, error) {
+	fail := func(stage string, err error) (*session, *result, error) {
+		_ = s.Close()
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("%s: %w", stage, err)
+		return nil, nil, fmt.Errorf("%s: %w", stage, err)
+	}
+	end := func(r *result) (*session, *result, error) {
+		_ = s.Close()
+		return nil, r, nil
 	}
 	act, err := s.Conn(clientName, family, port, host)
 	if err != nil {
 		return fail("connect", err)
 	}
 	if r := stopped(act); r != nil {
-		return r, nil
+		return end(r)
 	}
 	if act, err = s.Helo(msg.Helo); err != nil {
 		return fail("helo", err)
 	}
 	if r := stopped(act); r != nil {
-		return r, nil
+		return end(r)
 	}
 	macros.Set(gomilter.MacroMailAddr, msg.From)
 	if act, err = s.Mail(msg.From, ""); err != nil {
 		return fail("mail", err)
 	}
 	if r := stopped(act); r != nil {
-		return r, nil
+		return end(r)
 	}
-	var refused []string
+	return &session{s: s, macros: macros, leading: s.ProtocolOption(gomilter.OptHeaderLeadingSpace), cancel: cancel, d: d}, nil, nil
+}
+
+// rcpt asks an open session about one recipient (nil: go on).
+func (ms *session) rcpt(rcpt string) (*result, error) {
+	ms.macros.Set(gomilter.MacroRcptAddr, rcpt)
+	act, err := ms.s.Rcpt(rcpt, "")
+	if err != nil {
+		return nil, fmt.Errorf("rcpt: %w", err)
+	}
+	return stopped(act), nil
+}
+
+// run replays the transaction to the milter (RFC-less: the Sendmail
+// milter protocol, version 6) and returns its answer. An error means the
+// milter failed: unreachable, too slow, or off-protocol.
+func (cl *client) run(ctx context.Context, hostname string, msg Message, m *message) (res *result, err error) {
+	ms, res, err := cl.open(ctx, hostname, msg)
+	if ms == nil {
+		return res, err
+	}
+	defer ms.close()
+	s, leading := ms.s, ms.leading
+	fail := func(stage string, err error) (*result, error) {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("%s: %w", stage, err)
+	}
+	var act *gomilter.Action
+	var refused []Removed
 	var last *result
 	for _, rcpt := range msg.Rcpts {
-		macros.Set(gomilter.MacroRcptAddr, rcpt)
-		if act, err = s.Rcpt(rcpt, ""); err != nil {
+		r, err := ms.rcpt(rcpt)
+		if err != nil {
 			return fail("rcpt", err)
 		}
-		switch r := stopped(act); {
+		switch {
 		case r == nil || r.result == "accept":
 		case r.result == "reject":
-			// The client had its 250 for this RCPT long ago (the
-			// transaction is replayed after DATA): the recipient is
-			// dropped, and the whole message refused if none is left.
-			refused, last = append(refused, rcpt), r
+			// The client had its 250 for this RCPT (the transaction is
+			// replayed after DATA): the recipient is dropped, the node
+			// tells the sender with a DSN, and the whole message is
+			// refused if none is left.
+			refused, last = append(refused, Removed{Addr: rcpt, Milter: cl.cfg.Name, Reply: r.reply}), r
 		default: // tempfail or discard concern the whole message
 			return r, nil
 		}
@@ -343,12 +468,12 @@ func (cl *client) run(ctx context.Context, hostname string, msg Message, m *mess
 
 // apply makes the milter's changes to the verdict's envelope and to m,
 // and returns them for the log ("add_header X-Spam", ...).
-func (r *result) apply(v *Verdict, m *message) []string {
+func (r *result) apply(v *Verdict, m *message, name string) []string {
 	var edits []string
-	for _, rcpt := range r.refused {
-		v.Rcpts = removeAddr(v.Rcpts, rcpt)
-		v.Refused = append(v.Refused, rcpt)
-		edits = append(edits, "refuse_rcpt "+rcpt)
+	for _, rm := range r.refused {
+		v.Rcpts = removeAddr(v.Rcpts, rm.Addr)
+		v.Removed = append(v.Removed, rm)
+		edits = append(edits, "refuse_rcpt "+rm.Addr)
 	}
 	var body []byte
 	replaced := false
@@ -383,6 +508,7 @@ func (r *result) apply(v *Verdict, m *message) []string {
 			a := gomilter.RemoveAngle(mod.Rcpt)
 			if hasAddr(v.Rcpts, a) {
 				v.Rcpts = removeAddr(v.Rcpts, a)
+				v.Removed = append(v.Removed, Removed{Addr: a, Milter: name})
 				edits = append(edits, "delete_rcpt "+a)
 			}
 		case gomilter.ActionChangeFrom:

@@ -2,6 +2,7 @@ package milter_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -141,6 +142,62 @@ func TestChainOrder(t *testing.T) {
 	}
 }
 
+// TestChainRcpt: a milter with the rcpt phase is asked at RCPT time and
+// its refusal is returned as it wrote it; one without the phase is not
+// asked; a failing one applies its on_failure to the RCPT. After DATA, a
+// recipient refused at the replayed RCPT or deleted at the end of the
+// message is listed in Removed with the milter that took it out.
+func TestChainRcpt(t *testing.T) {
+	a, b := miltertest.Start(t, "a"), miltertest.Start(t, "b")
+	c := chain(t, milter.Config{Name: "a", Address: a.Addr}, milter.Config{Name: "b", Address: b.Addr, Phases: []string{"header", "body"}})
+	m := msg("", "")
+	if name, r := c.CheckRcpt(context.Background(), m, "bob@example.com"); r != nil {
+		t.Fatalf("bob refused by %s: %v", name, r)
+	}
+	name, r := c.CheckRcpt(context.Background(), m, "refuse-a-carol@example.com")
+	if r == nil || name != "a" || r.String() != "550 5.7.1 <refuse-a-carol@example.com> refused by a" {
+		t.Fatalf("refuse-a-carol: %s %v, want a's 550 5.7.1", name, r)
+	}
+	if got := strings.Join(a.Rcpts(), ","); got != "bob@example.com,refuse-a-carol@example.com" {
+		t.Fatalf("a asked about %s", got)
+	}
+	if got := b.Rcpts(); len(got) != 0 {
+		t.Fatalf("b (no rcpt phase) asked at RCPT about %v", got)
+	}
+	if len(a.Seen()) != 0 {
+		t.Fatalf("a RCPT check went on to the end of a message: %+v", a.Seen())
+	}
+
+	// After DATA: b refuses at the replayed RCPT, a deletes at the end.
+	m = msg("Subject: x\nX-Test-Milter: del-rcpt\nX-Test-Del-Rcpt: carol@example.com\n", "hi\r\n")
+	m.Rcpts = []string{"bob@example.com", "carol@example.com", "refuse-b-dave@example.com"}
+	c = chain(t, milter.Config{Name: "a", Address: a.Addr}, milter.Config{Name: "b", Address: b.Addr})
+	c.Set([]milter.Config{{Name: "b", Address: b.Addr, Phases: []string{"header", "body"}}, {Name: "a", Address: a.Addr, Phases: []string{"header", "body"}}})
+	v := c.Check(context.Background(), m)
+	if v.Action != milter.Accept || strings.Join(v.Rcpts, ",") != "bob@example.com" {
+		t.Fatalf("verdict %v rcpts %v steps %+v", v.Action, v.Rcpts, v.Steps)
+	}
+	want := []milter.Removed{
+		{Addr: "refuse-b-dave@example.com", Milter: "b", Reply: milter.Reply{Code: 550, Enhanced: [3]int{5, 7, 1}, Text: "<refuse-b-dave@example.com> refused by b"}},
+		{Addr: "carol@example.com", Milter: "b"},
+	}
+	if fmt.Sprint(v.Removed) != fmt.Sprint(want) {
+		t.Fatalf("removed %+v, want %+v", v.Removed, want)
+	}
+
+	// A dead milter with the rcpt phase: tempfail refuses the RCPT for
+	// now, accept lets it through.
+	ln := miltertest.Listen(t)
+	dead := "tcp:" + ln.Addr().String()
+	ln.Close()
+	for mode, want := range map[string]string{"tempfail": "451 4.7.1 Content filter unavailable, try again later", "accept": "<nil>"} {
+		c := chain(t, milter.Config{Name: "dead", Address: dead, Timeout: 300 * time.Millisecond, OnFailure: mode})
+		if _, r := c.CheckRcpt(context.Background(), msg("", ""), "bob@example.com"); fmt.Sprint(r) != want && (r == nil || r.String() != want) {
+			t.Errorf("%s: RCPT reply %v, want %s", mode, r, want)
+		}
+	}
+}
+
 // TestChainFailure: a dead milter, a silent one and a slow one, under
 // both failure modes.
 func TestChainFailure(t *testing.T) {
@@ -197,7 +254,7 @@ func TestConfigValidate(t *testing.T) {
 		{milter.Config{Address: "udp:127.0.0.1:1"}, "filters.milters[0].address"},
 		{milter.Config{Address: "unix:relative"}, "filters.milters[0].address"},
 		{milter.Config{Address: "tcp:127.0.0.1:1", Timeout: time.Hour}, "filters.milters[0].timeout"},
-		{milter.Config{Address: "tcp:127.0.0.1:1", Phases: []string{"rcpt"}}, "filters.milters[0].phases[0]"},
+		{milter.Config{Address: "tcp:127.0.0.1:1", Phases: []string{"envelope"}}, "filters.milters[0].phases[0]"},
 		{milter.Config{Address: "tcp:127.0.0.1:1", OnFailure: "reject"}, "filters.milters[0].on_failure"},
 		{milter.Config{Address: "inet:11332@127.0.0.1", Name: "a b"}, "filters.milters[0].name"},
 	} {
@@ -210,7 +267,7 @@ func TestConfigValidate(t *testing.T) {
 	if err := milter.ValidateAll("filters.milters", ok); err != nil {
 		t.Fatal(err)
 	}
-	if ok[0].Name != "inet:11332@127.0.0.1" || ok[0].Timeout != 30*time.Second || ok[0].OnFailure != "tempfail" || len(ok[0].Phases) != 2 {
+	if ok[0].Name != "inet:11332@127.0.0.1" || ok[0].Timeout != 30*time.Second || ok[0].OnFailure != "tempfail" || strings.Join(ok[0].Phases, ",") != "rcpt,header,body" {
 		t.Fatalf("defaults not filled in: %+v", ok[0])
 	}
 	dup := []milter.Config{{Address: "tcp:127.0.0.1:1", Name: "x"}, {Address: "tcp:127.0.0.1:2", Name: "x"}}

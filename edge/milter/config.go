@@ -15,9 +15,13 @@ const (
 	OnFailureAccept   = "accept"
 )
 
-// Phases a milter may be sent beyond the envelope (connect, HELO, MAIL,
-// RCPT and end of message, which the protocol always needs).
+// Phases a milter may be sent beyond the transaction replayed after DATA
+// (connect, HELO, MAIL, RCPT and end of message, which the protocol
+// always needs).
 const (
+	// PhaseRcpt: the milter is also asked about each recipient at RCPT
+	// time, so its refusal is the reply to that RCPT.
+	PhaseRcpt   = "rcpt"
 	PhaseHeader = "header"
 	PhaseBody   = "body"
 )
@@ -32,7 +36,8 @@ type Config struct {
 	Address string `yaml:"address"`
 	// Timeout bounds connecting and each command's reply.
 	Timeout time.Duration `yaml:"timeout"`
-	// Phases lists the content phases sent (header, body).
+	// Phases lists what the milter is sent beyond the envelope replayed
+	// after DATA: rcpt (asked at RCPT time too), header, body.
 	Phases []string `yaml:"phases"`
 	// OnFailure is tempfail or accept.
 	OnFailure string `yaml:"on_failure"`
@@ -40,7 +45,7 @@ type Config struct {
 
 // DefaultConfig is a milter's defaults (Address is required).
 func DefaultConfig() Config {
-	return Config{Timeout: 30 * time.Second, Phases: []string{PhaseHeader, PhaseBody}, OnFailure: OnFailureTempFail}
+	return Config{Timeout: 30 * time.Second, Phases: []string{PhaseRcpt, PhaseHeader, PhaseBody}, OnFailure: OnFailureTempFail}
 }
 
 // Validate checks c and fills in the defaults of the keys left out. key is
@@ -66,8 +71,8 @@ func (c *Config) Validate(key string) error {
 		c.Phases = d.Phases
 	}
 	for i, p := range c.Phases {
-		if p != PhaseHeader && p != PhaseBody {
-			return fmt.Errorf("config: %s.phases[%d]: %q: want header or body", key, i, p)
+		if p != PhaseRcpt && p != PhaseHeader && p != PhaseBody {
+			return fmt.Errorf("config: %s.phases[%d]: %q: want rcpt, header or body", key, i, p)
 		}
 	}
 	switch c.OnFailure {

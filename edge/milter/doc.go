@@ -12,6 +12,13 @@
 // before it left it (their header, envelope and body changes applied), as
 // Sendmail does.
 //
+// Chain.CheckRcpt is the RCPT-time check: the milters with the rcpt phase
+// are each asked about one recipient in a short session of their own
+// (connect, HELO, MAIL, RCPT, abort) while the client waits for its reply.
+// A recipient taken out after DATA (refused at the replayed RCPT, or
+// deleted at the end of the message) is listed in Verdict.Removed: the
+// client had its 250 for it, and the node tells the sender by DSN.
+//
 // A Verdict is one of Accept (with the changed message), Reject or
 // TempFail (with the SMTP reply to send), Discard (250, then drop it) or
 // Quarantine (queue it held). A milter that cannot be reached, times out

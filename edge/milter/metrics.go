@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // Metrics are the chain's Prometheus metrics (meshd_filter_*).
 type Metrics struct {
 	results  *prometheus.CounterVec
+	rcpts    *prometheus.CounterVec
 	failures *prometheus.CounterVec
 	edits    *prometheus.CounterVec
 	messages *prometheus.CounterVec
@@ -16,6 +17,9 @@ func NewMetrics() *Metrics {
 	return &Metrics{
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshd_filter_milter_results_total", Help: "Answers of each milter, by milter and result (continue, accept, reject, tempfail, discard, quarantine, failed).",
+		}, []string{"milter", "result"}),
+		rcpts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_filter_milter_rcpt_results_total", Help: "Answers of each milter to a recipient at RCPT time (phase rcpt), by milter and result (continue, accept, reject, tempfail, discard, failed).",
 		}, []string{"milter", "result"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshd_filter_milter_failures_total", Help: "Milter sessions that failed (unreachable, timed out, protocol error); the milter's on_failure was applied.",
@@ -35,7 +39,7 @@ func NewMetrics() *Metrics {
 
 // Collectors lists the metrics for registration.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.results, m.failures, m.edits, m.messages, m.duration}
+	return []prometheus.Collector{m.results, m.rcpts, m.failures, m.edits, m.messages, m.duration}
 }
 
 func (m *Metrics) observe(milter string, s Step) {
@@ -49,6 +53,19 @@ func (m *Metrics) observe(milter string, s Step) {
 	for _, e := range s.Edits {
 		kind, _, _ := cutSpace(e)
 		m.edits.WithLabelValues(milter, kind).Inc()
+	}
+	m.duration.WithLabelValues(milter).Observe(s.Duration.Seconds())
+}
+
+// observeRcpt counts a RCPT-time answer (its result, failures and
+// duration; a RCPT check makes no edits).
+func (m *Metrics) observeRcpt(milter string, s Step) {
+	if m == nil {
+		return
+	}
+	m.rcpts.WithLabelValues(milter, s.Result).Inc()
+	if s.Result == "failed" {
+		m.failures.WithLabelValues(milter).Inc()
 	}
 	m.duration.WithLabelValues(milter).Observe(s.Duration.Seconds())
 }

@@ -68,11 +68,22 @@ type Verdict struct {
 	Data  []byte
 	// Changed reports whether any milter changed the envelope or message.
 	Changed bool
-	// Refused lists the recipients a milter refused at RCPT: they are no
-	// longer in Rcpts.
-	Refused []string
+	// Removed lists the recipients of the envelope a milter took out
+	// after DATA (refused at the replayed RCPT, or SMFIR_DELRCPT at the
+	// end of the message), in order: they are no longer in Rcpts, and
+	// the client had its 250 for them, so the sender is told by DSN.
+	Removed []Removed
 	// Steps has one entry per milter asked, in order.
 	Steps []Step
+}
+
+// Removed is one recipient a milter took out of the envelope after DATA.
+type Removed struct {
+	Addr   string
+	Milter string
+	// Reply is the milter's refusal of the replayed RCPT; zero for a
+	// recipient deleted at the end of the message (SMFIR_DELRCPT).
+	Reply Reply
 }
 
 // Step is what one milter said.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -141,13 +142,22 @@ func join(path, k string) string {
 
 // Fields maps the yaml key of each exported field of struct type t to the
 // field (a field without a tag is known by its lowercased name, as yaml.v3
-// decodes it).
+// decodes it). The keys of an inline struct field (`yaml:",inline"`, a
+// library type composed with keys of the user's own) are at t's level,
+// their Index from t.
 func Fields(t reflect.Type) map[string]reflect.StructField {
 	m := make(map[string]reflect.StructField, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if Inline(f, opts) {
+			for name, sub := range Fields(f.Type) {
+				sub.Index = append(slices.Clone(f.Index), sub.Index...)
+				m[name] = sub
+			}
 			continue
 		}
 		if name == "" {
@@ -156,4 +166,10 @@ func Fields(t reflect.Type) map[string]reflect.StructField {
 		m[name] = f
 	}
 	return m
+}
+
+// Inline reports whether field f, whose yaml tag options are opts, has its
+// keys at its parent's level.
+func Inline(f reflect.StructField, opts string) bool {
+	return f.Type.Kind() == reflect.Struct && slices.Contains(strings.Split(opts, ","), "inline")
 }

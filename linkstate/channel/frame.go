@@ -391,3 +391,33 @@ func encodeWelcome(node, rg string) []byte {
 	w.str(rg)
 	return w.b
 }
+
+// encodeList is the payload of a request for a list of strings (the keys
+// of a tracking request, the copy IDs of a holds request): a count, then
+// each string.
+func encodeList(ss []string) []byte {
+	w := &writer{}
+	w.u16(uint16(len(ss)))
+	for _, s := range ss {
+		w.str(s)
+	}
+	return w.b
+}
+
+// decodeList reads encodeList's payload of at most limit strings; what and
+// items name the request and its strings in errors.
+func decodeList(p []byte, limit int, what, items string) ([]string, error) {
+	r := &reader{b: p}
+	n := int(r.u16())
+	if n > limit {
+		return nil, fmt.Errorf("channel: %s: %d %s exceed %d", what, n, items, limit)
+	}
+	ss := make([]string, 0, n)
+	for range n {
+		ss = append(ss, r.str())
+	}
+	if err := r.end(); err != nil {
+		return nil, fmt.Errorf("channel: %s: %w", what, err)
+	}
+	return ss, nil
+}

@@ -66,29 +66,10 @@ func (h Held) String() string {
 // HoldsFunc answers a holds request: one answer per ID, in order.
 type HoldsFunc func(ctx context.Context, ids []string) []Held
 
-func encodeHoldsReq(ids []string) []byte {
-	w := &writer{}
-	w.u16(uint16(len(ids)))
-	for _, id := range ids {
-		w.str(id)
-	}
-	return w.b
-}
+func encodeHoldsReq(ids []string) []byte { return encodeList(ids) }
 
 func decodeHoldsReq(p []byte) ([]string, error) {
-	r := &reader{b: p}
-	n := int(r.u16())
-	if n > maxHoldsIDs {
-		return nil, fmt.Errorf("channel: holds request: %d IDs exceed %d", n, maxHoldsIDs)
-	}
-	ids := make([]string, 0, n)
-	for range n {
-		ids = append(ids, r.str())
-	}
-	if err := r.end(); err != nil {
-		return nil, fmt.Errorf("channel: holds request: %w", err)
-	}
-	return ids, nil
+	return decodeList(p, maxHoldsIDs, "holds request", "IDs")
 }
 
 func encodeHoldsResp(ans []Held) []byte {

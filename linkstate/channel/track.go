@@ -33,29 +33,10 @@ const (
 // matches one of keys, each one encoded by the node.
 type TrackFunc func(ctx context.Context, keys []string) [][]byte
 
-func encodeTrackReq(keys []string) []byte {
-	w := &writer{}
-	w.u16(uint16(len(keys)))
-	for _, k := range keys {
-		w.str(k)
-	}
-	return w.b
-}
+func encodeTrackReq(keys []string) []byte { return encodeList(keys) }
 
 func decodeTrackReq(p []byte) ([]string, error) {
-	r := &reader{b: p}
-	n := int(r.u16())
-	if n > maxTrackKeys {
-		return nil, fmt.Errorf("channel: track request: %d keys exceed %d", n, maxTrackKeys)
-	}
-	keys := make([]string, 0, n)
-	for range n {
-		keys = append(keys, r.str())
-	}
-	if err := r.end(); err != nil {
-		return nil, fmt.Errorf("channel: track request: %w", err)
-	}
-	return keys, nil
+	return decodeList(p, maxTrackKeys, "track request", "keys")
 }
 
 func encodeTrackResp(events [][]byte) []byte {

@@ -39,6 +39,14 @@ type Mesh interface {
 	Penalties() map[string]float64
 }
 
+// Drainer takes the node out of service and back (node/drain.go,
+// docs/drain.md).
+type Drainer interface {
+	Drain() error
+	Undrain() error
+	DrainStatus() adminapi.DrainStatus
+}
+
 // Tracker follows a message across the mesh (*tracking.Finder).
 type Tracker interface {
 	Across(ctx context.Context, key string) adminapi.TrackResult
@@ -59,6 +67,9 @@ type Deps struct {
 	Delivery Delivery
 	Mesh     Mesh
 	Track    Tracker
+	// Drain is nil on a standalone node (the drain endpoints answer 409:
+	// there is no member to hand mail to).
+	Drain Drainer
 	// Registry is served on GET /metrics; OnConnectorAdmin counts an
 	// operator's connector override (nil: not counted).
 	Registry         *prometheus.Registry

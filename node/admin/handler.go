@@ -27,6 +27,8 @@ var ErrNoReload = errors.New("node: reload: this node was not started from a con
 //	GET    /api/queue/shadow[?peer=NODE]  (shadow copies, docs/shadow.md)
 //	POST   /api/queue/{id}/{retry|hold|release}
 //	DELETE /api/queue/{id}
+//	GET    /api/node/drain
+//	POST   /api/node/{drain|undrain}   (drain.go, docs/drain.md)
 //	GET    /metrics
 //	GET    /debug/pprof/...   (Go's profiler, for performance reports)
 //
@@ -47,6 +49,7 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	a.mountMesh(mux)
+	a.mountDrain(mux)
 	if d.Mount != nil {
 		d.Mount(mux)
 	}

@@ -59,7 +59,7 @@ func (a *api) handleMembers(w http.ResponseWriter, _ *http.Request) {
 	out := adminapi.Members{Node: a.Node, RG: a.RG, Master: v.Master, Members: []adminapi.Member{}}
 	for _, m := range v.Members {
 		out.Members = append(out.Members, adminapi.Member{Name: m.Name, Gossip: m.Addr, SMTP: m.SMTP, LinkState: m.LinkState,
-			Priority: m.Priority, Master: m.Name == v.Master})
+			Priority: m.Priority, Master: m.Name == v.Master, Draining: m.Draining})
 	}
 	slices.SortFunc(out.Members, func(a, b adminapi.Member) int { return cmp.Compare(a.Name, b.Name) })
 	for _, m := range v.Unverified {

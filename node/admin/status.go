@@ -2,6 +2,7 @@ package admin
 
 import (
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/membership"
 	"github.com/meshd/meshd/node/status"
 )
@@ -52,4 +53,12 @@ func (s statusSource) Queues() []status.QueueSummary {
 		out = append(out, status.QueueSummary{NextHop: q.Hop, Messages: q.Messages, OldestAge: q.Oldest})
 	}
 	return out
+}
+
+// DrainStatus tells the page whether the node drains (status.DrainSource).
+func (s statusSource) DrainStatus() adminapi.DrainStatus {
+	if s.a.Drain == nil {
+		return adminapi.DrainStatus{}
+	}
+	return s.a.Drain.DrainStatus()
 }

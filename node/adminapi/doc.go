@@ -17,6 +17,8 @@
 //	POST   /api/mesh/connector/{name}/{up|down|drain}   ConnectorResult
 //	POST   /api/mesh/rg/{name}/remove       RGRemoveResult (decommission: a signed tombstone)
 //	GET    /api/mesh/graph.dot, /api/mesh/graph.svg     the status page's graph
+//	GET    /api/node/drain                  DrainStatus
+//	POST   /api/node/drain, /api/node/undrain   DrainStatus (take the node out of service and back)
 //	GET    /api/track/{key}                 TrackResult
 //	GET    /metrics                         Prometheus text format
 //	GET    /status/                         the status page (node/status)

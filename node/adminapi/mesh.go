@@ -26,7 +26,8 @@ type Member struct {
 	LinkState string `json:"linkstate"`
 	Priority  uint32 `json:"priority"`
 	Master    bool   `json:"master"`
-	Reason    string `json:"reason,omitempty"` // an unverified member: why
+	Draining  bool   `json:"draining,omitempty"` // it drains (meshctl node drain): it takes no mail
+	Reason    string `json:"reason,omitempty"`   // an unverified member: why
 }
 
 // LSDB is the answer of GET /api/mesh/lsdb: the link-state database as
@@ -148,7 +149,8 @@ type TrackEvent struct {
 	CopyID    string    `json:"copy_id,omitempty"`  // relayed: the ID the next hop received it under
 	DSNID     string    `json:"dsn_id,omitempty"`
 	Reply     string    `json:"reply,omitempty"`
-	Filter    string    `json:"filter,omitempty"` // filtered: what each milter said
+	ReplyLost bool      `json:"reply_lost,omitempty"` // deferred: sent in full, no reply to the final dot (a later copy may be a duplicate)
+	Filter    string    `json:"filter,omitempty"`     // filtered: what each milter said
 }
 
 // TrackResult is the answer of GET /api/track/{key}: the events of a

@@ -19,6 +19,7 @@ import (
 	"github.com/meshd/meshd/edge/authres"
 	"github.com/meshd/meshd/edge/dkim"
 	"github.com/meshd/meshd/edge/milter"
+	"github.com/meshd/meshd/internal/yamlkey"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/node/mx"
 	"github.com/meshd/meshd/node/passwd"
@@ -267,8 +268,8 @@ func Parse(data []byte) (Config, error) {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	if len(doc.Content) > 0 {
-		if err := checkNode(doc.Content[0], "", typeOfConfig); err != nil {
-			return Config{}, err
+		if _, err := yamlkey.Check(doc.Content[0], typeOfConfig); err != nil {
+			return Config{}, fmt.Errorf("config: %w", err)
 		}
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)

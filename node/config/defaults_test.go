@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/meshd/meshd/internal/yamlkey"
 )
 
 // TestDocsStateTheDefaults: every default docs/config.md states as a plain
@@ -79,7 +81,7 @@ func isKey(s string) bool {
 // lookup walks a dotted key through v's yaml field names.
 func lookup(v reflect.Value, key string) (reflect.Value, bool) {
 	for _, part := range strings.Split(key, ".") {
-		f, ok := yamlFields(v.Type())[part]
+		f, ok := yamlkey.Fields(v.Type())[part]
 		if !ok {
 			return reflect.Value{}, false
 		}
@@ -115,7 +117,7 @@ func toYAML(v reflect.Value) any {
 		return time.Duration(v.Int()).String()
 	case v.Kind() == reflect.Struct:
 		m := map[string]any{}
-		for name, f := range yamlFields(v.Type()) {
+		for name, f := range yamlkey.Fields(v.Type()) {
 			m[name] = toYAML(v.FieldByIndex(f.Index))
 		}
 		return m

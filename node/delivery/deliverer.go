@@ -277,7 +277,7 @@ func (d *Deliverer) process(ctx context.Context, m *queue.Message) {
 	now := d.now()
 	if now.Sub(m.ReceivedAt) >= d.sched.Load().lifetime {
 		if b, err := body(); err == nil {
-			d.expire(m, b, now)
+			d.expire(m, stored(m, b), now)
 		}
 		return
 	}
@@ -311,15 +311,16 @@ func (d *Deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 		return
 	}
 	defer release()
-	body, err := loadBody()
+	raw, err := loadBody()
 	if err != nil {
 		return // deleted meanwhile, or the queue is closing
 	}
+	body := stored(m, raw)
 	if d.checkGroup(ctx, log, m, g) {
 		return // a twin was delivered by another member, or the copy waits for the group
 	}
 	if d.sign != nil && (g.kind == KindSmarthost || g.kind == KindMX) {
-		body = d.sign(log, body) // leaving the organisation
+		body = content{body: d.sign(log, body.joined())} // leaving the organisation
 	}
 
 	attempts := 0
@@ -451,7 +452,7 @@ func (d *Deliverer) acquire(ctx context.Context, g *group) (release func(), err 
 
 // expire gives up on every pending recipient after queue.lifetime and sends
 // the failure DSN (RFC 3464 status 4.4.7, action failed).
-func (d *Deliverer) expire(m *queue.Message, body []byte, now time.Time) {
+func (d *Deliverer) expire(m *queue.Message, body content, now time.Time) {
 	var failed []queue.Result
 	for _, r := range m.Recipients {
 		if r.State != queue.Pending {

@@ -50,6 +50,7 @@ type Metrics interface {
 	DSNQueued(kind string)
 	DeadSkip()             // an attempt deferred without dialling (dead destination)
 	InDoubt(result string) // a hop in doubt: InDoubtRecorded, InDoubtHeld, ... (hopdoubt.go)
+	ReplyLost(kind string) // a transaction outside the mesh sent in full whose reply never came
 	// GroupCheck counts a suspect copy's group check (GroupCheckDeliver, ...,
 	// shadowcheck.go); Shadow counts shadows released or resubmitted
 	// (ShadowReleased, ...; shadow.go).

@@ -36,7 +36,7 @@ type dsnRcpt struct {
 type dsnRequest struct {
 	Kind  string // DSNFailure or DSNDelay
 	Msg   *queue.Message
-	Body  []byte
+	Body  content // the message, for the DSN to return
 	Rcpts []dsnRcpt
 	Now   time.Time
 }
@@ -82,7 +82,7 @@ func dsnID(msgID, kind string, rcpts []dsnRcpt) string {
 
 // failureDSN queues a failure DSN for the failed recipients that asked for
 // one. Never to the null sender: a bounce of a bounce could loop (RFC 5321 §4.5.5).
-func (d *Deliverer) failureDSN(m *queue.Message, body []byte, failed []queue.Result, remote string) {
+func (d *Deliverer) failureDSN(m *queue.Message, body content, failed []queue.Result, remote string) {
 	if m.From == "" {
 		return
 	}
@@ -106,7 +106,7 @@ func (d *Deliverer) failureDSN(m *queue.Message, body []byte, failed []queue.Res
 // here (Maildir or LMTP: final delivery), DSNRelayed ("relayed") when they
 // were handed to a server outside the mesh that does not support DSN.
 // Relaying to a next hop with DSN passes NOTIFY on instead.
-func (d *Deliverer) successDSN(m *queue.Message, body []byte, delivered []queue.Result, kind, remote string) {
+func (d *Deliverer) successDSN(m *queue.Message, body content, delivered []queue.Result, kind, remote string) {
 	if m.From == "" {
 		return
 	}
@@ -147,7 +147,7 @@ func (d *Deliverer) maybeDelayDSN(m *queue.Message, loadBody func() ([]byte, err
 		if err != nil {
 			return
 		}
-		if !d.sendDSN(dsnRequest{Kind: DSNDelay, Msg: m, Body: body, Rcpts: rcpts, Now: now}) {
+		if !d.sendDSN(dsnRequest{Kind: DSNDelay, Msg: m, Body: stored(m, body), Rcpts: rcpts, Now: now}) {
 			return // try again on the next pass
 		}
 	}

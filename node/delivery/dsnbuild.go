@@ -24,7 +24,7 @@ func (d *Deliverer) buildDSN(req dsnRequest) ([]byte, error) {
 		EnvID:       m.EnvID,
 		ArrivalDate: m.ReceivedAt,
 		Ret:         m.Ret,
-		Original:    req.Body,
+		Original:    req.Body.joined(),
 		Now:         req.Now,
 	}
 	for _, rc := range req.Rcpts {

@@ -85,17 +85,17 @@ func (t *transports) reportHop(g *group, addr string, err error) {
 	t.mesh.ReportAttempt(g.connector, addr, reached)
 }
 
-// meshBody is the copy sent to the next hop: our mesh headers replace any
-// the message carries. The copy's ID is derived from the message's origin
-// ID (its ID where it entered the mesh, carried in X-Meshd-Origin) and the
-// recipients of this copy. So the same recipients of the same message have
-// the same ID at every hop and over every route: a resend after a crash,
-// or a copy that reaches a node again by another path after a route
-// changed in the middle of a transfer, is a duplicate there (250, dropped),
-// while a retry for fewer recipients is a new copy. A hop out of the
-// routing group adds it to the trace. age is the X-Meshd-Age field
+// meshContent is the copy sent to the next hop: our mesh headers replace
+// any the message carries. The copy's ID is derived from the message's
+// origin ID (its ID where it entered the mesh, carried in X-Meshd-Origin)
+// and the recipients of this copy. So the same recipients of the same
+// message have the same ID at every hop and over every route: a resend
+// after a crash, or a copy that reaches a node again by another path after
+// a route changed in the middle of a transfer, is a duplicate there (250,
+// dropped), while a retry for fewer recipients is a new copy. A hop out of
+// the routing group adds it to the trace. age is the X-Meshd-Age field
 // (ageField, shadowcheck.go).
-func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte, age string) []byte {
+func meshContent(m *queue.Message, body []byte, g *group, rg string, idKey []byte, age string) content {
 	trace := slices.Clone(m.Trace)
 	if g.remote {
 		trace = append(trace, rg) // every exit counts: a re-entry shows twice
@@ -107,9 +107,12 @@ func meshBody(m *queue.Message, body []byte, g *group, rg string, idKey []byte, 
 		hdr += fmt.Sprintf("%s: %s\r\n", meshid.HeaderTrace, meshid.FormatTrace(trace))
 	}
 	hdr += age
-	rest := header.StripPrefix(body, meshid.FieldPrefix)
-	out := make([]byte, 0, len(hdr)+len(rest))
-	return append(append(out, hdr...), rest...)
+	if len(m.HopHeader) == 0 { // the whole message in the body (content.go)
+		return content{head: []byte(hdr), body: header.StripPrefix(body, meshid.FieldPrefix)}
+	}
+	_, rest := peerFields(m, body)
+	head := make([]byte, 0, len(hdr)+len(m.HopHeader))
+	return content{head: append(append(head, hdr...), m.HopHeader...), body: rest}
 }
 
 // originID is the ID the message had where it entered the mesh: the

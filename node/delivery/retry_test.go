@@ -46,6 +46,7 @@ func (noMetrics) DeadSkip()                     {}
 func (noMetrics) InDoubt(string)                {}
 func (noMetrics) GroupCheck(string)             {}
 func (noMetrics) Shadow(string, int)            {}
+func (noMetrics) ReplyLost(string)              {}
 
 // TestRetryBackoffSchedule: a smarthost that cannot be reached is retried
 // on the configured backoff (1m, then doubling), and the message is

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/meshd/meshd/header"
-	"github.com/meshd/meshd/meshid"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/maildir"
 	"github.com/meshd/meshd/node/mx"
@@ -181,6 +179,8 @@ func (t *transports) route(m *queue.Message, now time.Time) []*group {
 func (t *transports) groupFor(m *queue.Message, addr string) *group {
 	domain := smtp.AddrDomain(addr)
 	switch {
+	case t.local.IsLocal(domain) && t.handsOffLocal(m, domain):
+		return t.meshGroup(m, domain) // draining (drain.go)
 	case t.local.IsLocal(domain):
 		return t.localGroup()
 	case t.mesh != nil:
@@ -199,21 +199,23 @@ func (t *transports) localGroup() *group {
 }
 
 // deliver makes one attempt for the group and returns one result per
-// recipient, plus the host that answered (for the DSN's Remote-MTA).
-func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte, g *group, inDoubt bool) ([]queue.Result, string) {
+// recipient, plus the host that answered (for the DSN's Remote-MTA). c is
+// the message's stored content (content.go), signed when it leaves the
+// organisation; local copies and mesh hops are built from m and c.body.
+func (t *transports) deliver(ctx context.Context, m *queue.Message, c content, g *group, inDoubt bool) ([]queue.Result, string) {
 	switch g.kind {
 	case KindMaildir:
-		return t.deliverMaildir(m, body, g, inDoubt), ""
+		return t.deliverMaildir(m, c.body, g, inDoubt), ""
 	case KindLMTP:
-		return t.sendHosts(ctx, t.lmtp, []string{t.cfg.Delivery.LMTP}, m, body, g)
+		return t.sendHosts(ctx, t.lmtp, []string{t.cfg.Delivery.LMTP}, m, c, g)
 	case KindSmarthost:
 		host := t.cfg.Outbound.Smarthost
 		if g.smarthost != "" {
 			host = g.smarthost
 		}
-		return t.sendHosts(ctx, t.remote, []string{host}, m, body, g)
+		return t.sendHosts(ctx, t.remote, []string{host}, m, c, g)
 	case KindMesh:
-		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshBody(m, body, g, t.cfg.Node.RoutingGroup, t.copyKey, ageField(m, t.now(), t.cfg.Mesh.ShadowTimeout)), g)
+		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshContent(m, c.body, g, t.cfg.Node.RoutingGroup, t.copyKey, ageField(m, t.now(), t.cfg.Mesh.ShadowTimeout)), g)
 		return loopsWait(res), remote
 	case KindNoRoute:
 		if g.perm {
@@ -248,7 +250,7 @@ func (t *transports) deliver(ctx context.Context, m *queue.Message, body []byte,
 	if len(addrs) == 0 {
 		return allResults(g, queue.PermFail, *reply.New(550, reply.Enhanced{5, 1, 2}, "no mail host for domain "+g.domain)), ""
 	}
-	return t.sendHosts(ctx, t.remote, addrs, m, body, g)
+	return t.sendHosts(ctx, t.remote, addrs, m, c, g)
 }
 
 func allResults(g *group, o queue.Outcome, rep reply.Reply) []queue.Result {
@@ -267,18 +269,18 @@ func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inD
 	out := make([]queue.Result, 0, len(g.rcpts))
 	// The hop's X-Meshd-ID is this message's queue ID, which copyHeader
 	// writes again: keep one.
-	body = header.Strip(body, meshid.HeaderID, meshid.HeaderOrigin, meshid.HeaderAge)
+	c := localCopy(m, body)
 	for _, r := range g.rcpts {
 		hdr := copyHeader(m.From, r.Addr, m.ID)
 		if inDoubt && r.Attempts > 0 {
-			if path, ok := findCopy(t.cfg.Delivery.Maildir, r.Addr, m.ID, len(hdr)+len(body)); ok {
+			if path, ok := findCopy(t.cfg.Delivery.Maildir, r.Addr, m.ID, len(hdr)+len(c.head)+len(c.body)); ok {
 				t.log.Info("copy already in mailbox from before restart", "qid", m.ID, "rcpt", r.Addr, "path", path)
 				out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.Delivered, Reply: *reply.New(250, reply.Enhanced{2, 0, 0}, "delivered to "+path)})
 				continue
 			}
 		}
-		msg := make([]byte, 0, len(hdr)+len(body))
-		msg = append(append(msg, hdr...), body...)
+		msg := make([]byte, 0, len(hdr)+len(c.head)+len(c.body))
+		msg = append(append(append(msg, hdr...), c.head...), c.body...)
 		path, err := t.writeMaildir(t.cfg.Delivery.Maildir, r.Addr, msg)
 		if errors.Is(err, maildir.ErrInvalidAddress) {
 			out = append(out, queue.Result{Addr: r.Addr, Outcome: queue.PermFail, Reply: *reply.New(550, reply.Enhanced{5, 1, 3}, "bad mailbox address: "+err.Error())})
@@ -298,9 +300,9 @@ func (t *transports) deliverMaildir(m *queue.Message, body []byte, g *group, inD
 // failure or no connection, the next MX is tried) and stops at the first
 // that takes the transaction. Hosts that recently could not be reached are
 // skipped without dialling.
-func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []string, m *queue.Message, body []byte, g *group) ([]queue.Result, string) {
+func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []string, m *queue.Message, msg content, g *group) ([]queue.Result, string) {
 	out := smtp.Outgoing{
-		From: m.From, Body: body, Ret: m.Ret, EnvID: m.EnvID, SMTPUTF8: m.SMTPUTF8, EightBit: m.EightBit,
+		From: m.From, Header: msg.head, Body: msg.body, Ret: m.Ret, EnvID: m.EnvID, SMTPUTF8: m.SMTPUTF8, EightBit: m.EightBit,
 	}
 	for _, r := range g.rcpts {
 		out.Rcpts = append(out.Rcpts, smtp.Rcpt{Addr: r.Addr, Notify: r.Notify, ORcpt: r.ORcpt})
@@ -335,6 +337,15 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 				lastReply = *reply.New(451, reply.Enhanced{4, 4, 0}, err.Error())
 				continue
 			}
+			if de.Unanswered && g.kind != KindMesh {
+				// Outside the mesh nobody can be asked: the retry may
+				// deliver a second copy (RFC 5321 §6.1 prefers that to a
+				// loss). Said in the log, the tracking log and a metric.
+				t.metrics.ReplyLost(g.kind)
+				t.log.Warn("reply lost after the final dot; the message may be delivered more than once", "qid", m.ID, "peer", addr, "kind", g.kind, "err", err)
+				return replyLost(allResults(g, queue.TempFail, *reply.New(451, reply.Enhanced{4, 4, 2},
+					"no reply from "+addr+" after the final dot; it may hold the message: "+err.Error()))), ""
+			}
 			if de.Op == "connect" && ctx.Err() == nil {
 				t.markDead(addr)
 			}
@@ -350,6 +361,14 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 		lastReply = *reply.New(451, reply.Enhanced{4, 4, 1}, "no reachable host")
 	}
 	return allResults(g, queue.TempFail, lastReply), ""
+}
+
+// replyLost marks results whose transaction was sent in full but not answered.
+func replyLost(rs []queue.Result) []queue.Result {
+	for i := range rs {
+		rs[i].ReplyLost = true
+	}
+	return rs
 }
 
 // tempReply is the reply of a temporary transaction failure: the server's,

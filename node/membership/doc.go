@@ -17,7 +17,7 @@
 // members and the status page.
 //
 // The master of a routing group is the verified live member ranked first by
-// (priority descending, node name ascending). Every member computes the
+// (not draining first, priority descending, node name ascending). Every member computes the
 // same answer from the same member list, so no election messages are
 // exchanged; a change of master is seen by each member as soon as its
 // memberlist view changes. Pool.Events delivers a View after every change:

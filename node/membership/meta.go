@@ -21,6 +21,10 @@ type Meta struct {
 	// Org is the version of the organisation document the node applied
 	// (0: none), for meshctl org status.
 	Org uint64 `json:"org,omitempty"`
+	// Draining: the node drains (meshctl node drain): it takes no new
+	// mail and hands what it holds to the group's other members, which
+	// leave it out of their next hops (package routing, drain.go).
+	Draining bool `json:"draining,omitempty"`
 }
 
 type wireMeta struct {

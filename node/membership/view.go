@@ -29,9 +29,17 @@ type Unverified struct {
 	Reason string `json:"reason"`
 }
 
-// rank orders members for master election: higher priority first, then
-// the smaller name. Every member computes the same order from the same set.
+// rank orders members for master election: members that do not drain
+// first (a node leaving service hands the role on while it drains, so
+// stopping it later moves nothing), then higher priority, then the
+// smaller name. Every member computes the same order from the same set.
 func rank(a, b Member) int {
+	if a.Draining != b.Draining {
+		if a.Draining {
+			return 1
+		}
+		return -1
+	}
 	if a.Priority != b.Priority {
 		return cmp.Compare(b.Priority, a.Priority)
 	}

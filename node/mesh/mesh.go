@@ -47,7 +47,8 @@ type Mesh struct {
 	orgPeers orgPeers                 // document versions X-LINK2STATE peers reported (org.go)
 	topo     atomic.Pointer[Topology] // the live part of cfg (topology.go)
 
-	listed listed // nodes recent records listed (listed.go)
+	listed   listed      // nodes recent records listed (listed.go)
+	draining atomic.Bool // this node drains (drain.go)
 
 	mu     sync.Mutex
 	meta   membership.Meta // what this node gossips about itself
@@ -165,7 +166,10 @@ func (m *Mesh) Start() error {
 	}))
 	m.probe = newProber(m)
 	m.syncer = newSyncer(m)
-	m.meta = membership.Meta{RG: m.cfg.RG, SMTP: m.cfg.MeshSMTP, LinkState: m.cfg.LinkStateAddr, Priority: m.cfg.Priority}
+	m.mu.Lock()
+	m.meta = membership.Meta{RG: m.cfg.RG, SMTP: m.cfg.MeshSMTP, LinkState: m.cfg.LinkStateAddr, Priority: m.cfg.Priority,
+		Draining: m.draining.Load()}
+	m.mu.Unlock()
 	if _, v := m.orgRecord(); v > 0 {
 		m.meta.Org = v
 	}
@@ -246,6 +250,7 @@ func (m *Mesh) onView(v membership.View) {
 	} else if mm, ok := v.Member(v.Master); ok {
 		m.cli.Load().SetMaster(mm.LinkState)
 	}
+	m.updateDraining()
 	m.poke()
 }
 

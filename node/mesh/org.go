@@ -119,7 +119,7 @@ func (m *Mesh) publishMeta() {
 		meta := m.meta
 		m.mu.Unlock()
 		if err := m.pool.UpdateMeta(meta); err != nil && m.ctx.Err() == nil {
-			m.log.Warn("publish organisation document version", "err", err)
+			m.log.Warn("publish gossip metadata", "err", err)
 		}
 	}
 }

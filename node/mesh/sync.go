@@ -161,9 +161,11 @@ func (s *syncer) session(ctx context.Context, t syncTarget) {
 		m.ReportAttempt(t.connector, t.addr, true)
 	case err != nil:
 		// A reply, even a refusal, shows the peer reachable; only a
-		// session that could not be held counts against the pair.
+		// session that could not be held counts against the pair, and a
+		// 421 greeting (RFC 5321 §3.1: a node that drains, docs/drain.md),
+		// which is what the prober sees too: that node takes nothing.
 		var re *xlink.ReplyError
-		reachable := errors.As(err, &re)
+		reachable := errors.As(err, &re) && !(re.Command == "greeting" && re.Code == 421)
 		m.log.Debug("X-LINK2STATE session failed", "connector", t.connector, "peer", t.addr, "err", err)
 		m.ReportAttempt(t.connector, t.addr, reachable)
 	default:

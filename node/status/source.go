@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/membership"
 )
 
@@ -34,6 +35,12 @@ type Source interface {
 // connectors in automatic mode are absent.
 type AdminSource interface {
 	AdminStates() map[string]string
+}
+
+// DrainSource is implemented by a Source that can tell whether its node
+// drains (meshctl node drain); the page then says so, and what is left.
+type DrainSource interface {
+	DrainStatus() adminapi.DrainStatus
 }
 
 // QueueSummary is the outbound queue towards one next hop.

@@ -3,7 +3,9 @@ package status
 import (
 	"cmp"
 	"encoding/hex"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/meshd/meshd/linkstate"
@@ -22,6 +24,9 @@ type Status struct {
 	RoutingGroups []RGStatus        `json:"routing_groups"`
 	Connectors    []ConnectorStatus `json:"connectors"`
 	Queues        []QueueStatus     `json:"queues"`
+	// Drain says, while this node drains (meshctl node drain), since when
+	// and what it still holds; "" in service.
+	Drain string `json:"drain"`
 }
 
 // MemberStatus is one live member of this node's routing group.
@@ -31,6 +36,7 @@ type MemberStatus struct {
 	LinkState string `json:"linkstate"`
 	Priority  uint32 `json:"priority"`
 	Master    bool   `json:"master"`
+	Draining  bool   `json:"draining,omitempty"` // it drains: it takes no mail
 	// Unverified, for a gossip member that has not proven its name with
 	// a certificate (it counts for nothing), says why.
 	Unverified string `json:"unverified,omitempty"`
@@ -108,7 +114,8 @@ func read(src Source, now time.Time) view {
 		Members: []MemberStatus{}, RoutingGroups: []RGStatus{}, Connectors: []ConnectorStatus{}, Queues: []QueueStatus{},
 	}
 	for _, m := range mv.Members {
-		st.Members = append(st.Members, MemberStatus{Name: m.Name, SMTP: m.SMTP, LinkState: m.LinkState, Priority: m.Priority, Master: m.Name == mv.Master})
+		st.Members = append(st.Members, MemberStatus{Name: m.Name, SMTP: m.SMTP, LinkState: m.LinkState, Priority: m.Priority, Master: m.Name == mv.Master,
+			Draining: m.Draining})
 	}
 	for _, m := range mv.Unverified {
 		st.Members = append(st.Members, MemberStatus{Name: m.Name, SMTP: m.SMTP, LinkState: m.LinkState, Priority: m.Priority, Unverified: m.Reason})
@@ -126,6 +133,9 @@ func read(src Source, now time.Time) view {
 		for _, c := range r.Connectors {
 			st.Connectors = append(st.Connectors, connectorStatus(c))
 		}
+	}
+	if d, ok := src.(DrainSource); ok {
+		st.Drain = drainLine(d.DrainStatus())
 	}
 	for _, q := range src.Queues() {
 		st.Queues = append(st.Queues, QueueStatus{
@@ -184,4 +194,24 @@ func spaceList(spaces []linkstate.AddressSpace) []string {
 		out[i] = as.Pattern + " (" + itoa(as.Cost) + ")"
 	}
 	return out
+}
+
+// drainLine is the page's sentence for a node that drains.
+func drainLine(d adminapi.DrainStatus) string {
+	if !d.Draining {
+		return ""
+	}
+	s := "DRAINING"
+	if d.Since != nil {
+		s += " since " + d.Since.UTC().Format("2006-01-02 15:04:05Z")
+	}
+	s += fmt.Sprintf(": %d queued (%d held), %d transactions in progress", d.Queued, d.Held, d.Transactions)
+	if d.Done {
+		s += "; drained: it can be stopped and its data directory removed"
+	} else if len(d.Members) > 0 {
+		s += "; handing its mail to " + strings.Join(d.Members, ", ")
+	} else {
+		s += "; no member takes its mail"
+	}
+	return s
 }

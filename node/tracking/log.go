@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -194,6 +195,7 @@ func (t *Log) Attempted(m *queue.Message, a delivery.Attempt) {
 			}
 		case queue.TempFail:
 			ev.Event = Deferred
+			ev.ReplyLost = slices.ContainsFunc(rs, func(r queue.Result) bool { return r.ReplyLost })
 		case queue.PermFail:
 			ev.Event = Bounced
 		}

@@ -19,6 +19,10 @@
 //	change-from   set the sender to the one in X-Test-From
 //	replace-body  replace the body with "replaced by NAME\r\n"
 //	slow          wait Milter.Delay before deciding
+//
+// At RCPT time it refuses any recipient whose local part begins with
+// "refuse-NAME-" (550 5.7.1 <ADDR> refused by NAME) and records the
+// RCPTs it was asked about (Rcpts).
 package miltertest
 
 import (
@@ -40,6 +44,7 @@ type Milter struct {
 	f     *mailfilter.MailFilter
 	mu    sync.Mutex
 	seen  []Seen
+	rcpts []string
 	delay time.Duration
 }
 
@@ -57,7 +62,8 @@ type Seen struct {
 func Start(t testing.TB, name string) *Milter {
 	t.Helper()
 	m := &Milter{Name: name, delay: 5 * time.Second}
-	f, err := mailfilter.New("tcp", "127.0.0.1:0", m.decide, mailfilter.WithDecisionAt(mailfilter.DecisionAtEndOfMessage))
+	f, err := mailfilter.New("tcp", "127.0.0.1:0", m.decide, mailfilter.WithDecisionAt(mailfilter.DecisionAtEndOfMessage),
+		mailfilter.WithRcptToValidator(m.validateRcpt))
 	if err != nil {
 		t.Fatalf("miltertest: %v", err)
 	}
@@ -82,6 +88,25 @@ func (m *Milter) Seen() []Seen {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]Seen(nil), m.seen...)
+}
+
+// Rcpts returns the recipients the milter was asked about at RCPT, in
+// order (a replayed transaction asks again).
+func (m *Milter) Rcpts() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.rcpts...)
+}
+
+func (m *Milter) validateRcpt(_ context.Context, in *mailfilter.RcptToValidationInput) (mailfilter.Decision, error) {
+	a := in.RcptTo.Addr
+	m.mu.Lock()
+	m.rcpts = append(m.rcpts, a)
+	m.mu.Unlock()
+	if strings.HasPrefix(strings.ToLower(a), "refuse-"+strings.ToLower(m.Name)+"-") {
+		return mailfilter.CustomErrorResponse(550, "5.7.1 <"+a+"> refused by "+m.Name), nil
+	}
+	return mailfilter.Accept, nil
 }
 
 func (m *Milter) decide(ctx context.Context, trx mailfilter.Trx) (mailfilter.Decision, error) {
