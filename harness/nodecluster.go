@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -232,17 +233,21 @@ func (c *nodeCluster) boot(sn *simNode) error {
 	if sn.full {
 		cfg.Queue.MaxMessages = 1
 	}
-	n, err := node.New(cfg, c.nodeOptions(sn))
-	if err != nil {
-		return fmt.Errorf("harness: start %s: %w", sn.name, err)
-	}
-	if err := c.ballast(n, sn); err != nil {
-		n.Close()
-		return err
-	}
-	if err := n.Start(); err != nil {
-		n.Close()
-		return fmt.Errorf("harness: start %s: %w", sn.name, err)
+	// A restart binds the node's fixed addresses again: one may be in
+	// TIME_WAIT, or taken for a moment by another process's outgoing
+	// connection on a loaded machine. That alone is retried, a bounded time.
+	var n *node.Node
+	deadline := time.Now().Add(bindRetry)
+	for {
+		var err error
+		n, err = c.bootOnce(cfg, sn)
+		if err == nil {
+			break
+		}
+		if !addrInUse(err) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond) // a retry interval, not a wait for a condition
 	}
 	c.mu.Lock()
 	sn.n, sn.m = n, n.Mesh()
@@ -251,6 +256,32 @@ func (c *nodeCluster) boot(sn *simNode) error {
 	}
 	c.mu.Unlock()
 	return nil
+}
+
+// bindRetry bounds how long boot retries a bind that found its address in use.
+const bindRetry = 10 * time.Second
+
+// addrInUse reports a bind that failed on an address in use (memberlist
+// reports it as text only).
+func addrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
+
+// bootOnce builds, fills and starts one incarnation of sn.
+func (c *nodeCluster) bootOnce(cfg node.Config, sn *simNode) (*node.Node, error) {
+	n, err := node.New(cfg, c.nodeOptions(sn))
+	if err != nil {
+		return nil, fmt.Errorf("harness: start %s: %w", sn.name, err)
+	}
+	if err := c.ballast(n, sn); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if err := n.Start(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("harness: start %s: %w", sn.name, err)
+	}
+	return n, nil
 }
 
 // ballast fills or empties the queue before the node starts: a full disk

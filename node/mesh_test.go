@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,20 +201,26 @@ func (tm *testMesh) start(name string) *Node {
 	}
 	var n *Node
 	var err error
-	// A restarted node may find its mesh port in TIME_WAIT for a moment.
-	deadline := time.Now().Add(5 * time.Second)
+	// A restarted node may find a fixed port (its mesh listener, or what a
+	// test fixed) in TIME_WAIT, or taken for a moment by another process's
+	// outgoing connection on a loaded machine: New opens some listeners,
+	// Start the gossip port.
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		n, err = New(cfg, opts)
-		if err == nil || time.Now().After(deadline) {
+		if err == nil {
+			if err = n.Start(); err != nil {
+				n.Close()
+				err = fmt.Errorf("start: %w", err)
+			}
+		}
+		if err == nil || time.Now().After(deadline) || (n != nil && !addrInUse(err)) {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // a retry interval, not a wait for a condition
 	}
 	if err != nil {
-		t.Fatalf("New %s: %v", name, err)
-	}
-	if err := n.Start(); err != nil {
-		t.Fatalf("Start %s: %v", name, err)
+		t.Fatalf("start %s: %v", name, err)
 	}
 	tm.mu.Lock()
 	if _, ok := tm.seeds[cfg.Node.RoutingGroup]; !ok {
@@ -221,6 +229,12 @@ func (tm *testMesh) start(name string) *Node {
 	tm.nodes[name] = n
 	tm.mu.Unlock()
 	return n
+}
+
+// addrInUse reports a bind that failed on a port in use (memberlist
+// reports it as text only).
+func addrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
 }
 
 // crash kills a node as kill -9 would look from outside.

@@ -130,5 +130,9 @@ func (m *metrics) registerChannel(stats func() channel.Stats) {
 			Name: "meshd_linkstate_observations_skew_total",
 			Help: "Member observations dropped for a time too far ahead of this node's clock.",
 		}, func() float64 { return float64(stats().ObservationsSkew) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "meshd_linkstate_sessions_replaced_total",
+			Help: "Member sessions the master closed for a newer session of the same node (a restart, or two holders of one node's key).",
+		}, func() float64 { return float64(stats().SessionsReplaced) }),
 	)
 }

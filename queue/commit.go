@@ -226,6 +226,12 @@ func (q *Queue) drain() {
 }
 
 func (q *Queue) commitAll(ops []*op) {
+	if q.halted.Load() {
+		for _, o := range ops {
+			q.settle(o, ErrClosed)
+		}
+		return
+	}
 	for len(ops) > 0 {
 		n := q.commitSome(ops)
 		ops = ops[n:]

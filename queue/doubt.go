@@ -68,7 +68,15 @@ func (h Holding) String() string {
 // transaction, or the relayed marker that replaces it when the message
 // was handed on whole), never from anything written after the commit: a node that
 // crashed right after its commit answers the same after restart.
+//
+// While an Enqueue of id is still under way (the sender asked between the
+// final dot and the receiver's commit) it returns ErrInFlight rather than
+// Unknown, which would have the copy sent elsewhere while it may still
+// commit here.
 func (q *Queue) Holds(id string) (Holding, error) {
+	q.mu.Lock()
+	busy := q.enqueuing[id] > 0
+	q.mu.Unlock()
 	h := Unknown
 	err := q.view(func(txn *badger.Txn) error {
 		if _, err := txn.Get(msgKey(id)); err == nil {
@@ -100,6 +108,9 @@ func (q *Queue) Holds(id string) (Holding, error) {
 	})
 	if err != nil {
 		return Unknown, fmt.Errorf("queue: holds %s: %w", id, err)
+	}
+	if h == Unknown && busy {
+		return Unknown, fmt.Errorf("queue: holds %s: %w", id, ErrInFlight)
 	}
 	return h, nil
 }

@@ -116,6 +116,19 @@ func selected(addrs []string) func(string) bool {
 // is incremented, LastAttempt set to now and NextAttempt to next. A crash
 // during the attempt then retries at next, not at once.
 func (q *Queue) Attempt(id string, rcpts []string, next time.Time) error {
+	return q.AttemptVia(id, rcpts, next, nil)
+}
+
+// AttemptVia is Attempt for a hop to another mesh node that may take the
+// copy: in the same synced commit, each recipient's Doubt becomes hop
+// (Since is now when zero). The hop is in doubt from before its first byte
+// until its outcome is recorded, so a sender killed anywhere in between
+// (after the final dot, or after the reply but before Record) finds the
+// node that may hold the copy after its restart, and asks it before the
+// copy goes anywhere else (docs/indoubt.md). Record clears it: a Delivered
+// or PermFail result always, a TempFail with ClearDoubt, a TempFail with a
+// Doubt for the same hop keeps its Since.
+func (q *Queue) AttemptVia(id string, rcpts []string, next time.Time, hop *Doubt) error {
 	now := q.now()
 	sel := selected(rcpts)
 	_, err := q.mutateDeferrable(id, func(m *Message) (bool, bool, error) {
@@ -127,6 +140,9 @@ func (q *Queue) Attempt(id string, rcpts []string, next time.Time) error {
 			r.Attempts++
 			r.LastAttempt = now
 			r.NextAttempt = next
+			if hop != nil {
+				r.Doubt = hopAt(hop, now)
+			}
 		}
 		return false, false, nil
 	})
@@ -134,6 +150,39 @@ func (q *Queue) Attempt(id string, rcpts []string, next time.Time) error {
 		return fmt.Errorf("queue: attempt %s: %w", id, err)
 	}
 	return nil
+}
+
+// Redirect replaces the hop in doubt of the Pending recipients named in
+// rcpts, before an attempt that AttemptVia began goes on to the next host
+// (the one before it refused or could not be reached, so it holds nothing).
+// The attempt count and backoff stay as AttemptVia wrote them; a nil hop
+// clears the doubt (nobody could be asked about the next host).
+func (q *Queue) Redirect(id string, rcpts []string, hop *Doubt) error {
+	now := q.now()
+	sel := selected(rcpts)
+	_, err := q.mutateDeferrable(id, func(m *Message) (bool, bool, error) {
+		for i := range m.Recipients {
+			if r := &m.Recipients[i]; r.State == Pending && sel(r.Addr) {
+				r.Doubt = nil
+				if hop != nil {
+					r.Doubt = hopAt(hop, now)
+				}
+			}
+		}
+		return false, false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: redirect %s: %w", id, err)
+	}
+	return nil
+}
+
+func hopAt(hop *Doubt, now time.Time) *Doubt {
+	d := *hop
+	if d.Since.IsZero() {
+		d.Since = now
+	}
+	return &d
 }
 
 // Record applies per-recipient results (synced). Results for recipients

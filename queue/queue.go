@@ -90,12 +90,17 @@ type Queue struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	halted atomic.Bool // Halt: nothing is committed any more
+
 	// dbMu keeps db.Close from racing with readers.
 	dbMu   sync.RWMutex
 	closed bool
 
-	mu  sync.Mutex // guards idx
+	mu  sync.Mutex // guards idx and enqueuing
 	idx index
+	// enqueuing counts the Enqueues of each ID not settled yet: Holds
+	// does not answer "unknown" for a copy whose commit may still land.
+	enqueuing map[string]int
 
 	// Shadow copies (shadow.go), guarded by mu.
 	shadows       map[string]shadowEntry
@@ -334,6 +339,7 @@ func (q *Queue) enqueueOp(env Envelope, body []byte) (*op, error) {
 	if err := q.reserve(env.ID, env.Digest, m.Size); err != nil {
 		return nil, err
 	}
+	id := env.ID
 	expires := now.Add(q.opts.DedupWindow)
 	dval := make([]byte, 0, 20)
 	dval = expires.UTC().AppendFormat(dval, time.RFC3339Nano)
@@ -364,8 +370,13 @@ func (q *Queue) enqueueOp(env Envelope, body []byte) (*op, error) {
 				notify: true,
 			}, nil
 		},
-		finish: func() { q.idx.unreserve(m.Size) },
-		done:   make(chan error, 1),
+		finish: func() {
+			q.idx.unreserve(m.Size)
+			if q.enqueuing[id]--; q.enqueuing[id] <= 0 {
+				delete(q.enqueuing, id)
+			}
+		},
+		done: make(chan error, 1),
 	}
 	return o, nil
 }
@@ -403,6 +414,10 @@ func (q *Queue) reserve(id, digest string, size int64) error {
 		return ErrFull
 	}
 	q.idx.reserve(size)
+	if q.enqueuing == nil {
+		q.enqueuing = map[string]int{}
+	}
+	q.enqueuing[id]++
 	return nil
 }
 

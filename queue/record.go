@@ -372,7 +372,13 @@ func (r *recordReader) message(m *Message, version byte) {
 		return
 	}
 	for range n {
-		i := r.int("doubt recipient")
+		// Written as a uvarint (appendDoubts); read as a varint before,
+		// which took every odd index for a negative one.
+		u := r.uvarint("doubt recipient")
+		i := -1
+		if u < uint64(len(m.Recipients)) {
+			i = int(u)
+		}
 		d := &Doubt{Node: r.string("doubt node"), Addr: r.string("doubt address"), Channel: r.string("doubt channel"),
 			CopyID: r.string("doubt copy"), Since: r.time("doubt since")}
 		if r.err != nil {

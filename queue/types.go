@@ -28,6 +28,9 @@ var (
 	ErrInvalid = errors.New("invalid envelope")
 	// ErrClosed is returned by every operation after Close.
 	ErrClosed = errors.New("queue closed")
+	// ErrInFlight means a commit of that ID is under way: Holds cannot
+	// answer yet, and the asker asks again.
+	ErrInFlight = errors.New("commit of that id under way")
 )
 
 // Rcpt is one envelope recipient with its DSN parameters (RFC 3461).

@@ -96,6 +96,8 @@ type meshNode struct {
 	log     *os.File
 	runs    int
 	env     []string
+	// bindRetries counts the starts retried for a port in use (Start).
+	bindRetries int
 }
 
 // startNode writes a config for opts with free loopback ports and starts meshd on it. The
@@ -271,6 +273,7 @@ func (n *meshNode) Start() {
 		t.Fatalf("e2e: open log: %v", err)
 	}
 	n.runs++
+	logStart, _ := logf.Seek(0, io.SeekEnd)
 	fmt.Fprintf(logf, "===== e2e: start #%d at %s =====\n", n.runs, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(meshdBin, "-config", n.ConfigPath)
 	cmd.Dir = n.Dir
@@ -298,6 +301,19 @@ func (n *meshNode) Start() {
 	for {
 		select {
 		case <-done:
+			// A restart binds the same ports again; on a loaded machine one
+			// may be taken for a moment by another process's outgoing
+			// connection. That alone is retried, a bounded number of times.
+			if n.bindRetries < maxBindRetries && n.runLogHas(logStart, "address already in use") {
+				n.bindRetries++
+				n.mu.Lock()
+				n.cmd = nil
+				n.mu.Unlock()
+				logf.Close()
+				time.Sleep(100 * time.Millisecond) // a retry interval, not a wait for a condition
+				n.Start()
+				return
+			}
 			t.Fatalf("e2e: meshd exited before listening on %s: %v\n%s", n.SMTP, cmd.ProcessState, n.logTail())
 		default:
 		}
@@ -330,6 +346,15 @@ func smtpGreets(addr string) error {
 	}
 	_, _ = c.Write([]byte("QUIT\r\n"))
 	return nil
+}
+
+// maxBindRetries bounds the restarts Start makes for a port found in use.
+const maxBindRetries = 50
+
+// runLogHas reports whether the log written since offset contains s.
+func (n *meshNode) runLogHas(offset int64, s string) bool {
+	b, _ := os.ReadFile(filepath.Join(n.Dir, "meshd.log"))
+	return offset <= int64(len(b)) && bytes.Contains(b[offset:], []byte(s))
 }
 
 func (n *meshNode) logTail() string {

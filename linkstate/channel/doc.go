@@ -2,7 +2,10 @@
 // TCP protocol spoken on port 691 (configurable) between each member and
 // its routing group master.
 //
-// Every member keeps one connection (TLS when configured) to the master.
+// Every member keeps one connection (TLS when configured) to the master,
+// and the master holds one session per member: a newer session of the
+// same node closes the older (a restarted member replaces its half-open
+// session at once; Stats.SessionsReplaced counts it).
 // After a versioned greeting, the master sends the whole LSDB once and
 // then only the records that changed (deltas); the member sends its
 // observations (bridgehead pair up/down) as soon as it makes them, and

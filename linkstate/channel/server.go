@@ -187,6 +187,7 @@ type Stats struct {
 	ConnsAccepted    uint64 // connections served (under the caps)
 	ConnsRefused     uint64 // over MaxConns or MaxPendingPerIP
 	ObservationsSkew uint64 // observations dropped for their time
+	SessionsReplaced uint64 // member sessions closed for a newer one of the same node
 }
 
 // Server is the port-691 listener of one node.
@@ -497,9 +498,29 @@ func (s *Server) refuse(bw *bufio.Writer, code int, text string) {
 func (s *Server) serveMember(c net.Conn, bw *bufio.Writer, node string) {
 	m := &memberConn{node: node, conn: c, out: make(chan []byte, memberQueue), closed: make(chan struct{})}
 	// Register before taking the snapshot so no push falls in between.
+	// One session per member: the newest wins and the older is closed
+	// (its observations end with it, as any ended session's). The peer
+	// proved the name with its certificate, so a second session is that
+	// node again, most often restarted while its old session is
+	// half-open here (no FIN from a dead host: the old one would live
+	// until IdleTimeout, holding the member's place and observations).
+	// Refusing the newcomer would shut the real node out for that long.
+	// A thief of the node's key can act as the node everywhere anyway;
+	// here it shows as sessions replacing each other, logged with both
+	// addresses and counted, and ends with the certificate's trust.
 	s.mu.Lock()
 	s.session++
 	m.Session = Session{Node: node, ID: s.session}
+	for old := range s.members {
+		if old.node != node {
+			continue
+		}
+		s.stats.SessionsReplaced++
+		s.log.Warn("member session replaced by a newer one of the same node", "peer", node,
+			"remote", c.RemoteAddr().String(), "previous", old.conn.RemoteAddr().String(), "session", old.ID)
+		delete(s.members, old)
+		old.close()
+	}
 	s.members[m] = struct{}{}
 	s.mu.Unlock()
 	defer func() {

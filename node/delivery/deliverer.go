@@ -335,7 +335,18 @@ func (d *Deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 	if exp := m.ReceivedAt.Add(d.sched.Load().lifetime); next.After(exp) {
 		next = exp
 	}
-	if err := d.q.Attempt(m.ID, addrs, next); err != nil {
+	// A hop to another mesh node is recorded with the backoff: it is in
+	// doubt until its outcome is (hopdoubt.go).
+	var hop *queue.Doubt
+	if g.kind == KindMesh {
+		if hop = d.out.hopVia(m, body.body, g, g.hops[0]); hop != nil {
+			g.via = hop.Addr
+			g.redirect = func(addr string) error {
+				return d.q.Redirect(m.ID, addrs, d.out.hopVia(m, body.body, g, addr))
+			}
+		}
+	}
+	if err := d.q.AttemptVia(m.ID, addrs, next, hop); err != nil {
 		if !errors.Is(err, queue.ErrNotFound) && !errors.Is(err, queue.ErrClosed) {
 			log.Error("queue: persist attempt", "err", err)
 		}

@@ -30,7 +30,7 @@ import (
 //     mesh.in_doubt_timeout the copy goes along the current routes anyway,
 //     logged as a possible duplicate and counted.
 //
-// The copy ID is the same over every route (meshBody), so a copy that
+// The copy ID is the same over every route (meshContent), so a copy that
 // does reach the same node twice is still dropped there as a duplicate.
 
 // askHolds asks the node of d what it holds of d's copy; without Doubts
@@ -40,6 +40,26 @@ func (d *Deliverer) askHolds(ctx context.Context, doubt *queue.Doubt) (queue.Hol
 		return queue.Unknown, errors.New("no port-691 client to ask " + doubt.Addr)
 	}
 	return d.out.doubts.Holds(ctx, *doubt)
+}
+
+// hopVia is the hop in doubt the queue records before m's copy goes to
+// the mesh node at addr (queue.AttemptVia, queue.Redirect): a sender
+// killed before it records the outcome asks that node after its restart
+// instead of routing the copy anew. Nil when no node is known to listen
+// there, since nobody could be asked: the copy is then routed again after
+// a crash, as before hops were recorded.
+func (t *transports) hopVia(m *queue.Message, body []byte, g *group, addr string) *queue.Doubt {
+	if g.kind != KindMesh || t.doubts == nil {
+		return nil
+	}
+	name, ch := t.doubts.Locate(addr)
+	if name == "" && ch == "" {
+		return nil
+	}
+	if g.copyID == "" {
+		g.copyID = copyID(originID(m, body), g, t.copyKey)
+	}
+	return &queue.Doubt{Node: name, Addr: addr, Channel: ch, CopyID: g.copyID}
 }
 
 // unansweredHop returns the doubt of a hop that failed with err after its

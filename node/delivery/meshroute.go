@@ -101,7 +101,7 @@ func meshContent(m *queue.Message, body []byte, g *group, rg string, idKey []byt
 		trace = append(trace, rg) // every exit counts: a re-entry shows twice
 	}
 	origin := originID(m, body)
-	g.copyID = meshid.Copy(idKey, origin, rcptAddrs(g.rcpts))
+	g.copyID = copyID(origin, g, idKey)
 	hdr := fmt.Sprintf("%s: %s\r\n%s: %s\r\n", meshid.HeaderID, g.copyID, meshid.HeaderOrigin, origin)
 	if len(trace) > 0 {
 		hdr += fmt.Sprintf("%s: %s\r\n", meshid.HeaderTrace, meshid.FormatTrace(trace))
@@ -113,6 +113,11 @@ func meshContent(m *queue.Message, body []byte, g *group, rg string, idKey []byt
 	_, rest := peerFields(m, body)
 	head := make([]byte, 0, len(hdr)+len(m.HopHeader))
 	return content{head: append(append(head, hdr...), m.HopHeader...), body: rest}
+}
+
+// copyID is the ID of g's copy of m (see meshContent).
+func copyID(origin string, g *group, idKey []byte) string {
+	return meshid.Copy(idKey, origin, rcptAddrs(g.rcpts))
 }
 
 // originID is the ID the message had where it entered the mesh: the

@@ -48,6 +48,11 @@ type group struct {
 	why       string // KindNoRoute: the reason, for the reply
 	perm      bool   // KindNoRoute: never deliverable (a removed routing group): fail now
 	copyID    string // KindMesh: the ID the next hop receives the copy under (set when sent)
+	// KindMesh: the host the queue names as the hop in doubt while the
+	// attempt runs (queue.AttemptVia), and how to name another before
+	// the copy goes to it (queue.Redirect); nil: none recorded.
+	via      string
+	redirect func(addr string) error
 }
 
 // transports delivers groups: Maildir, LMTP, smarthost or MX, with the
@@ -216,6 +221,13 @@ func (t *transports) deliver(ctx context.Context, m *queue.Message, c content, g
 		return t.sendHosts(ctx, t.remote, []string{host}, m, c, g)
 	case KindMesh:
 		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshContent(m, c.body, g, t.cfg.Node.RoutingGroup, t.copyKey, ageField(m, t.now(), t.cfg.Mesh.ShadowTimeout)), g)
+		if g.redirect != nil {
+			// The hop recorded before the attempt is settled: only a
+			// reply lost after the final dot keeps it in doubt.
+			for i := range res {
+				res[i].ClearDoubt = res[i].Doubt == nil
+			}
+		}
 		return loopsWait(res), remote
 	case KindNoRoute:
 		if g.perm {
@@ -316,6 +328,15 @@ func (t *transports) sendHosts(ctx context.Context, c *smtp.Client, addrs []stri
 				lastReply = *reply.New(451, reply.Enhanced{4, 4, 1}, addr+" unreachable recently; not retried before "+until.UTC().Format(time.RFC3339))
 			}
 			continue
+		}
+		if g.redirect != nil && addr != g.via {
+			// The hop before refused or was not reached: the queue names
+			// this one before it can take the copy (hopdoubt.go).
+			if err := g.redirect(addr); err != nil {
+				lastReply = *reply.New(451, reply.Enhanced{4, 3, 0}, "cannot record the hop to "+addr+": "+err.Error())
+				break
+			}
+			g.via = addr
 		}
 		tried++
 		res, err := c.Send(ctx, addr, out)

@@ -14,7 +14,10 @@
 // for its own gossip name and this routing group (verify.go). Until then
 // it is in View.Unverified: never master, never in the group's record, so
 // never handed mail or observations, and shown as unverified by meshctl
-// members and the status page.
+// members and the status page. A proof lasts until the certificate it
+// was made with expires, and is made again every Config.Reverify: a
+// member whose certificate expired or is no longer trusted stops counting
+// although it stays in the pool.
 //
 // The master of a routing group is the verified live member ranked first by
 // (not draining first, priority descending, node name ascending). Every member computes the
@@ -24,4 +27,9 @@
 // the sorted live members and the master. What a new master does with
 // that (bump the epoch after collecting observations) is the node's
 // business, not this package's.
+//
+// A node restarted on a new gossip address rejoins at once: the others let
+// a dead member's name take a new address (memberlist's
+// DeadNodeReclaimTime), and it seeds from the members it saw last
+// (Config.PeersFile, peers.go) besides its configured seeds.
 package membership

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -28,6 +29,10 @@ type Config struct {
 	// Seeds are gossip addresses of other members, tried on Start and by
 	// Rejoin. A pool whose seeds are all down starts alone.
 	Seeds []string
+	// PeersFile, when set, keeps the gossip addresses of the members
+	// seen across restarts (peers.go): read on Start as more seeds and
+	// for rejoins, rewritten when a member is seen at a new address.
+	PeersFile string
 	// Key, when set, encrypts the pool (16, 24 or 32 bytes: AES).
 	Key []byte
 
@@ -49,10 +54,17 @@ type Config struct {
 	// current addresses. Until then, and after a failure, it is listed in
 	// View.Unverified and verified again every VerifyRetry. Nil counts
 	// every member of the routing group (a lab without identities).
-	Verify func(ctx context.Context, m Member) error
+	// A proof ends at the time Verify returns with it (the certificate's
+	// NotAfter; zero: no end of its own) and is made again every
+	// Reverify while the member stays: a member whose certificate
+	// expired or is no longer trusted stops counting then.
+	Verify func(ctx context.Context, m Member) (until time.Time, err error)
 	// VerifyRetry is the pause after a failed verification; default 10s
 	// (1s with Fast).
 	VerifyRetry time.Duration
+	// Reverify is how often a counted member proves its name again;
+	// default 10m (5s with Fast).
+	Reverify time.Duration
 
 	Logger *slog.Logger
 }
@@ -104,10 +116,32 @@ func Start(cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	p := &Pool{cfg: cfg, log: logger, meta: meta, kick: make(chan struct{}, 1), done: make(chan struct{}), known: map[string]string{}, nodes: map[string]memberCopy{}, checks: map[string]*verification{}}
+	if p.cfg.Reverify <= 0 {
+		p.cfg.Reverify = 10 * time.Minute
+		if cfg.Fast {
+			p.cfg.Reverify = 5 * time.Second
+		}
+	}
 	if p.cfg.VerifyRetry <= 0 {
 		p.cfg.VerifyRetry = 10 * time.Second
 		if cfg.Fast {
 			p.cfg.VerifyRetry = time.Second
+		}
+	}
+
+	seeds := slices.Clone(cfg.Seeds)
+	if cfg.PeersFile != "" {
+		saved, err := loadPeers(cfg.PeersFile)
+		if err != nil {
+			logger.Warn("gossip peers of the last run unreadable; starting from the seeds", "err", err)
+		}
+		for name, addr := range saved {
+			if name != cfg.Name {
+				p.known[name] = addr
+				if !slices.Contains(seeds, addr) {
+					seeds = append(seeds, addr)
+				}
+			}
 		}
 	}
 
@@ -124,15 +158,19 @@ func Start(cfg Config) (*Pool, error) {
 	p.ctx, p.cancel = ctx, cancel
 	p.refresh()
 	go p.watch(ctx)
-	if len(cfg.Seeds) > 0 {
-		if _, err := ml.Join(cfg.Seeds); err != nil {
+	if len(seeds) > 0 {
+		if _, err := ml.Join(seeds); err != nil {
 			// Not fatal: the seeds may simply not be up yet. They will
 			// join us, or a later Rejoin will reach them.
-			logger.Warn("gossip seeds unreachable", "seeds", cfg.Seeds, "err", err)
+			logger.Warn("gossip seeds unreachable", "seeds", seeds, "err", err)
 		}
 	}
 	return p, nil
 }
+
+// deadNodeReclaim is how long after a member was declared dead its name
+// may come back at another address.
+const deadNodeReclaim = time.Millisecond
 
 func (p *Pool) memberlistConfig() (*memberlist.Config, error) {
 	mc := memberlist.DefaultLANConfig()
@@ -141,6 +179,13 @@ func (p *Pool) memberlistConfig() (*memberlist.Config, error) {
 	mc.Delegate = delegate{p}
 	mc.Events = events{p}
 	mc.Logger = log.New(&logWriter{log: p.log}, "", 0)
+	// A member declared dead may come back at another address (a restart
+	// on a new gossip port or host): memberlist's default never lets its
+	// name take the new address until the dead entry is reaped
+	// (GossipToTheDeadTime, 30s), and meanwhile the group is split, with
+	// a master on each side. The name is no proof here anyway: a member
+	// counts only once its certificate proves it (verify.go).
+	mc.DeadNodeReclaimTime = deadNodeReclaim
 	if p.cfg.Fast {
 		// Tight, but with room for a loaded machine: a false suspicion
 		// costs a master failover.
@@ -358,13 +403,24 @@ func (p *Pool) refresh() {
 	v := newView(ms, un)
 	p.mu.Lock()
 	p.forgetChecks(nodes)
+	moved := false
 	for _, m := range ms {
+		moved = moved || p.known[m.Name] != m.Addr
 		p.known[m.Name] = m.Addr
+	}
+	var save map[string]string
+	if moved && p.cfg.PeersFile != "" {
+		save = maps.Clone(p.known)
 	}
 	changed := !v.Equal(p.view)
 	old := p.view.Master
 	p.view = v
 	p.mu.Unlock()
+	if save != nil {
+		if err := savePeers(p.cfg.PeersFile, p.cfg.Name, save); err != nil {
+			p.log.Warn("cannot keep the gossip peers for the next start", "err", err)
+		}
+	}
 	if !changed {
 		return
 	}

@@ -40,6 +40,8 @@ type verification struct {
 	logged  bool      // the failure was logged once
 	settled bool      // one attempt has finished
 	gone    time.Time // when the member left (zero: live)
+	proven  time.Time // when the proof in force was made
+	until   time.Time // when it ends by itself (zero: never)
 }
 
 // Pending reports how many live members have not finished their first
@@ -83,10 +85,24 @@ func (p *Pool) verified(m Member) (bool, string) {
 		v = &verification{key: key, reason: "verification pending"}
 		p.checks[m.Name] = v
 	}
+	now := time.Now()
+	if v.ok && !v.until.IsZero() && !now.Before(v.until) {
+		// The certificate it proved its name with has expired: no
+		// member until it proves it with a valid one.
+		v.ok, v.reason, v.next, v.logged = false, "its certificate expired at "+v.until.UTC().Format(time.RFC3339), time.Time{}, false
+		p.log.Warn("gossip member no longer verified: its certificate expired", "peer", m.Name, "expires", v.until)
+	}
 	if v.ok {
+		// A counted member proves its name again now and then; it keeps
+		// counting until a proof fails.
+		if !v.running && now.Sub(v.proven) >= p.cfg.Reverify && p.ctx.Err() == nil {
+			v.running = true
+			p.vwg.Add(1)
+			go p.verify(m, v)
+		}
 		return true, ""
 	}
-	if !v.running && !time.Now().Before(v.next) && p.ctx.Err() == nil {
+	if !v.running && !now.Before(v.next) && p.ctx.Err() == nil {
 		v.running = true
 		p.vwg.Add(1)
 		go p.verify(m, v)
@@ -97,15 +113,17 @@ func (p *Pool) verified(m Member) (bool, string) {
 func (p *Pool) verify(m Member, v *verification) {
 	defer p.vwg.Done()
 	ctx, cancel := context.WithTimeout(p.ctx, verifyTimeout)
-	err := p.cfg.Verify(ctx, m)
+	until, err := p.cfg.Verify(ctx, m)
 	cancel()
 	p.mu.Lock()
 	v.running = false
 	v.settled = true
 	current := p.checks[m.Name] == v
+	was := v.ok
 	if err == nil {
-		v.ok, v.reason = true, ""
+		v.ok, v.reason, v.proven, v.until = true, "", time.Now(), until
 	} else {
+		v.ok = false
 		v.reason = err.Error()
 		v.next = time.Now().Add(p.cfg.VerifyRetry)
 	}
@@ -115,8 +133,13 @@ func (p *Pool) verify(m Member, v *verification) {
 	switch {
 	case !current || p.ctx.Err() != nil:
 		return
+	case err == nil && was:
+		return // proven again: nothing changed
 	case err == nil:
 		p.log.Info("gossip member verified", "peer", m.Name, "addr", m.LinkState)
+	case was:
+		p.log.Warn("gossip member no longer verified: it no longer proves its name", "peer", m.Name,
+			"addr", m.LinkState, "err", err)
 	case first:
 		p.log.Warn("gossip member not verified: it is no member until it proves its name", "peer", m.Name,
 			"addr", m.LinkState, "err", err)

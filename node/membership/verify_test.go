@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,11 +18,11 @@ import (
 func TestUnverifiedMemberNeverCounts(t *testing.T) {
 	key := []byte("0123456789abcdef")
 	var allowRogue atomic.Bool
-	verify := func(_ context.Context, m Member) error {
+	verify := func(_ context.Context, m Member) (time.Time, error) {
 		if m.Name == "rogue" && !allowRogue.Load() {
-			return errors.New("no certificate")
+			return time.Time{}, errors.New("no certificate")
 		}
-		return nil
+		return time.Time{}, nil
 	}
 	startV := func(name string, prio uint32, seeds ...string) *Pool {
 		p, err := Start(Config{Name: name, Meta: Meta{RG: "rg1", SMTP: "127.0.0.1:25", LinkState: "127.0.0.1:691", Priority: prio},
@@ -59,4 +60,41 @@ func TestUnverifiedMemberNeverCounts(t *testing.T) {
 	if v := a.View(); len(v.Unverified) != 0 {
 		t.Fatalf("still unverified: %+v", v.Unverified)
 	}
+}
+
+// TestCountedMemberProvesItselfAgain: a member that counts is verified
+// again every Reverify; once it can no longer prove its name (its
+// certificate no longer trusted, say) it stops counting, while it stays in
+// the gossip pool.
+func TestCountedMemberProvesItselfAgain(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	var refuseB atomic.Bool
+	verify := func(_ context.Context, m Member) (time.Time, error) {
+		if m.Name == "b" && refuseB.Load() {
+			return time.Time{}, errors.New("certificate no longer trusted")
+		}
+		return time.Time{}, nil
+	}
+	startV := func(name string, seeds ...string) *Pool {
+		p, err := Start(Config{Name: name, Meta: Meta{RG: "rg1", SMTP: "127.0.0.1:25", LinkState: "127.0.0.1:691"},
+			Bind: "127.0.0.1:0", Seeds: seeds, Key: key, Fast: true, Logger: quiet, Verify: verify,
+			VerifyRetry: 100 * time.Millisecond, Reverify: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := startV("a")
+	defer a.Close()
+	b := startV("b", a.Addr())
+	defer b.Close()
+	testkit.Eventually(t, 5*time.Second, "a and b", sameView([]string{"a", "b"}, "a", a, b))
+	refuseB.Store(true)
+	testkit.Eventually(t, 5*time.Second, "b no longer counted at a", func() error {
+		v := a.View()
+		if len(v.Members) != 1 || len(v.Unverified) != 1 || v.Unverified[0].Reason != "certificate no longer trusted" {
+			return fmt.Errorf("a's view: %+v", v)
+		}
+		return nil
+	})
 }

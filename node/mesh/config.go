@@ -126,6 +126,9 @@ type Config struct {
 	GossipBind      string
 	GossipAdvertise string
 	Seeds           []string
+	// GossipPeersFile keeps the members seen for the next start
+	// (membership.Config.PeersFile); "" keeps nothing.
+	GossipPeersFile string
 	GossipKey       []byte
 	FastGossip      bool
 	GossipTransport memberlist.NodeAwareTransport

@@ -173,7 +173,7 @@ func (m *Mesh) Start() error {
 	if _, v := m.orgRecord(); v > 0 {
 		m.meta.Org = v
 	}
-	var verify func(context.Context, membership.Member) error
+	var verify func(context.Context, membership.Member) (time.Time, error)
 	if m.cfg.MemberTLS != nil {
 		verify = m.verifyMember
 	}
@@ -181,7 +181,7 @@ func (m *Mesh) Start() error {
 		Verify: verify,
 		Name:   m.cfg.Node,
 		Meta:   m.meta,
-		Bind:   m.cfg.GossipBind, Advertise: m.cfg.GossipAdvertise, Seeds: m.cfg.Seeds, Key: m.cfg.GossipKey,
+		Bind:   m.cfg.GossipBind, Advertise: m.cfg.GossipAdvertise, Seeds: m.cfg.Seeds, PeersFile: m.cfg.GossipPeersFile, Key: m.cfg.GossipKey,
 		Fast: m.cfg.FastGossip, Transport: m.cfg.GossipTransport, OnChange: m.onView, Logger: m.log,
 	})
 	if err != nil {
@@ -257,21 +257,29 @@ func (m *Mesh) onView(v membership.View) {
 // verifyMember proves that gossip member mb is the node it names: a
 // mutual-TLS handshake with the port-691 address it advertises, whose
 // certificate must name mb.Name in our routing group (MemberTLS checks
-// it). Nothing is sent after the handshake.
-func (m *Mesh) verifyMember(ctx context.Context, mb membership.Member) error {
+// it). Nothing is sent after the handshake. The proof ends when the first
+// certificate of the chain it showed expires (membership re-checks then,
+// and every membership.Config.Reverify).
+func (m *Mesh) verifyMember(ctx context.Context, mb membership.Member) (time.Time, error) {
 	if mb.LinkState == "" {
-		return errors.New("mesh: member advertises no link-state address")
+		return time.Time{}, errors.New("mesh: member advertises no link-state address")
 	}
 	conn, err := m.cfg.Dial(ctx, "tcp", mb.LinkState)
 	if err != nil {
-		return fmt.Errorf("mesh: verify member %s: %w", mb.Name, err)
+		return time.Time{}, fmt.Errorf("mesh: verify member %s: %w", mb.Name, err)
 	}
 	defer conn.Close()
 	tc := tls.Client(conn, m.cfg.MemberTLS(mb.Name))
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return fmt.Errorf("mesh: verify member %s at %s: %w", mb.Name, mb.LinkState, err)
+		return time.Time{}, fmt.Errorf("mesh: verify member %s at %s: %w", mb.Name, mb.LinkState, err)
 	}
-	return nil
+	var until time.Time
+	for _, c := range tc.ConnectionState().PeerCertificates {
+		if until.IsZero() || c.NotAfter.Before(until) {
+			until = c.NotAfter
+		}
+	}
+	return until, nil
 }
 
 // authorizeMember admits to the channel only live members of our pool.
