@@ -9,6 +9,8 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/meshd/meshd/node/config"
 )
 
 func TestMeshPeerIDDedupAndStrip(t *testing.T) {
@@ -51,7 +53,7 @@ func TestSubmissionAuthRelays(t *testing.T) {
 	remote := startRemote(t, nil)
 	cfg := testConfig(t)
 	cfg.Outbound.Smarthost = remote.addr.String()
-	cfg.Auth.Users = []UserConfig{{Name: "alice", Hash: bcryptHashForTest(t, "s3cret")}}
+	cfg.Auth.Users = []config.User{{Name: "alice", Hash: bcryptHashForTest(t, "s3cret")}}
 	n := startNode(t, cfg, Options{})
 
 	submit := func(pass string) error {

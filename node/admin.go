@@ -5,6 +5,8 @@ import (
 
 	"github.com/meshd/meshd/node/admin"
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/node/metrics"
+	"github.com/meshd/meshd/node/org"
 )
 
 // The admin API's JSON types live in package adminapi, so that clients
@@ -20,21 +22,27 @@ type (
 )
 
 // adminHandler builds the admin API (package admin) over the node's parts,
-// and registers the metrics read at scrape time (metrics_mesh.go).
+// and registers the metrics read at scrape time (node/metrics).
 func (n *Node) adminHandler() http.Handler {
-	_ = n.metrics.reg.Register(meshCollector{n})
+	src := metrics.Sources{Node: n.cfg.Node.Name, RG: n.cfg.Node.RoutingGroup, Now: n.now, Queue: n.q, NextHops: n.del}
+	if n.mesh != nil {
+		src.Mesh = n.mesh
+	}
+	n.metrics.RegisterSources(src)
+	orgAPI := &org.API{Node: n.cfg.Node.Name, RG: n.cfg.Node.RoutingGroup, Docs: n.org}
 	d := admin.Deps{
 		Node: n.cfg.Node.Name, RG: n.cfg.Node.RoutingGroup, Hostname: n.cfg.Node.Hostname,
 		LocalDomains: n.cfg.LocalDomains, MaxShadowBytes: n.cfg.Queue.MaxShadowBytes,
 		Listeners: n.Listeners, Reload: n.reloadFn,
 		Queue: n.q, Delivery: n.del, Track: n.finder,
-		Registry:         n.metrics.reg,
-		OnConnectorAdmin: func(action string) { n.metrics.mesh.adminOverrides.WithLabelValues(action).Inc() },
+		Registry:         n.metrics.Registry(),
+		OnConnectorAdmin: n.metrics.ConnectorAdmin,
 		Log:              n.log, Now: n.now,
-		Mount: n.mountOrg, // admin_org.go
+		Mount: orgAPI.Mount,
 	}
 	if n.mesh != nil {
 		d.Mesh = n.mesh
+		orgAPI.Mesh = n.mesh
 		d.Drain = n // drain.go
 	}
 	return admin.Handler(d)

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	dto "github.com/prometheus/client_model/go"
 )
 
 // TestAdminMeshEndpoints covers the mesh endpoints on a standalone node
@@ -100,11 +98,7 @@ func TestAdminMeshEndpoints(t *testing.T) {
 	}
 	// The tables a1 used were timed (the gauge loop observes each new one).
 	poll(t, 10*time.Second, "an SPF duration observed", func() error {
-		var m dto.Metric
-		if err := a1.metrics.mesh.spf.Write(&m); err != nil {
-			return err
-		}
-		if h := m.GetHistogram(); h.GetSampleCount() == 0 || h.GetSampleSum() <= 0 {
+		if h := metricOf(t, a1, "meshd_routing_spf_duration_seconds").GetHistogram(); h.GetSampleCount() == 0 || h.GetSampleSum() <= 0 {
 			return fmt.Errorf("histogram %d samples, sum %v", h.GetSampleCount(), h.GetSampleSum())
 		}
 		return nil

@@ -53,7 +53,7 @@ func exportedMetricNames(t *testing.T) map[string]bool {
 	n.adminHandler() // registers the scrape-time collector, as New does with listen.admin
 	ch := make(chan *prometheus.Desc, 256)
 	go func() {
-		n.metrics.reg.Describe(ch)
+		n.metrics.Registry().Describe(ch)
 		close(ch)
 	}()
 	re := regexp.MustCompile(`fqName: "([^"]+)"`)

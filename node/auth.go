@@ -3,6 +3,7 @@ package node
 import (
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/passwd"
 )
 
@@ -15,7 +16,7 @@ type userDB struct {
 	dummy string
 }
 
-func newUserDB(users []UserConfig) *userDB {
+func newUserDB(users []config.User) *userDB {
 	db := &userDB{hashes: make(map[string]string, len(users))}
 	for _, u := range users {
 		db.hashes[u.Name] = u.Hash

@@ -3,6 +3,7 @@ package node
 import (
 	"testing"
 
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/passwd"
 )
 
@@ -10,7 +11,7 @@ func TestPasswordHashes(t *testing.T) {
 	// argon2id of "secret" with salt "saltsalt", m=64 t=1 p=1, 16-byte key, computed below.
 	h := argonHashForTest(t, "secret")
 	bc := bcryptHashForTest(t, "secret")
-	db := newUserDB([]UserConfig{{Name: "a", Hash: h}, {Name: "b", Hash: bc}})
+	db := newUserDB([]config.User{{Name: "a", Hash: h}, {Name: "b", Hash: bc}})
 	tests := []struct {
 		user, pass string
 		want       bool

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/node/config"
 )
 
 // BenchmarkAccept measures SMTP accept with durable acks: each op is one
@@ -20,9 +22,9 @@ func BenchmarkAccept(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer ln.Close()
-			cfg := DefaultConfig()
+			cfg := config.Default()
 			cfg.Node.DataDir = b.TempDir()
-			cfg.Listen = ListenConfig{SMTP: "127.0.0.1:0"}
+			cfg.Listen = config.Listen{SMTP: "127.0.0.1:0"}
 			cfg.TLS.SelfSigned = false
 			cfg.Outbound.Smarthost = ln.Addr().String()
 			cfg.Outbound.MaxPerDestination = 1

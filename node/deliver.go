@@ -2,7 +2,7 @@ package node
 
 import (
 	"github.com/meshd/meshd/node/delivery"
-	"github.com/meshd/meshd/queue"
+	"github.com/meshd/meshd/node/holds"
 )
 
 // newDeliverer builds the delivery scheduler (package delivery) from the
@@ -13,35 +13,22 @@ func (n *Node) newDeliverer(opts Options) (*delivery.Deliverer, error) {
 		Queue: n.q, Log: n.log, Now: n.now,
 		Local: n.policy, Track: n.trk, Metrics: n.metrics,
 		Resolver: opts.Resolver, Dial: opts.Dial, OutboundTLS: opts.OutboundTLS,
-		CopyKey: n.copyKey, Sign: n.signOutbound,
+		CopyKey: n.copyKey, Sign: n.dkim.Sign,
 	}
 	if n.mesh != nil {
 		deps.Mesh = n.mesh
-		deps.Doubts = doubts{n}
+		a := &holds.Asker{Mesh: n.mesh, Self: n.cfg.Node.Name, Dial: n.finder.Dial, TLS: n.finder.TLS}
+		if n.id.Enabled() {
+			a.NodeTLS = n.id.HoldsTLS
+		}
+		deps.Doubts = a
 		deps.Peers = n.peers
 	}
-	if n.id.enabled() {
-		deps.HopTLS = n.id.clientTLS("hop", false)
+	if n.id.Enabled() {
+		deps.HopTLS = n.id.ClientTLS("hop", false)
 	}
 	return delivery.New(n.cfg, deps)
 }
 
 // MXResolver looks up the mail exchangers of a domain (delivery.MXResolver).
 type MXResolver = delivery.MXResolver
-
-// The node's metrics count delivery's outcomes (delivery.Metrics).
-
-func (m *metrics) Outcome(kind string, o queue.Outcome) {
-	switch o {
-	case queue.Delivered:
-		m.delivered.WithLabelValues(kind).Inc()
-	case queue.TempFail:
-		m.deferred.WithLabelValues(kind).Inc()
-	case queue.PermFail:
-		m.bounced.WithLabelValues(kind).Inc()
-	}
-}
-
-func (m *metrics) Expired(rcpts int)     { m.expired.Add(float64(rcpts)) }
-func (m *metrics) DSNQueued(kind string) { m.dsnSent.WithLabelValues(kind).Inc() }
-func (m *metrics) DeadSkip()             { m.deadSkips.Inc() }

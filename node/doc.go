@@ -1,6 +1,9 @@
 // Package node wires one meshd node together and owns its lifecycle: the
 // SMTP and submission listeners (package smtp), the durable queue (package
-// queue), the delivery scheduler and the admin HTTP/JSON API.
+// queue), the delivery scheduler and the admin HTTP/JSON API. Each concern
+// lives in a package of its own under node/; this one builds them, hands
+// each the others' parts through the small interfaces it declares, and
+// starts and stops them.
 //
 // # Configuration
 //
@@ -12,11 +15,12 @@
 //
 // # Mail path
 //
-//	client ──SMTP──▶ smtp.Server ──Policy.CheckRcpt──▶ relayPolicy (policy.go)
+//	client ──SMTP──▶ smtp.Server ──Policy.CheckRcpt──▶ edge.Inbound.Policy ─▶ relay.Policy
 //	                      │ end of DATA
 //	                      ▼
-//	                 sink.AcceptID (accept.go): mesh ID (meshid), strip/believe
-//	                      │ X-Meshd-* (header); origin ID and Message-ID read once
+//	                 accept.Sink (node/accept): mesh ID (meshid), strip/believe
+//	                      │ X-Meshd-* (header), Edge.Screen (node/edge: milters,
+//	                      │ Authentication-Results); origin ID and Message-ID read once
 //	                      │ into queue.Envelope; queue.Enqueue (synced) ──▶ 250 / 451 4.3.0
 //	                      ▼
 //	                 delivery.Deliverer (node/delivery): due messages, routes
@@ -32,16 +36,25 @@
 //
 // The packages under node/ know nothing of this one: each declares, where
 // it is used, the small interfaces it needs (delivery.Deps: Mesh, Tracker,
-// Metrics, LocalDomains, a clock; admin.Deps: Delivery, Mesh, Tracker), and
+// Metrics, LocalDomains, a clock; admin.Deps: Delivery, Mesh, Tracker;
+// accept.Deps: Queue, Tracker, Metrics, Edge; identity: Mesh, Org,
+// Addresses; metrics.Sources: Queue, NextHops, Mesh; org.API: Mesh), and
 // New passes the node's parts in:
 //
-//	   ┌────────────── Node (node.go) ──────────────┐
-//	   │ queue.Queue  relayPolicy  metrics  identity │
-//	   └──┬──────────┬──────────┬──────────┬────────┘
+//	   ┌──────────────────── Node (node.go) ────────────────────┐
+//	   │ queue.Queue  relay.Policy  metrics.Node  identity.Node  │
+//	   │ accept.Sink  edge.Inbound/Signer  org.Docs  tracking.Log │
+//	   └──┬──────────┬──────────┬──────────┬────────────────────┘
 //	      ▼          ▼          ▼          ▼
 //	node/delivery  node/tracking  node/admin  node/mesh
 //	                     ▲   (Finder)   │ (status page: node/status,
 //	                     └──────────────┘  JSON: node/adminapi)
+//
+// What stays here is wiring and lifecycle: New and Start/Close (node.go),
+// the mesh side's listeners (mesh.go), the submission listeners
+// (submission.go), the admin API's assembly (admin.go), Reload
+// (reload.go), a new organisation document applied live (org.go), drain
+// (drain.go) and the holds requests of hops in doubt (hopdoubt.go).
 //
 // # Lifecycle
 //

@@ -51,8 +51,8 @@ func TestForgedPeerObservationRefused(t *testing.T) {
 	// The intruder holds the member's own certificate: authentication
 	// alone does not make it a witness of other nodes' links.
 	var tc *tls.Config
-	if id := tm.nodes[member].id; id.enabled() {
-		tc = id.clientTLS("channel", true)
+	if id := tm.nodes[member].id; id.Enabled() {
+		tc = id.ClientTLS("channel", true)
 	}
 	c := channel.NewClient(channel.ClientConfig{Node: member, RG: "rga", Logger: testLogger(t), TLS: tc,
 		PingInterval: 100 * time.Millisecond,
@@ -150,8 +150,8 @@ func TestForgedObservationEndsWithSession(t *testing.T) {
 		return nil
 	})
 	var tc *tls.Config
-	if id := tm.nodes[member].id; id.enabled() {
-		tc = id.clientTLS("channel", true)
+	if id := tm.nodes[member].id; id.Enabled() {
+		tc = id.ClientTLS("channel", true)
 	}
 	c := channel.NewClient(channel.ClientConfig{Node: member, RG: "rga", Logger: testLogger(t), TLS: tc,
 		PingInterval: 100 * time.Millisecond,

@@ -127,13 +127,13 @@ func TestMeshHopInDoubtDeliversOnce(t *testing.T) {
 			}
 		}
 	}
-	if v := testutilCount(b1.metrics.mesh.inDoubt.WithLabelValues("held")); v != 1 {
+	if v := counterOf(t, b1, "meshd_mesh_in_doubt_total", "result", "held"); v != 1 {
 		t.Errorf("meshd_mesh_in_doubt_total{result=held} = %v, want 1", v)
 	}
-	if v := testutilCount(b1.metrics.mesh.inDoubt.WithLabelValues("timeout")); v != 0 {
+	if v := counterOf(t, b1, "meshd_mesh_in_doubt_total", "result", "timeout"); v != 0 {
 		t.Errorf("meshd_mesh_in_doubt_total{result=timeout} = %v, want 0", v)
 	}
 	t.Logf("%d messages, each delivered once; in doubt: recorded %v, unanswered %v, held %v",
-		len(accepted), testutilCount(b1.metrics.mesh.inDoubt.WithLabelValues("recorded")),
-		testutilCount(b1.metrics.mesh.inDoubt.WithLabelValues("unanswered")), testutilCount(b1.metrics.mesh.inDoubt.WithLabelValues("held")))
+		len(accepted), counterOf(t, b1, "meshd_mesh_in_doubt_total", "result", "recorded"),
+		counterOf(t, b1, "meshd_mesh_in_doubt_total", "result", "unanswered"), counterOf(t, b1, "meshd_mesh_in_doubt_total", "result", "held"))
 }

@@ -173,7 +173,7 @@ func TestOpenSSLAgainstMeshListeners(t *testing.T) {
 // gathered is the value of a counter without labels in n's registry.
 func gathered(t *testing.T, n *Node, name string) float64 {
 	t.Helper()
-	fams, err := n.metrics.reg.Gather()
+	fams, err := n.metrics.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ func TestTLSInterceptingProxyRefused(t *testing.T) {
 // gatheredLabel is a counter's value for one label value in n's registry.
 func gatheredLabel(t *testing.T, n *Node, name, label string) float64 {
 	t.Helper()
-	fams, err := n.metrics.reg.Gather()
+	fams, err := n.metrics.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,9 +13,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/node/accept"
 	"github.com/meshd/meshd/node/delivery"
+	"github.com/meshd/meshd/node/holds"
 	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/node/org"
 	"github.com/meshd/meshd/node/tracking"
+	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/smtp/dialogue"
 	"github.com/meshd/meshd/smtp/xlink"
@@ -48,17 +52,17 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 	// unverified TLS (encrypted, believed by address).
 	var clientTLS, channelTLS, channelClientTLS, trackTLS, meshTLS *tls.Config
 	var identify func(*tls.ConnectionState) (string, string, bool)
-	allowTrack := n.policy.isMeshPeer
+	allowTrack := n.policy.IsMeshPeer
 	switch {
-	case n.id.enabled():
-		meshTLS = n.id.serverTLS("listener")
-		clientTLS = n.id.clientTLS("xlink", false)
-		channelTLS, channelClientTLS = n.id.serverTLS("channel"), n.id.clientTLS("channel", true)
-		trackTLS = n.id.clientTLS("track", false)
-		identify = n.id.channelPeer
+	case n.id.Enabled():
+		meshTLS = n.id.ServerTLS("listener")
+		clientTLS = n.id.ClientTLS("xlink", false)
+		channelTLS, channelClientTLS = n.id.ServerTLS("channel"), n.id.ClientTLS("channel", true)
+		trackTLS = n.id.ClientTLS("track", false)
+		identify = n.id.ChannelPeer
 		allowTrack = nil
-		if len(n.policy.peers) > 0 {
-			allowTrack = n.policy.inMeshPeers
+		if n.policy.HasMeshPeers() {
+			allowTrack = n.policy.InMeshPeers
 		}
 	case tlsCfg != nil:
 		meshTLS = tlsCfg
@@ -82,19 +86,21 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		// events name senders and recipients, so only mesh peers may ask.
 		Track: n.trk.Answer, AllowTrack: allowTrack, Identify: identify,
 		// A sender whose hop to us is in doubt asks what our queue holds.
-		Holds: n.answerHolds,
+		Holds: holds.Answer(n.q, func(m *queue.Message) bool {
+			return delivery.Suspect(m, n.now(), n.cfg.Mesh.ShadowTimeout) // docs/shadow.md
+		}, n.log),
 	}
 	n.finder.TLS = trackTLS
-	if n.id.enabled() {
-		mcfg.MemberTLS = n.id.memberTLS
+	if n.id.Enabled() {
+		mcfg.MemberTLS = n.id.MemberTLS
 	}
-	if n.org, err = newOrgDocs(&cfg, n.now, n.log, n.metrics.reg); err != nil {
+	if n.org, err = org.Open(&cfg, n.now, n.log, n.metrics.Registry()); err != nil {
 		lsLn.Close()
 		meshLn.Close()
 		return err
 	}
 	mcfg.Org = n.org
-	n.org.apply = n.applyOrg
+	n.org.OnApply(n.applyOrg)
 	n.keyring = kr
 	if opts.GossipTransport != nil {
 		tr, err := opts.GossipTransport(cfg.Listen.Gossip)
@@ -112,8 +118,9 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		return fmt.Errorf("node: %w", err)
 	}
 	n.mesh = m
-	n.metrics.registerChannel(m.ChannelStats)
-	n.policy.mesh = m
+	n.metrics.RegisterChannel(m.ChannelStats)
+	n.policy.SetMesh(m)
+	n.id.SetMesh(m, n.org)
 	n.meshSrv, err = smtp.NewServer(smtp.ServerConfig{
 		Hostname: cfg.Node.Hostname,
 		Listener: meshLn,
@@ -122,19 +129,19 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		// dialogue and X-LINK2STATE.
 		Extensions: []dialogue.Extension{xlink.NewExtension(xlink.Config{
 			Hostname: cfg.Node.Hostname, Store: m.Store(),
-			Allow:  n.id.peer,
+			Allow:  n.id.Peer,
 			Logger: n.log.With("listener", "mesh"),
 		})},
 		Mesh:          true,
-		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.peer(s.RemoteAddr, cs) },
+		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.Peer(s.RemoteAddr, cs) },
 		Limits:        limits,
 		Policy:        n.policy,
-		Sink:          &sink{n: n, source: "smtp"},
+		Sink:          accept.New(n.sinks, "smtp"),
 		Logger:        n.log.With("listener", "mesh"),
 		Now:           n.now,
-		OnReply:       n.metrics.countReply("mesh"),
-		OnBareLineEnd: n.metrics.countBare("mesh"),
-		OnDataTooSlow: n.metrics.countSlow("mesh"),
+		OnReply:       n.metrics.CountReply("mesh"),
+		OnBareLineEnd: n.metrics.CountBare("mesh"),
+		OnDataTooSlow: n.metrics.CountSlow("mesh"),
 	})
 	if err != nil {
 		m.Close()
@@ -169,7 +176,7 @@ func (n *Node) startMesh(ctx context.Context, g *errgroup.Group) error {
 	if err := n.meshSrv.Start(); err != nil {
 		return fmt.Errorf("node: start mesh listener: %w", err)
 	}
-	g.Go(func() error { return n.watchLinkState(ctx) })                          // metrics (metrics_mesh.go)
+	g.Go(func() error { return n.metrics.WatchLinkState(ctx, n.mesh, n.now) })
 	shadows := delivery.NewShadows(n.cfg, n.q, n.peers, n.metrics, n.now, n.log) // docs/shadow.md
 	g.Go(func() error { return shadows.Run(ctx) })
 	g.Go(func() error {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/node/config"
 )
 
 func TestMeshDSNRoutedBackThroughTheMesh(t *testing.T) {
@@ -99,7 +100,7 @@ func BenchmarkMeshThroughput(b *testing.B) {
 	b.Run("mtls", func(b *testing.B) { benchMeshThroughput(b, nil) })
 	b.Run("plaintext", func(b *testing.B) {
 		benchMeshThroughput(b, func(c *Config) {
-			c.Mesh.InsecurePlaintext, c.Mesh.Identity, c.Mesh.GossipKey = true, IdentityConfig{}, ""
+			c.Mesh.InsecurePlaintext, c.Mesh.Identity, c.Mesh.GossipKey = true, config.Identity{}, ""
 		})
 	})
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/meshd/meshd/harness/netem"
 	"github.com/meshd/meshd/internal/testkit"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/pki"
 	"github.com/meshd/meshd/queue"
@@ -88,7 +89,7 @@ func newTestMeshWith(t testing.TB, rgs map[string][]string, links []meshLink, mo
 	for _, rg := range sortedRGs(rgs) {
 		for _, name := range rgs[rg] {
 			cfg := tm.config(name, rg)
-			cfg.Mesh.Identity = IdentityConfig{CAFiles: []string{caFile}, CertFile: certs[name][0], KeyFile: certs[name][1]}
+			cfg.Mesh.Identity = config.Identity{CAFiles: []string{caFile}, CertFile: certs[name][0], KeyFile: certs[name][1]}
 			cfg.Mesh.GossipKey = strings.TrimSpace(string(gossipKey))
 			if mod != nil {
 				mod(&cfg)
@@ -129,9 +130,9 @@ func sortedRGs(rgs map[string][]string) []string {
 }
 
 func (tm *testMesh) config(name, rg string) Config {
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	cfg.Node.Name, cfg.Node.RoutingGroup, cfg.Node.DataDir = name, rg, tm.t.TempDir()
-	cfg.Listen = ListenConfig{SMTP: "127.0.0.1:0", Admin: "127.0.0.1:0", Linkstate: "127.0.0.1:0", Gossip: "127.0.0.1:0", Mesh: tm.meshL[name]}
+	cfg.Listen = config.Listen{SMTP: "127.0.0.1:0", Admin: "127.0.0.1:0", Linkstate: "127.0.0.1:0", Gossip: "127.0.0.1:0", Mesh: tm.meshL[name]}
 	cfg.LocalDomains = []string{rg + ".test"}
 	cfg.Queue.Retry = queue.Backoff{Initial: 200 * time.Millisecond, Max: time.Second, Factor: 2, Jitter: 0}
 	cfg.Outbound.ConnectTimeout, cfg.Outbound.CommandTimeout, cfg.Outbound.DeadTime = 2*time.Second, 5*time.Second, 0
@@ -145,7 +146,7 @@ func (tm *testMesh) config(name, rg string) Config {
 	cfg.Mesh.Probe = mesh.ProbeConfig{Interval: 100 * time.Millisecond, Keepalive: 300 * time.Millisecond, Timeout: 500 * time.Millisecond,
 		GlitchRetries: 2, GlitchDelay: 20 * time.Millisecond, UpAfter: 2}
 	for r := range tm.rgs {
-		cfg.Mesh.RoutingGroups = append(cfg.Mesh.RoutingGroups, RoutingGroupConfig{Name: r})
+		cfg.Mesh.RoutingGroups = append(cfg.Mesh.RoutingGroups, config.RoutingGroup{Name: r})
 	}
 	for _, l := range tm.links {
 		if l.from != rg {

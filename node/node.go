@@ -16,12 +16,17 @@ import (
 	"github.com/hashicorp/memberlist"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/meshd/meshd/edge/authres"
-	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/node/accept"
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/delivery"
+	"github.com/meshd/meshd/node/edge"
+	"github.com/meshd/meshd/node/identity"
 	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/node/metrics"
+	"github.com/meshd/meshd/node/org"
+	"github.com/meshd/meshd/node/relay"
 	"github.com/meshd/meshd/node/tracking"
 	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
@@ -66,10 +71,10 @@ type Node struct {
 	log     *slog.Logger
 	now     func() time.Time
 	q       *queue.Queue
-	metrics *metrics
-	policy  *relayPolicy
-	id      *identity // mesh identities (identity.go)
-	copyKey []byte    // keys copy IDs (meshroute.go): derived from mesh.org_key
+	metrics *metrics.Node
+	policy  *relay.Policy
+	id      *identity.Node // mesh identities
+	copyKey []byte         // keys copy IDs (meshroute.go): derived from mesh.org_key
 
 	smtpSrv *smtp.Server
 	subSrv  *smtp.Server // nil when listen.submission is empty
@@ -77,24 +82,22 @@ type Node struct {
 	adminLn net.Listener // nil when listen.admin is empty
 	admin   *http.Server
 
-	del     *delivery.Deliverer
-	trk     *tracking.Log    // message-tracking log
-	finder  *tracking.Finder // asks the mesh for tracking events (GET /api/track)
-	peers   *shadowPeers     // asks other nodes what they hold of copies (shadow.go)
-	filters *milter.Chain    // filters.milters (filter.go); nil when none
-	dkim    *dkimSigner      // dkim.keys (dkim.go); nil when none
-	authres *authres.Checker // authres (filter.go); nil when off
+	del    *delivery.Deliverer
+	trk    *tracking.Log    // message-tracking log
+	finder *tracking.Finder // asks the mesh for tracking events (GET /api/track)
+	peers  *shadowPeers     // asks other nodes what they hold of copies (shadow.go)
+	edge   *edge.Inbound    // filters.milters and authres: mail entering the organisation
+	dkim   *edge.Signer     // dkim.keys: mail leaving it
 
 	// Mesh side; nil for a standalone node.
 	mesh       *mesh.Mesh
-	org        *orgDocs           // the organisation document (org.go); nil when standalone
-	keyring    *linkstate.Keyring // the mesh's; a new document adds groups and keys (org_apply.go)
+	org        *org.Docs          // the organisation document; nil when standalone
+	keyring    *linkstate.Keyring // the mesh's; a new document adds groups and keys (org.go)
 	meshClosed atomic.Bool
 	meshSrv    *smtp.Server
 	listen     func(network, addr string) (net.Listener, error)
 	listenSMTP func(network, addr string) (net.Listener, error) // SMTP listeners (listenNoKeepAlive)
-	// afterQueued is Options.afterQueued.
-	afterQueued func(id string)
+	sinks      *accept.Deps                                     // what every listener's sink queues through
 
 	// Drain (drain.go): the state in force, as drain.json holds it.
 	drainMu    sync.Mutex
@@ -133,13 +136,12 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("node", cfg.Node.Name, "rg", cfg.Node.RoutingGroup)
-	cfg = startupOrg(cfg, log) // the organisation document this node took (org_apply.go)
+	cfg = org.Startup(cfg, log) // the organisation document this node took
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	n = &Node{cfg: cfg, log: log, now: now, policy: newRelayPolicy(cfg), listen: opts.Listen, logLevel: opts.LogLevel, reloadFn: opts.Reload,
-		afterQueued: opts.afterQueued}
+	n = &Node{cfg: cfg, log: log, now: now, policy: relay.New(cfg), listen: opts.Listen, logLevel: opts.LogLevel, reloadFn: opts.Reload}
 	n.live.Store(&cfg)
 	n.listenSMTP = n.listen
 	if n.listen == nil {
@@ -162,7 +164,7 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		return nil, err
 	}
 	n.finder = &tracking.Finder{Log: n.trk, Peers: n.trackPeers, Dial: opts.Dial}
-	tlsCfg, err := loadTLS(cfg, now())
+	tlsCfg, err := identity.LoadTLS(cfg.TLS, cfg.Node.DataDir, cfg.Node.Hostname, now())
 	if err != nil {
 		return nil, err
 	}
@@ -189,39 +191,40 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open queue: %w", err)
 	}
-	n.metrics = newMetrics(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
-	n.registerShadowMetrics()
+	n.metrics = metrics.New(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
+	n.metrics.RegisterShadow(n.q.ShadowStats, func() int64 { return n.cfg.Queue.MaxShadowBytes })
 	n.peers = newShadowPeers(n)
-	n.filters = n.newFilters()
-	n.authres = n.newAuthRes()
-	if n.dkim, err = n.newDKIM(); err != nil {
+	n.edge = edge.NewInbound(cfg, n.trk, n.metrics.Registry(), now, log)
+	if n.dkim, err = edge.NewSigner(cfg.DKIM, n.metrics.Registry()); err != nil {
 		return nil, err
 	}
-	if n.id, err = newIdentity(n); err != nil {
+	if n.id, err = identity.New(cfg, n.policy, n.metrics.Registry(), now, log); err != nil {
 		return nil, err
 	}
 	n.copyKey = cfg.CopyIDKey()
+	n.sinks = &accept.Deps{RG: cfg.Node.RoutingGroup, Postmaster: cfg.LocalDomains[0], Now: now, Log: log,
+		Queue: n.q, Track: n.trk, Metrics: n.metrics, Edge: n.edge, AfterQueued: opts.afterQueued}
 
 	limits := cfg.Limits.Limits
 	smtpLn, err := n.listenSMTP("tcp", cfg.Listen.SMTP)
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)
 	}
-	smtpLn = n.proxied("smtp", smtpLn)
+	smtpLn = edge.Proxied(cfg, "smtp", smtpLn, log)
 	n.smtpSrv, err = smtp.NewServer(smtp.ServerConfig{
 		Hostname:      cfg.Node.Hostname,
 		Listener:      smtpLn,
 		TLS:           tlsCfg,
 		Mesh:          len(cfg.Relay.MeshPeers) > 0,
-		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.peer(s.RemoteAddr, cs) },
+		MeshPeer:      func(s *smtp.Session, cs *tls.ConnectionState) bool { return n.id.Peer(s.RemoteAddr, cs) },
 		Limits:        limits,
-		Policy:        filterPolicy{n},
-		Sink:          &sink{n: n, source: "smtp"},
+		Policy:        n.edge.Policy(n.policy),
+		Sink:          accept.New(n.sinks, "smtp"),
 		Logger:        log.With("listener", "smtp"),
 		Now:           now,
-		OnReply:       n.metrics.countReply("smtp"),
-		OnBareLineEnd: n.metrics.countBare("smtp"),
-		OnDataTooSlow: n.metrics.countSlow("smtp"),
+		OnReply:       n.metrics.CountReply("smtp"),
+		OnBareLineEnd: n.metrics.CountBare("smtp"),
+		OnDataTooSlow: n.metrics.CountSlow("smtp"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: listen.smtp: %w", err)
@@ -232,9 +235,9 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if n.subsSrv, err = n.newSubmission(cfg.Listen.Submissions, "submissions", true, tlsCfg, limits); err != nil {
 		return nil, err
 	}
-	n.metrics.reg.MustRegister(connCollector{servers: func() map[string]*smtp.Server {
+	n.metrics.RegisterConns(func() map[string]*smtp.Server {
 		return map[string]*smtp.Server{"smtp": n.smtpSrv, "submission": n.subSrv, "submissions": n.subsSrv, "mesh": n.meshSrv}
-	}})
+	})
 	var guard adminapi.GuardConfig
 	if cfg.Listen.Admin != "" {
 		n.adminLn, err = n.listen("tcp", cfg.Listen.Admin)
@@ -248,8 +251,8 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 		}
 		guard = adminapi.GuardConfig{
 			Token: token, TokenFile: cfg.Admin.TokenFile, Listener: n.adminLn.Addr(), Hosts: cfg.Admin.Hosts,
-			ReadsNeedToken: cfg.Admin.Auth == AdminAuthAll,
-			OnRefused:      func(reason string) { n.metrics.adminRefused.WithLabelValues(reason).Inc() },
+			ReadsNeedToken: cfg.Admin.Auth == config.AdminAuthAll,
+			OnRefused:      n.metrics.AdminRefused,
 		}
 		n.admin = &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	}
@@ -261,10 +264,11 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if n.del, err = n.newDeliverer(opts); err != nil {
 		return nil, err
 	}
+	n.edge.SetDSNs(n.del)                 // a filter's removed recipients get their DSN
 	if err := n.loadDrain(); err != nil { // drain.go
 		return nil, err
 	}
-	n.metrics.reg.MustRegister(n.drainGauge())
+	n.metrics.Registry().MustRegister(n.drainGauge())
 	if n.admin != nil {
 		// Last: the API serves every part built above.
 		n.admin.Handler = adminapi.Guard(guard, n.adminHandler())

@@ -11,6 +11,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/node/mx"
 	"github.com/meshd/meshd/queue"
@@ -48,10 +49,10 @@ func TestRelayPolicy(t *testing.T) {
 
 	tests := []struct {
 		name  string
-		relay RelayConfig
+		relay config.Relay
 	}{
-		{"allow_networks", RelayConfig{AllowNetworks: []string{"127.0.0.0/8"}}},
-		{"mesh_peers", RelayConfig{MeshPeers: []string{"127.0.0.1"}}},
+		{"allow_networks", config.Relay{AllowNetworks: []string{"127.0.0.0/8"}}},
+		{"mesh_peers", config.Relay{MeshPeers: []string{"127.0.0.1"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,8 +155,8 @@ func TestPermanentFailureSendsDSN(t *testing.T) {
 	// No DSN to the null sender, and none with NOTIFY=NEVER semantics of <>.
 	mustSend(t, n.SMTPAddr(), "", []string{"nobody@far.test"}, message("bounce-of-bounce"))
 	waitFor(t, 10*time.Second, "queue empty", func() bool { return n.Queue().Stats().Messages == 0 })
-	if c := n.metrics; testutilCount(c.dsnSent.WithLabelValues(delivery.DSNFailure)) != 1 {
-		t.Errorf("failure DSNs generated = %v, want 1", testutilCount(c.dsnSent.WithLabelValues(delivery.DSNFailure)))
+	if c := counterOf(t, n, "meshd_dsn_generated_total", "kind", delivery.DSNFailure); c != 1 {
+		t.Errorf("failure DSNs generated = %v, want 1", c)
 	}
 }
 

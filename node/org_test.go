@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/orgdoc"
 	"github.com/meshd/meshd/pki"
@@ -72,7 +70,7 @@ func postOrg(n *Node, doc []byte) (int, string) {
 func (tm *testMesh) orgVersions(want uint64) func() error {
 	return func() error {
 		for _, n := range tm.live() {
-			if v := n.org.st.Version(); v != want {
+			if v := n.org.Version(); v != want {
 				return fmt.Errorf("%s has version %d, want %d", n.cfg.Node.Name, v, want)
 			}
 		}
@@ -140,9 +138,7 @@ func TestOrgDocumentFloods(t *testing.T) {
 			if code, body := postOrg(n, a.doc); code != a.code {
 				t.Fatalf("%s: POST %s: %d %s, want %d", n.cfg.Node.Name, a.name, code, body, a.code)
 			}
-			var m dto.Metric
-			_ = n.org.refused.WithLabelValues(a.name).Write(&m)
-			if got := m.GetCounter().GetValue(); got < 1 {
+			if got := counterOf(t, n, "meshd_org_documents_refused_total", "reason", a.name); got < 1 {
 				t.Fatalf("%s: meshd_org_documents_refused_total{reason=%q} = %v", n.cfg.Node.Name, a.name, got)
 			}
 		}

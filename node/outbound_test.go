@@ -82,7 +82,7 @@ func TestDeadDestinationNotRedialled(t *testing.T) {
 	if got := d.n.Load(); got != 1 && got != 2 { // the smtp client may dial twice (TLS fallback)
 		t.Errorf("dialled %d times; the dead destination must not be dialled for the second message", got)
 	}
-	if testutilCount(n.metrics.deadSkips) < 1 {
+	if counterOf(t, n, "meshd_delivery_dead_destination_skips_total") < 1 {
 		t.Error("dead-destination skip not counted")
 	}
 }

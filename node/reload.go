@@ -10,6 +10,7 @@ import (
 	"github.com/meshd/meshd/edge/dkim"
 	"github.com/meshd/meshd/node/admin"
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/node/org"
 	"github.com/meshd/meshd/smtp"
 )
 
@@ -42,9 +43,9 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	if err := cfg.Validate(); err != nil {
 		return rep, err
 	}
-	if s := n.orgInForce(); s != nil {
-		// The document's keys stay the document's (org_apply.go).
-		if cfg = overlayOrg(cfg, &s.Doc); cfg.Validate() != nil {
+	if s := n.org.InForce(); s != nil {
+		// The document's keys stay the document's (node/org).
+		if cfg = org.Overlay(cfg, &s.Doc); cfg.Validate() != nil {
 			return rep, fmt.Errorf("node: reload: with the organisation document in force (version %d): %w", s.Doc.Version, cfg.Validate())
 		}
 	}
@@ -137,10 +138,10 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 
 	// filters, dkim
 	if applied("filters.milters", old.Filters.Milters, cfg.Filters.Milters) {
-		n.filters.Set(cfg.Filters.Milters)
+		n.edge.SetMilters(cfg.Filters.Milters)
 	}
 	applied("dkim.keys", old.DKIM.Keys, cfg.DKIM.Keys)
-	n.dkim.s.Store(signer)
+	n.dkim.SetKeys(signer)
 
 	// What is in force now: the applied keys from cfg, the rest as before.
 	next := old

@@ -121,7 +121,7 @@ func TestSenderKilledAfterFinalDotDeliversOnce(t *testing.T) {
 		t.Fatalf("send %s: %v", id, err)
 	}
 	b1 := restartSender(t, tm, crashed, []string{id})
-	if v := testutilCount(b1.metrics.mesh.inDoubt.WithLabelValues("held")); v != 1 {
+	if v := counterOf(t, b1, "meshd_mesh_in_doubt_total", "result", "held"); v != 1 {
 		t.Errorf("meshd_mesh_in_doubt_total{result=held} = %v at b1 after its restart, want 1", v)
 	}
 	t.Logf("b1 killed after its final dot to %v (copy %v); after the restart it asked, and every message was delivered once", took.Load(), lostID.Load())
@@ -172,7 +172,7 @@ func TestSenderKilledMidBodyDeliversOnce(t *testing.T) {
 		t.Fatalf("send %s: %v", id, err)
 	}
 	b1 := restartSender(t, tm, crashed, []string{id})
-	if v := testutilCount(b1.metrics.mesh.inDoubt.WithLabelValues("unknown")); v != 1 {
+	if v := counterOf(t, b1, "meshd_mesh_in_doubt_total", "result", "unknown"); v != 1 {
 		t.Errorf("meshd_mesh_in_doubt_total{result=unknown} = %v at b1 after its restart, want 1", v)
 	}
 }

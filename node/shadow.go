@@ -3,16 +3,12 @@ package node
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/meshd/meshd/linkstate/channel"
-	"github.com/meshd/meshd/node/delivery"
+	"github.com/meshd/meshd/node/holds"
 	"github.com/meshd/meshd/queue"
 )
 
@@ -136,116 +132,9 @@ func (p *shadowPeers) GroupAddrs() map[string]string {
 // doubt).
 func (p *shadowPeers) Holds(ctx context.Context, node, addr string, ids []string) ([]queue.Holding, error) {
 	n := p.n
-	if addr == "" {
-		return nil, errors.New("no port-691 address known for " + node)
+	a := &holds.Asker{Mesh: n.mesh, Self: n.cfg.Node.Name, Dial: n.finder.Dial, TLS: n.finder.TLS}
+	if n.id.Enabled() {
+		a.NodeTLS = n.id.HoldsTLS
 	}
-	ctx, cancel := context.WithTimeout(ctx, doubtAskTimeout)
-	defer cancel()
-	tc := n.finder.TLS
-	if n.id.enabled() {
-		tc = n.id.holdsTLS(node)
-	}
-	ans, err := channel.Holds(ctx, n.finder.Dial, tc, addr, n.cfg.Node.Name, ids)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]queue.Holding, len(ans))
-	for i, a := range ans {
-		out[i] = holdingOf(a)
-	}
-	return out, nil
-}
-
-// holdingOf is the queue's word for a holds answer.
-func holdingOf(a channel.Held) queue.Holding {
-	switch a {
-	case channel.HeldQueued:
-		return queue.Queued
-	case channel.HeldQueuedSuspect:
-		return queue.QueuedSuspect
-	case channel.HeldDone:
-		return queue.Done
-	case channel.HeldRelayed:
-		return queue.Relayed
-	}
-	return queue.Unknown
-}
-
-// heldOf is the holds answer for what the queue holds of id: a queued copy
-// that is suspect here (delivery.Suspect) says so, for the group check's
-// tie-break between two suspect twins.
-func (n *Node) heldOf(id string, h queue.Holding) (channel.Held, error) {
-	switch h {
-	case queue.Queued:
-		m, err := n.q.Get(id)
-		if errors.Is(err, queue.ErrNotFound) {
-			return channel.HeldDone, nil // left the queue since: its marker remembers it
-		}
-		if err != nil {
-			return 0, err
-		}
-		if delivery.Suspect(m, n.now(), n.cfg.Mesh.ShadowTimeout) {
-			return channel.HeldQueuedSuspect, nil
-		}
-		return channel.HeldQueued, nil
-	case queue.QueuedSuspect:
-		return channel.HeldQueuedSuspect, nil
-	case queue.Done:
-		return channel.HeldDone, nil
-	case queue.Relayed:
-		return channel.HeldRelayed, nil
-	}
-	return channel.HeldUnknown, nil
-}
-
-// shadowMetrics count shadows and what became of them, and of suspect
-// copies' group checks.
-type shadowMetrics struct {
-	events      *prometheus.CounterVec // released, resubmitted
-	groupChecks *prometheus.CounterVec // by result
-}
-
-// registerShadowMetrics adds the shadow metrics to the node's registry:
-// the counters above and gauges read from the queue at scrape time.
-func (n *Node) registerShadowMetrics() {
-	m := &shadowMetrics{
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshd_shadow_events_total",
-			Help: "Shadow copies that ended, by event: released (the next node reported the copy delivered or handed on), resubmitted (the next node was lost: the copy went back into the queue).",
-		}, []string{"event"}),
-		groupChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshd_shadow_group_checks_total",
-			Help: "Group checks of suspect copies before final delivery, by result: deliver (no member holds a twin), twin (a member delivered it: not delivered again), wait (a member holds it queued or did not answer), timeout (unsettled past mesh.shadow_timeout: delivered, a possible duplicate), no-group (no other member).",
-		}, []string{"result"}),
-	}
-	stats := func() queue.ShadowStats { return n.q.ShadowStats() }
-	n.metrics.shadow = m
-	n.metrics.reg.MustRegister(m.events, m.groupChecks,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "meshd_shadow_copies", Help: "Shadow copies held for copies handed to other mesh nodes (docs/shadow.md).",
-		}, func() float64 { return float64(stats().Count) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "meshd_shadow_size_bytes", Help: "Bytes the shadow copies take in the queue (bounded by queue.max_shadow_bytes).",
-		}, func() float64 { return float64(stats().Bytes) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "meshd_shadow_limit_bytes", Help: "queue.max_shadow_bytes (0: no shadows).",
-		}, func() float64 { return float64(n.cfg.Queue.MaxShadowBytes) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "meshd_shadow_skipped_total", Help: "Hand-offs recorded without a shadow because the shadows were at queue.max_shadow_bytes.",
-		}, func() float64 { return float64(stats().Skipped) }),
-	)
-}
-
-// Shadow counts n shadows that ended with event (delivery.Metrics).
-func (m *metrics) Shadow(event string, n int) {
-	if m.shadow != nil {
-		m.shadow.events.WithLabelValues(event).Add(float64(n))
-	}
-}
-
-// GroupCheck counts one group check of a suspect copy (delivery.Metrics).
-func (m *metrics) GroupCheck(result string) {
-	if m.shadow != nil {
-		m.shadow.groupChecks.WithLabelValues(result).Inc()
-	}
+	return a.HoldsAt(ctx, node, addr, ids)
 }

@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"fmt"
 
+	"github.com/meshd/meshd/node/accept"
+	"github.com/meshd/meshd/node/edge"
 	"github.com/meshd/meshd/smtp"
 )
 
@@ -24,19 +26,19 @@ func (n *Node) newSubmission(addr, key string, implicit bool, tlsCfg *tls.Config
 	}
 	srv, err := smtp.NewServer(smtp.ServerConfig{
 		Hostname:      n.cfg.Node.Hostname,
-		Listener:      n.proxied(key, ln),
+		Listener:      edge.Proxied(n.cfg, key, ln, n.log),
 		TLS:           tlsCfg,
 		Submission:    true,
 		ImplicitTLS:   implicit,
 		Limits:        limits,
-		Policy:        filterPolicy{n},
-		Sink:          &sink{n: n, source: "submission"},
+		Policy:        n.edge.Policy(n.policy),
+		Sink:          accept.New(n.sinks, "submission"),
 		Auth:          newUserDB(n.cfg.Auth.Users),
 		Logger:        n.log.With("listener", key),
 		Now:           n.now,
-		OnReply:       n.metrics.countReply(key),
-		OnBareLineEnd: n.metrics.countBare(key),
-		OnDataTooSlow: n.metrics.countSlow(key),
+		OnReply:       n.metrics.CountReply(key),
+		OnBareLineEnd: n.metrics.CountBare(key),
+		OnDataTooSlow: n.metrics.CountSlow(key),
 	})
 	if err != nil {
 		_ = ln.Close()

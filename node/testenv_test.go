@@ -20,6 +20,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/meshd/meshd/internal/testkit"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/mx"
 	"github.com/meshd/meshd/queue"
 )
@@ -28,9 +29,9 @@ import (
 // temporary directory and a fast retry schedule.
 func testConfig(t *testing.T) Config {
 	t.Helper()
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	cfg.Node.DataDir = t.TempDir()
-	cfg.Listen = ListenConfig{SMTP: "127.0.0.1:0", Submission: "127.0.0.1:0", Admin: "127.0.0.1:0"}
+	cfg.Listen = config.Listen{SMTP: "127.0.0.1:0", Submission: "127.0.0.1:0", Admin: "127.0.0.1:0"}
 	cfg.Queue.Retry = queue.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2, Jitter: 0}
 	cfg.Outbound.ConnectTimeout = 2 * time.Second
 	cfg.Outbound.CommandTimeout = 5 * time.Second

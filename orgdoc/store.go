@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/meshd/meshd/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"slices"
@@ -166,31 +167,8 @@ func (st *Store) Offer(raw []byte, cas []*x509.Certificate, now time.Time) (*Sig
 // rename, then syncs the directory: after a crash the file is either whole
 // or absent.
 func writeSynced(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, "."+name+".tmp*")
-	if err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, name), data, 0o600); err != nil {
 		return fmt.Errorf("org: store: %w", err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("org: store: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return fmt.Errorf("org: store: sync %s: %w", dir, err)
-		}
 	}
 	return nil
 }

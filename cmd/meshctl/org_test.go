@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/pki"
 )
 
@@ -23,12 +24,12 @@ func TestOrgCommands(t *testing.T) {
 	}
 	gossip, _ := os.ReadFile(filepath.Join(orgDir, pki.GossipKeyFile))
 	orgKey, _ := os.ReadFile(filepath.Join(orgDir, pki.OrgKeyFile))
-	cfg := node.DefaultConfig()
+	cfg := config.Default()
 	cfg.Node.Name, cfg.Node.RoutingGroup, cfg.Node.DataDir = "a1", "rga", t.TempDir()
-	cfg.Listen = node.ListenConfig{SMTP: "127.0.0.1:0", Admin: "127.0.0.1:0", Mesh: "127.0.0.1:0", Linkstate: "127.0.0.1:0", Gossip: "127.0.0.1:0"}
-	cfg.Mesh.Identity = node.IdentityConfig{CAFiles: []string{caFile}, CertFile: files["a1"][0], KeyFile: files["a1"][1]}
+	cfg.Listen = config.Listen{SMTP: "127.0.0.1:0", Admin: "127.0.0.1:0", Mesh: "127.0.0.1:0", Linkstate: "127.0.0.1:0", Gossip: "127.0.0.1:0"}
+	cfg.Mesh.Identity = config.Identity{CAFiles: []string{caFile}, CertFile: files["a1"][0], KeyFile: files["a1"][1]}
 	cfg.Mesh.GossipKey, cfg.Mesh.OrgKey = strings.TrimSpace(string(gossip)), strings.TrimSpace(string(orgKey))
-	cfg.Mesh.RoutingGroups = []node.RoutingGroupConfig{{Name: "rga"}}
+	cfg.Mesh.RoutingGroups = []config.RoutingGroup{{Name: "rga"}}
 	cfg.Mesh.FastGossip = true
 	n, err := node.New(cfg, node.Options{})
 	if err != nil {

@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/meshd/meshd/internal/atomicfile"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -55,19 +55,7 @@ func savePeers(path, self string, known map[string]string) error {
 	for _, n := range names {
 		fmt.Fprintf(&b, "%s %s\n", n, known[n])
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".gossip-peers-*")
-	if err != nil {
-		return fmt.Errorf("membership: save peers: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b.Bytes()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("membership: save peers: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("membership: save peers: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.Write(path, b.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("membership: save peers: %w", err)
 	}
 	return nil

@@ -1,10 +1,12 @@
-package node
+package edge
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
 
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/smtp/proxyproto"
 )
 
@@ -13,20 +15,20 @@ import (
 // opening reply).
 const proxyRefusal = "554 5.7.1 This listener accepts connections only through the load balancer\r\n"
 
-// proxied puts the PROXY protocol reader in front of listener name when
+// Proxied puts the PROXY protocol reader in front of listener name when
 // listen.proxy_protocol names it, so that the per-IP cap, relay policy, logs
 // and Received: see the client the balancer names.
-func (n *Node) proxied(name string, ln net.Listener) net.Listener {
-	l := n.cfg.Listen
+func Proxied(cfg config.Config, name string, ln net.Listener, log *slog.Logger) net.Listener {
+	l := cfg.Listen
 	if len(l.ProxyProtocolFrom) == 0 || !slices.Contains(l.ProxyProtocol, name) {
 		return ln
 	}
 	var allow []netip.Prefix
 	for _, s := range l.ProxyProtocolFrom {
-		if p, err := parsePrefix(s); err == nil { // validated at load
+		if p, err := config.ParsePrefix(s); err == nil { // validated at load
 			allow = append(allow, p)
 		}
 	}
-	return proxyproto.NewListener(ln, proxyproto.Config{Allow: allow, Timeout: n.cfg.Limits.CommandTimeout,
-		Refusal: []byte(proxyRefusal), Logger: n.log.With("listener", name)})
+	return proxyproto.NewListener(ln, proxyproto.Config{Allow: allow, Timeout: cfg.Limits.CommandTimeout,
+		Refusal: []byte(proxyRefusal), Logger: log.With("listener", name)})
 }

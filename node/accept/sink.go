@@ -1,4 +1,4 @@
-package node
+package accept
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -21,26 +22,90 @@ import (
 )
 
 var (
-	errQueueFull = reply.TempLocal("Queue full, try again later")
+	// ErrQueueFull is the reply to a message the queue has no room for.
+	ErrQueueFull = reply.TempLocal("Queue full, try again later")
 	errLoop      = reply.Loop("Routing loop detected: this routing group was already visited")
 )
 
-// sink implements smtp.Sink (and smtp.QueueIDSink) for one listener: it gives
+// Queue is where accepted mail goes (queue.Queue).
+type Queue interface {
+	Enqueue(ctx context.Context, env queue.Envelope, body []byte) error
+}
+
+// Tracker records a message received (tracking.Log).
+type Tracker interface {
+	Received(env queue.Envelope, size int, listener string)
+}
+
+// Metrics count what the sink did (node/metrics.Node).
+type Metrics interface {
+	Accepted(source string)
+	QueueFull()
+	Collision()
+}
+
+// Edge screens mail entering the organisation from anyone but a mesh
+// peer: Authentication-Results and content filters.
+type Edge interface {
+	// Screen is asked once a message was received and given its ID. An
+	// error is the reply to send instead of queueing it; Discard answers
+	// 250 and queues nothing.
+	Screen(ctx context.Context, sess *smtp.Session, id string, env smtp.Envelope, body []byte) (Screened, error)
+	// Queued is told of the message queued as m with the recipients
+	// Screen removed (their sender gets a DSN).
+	Queued(m queue.Envelope, body []byte, removed []delivery.Refusal)
+}
+
+// Screened is what the edge left of a message.
+type Screened struct {
+	Env        smtp.Envelope
+	Body       []byte
+	Quarantine string // non-empty: queue it held, for this reason
+	Discard    bool   // answer 250 and queue nothing
+	// Removed are the client's recipients the filters took out: the
+	// sender gets a DSN for them (Edge.Queued) once the message is queued.
+	Removed []delivery.Refusal
+	// Edited: the edge may have changed the message (a field added, a
+	// filter's edits), so the sink looks for the message as received at
+	// its end (splitHop) instead of taking it as it was.
+	Edited bool
+}
+
+// Deps are the node's parts a sink uses.
+type Deps struct {
+	RG         string // this node's routing group: a trace visiting it too often is a loop
+	Postmaster string // the domain of a bare "postmaster" recipient (the first local domain)
+	Now        func() time.Time
+	Log        *slog.Logger
+	Queue      Queue
+	Track      Tracker
+	Metrics    Metrics
+	Edge       Edge // nil: mail is queued as received
+	// AfterQueued, when set (tests), runs when a message is committed to
+	// the queue, before the client hears the reply.
+	AfterQueued func(id string)
+}
+
+// Sink implements smtp.Sink (and smtp.QueueIDSink) for one listener: it gives
 // the message its mesh ID and queues it; the 250 goes out only after
 // queue.Enqueue returned, that is after the synced commit.
-type sink struct {
-	n      *Node
+type Sink struct {
+	d      *Deps
 	source string // queue.Envelope.Source: "smtp" or "submission"
 }
 
-func (s *sink) Accept(ctx context.Context, sess *smtp.Session, env smtp.Envelope, body []byte) error {
+// New is the sink of one listener; source is "smtp" or "submission".
+func New(d *Deps, source string) *Sink { return &Sink{d: d, source: source} }
+
+// Accept queues the message (smtp.Sink).
+func (s *Sink) Accept(ctx context.Context, sess *smtp.Session, env smtp.Envelope, body []byte) error {
 	_, err := s.AcceptID(ctx, sess, env, body)
 	return err
 }
 
 // AcceptID queues the message and returns its mesh ID for the 250 reply.
-func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelope, body []byte) (string, error) {
-	n := s.n
+func (s *Sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelope, body []byte) (string, error) {
+	n := s.d
 	id := sess.ID
 	if !meshid.Valid(id) {
 		id = meshid.New()
@@ -81,7 +146,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		if v := header.Value(fields, meshid.HeaderAge); v != "" {
 			meshAge, suspect = delivery.ParseAge(v) // docs/shadow.md
 		}
-		if meshid.Visits(trace, n.cfg.Node.RoutingGroup) >= meshid.MaxVisits {
+		if meshid.Visits(trace, n.RG) >= meshid.MaxVisits {
 			return "", errLoop
 		}
 		digest = contentDigest(env, body)
@@ -93,19 +158,15 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		stored = body[hop:]
 	}
 	edited := false // by the Authentication-Results check or a filter
-	if n.authres != nil && !sess.MeshPeer {
-		body = n.authenticate(ctx, sess, body) // RFC 8601, for the filters below (filter.go)
-		edited = true
-	}
 	quarantine := ""
 	var removed []delivery.Refusal // taken out by a filter: DSN once queued
-	if n.filters.Len() > 0 && !sess.MeshPeer {
-		f, err := n.filter(ctx, sess, id, env, body)
-		if err != nil || f.discard {
+	if n.Edge != nil && !sess.MeshPeer {
+		f, err := n.Edge.Screen(ctx, sess, id, env, body)
+		if err != nil || f.Discard {
 			return id, err
 		}
-		env, body, quarantine, removed = f.env, f.body, f.quarantine, f.removed
-		edited = true
+		env, body, quarantine, removed = f.Env, f.Body, f.Quarantine, f.Removed
+		edited = f.Edited
 	}
 	if edited {
 		hopHeader, stored = splitHop(body, stored)
@@ -120,7 +181,7 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		EnvID:      env.EnvID,
 		SMTPUTF8:   env.SMTPUTF8,
 		EightBit:   env.EightBit,
-		ReceivedAt: n.now(),
+		ReceivedAt: n.Now(),
 		Trace:      trace,
 		Source:     source,
 		AuthUser:   sess.AuthUser,
@@ -139,46 +200,48 @@ func (s *sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	for _, r := range env.Rcpts {
 		addr := r.Addr
 		if header.FoldEqual([]byte(addr), "postmaster") {
-			addr = "postmaster@" + n.cfg.LocalDomains[0]
+			addr = "postmaster@" + n.Postmaster
 		}
 		qenv.Rcpts = append(qenv.Rcpts, queue.Rcpt{Addr: addr, Notify: r.Notify, ORcpt: r.ORcpt})
 	}
-	err := n.q.Enqueue(ctx, qenv, stored)
+	err := n.Queue.Enqueue(ctx, qenv, stored)
 	if errors.Is(err, queue.ErrCollision) {
 		// The ID is known for another message: this one is not a
 		// duplicate, whatever its ID says. Queue it under an ID of its
 		// own (derived, so a resend of it is a duplicate of it), as a
 		// message that enters the mesh here.
-		n.metrics.collisions.Inc()
-		n.log.Warn("copy ID collision: same ID, other content; queued as a new message", "qid", id, "peer", addrString(sess.RemoteAddr))
+		n.Metrics.Collision()
+		n.Log.Warn("copy ID collision: same ID, other content; queued as a new message", "qid", id, "peer", addrString(sess.RemoteAddr))
 		id = meshid.Collision(id, digest)
 		qenv.ID, qenv.Origin = id, id
 		stored = header.Strip(stored, meshid.HeaderOrigin)
 		if qenv.PeerFields > 0 {
 			qenv.PeerFields = header.Leading(stored, meshid.FieldPrefix)
 		}
-		err = n.q.Enqueue(ctx, qenv, stored)
+		err = n.Queue.Enqueue(ctx, qenv, stored)
 	}
 	switch {
 	case errors.Is(err, queue.ErrDuplicate):
-		n.log.Info("duplicate message acknowledged", "qid", id, "via", source)
+		n.Log.Info("duplicate message acknowledged", "qid", id, "via", source)
 		return id, nil
 	case errors.Is(err, queue.ErrFull):
-		n.metrics.rejectedFull.Inc()
-		n.log.Warn("queue full: message refused", "qid", id)
-		return "", errQueueFull
+		n.Metrics.QueueFull()
+		n.Log.Warn("queue full: message refused", "qid", id)
+		return "", ErrQueueFull
 	case err != nil:
-		n.log.Error("enqueue failed", "qid", id, "err", err)
+		n.Log.Error("enqueue failed", "qid", id, "err", err)
 		return "", err
 	}
-	n.metrics.accepted.WithLabelValues(source).Inc()
+	n.Metrics.Accepted(source)
 	size := len(qenv.HopHeader) + len(stored)
-	n.trk.Received(qenv, size, s.source)
-	n.filterDSN(qenv, body, removed) // body: the whole message, as filtered
-	if n.afterQueued != nil {
-		n.afterQueued(id)
+	n.Track.Received(qenv, size, s.source)
+	if n.Edge != nil && len(removed) > 0 {
+		n.Edge.Queued(qenv, body, removed) // body: the whole message, as filtered
 	}
-	n.log.Debug("message queued", "qid", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", size, "via", source)
+	if n.AfterQueued != nil {
+		n.AfterQueued(id)
+	}
+	n.Log.Debug("message queued", "qid", id, "from", env.From, "rcpts", len(qenv.Rcpts), "size", size, "via", source)
 	return id, nil
 }
 

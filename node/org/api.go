@@ -1,4 +1,4 @@
-package node
+package org
 
 import (
 	"errors"
@@ -11,33 +11,52 @@ import (
 
 	"github.com/meshd/meshd/node/admin"
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/node/membership"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/orgdoc"
 )
 
-// mountOrg adds the organisation document's endpoints to the admin API:
+// Mesh is what the endpoints ask of the mesh side (node/mesh.Mesh).
+type Mesh interface {
+	// OfferOrg verifies, stores, applies and floods a document.
+	OfferOrg(doc []byte) (fresh bool, err error)
+	// View is the gossip view of the node's group (members' versions).
+	View() membership.View
+	// OrgPeers are the versions other groups' bridgeheads showed over X-LINK2STATE.
+	OrgPeers() map[string]mesh.PeerOrg
+}
+
+// API is the organisation document's part of the admin API.
+type API struct {
+	Node, RG string // this node and its routing group
+	Docs     *Docs  // nil: the node holds no document
+	Mesh     Mesh   // nil: a standalone node
+}
+
+// Mount adds the organisation document's endpoints to the admin API
+// (admin.Deps.Mount):
 //
 //	GET  /api/org                    the document in force (404: none)
 //	GET  /api/org/signed[?version=N] its signed encoding (what meshctl org diff decodes)
 //	GET  /api/org/history            the versions kept
 //	GET  /api/org/status             the version each node applied
 //	POST /api/org                    a signed document (body): verified, stored, applied, flooded
-func (n *Node) mountOrg(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/org", n.needOrg(n.handleOrgShow))
-	mux.HandleFunc("GET /api/org/signed", n.needOrg(n.handleOrgSigned))
-	mux.HandleFunc("GET /api/org/history", n.needOrg(n.handleOrgHistory))
-	mux.HandleFunc("GET /api/org/status", n.needOrg(n.handleOrgStatus))
-	mux.HandleFunc("POST /api/org", n.needOrg(n.handleOrgApply))
+func (a *API) Mount(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/org", a.needOrg(a.handleOrgShow))
+	mux.HandleFunc("GET /api/org/signed", a.needOrg(a.handleOrgSigned))
+	mux.HandleFunc("GET /api/org/history", a.needOrg(a.handleOrgHistory))
+	mux.HandleFunc("GET /api/org/status", a.needOrg(a.handleOrgStatus))
+	mux.HandleFunc("POST /api/org", a.needOrg(a.handleOrgApply))
 }
 
-func (n *Node) needOrg(h http.HandlerFunc) http.HandlerFunc {
+func (a *API) needOrg(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if n.mesh == nil {
-			admin.RefuseStandalone(w, n.cfg.Node.Name)
+		if a.Mesh == nil {
+			admin.RefuseStandalone(w, a.Node)
 			return
 		}
-		if n.org == nil {
-			admin.WriteError(w, http.StatusConflict, "node "+n.cfg.Node.Name+" holds no organisation document")
+		if a.Docs == nil {
+			admin.WriteError(w, http.StatusConflict, "node "+a.Node+" holds no organisation document")
 			return
 		}
 		h(w, r)
@@ -55,55 +74,55 @@ func orgInfo(s *orgdoc.Signed, inForce, withDoc bool) adminapi.OrgInfo {
 	return info
 }
 
-func (n *Node) handleOrgShow(w http.ResponseWriter, _ *http.Request) {
-	s, _ := n.org.st.Current()
+func (a *API) handleOrgShow(w http.ResponseWriter, _ *http.Request) {
+	s, _ := a.Docs.st.Current()
 	if s == nil {
-		admin.WriteError(w, http.StatusNotFound, "no organisation document in force on "+n.cfg.Node.Name)
+		admin.WriteError(w, http.StatusNotFound, "no organisation document in force on "+a.Node)
 		return
 	}
 	admin.WriteJSON(w, http.StatusOK, orgInfo(s, true, true))
 }
 
-func (n *Node) handleOrgSigned(w http.ResponseWriter, r *http.Request) {
-	s, raw := n.org.st.Current()
+func (a *API) handleOrgSigned(w http.ResponseWriter, r *http.Request) {
+	s, raw := a.Docs.st.Current()
 	if v := r.URL.Query().Get("version"); v != "" {
 		ver, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
 			admin.WriteError(w, http.StatusBadRequest, "version must be a number")
 			return
 		}
-		if s, err = n.org.st.Get(ver); err != nil {
+		if s, err = a.Docs.st.Get(ver); err != nil {
 			admin.WriteError(w, http.StatusNotFound, err.Error())
 			return
 		}
 		raw, _ = s.Encode()
 	}
 	if s == nil {
-		admin.WriteError(w, http.StatusNotFound, "no organisation document in force on "+n.cfg.Node.Name)
+		admin.WriteError(w, http.StatusNotFound, "no organisation document in force on "+a.Node)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(raw)
 }
 
-func (n *Node) handleOrgHistory(w http.ResponseWriter, _ *http.Request) {
-	cur := n.org.st.Version()
+func (a *API) handleOrgHistory(w http.ResponseWriter, _ *http.Request) {
+	cur := a.Docs.st.Version()
 	var h adminapi.OrgHistory
-	for _, v := range n.org.st.History() {
-		if s, err := n.org.st.Get(v); err == nil {
+	for _, v := range a.Docs.st.History() {
+		if s, err := a.Docs.st.Get(v); err == nil {
 			h.Versions = append(h.Versions, orgInfo(s, v == cur, false))
 		}
 	}
 	admin.WriteJSON(w, http.StatusOK, h)
 }
 
-func (n *Node) handleOrgApply(w http.ResponseWriter, r *http.Request) {
+func (a *API) handleOrgApply(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, orgdoc.MaxEncoded+1))
 	if err != nil {
 		admin.WriteError(w, http.StatusBadRequest, "read document: "+err.Error())
 		return
 	}
-	fresh, err := n.mesh.OfferOrg(body)
+	fresh, err := a.Mesh.OfferOrg(body)
 	if err != nil {
 		status := http.StatusBadRequest
 		switch {
@@ -115,30 +134,30 @@ func (n *Node) handleOrgApply(w http.ResponseWriter, r *http.Request) {
 		admin.WriteError(w, status, err.Error())
 		return
 	}
-	admin.WriteJSON(w, http.StatusOK, adminapi.OrgApplyResult{Version: n.org.st.Version(), Fresh: fresh})
+	admin.WriteJSON(w, http.StatusOK, adminapi.OrgApplyResult{Version: a.Docs.st.Version(), Fresh: fresh})
 }
 
-func (n *Node) handleOrgStatus(w http.ResponseWriter, _ *http.Request) {
-	admin.WriteJSON(w, http.StatusOK, n.orgStatus())
+func (a *API) handleOrgStatus(w http.ResponseWriter, _ *http.Request) {
+	admin.WriteJSON(w, http.StatusOK, a.orgStatus())
 }
 
 // orgStatus says which version each node applied: this node's own, its
 // group's members' from gossip, other groups' target bridgeheads' from
 // X-LINK2STATE; every node the document names is listed.
-func (n *Node) orgStatus() adminapi.OrgStatus {
-	self, rg := n.cfg.Node.Name, n.cfg.Node.RoutingGroup
-	cur := n.org.st.Version()
+func (a *API) orgStatus() adminapi.OrgStatus {
+	self, rg := a.Node, a.RG
+	cur := a.Docs.st.Version()
 	st := adminapi.OrgStatus{Node: self, RG: rg, Version: cur}
 	type key struct{ rg, node string }
 	got := map[key]adminapi.OrgNodeStatus{{rg, self}: {Node: self, RG: rg, Version: cur, Source: "self"}}
-	for _, m := range n.mesh.View().Members {
+	for _, m := range a.Mesh.View().Members {
 		if m.Name != self {
 			got[key{m.RG, m.Name}] = adminapi.OrgNodeStatus{Node: m.Name, RG: m.RG, Version: m.Org, Source: "gossip"}
 		}
 	}
-	peers := n.mesh.OrgPeers()
+	peers := a.Mesh.OrgPeers()
 	var names []key
-	if s, _ := n.org.st.Current(); s != nil {
+	if s, _ := a.Docs.st.Current(); s != nil {
 		for _, g := range s.Doc.RoutingGroups {
 			for _, dn := range g.Nodes {
 				k := key{g.Name, dn.Name}
@@ -173,5 +192,3 @@ func (n *Node) orgStatus() adminapi.OrgStatus {
 	}
 	return st
 }
-
-var _ mesh.OrgDocs = (*orgDocs)(nil)

@@ -1,4 +1,4 @@
-package node
+package metrics
 
 import (
 	"context"
@@ -7,9 +7,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/node/delivery"
+	"github.com/meshd/meshd/node/membership"
+	"github.com/meshd/meshd/node/mesh"
+	"github.com/meshd/meshd/queue"
+	"github.com/meshd/meshd/routing"
 )
 
-// meshMetrics are the mesh-side metrics: counters fed by watchLinkState,
+// meshMetrics are the mesh-side metrics: counters fed by WatchLinkState,
 // and a collector that reads the mesh, the LSDB and the queue per next
 // hop at scrape time.
 type meshMetrics struct {
@@ -19,7 +24,7 @@ type meshMetrics struct {
 	tables         prometheus.Counter     // routing tables published (generation changes)
 	spf            prometheus.Histogram   // computation time of the tables used
 	adminOverrides *prometheus.CounterVec // operator connector overrides, by action
-	inDoubt        *prometheus.CounterVec // hops in doubt, by result (hopdoubt.go)
+	inDoubt        *prometheus.CounterVec // hops in doubt, by result (node/delivery/hopdoubt.go)
 }
 
 func newMeshMetrics() *meshMetrics {
@@ -51,8 +56,48 @@ func newMeshMetrics() *meshMetrics {
 	}
 }
 
-// meshCollector reads the node at scrape time.
-type meshCollector struct{ n *Node }
+// Queue is what the collector reads of the queue.
+type Queue interface {
+	Stats() queue.Stats
+}
+
+// NextHops groups the pending recipients by next hop (delivery.Deliverer).
+type NextHops interface {
+	NextHops() []delivery.HopQueue
+}
+
+// LinkState is the mesh side's link state and routes (node/mesh.Mesh).
+type LinkState interface {
+	LSDB() *linkstate.LSDB
+	Routes() *routing.Table
+}
+
+// Mesh is what the collector reads of the mesh side (node/mesh.Mesh).
+type Mesh interface {
+	LinkState
+	View() membership.View
+	AdminStates() map[string]string
+	Penalties() map[string]float64
+	Stats() mesh.Stats
+}
+
+// Sources are what the collector reads at scrape time.
+type Sources struct {
+	Node, RG string // this node and its routing group
+	Now      func() time.Time
+	Queue    Queue
+	NextHops NextHops
+	Mesh     Mesh // nil for a standalone node
+}
+
+// RegisterSources registers the collector that reads the queue, the
+// next hops and the mesh at scrape time.
+func (m *Node) RegisterSources(s Sources) {
+	_ = m.reg.Register(meshCollector{s})
+}
+
+// meshCollector reads the node's parts at scrape time.
+type meshCollector struct{ s Sources }
 
 var (
 	descHopMsgs    = prometheus.NewDesc("meshd_queue_next_hop_messages", "Messages with pending recipients, by the next hop the current routes send them to.", []string{"next_hop"}, nil)
@@ -88,30 +133,30 @@ func (c meshCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c meshCollector) Collect(ch chan<- prometheus.Metric) {
-	n := c.n
+	n := c.s
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	counter := func(d *prometheus.Desc, v uint64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
-	if n.q != nil {
+	if n.Queue != nil {
 		oldest := 0.0
-		if st := n.q.Stats(); !st.Oldest.IsZero() {
-			oldest = n.now().Sub(st.Oldest).Seconds()
+		if st := n.Queue.Stats(); !st.Oldest.IsZero() {
+			oldest = n.Now().Sub(st.Oldest).Seconds()
 		}
 		gauge(descOldest, oldest)
-		for _, q := range n.del.NextHops() {
+		for _, q := range n.NextHops.NextHops() {
 			gauge(descHopMsgs, float64(q.Messages), q.Hop)
 			gauge(descHopAge, q.Oldest.Seconds(), q.Hop)
 		}
 	}
-	m := n.mesh
+	m := n.Mesh
 	if m == nil {
 		return
 	}
 	snap := m.LSDB().Snapshot()
-	now := n.now()
+	now := n.Now()
 	size := 0
 	recs := snap.Records()
 	gauge(descRecords, float64(len(recs)))
@@ -128,8 +173,8 @@ func (c meshCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descLSDBBytes, float64(size))
 	v := m.View()
-	rg := n.cfg.Node.RoutingGroup
-	gauge(descMaster, b2f(v.Master == n.cfg.Node.Name), rg)
+	rg := n.RG
+	gauge(descMaster, b2f(v.Master == n.Node), rg)
 	gauge(descMasterOK, b2f(v.Master != ""), rg)
 	gauge(descMembers, float64(len(v.Members)), rg)
 	gauge(descUnverified, float64(len(v.Unverified)), rg)
@@ -159,21 +204,18 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// watchLinkState feeds the event metrics: digest changes, convergence of
+// WatchLinkState feeds the event metrics: digest changes, convergence of
 // every installed record, connector transitions and routing tables. It
 // runs until ctx is done.
-func (n *Node) watchLinkState(ctx context.Context) error {
-	if n.mesh == nil {
-		return nil
-	}
-	mm := n.metrics.mesh
-	db := n.mesh.LSDB()
+func (m *Node) WatchLinkState(ctx context.Context, ls LinkState, clock func() time.Time) error {
+	mm := m.mesh
+	db := ls.LSDB()
 	sub := db.Subscribe()
 	defer sub.Close()
 	lastDigest := db.Snapshot().Digest()
 	up := map[linkstate.ConnectorKey]bool{}
 	var gen uint64
-	if t := n.mesh.Routes(); t != nil {
+	if t := ls.Routes(); t != nil {
 		gen = t.Generation()
 	}
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -186,7 +228,7 @@ func (n *Node) watchLinkState(ctx context.Context) error {
 		case <-sub.C():
 			changed := sub.Changes()
 			snap := db.Snapshot()
-			now := n.now()
+			now := clock()
 			if d := snap.Digest(); d != lastDigest {
 				lastDigest = d
 				mm.digestChanges.Inc()
@@ -207,7 +249,7 @@ func (n *Node) watchLinkState(ctx context.Context) error {
 				}
 			}
 		}
-		if t := n.mesh.Routes(); t != nil && t.Generation() != gen {
+		if t := ls.Routes(); t != nil && t.Generation() != gen {
 			mm.tables.Add(float64(max(int64(t.Generation())-int64(gen), 1)))
 			mm.spf.Observe(t.ComputeDuration().Seconds())
 			gen = t.Generation()

@@ -1,4 +1,4 @@
-package node
+package identity
 
 import (
 	"bytes"
@@ -9,19 +9,19 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/node/config"
 )
 
 func TestSelfSignedCertGeneratedOnceAndKept(t *testing.T) {
-	cfg := testConfig(t)
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	dir, host := t.TempDir(), "mx.test"
+	c := config.TLS{SelfSigned: true}
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	first, err := loadTLS(cfg, now)
+	first, err := LoadTLS(c, dir, host, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := loadTLS(cfg, now.Add(time.Hour))
+	second, err := LoadTLS(c, dir, host, now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,13 +37,13 @@ func TestSelfSignedCertGeneratedOnceAndKept(t *testing.T) {
 	if !ok || pub.Curve != elliptic.P256() {
 		t.Errorf("key is %T, want ECDSA P-256", leaf.PublicKey)
 	}
-	if err := leaf.VerifyHostname(cfg.Node.Hostname); err != nil {
+	if err := leaf.VerifyHostname(host); err != nil {
 		t.Error(err)
 	}
 	if err := leaf.VerifyHostname("127.0.0.1"); err != nil {
 		t.Error(err)
 	}
-	st, err := os.Stat(filepath.Join(cfg.Node.DataDir, "tls", selfSignedKey))
+	st, err := os.Stat(filepath.Join(dir, "tls", selfSignedKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +51,8 @@ func TestSelfSignedCertGeneratedOnceAndKept(t *testing.T) {
 		t.Errorf("key file mode %v, want 0600", st.Mode().Perm())
 	}
 
-	cfg.TLS.SelfSigned = false
-	if off, err := loadTLS(cfg, now); err != nil || off != nil {
+	c.SelfSigned = false
+	if off, err := LoadTLS(c, dir, host, now); err != nil || off != nil {
 		t.Errorf("self_signed false and no cert: got %v, %v; want no TLS", off, err)
 	}
 }

@@ -1,4 +1,4 @@
-package node
+package identity
 
 import (
 	"crypto/ecdsa"
@@ -10,12 +10,15 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/meshd/meshd/internal/atomicfile"
 	"io/fs"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/meshd/meshd/node/config"
 )
 
 // Names of the generated certificate files inside <data_dir>/tls.
@@ -24,20 +27,21 @@ const (
 	selfSignedKey  = "selfsigned-key.pem"
 )
 
-// loadTLS returns the server TLS config: the configured certificate, or a
-// self-signed one generated once and kept in data_dir so that clients that
-// pin it keep working across restarts. It returns nil when TLS is off.
-func loadTLS(cfg Config, now time.Time) (*tls.Config, error) {
+// LoadTLS returns the server TLS config of the public listeners (tls.*):
+// the configured certificate, or a self-signed one for hostname generated
+// once and kept in dataDir/tls so that clients that pin it keep working
+// across restarts. It returns nil when TLS is off.
+func LoadTLS(c config.TLS, dataDir, hostname string, now time.Time) (*tls.Config, error) {
 	var cert tls.Certificate
 	var err error
 	switch {
-	case cfg.TLS.CertFile != "":
-		cert, err = tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	case c.CertFile != "":
+		cert, err = tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("node: load tls certificate %s: %w", cfg.TLS.CertFile, err)
+			return nil, fmt.Errorf("node: load tls certificate %s: %w", c.CertFile, err)
 		}
-	case cfg.TLS.SelfSigned:
-		cert, err = selfSigned(filepath.Join(cfg.Node.DataDir, "tls"), cfg.Node.Hostname, now)
+	case c.SelfSigned:
+		cert, err = selfSigned(filepath.Join(dataDir, "tls"), hostname, now)
 		if err != nil {
 			return nil, err
 		}
@@ -115,27 +119,7 @@ func generateCert(hostname string, now time.Time) (certPEM, keyPEM []byte, err e
 
 // writeFileAtomic writes data to path through a synced temporary file and a rename.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("node: write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("node: write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return fmt.Errorf("node: write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("node: write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("node: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.Write(path, data, perm); err != nil {
 		return fmt.Errorf("node: write %s: %w", path, err)
 	}
 	return nil

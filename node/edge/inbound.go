@@ -1,16 +1,21 @@
-package node
+package edge
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshd/meshd/edge/authres"
 	"github.com/meshd/meshd/edge/milter"
 	"github.com/meshd/meshd/header"
+	"github.com/meshd/meshd/node/accept"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/node/tracking"
 	"github.com/meshd/meshd/queue"
@@ -27,24 +32,62 @@ import (
 // recipient a milter takes out after DATA, when the client already had
 // its 250 for it, gets its sender a DSN (filterDSN).
 
-// newFilters builds the chain of filters.milters (empty when none is
-// configured: a reload may fill it) and registers its metrics.
-func (n *Node) newFilters() *milter.Chain {
-	m := milter.NewMetrics()
-	n.metrics.reg.MustRegister(m.Collectors()...)
-	return milter.New(n.cfg.Filters.Milters, n.cfg.Node.Hostname, m)
+// Tracker records the filters' verdicts (tracking.Log).
+type Tracker interface {
+	Record(ev tracking.Event)
 }
 
-// filterPolicy is the smtp.Policy of the listeners where mail enters the
-// organisation: the relay policy, then the milters of the rcpt phase.
-type filterPolicy struct{ n *Node }
+// DSNs queues the DSN for recipients a filter removed (delivery.Deliverer).
+type DSNs interface {
+	FilterDSN(m queue.Envelope, body []byte, removed []delivery.Refusal) bool
+}
+
+// Inbound is the node's edge for mail entering the organisation: the
+// milter chain (filters.milters, empty when none is configured: a reload
+// may fill it) and the Authentication-Results checker (authres.*). It is
+// the sinks' accept.Edge.
+type Inbound struct {
+	filters        *milter.Chain
+	authres        *authres.Checker // nil when off
+	commandTimeout time.Duration    // bounds a milter's answer at RCPT
+	now            func() time.Time
+	log            *slog.Logger
+	trk            Tracker
+	dsns           DSNs // nil until SetDSNs
+}
+
+// NewInbound builds the edge of cfg and registers the milters' metrics on reg.
+func NewInbound(cfg config.Config, trk Tracker, reg prometheus.Registerer, now func() time.Time, log *slog.Logger) *Inbound {
+	m := milter.NewMetrics()
+	reg.MustRegister(m.Collectors()...)
+	return &Inbound{filters: milter.New(cfg.Filters.Milters, cfg.Node.Hostname, m), authres: newAuthRes(cfg),
+		commandTimeout: cfg.Limits.CommandTimeout, now: now, log: log, trk: trk}
+}
+
+// SetDSNs gives the edge the deliverer, once it is built (before the
+// listeners start).
+func (n *Inbound) SetDSNs(d DSNs) { n.dsns = d }
+
+// SetMilters replaces the milter chain's configuration (a reload): the
+// transactions that start after it go through the new chain.
+func (n *Inbound) SetMilters(ms []milter.Config) { n.filters.Set(ms) }
+
+// Policy is the smtp.Policy of the listeners where mail enters the
+// organisation: relay, then the milters of the rcpt phase.
+func (n *Inbound) Policy(relay smtp.Policy) smtp.Policy { return filterPolicy{n, relay} }
+
+// filterPolicy is the smtp.Policy of Inbound.Policy.
+type filterPolicy struct {
+	n     *Inbound
+	relay smtp.Policy
+}
 
 func (p filterPolicy) CheckRcpt(s *smtp.Session, rcpt string) error {
 	n := p.n
-	if err := n.policy.CheckRcpt(s, rcpt); err != nil || s.MeshPeer || n.filters.Len() == 0 {
+	if err := p.relay.CheckRcpt(s, rcpt); err != nil || s.MeshPeer || n.filters.Len() == 0 {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), n.live.Load().Limits.CommandTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), n.commandTimeout)
 	defer cancel()
 	msg := milter.Message{ClientAddr: s.RemoteAddr, Helo: s.Helo, TLS: s.TLS, AuthUser: s.AuthUser, QueueID: s.ID, From: s.From}
 	name, r := n.filters.CheckRcpt(ctx, msg, rcpt)
@@ -58,22 +101,40 @@ func (p filterPolicy) CheckRcpt(s *smtp.Session, rcpt string) error {
 // newAuthRes builds the Authentication-Results checker (authres.enabled),
 // asking outbound.dns_server (or the system's resolvers) for keys and
 // policies.
-func (n *Node) newAuthRes() *authres.Checker {
-	if !n.cfg.AuthRes.Enabled {
+func newAuthRes(cfg config.Config) *authres.Checker {
+	if !cfg.AuthRes.Enabled {
 		return nil
 	}
-	id := n.cfg.AuthRes.AuthServID
+	id := cfg.AuthRes.AuthServID
 	if id == "" {
-		id = n.cfg.Node.Hostname
+		id = cfg.Node.Hostname
 	}
-	return &authres.Checker{AuthServID: id, Lookup: authres.NewLookup(n.cfg.Outbound.DNSServer, 5*time.Second),
-		Resolver: authres.NewResolver(n.cfg.Outbound.DNSServer, 5*time.Second)}
+	return &authres.Checker{AuthServID: id, Lookup: authres.NewLookup(cfg.Outbound.DNSServer, 5*time.Second),
+		Resolver: authres.NewResolver(cfg.Outbound.DNSServer, 5*time.Second)}
+}
+
+// Screen authenticates and filters a message from outside (accept.Edge).
+func (n *Inbound) Screen(ctx context.Context, sess *smtp.Session, id string, env smtp.Envelope, body []byte) (accept.Screened, error) {
+	if n.authres != nil {
+		body = n.authenticate(ctx, sess, body) // RFC 8601, for the filters below
+	}
+	if n.filters.Len() == 0 {
+		return accept.Screened{Env: env, Body: body, Edited: n.authres != nil}, nil
+	}
+	f, err := n.filter(ctx, sess, id, env, body)
+	f.Edited = true
+	return f, err
+}
+
+// Queued queues the DSN for the recipients Screen removed (accept.Edge).
+func (n *Inbound) Queued(m queue.Envelope, body []byte, removed []delivery.Refusal) {
+	n.filterDSN(m, body, removed)
 }
 
 // authenticate removes the Authentication-Results fields that claim to
 // be ours and, for mail from outside (not submitted by a user of ours),
 // puts our own at the top.
-func (n *Node) authenticate(ctx context.Context, sess *smtp.Session, body []byte) []byte {
+func (n *Inbound) authenticate(ctx context.Context, sess *smtp.Session, body []byte) []byte {
 	body = authres.Strip(body, n.authres.AuthServID)
 	if sess.AuthUser != "" {
 		return body
@@ -87,20 +148,9 @@ func (n *Node) authenticate(ctx context.Context, sess *smtp.Session, body []byte
 	return append([]byte(n.authres.Field(ctx, body, cl)), body...)
 }
 
-// filtered is what the chain left of a message.
-type filtered struct {
-	env        smtp.Envelope
-	body       []byte
-	quarantine string // non-empty: queue it held, for this reason
-	discard    bool   // answer 250 and queue nothing
-	// removed are the client's recipients the milters took out: the
-	// sender gets a DSN for them (filterDSN) once the message is queued.
-	removed []delivery.Refusal
-}
-
 // filter asks the chain about a message; an error is the reply to send
 // instead of queueing it.
-func (n *Node) filter(ctx context.Context, sess *smtp.Session, id string, env smtp.Envelope, body []byte) (filtered, error) {
+func (n *Inbound) filter(ctx context.Context, sess *smtp.Session, id string, env smtp.Envelope, body []byte) (accept.Screened, error) {
 	msg := milter.Message{
 		ClientAddr: sess.RemoteAddr, Helo: sess.Helo, TLS: sess.TLS, AuthUser: sess.AuthUser,
 		QueueID: id, From: env.From, Data: body,
@@ -110,37 +160,37 @@ func (n *Node) filter(ctx context.Context, sess *smtp.Session, id string, env sm
 	}
 	v := n.filters.Check(ctx, msg)
 	n.trackFilter(id, env, body, v)
-	out := filtered{env: env, body: v.Data}
+	out := accept.Screened{Env: env, Body: v.Data}
 	switch v.Action {
 	case milter.Reject, milter.TempFail:
 		n.log.Info("message refused by content filter", "qid", id, "milter", v.Milter, "reply", v.Reply.String())
 		return out, reply.New(v.Reply.Code, reply.Enhanced(v.Reply.Enhanced), v.Reply.Text)
 	case milter.Discard:
 		n.log.Info("message discarded by content filter", "qid", id, "milter", v.Milter)
-		out.discard = true
+		out.Discard = true
 		return out, nil
 	case milter.Quarantine:
 		n.log.Info("message quarantined by content filter", "qid", id, "milter", v.Milter, "reason", v.Reason)
-		out.quarantine = v.Reason
-		if out.quarantine == "" {
-			out.quarantine = "quarantined by " + v.Milter
+		out.Quarantine = v.Reason
+		if out.Quarantine == "" {
+			out.Quarantine = "quarantined by " + v.Milter
 		}
 	}
-	out.removed = n.removedRcpts(id, env, v)
+	out.Removed = n.removedRcpts(id, env, v)
 	if len(v.Rcpts) == 0 {
 		// Every recipient removed (SMFIR_DELRCPT, or refused at the
 		// replayed RCPT): nothing to deliver, but the sender is told.
 		n.log.Info("message not queued: content filters removed every recipient", "qid", id)
-		out.discard = true
+		out.Discard = true
 		qenv := queue.Envelope{ID: id, From: env.From, Ret: env.Ret, EnvID: env.EnvID, ReceivedAt: n.now(),
 			Source: "smtp", MessageID: strings.Trim(header.Value(body, "Message-ID"), "<> ")}
-		if !n.filterDSN(qenv, body, out.removed) {
-			return out, errQueueFull
+		if !n.filterDSN(qenv, body, out.Removed) {
+			return out, accept.ErrQueueFull
 		}
 		return out, nil
 	}
-	out.env.From = v.From
-	out.env.Rcpts = nil
+	out.Env.From = v.From
+	out.Env.Rcpts = nil
 	for _, a := range v.Rcpts {
 		r := smtp.Rcpt{Addr: a}
 		for _, old := range env.Rcpts {
@@ -149,7 +199,7 @@ func (n *Node) filter(ctx context.Context, sess *smtp.Session, id string, env sm
 				break
 			}
 		}
-		out.env.Rcpts = append(out.env.Rcpts, r)
+		out.Env.Rcpts = append(out.Env.Rcpts, r)
 	}
 	return out, nil
 }
@@ -157,7 +207,7 @@ func (n *Node) filter(ctx context.Context, sess *smtp.Session, id string, env sm
 // removedRcpts lists the client's recipients (those of env) that the
 // milters took out and did not put back, each with what refused it, and
 // records them in the tracking log as bounced by the filter.
-func (n *Node) removedRcpts(id string, env smtp.Envelope, v *milter.Verdict) []delivery.Refusal {
+func (n *Inbound) removedRcpts(id string, env smtp.Envelope, v *milter.Verdict) []delivery.Refusal {
 	var out []delivery.Refusal
 	for _, rm := range v.Removed {
 		i := slices.IndexFunc(env.Rcpts, func(r smtp.Rcpt) bool { return strings.EqualFold(r.Addr, rm.Addr) })
@@ -180,11 +230,11 @@ func (n *Node) removedRcpts(id string, env smtp.Envelope, v *milter.Verdict) []d
 // filterDSN queues the DSN for the recipients the filters removed from
 // the message queued (or not, when none was left) as m. A DSN that cannot
 // be queued is logged: it reports false.
-func (n *Node) filterDSN(m queue.Envelope, body []byte, removed []delivery.Refusal) bool {
-	if len(removed) == 0 || n.del == nil {
+func (n *Inbound) filterDSN(m queue.Envelope, body []byte, removed []delivery.Refusal) bool {
+	if len(removed) == 0 || n.dsns == nil {
 		return true
 	}
-	if !n.del.FilterDSN(m, body, removed) {
+	if !n.dsns.FilterDSN(m, body, removed) {
 		n.log.Error("dsn for recipients removed by content filter not queued", "qid", m.ID, "rcpts", len(removed))
 		return false
 	}
@@ -192,7 +242,7 @@ func (n *Node) filterDSN(m queue.Envelope, body []byte, removed []delivery.Refus
 }
 
 // trackFilter records the verdict and what each milter said.
-func (n *Node) trackFilter(id string, env smtp.Envelope, body []byte, v *milter.Verdict) {
+func (n *Inbound) trackFilter(id string, env smtp.Envelope, body []byte, v *milter.Verdict) {
 	ev := tracking.Event{Event: tracking.Filtered, ID: id, MessageID: strings.Trim(header.Value(body, "Message-ID"), "<> "),
 		From: v.From, Rcpts: v.Rcpts, Kind: v.Action.String(), Dest: v.Milter}
 	switch v.Action {

@@ -1,10 +1,17 @@
-package node
+package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshd/meshd/smtp"
 )
+
+// RegisterConns exports the connection caps of the SMTP listeners
+// servers returns (by listener name; nil entries skipped), read at scrape
+// time.
+func (m *Node) RegisterConns(servers func() map[string]*smtp.Server) {
+	m.reg.MustRegister(connCollector{servers: servers})
+}
 
 // connCollector exports the connection caps of every SMTP listener
 // (smtp.ConnStats, limits.max_connections*), read at scrape time.

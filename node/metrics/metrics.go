@@ -1,4 +1,4 @@
-package node
+package metrics
 
 import (
 	"strconv"
@@ -7,13 +7,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/meshd/meshd/linkstate/channel"
+	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/version"
 )
 
-// metrics are the node's Prometheus metrics, on a registry of its own so
+// Node is the Prometheus metrics of one node, on a registry of its own so
 // that several nodes can run in one process (tests, meshd demo).
-type metrics struct {
+type Node struct {
 	reg          *prometheus.Registry
 	accepted     *prometheus.CounterVec // by source
 	rejectedFull prometheus.Counter
@@ -29,12 +30,13 @@ type metrics struct {
 	adminRefused *prometheus.CounterVec // admin API requests refused, by reason
 	bareLineEnds *prometheus.CounterVec // messages with bare CR/LF, by listener and action
 	dataTooSlow  *prometheus.CounterVec // transfers cut by limits.data_total_timeout, by listener
-	mesh         *meshMetrics           // metrics_mesh.go
+	mesh         *meshMetrics           // mesh.go
 	shadow       *shadowMetrics         // shadow.go
 }
 
-func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
-	m := &metrics{
+// New builds the metrics; queueStats reads the queue's size at scrape time.
+func New(queueStats func() (messages int, bytes int64)) *Node {
+	m := &Node{
 		reg: prometheus.NewRegistry(),
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshd_smtp_accepted_messages_total", Help: "Messages accepted (250) and queued, by source.",
@@ -99,24 +101,43 @@ func newMetrics(queueStats func() (messages int, bytes int64)) *metrics {
 	return m
 }
 
-// countBare returns the smtp.ServerConfig.OnBareLineEnd of one listener.
-func (m *metrics) countBare(listener string) func(smtp.BarePolicy) {
+// Registry is the node's registry (GET /metrics); the node's other parts
+// register their own collectors there.
+func (m *Node) Registry() *prometheus.Registry { return m.reg }
+
+// Accepted counts a message queued from source (smtp, submission, mesh).
+func (m *Node) Accepted(source string) { m.accepted.WithLabelValues(source).Inc() }
+
+// QueueFull counts a message refused because the queue was over its bound.
+func (m *Node) QueueFull() { m.rejectedFull.Inc() }
+
+// Collision counts a copy ID taken by other content.
+func (m *Node) Collision() { m.collisions.Inc() }
+
+// AdminRefused counts an admin API request refused (adminapi.GuardConfig.OnRefused).
+func (m *Node) AdminRefused(reason string) { m.adminRefused.WithLabelValues(reason).Inc() }
+
+// ConnectorAdmin counts an operator connector override (admin.Deps.OnConnectorAdmin).
+func (m *Node) ConnectorAdmin(action string) { m.mesh.adminOverrides.WithLabelValues(action).Inc() }
+
+// CountBare returns the smtp.ServerConfig.OnBareLineEnd of one listener.
+func (m *Node) CountBare(listener string) func(smtp.BarePolicy) {
 	return func(p smtp.BarePolicy) { m.bareLineEnds.WithLabelValues(listener, string(p)).Inc() }
 }
 
-// countSlow returns the smtp.ServerConfig.OnDataTooSlow of one listener.
-func (m *metrics) countSlow(listener string) func() {
+// CountSlow returns the smtp.ServerConfig.OnDataTooSlow of one listener.
+func (m *Node) CountSlow(listener string) func() {
 	return func() { m.dataTooSlow.WithLabelValues(listener).Inc() }
 }
 
-// countReply returns the smtp.ServerConfig.OnReply of one listener: it
+// CountReply returns the smtp.ServerConfig.OnReply of one listener: it
 // counts meshd_smtp_replies_total{listener, code}.
-func (m *metrics) countReply(listener string) func(code int) {
+func (m *Node) CountReply(listener string) func(code int) {
 	return func(code int) { m.replies.WithLabelValues(listener, strconv.Itoa(code)).Inc() }
 }
 
-// registerChannel exports the port-691 listener's refusal counters.
-func (m *metrics) registerChannel(stats func() channel.Stats) {
+// RegisterChannel exports the port-691 listener's refusal counters.
+func (m *Node) RegisterChannel(stats func() channel.Stats) {
 	m.reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "meshd_linkstate_conns_accepted_total",
@@ -136,3 +157,32 @@ func (m *metrics) registerChannel(stats func() channel.Stats) {
 		}, func() float64 { return float64(stats().SessionsReplaced) }),
 	)
 }
+
+// The node's metrics count delivery's outcomes (delivery.Metrics).
+
+// Outcome counts one recipient delivered, deferred or bounced.
+func (m *Node) Outcome(kind string, o queue.Outcome) {
+	switch o {
+	case queue.Delivered:
+		m.delivered.WithLabelValues(kind).Inc()
+	case queue.TempFail:
+		m.deferred.WithLabelValues(kind).Inc()
+	case queue.PermFail:
+		m.bounced.WithLabelValues(kind).Inc()
+	}
+}
+
+// Expired counts recipients given up after queue.lifetime.
+func (m *Node) Expired(rcpts int) { m.expired.Add(float64(rcpts)) }
+
+// DSNQueued counts a DSN queued, by kind.
+func (m *Node) DSNQueued(kind string) { m.dsnSent.WithLabelValues(kind).Inc() }
+
+// DeadSkip counts an attempt deferred without dialling.
+func (m *Node) DeadSkip() { m.deadSkips.Inc() }
+
+// InDoubt counts a hop in doubt, by result.
+func (m *Node) InDoubt(result string) { m.mesh.inDoubt.WithLabelValues(result).Inc() }
+
+// ReplyLost counts a transaction outside the mesh whose reply never came.
+func (m *Node) ReplyLost(kind string) { m.replyLost.WithLabelValues(kind).Inc() }
