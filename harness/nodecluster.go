@@ -268,7 +268,7 @@ func addrInUse(err error) bool {
 }
 
 // bootOnce builds, fills and starts one incarnation of sn.
-func (c *nodeCluster) bootOnce(cfg node.Config, sn *simNode) (*node.Node, error) {
+func (c *nodeCluster) bootOnce(cfg config.Config, sn *simNode) (*node.Node, error) {
 	n, err := node.New(cfg, c.nodeOptions(sn))
 	if err != nil {
 		return nil, fmt.Errorf("harness: start %s: %w", sn.name, err)
@@ -679,9 +679,9 @@ func (c *nodeCluster) SetDrain(name string, on bool) error {
 		return fmt.Errorf("harness: drain %s: not running", name)
 	}
 	if on {
-		return n.Drain()
+		return n.Drainer().Drain()
 	}
-	return n.Undrain()
+	return n.Drainer().Undrain()
 }
 
 func (c *nodeCluster) Drained(name string) (bool, string) {
@@ -695,7 +695,7 @@ func (c *nodeCluster) Drained(name string) (bool, string) {
 	if n == nil {
 		return false, name + " is not running"
 	}
-	st := n.DrainStatus()
+	st := n.Drainer().DrainStatus()
 	return st.Done, fmt.Sprintf("%s: draining %v, %d queued, %d held, %d transactions in progress",
 		name, st.Draining, st.Queued, st.Held, st.Transactions)
 }

@@ -43,7 +43,7 @@ func (n *Node) adminHandler() http.Handler {
 	if n.mesh != nil {
 		d.Mesh = n.mesh
 		orgAPI.Mesh = n.mesh
-		d.Drain = n // drain.go
+		d.Drain = n.drain
 	}
 	return admin.Handler(d)
 }

@@ -13,6 +13,34 @@ import (
 	"github.com/meshd/meshd/node/adminapi"
 )
 
+// adminCall makes one admin API request with the node's token (token
+// false: without it) and decodes the answer, which must be JSON, into v.
+func adminCall(t *testing.T, n *Node, method, path string, token bool, wantCode int, v any) string {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+n.AdminAddr().String()+path, nil)
+	if token {
+		req.Header.Set("Authorization", "Bearer "+adminToken(t, n))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != wantCode {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, wantCode, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); v != nil && !strings.HasPrefix(ct, "application/json") {
+		t.Fatalf("%s %s: content type %q", method, path, ct)
+	}
+	if v != nil {
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, body)
+		}
+	}
+	return string(body)
+}
+
 func TestAdminAPI(t *testing.T) {
 	cfg := testConfig(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0") // smarthost that never answers: mail stays queued
@@ -30,27 +58,7 @@ func TestAdminAPI(t *testing.T) {
 
 	do := func(method, path string, wantCode int, v any) {
 		t.Helper()
-		req, _ := http.NewRequest(method, base+path, nil)
-		if method != "GET" {
-			req.Header.Set("Authorization", "Bearer "+adminToken(t, n))
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != wantCode {
-			t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, wantCode, body)
-		}
-		if ct := resp.Header.Get("Content-Type"); v != nil && !strings.HasPrefix(ct, "application/json") {
-			t.Fatalf("%s %s: content type %q", method, path, ct)
-		}
-		if v != nil {
-			if err := json.Unmarshal(body, v); err != nil {
-				t.Fatalf("%s %s: %v: %s", method, path, err, body)
-			}
-		}
+		adminCall(t, n, method, path, method != "GET", wantCode, v)
 	}
 
 	var st StatusInfo

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/node/config"
+
 	"github.com/meshd/meshd/pki"
 )
 
@@ -17,7 +19,7 @@ import (
 func TestMemberWithExpiredCertificateStopsCounting(t *testing.T) {
 	const validity = 10 * time.Second
 	var expires time.Time
-	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1", "a2"}}, nil, func(c *Config) {
+	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1", "a2"}}, nil, func(c *config.Config) {
 		if c.Node.Name != "a2" {
 			return
 		}

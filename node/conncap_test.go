@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/node/config"
+
 	"github.com/meshd/meshd/harness/extern"
 )
 
@@ -74,7 +76,7 @@ func TestPerIPCapCannotCutMeshLinks(t *testing.T) {
 	py := extern.Require(t, extern.FindPython3)
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1"}, "rgb": {"b1", "b2"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}},
-		func(c *Config) { c.Limits.MaxConnsPerIP, c.Limits.PeerAuthTimeout = 4, time.Second })
+		func(c *config.Config) { c.Limits.MaxConnsPerIP, c.Limits.PeerAuthTimeout = 4, time.Second })
 	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
 	poll(t, 20*time.Second, "route a1 to rgb", tm.pathIs("a1", "rgb.test", "rga>rgb"))
 	if err := tm.sendTo("a1", "bob@rgb.test", "<cap-before@test>"); err != nil {

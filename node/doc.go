@@ -53,8 +53,8 @@
 // What stays here is wiring and lifecycle: New and Start/Close (node.go),
 // the mesh side's listeners (mesh.go), the submission listeners
 // (submission.go), the admin API's assembly (admin.go), Reload
-// (reload.go), a new organisation document applied live (org.go), drain
-// (drain.go) and the holds requests of hops in doubt (hopdoubt.go).
+// (reload.go) and a new organisation document applied live (org.go). The
+// submission authenticator is node/passwd's, the drain node/drain's.
 //
 // # Lifecycle
 //

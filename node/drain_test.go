@@ -1,10 +1,8 @@
 package node
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,33 +13,9 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/queue"
 )
-
-// adminCall makes one admin API request with the node's token (token
-// false: without it) and decodes the answer into v.
-func adminCall(t *testing.T, n *Node, method, path string, token bool, wantCode int, v any) string {
-	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+n.AdminAddr().String()+path, nil)
-	if token {
-		req.Header.Set("Authorization", "Bearer "+adminToken(t, n))
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != wantCode {
-		t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, wantCode, body)
-	}
-	if v != nil {
-		if err := json.Unmarshal(body, v); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, body)
-		}
-	}
-	return string(body)
-}
 
 // TestDrainStandaloneRefused: a standalone node has nobody to hand its
 // mail to; the drain endpoints say so (409) and change nothing, and they
@@ -62,7 +36,7 @@ func TestDrainStandaloneRefused(t *testing.T) {
 func TestDrainHandsQueueToMember(t *testing.T) {
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}},
-		func(c *Config) {
+		func(c *config.Config) {
 			c.Mesh.ShadowCheck = 100 * time.Millisecond // Done waits two rounds with shadows on
 			if c.Node.Name == "a1" {
 				// A mailbox that cannot be written: local mail waits in a1's queue.
@@ -195,7 +169,7 @@ func TestDrainHandsQueueToMember(t *testing.T) {
 	// The drain is durable: a restarted a1 still refuses new sessions.
 	tm.crash("a1")
 	a1 = tm.start("a1")
-	if !a1.Draining() {
+	if !a1.Drainer().Draining() {
 		t.Fatal("a1 forgot its drain across a restart")
 	}
 	if err := tm.sendTo("a1", "bob@rgb.test", "<refused-2>"); !strings.HasPrefix(replyCode(err), "421 4.3.2") {

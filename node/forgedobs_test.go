@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshd/meshd/linkstate"
 	"github.com/meshd/meshd/linkstate/channel"
+	"github.com/meshd/meshd/node/config"
 )
 
 // TestForgedPeerObservationRefused plays the intruder of issue 18
@@ -110,7 +111,7 @@ func TestForgedObservationEndsWithSession(t *testing.T) {
 		map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1", "b2"}, "rgc": {"c1", "c2"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}, {"bc", "rgb", "rgc", 10}, {"cb", "rgc", "rgb", 10},
 			{"ac", "rga", "rgc", 50}, {"ca", "rgc", "rga", 50}},
-		func(c *Config) { c.Mesh.ObservationLease = time.Second })
+		func(c *config.Config) { c.Mesh.ObservationLease = time.Second })
 	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
 	if err := tm.sendTo("a1", "bob@rgb.test", "<lease-before@test>"); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/mesh"
 )
 
@@ -22,7 +23,7 @@ import (
 func exitMesh(t *testing.T, remote *remoteMTA) *testMesh {
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}, "rgc": {"c1"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}, {"bc", "rgb", "rgc", 10}, {"cb", "rgc", "rgb", 10}},
-		func(c *Config) {
+		func(c *config.Config) {
 			c.Relay.AllowNetworks = []string{"127.0.0.1"}
 			if c.Node.RoutingGroup == "rgc" {
 				c.Connectors = append(c.Connectors, mesh.Connector{Name: "out", Cost: 1, Smarthost: remote.addr.String(),
@@ -42,9 +43,11 @@ const hopMessage = "From: alice@rga.test\r\nTo: carol@rgc.test, x@far.test, boun
 // rgc, an address out of the mesh through rgc's smarthost and one the
 // smarthost refuses carries, where it ends, the header fields it carried
 // before the hop's header was kept apart from the stored body, in the same
-// order (testdata/hop-headers.golden, written by the code before): the
-// copy in c1's Maildir, the message at the smarthost, and the original the
-// failure DSN returns to a1's mailbox over two hops.
+// order (testdata/hop-headers.golden, written by the code before), but for
+// the X-Meshd-* fields, which never leave the organisation: the copy in
+// c1's Maildir (its X-Meshd-ID and the trace), the message at the
+// smarthost and the original the failure DSN returns to a1's mailbox over
+// two hops (neither with any X-Meshd-* field).
 func TestHopHeadersGolden(t *testing.T) {
 	remote := startRemote(t, func(rcpt string, _ int) error {
 		if strings.HasPrefix(rcpt, "bounce@") {

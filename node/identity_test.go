@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/pki"
 )
 
@@ -261,7 +262,7 @@ func TestTLSInterceptingProxyRefused(t *testing.T) {
 	}}
 	go proxy.serve()
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}},
-		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}}, func(c *Config) {
+		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}}, func(c *config.Config) {
 			for i := range c.Connectors {
 				if c.Connectors[i].Name == "ab" {
 					c.Connectors[i].Targets = []string{ln.Addr().String()}

@@ -16,6 +16,7 @@ import (
 	"github.com/meshd/meshd/node/accept"
 	"github.com/meshd/meshd/node/delivery"
 	"github.com/meshd/meshd/node/holds"
+	"github.com/meshd/meshd/node/identity"
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/node/org"
 	"github.com/meshd/meshd/node/tracking"
@@ -25,52 +26,49 @@ import (
 	"github.com/meshd/meshd/smtp/xlink"
 )
 
-// setupMesh binds the mesh-facing SMTP listener (go-smtp behind the dialogue
-// follower, which runs X-LINK2STATE) and the link-state listener, and builds the
-// mesh side. Nothing runs until startMesh.
+// setupMesh builds the mesh side in steps: its two listeners, the TLS of
+// each channel (identity.MeshTLS), the mesh itself (newMesh) and the
+// mesh-facing SMTP server (newMeshServer). Nothing runs until startMesh.
 func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) error {
-	cfg := n.cfg
-	kr, err := cfg.Keyring()
+	kr, err := n.cfg.Keyring()
 	if err != nil {
 		return err
 	}
-	lsLn, err := n.listen("tcp", cfg.Listen.Linkstate)
+	lsLn, err := n.listen("tcp", n.cfg.Listen.Linkstate)
 	if err != nil {
 		return fmt.Errorf("node: listen.linkstate: %w", err)
 	}
-	meshLn, err := n.listenSMTP("tcp", cfg.Listen.Mesh)
+	meshLn, err := n.listenSMTP("tcp", n.cfg.Listen.Mesh)
 	if err != nil {
 		lsLn.Close()
 		return fmt.Errorf("node: listen.mesh: %w", err)
 	}
+	t := n.id.MeshTLS(tlsCfg, n.cfg.Mesh.RequireTLS)
+	n.finder.TLS = t.Track
+	n.keyring = kr
+	if n.mesh, err = n.newMesh(kr, lsLn, meshLn, t, opts); err != nil {
+		lsLn.Close()
+		meshLn.Close()
+		return err
+	}
+	n.metrics.RegisterChannel(n.mesh.ChannelStats)
+	n.policy.SetMesh(n.mesh)
+	n.id.SetMesh(n.mesh, n.org)
+	if n.meshSrv, err = n.newMeshServer(meshLn, t.Listener, limits); err != nil {
+		meshLn.Close()
+		return err // New closes the mesh (closeMesh)
+	}
+	return nil
+}
+
+// newMesh builds the mesh side (node/mesh) on its listeners: gossip, the
+// port-691 channel, which also answers tracking and holds requests, and the
+// organisation document, whose changes the node applies (applyOrg).
+func (n *Node) newMesh(kr *linkstate.Keyring, lsLn, meshLn net.Listener, t identity.MeshTLS, opts Options) (*mesh.Mesh, error) {
+	cfg := n.cfg
 	var gossipKey []byte
 	if cfg.Mesh.GossipKey != "" {
 		gossipKey, _ = base64.StdEncoding.DecodeString(cfg.Mesh.GossipKey)
-	}
-	// With identities every channel is mutual TLS between verified nodes;
-	// under mesh.insecure_plaintext peers keep the old self-signed,
-	// unverified TLS (encrypted, believed by address).
-	var clientTLS, channelTLS, channelClientTLS, trackTLS, meshTLS *tls.Config
-	var identify func(*tls.ConnectionState) (string, string, bool)
-	allowTrack := n.policy.IsMeshPeer
-	switch {
-	case n.id.Enabled():
-		meshTLS = n.id.ServerTLS("listener")
-		clientTLS = n.id.ClientTLS("xlink", false)
-		channelTLS, channelClientTLS = n.id.ServerTLS("channel"), n.id.ClientTLS("channel", true)
-		trackTLS = n.id.ClientTLS("track", false)
-		identify = n.id.ChannelPeer
-		allowTrack = nil
-		if n.policy.HasMeshPeers() {
-			allowTrack = n.policy.InMeshPeers
-		}
-	case tlsCfg != nil:
-		meshTLS = tlsCfg
-		clientTLS = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // mesh.insecure_plaintext: peers believed by address
-		if cfg.Mesh.RequireTLS {
-			channelTLS, channelClientTLS = tlsCfg, clientTLS
-		}
-		trackTLS = channelClientTLS
 	}
 	mcfg := mesh.Config{
 		Node: cfg.Node.Name, RG: cfg.Node.RoutingGroup, Priority: cfg.Mesh.Priority,
@@ -81,54 +79,48 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		Declared: cfg.DeclaredDomains(), OwnedFile: filepath.Join(cfg.Node.DataDir, "mesh-owned.json"),
 		GossipPeersFile: filepath.Join(cfg.Node.DataDir, "gossip-peers"),
 		Timers:          cfg.Mesh.Timers, State: linkstate.StateConfig{Damping: cfg.Mesh.Damping}, Probe: cfg.Mesh.Probe,
-		ServerTLS: channelTLS, ChannelTLS: channelClientTLS, ClientTLS: clientTLS, Dial: opts.Dial, Now: n.now, Logger: n.log, HeloName: cfg.Node.Hostname,
+		ServerTLS: t.Channel, ChannelTLS: t.ChannelClient, ClientTLS: t.XLink, Dial: opts.Dial, Now: n.now, Logger: n.log, HeloName: cfg.Node.Hostname,
 		// Message tracking (track.go) shares the port-691 listener; its
 		// events name senders and recipients, so only mesh peers may ask.
-		Track: n.trk.Answer, AllowTrack: allowTrack, Identify: identify,
+		Track: n.trk.Answer, AllowTrack: t.AllowTrack, Identify: t.Identify,
 		// A sender whose hop to us is in doubt asks what our queue holds.
 		Holds: holds.Answer(n.q, func(m *queue.Message) bool {
 			return delivery.Suspect(m, n.now(), n.cfg.Mesh.ShadowTimeout) // docs/shadow.md
 		}, n.log),
 	}
-	n.finder.TLS = trackTLS
 	if n.id.Enabled() {
 		mcfg.MemberTLS = n.id.MemberTLS
 	}
+	var err error
 	if n.org, err = org.Open(&cfg, n.now, n.log, n.metrics.Registry()); err != nil {
-		lsLn.Close()
-		meshLn.Close()
-		return err
+		return nil, err
 	}
 	mcfg.Org = n.org
 	n.org.OnApply(n.applyOrg)
-	n.keyring = kr
 	if opts.GossipTransport != nil {
 		tr, err := opts.GossipTransport(cfg.Listen.Gossip)
 		if err != nil {
-			lsLn.Close()
-			meshLn.Close()
-			return fmt.Errorf("node: gossip transport: %w", err)
+			return nil, fmt.Errorf("node: gossip transport: %w", err)
 		}
 		mcfg.GossipTransport = tr
 	}
 	m, err := mesh.New(mcfg)
 	if err != nil {
-		lsLn.Close()
-		meshLn.Close()
-		return fmt.Errorf("node: %w", err)
+		return nil, fmt.Errorf("node: %w", err)
 	}
-	n.mesh = m
-	n.metrics.RegisterChannel(m.ChannelStats)
-	n.policy.SetMesh(m)
-	n.id.SetMesh(m, n.org)
-	n.meshSrv, err = smtp.NewServer(smtp.ServerConfig{
-		Hostname: cfg.Node.Hostname,
-		Listener: meshLn,
-		TLS:      meshTLS,
-		// One dialogue follower per connection runs STARTTLS, go-smtp's
-		// dialogue and X-LINK2STATE.
+	return m, nil
+}
+
+// newMeshServer is the mesh-facing SMTP listener: go-smtp behind the
+// dialogue follower, which runs STARTTLS, go-smtp's dialogue and
+// X-LINK2STATE, one follower per connection.
+func (n *Node) newMeshServer(ln net.Listener, tlsCfg *tls.Config, limits smtp.Limits) (*smtp.Server, error) {
+	srv, err := smtp.NewServer(smtp.ServerConfig{
+		Hostname: n.cfg.Node.Hostname,
+		Listener: ln,
+		TLS:      tlsCfg,
 		Extensions: []dialogue.Extension{xlink.NewExtension(xlink.Config{
-			Hostname: cfg.Node.Hostname, Store: m.Store(),
+			Hostname: n.cfg.Node.Hostname, Store: n.mesh.Store(),
 			Allow:  n.id.Peer,
 			Logger: n.log.With("listener", "mesh"),
 		})},
@@ -144,11 +136,9 @@ func (n *Node) setupMesh(tlsCfg *tls.Config, limits smtp.Limits, opts Options) e
 		OnDataTooSlow: n.metrics.CountSlow("mesh"),
 	})
 	if err != nil {
-		m.Close()
-		lsLn.Close()
-		return fmt.Errorf("node: listen.mesh: %w", err)
+		return nil, fmt.Errorf("node: listen.mesh: %w", err)
 	}
-	return nil
+	return srv, nil
 }
 
 // advertised turns a bound address into the one peers should dial: the

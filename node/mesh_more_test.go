@@ -42,7 +42,7 @@ func TestMeshDSNRoutedBackThroughTheMesh(t *testing.T) {
 	}
 }
 
-func mailboxMessages(cfg Config, domain, user string) []string {
+func mailboxMessages(cfg config.Config, domain, user string) []string {
 	var out []string
 	root := cfg.Delivery.Maildir
 	if root == "" {
@@ -99,13 +99,13 @@ func TestMeshListenerAdvertisesLinkStateToSwaks(t *testing.T) {
 func BenchmarkMeshThroughput(b *testing.B) {
 	b.Run("mtls", func(b *testing.B) { benchMeshThroughput(b, nil) })
 	b.Run("plaintext", func(b *testing.B) {
-		benchMeshThroughput(b, func(c *Config) {
+		benchMeshThroughput(b, func(c *config.Config) {
 			c.Mesh.InsecurePlaintext, c.Mesh.Identity, c.Mesh.GossipKey = true, config.Identity{}, ""
 		})
 	})
 }
 
-func benchMeshThroughput(b *testing.B, mod func(*Config)) {
+func benchMeshThroughput(b *testing.B, mod func(*config.Config)) {
 	tm := newTestMeshWith(b, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}, "rgc": {"c1"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"bc", "rgb", "rgc", 10}, {"ba", "rgb", "rga", 10}, {"cb", "rgc", "rgb", 10}}, mod)
 	poll(b, 20*time.Second, "LSDB convergence", tm.converged)

@@ -32,7 +32,7 @@ type testMesh struct {
 	nw    *netem.Network
 	rgs   map[string][]string // rg -> node names
 	links []meshLink
-	cfgs  map[string]Config
+	cfgs  map[string]config.Config
 	nodes map[string]*Node
 	meshL map[string]string       // node -> mesh listener address (fixed for restarts)
 	held  map[string]net.Listener // reservations of those addresses until first start
@@ -59,9 +59,9 @@ func newTestMesh(t testing.TB, rgs map[string][]string, links []meshLink) *testM
 
 // newTestMeshWith is newTestMesh with mod applied to every node's
 // configuration before the nodes start (mod may be nil).
-func newTestMeshWith(t testing.TB, rgs map[string][]string, links []meshLink, mod func(*Config)) *testMesh {
+func newTestMeshWith(t testing.TB, rgs map[string][]string, links []meshLink, mod func(*config.Config)) *testMesh {
 	tm := &testMesh{t: t, nw: netem.New(netem.Options{Seed: 1}), rgs: rgs, links: links,
-		cfgs: map[string]Config{}, nodes: map[string]*Node{}, meshL: map[string]string{}, seeds: map[string]string{},
+		cfgs: map[string]config.Config{}, nodes: map[string]*Node{}, meshL: map[string]string{}, seeds: map[string]string{},
 		held: map[string]net.Listener{}}
 	// Fix every mesh listener address first: connectors name them.
 	for _, names := range rgs {
@@ -129,7 +129,7 @@ func sortedRGs(rgs map[string][]string) []string {
 	return out
 }
 
-func (tm *testMesh) config(name, rg string) Config {
+func (tm *testMesh) config(name, rg string) config.Config {
 	cfg := config.Default()
 	cfg.Node.Name, cfg.Node.RoutingGroup, cfg.Node.DataDir = name, rg, tm.t.TempDir()
 	cfg.Listen = config.Listen{SMTP: "127.0.0.1:0", Admin: "127.0.0.1:0", Linkstate: "127.0.0.1:0", Gossip: "127.0.0.1:0", Mesh: tm.meshL[name]}

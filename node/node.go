@@ -21,6 +21,7 @@ import (
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/delivery"
+	"github.com/meshd/meshd/node/drain"
 	"github.com/meshd/meshd/node/edge"
 	"github.com/meshd/meshd/node/identity"
 	"github.com/meshd/meshd/node/mesh"
@@ -67,7 +68,7 @@ type Options struct {
 // Node is one meshd process: SMTP listeners, queue, delivery scheduler and
 // admin API. Create it with New, run it with Start, stop it with Close.
 type Node struct {
-	cfg     Config
+	cfg     config.Config
 	log     *slog.Logger
 	now     func() time.Time
 	q       *queue.Queue
@@ -99,10 +100,7 @@ type Node struct {
 	listenSMTP func(network, addr string) (net.Listener, error) // SMTP listeners (listenNoKeepAlive)
 	sinks      *accept.Deps                                     // what every listener's sink queues through
 
-	// Drain (drain.go): the state in force, as drain.json holds it.
-	drainMu    sync.Mutex
-	drain      drainState
-	drainEmpty time.Time // since when a draining node holds no mail (settled)
+	drain *drain.Drainer // meshctl node drain (docs/drain.md)
 
 	mu      sync.Mutex
 	started bool
@@ -117,7 +115,7 @@ type Node struct {
 	// and changes in the keys a reload applies; the certificate offered by
 	// every listener; the hooks of Options.
 	reloadMu sync.Mutex
-	live     atomic.Pointer[Config]
+	live     atomic.Pointer[config.Config]
 	tlsCert  atomic.Pointer[tls.Certificate]
 	logLevel *slog.LevelVar
 	reloadFn func() (ReloadReport, error)
@@ -127,7 +125,7 @@ type Node struct {
 // certificate and binds every listener (so the addresses are known at
 // once), but accepts and delivers nothing until Start. cfg must have passed
 // Validate (config.Load and config.Parse do that).
-func New(cfg Config, opts Options) (n *Node, err error) {
+func New(cfg config.Config, opts Options) (n *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -264,11 +262,11 @@ func New(cfg Config, opts Options) (n *Node, err error) {
 	if n.del, err = n.newDeliverer(opts); err != nil {
 		return nil, err
 	}
-	n.edge.SetDSNs(n.del)                 // a filter's removed recipients get their DSN
-	if err := n.loadDrain(); err != nil { // drain.go
+	n.edge.SetDSNs(n.del) // a filter's removed recipients get their DSN
+	if n.drain, err = n.loadDrain(); err != nil {
 		return nil, err
 	}
-	n.metrics.Registry().MustRegister(n.drainGauge())
+	n.metrics.Registry().MustRegister(n.drain.Gauge())
 	if n.admin != nil {
 		// Last: the API serves every part built above.
 		n.admin.Handler = adminapi.Guard(guard, n.adminHandler())
@@ -378,8 +376,8 @@ func (n *Node) closeParts() error {
 	return errors.Join(errs...)
 }
 
-// Config returns the node's validated configuration.
-func (n *Node) Config() Config { return n.cfg }
+// config.Config returns the node's validated configuration.
+func (n *Node) Config() config.Config { return n.cfg }
 
 // Queue returns the node's queue (for the harness and tests).
 func (n *Node) Queue() *queue.Queue { return n.q }
@@ -446,10 +444,38 @@ func (n *Node) drainSMTP() {
 	ctx, cancel := context.WithTimeout(context.Background(), n.live.Load().Limits.ShutdownGrace)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, s := range []*smtp.Server{n.smtpSrv, n.subSrv, n.subsSrv, n.meshSrv} {
-		if s != nil {
-			wg.Go(func() { _ = s.Shutdown(ctx) })
-		}
+	for _, s := range n.smtpServers() {
+		wg.Go(func() { _ = s.Shutdown(ctx) })
 	}
 	wg.Wait()
 }
+
+// smtpServers are the node's SMTP listeners: smtp, submission, submissions
+// and mesh, those configured.
+func (n *Node) smtpServers() []*smtp.Server {
+	var out []*smtp.Server
+	for _, s := range []*smtp.Server{n.smtpSrv, n.subSrv, n.subsSrv, n.meshSrv} {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// loadDrain builds the drainer over every SMTP listener, the mesh and the
+// queue, and puts a drain saved before a restart back in force.
+func (n *Node) loadDrain() (*drain.Drainer, error) {
+	d := drain.Deps{Node: n.cfg.Node.Name, RG: n.cfg.Node.RoutingGroup, DataDir: n.cfg.Node.DataDir,
+		Shadows: n.cfg.Queue.MaxShadowBytes > 0, ShadowCheck: n.cfg.Mesh.ShadowCheck,
+		Queue: n.q, Retry: n.del.RetryAll, Now: n.now, Log: n.log}
+	for _, s := range n.smtpServers() {
+		d.Servers = append(d.Servers, s)
+	}
+	if n.mesh != nil {
+		d.Mesh = n.mesh
+	}
+	return drain.Load(d)
+}
+
+// Drainer takes the node out of service and back (meshctl node drain).
+func (n *Node) Drainer() *drain.Drainer { return n.drain }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/linkstate"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/orgdoc"
 )
 
@@ -18,7 +19,7 @@ import (
 // names are forgotten at once: a record signed with the dropped key is
 // refused by the running node, and the dropped group is unknown to it.
 func TestOrgDocumentForgetsKeysLive(t *testing.T) {
-	short := func(c *Config) { c.Mesh.RoutingGroups, c.Connectors = nil, nil }
+	short := func(c *config.Config) { c.Mesh.RoutingGroups, c.Connectors = nil, nil }
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1"}}, nil, short)
 	a1 := tm.nodes["a1"]
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -72,7 +73,7 @@ func TestOrgDocumentForgetsKeysLive(t *testing.T) {
 // A domain a new document gives the node's group is accepted and
 // delivered at once; one it takes away is no longer local.
 func TestOrgDocumentDomainsLive(t *testing.T) {
-	short := func(c *Config) { c.Mesh.RoutingGroups, c.Connectors = nil, nil }
+	short := func(c *config.Config) { c.Mesh.RoutingGroups, c.Connectors = nil, nil }
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1"}}, nil, short)
 	a1 := tm.nodes["a1"]
 	doc := func(v uint64, domains ...string) []byte {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/orgdoc"
 	"github.com/meshd/meshd/pki"
 )
@@ -174,7 +175,7 @@ func TestOrgDocumentFloods(t *testing.T) {
 // adds connectors is applied live: every node routes by it, and mail sent
 // during the change is delivered exactly once.
 func TestOrgDocumentAppliedLive(t *testing.T) {
-	short := func(c *Config) { c.Mesh.RoutingGroups, c.Connectors = nil, nil }
+	short := func(c *config.Config) { c.Mesh.RoutingGroups, c.Connectors = nil, nil }
 	rgs := map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1"}, "rgc": {"c1"}}
 	tm := newTestMeshWith(t, rgs, nil, short)
 	line := []meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}, {"bc", "rgb", "rgc", 10}, {"cb", "rgc", "rgb", 10}}
@@ -237,7 +238,7 @@ func TestOrgDocumentAppliedLive(t *testing.T) {
 // A node restarted on its data directory starts with the document it
 // took: its short file is enough.
 func TestOrgDocumentKeptOverRestart(t *testing.T) {
-	short := func(c *Config) { c.Mesh.RoutingGroups, c.Connectors = nil, nil }
+	short := func(c *config.Config) { c.Mesh.RoutingGroups, c.Connectors = nil, nil }
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}}, nil, short)
 	links := []meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}}
 	if code, body := postOrg(tm.nodes["a1"], tm.signOrg(t, tm.orgFor(1, links))); code != http.StatusOK {

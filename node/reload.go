@@ -10,6 +10,7 @@ import (
 	"github.com/meshd/meshd/edge/dkim"
 	"github.com/meshd/meshd/node/admin"
 	"github.com/meshd/meshd/node/adminapi"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/org"
 	"github.com/meshd/meshd/smtp"
 )
@@ -32,11 +33,12 @@ var ErrNoReload = admin.ErrNoReload
 // the retry schedule and lifetimes of queue.*, the content filters of
 // filters.milters (for transactions that start after it) and the signing
 // keys of dkim.keys (read again even when the paths are the same, so a
-// key replaced in place signs the next message). Any other change is
+// key replaced in place signs the next message), and authres.* (the
+// Authentication-Results of the messages whose DATA ends after it). Any other change is
 // listed in NeedsRestart and not applied. An invalid cfg, or a certificate
 // that does not load, is refused as a whole: nothing changes. No session
 // is cut and the queue is not touched.
-func (n *Node) Reload(cfg Config) (ReloadReport, error) {
+func (n *Node) Reload(cfg config.Config) (ReloadReport, error) {
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
 	var rep ReloadReport
@@ -142,6 +144,8 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	}
 	applied("dkim.keys", old.DKIM.Keys, cfg.DKIM.Keys)
 	n.dkim.SetKeys(signer)
+	a = applied("authres.enabled", old.AuthRes.Enabled, cfg.AuthRes.Enabled)
+	a = applied("authres.authserv_id", old.AuthRes.AuthServID, cfg.AuthRes.AuthServID) || a
 
 	// What is in force now: the applied keys from cfg, the rest as before.
 	next := old
@@ -156,7 +160,12 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	next.Limits.MaxConnsPerIP, next.Limits.MaxConns = nl.MaxConnsPerIP, nl.MaxConns
 	next.Limits.MaxConnsPerPeer, next.Limits.PeerAuthTimeout = nl.MaxConnsPerPeer, nl.PeerAuthTimeout
 	next.Queue.Retry, next.Queue.DelayWarning, next.Queue.Lifetime = nq.Retry, nq.DelayWarning, nq.Lifetime
-	next.Filters, next.DKIM = cfg.Filters, cfg.DKIM
+	next.Filters, next.DKIM, next.AuthRes = cfg.Filters, cfg.DKIM, cfg.AuthRes
+	if a {
+		// With the resolver and host name in force (outbound.dns_server
+		// and node.hostname need a restart).
+		n.edge.SetAuthRes(next)
+	}
 
 	// Every other difference is wired into listeners, gossip, routing or
 	// policy at start: name its section unless a key of it is named already.

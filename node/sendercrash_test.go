@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/node/config"
 )
 
 // The sending side of a mesh hop killed mid-attempt (docs/indoubt.md,
@@ -25,7 +27,7 @@ import (
 func senderCrashMesh(t *testing.T) (*testMesh, *sync.Map) {
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}},
-		func(c *Config) {
+		func(c *config.Config) {
 			c.Mesh.InDoubtTimeout = time.Minute
 			if c.Node.Name == "a2" {
 				c.Mesh.Priority = 10
@@ -43,6 +45,33 @@ func bigBody(rcpt, msgID string) string {
 		rcpt, msgID, strings.Repeat(strings.Repeat("x", 76)+"\r\n", 3300))
 }
 
+// deliveredOnce waits until every accepted message is delivered in rg and
+// sender's queue is empty, then watches rg for a second: the members
+// deliver from their queues, so a late second copy has the time to show.
+func (tm *testMesh) deliveredOnce(t *testing.T, rg string, accepted []string, sender *Node) {
+	t.Helper()
+	name := sender.cfg.Node.Name
+	poll(t, 30*time.Second, "every message delivered and "+name+" empty", func() error {
+		got := tm.delivered(rg)
+		for _, id := range accepted {
+			if got[id] == 0 {
+				return fmt.Errorf("%s not delivered", id)
+			}
+		}
+		if n := sender.q.Stats().Messages; n != 0 {
+			return fmt.Errorf("%s still holds %d messages", name, n)
+		}
+		return nil
+	})
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		for id, c := range tm.delivered(rg) {
+			if c != 1 {
+				t.Fatalf("%s delivered %d times", id, c)
+			}
+		}
+	}
+}
+
 // restartSender waits for the crash of b1, restarts it, and checks that
 // every accepted message is delivered in rga exactly once and b1's queue
 // is empty.
@@ -57,27 +86,7 @@ func restartSender(t *testing.T, tm *testMesh, crashed <-chan struct{}, accepted
 		}
 		accepted = append(accepted, id)
 	}
-	poll(t, 30*time.Second, "every message delivered and b1 empty", func() error {
-		got := tm.delivered("rga")
-		for _, id := range accepted {
-			if got[id] == 0 {
-				return fmt.Errorf("%s not delivered", id)
-			}
-		}
-		if n := b1.q.Stats().Messages; n != 0 {
-			return fmt.Errorf("b1 still holds %d messages", n)
-		}
-		return nil
-	})
-	// a1 and a2 deliver from their queues: give a late second copy the
-	// time to show.
-	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		for id, c := range tm.delivered("rga") {
-			if c != 1 {
-				t.Fatalf("%s delivered %d times", id, c)
-			}
-		}
-	}
+	tm.deliveredOnce(t, "rga", accepted, b1)
 	return b1
 }
 

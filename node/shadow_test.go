@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/delivery"
 )
 
@@ -22,7 +23,7 @@ func shadowMesh(t *testing.T, shadows bool) *testMesh {
 			{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10},
 			{"bc", "rgb", "rgc", 10}, {"cb", "rgc", "rgb", 10},
 			{"ac", "rga", "rgc", 50}, {"ca", "rgc", "rga", 50},
-		}, func(c *Config) {
+		}, func(c *config.Config) {
 			c.Mesh.ShadowCheck = 200 * time.Millisecond
 			c.Mesh.ShadowTimeout = 5 * time.Second
 			if !shadows {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 
 	"github.com/meshd/meshd/node/accept"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/edge"
+	"github.com/meshd/meshd/node/passwd"
 	"github.com/meshd/meshd/smtp"
 )
 
@@ -33,7 +35,7 @@ func (n *Node) newSubmission(addr, key string, implicit bool, tlsCfg *tls.Config
 		Limits:        limits,
 		Policy:        n.edge.Policy(n.policy),
 		Sink:          accept.New(n.sinks, "submission"),
-		Auth:          newUserDB(n.cfg.Auth.Users),
+		Auth:          users(n.cfg.Auth.Users),
 		Logger:        n.log.With("listener", key),
 		Now:           n.now,
 		OnReply:       n.metrics.CountReply(key),
@@ -45,4 +47,13 @@ func (n *Node) newSubmission(addr, key string, implicit bool, tlsCfg *tls.Config
 		return nil, fmt.Errorf("node: listen.%s: %w", key, err)
 	}
 	return srv, nil
+}
+
+// users is the submission authenticator over auth.users.
+func users(us []config.User) *passwd.Users {
+	hashes := make(map[string]string, len(us))
+	for _, u := range us {
+		hashes[u.Name] = u.Hash
+	}
+	return passwd.NewUsers(hashes)
 }

@@ -27,7 +27,7 @@ import (
 
 // testConfig is a valid config on loopback free ports with its data in a
 // temporary directory and a fast retry schedule.
-func testConfig(t *testing.T) Config {
+func testConfig(t *testing.T) config.Config {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Node.DataDir = t.TempDir()
@@ -47,7 +47,7 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // startNode builds and starts a node; it is closed when the test ends.
-func startNode(t *testing.T, cfg Config, opts Options) *Node {
+func startNode(t *testing.T, cfg config.Config, opts Options) *Node {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
@@ -123,7 +123,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // mailbox returns the contents of the messages in a Maildir's new/.
-func mailbox(t *testing.T, cfg Config, addr string) []string {
+func mailbox(t *testing.T, cfg config.Config, addr string) []string {
 	t.Helper()
 	local, domain, _ := strings.Cut(addr, "@")
 	dir := filepath.Join(cfg.Delivery.Maildir, domain, local, "new")

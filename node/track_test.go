@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/linkstate/channel"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/tracking"
 )
 
@@ -33,7 +34,7 @@ func trackAcrossMesh(t *testing.T, requireTLS bool) {
 	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}, "rgc": {"c1"}},
 		[]meshLink{{"ab", "rga", "rgb", 10}, {"bc", "rgb", "rgc", 10}, {"ac", "rga", "rgc", 50},
 			{"ba", "rgb", "rga", 10}, {"cb", "rgc", "rgb", 10}, {"ca", "rgc", "rga", 50}},
-		func(c *Config) { c.Mesh.RequireTLS = requireTLS })
+		func(c *config.Config) { c.Mesh.RequireTLS = requireTLS })
 	a1 := tm.nodes["a1"]
 	poll(t, 30*time.Second, "a1 routes to rgc over rgb", func() error {
 		tab := a1.Mesh().Routes()

@@ -39,7 +39,7 @@ type Mesh interface {
 	Penalties() map[string]float64
 }
 
-// Drainer takes the node out of service and back (node/drain.go,
+// Drainer takes the node out of service and back (node/drain,
 // docs/drain.md).
 type Drainer interface {
 	Drain() error

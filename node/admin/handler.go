@@ -28,7 +28,7 @@ var ErrNoReload = errors.New("node: reload: this node was not started from a con
 //	POST   /api/queue/{id}/{retry|hold|release}
 //	DELETE /api/queue/{id}
 //	GET    /api/node/drain
-//	POST   /api/node/{drain|undrain}   (drain.go, docs/drain.md)
+//	POST   /api/node/{drain|undrain}   (node/drain, docs/drain.md)
 //	GET    /metrics
 //	GET    /debug/pprof/...   (Go's profiler, for performance reports)
 //

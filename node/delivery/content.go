@@ -12,9 +12,18 @@ import (
 // (queue.Envelope.HopHeader) and sent in front of the body on every
 // attempt, so no hop scans the header again. The X-Meshd-* fields a mesh
 // peer put at the top of the body (Envelope.PeerFields bytes) are what a
-// hop to the next node replaces and a local copy drops (but for the
-// trace). Out of the mesh, to LMTP and in a DSN the message goes as it
-// went before the hop header was kept apart: hop header, then body.
+// hop to the next node replaces and a local copy (Maildir, LMTP) drops
+// (but for the trace; this node's X-Meshd-ID goes in front). A DSN
+// returns the message as hop header, then body, without mesh fields.
+//
+// Out of the organisation (a smarthost, an MX) no X-Meshd-* field goes
+// along: they name the mesh's nodes, routing groups and copy IDs. With a
+// hop header the only mesh fields of a message are the peer's block at
+// the top of the body (the sink stores a message with mesh fields
+// anywhere else whole, without a hop header), so leaving them out costs
+// no scan of the header; a record without a hop header is scanned, as a
+// hop to the next node scans it (docs/config.md, "mesh": what each
+// destination gets).
 //
 // A record without a hop header (written before it existed, a DSN the
 // node wrote, a message a filter rewrote) holds the whole message in its
@@ -57,4 +66,24 @@ func localCopy(m *queue.Message, body []byte) content {
 	}
 	head := make([]byte, 0, len(m.HopHeader)+len(fields))
 	return content{head: append(append(head, m.HopHeader...), fields...), body: rest}
+}
+
+// outside is m's content as it leaves the organisation (a smarthost, an
+// MX): hop header and message without any X-Meshd-* field.
+func outside(m *queue.Message, body []byte) content {
+	if len(m.HopHeader) == 0 {
+		return content{body: header.StripPrefix(body, meshid.FieldPrefix)}
+	}
+	_, rest := peerFields(m, body)
+	return content{head: m.HopHeader, body: rest}
+}
+
+// lmtpCopy is what the LMTP server gets: the Maildir copy (localCopy)
+// with this node's X-Meshd-ID in front, without Return-Path and
+// Delivered-To, which the LMTP server adds (RFC 2033 §4.2).
+func lmtpCopy(m *queue.Message, body []byte) content {
+	c := localCopy(m, body)
+	id := meshid.HeaderID + ": " + m.ID + "\r\n"
+	head := make([]byte, 0, len(id)+len(c.head))
+	return content{head: append(append(head, id...), c.head...), body: c.body}
 }

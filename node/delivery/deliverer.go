@@ -319,8 +319,12 @@ func (d *Deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 	if d.checkGroup(ctx, log, m, g) {
 		return // a twin was delivered by another member, or the copy waits for the group
 	}
-	if d.sign != nil && (g.kind == KindSmarthost || g.kind == KindMX) {
-		body = content{body: d.sign(log, body.joined())} // leaving the organisation
+	if g.kind == KindSmarthost || g.kind == KindMX {
+		// Leaving the organisation: without the mesh's fields, then signed.
+		body = outside(m, raw)
+		if d.sign != nil {
+			body = content{body: d.sign(log, body.joined())}
+		}
 	}
 
 	attempts := 0

@@ -1,6 +1,8 @@
 package delivery
 
 import (
+	"github.com/meshd/meshd/header"
+	"github.com/meshd/meshd/meshid"
 	"github.com/meshd/meshd/smtp/dsn"
 )
 
@@ -24,8 +26,10 @@ func (d *Deliverer) buildDSN(req dsnRequest) ([]byte, error) {
 		EnvID:       m.EnvID,
 		ArrivalDate: m.ReceivedAt,
 		Ret:         m.Ret,
-		Original:    req.Body.joined(),
-		Now:         req.Now,
+		// The returned message goes wherever the sender is, maybe out
+		// of the organisation: without the mesh's fields (content.go).
+		Original: header.StripPrefix(req.Body.joined(), meshid.FieldPrefix),
+		Now:      req.Now,
 	}
 	for _, rc := range req.Rcpts {
 		st := dsn.RcptStatus{

@@ -212,7 +212,7 @@ func (t *transports) deliver(ctx context.Context, m *queue.Message, c content, g
 	case KindMaildir:
 		return t.deliverMaildir(m, c.body, g, inDoubt), ""
 	case KindLMTP:
-		return t.sendHosts(ctx, t.lmtp, []string{t.cfg.Delivery.LMTP}, m, c, g)
+		return t.sendHosts(ctx, t.lmtp, []string{t.cfg.Delivery.LMTP}, m, lmtpCopy(m, c.body), g)
 	case KindSmarthost:
 		host := t.cfg.Outbound.Smarthost
 		if g.smarthost != "" {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,8 +49,8 @@ type DSNs interface {
 // the sinks' accept.Edge.
 type Inbound struct {
 	filters        *milter.Chain
-	authres        *authres.Checker // nil when off
-	commandTimeout time.Duration    // bounds a milter's answer at RCPT
+	authres        atomic.Pointer[authres.Checker] // nil when off; SetAuthRes replaces it
+	commandTimeout time.Duration                   // bounds a milter's answer at RCPT
 	now            func() time.Time
 	log            *slog.Logger
 	trk            Tracker
@@ -60,9 +61,16 @@ type Inbound struct {
 func NewInbound(cfg config.Config, trk Tracker, reg prometheus.Registerer, now func() time.Time, log *slog.Logger) *Inbound {
 	m := milter.NewMetrics()
 	reg.MustRegister(m.Collectors()...)
-	return &Inbound{filters: milter.New(cfg.Filters.Milters, cfg.Node.Hostname, m), authres: newAuthRes(cfg),
+	in := &Inbound{filters: milter.New(cfg.Filters.Milters, cfg.Node.Hostname, m),
 		commandTimeout: cfg.Limits.CommandTimeout, now: now, log: log, trk: trk}
+	in.authres.Store(newAuthRes(cfg))
+	return in
 }
+
+// SetAuthRes replaces the Authentication-Results checker with the one of
+// cfg.AuthRes (a reload): the messages whose DATA ends after it get the
+// new field, or none when authres.enabled is off.
+func (n *Inbound) SetAuthRes(cfg config.Config) { n.authres.Store(newAuthRes(cfg)) }
 
 // SetDSNs gives the edge the deliverer, once it is built (before the
 // listeners start).
@@ -115,11 +123,12 @@ func newAuthRes(cfg config.Config) *authres.Checker {
 
 // Screen authenticates and filters a message from outside (accept.Edge).
 func (n *Inbound) Screen(ctx context.Context, sess *smtp.Session, id string, env smtp.Envelope, body []byte) (accept.Screened, error) {
-	if n.authres != nil {
-		body = n.authenticate(ctx, sess, body) // RFC 8601, for the filters below
+	ar := n.authres.Load() // one checker for the whole message, whatever a reload does
+	if ar != nil {
+		body = n.authenticate(ctx, ar, sess, body) // RFC 8601, for the filters below
 	}
 	if n.filters.Len() == 0 {
-		return accept.Screened{Env: env, Body: body, Edited: n.authres != nil}, nil
+		return accept.Screened{Env: env, Body: body, Edited: ar != nil}, nil
 	}
 	f, err := n.filter(ctx, sess, id, env, body)
 	f.Edited = true
@@ -134,8 +143,8 @@ func (n *Inbound) Queued(m queue.Envelope, body []byte, removed []delivery.Refus
 // authenticate removes the Authentication-Results fields that claim to
 // be ours and, for mail from outside (not submitted by a user of ours),
 // puts our own at the top.
-func (n *Inbound) authenticate(ctx context.Context, sess *smtp.Session, body []byte) []byte {
-	body = authres.Strip(body, n.authres.AuthServID)
+func (n *Inbound) authenticate(ctx context.Context, ar *authres.Checker, sess *smtp.Session, body []byte) []byte {
+	body = authres.Strip(body, ar.AuthServID)
 	if sess.AuthUser != "" {
 		return body
 	}
@@ -145,7 +154,7 @@ func (n *Inbound) authenticate(ctx context.Context, sess *smtp.Session, body []b
 	if tcp, ok := sess.RemoteAddr.(*net.TCPAddr); ok {
 		cl.IP = tcp.IP
 	}
-	return append([]byte(n.authres.Field(ctx, body, cl)), body...)
+	return append([]byte(ar.Field(ctx, body, cl)), body...)
 }
 
 // filter asks the chain about a message; an error is the reply to send

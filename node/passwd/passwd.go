@@ -1,7 +1,7 @@
 // Package passwd checks and verifies the password hashes of submission
 // users (auth.users in the config): bcrypt ($2a$, $2b$, $2y$) and argon2id
 // in the PHC string format. The config checks a hash's format at load
-// (Check); the node's authenticator verifies passwords against it (Verify).
+// (Check); Users authenticates submission logins against them (Verify).
 package passwd
 
 import (
