@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -38,11 +39,28 @@ func shadowMesh(t *testing.T, shadows bool) *testMesh {
 // directory and forwards what it still held: nothing is delivered twice.
 func TestMeshShadowBridgeheadDiskLost(t *testing.T) {
 	tm := shadowMesh(t, true)
+	tm.dumpQueuesOnFailure(t)
 	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
 	poll(t, 10*time.Second, "route", tm.pathIs("a1", "rgc.test", "rga>rgb>rgc"))
 	const total = 500
 	var mu sync.Mutex
 	accepted := map[string]bool{}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		got := tm.delivered("rgc")
+		for id := range accepted {
+			if got[id] != 1 {
+				t.Logf("%s delivered %d times; its tracking events:", id, got[id])
+				for _, l := range tm.trackingOf(id) {
+					t.Logf("  %s", l)
+				}
+			}
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -231,4 +249,53 @@ func shadowCounter(n *Node, name, label, value string) float64 {
 		}
 	}
 	return 0
+}
+
+// trackingOf is every tracking event, at every node and in every data
+// directory a test moved aside (name.old), of the message whose
+// Message-ID is msgID and of the queue IDs those events name.
+func (tm *testMesh) trackingOf(msgID string) []string {
+	var files []string
+	for _, c := range tm.cfgs {
+		for _, d := range []string{c.Node.DataDir, c.Node.DataDir + ".old"} {
+			m, _ := filepath.Glob(filepath.Join(d, "track.log*"))
+			files = append(files, m...)
+		}
+	}
+	var lines []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if l != "" {
+				lines = append(lines, f+": "+l)
+			}
+		}
+	}
+	keys := map[string]bool{strings.Trim(msgID, "<>"): true}
+	idRe := regexp.MustCompile(`"(?:id|copy|origin|copy_id)":"([^"]+)"`)
+	for range 3 { // IDs reached through IDs
+		for _, l := range lines {
+			for k := range keys {
+				if strings.Contains(l, k) {
+					for _, m := range idRe.FindAllStringSubmatch(l, -1) {
+						keys[m[1]] = true
+					}
+					break
+				}
+			}
+		}
+	}
+	var out []string
+	for _, l := range lines {
+		for k := range keys {
+			if strings.Contains(l, k) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return out
 }
