@@ -18,6 +18,10 @@ const (
 	// HeaderOrigin names the message as it entered the mesh; every copy's
 	// ID derives from it, so a copy keeps its ID across hops and reroutes.
 	HeaderOrigin = "X-Meshd-Origin"
+	// HeaderAge is how long the copy has been in the mesh, in whole
+	// seconds, with "suspect" after it when a twin of the copy may exist
+	// (a shadow was resubmitted): docs/shadow.md.
+	HeaderAge = "X-Meshd-Age"
 	// FieldPrefix starts every header field the mesh sets between nodes
 	// (lower case; field names compare case-insensitively in ASCII).
 	FieldPrefix = "x-meshd-"

@@ -22,6 +22,7 @@ func (n *Node) newDeliverer(opts Options) (*delivery.Deliverer, error) {
 			a.NodeTLS = n.id.HoldsTLS
 		}
 		deps.Doubts = a
+		deps.Peers = n.peers
 	}
 	if n.id.Enabled() {
 		deps.HopTLS = n.id.ClientTLS("hop", false)

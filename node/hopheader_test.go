@@ -93,6 +93,7 @@ var (
 	goldenID   = regexp.MustCompile(`\b[a-z2-7]{26}\b`)
 	goldenPort = regexp.MustCompile(`127\.0\.0\.1([:.])\d+`)
 	goldenHex  = regexp.MustCompile(`\b[0-9a-f]{20,}\b`)
+	goldenAge  = regexp.MustCompile(`(X-Meshd-Age: )\S+`) // the copy's age in the mesh (docs/shadow.md)
 )
 
 // headerFields lists the header fields of msg, one a line, unfolded, with
@@ -101,6 +102,7 @@ func headerFields(msg string) string {
 	hdr, _, _ := strings.Cut(strings.ReplaceAll(msg, "\r\n", "\n"), "\n\n")
 	hdr = strings.ReplaceAll(strings.ReplaceAll(hdr, "\n\t", " "), "\n ", " ")
 	hdr = goldenDate.ReplaceAllString(hdr, "<date>")
+	hdr = goldenAge.ReplaceAllString(hdr, "${1}<age>")
 	hdr = goldenID.ReplaceAllString(hdr, "<id>")
 	hdr = goldenHex.ReplaceAllString(hdr, "<hex>")
 	hdr = goldenPort.ReplaceAllString(hdr, "127.0.0.1${1}<port>")

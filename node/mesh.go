@@ -20,6 +20,7 @@ import (
 	"github.com/meshd/meshd/node/mesh"
 	"github.com/meshd/meshd/node/org"
 	"github.com/meshd/meshd/node/tracking"
+	"github.com/meshd/meshd/queue"
 	"github.com/meshd/meshd/smtp"
 	"github.com/meshd/meshd/smtp/dialogue"
 	"github.com/meshd/meshd/smtp/xlink"
@@ -83,7 +84,9 @@ func (n *Node) newMesh(kr *linkstate.Keyring, lsLn, meshLn net.Listener, t ident
 		// events name senders and recipients, so only mesh peers may ask.
 		Track: n.trk.Answer, AllowTrack: t.AllowTrack, Identify: t.Identify,
 		// A sender whose hop to us is in doubt asks what our queue holds.
-		Holds: holds.Answer(n.q, n.log),
+		Holds: holds.Answer(n.q, func(m *queue.Message) bool {
+			return delivery.Suspect(m, n.now(), n.cfg.Mesh.ShadowTimeout) // docs/shadow.md
+		}, n.log),
 	}
 	if n.id.Enabled() {
 		mcfg.MemberTLS = n.id.MemberTLS
@@ -166,7 +169,7 @@ func (n *Node) startMesh(ctx context.Context, g *errgroup.Group) error {
 		return fmt.Errorf("node: start mesh listener: %w", err)
 	}
 	g.Go(func() error { return n.metrics.WatchLinkState(ctx, n.mesh, n.now) })
-	shadows := delivery.NewShadows(n.cfg, n.q, n.finder, n.now, n.log) // docs/shadow.md
+	shadows := delivery.NewShadows(n.cfg, n.q, n.peers, n.metrics, n.now, n.log) // docs/shadow.md
 	g.Go(func() error { return shadows.Run(ctx) })
 	g.Go(func() error {
 		// Every new routing table sends waiting mail on its way at once;

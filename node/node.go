@@ -88,7 +88,8 @@ type Node struct {
 
 	del    *delivery.Deliverer
 	trk    *tracking.Log    // message-tracking log
-	finder *tracking.Finder // asks the mesh for tracking events (GET /api/track, shadows)
+	finder *tracking.Finder // asks the mesh for tracking events (GET /api/track)
+	peers  *shadowPeers     // asks other nodes what they hold of copies (shadow.go)
 	edge   *edge.Inbound    // filters.milters and authres: mail entering the organisation
 	dkim   *edge.Signer     // dkim.keys: mail leaving it
 
@@ -192,6 +193,8 @@ func New(cfg config.Config, opts Options) (n *Node, err error) {
 		return nil, fmt.Errorf("node: open queue: %w", err)
 	}
 	n.metrics = metrics.New(func() (int, int64) { s := n.q.Stats(); return s.Messages, s.Bytes })
+	n.metrics.RegisterShadow(n.q.ShadowStats, func() int64 { return n.cfg.Queue.MaxShadowBytes })
+	n.peers = newShadowPeers(n)
 	n.edge = edge.NewInbound(cfg, n.trk, n.metrics.Registry(), now, log)
 	if n.dkim, err = edge.NewSigner(cfg.DKIM, n.metrics.Registry()); err != nil {
 		return nil, err

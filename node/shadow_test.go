@@ -2,13 +2,18 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/meshd/meshd/node/config"
+	"github.com/meshd/meshd/node/delivery"
 )
 
 // shadowMesh is the triangle with fast shadow checks.
@@ -21,7 +26,7 @@ func shadowMesh(t *testing.T, shadows bool) *testMesh {
 			{"ac", "rga", "rgc", 50}, {"ca", "rgc", "rga", 50},
 		}, func(c *config.Config) {
 			c.Mesh.ShadowCheck = 200 * time.Millisecond
-			c.Mesh.ShadowTimeout = 3 * time.Second
+			c.Mesh.ShadowTimeout = 5 * time.Second
 			if !shadows {
 				c.Queue.MaxShadowBytes = 0
 			}
@@ -30,23 +35,32 @@ func shadowMesh(t *testing.T, shadows bool) *testMesh {
 
 // A bridgehead in the middle of the path is killed and its data directory
 // taken away while 500 messages stream through it: the previous hop's
-// shadows bring every one of them to rgc exactly once. Then the same node
-// comes back with its old data directory and forwards what it still held:
-// the final nodes recognise the copies, nothing is delivered twice.
-//
-// Pending (issue 16): 0 lost in every run, but about one run in two still
-// shows a few duplicates (copies resubmitted although they had gone
-// further), so it runs only with MESHD_SHADOW_PENDING=1.
+// shadows bring every message to rgc exactly once. Then the same bridgehead comes back with its old data
+// directory and forwards what it still held: nothing is delivered twice.
 func TestMeshShadowBridgeheadDiskLost(t *testing.T) {
-	if os.Getenv("MESHD_SHADOW_PENDING") == "" {
-		t.Skip("pending, issue 16: duplicates after a lost disk; set MESHD_SHADOW_PENDING=1")
-	}
 	tm := shadowMesh(t, true)
+	tm.dumpQueuesOnFailure(t)
 	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
 	poll(t, 10*time.Second, "route", tm.pathIs("a1", "rgc.test", "rga>rgb>rgc"))
 	const total = 500
 	var mu sync.Mutex
 	accepted := map[string]bool{}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		got := tm.delivered("rgc")
+		for id := range accepted {
+			if got[id] != 1 {
+				t.Logf("%s delivered %d times; its tracking events:", id, got[id])
+				for _, l := range tm.trackingOf(id) {
+					t.Logf("  %s", l)
+				}
+			}
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -77,12 +91,33 @@ func TestMeshShadowBridgeheadDiskLost(t *testing.T) {
 		}
 		return nil
 	})
+	// b1 loses its disk; c1, one of rgc's two delivering nodes, crashes
+	// at the same time (its disk kept), so the resubmitted copies go to c2
+	// although c1 may have delivered some of them already: c2 asks c1
+	// before it delivers them (the group check, docs/shadow.md).
 	dir := tm.cfgs["b1"].Node.DataDir
 	tm.crash("b1")
+	if os.Getenv("MESHD_SHADOW_CRASH_C1") != "" {
+		// Pending: a restarted c1 forgets which nodes recent records
+		// listed (node/mesh/listed.go keeps it in memory only) and may
+		// take a hop from a bridgehead the current record leaves out as
+		// mail from outside. The harness scenario bridgehead-disk-lost
+		// crashes c1 where this does not bite.
+		tm.crash("c1")
+	}
 	if err := os.Rename(dir, dir+".old"); err != nil {
 		t.Fatal(err)
 	}
 	tm.start("b1") // an empty disk: a new incarnation
+	poll(t, 60*time.Second, "shadows resubmitted", func() error {
+		if tm.resubmitted() == 0 {
+			return errors.New("none yet")
+		}
+		return nil
+	})
+	if os.Getenv("MESHD_SHADOW_CRASH_C1") != "" {
+		tm.start("c1")
+	}
 	wg.Wait()
 	mu.Lock()
 	n := len(accepted)
@@ -104,7 +139,7 @@ func TestMeshShadowBridgeheadDiskLost(t *testing.T) {
 		d := 0
 		for id, c := range tm.delivered("rgc") {
 			if c != 1 {
-				t.Errorf("%s delivered %d times", id, c)
+				t.Errorf("%s delivered %d times: %q", id, c, tm.copiesOf("rgc", id))
 				d++
 			}
 		}
@@ -113,7 +148,7 @@ func TestMeshShadowBridgeheadDiskLost(t *testing.T) {
 	if d := dups(); d > 0 {
 		t.Fatalf("%d duplicated after the disk loss", d)
 	}
-	t.Logf("after losing b1's disk: %d accepted, %d delivered exactly once", n, len(tm.delivered("rgc")))
+	t.Logf("after losing b1's disk: %d accepted, %d delivered exactly once; %s", n, len(tm.delivered("rgc")), tm.shadowCounts())
 
 	// The old disk comes back.
 	tm.crash("b1")
@@ -133,5 +168,134 @@ func TestMeshShadowBridgeheadDiskLost(t *testing.T) {
 	if d := dups(); d > 0 {
 		t.Fatalf("%d duplicated after the old disk came back", d)
 	}
-	t.Logf("b1 back with its old disk: still %d delivered exactly once", len(tm.delivered("rgc")))
+	t.Logf("b1 back with its old disk: still %d delivered exactly once; %s", len(tm.delivered("rgc")), tm.shadowCounts())
+}
+
+// copiesOf describes the mailbox copies of the message msgID in rg: the
+// node, the copy ID it was delivered under and its trace, for a failure.
+func (tm *testMesh) copiesOf(rg, msgID string) []string {
+	var out []string
+	for _, name := range tm.rgs[rg] {
+		root := filepath.Join(tm.cfgs[name].Node.DataDir, "maildir")
+		filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+			if err != nil || info.IsDir() {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return nil
+			}
+			if m := msgIDRe.FindSubmatch(b); m == nil || string(m[1]) != msgID {
+				return nil
+			}
+			hdr, _, _ := strings.Cut(string(b), "\r\nFrom:")
+			out = append(out, name+": "+strings.ReplaceAll(hdr, "\r\n", " | "))
+			return nil
+		})
+	}
+	return out
+}
+
+// shadowCounts sums the shadow and group-check counters of the live nodes.
+func (tm *testMesh) shadowCounts() string {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	sum := map[string]float64{}
+	for _, n := range tm.nodes {
+		if n == nil {
+			continue
+		}
+		for _, ev := range []string{delivery.ShadowReleased, delivery.ShadowResubmitted} {
+			sum[ev] += shadowCounter(n, "meshd_shadow_events_total", "event", ev)
+		}
+		for _, r := range []string{delivery.GroupCheckDeliver, delivery.GroupCheckTwin, delivery.GroupCheckWait, delivery.GroupCheckTimeout} {
+			sum["check "+r] += shadowCounter(n, "meshd_shadow_group_checks_total", "result", r)
+		}
+	}
+	return fmt.Sprintf("shadows released %.0f, resubmitted %.0f; group checks: deliver %.0f, twin %.0f, wait %.0f, timeout %.0f",
+		sum[delivery.ShadowReleased], sum[delivery.ShadowResubmitted], sum["check deliver"], sum["check twin"], sum["check wait"], sum["check timeout"])
+}
+
+// resubmitted counts the shadows the live nodes resubmitted.
+func (tm *testMesh) resubmitted() float64 {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	sum := 0.0
+	for _, n := range tm.nodes {
+		if n != nil {
+			sum += shadowCounter(n, "meshd_shadow_events_total", "event", delivery.ShadowResubmitted)
+		}
+	}
+	return sum
+}
+
+// shadowCounter is the value of n's counter name{label="value"} (0 when
+// never counted or unreadable).
+func shadowCounter(n *Node, name, label, value string) float64 {
+	fams, err := n.metrics.Registry().Gather()
+	if err != nil {
+		return 0
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// trackingOf is every tracking event, at every node and in every data
+// directory a test moved aside (name.old), of the message whose
+// Message-ID is msgID and of the queue IDs those events name.
+func (tm *testMesh) trackingOf(msgID string) []string {
+	var files []string
+	for _, c := range tm.cfgs {
+		for _, d := range []string{c.Node.DataDir, c.Node.DataDir + ".old"} {
+			m, _ := filepath.Glob(filepath.Join(d, "track.log*"))
+			files = append(files, m...)
+		}
+	}
+	var lines []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if l != "" {
+				lines = append(lines, f+": "+l)
+			}
+		}
+	}
+	keys := map[string]bool{strings.Trim(msgID, "<>"): true}
+	idRe := regexp.MustCompile(`"(?:id|copy|origin|copy_id)":"([^"]+)"`)
+	for range 3 { // IDs reached through IDs
+		for _, l := range lines {
+			for k := range keys {
+				if strings.Contains(l, k) {
+					for _, m := range idRe.FindAllStringSubmatch(l, -1) {
+						keys[m[1]] = true
+					}
+					break
+				}
+			}
+		}
+	}
+	var out []string
+	for _, l := range lines {
+		for k := range keys {
+			if strings.Contains(l, k) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return out
 }

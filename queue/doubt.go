@@ -33,9 +33,18 @@ const (
 	Unknown Holding = iota
 	// Queued: the message is in the queue.
 	Queued
-	// Done: the message left the queue (delivered, handed on or failed)
+	// Done: the message left the queue (delivered, failed, or handed on
+	// while other recipients were delivered here)
 	// and its dedup marker still remembers it: a resend would be dropped.
 	Done
+	// Relayed: the message was handed on whole to other mesh nodes and
+	// its relayed marker still remembers it (it is Done for a sender in
+	// doubt; the node that took it answers for the copy now).
+	Relayed
+	// QueuedSuspect: queued, and the node asks its routing group before it
+	// delivers the copy (a twin may exist, docs/shadow.md). Queue.Holds
+	// never answers it; the node does, from the message.
+	QueuedSuspect
 )
 
 func (h Holding) String() string {
@@ -46,6 +55,10 @@ func (h Holding) String() string {
 		return "queued"
 	case Done:
 		return "done"
+	case QueuedSuspect:
+		return "queued-suspect"
+	case Relayed:
+		return "relayed"
 	}
 	return fmt.Sprintf("Holding(%d)", int(h))
 }
@@ -72,8 +85,10 @@ func (q *Queue) Holds(id string) (Holding, error) {
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
+		done := Done
 		item, err := txn.Get(dedupKey(id))
 		if errors.Is(err, badger.ErrKeyNotFound) {
+			done = Relayed
 			item, err = txn.Get(relayedKey(id))
 		}
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -87,7 +102,7 @@ func (q *Queue) Holds(id string) (Holding, error) {
 			if exp, perr := time.Parse(time.RFC3339Nano, ts); perr == nil && !q.now().Before(exp) {
 				return nil // past the window: a resend would be taken again
 			}
-			h = Done
+			h = done
 			return nil
 		})
 	})

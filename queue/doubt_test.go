@@ -39,7 +39,7 @@ func TestHoldsFromDurableState(t *testing.T) {
 	}
 	q = openQueue(t, Options{Dir: dir, Now: clk.Now})
 	for id, want := range map[string]Holding{
-		"copy-queued-1": Queued, "copy-delivered-1": Done, "copy-relayed-1": Done, "copy-never-seen": Unknown,
+		"copy-queued-1": Queued, "copy-delivered-1": Done, "copy-relayed-1": Relayed, "copy-never-seen": Unknown,
 	} {
 		if got := holds(t, q, id); got != want {
 			t.Errorf("Holds(%s) = %v, want %v", id, got, want)

@@ -17,7 +17,11 @@ import (
 //	3  the binary layout of appendMessage without its last two fields
 //	   (Envelope.HopHeader and PeerFields; written by earlier versions,
 //	   still read)
-//	4  the binary layout of appendMessage, written now
+//	4  the binary layout of appendMessage up to its hops in doubt, which
+//	   follow only when there is one (written by earlier versions, still read)
+//	5  the binary layout of appendMessage, written now: the count of hops
+//	   in doubt always, then the copy's mesh age and suspect flag
+//	   (docs/shadow.md)
 //
 // Version 2 exists for speed: every delivery attempt reads and rewrites the
 // record, and JSON was a twentieth of the node's CPU under load.
@@ -25,7 +29,8 @@ const (
 	recordJSON     = 1
 	recordBinaryV2 = 2
 	recordBinaryV3 = 3
-	recordBinary   = 4
+	recordBinaryV4 = 4
+	recordBinary   = 5
 )
 
 func encodeMessage(m *Message) ([]byte, error) {
@@ -44,7 +49,7 @@ func decodeMessage(v []byte) (*Message, error) {
 		if err := json.Unmarshal(v[1:], m); err != nil {
 			return nil, err
 		}
-	case recordBinaryV2, recordBinaryV3, recordBinary:
+	case recordBinaryV2, recordBinaryV3, recordBinaryV4, recordBinary:
 		r := recordReader{b: v[1:]}
 		r.message(m, v[0])
 		if r.err == nil && len(r.b) > 0 {
@@ -110,21 +115,27 @@ func appendMessage(b []byte, m *Message) ([]byte, error) {
 	b = appendString(b, e.MessageID)
 	b = appendBytes(b, e.HopHeader)
 	b = binary.AppendVarint(b, int64(e.PeerFields))
-	return appendDoubts(b, m)
+	b, err = appendDoubts(b, m, true)
+	if err != nil {
+		return nil, err
+	}
+	// Version 5: the copy's mesh age and suspect flag (docs/shadow.md).
+	b = binary.AppendVarint(b, e.MeshAge.Milliseconds())
+	return appendBool(b, e.Suspect), nil
 }
 
 // appendDoubts appends the recipients' hops in doubt, only when there is
 // one, so a record without doubts is the layout earlier versions wrote:
 // a count, then per doubt the recipient's index, node, address, channel
 // address, copy ID and since.
-func appendDoubts(b []byte, m *Message) ([]byte, error) {
+func appendDoubts(b []byte, m *Message, always bool) ([]byte, error) {
 	n := 0
 	for i := range m.Recipients {
 		if m.Recipients[i].Doubt != nil {
 			n++
 		}
 	}
-	if n == 0 {
+	if n == 0 && !always {
 		return b, nil
 	}
 	b = binary.AppendUvarint(b, uint64(n))
@@ -345,19 +356,19 @@ func (r *recordReader) message(m *Message, version byte) {
 		e.Origin = r.string("origin")
 		e.MessageID = r.string("message-id")
 	}
-	if version >= recordBinary {
+	if version >= recordBinaryV4 {
 		e.HopHeader = r.bytes("hop header")
 		e.PeerFields = r.int("peer fields")
 		if e.PeerFields < 0 {
 			r.fail("peer fields")
 		}
 	}
-	if version < recordBinaryV3 || r.err != nil || len(r.b) == 0 {
+	if version < recordBinaryV3 || r.err != nil || (version < recordBinary && len(r.b) == 0) {
 		return
 	}
 	n := r.count("doubts")
-	if n == 0 {
-		r.fail("doubts") // written only when there is one
+	if n == 0 && version < recordBinary {
+		r.fail("doubts") // versions 3 and 4 wrote them only when there was one
 		return
 	}
 	for range n {
@@ -378,5 +389,9 @@ func (r *recordReader) message(m *Message, version byte) {
 			return
 		}
 		m.Recipients[i].Doubt = d
+	}
+	if version >= recordBinary {
+		e.MeshAge = time.Duration(r.varint("mesh age")) * time.Millisecond
+		e.Suspect = r.bool("suspect")
 	}
 }

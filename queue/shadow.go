@@ -296,6 +296,10 @@ func (q *Queue) ResubmitShadow(copyID string) error {
 			case err != nil:
 				return nil, err
 			}
+			// A twin may exist (the lost node may have handed the copy on
+			// before it was lost): every hop from here says so, and the
+			// node of final delivery asks its group first.
+			cur.Suspect = true
 			for _, rc := range s.Envelope.Rcpts {
 				i := slices.IndexFunc(cur.Recipients, func(r Recipient) bool { return r.Addr == rc.Addr })
 				if i < 0 {

@@ -64,6 +64,14 @@ type Envelope struct {
 	// back to the header.
 	Origin    string `json:",omitempty"`
 	MessageID string `json:",omitempty"`
+	// MeshAge is how long the copy had been in the mesh when this node
+	// took it (the sender's X-Meshd-Age; 0 where it entered the mesh):
+	// its age now is MeshAge plus the time since ReceivedAt. Suspect says
+	// a twin of the copy may exist (it was resubmitted from a shadow, or
+	// a previous hop said so): the node of final delivery asks its
+	// group first (docs/shadow.md).
+	MeshAge time.Duration `json:",omitempty"`
+	Suspect bool          `json:",omitempty"`
 	// HopHeader is the header fields this node put in front of the
 	// message at accept (its Received:, Authentication-Results), kept
 	// here rather than in the stored body: the body is the message as

@@ -65,10 +65,12 @@ func (l refuseListener) Accept() (net.Conn, error) {
 }
 
 func (s *Server) refuse(c net.Conn) {
+	// Counted before the client can see the close, so that whoever
+	// watched the 421 also finds it in ConnStats.
+	s.refused.Add(1)
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	_, _ = c.Write([]byte(formatReply(errRefusing)))
 	_ = c.Close()
-	s.refused.Add(1)
 	if s.cfg.OnReply != nil {
 		s.cfg.OnReply(421)
 	}

@@ -3,6 +3,7 @@ package main_test
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/smtp"
 	"os"
@@ -191,20 +192,28 @@ func crashTest(t *testing.T, n *meshNode, r crashRun) {
 
 // sendOne sends message i to rcpt on a new connection and returns nil only on 250 after DATA.
 func sendOne(addr, rcpt string, i int, id string) error {
-	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	msg := fmt.Sprintf("From: sender@example.test\r\nTo: %s\r\nMessage-ID: %s\r\nSubject: crash %d\r\n\r\n%s\r\n",
+		rcpt, id, i, strings.Repeat("crash test body line\r\n", 20))
+	return sendRaw(addr, "crash.e2e.test", "sender@example.test", rcpt, msg)
+}
+
+// sendRaw sends msg from one sender to one recipient on a new connection
+// (HELO helo) and returns nil only on the 250 after DATA.
+func sendRaw(addr, helo, from, rcpt, msg string) error {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
 	c, err := smtp.NewClient(conn, "127.0.0.1")
 	if err != nil {
 		return err
 	}
-	if err := c.Hello("crash.e2e.test"); err != nil {
+	if err := c.Hello(helo); err != nil {
 		return err
 	}
-	if err := c.Mail("sender@example.test"); err != nil {
+	if err := c.Mail(from); err != nil {
 		return err
 	}
 	if err := c.Rcpt(rcpt); err != nil {
@@ -214,8 +223,7 @@ func sendOne(addr, rcpt string, i int, id string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := fmt.Fprintf(w, "From: sender@example.test\r\nTo: %s\r\nMessage-ID: %s\r\nSubject: crash %d\r\n\r\n%s\r\n",
-		rcpt, id, i, strings.Repeat("crash test body line\r\n", 20)); err != nil {
+	if _, err := io.WriteString(w, msg); err != nil {
 		return err
 	}
 	if err := w.Close(); err != nil { // reads the reply to the final dot

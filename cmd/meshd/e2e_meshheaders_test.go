@@ -85,7 +85,7 @@ func TestE2EMeshHeadersStayInside(t *testing.T) {
 		t.Fatalf("the message before did not reach smtp-sink; a1's log:\n%s", om.a1.logTail())
 	}
 	forged := "X-Meshd-ID: " + id + "\r\nX-Meshd-Origin: " + id + "\r\nx-MESHD-trace: rgb, rga, rgb\r\n" +
-		"X-Meshd-Age: 3\r\nX-Meshd-Node: b1.rgb\r\n\tcontinued\r\n"
+		"X-Meshd-Age: 999h suspect\r\nX-Meshd-Node: b1.rgb\r\n\tcontinued\r\n"
 	send("x@far.example", "forged", forged)
 	sendTo(om.a1, "x@far.example", "forged-exit", forged) // leaves at the node it entered
 	send("carol@rgc.test", "forged-in", forged)
@@ -124,14 +124,15 @@ func TestE2EMeshHeadersStayInside(t *testing.T) {
 		}
 	}
 	for _, c := range box {
-		// The mesh's own fields: c1's X-Meshd-ID and the trace of the
-		// two hops, nothing the outsider wrote.
+		// The mesh's own fields: c1's X-Meshd-ID, the trace of the two
+		// hops and the last hop's age (docs/config.md), nothing the
+		// outsider wrote.
 		got := meshFields(c)
-		want := []string{"X-Meshd-ID: ", "X-Meshd-Trace: rgb, rga"}
-		if len(got) != len(want) || !strings.HasPrefix(got[0], want[0]) || got[1] != want[1] || strings.Contains(got[0], id) {
+		want := []string{"X-Meshd-ID: ", "X-Meshd-Trace: rgb, rga", "X-Meshd-Age: "}
+		if len(got) != len(want) || !strings.HasPrefix(got[0], want[0]) || got[1] != want[1] || !strings.HasPrefix(got[2], want[2]) || strings.Contains(got[0], id) {
 			t.Errorf("carol's copy has mesh fields %q, want %q (not %s):\n%s", got, want, id, c)
 		}
-		if strings.Contains(c, "continued") || strings.Contains(c, "Age: 3") {
+		if strings.Contains(c, "continued") || strings.Contains(c, "999h") {
 			t.Errorf("a forged field reached carol's mailbox:\n%s", c)
 		}
 	}

@@ -2,8 +2,6 @@ package main_test
 
 import (
 	"fmt"
-	"net"
-	"net/smtp"
 	"os"
 	"strings"
 	"sync"
@@ -86,34 +84,6 @@ func benchShadowLine(b *testing.B, shadows bool, meshKeys map[string]any) {
 // sendBench sends one message on a new connection; nil only on the 250
 // after DATA.
 func sendBench(addr, rcpt, id, body string) error {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
-	c, err := smtp.NewClient(conn, "127.0.0.1")
-	if err != nil {
-		return err
-	}
-	if err := c.Hello("bench.e2e.test"); err != nil {
-		return err
-	}
-	if err := c.Mail("s@rga.test"); err != nil {
-		return err
-	}
-	if err := c.Rcpt(rcpt); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := fmt.Fprintf(w, "From: s@rga.test\r\nTo: %s\r\nMessage-ID: %s\r\nSubject: bench\r\n\r\n%s", rcpt, id, body); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return c.Quit()
+	msg := fmt.Sprintf("From: s@rga.test\r\nTo: %s\r\nMessage-ID: %s\r\nSubject: bench\r\n\r\n%s", rcpt, id, body)
+	return sendRaw(addr, "bench.e2e.test", "s@rga.test", rcpt, msg)
 }

@@ -38,6 +38,13 @@ const (
 	// HeldDone: the node took the copy and has finished with it
 	// (delivered, handed on or bounced).
 	HeldDone Held = 2
+	// HeldQueuedSuspect: the copy is queued there, and the node asks its
+	// routing group before it delivers it (a twin may exist,
+	// docs/shadow.md).
+	HeldQueuedSuspect Held = 3
+	// HeldRelayed: the node handed the copy on whole to other mesh nodes
+	// (done, for a sender in doubt; the node that took it answers now).
+	HeldRelayed Held = 4
 )
 
 func (h Held) String() string {
@@ -48,6 +55,10 @@ func (h Held) String() string {
 		return "queued"
 	case HeldDone:
 		return "done"
+	case HeldQueuedSuspect:
+		return "queued-suspect"
+	case HeldRelayed:
+		return "relayed"
 	}
 	return fmt.Sprintf("Held(%d)", uint8(h))
 }
@@ -79,7 +90,7 @@ func decodeHoldsResp(p []byte, want int) ([]Held, error) {
 	out := make([]Held, 0, n)
 	for range n {
 		h := Held(r.u8())
-		if h > HeldDone {
+		if h > HeldRelayed {
 			return nil, fmt.Errorf("channel: holds response: answer %d out of range", h)
 		}
 		out = append(out, h)

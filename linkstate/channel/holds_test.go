@@ -25,7 +25,7 @@ func TestHoldsFrames(t *testing.T) {
 	}
 	for name, p := range map[string][]byte{
 		"count mismatch": encodeHoldsResp(ans[:2]),
-		"answer 3":       {0, 3, 1, 3, 0},
+		"answer 5":       {0, 3, 1, 5, 0},
 		"trailing":       append(encodeHoldsResp(ans), 0),
 		"short":          {0, 3, 1},
 	} {

@@ -114,6 +114,8 @@ func (s *Sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 	var trace []string
 	digest := ""
 	origin := "" // X-Meshd-Origin from a mesh peer; else the ID, set below
+	var meshAge time.Duration
+	suspect := false
 	// body is our Received: field, then the message as received. The
 	// queue keeps the two apart (queue.Envelope.HopHeader): the stored
 	// body is what the client sent, and every attempt puts the hop's
@@ -141,6 +143,9 @@ func (s *Sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 			origin = v
 		}
 		trace = meshid.ParseTrace(header.Value(fields, meshid.HeaderTrace))
+		if v := header.Value(fields, meshid.HeaderAge); v != "" {
+			meshAge, suspect = delivery.ParseAge(v) // docs/shadow.md
+		}
 		if meshid.Visits(trace, n.RG) >= meshid.MaxVisits {
 			return "", errLoop
 		}
@@ -183,6 +188,8 @@ func (s *Sink) AcceptID(ctx context.Context, sess *smtp.Session, env smtp.Envelo
 		Digest:     digest,
 		Quarantine: quarantine,
 		Origin:     cmp.Or(origin, id),
+		MeshAge:    meshAge,
+		Suspect:    suspect,
 		MessageID:  strings.Trim(header.Value(stored, "Message-ID"), "<> "),
 		HopHeader:  hopHeader,
 		PeerFields: peerFields,

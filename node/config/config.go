@@ -233,8 +233,9 @@ func Default() Config {
 			DelayWarning: 4 * time.Hour,
 			Lifetime:     48 * time.Hour,
 			GCInterval:   queue.DefaultGCInterval,
-			// A tenth of max_bytes: shadows hold what left for other nodes.
-			MaxShadowBytes: 0, // off until resubmission is exactly-once (docs/shadow.md)
+			// A tenth of max_bytes: shadows hold what left for other
+			// nodes until those report it gone further (docs/shadow.md).
+			MaxShadowBytes: 1 << 30,
 		},
 		Log:  Log{Level: "info", Format: "text"},
 		Mesh: defaultMeshConfig(),
@@ -605,6 +606,9 @@ func (c *Config) validateQueue() error {
 	}
 	if q.MaxShadowBytes < 0 || (q.MaxShadowBytes > 0 && q.MaxShadowBytes < 1<<20) {
 		return configError("queue.max_shadow_bytes", "must be 0 (no shadows) or at least 1048576, got %d", q.MaxShadowBytes)
+	}
+	if q.MaxShadowBytes > q.MaxBytes {
+		return configError("queue.max_shadow_bytes", "must not exceed queue.max_bytes (%d), got %d", q.MaxBytes, q.MaxShadowBytes)
 	}
 	r := q.Retry
 	if err := checkDurations([]struct {

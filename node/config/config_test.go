@@ -52,6 +52,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"jitter", "queue: {retry: {jitter: 2}}\n", "config: queue.retry.jitter: must be 0..1, got 2"},
 		{"delay warning", "queue: {delay_warning: 1000h}\n", "config: queue.delay_warning: must be 0s..720h, got 1000h"},
 		{"max_bytes", "queue: {max_bytes: 100}\n", "config: queue.max_bytes: must be at least 1048576, got 100"},
+		{"max_shadow_bytes small", "queue: {max_shadow_bytes: 1000}\n", "config: queue.max_shadow_bytes: must be 0 (no shadows) or at least 1048576, got 1000"},
+		{"max_shadow_bytes over max_bytes", "queue: {max_bytes: 104857600}\n", "config: queue.max_shadow_bytes: must not exceed queue.max_bytes (104857600), got 1073741824"},
 		{"proxy network", "listen: {proxy_protocol_from: [nope]}\n", `config: listen.proxy_protocol_from[0]: must be an IP address or CIDR, got "nope"`},
 		{"proxy listener", "listen: {proxy_protocol_from: [10.0.0.5], proxy_protocol: [mesh]}\n", `config: listen.proxy_protocol[0]: must be smtp, submission or submissions, got "mesh"`},
 		{"proxy without from", "listen: {proxy_protocol: [smtp]}\n", `config: listen.proxy_protocol: needs listen.proxy_protocol_from`},

@@ -33,6 +33,7 @@ type Deliverer struct {
 	now     func() time.Time
 	q       *queue.Queue
 	out     *transports
+	peers   Peers // group check of suspect copies (shadowcheck.go); nil: none
 	track   Tracker
 	metrics Metrics
 	sign    func(*slog.Logger, []byte) []byte // Deps.Sign; nil: send as stored
@@ -68,6 +69,7 @@ func New(c config.Config, deps Deps) (*Deliverer, error) {
 		now:       deps.Now,
 		q:         deps.Queue,
 		out:       out,
+		peers:     deps.Peers,
 		track:     deps.Track,
 		metrics:   deps.Metrics,
 		sign:      deps.Sign,
@@ -314,6 +316,9 @@ func (d *Deliverer) attempt(ctx context.Context, log *slog.Logger, m *queue.Mess
 		return // deleted meanwhile, or the queue is closing
 	}
 	body := stored(m, raw)
+	if d.checkGroup(ctx, log, m, g) {
+		return // a twin was delivered by another member, or the copy waits for the group
+	}
 	if g.kind == KindSmarthost || g.kind == KindMX {
 		// Leaving the organisation: without the mesh's fields, then signed.
 		body = outside(m, raw)

@@ -51,6 +51,11 @@ type Metrics interface {
 	DeadSkip()             // an attempt deferred without dialling (dead destination)
 	InDoubt(result string) // a hop in doubt: InDoubtRecorded, InDoubtHeld, ... (hopdoubt.go)
 	ReplyLost(kind string) // a transaction outside the mesh sent in full whose reply never came
+	// GroupCheck counts a suspect copy's group check (GroupCheckDeliver, ...,
+	// shadowcheck.go); Shadow counts shadows released or resubmitted
+	// (ShadowReleased, ...; shadow.go).
+	GroupCheck(result string)
+	Shadow(event string, n int)
 }
 
 // Doubts resolves mesh hops in doubt (hopdoubt.go): which node listens on
@@ -83,7 +88,10 @@ type Deps struct {
 	Mesh  Mesh
 	// Doubts resolves hops in doubt; nil on a standalone node. Without it
 	// a hop in doubt waits mesh.in_doubt_timeout before it goes elsewhere.
-	Doubts  Doubts
+	Doubts Doubts
+	// Peers reaches the other nodes for the group check of suspect copies
+	// (shadowcheck.go); nil on a standalone node: no check.
+	Peers   Peers
 	Track   Tracker
 	Metrics Metrics
 

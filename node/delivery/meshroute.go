@@ -93,8 +93,9 @@ func (t *transports) reportHop(g *group, addr string, err error) {
 // after a crash, or a copy that reaches a node again by another path after
 // a route changed in the middle of a transfer, is a duplicate there (250,
 // dropped), while a retry for fewer recipients is a new copy. A hop out of
-// the routing group adds it to the trace.
-func meshContent(m *queue.Message, body []byte, g *group, rg string, idKey []byte) content {
+// the routing group adds it to the trace. age is the X-Meshd-Age field
+// (ageField, shadowcheck.go).
+func meshContent(m *queue.Message, body []byte, g *group, rg string, idKey []byte, age string) content {
 	trace := slices.Clone(m.Trace)
 	if g.remote {
 		trace = append(trace, rg) // every exit counts: a re-entry shows twice
@@ -105,6 +106,7 @@ func meshContent(m *queue.Message, body []byte, g *group, rg string, idKey []byt
 	if len(trace) > 0 {
 		hdr += fmt.Sprintf("%s: %s\r\n", meshid.HeaderTrace, meshid.FormatTrace(trace))
 	}
+	hdr += age
 	if len(m.HopHeader) == 0 { // the whole message in the body (content.go)
 		return content{head: []byte(hdr), body: header.StripPrefix(body, meshid.FieldPrefix)}
 	}

@@ -44,6 +44,8 @@ func (noMetrics) Expired(int)                   {}
 func (noMetrics) DSNQueued(string)              {}
 func (noMetrics) DeadSkip()                     {}
 func (noMetrics) InDoubt(string)                {}
+func (noMetrics) GroupCheck(string)             {}
+func (noMetrics) Shadow(string, int)            {}
 func (noMetrics) ReplyLost(string)              {}
 
 // TestRetryBackoffSchedule: a smarthost that cannot be reached is retried

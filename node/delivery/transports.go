@@ -220,7 +220,7 @@ func (t *transports) deliver(ctx context.Context, m *queue.Message, c content, g
 		}
 		return t.sendHosts(ctx, t.remote, []string{host}, m, c, g)
 	case KindMesh:
-		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshContent(m, c.body, g, t.cfg.Node.RoutingGroup, t.copyKey), g)
+		res, remote := t.sendHosts(ctx, t.meshClient, g.hops, m, meshContent(m, c.body, g, t.cfg.Node.RoutingGroup, t.copyKey, ageField(m, t.now(), t.cfg.Mesh.ShadowTimeout)), g)
 		if g.redirect != nil {
 			// The hop recorded before the attempt is settled: only a
 			// reply lost after the final dot keeps it in doubt.

@@ -69,53 +69,109 @@ func (d *Asker) Holds(ctx context.Context, doubt queue.Doubt) (queue.Holding, er
 	if addr == "" {
 		return queue.Unknown, errors.New("no port-691 address known for " + doubt.Addr)
 	}
-	ctx, cancel := context.WithTimeout(ctx, doubtAskTimeout)
-	defer cancel()
-	tc := d.TLS
-	if d.NodeTLS != nil && doubt.Node != "" {
-		tc = d.NodeTLS(doubt.Node)
-	}
-	ans, err := channel.Holds(ctx, d.Dial, tc, addr, d.Self, []string{doubt.CopyID})
+	ans, err := d.HoldsAt(ctx, doubt.Node, addr, []string{doubt.CopyID})
 	if err != nil {
 		return queue.Unknown, err
 	}
-	switch ans[0] {
-	case channel.HeldQueued:
-		return queue.Queued, nil
-	case channel.HeldDone:
-		return queue.Done, nil
+	return ans[0], nil
+}
+
+// HoldsAt asks node's port-691 listener at addr what it holds of ids, one
+// answer per ID (mutual TLS with identities: the certificate must name
+// node; "" names none). The shadow watcher and the group check of suspect
+// copies ask this way (docs/shadow.md).
+func (d *Asker) HoldsAt(ctx context.Context, node, addr string, ids []string) ([]queue.Holding, error) {
+	if addr == "" {
+		return nil, errors.New("no port-691 address known for " + node)
 	}
-	return queue.Unknown, nil
+	ctx, cancel := context.WithTimeout(ctx, doubtAskTimeout)
+	defer cancel()
+	tc := d.TLS
+	if d.NodeTLS != nil && node != "" {
+		tc = d.NodeTLS(node)
+	}
+	ans, err := channel.Holds(ctx, d.Dial, tc, addr, d.Self, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]queue.Holding, len(ans))
+	for i, a := range ans {
+		out[i] = holdingOf(a)
+	}
+	return out, nil
+}
+
+// holdingOf is the queue's word for a holds answer.
+func holdingOf(a channel.Held) queue.Holding {
+	switch a {
+	case channel.HeldQueued:
+		return queue.Queued
+	case channel.HeldQueuedSuspect:
+		return queue.QueuedSuspect
+	case channel.HeldDone:
+		return queue.Done
+	case channel.HeldRelayed:
+		return queue.Relayed
+	}
+	return queue.Unknown
 }
 
 // Queue is the queue's committed state (queue.Queue).
 type Queue interface {
 	Holds(id string) (queue.Holding, error)
+	Get(id string) (*queue.Message, error)
 }
 
 // Answer serves the holds requests of the port-691 listener
 // (mesh.Config.Holds) from the queue's committed state (queue.Holds),
 // never from the tracking log, which is not synced. A queue error answers
 // nothing (the sender's doubt stays) rather than "unknown", which would
-// send the copy again.
-func Answer(q Queue, log *slog.Logger) func(context.Context, []string) []channel.Held {
-	return func(_ context.Context, ids []string) []channel.Held { return answer(q, log, ids) }
+// send the copy again. suspect says whether a queued copy is suspect here
+// (delivery.Suspect): the answer says so, for the group check's tie-break
+// between two suspect twins (docs/shadow.md); nil: never.
+func Answer(q Queue, suspect func(*queue.Message) bool, log *slog.Logger) func(context.Context, []string) []channel.Held {
+	return func(_ context.Context, ids []string) []channel.Held { return answer(q, suspect, log, ids) }
 }
 
-func answer(q Queue, log *slog.Logger, ids []string) []channel.Held {
+func answer(q Queue, suspect func(*queue.Message) bool, log *slog.Logger, ids []string) []channel.Held {
 	out := make([]channel.Held, len(ids))
 	for i, id := range ids {
 		h, err := q.Holds(id)
+		if err == nil {
+			out[i], err = heldOf(q, suspect, id, h)
+		}
 		if err != nil {
 			log.Warn("holds request: queue", "copy", id, "err", err)
 			return nil
 		}
-		switch h {
-		case queue.Queued:
-			out[i] = channel.HeldQueued
-		case queue.Done:
-			out[i] = channel.HeldDone
-		}
 	}
 	return out
+}
+
+// heldOf is the holds answer for what the queue holds of id.
+func heldOf(q Queue, suspect func(*queue.Message) bool, id string, h queue.Holding) (channel.Held, error) {
+	switch h {
+	case queue.Queued:
+		if suspect == nil {
+			return channel.HeldQueued, nil
+		}
+		m, err := q.Get(id)
+		if errors.Is(err, queue.ErrNotFound) {
+			return channel.HeldDone, nil // left the queue since: its marker remembers it
+		}
+		if err != nil {
+			return 0, err
+		}
+		if suspect(m) {
+			return channel.HeldQueuedSuspect, nil
+		}
+		return channel.HeldQueued, nil
+	case queue.QueuedSuspect:
+		return channel.HeldQueuedSuspect, nil
+	case queue.Done:
+		return channel.HeldDone, nil
+	case queue.Relayed:
+		return channel.HeldRelayed, nil
+	}
+	return channel.HeldUnknown, nil
 }

@@ -47,6 +47,7 @@ type Mesh struct {
 	orgPeers orgPeers                 // document versions X-LINK2STATE peers reported (org.go)
 	topo     atomic.Pointer[Topology] // the live part of cfg (topology.go)
 
+	listed   listed      // nodes recent records listed (listed.go)
 	draining atomic.Bool // this node drains (drain.go)
 
 	mu     sync.Mutex
@@ -520,6 +521,7 @@ func (m *Mesh) indexNodeIPs() *ipIndex {
 // record has not arrived yet (a first X-LINK2STATE session brings it), a
 // verified certificate is all there is to go on, and it is accepted.
 func (m *Mesh) KnowsNode(rg, node string) bool {
+	recent := m.recentlyListed(rg, node) // listed.go; folds every LSDB change in
 	if !m.cfg.Keyring.Known(rg) && rg != m.cfg.RG {
 		return false
 	}
@@ -540,7 +542,7 @@ func (m *Mesh) KnowsNode(rg, node string) bool {
 			return true
 		}
 	}
-	return false
+	return recent
 }
 
 // updateOwned folds records into the owned domains (and, with sweep,

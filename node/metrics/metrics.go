@@ -31,6 +31,7 @@ type Node struct {
 	bareLineEnds *prometheus.CounterVec // messages with bare CR/LF, by listener and action
 	dataTooSlow  *prometheus.CounterVec // transfers cut by limits.data_total_timeout, by listener
 	mesh         *meshMetrics           // mesh.go
+	shadow       *shadowMetrics         // shadow.go
 }
 
 // New builds the metrics; queueStats reads the queue's size at scrape time.
