@@ -35,7 +35,10 @@ var ErrNoReload = admin.ErrNoReload
 // filters.milters (for transactions that start after it) and the signing
 // keys of dkim.keys (read again even when the paths are the same, so a
 // key replaced in place signs the next message), and authres.* (the
-// Authentication-Results of the messages whose DATA ends after it). Any other change is
+// Authentication-Results of the messages whose DATA ends after it), and
+// mesh.identity.ca_files (read again even under the same paths: when the
+// CAs changed, every live member proves itself again at once and one whose
+// certificate no longer chains to them is dropped, recheckMembers). Any other change is
 // listed in NeedsRestart and not applied. An invalid cfg, or a certificate
 // that does not load, is refused as a whole: nothing changes. No session
 // is cut and the queue is not touched.
@@ -202,10 +205,16 @@ func (n *Node) Reload(cfg config.Config) (ReloadReport, error) {
 
 // recheckMembers checks every live member's certificate against the CAs
 // now in force (after a reload changed them): port-691 sessions at once,
-// gossip members within a verification's time.
+// gossip members within a verification's time; mesh hop sessions opened
+// before are not reused.
 func (n *Node) recheckMembers() {
 	if n.mesh == nil {
 		return
+	}
+	// A hop session to a node opened before is not used again: the next
+	// hop dials, and the handshake verifies the peer with the new CAs.
+	if n.del != nil {
+		n.del.CloseMeshSessions()
 	}
 	for _, member := range n.mesh.Recheck(reasonCAChanged, n.id.Trusted) {
 		n.id.Dropped("channel", reasonCAChanged)

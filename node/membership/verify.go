@@ -57,14 +57,19 @@ const (
 // node's trusted CAs changed, say): one whose proof now fails stops
 // counting as soon as its check ends (verifyTimeout at most), and
 // Config.OnDropped is told with reason. A member keeps counting while its
-// check runs.
+// check runs. A first check already under way proves nothing of the new
+// trust either: if it succeeds, the member is checked again at once.
 func (p *Pool) Recheck(reason string) {
 	p.mu.Lock()
 	n := 0
+	now := time.Now()
 	for _, v := range p.checks {
-		if v.ok {
-			v.proven, v.recheck, v.asked = time.Time{}, reason, time.Now()
+		switch {
+		case v.ok:
+			v.proven, v.recheck, v.asked = time.Time{}, reason, now
 			n++
+		case v.running:
+			v.asked = now
 		}
 	}
 	p.mu.Unlock()

@@ -109,6 +109,15 @@ func (m *Mesh) ChannelStats() channel.Stats {
 	return m.srv.Stats()
 }
 
+// ChannelMembers names the members holding a port-691 session at this
+// node now (none unless it is master; nil before Start).
+func (m *Mesh) ChannelMembers() []string {
+	if m.srv == nil {
+		return nil
+	}
+	return m.srv.Members()
+}
+
 // Routes returns the current routing table (nil before Start).
 func (m *Mesh) Routes() *routing.Table {
 	r := m.router.Load()
