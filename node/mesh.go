@@ -91,7 +91,9 @@ func (n *Node) newMesh(kr *linkstate.Keyring, lsLn, meshLn net.Listener, t ident
 	}
 	if n.id.Enabled() {
 		mcfg.MemberTLS = n.id.MemberTLS
+		mcfg.OnMemberDropped = func(_, reason string) { n.id.Dropped("member", reason) }
 	}
+	mcfg.Reverify = opts.reverify
 	var err error
 	if n.org, err = org.Open(&cfg, n.now, n.log, n.metrics.Registry()); err != nil {
 		return nil, err

@@ -110,6 +110,15 @@ func (m *Mesh) ChannelStats() channel.Stats {
 	return m.srv.Stats()
 }
 
+// ChannelMembers names the members holding a port-691 session at this
+// node now (none unless it is master; nil before Start).
+func (m *Mesh) ChannelMembers() []string {
+	if m.srv == nil {
+		return nil
+	}
+	return m.srv.Members()
+}
+
 // Routes returns the current routing table (nil before Start).
 func (m *Mesh) Routes() *routing.Table {
 	r := m.router.Load()
@@ -184,6 +193,7 @@ func (m *Mesh) Start() error {
 		Meta:   m.meta,
 		Bind:   m.cfg.GossipBind, Advertise: m.cfg.GossipAdvertise, Seeds: m.cfg.Seeds, PeersFile: m.cfg.GossipPeersFile, Key: m.cfg.GossipKey,
 		Fast: m.cfg.FastGossip, Transport: m.cfg.GossipTransport, OnChange: m.onView, Logger: m.log,
+		OnDropped: m.cfg.OnMemberDropped, Reverify: m.cfg.Reverify,
 	})
 	if err != nil {
 		m.srv.Close()
@@ -256,6 +266,20 @@ func (m *Mesh) onView(v membership.View) {
 	}
 	m.updateDraining()
 	m.poke()
+}
+
+// Recheck has every live member prove itself again at once, after the
+// node's trusted CAs changed (a reload of mesh.identity.ca_files): the
+// port-691 sessions of members at this node (when it is master) are
+// checked now with trusted and closed when their certificate fails (the
+// members it names are returned), and every counted gossip member is
+// verified again, stopping to count as soon as its proof fails (reason
+// goes to the log and to Config.OnMemberDropped). A master that no
+// longer proves itself stops counting too, so members follow the next one.
+func (m *Mesh) Recheck(reason string, trusted func(*tls.ConnectionState) error) []string {
+	dropped := m.srv.Recheck(trusted)
+	m.pool.Recheck(reason)
+	return dropped
 }
 
 // verifyMember proves that gossip member mb is the node it names: a
