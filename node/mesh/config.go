@@ -142,7 +142,10 @@ type Config struct {
 	// OwnedFile persists the owners of organisation domains learned from
 	// records ("" keeps them in memory only).
 	OwnedFile string
-	Keyring   *linkstate.Keyring
+	// ListedFile persists which nodes recent records listed (listed.go;
+	// "" keeps that in memory only).
+	ListedFile string
+	Keyring    *linkstate.Keyring
 	// Org is the organisation document this node holds and floods with
 	// its records (nil: none is taken or passed on).
 	Org OrgDocs

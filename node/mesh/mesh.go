@@ -47,7 +47,7 @@ type Mesh struct {
 	orgPeers orgPeers                 // document versions X-LINK2STATE peers reported (org.go)
 	topo     atomic.Pointer[Topology] // the live part of cfg (topology.go)
 
-	listed   listed      // nodes recent records listed (listed.go)
+	listed   *listed     // nodes recent records listed (listed.go)
 	draining atomic.Bool // this node drains (drain.go)
 
 	mu     sync.Mutex
@@ -91,7 +91,8 @@ func New(cfg Config) (*Mesh, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mesh{cfg: cfg, log: logger, db: db, kick: make(chan struct{}, 1), metaKick: make(chan struct{}, 1), owned: owned}
+	m := &Mesh{cfg: cfg, log: logger, db: db, kick: make(chan struct{}, 1), metaKick: make(chan struct{}, 1), owned: owned,
+		listed: newListed(cfg.ListedFile, cfg.Now(), logger)}
 	m.master = newMasterState()
 	m.topo.Store(cfg.topology())
 	return m, nil
@@ -231,6 +232,9 @@ func (m *Mesh) stop(crash bool) error {
 	}
 	m.cancel()
 	m.wg.Wait()
+	if !crash {
+		m.listed.update(m.db.Snapshot(), m.cfg.Now(), true)
+	}
 	errs = append(errs, m.cli.Load().Close(), m.srv.Close(), m.router.Load().Close())
 	m.sub.Close()
 	return errors.Join(errs...)
@@ -418,6 +422,7 @@ func (m *Mesh) run() {
 		case <-refresh.C:
 			m.originate()
 			m.updateOwned(nil, true) // groups out of the configuration; forgetting after 2×TTL
+			m.listed.update(m.db.Snapshot(), m.cfg.Now(), false)
 		case <-expiry.C:
 			if gone := m.db.Expire(m.cfg.Now()); len(gone) > 0 {
 				m.log.Info("records aged out", "record_rgs", gone)
@@ -463,6 +468,7 @@ func (m *Mesh) onLSDBChange(rgs []string) {
 		}
 	}
 	m.updateOwned(recs, false)
+	m.listed.update(snap, m.cfg.Now(), false)
 	m.router.Load().Update(snap.Records())
 	m.syncer.trigger()
 	m.probe.reconfigure()
