@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -47,6 +48,10 @@ type listedAt struct {
 	last time.Time     // last seen listed; for a live entry, when it was last folded
 	ttl  time.Duration // of the last record that listed it
 	live bool          // the LSDB lists it now
+	// The node's mesh SMTP and port-691 addresses in that record: a hop
+	// in doubt to a node its group's record leaves out can still be
+	// asked about (RecentMemberAt).
+	smtp, linkState string
 }
 
 const (
@@ -84,13 +89,16 @@ func newListed(path string, now time.Time, log *slog.Logger) *listed {
 type listedFile map[string]map[string]listedEntry
 
 type listedEntry struct {
-	Last time.Time     `json:"last"`
-	TTL  time.Duration `json:"ttl_ns"`
+	Last      time.Time     `json:"last"`
+	TTL       time.Duration `json:"ttl_ns"`
+	SMTP      string        `json:"smtp,omitempty"`
+	LinkState string        `json:"ls,omitempty"`
 }
 
 // decodeListed reads the file, keeping the entries still within their TTL
 // at now. An entry with no name, a TTL a record cannot carry or a time
-// after now is dropped, whatever the rest says.
+// after now is dropped, whatever the rest says; an address that is not
+// host:port is left out.
 func decodeListed(b []byte, now time.Time) (map[listedKey]*listedAt, error) {
 	var f listedFile
 	if err := json.Unmarshal(b, &f); err != nil {
@@ -103,7 +111,7 @@ func decodeListed(b []byte, now time.Time) (map[listedKey]*listedAt, error) {
 				e.Last.After(now) || now.Sub(e.Last) > e.TTL {
 				continue
 			}
-			out[listedKey{rg, node}] = &listedAt{last: e.Last, ttl: e.TTL}
+			out[listedKey{rg, node}] = &listedAt{last: e.Last, ttl: e.TTL, smtp: hostPort(e.SMTP), linkState: hostPort(e.LinkState)}
 		}
 	}
 	return out, nil
@@ -115,22 +123,22 @@ func decodeListed(b []byte, now time.Time) (map[listedKey]*listedAt, error) {
 func (l *listed) foldLocked(snap *linkstate.Snapshot, now time.Time) {
 	if !l.folded || l.seq != snap.Seq() {
 		l.folded, l.seq = true, snap.Seq()
-		cur := map[listedKey]time.Duration{}
+		cur := map[listedKey]listedAt{}
 		for _, r := range snap.Records() {
 			for _, mb := range r.Members {
-				cur[listedKey{r.RG, mb.Name}] = r.TTL
+				cur[listedKey{r.RG, mb.Name}] = listedAt{last: now, ttl: r.TTL, live: true, smtp: mb.SMTP, linkState: mb.LinkState}
 			}
 		}
-		for k, ttl := range cur {
+		for k, c := range cur {
 			e := l.seen[k]
-			if e == nil || e.ttl != ttl {
+			if e == nil || e.ttl != c.ttl || e.smtp != c.smtp || e.linkState != c.linkState {
 				l.dirty = true
 			}
 			if e == nil {
 				e = &listedAt{}
 				l.seen[k] = e
 			}
-			e.last, e.ttl, e.live = now, ttl, true
+			*e = c
 		}
 		for k, e := range l.seen {
 			if _, ok := cur[k]; !ok && e.live {
@@ -177,7 +185,7 @@ func (l *listed) update(snap *linkstate.Snapshot, now time.Time, force bool) {
 		if f[k.rg] == nil {
 			f[k.rg] = map[string]listedEntry{}
 		}
-		f[k.rg][k.node] = listedEntry{Last: e.last.UTC(), TTL: e.ttl}
+		f[k.rg][k.node] = listedEntry{Last: e.last.UTC(), TTL: e.ttl, SMTP: e.smtp, LinkState: e.linkState}
 	}
 	l.dirty, l.saved = false, now
 	l.mu.Unlock()
@@ -204,6 +212,46 @@ func (l *listed) dueLocked(now time.Time) bool {
 		}
 	}
 	return false
+}
+
+// memberAt names the node a record listed within its TTL with the mesh
+// SMTP listener addr, and its port-691 address then ("" when none; the
+// one listed last when several were).
+func (l *listed) memberAt(snap *linkstate.Snapshot, now time.Time, addr string) (node, linkState string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.foldLocked(snap, now)
+	var best time.Time
+	for k, e := range l.seen {
+		if addr == "" || e.smtp != addr || !(e.live || now.Sub(e.last) <= e.ttl) {
+			continue
+		}
+		at := e.last
+		if e.live {
+			at = now
+		}
+		if node == "" || at.After(best) || at.Equal(best) && k.node < node {
+			node, linkState, best = k.node, e.linkState, at
+		}
+	}
+	return node, linkState
+}
+
+// hostPort is s when it is host:port, else "".
+func hostPort(s string) string {
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return ""
+	}
+	return s
+}
+
+// RecentMemberAt names the node whose mesh SMTP listener is addr in a
+// record the LSDB holds or held within that record's TTL, and its
+// port-691 address: a hop in doubt to a node its group's current record
+// leaves out is asked about there (node/holds) instead of waiting
+// mesh.in_doubt_timeout for an answer nobody could give.
+func (m *Mesh) RecentMemberAt(addr string) (name, linkState string) {
+	return m.listed.memberAt(m.db.Snapshot(), m.cfg.Now(), addr)
 }
 
 // recentlyListed reports whether a record of rg listed node within that

@@ -32,7 +32,7 @@ func listedLSDB(t *testing.T, now *time.Time) (*linkstate.LSDB, func(minor uint3
 		r := &linkstate.Record{RG: "rgb", Version: linkstate.Version{Epoch: 1, Minor: minor}, Master: members[0],
 			IssuedAt: now.Truncate(time.Second), TTL: time.Minute}
 		for _, m := range members {
-			r.Members = append(r.Members, linkstate.Member{Name: m})
+			r.Members = append(r.Members, linkstate.Member{Name: m, SMTP: listedSMTP(m), LinkState: listedLS(m)})
 		}
 		if err := kr.Sign(r); err != nil {
 			t.Fatal(err)
@@ -43,11 +43,16 @@ func listedLSDB(t *testing.T, now *time.Time) (*linkstate.LSDB, func(minor uint3
 	}
 }
 
+// listedSMTP and listedLS are node's addresses in listedLSDB's records.
+func listedSMTP(node string) string { return "127.0.0.1:25" + node[1:] }
+func listedLS(node string) string   { return "127.0.0.1:691" + node[1:] }
+
 // TestListedOutlivesRestart: the nodes recent records listed are in the
 // file after a change (and not rewritten more than once a second, nor
 // while nothing changed), a restart loads them, a node a record stopped
 // listing stays known for the record's TTL from then (across the restart
-// too), and entries past their TTL are dropped at load.
+// too), with its addresses (RecentMemberAt: a hop in doubt to it can be
+// asked about), and entries past their TTL are dropped at load.
 func TestListedOutlivesRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mesh-listed.json")
 	t0 := time.Unix(1_800_000_000, 0)
@@ -93,6 +98,12 @@ func TestListedOutlivesRestart(t *testing.T) {
 	if l.knows(db.Snapshot(), now, "rgb", "b3") {
 		t.Fatal("a node no record listed is known")
 	}
+	if n, ls := l.memberAt(db.Snapshot(), now, listedSMTP("b2")); n != "b2" || ls != listedLS("b2") {
+		t.Fatalf("the node left out at its mesh address: %q %q, want b2 %s", n, ls, listedLS("b2"))
+	}
+	if n, _ := l.memberAt(db.Snapshot(), now, "127.0.0.1:2599"); n != "" {
+		t.Fatalf("an address no record listed is %q's", n)
+	}
 
 	// Restart with an empty LSDB 30s later: both remembered. b2 stopped
 	// being listed at t0+0.5s, b1 was listed at the last save (t0+17s).
@@ -105,6 +116,9 @@ func TestListedOutlivesRestart(t *testing.T) {
 	for _, n := range []string{"b1", "b2"} {
 		if !l.knows(empty.Snapshot(), now, "rgb", n) {
 			t.Errorf("after a restart: %s forgotten", n)
+		}
+		if got, ls := l.memberAt(empty.Snapshot(), now, listedSMTP(n)); got != n || ls != listedLS(n) {
+			t.Errorf("after a restart: %s's mesh address names %q at %q", n, got, ls)
 		}
 	}
 	if l.knows(empty.Snapshot(), now, "rga", "b1") || l.knows(empty.Snapshot(), now, "rgb", "b3") {
@@ -128,6 +142,9 @@ func TestListedOutlivesRestart(t *testing.T) {
 	now = t0.Add(78 * time.Second)
 	if l.knows(empty.Snapshot(), now, "rgb", "b1") {
 		t.Error("b1 still known past its TTL")
+	}
+	if n, _ := l.memberAt(empty.Snapshot(), now, listedSMTP("b1")); n != "" {
+		t.Error("b1's address still names it past its TTL")
 	}
 	if l = load(78 * time.Second); len(l.snapshot()) != 0 {
 		t.Errorf("loaded past every TTL: %v", l.snapshot())
