@@ -77,6 +77,7 @@ func (n *Node) newMesh(kr *linkstate.Keyring, lsLn, meshLn net.Listener, t ident
 		GossipBind: cfg.Listen.Gossip, Seeds: cfg.Mesh.Seeds, GossipKey: gossipKey, FastGossip: cfg.Mesh.FastGossip,
 		Connectors: cfg.Connectors, LocalSpaces: cfg.LocalSpaces(), Keyring: kr,
 		Declared: cfg.DeclaredDomains(), OwnedFile: filepath.Join(cfg.Node.DataDir, "mesh-owned.json"),
+		ListedFile:      filepath.Join(cfg.Node.DataDir, "mesh-listed.json"),
 		GossipPeersFile: filepath.Join(cfg.Node.DataDir, "gossip-peers"),
 		Timers:          cfg.Mesh.Timers, State: linkstate.StateConfig{Damping: cfg.Mesh.Damping}, Probe: cfg.Mesh.Probe,
 		ServerTLS: t.Channel, ChannelTLS: t.ChannelClient, ClientTLS: t.XLink, Dial: opts.Dial, Now: n.now, Logger: n.log, HeloName: cfg.Node.Hostname,
@@ -90,7 +91,9 @@ func (n *Node) newMesh(kr *linkstate.Keyring, lsLn, meshLn net.Listener, t ident
 	}
 	if n.id.Enabled() {
 		mcfg.MemberTLS = n.id.MemberTLS
+		mcfg.OnMemberDropped = func(_, reason string) { n.id.Dropped("member", reason) }
 	}
+	mcfg.Reverify = opts.reverify
 	var err error
 	if n.org, err = org.Open(&cfg, n.now, n.log, n.metrics.Registry()); err != nil {
 		return nil, err

@@ -63,6 +63,9 @@ type Options struct {
 	// afterQueued, set by tests of this package, runs when a message is
 	// committed to the queue, before the client hears the reply.
 	afterQueued func(id string)
+	// reverify, set by tests of this package, is how often counted gossip
+	// members prove their names again (0: membership's default).
+	reverify time.Duration
 }
 
 // Node is one meshd process: SMTP listeners, queue, delivery scheduler and

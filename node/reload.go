@@ -12,6 +12,7 @@ import (
 	"github.com/meshd/meshd/node/adminapi"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/org"
+	"github.com/meshd/meshd/pki"
 	"github.com/meshd/meshd/smtp"
 )
 
@@ -34,7 +35,10 @@ var ErrNoReload = admin.ErrNoReload
 // filters.milters (for transactions that start after it) and the signing
 // keys of dkim.keys (read again even when the paths are the same, so a
 // key replaced in place signs the next message), and authres.* (the
-// Authentication-Results of the messages whose DATA ends after it). Any other change is
+// Authentication-Results of the messages whose DATA ends after it), and
+// mesh.identity.ca_files (read again even under the same paths: when the
+// CAs changed, every live member proves itself again at once and one whose
+// certificate no longer chains to them is dropped, recheckMembers). Any other change is
 // listed in NeedsRestart and not applied. An invalid cfg, or a certificate
 // that does not load, is refused as a whole: nothing changes. No session
 // is cut and the queue is not touched.
@@ -65,6 +69,12 @@ func (n *Node) Reload(cfg config.Config) (ReloadReport, error) {
 	signer, err := dkim.New(cfg.DKIM)
 	if err != nil {
 		return rep, fmt.Errorf("node: reload: dkim.keys: %w", err)
+	}
+	var trust *pki.Trust // read again even under the same paths
+	if n.id.Enabled() && cfg.HasIdentity() {
+		if trust, err = n.id.CheckCAs(cfg.Mesh.Identity.CAFiles); err != nil {
+			return rep, fmt.Errorf("node: reload: mesh.identity.ca_files: %w", err)
+		}
 	}
 
 	restart := func(key string, a, b any) {
@@ -147,8 +157,17 @@ func (n *Node) Reload(cfg config.Config) (ReloadReport, error) {
 	a = applied("authres.enabled", old.AuthRes.Enabled, cfg.AuthRes.Enabled)
 	a = applied("authres.authserv_id", old.AuthRes.AuthServID, cfg.AuthRes.AuthServID) || a
 
+	// mesh.identity.ca_files: every live member proves itself again.
+	if trust != nil && n.id.SetCAs(trust) {
+		rep.Applied = append(rep.Applied, "mesh.identity.ca_files")
+		n.recheckMembers()
+	}
+
 	// What is in force now: the applied keys from cfg, the rest as before.
 	next := old
+	if trust != nil {
+		next.Mesh.Identity.CAFiles = cfg.Mesh.Identity.CAFiles
+	}
 	if n.logLevel != nil {
 		next.Log.Level = cfg.Log.Level
 	}
@@ -183,6 +202,29 @@ func (n *Node) Reload(cfg config.Config) (ReloadReport, error) {
 	n.log.Info("configuration reloaded", "applied", rep.Applied, "needs_restart", rep.NeedsRestart)
 	return rep, nil
 }
+
+// recheckMembers checks every live member's certificate against the CAs
+// now in force (after a reload changed them): port-691 sessions at once,
+// gossip members within a verification's time; mesh hop sessions opened
+// before are not reused.
+func (n *Node) recheckMembers() {
+	if n.mesh == nil {
+		return
+	}
+	// A hop session to a node opened before is not used again: the next
+	// hop dials, and the handshake verifies the peer with the new CAs.
+	if n.del != nil {
+		n.del.CloseMeshSessions()
+	}
+	for _, member := range n.mesh.Recheck(reasonCAChanged, n.id.Trusted) {
+		n.id.Dropped("channel", reasonCAChanged)
+		n.log.Warn("live member dropped: its certificate does not chain to the reloaded CAs", "peer", member, "reason", reasonCAChanged)
+	}
+}
+
+// reasonCAChanged is why a member is dropped after a reload changed
+// mesh.identity.ca_files (logs, meshd_mesh_peers_dropped_total).
+const reasonCAChanged = "ca_changed"
 
 // currentCert is the tls.Config.GetCertificate of every listener: the
 // certificate in force, which Reload may replace for new handshakes.

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshd/meshd/internal/atomicfile"
 	"github.com/meshd/meshd/node/holds"
 	"github.com/meshd/meshd/queue"
 )
@@ -89,10 +90,7 @@ func (p *shadowPeers) refresh() {
 	}
 	b, err := json.Marshal(p.seen)
 	if err == nil {
-		tmp := p.path + ".tmp"
-		if err = os.WriteFile(tmp, b, 0o600); err == nil {
-			err = os.Rename(tmp, p.path)
-		}
+		err = atomicfile.Write(p.path, b, 0o600)
 	}
 	if err != nil {
 		n.log.Warn("shadow: save peer list", "path", p.path, "err", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,8 +15,7 @@ import (
 // certificate, re-read from disk when the certificate file changes (a
 // renewal by `meshd org issue` needs no restart).
 type Node struct {
-	pool     *x509.CertPool
-	cas      []*x509.Certificate
+	trust    atomic.Pointer[Trust] // the CAs in force; SetTrust replaces them
 	certFile string
 	keyFile  string
 	now      func() time.Time
@@ -41,13 +41,11 @@ func Load(caFiles []string, certFile, keyFile string, want Identity, now func() 
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{pool: x509.NewCertPool(), certFile: certFile, keyFile: keyFile, now: now, cas: cas}
-	for _, c := range cas {
-		n.pool.AddCert(c)
-	}
-	if len(n.cas) == 0 {
+	if len(cas) == 0 {
 		return nil, errors.New("pki: no CA certificate")
 	}
+	n := &Node{certFile: certFile, keyFile: keyFile, now: now}
+	n.trust.Store(newTrust(cas))
 	if err := n.reload(); err != nil {
 		return nil, err
 	}
@@ -88,7 +86,7 @@ func (n *Node) reload() error {
 		return fmt.Errorf("pki: load %s: %w", n.certFile, err)
 	}
 	leaf := cert.Leaf
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: n.pool, CurrentTime: n.now(),
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: n.trust.Load().pool, CurrentTime: n.now(),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
 		return fmt.Errorf("pki: %s does not chain to a trusted CA: %w", n.certFile, err)
 	}
@@ -132,7 +130,7 @@ func (n *Node) Verify(rawCerts [][]byte) (Identity, error) {
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: n.pool, Intermediates: inter, CurrentTime: n.now(),
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: n.trust.Load().pool, Intermediates: inter, CurrentTime: n.now(),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return Identity{}, fmt.Errorf("pki: peer certificate: %w", err)
 	}
@@ -143,15 +141,87 @@ func (n *Node) Verify(rawCerts [][]byte) (Identity, error) {
 // organisation's nodes may use: a client certificate is required and
 // verified against the CAs (its identity is then pki.PeerIdentity of the
 // connection state; what it may do is for the listener to decide).
+//
+// Each handshake verifies against the CAs in force then (SetTrust): the
+// config hands crypto/tls a copy of itself with those CAs, taken when the
+// handshake starts, so whatever the caller set on the config before its
+// first handshake (VerifyConnection) holds. A copy the caller makes with
+// Clone still verifies against the CAs in force, with the original's
+// settings.
 func (n *Node) ServerConfig() *tls.Config {
-	return &tls.Config{
+	c := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		ClientAuth: tls.RequireAndVerifyClientCert,
-		ClientCAs:  n.pool,
+		ClientCAs:  n.trust.Load().pool,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return n.Certificate()
 		},
 	}
+	c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		cc := c.Clone()
+		cc.GetConfigForClient = nil
+		cc.ClientCAs = n.trust.Load().pool
+		return cc, nil
+	}
+	return c
+}
+
+// Trust is a set of trusted CAs (mesh.identity.ca_files), read and
+// checked by CheckTrust before SetTrust puts it in force.
+type Trust struct {
+	pool *x509.CertPool
+	cas  []*x509.Certificate
+}
+
+func newTrust(cas []*x509.Certificate) *Trust {
+	t := &Trust{pool: x509.NewCertPool(), cas: cas}
+	for _, c := range cas {
+		t.pool.AddCert(c)
+	}
+	return t
+}
+
+// same reports whether t and o trust the same certificates.
+func (t *Trust) same(o *Trust) bool {
+	if len(t.cas) != len(o.cas) {
+		return false
+	}
+	for i := range t.cas {
+		if !t.cas[i].Equal(o.cas[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckTrust reads the CA files again (a reload: the files may have been
+// replaced under the same names) and checks that this node's own
+// certificate chains to one of them: a node would shut itself out of the
+// mesh with a bundle that does not trust its own certificate.
+func (n *Node) CheckTrust(caFiles []string) (*Trust, error) {
+	cas, err := ReadCACerts(caFiles)
+	if err != nil {
+		return nil, err
+	}
+	if len(cas) == 0 {
+		return nil, errors.New("pki: no CA certificate")
+	}
+	t := newTrust(cas)
+	n.mu.Lock()
+	leaf := n.cert.Leaf
+	n.mu.Unlock()
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: t.pool, CurrentTime: n.now(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, fmt.Errorf("pki: this node's certificate %s does not chain to these CAs: %w", n.certFile, err)
+	}
+	return t, nil
+}
+
+// SetTrust puts t in force for every handshake and verification that
+// starts after it; changed reports whether it trusts other CAs than the
+// set it replaces.
+func (n *Node) SetTrust(t *Trust) (changed bool) {
+	return !n.trust.Swap(t).same(t)
 }
 
 // ClientConfig is the TLS configuration for dialling another node. The

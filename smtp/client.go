@@ -62,6 +62,7 @@ type Client struct {
 	mu     sync.Mutex
 	idle   map[string][]*clientConn
 	closed bool
+	gen    uint64 // CloseIdle's count: a session dialled before the last one is not kept
 	stop   chan struct{}
 	done   chan struct{}
 }
@@ -132,6 +133,25 @@ func (c *Client) Close() error {
 		}
 	}
 	return nil
+}
+
+// CloseIdle closes every idle session, and sessions busy now (or being
+// dialled) are closed when their transaction ends instead of being kept:
+// the next Send to any address dials again. A node calls it when the
+// trust its sessions were verified with changes (a reload of the CAs), so
+// that no message goes out on a session whose peer the new trust would
+// refuse.
+func (c *Client) CloseIdle() {
+	c.mu.Lock()
+	c.gen++
+	idle := c.idle
+	c.idle = map[string][]*clientConn{}
+	c.mu.Unlock()
+	for _, list := range idle {
+		for _, cc := range list {
+			c.quit(cc)
+		}
+	}
 }
 
 // Send delivers one message to addr (host:port).
@@ -444,7 +464,7 @@ func (c *Client) takeIdle(addr string) *clientConn {
 
 func (c *Client) put(cc *clientConn) {
 	c.mu.Lock()
-	if c.closed || c.cfg.MaxIdlePerHost < 0 || len(c.idle[cc.addr]) >= c.cfg.MaxIdlePerHost {
+	if c.closed || cc.gen != c.gen || c.cfg.MaxIdlePerHost < 0 || len(c.idle[cc.addr]) >= c.cfg.MaxIdlePerHost {
 		c.mu.Unlock()
 		c.quit(cc)
 		return

@@ -6,8 +6,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,6 +111,48 @@ func TestClientIdleTimeoutAndMaxIdle(t *testing.T) {
 	}
 	if n := c.IdleSessions(mta.addr); n > 1 {
 		t.Fatalf("idle sessions %d > MaxIdlePerHost 1", n)
+	}
+}
+
+// TestClientCloseIdle: after CloseIdle no session from before it carries
+// another message: the idle one is closed, and one being dialled while
+// CloseIdle ran delivers its message and is then closed, not kept.
+func TestClientCloseIdle(t *testing.T) {
+	mta := startMTA(t, nil)
+	var c *Client
+	var closeDuringDial atomic.Bool
+	d := &net.Dialer{}
+	c = newTestClient(t, ClientConfig{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if closeDuringDial.Swap(false) {
+			c.CloseIdle()
+		}
+		return d.DialContext(ctx, network, addr)
+	}})
+	if _, err := send(t, c, mta.addr, out("b@remote.test")); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.IdleSessions(mta.addr); n != 1 {
+		t.Fatalf("idle sessions %d, want 1", n)
+	}
+	c.CloseIdle()
+	if n := c.IdleSessions(mta.addr); n != 0 {
+		t.Fatalf("idle sessions %d after CloseIdle, want 0", n)
+	}
+	closeDuringDial.Store(true)
+	if _, err := send(t, c, mta.addr, out("b@remote.test")); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.IdleSessions(mta.addr); n != 0 {
+		t.Fatalf("a session dialled during CloseIdle was kept (%d idle)", n)
+	}
+	if _, err := send(t, c, mta.addr, out("b@remote.test")); err != nil {
+		t.Fatal(err)
+	}
+	if accepts, _, msgs := mta.stats(); accepts != 3 || len(msgs) != 3 {
+		t.Fatalf("accepts %d msgs %d, want 3 and 3 (no session reused across CloseIdle)", accepts, len(msgs))
+	}
+	if n := c.IdleSessions(mta.addr); n != 1 {
+		t.Fatalf("idle sessions %d after a send on a new session, want 1", n)
 	}
 }
 

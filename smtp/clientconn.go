@@ -40,6 +40,7 @@ type clientConn struct {
 	tls   bool
 	lmtp  bool
 	since time.Time // when it went idle
+	gen   uint64    // Client.gen when it was dialled
 	reset bool      // reused: RSET goes in front of the next envelope
 }
 

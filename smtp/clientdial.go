@@ -11,10 +11,16 @@ import (
 // dial connects, reads the greeting, says EHLO/LHLO and negotiates STARTTLS
 // according to the TLS settings.
 func (c *Client) dial(ctx context.Context, addr string) (*clientConn, error) {
+	c.mu.Lock()
+	gen := c.gen // taken before the handshake verifies the peer (CloseIdle)
+	c.mu.Unlock()
 	cc, err := c.connect(ctx, addr, c.wantTLS())
 	if errors.Is(err, errTLSFallback) {
 		c.log.Info("smtp: STARTTLS failed, retrying in plaintext", "peer", addr)
 		cc, err = c.connect(ctx, addr, false)
+	}
+	if cc != nil {
+		cc.gen = gen
 	}
 	return cc, err
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/adminapi"
-	"github.com/meshd/meshd/pki"
 )
 
 // drainPair is one routing group, rga, of two meshd processes: a1, whose
@@ -20,43 +18,18 @@ import (
 // rga.test waits in its queue), and a2, which delivers into its Maildir.
 func startDrainPair(t *testing.T) (a1, a2 *meshNode) {
 	t.Helper()
-	addrs := freeAddrs(t, 7, nil)
-	meshOf := map[string]string{"a1": addrs[0], "a2": addrs[1]}
-	gossipOf := map[string]string{"a1": addrs[2], "a2": addrs[3]}
-	lsOf := map[string]string{"a1": addrs[4], "a2": addrs[5]}
-	deadLMTP := addrs[6]
-	orgDir := t.TempDir()
-	caFile, certs, err := pki.Lab(orgDir, pki.Identity{Node: "a1", RG: "rga"}, pki.Identity{Node: "a2", RG: "rga"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gossipKey, err := os.ReadFile(filepath.Join(orgDir, pki.GossipKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := func(name string, extra map[string]any) *meshNode {
-		ex := map[string]any{
-			"node":   map[string]any{"name": name, "routing_group": "rga"},
-			"listen": map[string]any{"mesh": meshOf[name], "gossip": gossipOf[name], "linkstate": lsOf[name]},
-			"mesh": map[string]any{
-				"org_key":        "ZTJlLWRyYWluLWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE=",
-				"gossip_key":     strings.TrimSpace(string(gossipKey)),
-				"identity":       map[string]any{"ca_files": []string{caFile}, "cert_file": certs[name][0], "key_file": certs[name][1]},
-				"routing_groups": []map[string]any{{"name": "rga"}},
-				"seeds":          []string{gossipOf["a1"]},
-				"sync_interval":  "1s", "collect_window": "100ms", "fast_gossip": true,
-				"shadow_check": "200ms", // a drain is done two rounds after the queue is empty, with shadows on
-				"probe":        map[string]any{"interval": "200ms", "keepalive": "500ms", "timeout": "500ms"},
-			},
-		}
-		for k, v := range extra {
-			ex[k] = v
-		}
-		return startNode(t, nodeOptions{LocalDomains: []string{"rga.test"}, AllowNetworks: []string{"127.0.0.0/8"},
-			Reserved: addrs, Extra: ex})
-	}
-	a1 = start("a1", map[string]any{"delivery": map[string]any{"mode": "lmtp", "lmtp": deadLMTP}})
-	a2 = start("a2", nil)
+	deadLMTP := freeAddrs(t, 1, nil)[0]
+	lab := startLab(t, labOptions{
+		Members: []labMember{
+			{Name: "a1", RG: "rga", Extra: map[string]any{"delivery": map[string]any{"mode": "lmtp", "lmtp": deadLMTP}}},
+			{Name: "a2", RG: "rga"},
+		},
+		Node: nodeOptions{Reserved: []string{deadLMTP}, Extra: map[string]any{
+			// a drain is done two rounds after the queue is empty, with shadows on
+			"mesh": map[string]any{"shadow_check": "200ms"},
+		}},
+	})
+	a1, a2 = lab.node("a1"), lab.node("a2")
 	if !testkit.Poll(30*time.Second, func() bool {
 		var m adminapi.Members
 		return a1.adminGet("/api/mesh/members", &m) == nil && len(m.Members) == 2

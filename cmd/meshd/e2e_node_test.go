@@ -236,17 +236,7 @@ func (n *meshNode) config(o nodeOptions, linkstate, gossip, deadDNS string) map[
 		"auth":  map[string]any{"users": users},
 		"log":   map[string]any{"level": "info", "format": "text"},
 	}
-	for k, v := range o.Extra {
-		if sub, ok := v.(map[string]any); ok {
-			if cur, ok := cfg[k].(map[string]any); ok {
-				for sk, sv := range sub {
-					cur[sk] = sv
-				}
-				continue
-			}
-		}
-		cfg[k] = v
-	}
+	mergeSections(cfg, o.Extra)
 	return cfg
 }
 

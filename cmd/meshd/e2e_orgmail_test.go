@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/adminapi"
-	"github.com/meshd/meshd/pki"
 	"github.com/meshd/meshd/routing"
 )
 
@@ -33,58 +31,20 @@ type orgMesh struct {
 func startOrgMesh(t *testing.T, lifetime, delayWarning time.Duration, filters ...map[string]any) *orgMesh {
 	t.Helper()
 	smart := startSink(t, 0)
-	mesh := freeAddrs(t, 3, map[int]bool{smart.Port: true})
-	meshOf := map[string]string{"a1": mesh[0], "b1": mesh[1], "c1": mesh[2]}
-	rgOf := map[string]string{"a1": "rga", "b1": "rgb", "c1": "rgc"}
-	orgKey := base64.StdEncoding.EncodeToString([]byte("e2e-org-key-0123456789abcdef0123"))
-	// Mutual TLS between the nodes, with certificates of one lab CA.
-	orgDir := t.TempDir()
-	caFile, certs, err := pki.Lab(orgDir, pki.Identity{Node: "a1", RG: "rga"}, pki.Identity{Node: "b1", RG: "rgb"}, pki.Identity{Node: "c1", RG: "rgc"})
-	if err != nil {
-		t.Fatal(err)
+	extra := map[string]any{"mesh": map[string]any{"ttl": "6s", "refresh": "2s"}}
+	if len(filters) > 0 {
+		extra["filters"] = filters[0]
 	}
-	gossipKey, err := os.ReadFile(filepath.Join(orgDir, pki.GossipKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := func(name string, conns []map[string]any) *meshNode {
-		rg := rgOf[name]
-		extra := map[string]any{}
-		if len(filters) > 0 {
-			extra["filters"] = filters[0]
-		}
-		return startNode(t, nodeOptions{
-			AllowNetworks: []string{"127.0.0.0/8"},
-			LocalDomains:  []string{rg + ".test"},
-			Lifetime:      lifetime, DelayWarning: delayWarning,
-			Reserved: append(mesh, smart.Addr),
-			Extra: map[string]any{
-				"node":   map[string]any{"name": name, "routing_group": rg},
-				"listen": map[string]any{"mesh": meshOf[name]},
-				"mesh": map[string]any{
-					"org_key":        orgKey,
-					"gossip_key":     strings.TrimSpace(string(gossipKey)),
-					"identity":       map[string]any{"ca_files": []string{caFile}, "cert_file": certs[name][0], "key_file": certs[name][1]},
-					"routing_groups": []map[string]any{{"name": "rga"}, {"name": "rgb"}, {"name": "rgc"}},
-					"ttl":            "6s", "refresh": "2s", "sync_interval": "1s", "collect_window": "100ms",
-					"fast_gossip": true,
-					"probe":       map[string]any{"interval": "200ms", "keepalive": "500ms", "timeout": "500ms"},
-				},
-				"connectors": conns,
-				"filters":    extra["filters"],
-			},
-		})
-	}
-	link := func(name, to string) map[string]any {
-		target := map[string]string{"rga": "a1", "rgb": "b1", "rgc": "c1"}[to]
-		return map[string]any{"name": name, "to": to, "cost": 10, "targets": []string{meshOf[target]}}
-	}
-	om := &orgMesh{sink: smart}
-	om.a1 = start("a1", []map[string]any{link("ab", "rgb"), link("ac", "rgc"),
-		{"name": "inet", "cost": 10, "smarthost": smart.Addr, "address_spaces": []map[string]any{{"pattern": "*", "cost": 1}}}})
-	om.b1 = start("b1", []map[string]any{link("ba", "rga")})
-	om.c1 = start("c1", []map[string]any{link("ca", "rga")})
-	return om
+	inet := map[string]any{"name": "inet", "cost": 10, "smarthost": smart.Addr, "address_spaces": []map[string]any{{"pattern": "*", "cost": 1}}}
+	lab := startLab(t, labOptions{
+		Members: []labMember{
+			{Name: "a1", RG: "rga", Links: []labLink{{Name: "ab", To: "rgb"}, {Name: "ac", To: "rgc"}}, Connectors: []map[string]any{inet}},
+			{Name: "b1", RG: "rgb", Links: []labLink{{Name: "ba", To: "rga"}}},
+			{Name: "c1", RG: "rgc", Links: []labLink{{Name: "ca", To: "rga"}}},
+		},
+		Node: nodeOptions{Lifetime: lifetime, DelayWarning: delayWarning, Reserved: []string{smart.Addr}, Extra: extra},
+	})
+	return &orgMesh{a1: lab.node("a1"), b1: lab.node("b1"), c1: lab.node("c1"), sink: smart}
 }
 
 // trace asks a node's admin API for the route of rcpt.

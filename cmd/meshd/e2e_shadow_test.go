@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"bufio"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"os"
@@ -17,8 +16,6 @@ import (
 	"github.com/meshd/meshd/harness/extern"
 	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/adminapi"
-	"github.com/meshd/meshd/pki"
-	"github.com/meshd/meshd/routing"
 )
 
 // shadowLine is three single-node routing groups in a line, as real meshd
@@ -38,65 +35,23 @@ const shadowLineBytes = 1 << 30
 // docs/shadow.md) are merged into every node's mesh section.
 func startShadowLine(t testing.TB, shadows bool, meshKeys map[string]any) *shadowLine {
 	t.Helper()
-	mesh := freeAddrs(t, 3, nil)
-	meshOf := map[string]string{"a1": mesh[0], "b1": mesh[1], "c1": mesh[2]}
-	rgOf := map[string]string{"a1": "rga", "b1": "rgb", "c1": "rgc"}
-	orgKey := base64.StdEncoding.EncodeToString([]byte("e2e-shadow-key-0123456789abcdef0"))
-	orgDir := t.TempDir()
-	caFile, certs, err := pki.Lab(orgDir, pki.Identity{Node: "a1", RG: "rga"}, pki.Identity{Node: "b1", RG: "rgb"}, pki.Identity{Node: "c1", RG: "rgc"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gossipKey, err := os.ReadFile(filepath.Join(orgDir, pki.GossipKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
 	maxShadow := 0
 	if shadows {
 		maxShadow = shadowLineBytes
 	}
-	link := func(name, to string) map[string]any {
-		target := map[string]string{"rga": "a1", "rgb": "b1", "rgc": "c1"}[to]
-		return map[string]any{"name": name, "to": to, "cost": 10, "targets": []string{meshOf[target]}}
-	}
-	start := func(name string, conns ...map[string]any) *meshNode {
-		rg := rgOf[name]
-		meshSection := map[string]any{
-			"org_key":        orgKey,
-			"gossip_key":     strings.TrimSpace(string(gossipKey)),
-			"identity":       map[string]any{"ca_files": []string{caFile}, "cert_file": certs[name][0], "key_file": certs[name][1]},
-			"routing_groups": []map[string]any{{"name": "rga"}, {"name": "rgb"}, {"name": "rgc"}},
-			"sync_interval":  "1s", "collect_window": "100ms", "fast_gossip": true,
-			"probe": map[string]any{"interval": "200ms", "keepalive": "500ms", "timeout": "500ms"},
-		}
-		for k, v := range meshKeys {
-			meshSection[k] = v
-		}
-		return startNode(t, nodeOptions{
-			AllowNetworks: []string{"127.0.0.0/8"},
-			LocalDomains:  []string{rg + ".test"},
-			Reserved:      mesh,
-			Extra: map[string]any{
-				"node":       map[string]any{"name": name, "routing_group": rg},
-				"listen":     map[string]any{"mesh": meshOf[name]},
-				"queue":      map[string]any{"max_shadow_bytes": maxShadow},
-				"mesh":       meshSection,
-				"connectors": conns,
-			},
-		})
-	}
-	l := &shadowLine{}
-	l.a1 = start("a1", link("ab", "rgb"))
-	l.b1 = start("b1", link("ba", "rga"), link("bc", "rgc"))
-	l.c1 = start("c1", link("cb", "rgb"))
-	var d routing.Decision
-	if !testkit.Poll(60*time.Second, func() bool {
-		d, err = l.a1.trace("u@rgc.test")
-		return err == nil && d.Kind == routing.Remote && strings.Join(d.Path, ">") == "rga>rgb>rgc"
-	}) {
-		t.Fatalf("a1 has no route to rgc.test through rgb: %v %+v", err, d)
-	}
-	return l
+	lab := startLab(t, labOptions{
+		Members: []labMember{
+			{Name: "a1", RG: "rga", Links: []labLink{{Name: "ab", To: "rgb"}}},
+			{Name: "b1", RG: "rgb", Links: []labLink{{Name: "ba", To: "rga"}, {Name: "bc", To: "rgc"}}},
+			{Name: "c1", RG: "rgc", Links: []labLink{{Name: "cb", To: "rgb"}}},
+		},
+		Node: nodeOptions{Extra: map[string]any{
+			"queue": map[string]any{"max_shadow_bytes": maxShadow},
+			"mesh":  meshKeys,
+		}},
+	})
+	lab.waitPath("a1", "u@rgc.test", "rga>rgb>rgc", 60*time.Second)
+	return &shadowLine{a1: lab.node("a1"), b1: lab.node("b1"), c1: lab.node("c1")}
 }
 
 // inbox is c1's Maildir for addr, new and cur.

@@ -302,6 +302,31 @@ func (s *Server) DropMembers() {
 	}
 }
 
+// Recheck checks the certificate of every member session again with
+// trusted (after the node's trusted CAs changed) and closes each session
+// whose certificate fails, logged with the reason; it returns the members
+// whose sessions it closed. A session without TLS is not checked.
+func (s *Server) Recheck(trusted func(*tls.ConnectionState) error) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var dropped []string
+	for m := range s.members {
+		tc, ok := m.conn.(*tls.Conn)
+		if !ok {
+			continue
+		}
+		st := tc.ConnectionState()
+		if err := trusted(&st); err != nil {
+			s.log.Warn("member session dropped: its certificate is no longer trusted", "peer", m.node,
+				"remote", m.conn.RemoteAddr().String(), "session", m.ID, "err", err)
+			delete(s.members, m)
+			m.close()
+			dropped = append(dropped, m.node)
+		}
+	}
+	return dropped
+}
+
 // Close stops the listener and every connection and waits for them.
 func (s *Server) Close() error {
 	s.cancel()

@@ -113,6 +113,16 @@ func (d *Deliverer) SetSchedule(q config.Queue) {
 // Lifetime is the queue.lifetime in force.
 func (d *Deliverer) Lifetime() time.Duration { return d.sched.Load().lifetime }
 
+// CloseMeshSessions closes the idle sessions of mesh hops, and keeps no
+// session busy now once its message is through: the next hop to any node
+// dials again and verifies the node's certificate with the trust in force
+// (called after a reload changed the trusted CAs).
+func (d *Deliverer) CloseMeshSessions() {
+	if d.out.meshClient != nil {
+		d.out.meshClient.CloseIdle()
+	}
+}
+
 // ClearDead forgets every unreachable destination, so that an operator's
 // retry dials at once.
 func (d *Deliverer) ClearDead() { d.out.clearDead() }

@@ -31,8 +31,17 @@ type Asker struct {
 	NodeTLS func(node string) *tls.Config
 }
 
+// RecentMembers is the mesh's memory of the nodes records listed within
+// their TTL (node/mesh.Mesh.RecentMemberAt; docs/shadow.md).
+type RecentMembers interface {
+	RecentMemberAt(addr string) (name, channelAddr string)
+}
+
 // Locate names the mesh node whose mesh SMTP listener is addr and its
-// port-691 address ("" when no record lists it).
+// port-691 address ("" when no record lists it). A node its group's
+// current record leaves out (its master restarted with an empty view) is
+// found in the records that listed it within their TTL, when the mesh
+// remembers them (RecentMembers): it is alive and may hold the copy.
 func (d *Asker) Locate(addr string) (name, channelAddr string) {
 	if addr == "" {
 		return "", ""
@@ -43,6 +52,9 @@ func (d *Asker) Locate(addr string) (name, channelAddr string) {
 				return m.Name, m.LinkState
 			}
 		}
+	}
+	if rm, ok := d.Mesh.(RecentMembers); ok {
+		return rm.RecentMemberAt(addr)
 	}
 	return "", ""
 }

@@ -47,6 +47,7 @@ type Node struct {
 	org   Org
 
 	refused   *prometheus.CounterVec // peers refused for their certificate, by channel
+	dropped   *prometheus.CounterVec // live peers dropped on a re-check, by channel and reason
 	plaintext prometheus.Gauge       // 1 when mesh.insecure_plaintext
 	expiry    prometheus.GaugeFunc   // seconds until the node certificate expires
 }
@@ -59,11 +60,15 @@ func New(cfg config.Config, addrs Addresses, reg prometheus.Registerer, now func
 			Name: "meshd_mesh_tls_peers_refused_total",
 			Help: "Mesh TLS handshakes refused because the peer's certificate did not verify or named a node the LSDB does not place there (a man in the middle, another CA, no certificate), by channel (hop, xlink, channel, track, listener, member: a gossip member whose certificate does not prove its name).",
 		}, []string{"channel"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_mesh_peers_dropped_total",
+			Help: "Live mesh peers dropped when their certificate was checked again, by channel (member: a counted gossip member, channel: a member's port-691 session at the master) and reason (ca_changed: a reload changed mesh.identity.ca_files and the certificate no longer chains to them; reverify: the periodic re-check failed; expired).",
+		}, []string{"channel", "reason"}),
 		plaintext: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshd_mesh_insecure_plaintext", Help: "1 when the mesh runs without identities (mesh.insecure_plaintext: peers believed by address).",
 		}),
 	}
-	reg.MustRegister(id.refused, id.plaintext)
+	reg.MustRegister(id.refused, id.dropped, id.plaintext)
 	if !cfg.HasIdentity() {
 		if cfg.MeshEnabled() {
 			id.plaintext.Set(1)
@@ -197,3 +202,30 @@ func (id *Node) ChannelPeer(cs *tls.ConnectionState) (node, rg string, ok bool) 
 	}
 	return who.Node, who.RG, true
 }
+
+// CheckCAs reads the CA files of a reload (mesh.identity.ca_files) and
+// checks them against this node's certificate; SetCAs puts them in force.
+func (id *Node) CheckCAs(files []string) (*pki.Trust, error) { return id.pki.CheckTrust(files) }
+
+// SetCAs puts t in force for every handshake after it and reports
+// whether the trusted CAs changed: then every live peer must be checked
+// again (Trusted), since its proof was made against the CAs before.
+func (id *Node) SetCAs(t *pki.Trust) bool { return id.pki.SetTrust(t) }
+
+// Trusted checks the peer certificate of an established connection
+// again, against the CAs in force now.
+func (id *Node) Trusted(cs *tls.ConnectionState) error {
+	if cs == nil || len(cs.PeerCertificates) == 0 {
+		return fmt.Errorf("node: the peer presented no certificate")
+	}
+	raw := make([][]byte, len(cs.PeerCertificates))
+	for i, c := range cs.PeerCertificates {
+		raw[i] = c.Raw
+	}
+	_, err := id.pki.Verify(raw)
+	return err
+}
+
+// Dropped counts a live peer dropped on a re-check of its certificate
+// (meshd_mesh_peers_dropped_total).
+func (id *Node) Dropped(channel, reason string) { id.dropped.WithLabelValues(channel, reason).Inc() }

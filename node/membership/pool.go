@@ -65,6 +65,11 @@ type Config struct {
 	// Reverify is how often a counted member proves its name again;
 	// default 10m (5s with Fast).
 	Reverify time.Duration
+	// OnDropped, when set, is told of each counted member that stops
+	// counting because its proof failed or expired, with the reason
+	// (DroppedExpired, DroppedReverify, or the reason given to Recheck).
+	// It must not block.
+	OnDropped func(member, reason string)
 
 	Logger *slog.Logger
 }

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"cmp"
 	"context"
 	"time"
 )
@@ -42,6 +43,38 @@ type verification struct {
 	gone    time.Time // when the member left (zero: live)
 	proven  time.Time // when the proof in force was made
 	until   time.Time // when it ends by itself (zero: never)
+	recheck string    // why the next re-check was asked for (Recheck); "" periodic
+	asked   time.Time // when Recheck asked for it
+}
+
+// Drop reasons passed to Config.OnDropped.
+const (
+	DroppedExpired  = "expired"  // the certificate of its proof expired
+	DroppedReverify = "reverify" // the periodic re-check failed
+)
+
+// Recheck makes every counted member prove its name again at once (the
+// node's trusted CAs changed, say): one whose proof now fails stops
+// counting as soon as its check ends (verifyTimeout at most), and
+// Config.OnDropped is told with reason. A member keeps counting while its
+// check runs. A first check already under way proves nothing of the new
+// trust either: if it succeeds, the member is checked again at once.
+func (p *Pool) Recheck(reason string) {
+	p.mu.Lock()
+	n := 0
+	now := time.Now()
+	for _, v := range p.checks {
+		switch {
+		case v.ok:
+			v.proven, v.recheck, v.asked = time.Time{}, reason, now
+			n++
+		case v.running:
+			v.asked = now
+		}
+	}
+	p.mu.Unlock()
+	p.log.Info("gossip members to prove their names again", "reason", reason, "members", n)
+	p.poke()
 }
 
 // Pending reports how many live members have not finished their first
@@ -91,6 +124,9 @@ func (p *Pool) verified(m Member) (bool, string) {
 		// member until it proves it with a valid one.
 		v.ok, v.reason, v.next, v.logged = false, "its certificate expired at "+v.until.UTC().Format(time.RFC3339), time.Time{}, false
 		p.log.Warn("gossip member no longer verified: its certificate expired", "peer", m.Name, "expires", v.until)
+		if p.cfg.OnDropped != nil {
+			p.cfg.OnDropped(m.Name, DroppedExpired)
+		}
 	}
 	if v.ok {
 		// A counted member proves its name again now and then; it keeps
@@ -112,6 +148,7 @@ func (p *Pool) verified(m Member) (bool, string) {
 
 func (p *Pool) verify(m Member, v *verification) {
 	defer p.vwg.Done()
+	started := time.Now()
 	ctx, cancel := context.WithTimeout(p.ctx, verifyTimeout)
 	until, err := p.cfg.Verify(ctx, m)
 	cancel()
@@ -120,8 +157,16 @@ func (p *Pool) verify(m Member, v *verification) {
 	v.settled = true
 	current := p.checks[m.Name] == v
 	was := v.ok
+	why := cmp.Or(v.recheck, DroppedReverify)
+	stale := started.Before(v.asked) // began before Recheck: proves nothing of the new trust
+	if !stale {
+		v.recheck = ""
+	}
 	if err == nil {
 		v.ok, v.reason, v.proven, v.until = true, "", time.Now(), until
+		if stale {
+			v.proven = time.Time{} // check again at once
+		}
 	} else {
 		v.ok = false
 		v.reason = err.Error()
@@ -139,7 +184,10 @@ func (p *Pool) verify(m Member, v *verification) {
 		p.log.Info("gossip member verified", "peer", m.Name, "addr", m.LinkState)
 	case was:
 		p.log.Warn("gossip member no longer verified: it no longer proves its name", "peer", m.Name,
-			"addr", m.LinkState, "err", err)
+			"addr", m.LinkState, "reason", why, "err", err)
+		if p.cfg.OnDropped != nil {
+			p.cfg.OnDropped(m.Name, why)
+		}
 	case first:
 		p.log.Warn("gossip member not verified: it is no member until it proves its name", "peer", m.Name,
 			"addr", m.LinkState, "err", err)

@@ -98,3 +98,56 @@ func TestCountedMemberProvesItselfAgain(t *testing.T) {
 		return nil
 	})
 }
+
+// TestRecheckDropsMemberAtOnce: after the trust changes, Recheck makes a
+// counted member prove itself again at once, not at the next Reverify
+// (an hour here): one that no longer can stops counting, and OnDropped
+// hears it with Recheck's reason; one that still can keeps counting.
+func TestRecheckDropsMemberAtOnce(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	var refuseB atomic.Bool
+	verify := func(_ context.Context, m Member) (time.Time, error) {
+		if m.Name == "b" && refuseB.Load() {
+			return time.Time{}, errors.New("certificate no longer trusted")
+		}
+		return time.Time{}, nil
+	}
+	dropped := make(chan string, 4)
+	startV := func(name string, seeds ...string) *Pool {
+		p, err := Start(Config{Name: name, Meta: Meta{RG: "rg1", SMTP: "127.0.0.1:25", LinkState: "127.0.0.1:691"},
+			Bind: "127.0.0.1:0", Seeds: seeds, Key: key, Fast: true, Logger: quiet, Verify: verify,
+			VerifyRetry: 100 * time.Millisecond, Reverify: time.Hour,
+			OnDropped: func(member, reason string) { dropped <- name + ":" + member + ":" + reason }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := startV("a")
+	defer a.Close()
+	b := startV("b", a.Addr())
+	defer b.Close()
+	c := startV("c", a.Addr())
+	defer c.Close()
+	testkit.Eventually(t, 5*time.Second, "a, b and c", sameView([]string{"a", "b", "c"}, "a", a, b, c))
+	refuseB.Store(true)
+	a.Recheck("ca_changed")
+	testkit.Eventually(t, 5*time.Second, "b no longer counted at a", func() error {
+		v := a.View()
+		if _, ok := v.Member("b"); ok || len(v.Unverified) != 1 || v.Unverified[0].Name != "b" {
+			return fmt.Errorf("a's view: %+v", v)
+		}
+		return nil
+	})
+	select {
+	case got := <-dropped:
+		if got != "a:b:ca_changed" {
+			t.Fatalf("OnDropped told %q, want a:b:ca_changed", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnDropped not told of b")
+	}
+	if _, ok := a.View().Member("c"); !ok {
+		t.Fatalf("c, which still proves itself, stopped counting at a: %+v", a.View())
+	}
+}

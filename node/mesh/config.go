@@ -142,7 +142,10 @@ type Config struct {
 	// OwnedFile persists the owners of organisation domains learned from
 	// records ("" keeps them in memory only).
 	OwnedFile string
-	Keyring   *linkstate.Keyring
+	// ListedFile persists which nodes recent records listed (listed.go;
+	// "" keeps that in memory only).
+	ListedFile string
+	Keyring    *linkstate.Keyring
 	// Org is the organisation document this node holds and floods with
 	// its records (nil: none is taken or passed on).
 	Org OrgDocs
@@ -176,9 +179,16 @@ type Config struct {
 	// link-state address succeeded (membership.Config.Verify). Nil: every
 	// gossip member counts (mesh.insecure_plaintext).
 	MemberTLS func(node string) *tls.Config
-	Now       func() time.Time
-	Logger    *slog.Logger
-	HeloName  string
+	// OnMemberDropped, when set, is told of each counted gossip member
+	// that stops counting because its certificate no longer proves its
+	// name, with the reason (membership.Config.OnDropped).
+	OnMemberDropped func(member, reason string)
+	// Reverify is how often counted members prove their names again
+	// (membership.Config.Reverify); 0 is membership's default.
+	Reverify time.Duration
+	Now      func() time.Time
+	Logger   *slog.Logger
+	HeloName string
 }
 
 func (c *Config) setDefaults() error {

@@ -18,6 +18,9 @@
 // mail for a group whose record is absent waits instead of matching a
 // broader external connector. A tombstone (RemoveRG, decommission.go) or
 // the group's leaving the configuration marks it removed: its mail fails.
+// Likewise the nodes records listed stay known (KnowsNode) for a record
+// TTL after the records leave them out (listed.go, kept in
+// Config.ListedFile across restarts).
 //
 // A new master carries the pair states it knows (its own observations,
 // its group's last record) into its first record, and a connector whose

@@ -47,7 +47,7 @@ type Mesh struct {
 	orgPeers orgPeers                 // document versions X-LINK2STATE peers reported (org.go)
 	topo     atomic.Pointer[Topology] // the live part of cfg (topology.go)
 
-	listed   listed      // nodes recent records listed (listed.go)
+	listed   *listed     // nodes recent records listed (listed.go)
 	draining atomic.Bool // this node drains (drain.go)
 
 	mu     sync.Mutex
@@ -91,7 +91,8 @@ func New(cfg Config) (*Mesh, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mesh{cfg: cfg, log: logger, db: db, kick: make(chan struct{}, 1), metaKick: make(chan struct{}, 1), owned: owned}
+	m := &Mesh{cfg: cfg, log: logger, db: db, kick: make(chan struct{}, 1), metaKick: make(chan struct{}, 1), owned: owned,
+		listed: newListed(cfg.ListedFile, cfg.Now(), logger)}
 	m.master = newMasterState()
 	m.topo.Store(cfg.topology())
 	return m, nil
@@ -107,6 +108,15 @@ func (m *Mesh) ChannelStats() channel.Stats {
 		return channel.Stats{}
 	}
 	return m.srv.Stats()
+}
+
+// ChannelMembers names the members holding a port-691 session at this
+// node now (none unless it is master; nil before Start).
+func (m *Mesh) ChannelMembers() []string {
+	if m.srv == nil {
+		return nil
+	}
+	return m.srv.Members()
 }
 
 // Routes returns the current routing table (nil before Start).
@@ -183,6 +193,7 @@ func (m *Mesh) Start() error {
 		Meta:   m.meta,
 		Bind:   m.cfg.GossipBind, Advertise: m.cfg.GossipAdvertise, Seeds: m.cfg.Seeds, PeersFile: m.cfg.GossipPeersFile, Key: m.cfg.GossipKey,
 		Fast: m.cfg.FastGossip, Transport: m.cfg.GossipTransport, OnChange: m.onView, Logger: m.log,
+		OnDropped: m.cfg.OnMemberDropped, Reverify: m.cfg.Reverify,
 	})
 	if err != nil {
 		m.srv.Close()
@@ -221,6 +232,9 @@ func (m *Mesh) stop(crash bool) error {
 	}
 	m.cancel()
 	m.wg.Wait()
+	if !crash {
+		m.listed.update(m.db.Snapshot(), m.cfg.Now(), true)
+	}
 	errs = append(errs, m.cli.Load().Close(), m.srv.Close(), m.router.Load().Close())
 	m.sub.Close()
 	return errors.Join(errs...)
@@ -252,6 +266,20 @@ func (m *Mesh) onView(v membership.View) {
 	}
 	m.updateDraining()
 	m.poke()
+}
+
+// Recheck has every live member prove itself again at once, after the
+// node's trusted CAs changed (a reload of mesh.identity.ca_files): the
+// port-691 sessions of members at this node (when it is master) are
+// checked now with trusted and closed when their certificate fails (the
+// members it names are returned), and every counted gossip member is
+// verified again, stopping to count as soon as its proof fails (reason
+// goes to the log and to Config.OnMemberDropped). A master that no
+// longer proves itself stops counting too, so members follow the next one.
+func (m *Mesh) Recheck(reason string, trusted func(*tls.ConnectionState) error) []string {
+	dropped := m.srv.Recheck(trusted)
+	m.pool.Recheck(reason)
+	return dropped
 }
 
 // verifyMember proves that gossip member mb is the node it names: a
@@ -380,6 +408,7 @@ func (m *Mesh) run() {
 		case <-refresh.C:
 			m.originate()
 			m.updateOwned(nil, true) // groups out of the configuration; forgetting after 2×TTL
+			m.listed.update(m.db.Snapshot(), m.cfg.Now(), false)
 		case <-expiry.C:
 			if gone := m.db.Expire(m.cfg.Now()); len(gone) > 0 {
 				m.log.Info("records aged out", "record_rgs", gone)
@@ -425,6 +454,7 @@ func (m *Mesh) onLSDBChange(rgs []string) {
 		}
 	}
 	m.updateOwned(recs, false)
+	m.listed.update(snap, m.cfg.Now(), false)
 	m.router.Load().Update(snap.Records())
 	m.syncer.trigger()
 	m.probe.reconfigure()
