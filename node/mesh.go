@@ -93,6 +93,7 @@ func (n *Node) newMesh(kr *linkstate.Keyring, lsLn, meshLn net.Listener, t ident
 		mcfg.MemberTLS = n.id.MemberTLS
 		mcfg.OnMemberDropped = func(_, reason string) { n.id.Dropped("member", reason) }
 	}
+	mcfg.OnSessionDropped = func(_, reason string) { n.id.Dropped("channel", reason) }
 	mcfg.Reverify = opts.reverify
 	var err error
 	if n.org, err = org.Open(&cfg, n.now, n.log, n.metrics.Registry()); err != nil {

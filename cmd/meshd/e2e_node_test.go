@@ -32,14 +32,23 @@ import (
 	"github.com/meshd/meshd/internal/testkit"
 )
 
-// meshdBin is the binary built once by TestMain for every test of this package.
-// It is written once before any test runs and only read afterwards.
+// meshdBin is the binary every test of this package runs: the one named by
+// MESHD_E2E_BIN, or else built once by TestMain. It is written once before
+// any test runs and only read afterwards.
 var meshdBin string
+
+// binDir is TestMain's temp directory for the binaries it builds (meshd,
+// meshctl), removed when the tests end.
+var binDir string
 
 func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
 }
 
+// runTests builds cmd/meshd unless MESHD_E2E_BIN names a meshd binary
+// already built from this tree (scripts/bench-mesh builds it once for all
+// its rounds, whose every run of the test binary would otherwise build it
+// again), then runs the tests.
 func runTests(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "meshd-e2e-bin-")
 	if err != nil {
@@ -47,6 +56,17 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	binDir = dir
+	if bin := os.Getenv("MESHD_E2E_BIN"); bin != "" {
+		if meshdBin, err = filepath.Abs(bin); err == nil {
+			_, err = os.Stat(meshdBin)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: MESHD_E2E_BIN: %v\n", err)
+			return 1
+		}
+		return m.Run()
+	}
 	meshdBin = filepath.Join(dir, "meshd")
 	build := exec.Command("go", "build", "-o", meshdBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr

@@ -162,7 +162,7 @@ var meshctlOnce struct {
 func meshctl(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	meshctlOnce.Do(func() {
-		meshctlOnce.bin = filepath.Join(filepath.Dir(meshdBin), "meshctl")
+		meshctlOnce.bin = filepath.Join(binDir, "meshctl")
 		out, err := exec.Command("go", "build", "-o", meshctlOnce.bin, "../meshctl").CombinedOutput()
 		if err != nil {
 			meshctlOnce.err = fmt.Errorf("go build cmd/meshctl: %v\n%s", err, out)

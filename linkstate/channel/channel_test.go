@@ -404,3 +404,49 @@ func TestAdminThroughMember(t *testing.T) {
 		t.Fatal("unknown admin state accepted")
 	}
 }
+
+// TestDropNotMembers: the master closes the session of a member that no
+// longer counts, keeps the others, and a member that stops counting
+// between its HELLO and its registration is refused, not registered.
+func TestDropNotMembers(t *testing.T) {
+	var mu sync.Mutex
+	counted := map[string]bool{"n1": true, "n2": true}
+	checks := map[string]int{}
+	var stopAfterHello string // stops counting on its second Authorize
+	s := startServer(t, "m", nil, func(node string, _ net.Addr) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		checks[node]++
+		if node == stopAfterHello && checks[node] == 2 {
+			return false
+		}
+		return counted[node]
+	})
+	for _, n := range []string{"n1", "n2"} {
+		startClient(t, n, nil, &lsdb{}, nil).SetMaster(s.Addr().String())
+	}
+	waitFor(t, "both members registered", func() bool { return len(s.Members()) == 2 })
+	mu.Lock()
+	counted["n2"] = false
+	mu.Unlock()
+	isMember := func(node string) bool { mu.Lock(); defer mu.Unlock(); return counted[node] }
+	if got := s.DropNotMembers(isMember); !slices.Equal(got, []string{"n2"}) {
+		t.Fatalf("dropped %v, want [n2]", got)
+	}
+	if got := s.Members(); !slices.Equal(got, []string{"n1"}) {
+		t.Fatalf("members %v after the drop, want [n1]", got)
+	}
+
+	mu.Lock()
+	counted["n3"], stopAfterHello = true, "n3"
+	mu.Unlock()
+	_, _, err := dialHello(context.Background(), (&net.Dialer{}).DialContext, nil, s.Addr().String(),
+		hello{Version: Version, Role: RoleMember, Node: "n3", RG: "rg1"})
+	var re *RefusedError
+	if !errors.As(err, &re) || re.Code != RefuseUnknownPeer {
+		t.Fatalf("member that stopped counting after its HELLO: %v, want refused as unknown", err)
+	}
+	if slices.Contains(s.Members(), "n3") {
+		t.Fatal("a member refused after its HELLO stays registered")
+	}
+}

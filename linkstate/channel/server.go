@@ -327,6 +327,29 @@ func (s *Server) Recheck(trusted func(*tls.ConnectionState) error) []string {
 	return dropped
 }
 
+// DropNotMembers closes the session of every member for which member
+// reports false (it no longer counts in the group's gossip: it left, or
+// its proof failed), logged, and returns their names. The channel checks
+// membership at HELLO (Delegate.Authorize); the master calls this on every
+// change of its group's view, so a node that stops counting does not keep
+// feeding it observations through a session opened while it counted.
+func (s *Server) DropNotMembers(member func(node string) bool) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var dropped []string
+	for m := range s.members {
+		if member(m.node) {
+			continue
+		}
+		s.log.Warn("member session dropped: it no longer counts as a member of the group", "peer", m.node,
+			"remote", m.conn.RemoteAddr().String(), "session", m.ID)
+		delete(s.members, m)
+		m.close()
+		dropped = append(dropped, m.node)
+	}
+	return dropped
+}
+
 // Close stops the listener and every connection and waits for them.
 func (s *Server) Close() error {
 	s.cancel()
@@ -548,6 +571,18 @@ func (s *Server) serveMember(c net.Conn, bw *bufio.Writer, node string) {
 	}
 	s.members[m] = struct{}{}
 	s.mu.Unlock()
+	// Asked again now that the session is registered: a member that
+	// stopped counting between its HELLO and here was not among the
+	// sessions DropNotMembers closed, and would otherwise stay.
+	if !s.cfg.Delegate.Authorize(node, c.RemoteAddr()) {
+		s.mu.Lock()
+		delete(s.members, m)
+		s.mu.Unlock()
+		s.log.Warn("refusing unknown member", "peer", node, "remote", c.RemoteAddr().String())
+		s.refuse(bw, RefuseUnknownPeer, fmt.Sprintf("%q is not a member of %q", node, s.cfg.RG))
+		m.close()
+		return
+	}
 	defer func() {
 		s.mu.Lock()
 		delete(s.members, m)

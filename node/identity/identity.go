@@ -62,7 +62,7 @@ func New(cfg config.Config, addrs Addresses, reg prometheus.Registerer, now func
 		}, []string{"channel"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshd_mesh_peers_dropped_total",
-			Help: "Live mesh peers dropped when their certificate was checked again, by channel (member: a counted gossip member, channel: a member's port-691 session at the master) and reason (ca_changed: a reload changed mesh.identity.ca_files and the certificate no longer chains to them; reverify: the periodic re-check failed; expired).",
+			Help: "Live mesh peers dropped when they no longer proved who they are, by channel (member: a counted gossip member, channel: a member's port-691 session at the master) and reason (ca_changed: a reload changed mesh.identity.ca_files and the certificate no longer chains to them; reverify: the periodic re-check failed; expired: the certificate expired; not_member: the session's member no longer counts in gossip).",
 		}, []string{"channel", "reason"}),
 		plaintext: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshd_mesh_insecure_plaintext", Help: "1 when the mesh runs without identities (mesh.insecure_plaintext: peers believed by address).",

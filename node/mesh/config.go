@@ -183,6 +183,10 @@ type Config struct {
 	// that stops counting because its certificate no longer proves its
 	// name, with the reason (membership.Config.OnDropped).
 	OnMemberDropped func(member, reason string)
+	// OnSessionDropped, when set, is told of each member's port-691
+	// session this node (as master) closed because the member stopped
+	// counting in gossip, with ReasonNotMember.
+	OnSessionDropped func(member, reason string)
 	// Reverify is how often counted members prove their names again
 	// (membership.Config.Reverify); 0 is membership's default.
 	Reverify time.Duration

@@ -259,6 +259,16 @@ func (m *Mesh) onView(v membership.View) {
 	if old.Master == m.cfg.Node && v.Master != m.cfg.Node {
 		m.srv.DropMembers()
 	}
+	if v.Master == m.cfg.Node {
+		// A member that stopped counting (left, or its proof failed or
+		// expired) keeps no session: it would go on feeding us
+		// observations it may no longer make.
+		for _, node := range m.srv.DropNotMembers(func(node string) bool { _, ok := v.Member(node); return ok }) {
+			if m.cfg.OnSessionDropped != nil {
+				m.cfg.OnSessionDropped(node, ReasonNotMember)
+			}
+		}
+	}
 	if v.Master == m.cfg.Node || v.Master == "" {
 		m.cli.Load().SetMaster("")
 	} else if mm, ok := v.Member(v.Master); ok {
@@ -267,6 +277,10 @@ func (m *Mesh) onView(v membership.View) {
 	m.updateDraining()
 	m.poke()
 }
+
+// ReasonNotMember is why a member's port-691 session is closed when the
+// member stops counting in gossip (Config.OnSessionDropped).
+const ReasonNotMember = "not_member"
 
 // Recheck has every live member prove itself again at once, after the
 // node's trusted CAs changed (a reload of mesh.identity.ca_files): the
