@@ -94,10 +94,23 @@ func TestMeshListenerAdvertisesLinkStateToSwaks(t *testing.T) {
 // Maildir delivery).
 //
 // mtls is the default (every hop mutual TLS with verified node
-// certificates); plaintext is mesh.insecure_plaintext, the peer measured
-// in the same run to give the cost of TLS on hops.
+// certificates, shadows on); mtls-noshadow is the same with
+// queue.max_shadow_bytes 0, the peer that gives the cost of shadows (and
+// what scripts/bench-compare's mesh-noshadow measure runs against an older
+// build's mtls, from before shadows were on by default); plaintext is
+// mesh.insecure_plaintext, the peer measured in the same run to give the
+// cost of TLS on hops.
+//
+// Besides the rates it reports what does not depend on the machine's load,
+// summed over the three nodes' queues per delivered message: commits/msg
+// (synced transactions; fewer when more operations share one), ops/msg
+// (the operations they carried) and qbytes/msg (keys and values written to
+// badger, queue.CommittedBytes).
 func BenchmarkMeshThroughput(b *testing.B) {
 	b.Run("mtls", func(b *testing.B) { benchMeshThroughput(b, nil) })
+	b.Run("mtls-noshadow", func(b *testing.B) {
+		benchMeshThroughput(b, func(c *config.Config) { c.Queue.MaxShadowBytes = 0 })
+	})
 	b.Run("plaintext", func(b *testing.B) {
 		benchMeshThroughput(b, func(c *config.Config) {
 			c.Mesh.InsecurePlaintext, c.Mesh.Identity, c.Mesh.GossipKey = true, config.Identity{}, ""
@@ -112,6 +125,14 @@ func benchMeshThroughput(b *testing.B, mod func(*config.Config)) {
 	poll(b, 10*time.Second, "route", tm.pathIs("a1", "rgc.test", "rga>rgb>rgc"))
 	body := strings.Repeat("meshd throughput benchmark line of text.\r\n", 100) // about 4 KiB
 	const sessions = 10
+	stats := func() (txns, ops, bytes uint64) {
+		for _, n := range tm.nodes {
+			t, o := n.Queue().CommitStats()
+			txns, ops, bytes = txns+t, ops+o, bytes+n.Queue().CommittedBytes()
+		}
+		return txns, ops, bytes
+	}
+	txns0, ops0, bytes0 := stats()
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -148,6 +169,10 @@ func benchMeshThroughput(b *testing.B, mod func(*config.Config)) {
 	})
 	el := time.Since(start)
 	b.StopTimer()
+	txns1, ops1, bytes1 := stats()
 	b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")
 	b.ReportMetric(float64(b.N)/submitted.Seconds(), "accepted/s")
+	b.ReportMetric(float64(txns1-txns0)/float64(b.N), "commits/msg")
+	b.ReportMetric(float64(ops1-ops0)/float64(b.N), "ops/msg")
+	b.ReportMetric(float64(bytes1-bytes0)/float64(b.N), "qbytes/msg")
 }

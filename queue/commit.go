@@ -296,6 +296,7 @@ func (q *Queue) commitSome(ops []*op) int {
 		q.commitNanos.Store((3*q.commitNanos.Load() + took) / 4)
 		q.commits.Add(1)
 		q.committedOps.Add(uint64(len(written)))
+		q.committedBytes.Add(writtenBytes(written))
 		if cerr != nil {
 			q.log.Error("queue: commit failed", "ops", len(written), "err", cerr)
 		}
@@ -365,6 +366,26 @@ func (q *Queue) failAll(results []settled, rest []*op, err error) {
 		o.done <- err
 	}
 }
+
+// writtenBytes is what the mutations hand badger: every key and value set,
+// every key deleted.
+func writtenBytes(ms []*mutation) uint64 {
+	var n int
+	for _, m := range ms {
+		for _, e := range m.sets {
+			n += len(e.Key) + len(e.Value)
+		}
+		for _, k := range m.dels {
+			n += len(k)
+		}
+	}
+	return uint64(n)
+}
+
+// CommittedBytes returns the bytes the committed transactions carried (keys
+// and values set, keys deleted): what a change of record layout costs the
+// disk, independent of how the commits were grouped.
+func (q *Queue) CommittedBytes() uint64 { return q.committedBytes.Load() }
 
 // CommitStats returns how many transactions the committer has committed and
 // how many operations they carried; ops/txns is the mean group-commit size.

@@ -110,8 +110,9 @@ type Queue struct {
 	bodies *bodyCache // recently enqueued bodies (bodycache.go)
 
 	commits, committedOps atomic.Uint64
-	commitNanos           atomic.Int64 // moving average of txn.Commit time
-	preparing             atomic.Int64 // callers building an op, not yet submitted
+	committedBytes        atomic.Uint64 // keys and values set, keys deleted
+	commitNanos           atomic.Int64  // moving average of txn.Commit time
+	preparing             atomic.Int64  // callers building an op, not yet submitted
 
 	// Arrivals of ops that are not deferrable (Enqueue, admin changes),
 	// for deferrable ops to wait for: nanoseconds since epoch (monotonic)

@@ -78,18 +78,28 @@ func encodeShadow(s *Shadow, body []byte) ([]byte, error) {
 }
 
 func decodeShadow(v []byte) (*Shadow, []byte, error) {
+	s, n, err := decodeShadowHeader(v)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, slices.Clone(v[n:]), nil
+}
+
+// decodeShadowHeader decodes a shadow without its body (listing and
+// rebuilding the index need no body) and returns where the body starts.
+func decodeShadowHeader(v []byte) (*Shadow, int, error) {
 	if len(v) < 4 {
-		return nil, nil, errors.New("short shadow record")
+		return nil, 0, errors.New("short shadow record")
 	}
 	n := binary.BigEndian.Uint32(v)
 	if uint64(n) > uint64(len(v)-4) {
-		return nil, nil, errors.New("shadow header past end")
+		return nil, 0, errors.New("shadow header past end")
 	}
 	s := &Shadow{}
 	if err := json.Unmarshal(v[4:4+n], s); err != nil {
-		return nil, nil, err
+		return nil, 0, err
 	}
-	return s, slices.Clone(v[4+n:]), nil
+	return s, 4 + int(n), nil
 }
 
 // RecordHandOff is RecordMessage for a hop to another mesh node: in the same
@@ -219,7 +229,7 @@ func (q *Queue) Shadows(peer string) ([]*Shadow, error) {
 				return err
 			}
 			err = item.Value(func(v []byte) error {
-				s, _, err := decodeShadow(v)
+				s, _, err := decodeShadowHeader(v)
 				if err == nil {
 					out = append(out, s)
 				}
@@ -240,26 +250,77 @@ func (q *Queue) Shadows(peer string) ([]*Shadow, error) {
 // ReleaseShadow deletes the shadow: the receiver reported the copy delivered
 // or handed on. It shares the delivery loop's next commit.
 func (q *Queue) ReleaseShadow(copyID string) error {
+	n, err := q.releaseShadows([]string{copyID})
+	if err != nil {
+		return fmt.Errorf("queue: release shadow %s: %w", copyID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("queue: release shadow %s: %w", copyID, ErrNoShadow)
+	}
+	return nil
+}
+
+// ReleaseShadows deletes the shadows of copyIDs in one operation, so that a
+// peer's answer for a batch of copies costs one commit, not one per copy;
+// it returns how many it found (the others were released or resubmitted
+// before). Like ReleaseShadow it shares the delivery loop's next commit.
+func (q *Queue) ReleaseShadows(copyIDs []string) (int, error) {
+	n, err := q.releaseShadows(copyIDs)
+	if err != nil {
+		return 0, fmt.Errorf("queue: release %d shadows: %w", len(copyIDs), err)
+	}
+	return n, nil
+}
+
+func (q *Queue) releaseShadows(copyIDs []string) (int, error) {
+	if len(copyIDs) == 0 {
+		return 0, nil
+	}
+	var found []string
 	o := &op{
 		deferrable: true,
 		run: func(txn *badger.Txn) (*mutation, error) {
-			if _, err := txn.Get(shadowKey(copyID)); err != nil {
-				if errors.Is(err, badger.ErrKeyNotFound) {
-					return nil, ErrNoShadow
+			found = found[:0] // run again on a split batch
+			var dels [][]byte
+			seen := make(map[string]bool, len(copyIDs))
+			for _, id := range copyIDs {
+				if seen[id] {
+					continue // the deletes reach txn only after run
 				}
-				return nil, err
+				seen[id] = true
+				k := shadowKey(id)
+				if _, err := txn.Get(k); err != nil {
+					if errors.Is(err, badger.ErrKeyNotFound) {
+						continue
+					}
+					return nil, err
+				}
+				found = append(found, id)
+				dels = append(dels, k)
 			}
+			if len(dels) == 0 {
+				return nil, ErrNoShadow
+			}
+			ids := slices.Clone(found)
 			return &mutation{
-				dels:  [][]byte{shadowKey(copyID)},
-				apply: func() { q.dropShadowLocked(copyID) },
+				dels: dels,
+				apply: func() {
+					for _, id := range ids {
+						q.dropShadowLocked(id)
+					}
+				},
 			}, nil
 		},
 		done: make(chan error, 1),
 	}
-	if err := q.submitBackground(o); err != nil {
-		return fmt.Errorf("queue: release shadow %s: %w", copyID, err)
+	err := q.submitBackground(o)
+	if errors.Is(err, ErrNoShadow) {
+		return 0, nil
 	}
-	return nil
+	if err != nil {
+		return 0, err
+	}
+	return len(found), nil
 }
 
 // ResubmitShadow turns the shadow back into queued recipients of its message,
@@ -380,7 +441,7 @@ func (q *Queue) loadShadows(txn *badger.Txn) error {
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()
 		err := item.Value(func(v []byte) error {
-			s, _, err := decodeShadow(v)
+			s, _, err := decodeShadowHeader(v)
 			if err != nil {
 				return err
 			}

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -143,5 +145,44 @@ func TestShadowExpiryAndBound(t *testing.T) {
 	}
 	if ids := q.ShadowIDs(""); len(ids) != 1 || ids[0] != "copy-msg-00000002" {
 		t.Fatalf("left = %v", ids)
+	}
+}
+
+// The copies a peer reports gone further are released in one commit, not
+// one per copy; a copy released before is skipped, not an error.
+func TestReleaseShadowsOneCommit(t *testing.T) {
+	clk := newClock()
+	q := openQueue(t, Options{InMemory: true, Now: clk.Now})
+	body := []byte("Subject: b\r\n\r\nbody\r\n")
+	exp := clk.Now().Add(time.Hour)
+	var copies []string
+	for i := range 20 {
+		id := fmt.Sprintf("msg-%08d", i)
+		if err := q.Enqueue(context.Background(), env(id, "a@x"), body); err != nil {
+			t.Fatal(err)
+		}
+		handOn(t, q, id, "copy-"+id, "n2", exp, "a@x")
+		copies = append(copies, "copy-"+id)
+	}
+	if err := q.ReleaseShadow(copies[0]); err != nil {
+		t.Fatal(err)
+	}
+	txns0, _ := q.CommitStats()
+	n, err := q.ReleaseShadows(append(copies[:15:15], "copy-never-held", copies[1]))
+	txns1, _ := q.CommitStats()
+	if err != nil || n != 14 {
+		t.Fatalf("ReleaseShadows = %d, %v; want the 14 still held", n, err)
+	}
+	if txns1-txns0 != 1 {
+		t.Fatalf("releasing 14 shadows took %d commits, want 1", txns1-txns0)
+	}
+	if ids := q.ShadowIDs(""); !slices.Equal(ids, copies[15:]) {
+		t.Fatalf("left = %v, want %v", ids, copies[15:])
+	}
+	if n, err := q.ReleaseShadows(copies[:15]); err != nil || n != 0 {
+		t.Fatalf("releasing them again = %d, %v; want 0, nil", n, err)
+	}
+	if err := q.ReleaseShadow(copies[0]); !errors.Is(err, ErrNoShadow) {
+		t.Fatalf("ReleaseShadow of a released copy: %v, want ErrNoShadow", err)
 	}
 }

@@ -145,14 +145,11 @@ func (w *Shadows) askPeer(ctx context.Context, peer, addr string, shadows []*que
 			return errors.New("shadow: holds answer of the wrong length")
 		}
 		var lost []*queue.Shadow
-		released := 0
+		var done []string
 		for i, s := range batch {
 			switch held[i] {
 			case queue.Done, queue.Relayed:
-				if err := w.q.ReleaseShadow(s.CopyID); err != nil && !errors.Is(err, queue.ErrNoShadow) {
-					return err
-				}
-				released++
+				done = append(done, s.CopyID)
 			case queue.Unknown:
 				// The copy is not where it was handed: a new data
 				// directory. Resubmitted once held for mesh.shadow_timeout,
@@ -161,6 +158,11 @@ func (w *Shadows) askPeer(ctx context.Context, peer, addr string, shadows []*que
 					lost = append(lost, s)
 				}
 			}
+		}
+		// One commit for the batch's releases, not one per copy.
+		released, err := w.q.ReleaseShadows(done)
+		if err != nil {
+			return err
 		}
 		if released > 0 {
 			w.metrics.Shadow(ShadowReleased, released)
