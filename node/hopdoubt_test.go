@@ -14,6 +14,25 @@ import (
 	"github.com/meshd/meshd/queue"
 )
 
+// inDoubtMesh is rga (a1, a2: a2 the master, so that it stays up, as a3
+// in harness/scenarios/bridgehead-crash) and rgb (b1), joined both ways,
+// with mesh.in_doubt_timeout a minute and the shadows checked every 200ms
+// (deliveredOnce waits for their release); it returns once the LSDBs
+// agree.
+func inDoubtMesh(t *testing.T) *testMesh {
+	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1"}},
+		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}},
+		func(c *config.Config) {
+			c.Mesh.InDoubtTimeout = time.Minute
+			c.Mesh.ShadowCheck = 200 * time.Millisecond
+			if c.Node.Name == "a2" {
+				c.Mesh.Priority = 10
+			}
+		})
+	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
+	return tm
+}
+
 // TestMeshHopInDoubtDeliversOnce: b1 hands a copy to a1; a1 commits it and
 // is killed (its network first) before its 250 reaches b1 — the RFC 5321
 // §6.1 lost reply — and b1's mesh SMTP path to a1 stays cut afterwards.
@@ -22,16 +41,7 @@ import (
 // learns that a1 holds the copy, and records the hop done. Every message
 // is delivered exactly once.
 func TestMeshHopInDoubtDeliversOnce(t *testing.T) {
-	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1"}},
-		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}},
-		func(c *config.Config) {
-			c.Mesh.InDoubtTimeout = time.Minute
-			c.Mesh.ShadowCheck = 200 * time.Millisecond // deliveredOnce waits for the shadows' release
-			if c.Node.Name == "a2" {
-				c.Mesh.Priority = 10 // the master stays up, as a3 in harness/scenarios/bridgehead-crash
-			}
-		})
-	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
+	tm := inDoubtMesh(t)
 	a1Mesh := tm.meshL["a1"]
 	var cut atomic.Bool
 	var once sync.Once

@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/meshd/meshd/node/config"
 )
 
 // The sending side of a mesh hop killed mid-attempt (docs/indoubt.md,
@@ -22,21 +20,11 @@ import (
 // rga. Every message, those sent before and after the crash, is delivered
 // exactly once.
 
-// senderCrashMesh is rga (a1, a2: a2 the master) and rgb (b1), joined both
-// ways; it returns the mesh and the cut b1 → node flag the dial hook reads.
+// senderCrashMesh is inDoubtMesh and the cut b1 → node flag the dial
+// hook reads.
 func senderCrashMesh(t *testing.T) (*testMesh, *sync.Map) {
-	tm := newTestMeshWith(t, map[string][]string{"rga": {"a1", "a2"}, "rgb": {"b1"}},
-		[]meshLink{{"ab", "rga", "rgb", 10}, {"ba", "rgb", "rga", 10}},
-		func(c *config.Config) {
-			c.Mesh.InDoubtTimeout = time.Minute
-			c.Mesh.ShadowCheck = 200 * time.Millisecond // deliveredOnce waits for the shadows' release
-			if c.Node.Name == "a2" {
-				c.Mesh.Priority = 10
-			}
-		})
-	poll(t, 20*time.Second, "LSDB convergence", tm.converged)
 	var cut sync.Map // mesh address → true: b1's mesh SMTP path there is cut
-	return tm, &cut
+	return inDoubtMesh(t), &cut
 }
 
 // bigBody is a message of about 256 KiB, so that its transfer spans many

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -96,6 +97,24 @@ func TestMeshShadowBridgeheadDiskLost(t *testing.T) {
 	// although c1 may have delivered some of them already: c2 asks c1
 	// before it delivers them (the group check, docs/shadow.md).
 	dir := tm.cfgs["b1"].Node.DataDir
+	// c1 has run long enough to have saved what records of rgb listed (a
+	// node's memory of them is saved within a quarter second).
+	poll(t, 10*time.Second, "c1's saved memory of rgb's nodes", func() error {
+		b, err := os.ReadFile(filepath.Join(tm.cfgs["c1"].Node.DataDir, "mesh-listed.json"))
+		if err != nil {
+			return err
+		}
+		var saved map[string]map[string]json.RawMessage
+		if err := json.Unmarshal(b, &saved); err != nil {
+			return err
+		}
+		for _, name := range tm.rgs["rgb"] {
+			if saved["rgb"][name] == nil {
+				return fmt.Errorf("no %s in %s", name, b)
+			}
+		}
+		return nil
+	})
 	tm.crash("b1")
 	// c1 comes back while the record of rgb that b1's empty disk
 	// originates may still leave b2 out: c1 must still believe b2's hops

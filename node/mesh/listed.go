@@ -28,8 +28,9 @@ import (
 // of this node: a delivering node restarted while such a record is
 // current would otherwise forget the nodes left out, just when their
 // resends arrive. The file is written from the run loop only, when an
-// entry came or went (at most once per listedSaveGap) and, while nodes
-// are listed, every listedResave, so that its times lag by no more.
+// entry came or went (at most once per listedSaveGap, the change saved
+// when the gap is over) and, while nodes are listed, every listedResave,
+// so that its times lag by no more.
 type listed struct {
 	path string
 	log  *slog.Logger
@@ -55,8 +56,9 @@ type listedAt struct {
 }
 
 const (
-	// listedSaveGap bounds the write rate of the file.
-	listedSaveGap = time.Second
+	// listedSaveGap bounds the write rate of the file; a change waits
+	// at most this long for its save.
+	listedSaveGap = 250 * time.Millisecond
 	// listedResave is how stale the file's times of nodes still listed
 	// may grow (at most a quarter of their TTL).
 	listedResave = time.Minute
@@ -168,14 +170,23 @@ func (l *listed) knows(snap *linkstate.Snapshot, now time.Time, rg, node string)
 // update folds snap in and saves the file when it is due (or always, with
 // force: a graceful stop): an entry came, went or changed and the last
 // save is listedSaveGap old, or nodes are listed and the file's times of
-// them are listedResave (at most a quarter of their TTL) old. Called from
-// the run loop only, on every LSDB change and every second.
-func (l *listed) update(snap *linkstate.Snapshot, now time.Time, force bool) {
+// them are listedResave (at most a quarter of their TTL) old. A change
+// not saved yet for the gap returns how long until it is due. Called from
+// the run loop only, on every LSDB change, every second and when a wait
+// it returned has passed.
+func (l *listed) update(snap *linkstate.Snapshot, now time.Time, force bool) (wait time.Duration) {
 	l.mu.Lock()
 	l.foldLocked(snap, now)
-	if l.path == "" || !(force || l.dueLocked(now)) {
+	if l.path == "" {
 		l.mu.Unlock()
-		return
+		return 0
+	}
+	if !force && !l.dueLocked(now) {
+		if l.dirty {
+			wait = max(listedSaveGap-now.Sub(l.saved), time.Millisecond)
+		}
+		l.mu.Unlock()
+		return wait
 	}
 	f := listedFile{}
 	for k, e := range l.seen {
@@ -196,6 +207,7 @@ func (l *listed) update(snap *linkstate.Snapshot, now time.Time, force bool) {
 	if err != nil {
 		l.log.Warn("mesh: cannot save listed-nodes file", "path", l.path, "err", err)
 	}
+	return 0
 }
 
 func (l *listed) dueLocked(now time.Time) bool {

@@ -48,8 +48,8 @@ func listedSMTP(node string) string { return "127.0.0.1:25" + node[1:] }
 func listedLS(node string) string   { return "127.0.0.1:691" + node[1:] }
 
 // TestListedOutlivesRestart: the nodes recent records listed are in the
-// file after a change (and not rewritten more than once a second, nor
-// while nothing changed), a restart loads them, a node a record stopped
+// file after a change (not rewritten more than once per listedSaveGap,
+// the change saved when the gap is over, nor while nothing changed), a restart loads them, a node a record stopped
 // listing stays known for the record's TTL from then (across the restart
 // too), with its addresses (RecentMemberAt: a hop in doubt to it can be
 // asked about), and entries past their TTL are dropped at load.
@@ -71,28 +71,30 @@ func TestListedOutlivesRestart(t *testing.T) {
 		t.Fatalf("new entries not saved: %v", err)
 	}
 
-	// b2 leaves the record half a second later: a change, but the file
-	// was written less than a second ago. The next tick writes it.
-	now = t0.Add(500 * time.Millisecond)
+	// b2 leaves the record 100ms later: a change, but the file was
+	// written less than listedSaveGap ago; it is saved once the gap is
+	// over.
+	now = t0.Add(100 * time.Millisecond)
 	install(2, "b1")
 	os.Remove(path)
-	l.update(db.Snapshot(), now, false)
+	wait := l.update(db.Snapshot(), now, false)
 	if _, err := os.Stat(path); err == nil {
 		t.Fatal("saved twice within listedSaveGap")
 	}
-	now = t0.Add(2 * time.Second) // b2 was listed until t0+0.5s
-	l.update(db.Snapshot(), now, false)
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("a change not saved by the next tick: %v", err)
+	if wait != listedSaveGap-100*time.Millisecond {
+		t.Fatalf("a change waits %v for its save, want %v", wait, listedSaveGap-100*time.Millisecond)
+	}
+	now = now.Add(wait) // b2 was listed until t0+0.1s
+	if l.update(db.Snapshot(), now, false); !exists(path) {
+		t.Fatal("a change not saved when its wait was over")
 	}
 	// Nothing changes: no write until the live entries' times are
 	// listedResave (here a quarter of the one-minute TTL) old.
 	os.Remove(path)
-	for _, d := range []time.Duration{3 * time.Second, 10 * time.Second, 17 * time.Second} {
+	for _, d := range []time.Duration{3 * time.Second, 10 * time.Second, 15*time.Second + 250*time.Millisecond} {
 		now = t0.Add(d)
-		l.update(db.Snapshot(), now, false)
-		if _, err := os.Stat(path); (err == nil) != (d == 17*time.Second) {
-			t.Fatalf("at t0+%v: file written %v, want only once the live entries are 15s stale", d, err == nil)
+		if wait := l.update(db.Snapshot(), now, false); wait != 0 || exists(path) != (d > 15*time.Second) {
+			t.Fatalf("at t0+%v: file written %v (wait %v), want only once the live entries are 15s stale", d, exists(path), wait)
 		}
 	}
 	if l.knows(db.Snapshot(), now, "rgb", "b3") {
@@ -106,7 +108,7 @@ func TestListedOutlivesRestart(t *testing.T) {
 	}
 
 	// Restart with an empty LSDB 30s later: both remembered. b2 stopped
-	// being listed at t0+0.5s, b1 was listed at the last save (t0+17s).
+	// being listed at t0+0.1s, b1 was listed at the last save (t0+15.25s).
 	empty, _ := listedLSDB(t, &now)
 	load := func(at time.Duration) *listed {
 		now = t0.Add(at)
@@ -124,12 +126,12 @@ func TestListedOutlivesRestart(t *testing.T) {
 	if l.knows(empty.Snapshot(), now, "rga", "b1") || l.knows(empty.Snapshot(), now, "rgb", "b3") {
 		t.Error("after a restart: a node known in a group no record placed it in")
 	}
-	// b2 was listed until t0+0.5s: known for a TTL from then, not from
+	// b2 was listed until t0+0.1s: known for a TTL from then, not from
 	// the last record that listed it (t0).
-	if l = load(60*time.Second + 200*time.Millisecond); !l.knows(empty.Snapshot(), now, "rgb", "b2") {
+	if l = load(60*time.Second + 50*time.Millisecond); !l.knows(empty.Snapshot(), now, "rgb", "b2") {
 		t.Error("b2 forgotten within a TTL of the change that left it out")
 	}
-	// b2 past its TTL at load (t0+0.5s+60s), b1 not yet (t0+17s+60s).
+	// b2 past its TTL at load (t0+0.1s+60s), b1 not yet (t0+15.25s+60s).
 	l = load(61 * time.Second)
 	got := l.snapshot()
 	if _, ok := got[listedKey{"rgb", "b2"}]; ok || len(got) != 1 {
@@ -139,14 +141,14 @@ func TestListedOutlivesRestart(t *testing.T) {
 		t.Error("b1 forgotten within its TTL")
 	}
 	// And in memory, b1 goes once its TTL has passed.
-	now = t0.Add(78 * time.Second)
+	now = t0.Add(76 * time.Second)
 	if l.knows(empty.Snapshot(), now, "rgb", "b1") {
 		t.Error("b1 still known past its TTL")
 	}
 	if n, _ := l.memberAt(empty.Snapshot(), now, listedSMTP("b1")); n != "" {
 		t.Error("b1's address still names it past its TTL")
 	}
-	if l = load(78 * time.Second); len(l.snapshot()) != 0 {
+	if l = load(76 * time.Second); len(l.snapshot()) != 0 {
 		t.Errorf("loaded past every TTL: %v", l.snapshot())
 	}
 	if logs.Len() > 0 {
@@ -222,4 +224,9 @@ func (l *listed) snapshot() map[listedKey]listedAt {
 		out[k] = *e
 	}
 	return out
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

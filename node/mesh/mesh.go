@@ -403,6 +403,12 @@ func (m *Mesh) run() {
 	expiry := time.NewTimer(time.Hour)
 	defer expiry.Stop()
 	var collect <-chan time.Time
+	var saveListed <-chan time.Time // a change of listed.go's memory waits for its save
+	updateListed := func() {
+		if wait := m.listed.update(m.db.Snapshot(), m.cfg.Now(), false); wait > 0 && saveListed == nil {
+			saveListed = time.After(wait)
+		}
+	}
 	for {
 		m.resetExpiry(expiry)
 		select {
@@ -422,13 +428,17 @@ func (m *Mesh) run() {
 		case <-refresh.C:
 			m.originate()
 			m.updateOwned(nil, true) // groups out of the configuration; forgetting after 2×TTL
-			m.listed.update(m.db.Snapshot(), m.cfg.Now(), false)
+			updateListed()
+		case <-saveListed:
+			saveListed = nil
+			updateListed()
 		case <-expiry.C:
 			if gone := m.db.Expire(m.cfg.Now()); len(gone) > 0 {
 				m.log.Info("records aged out", "record_rgs", gone)
 			}
 		case <-m.sub.C():
 			m.onLSDBChange(m.sub.Changes())
+			updateListed()
 		}
 	}
 }
@@ -468,7 +478,6 @@ func (m *Mesh) onLSDBChange(rgs []string) {
 		}
 	}
 	m.updateOwned(recs, false)
-	m.listed.update(snap, m.cfg.Now(), false)
 	m.router.Load().Update(snap.Records())
 	m.syncer.trigger()
 	m.probe.reconfigure()
