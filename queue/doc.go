@@ -32,7 +32,8 @@
 // backoff (Attempts+1, NextAttempt) before the attempt so a crash in the
 // middle cannot cause a retry storm, and Record applies the per-recipient
 // results. When no recipient is Pending any more the message and its body are
-// deleted; the dedup marker stays until its TTL expires so that a resend from
+// deleted (the body stays while shadows of copies handed to other mesh nodes
+// keep it, shadow.go and shadowbody.go); the dedup marker stays until its TTL expires so that a resend from
 // the previous hop is still recognised. RecordMessage and Expire return the
 // message as it stood after the change, which is what a DSN is built from.
 //

@@ -64,7 +64,15 @@ func (q *Queue) mutateOp(id string, deferrable bool, fn change, side sideFn) (*M
 			m.updateNext()
 			out = m
 			if finished || !m.pending() {
-				dels := [][]byte{msgKey(id), bodyKey(id)}
+				dels := [][]byte{msgKey(id)}
+				// A shadow may keep the body (shadowbody.go).
+				kept, err := bodyKept(txn, id, extra)
+				if err != nil {
+					return nil, err
+				}
+				if !kept {
+					dels = append(dels, bodyKey(id))
+				}
 				if m.allHandedOn() {
 					// Not delivered here, only passed on: the dedup
 					// marker goes in the same commit, so the copy is

@@ -358,12 +358,19 @@ func (q *Queue) enqueueOp(env Envelope, body []byte) (*op, error) {
 			de := badger.NewEntry(dedupKey(env.ID), dval)
 			// badger drops the marker by the wall clock, whatever q.now says.
 			de.ExpiresAt = uint64(time.Now().Add(q.opts.DedupWindow).Unix())
+			// Shadows of an earlier message of this ID may keep its body
+			// under the key this one's goes to (shadowbody.go).
+			isets, idels, err := inlineKeptBody(txn, env.ID)
+			if err != nil {
+				return nil, err
+			}
 			return &mutation{
-				sets: []*badger.Entry{
+				sets: append([]*badger.Entry{
 					badger.NewEntry(msgKey(env.ID), rec),
 					badger.NewEntry(bodyKey(env.ID), body),
 					de,
-				},
+				}, isets...),
+				dels: idels,
 				apply: func() {
 					q.idx.put(m)
 					q.bodies.put(env.ID, body)

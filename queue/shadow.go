@@ -42,6 +42,10 @@ type Shadow struct {
 	Envelope  Envelope
 	HandedAt  time.Time
 	Size      int64 // body bytes
+	// BodyKept: the body is the message's own b/<MessageID>, kept for
+	// the shadow (shadowbody.go); false: it follows the shadow's header
+	// in its value (shadows written before bodies were kept).
+	BodyKept bool `json:",omitempty"`
 }
 
 // shadowEntry is the in-memory index of one shadow.
@@ -147,20 +151,20 @@ func (q *Queue) shadowSide(id string, results []Result, h HandOff) sideFn {
 		if len(env.Rcpts) == 0 {
 			return nil, nil, nil
 		}
-		item, err := txn.Get(bodyKey(id))
+		// The shadow keeps the message's body where it is (shadowbody.go):
+		// its value is the header only.
+		bodySize := before.Size - int64(len(before.HopHeader))
+		s := &Shadow{HandOff: h, MessageID: id, Envelope: env, HandedAt: now, Size: bodySize, BodyKept: true}
+		v, err := encodeShadow(s, nil)
 		if err != nil {
 			return nil, nil, err
 		}
-		body, err := item.ValueCopy(nil)
+		refs, err := bodyRefs(txn, id)
 		if err != nil {
 			return nil, nil, err
 		}
-		s := &Shadow{HandOff: h, MessageID: id, Envelope: env, HandedAt: now, Size: int64(len(body))}
-		v, err := encodeShadow(s, body)
-		if err != nil {
-			return nil, nil, err
-		}
-		size := int64(len(v))
+		// Counted as before bodies were kept: the space the shadow holds.
+		size := int64(len(v)) + bodySize
 		// The bound is checked against the committed shadows, so one
 		// batch may pass it by what the batch adds.
 		q.mu.Lock()
@@ -173,7 +177,7 @@ func (q *Queue) shadowSide(id string, results []Result, h HandOff) sideFn {
 		apply := func() { // under q.mu
 			q.putShadowLocked(h.CopyID, shadowEntry{peer: h.Peer, bytes: size, expires: h.Expires})
 		}
-		return []*badger.Entry{badger.NewEntry(shadowKey(h.CopyID), v)}, apply, nil
+		return []*badger.Entry{badger.NewEntry(shadowKey(h.CopyID), v), bodyRefsEntry(id, refs+1)}, apply, nil
 	}
 }
 
@@ -280,32 +284,19 @@ func (q *Queue) releaseShadows(copyIDs []string) (int, error) {
 	o := &op{
 		deferrable: true,
 		run: func(txn *badger.Txn) (*mutation, error) {
-			found = found[:0] // run again on a split batch
-			var dels [][]byte
-			seen := make(map[string]bool, len(copyIDs))
-			for _, id := range copyIDs {
-				if seen[id] {
-					continue // the deletes reach txn only after run
-				}
-				seen[id] = true
-				k := shadowKey(id)
-				if _, err := txn.Get(k); err != nil {
-					if errors.Is(err, badger.ErrKeyNotFound) {
-						continue
-					}
-					return nil, err
-				}
-				found = append(found, id)
-				dels = append(dels, k)
+			sets, dels, f, err := deleteShadows(txn, copyIDs)
+			if err != nil {
+				return nil, err
 			}
-			if len(dels) == 0 {
+			found = f // set again when a split batch runs the op again
+			if len(f) == 0 {
 				return nil, ErrNoShadow
 			}
-			ids := slices.Clone(found)
 			return &mutation{
+				sets: sets,
 				dels: dels,
 				apply: func() {
-					for _, id := range ids {
+					for _, id := range f {
 						q.dropShadowLocked(id)
 					}
 				},
@@ -348,12 +339,28 @@ func (q *Queue) ResubmitShadow(copyID string) error {
 				return nil, err
 			}
 			sets := []*badger.Entry{}
+			var dels [][]byte
+			if s.BodyKept {
+				// The message's own body, kept for its shadows: it stays,
+				// the message is queued again.
+				n, err := bodyRefs(txn, s.MessageID)
+				if err != nil {
+					return nil, err
+				}
+				if n > 1 {
+					sets = append(sets, bodyRefsEntry(s.MessageID, n-1))
+				} else {
+					dels = append(dels, bodyRefsKey(s.MessageID))
+				}
+			}
 			cur, err := getMessage(txn, s.MessageID)
 			switch {
 			case errors.Is(err, ErrNotFound):
 				cur = &Message{Envelope: s.Envelope, Size: s.Size}
 				cur.Rcpts = nil
-				sets = append(sets, badger.NewEntry(bodyKey(s.MessageID), body))
+				if !s.BodyKept {
+					sets = append(sets, badger.NewEntry(bodyKey(s.MessageID), body))
+				}
 			case err != nil:
 				return nil, err
 			}
@@ -381,7 +388,7 @@ func (q *Queue) ResubmitShadow(copyID string) error {
 			sets = append(sets, badger.NewEntry(msgKey(s.MessageID), rec))
 			return &mutation{
 				sets: sets,
-				dels: [][]byte{shadowKey(copyID)},
+				dels: append(dels, shadowKey(copyID)),
 				apply: func() {
 					q.dropShadowLocked(copyID)
 					q.idx.put(m)
@@ -416,12 +423,12 @@ func (q *Queue) ExpireShadows(now time.Time) (int, error) {
 	o := &op{
 		deferrable: true,
 		run: func(txn *badger.Txn) (*mutation, error) {
-			dels := make([][]byte, len(ids))
-			for i, id := range ids {
-				dels[i] = shadowKey(id)
+			sets, dels, found, err := deleteShadows(txn, ids)
+			if err != nil {
+				return nil, err
 			}
-			return &mutation{dels: dels, apply: func() {
-				for _, id := range ids {
+			return &mutation{sets: sets, dels: dels, apply: func() {
+				for _, id := range found {
 					q.dropShadowLocked(id)
 				}
 			}}, nil
@@ -445,7 +452,11 @@ func (q *Queue) loadShadows(txn *badger.Txn) error {
 			if err != nil {
 				return err
 			}
-			q.putShadowLocked(s.CopyID, shadowEntry{peer: s.Peer, bytes: int64(len(v)), expires: s.Expires})
+			size := int64(len(v))
+			if s.BodyKept {
+				size += s.Size // as shadowSide counts it
+			}
+			q.putShadowLocked(s.CopyID, shadowEntry{peer: s.Peer, bytes: size, expires: s.Expires})
 			return nil
 		})
 		if err != nil {

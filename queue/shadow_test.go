@@ -10,6 +10,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // handOn records every Pending recipient of id as handed on to peer under
@@ -184,5 +186,163 @@ func TestReleaseShadowsOneCommit(t *testing.T) {
 	}
 	if err := q.ReleaseShadow(copies[0]); !errors.Is(err, ErrNoShadow) {
 		t.Fatalf("ReleaseShadow of a released copy: %v, want ErrNoShadow", err)
+	}
+}
+
+// A hand-off keeps the shadow's body where the message had it: the commit
+// does not write the body again, and the body goes with the last shadow
+// that keeps it (released here, resubmitted or expired below).
+func TestShadowKeepsBodyInPlace(t *testing.T) {
+	clk := newClock()
+	q := openQueue(t, Options{InMemory: true, Now: clk.Now})
+	body := bytes.Repeat([]byte("kept body line\r\n"), 256) // 4 KiB
+	exp := clk.Now().Add(time.Hour)
+	for _, id := range []string{"msg-00000001", "msg-00000002"} {
+		if err := q.Enqueue(context.Background(), env(id, "a@x", "b@x"), body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b0 := q.CommittedBytes()
+	handOn(t, q, "msg-00000001", "copy-1", "n2", exp, "a@x", "b@x")
+	if n := q.CommittedBytes() - b0; n >= uint64(len(body)) {
+		t.Fatalf("the hand-off wrote %d bytes: the body (%d) again", n, len(body))
+	}
+	if _, err := q.Get("msg-00000001"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("message still queued after hand-off: %v", err)
+	}
+	if got, err := q.Body("msg-00000001"); err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("kept body = %d bytes, %v", len(got), err)
+	}
+	if st := q.ShadowStats(); st.Bytes <= int64(len(body)) {
+		t.Fatalf("ShadowStats = %+v: the kept body is not counted", st)
+	}
+	if err := q.ReleaseShadow("copy-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Body("msg-00000001"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("body after its only shadow was released: %v, want ErrNotFound", err)
+	}
+
+	// Two copies of one message to two peers: the body stays until both
+	// shadows are gone; a resubmission queues the message with it again.
+	handOn(t, q, "msg-00000002", "copy-2a", "n2", exp, "a@x")
+	handOn(t, q, "msg-00000002", "copy-2b", "n3", exp, "b@x")
+	if err := q.ReleaseShadow("copy-2a"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := q.Body("msg-00000002"); err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("body with one of two shadows left = %d bytes, %v", len(got), err)
+	}
+	if err := q.ResubmitShadow("copy-2b"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := q.Get("msg-00000002")
+	if err != nil || len(m.Recipients) != 1 || m.Recipients[0].Addr != "b@x" || m.Recipients[0].State != Pending {
+		t.Fatalf("resubmitted message = %+v, %v", m, err)
+	}
+	if got, err := q.Body("msg-00000002"); err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("resubmitted body = %d bytes, %v", len(got), err)
+	}
+	delivered := []Result{{Addr: "b@x", Outcome: Delivered, Reply: reply.ParseOrText("250 ok")}}
+	if err := q.Record("msg-00000002", delivered); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Body("msg-00000002"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("body after the resubmitted message was delivered: %v, want ErrNotFound", err)
+	}
+	if st := q.ShadowStats(); st.Count != 0 || st.Bytes != 0 {
+		t.Fatalf("ShadowStats = %+v, want none", st)
+	}
+}
+
+// An expired shadow takes the body it alone kept; a reopened queue counts
+// kept bodies as the running one did.
+func TestShadowKeptBodyExpiresAndReopens(t *testing.T) {
+	dir := t.TempDir()
+	clk := newClock()
+	q := openQueue(t, Options{Dir: dir, Now: clk.Now})
+	body := bytes.Repeat([]byte("x"), 3000)
+	for i, id := range []string{"msg-00000001", "msg-00000002"} {
+		if err := q.Enqueue(context.Background(), env(id, "a@x"), body); err != nil {
+			t.Fatal(err)
+		}
+		handOn(t, q, id, "copy-"+id, "n2", clk.Now().Add(time.Duration(i+1)*time.Hour), "a@x")
+	}
+	st := q.ShadowStats()
+	q.Close()
+	q = openQueue(t, Options{Dir: dir, Now: clk.Now})
+	if st2 := q.ShadowStats(); st2.Count != st.Count || st2.Bytes != st.Bytes {
+		t.Fatalf("after reopen ShadowStats = %+v, want %+v", st2, st)
+	}
+	clk.Add(90 * time.Minute)
+	if n, err := q.ExpireShadows(clk.Now()); err != nil || n != 1 {
+		t.Fatalf("ExpireShadows = %d, %v; want 1", n, err)
+	}
+	if _, err := q.Body("msg-00000001"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("body of the expired shadow: %v, want ErrNotFound", err)
+	}
+	if got, err := q.Body("msg-00000002"); err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("body of the shadow still held = %d bytes, %v", len(got), err)
+	}
+}
+
+// A copy handed on whole may come back under the same ID (a route change):
+// its new body takes the key the shadow kept, so the shadow gets the old
+// body in its own value first, and a resubmission sends what was handed on.
+func TestShadowKeptBodyOutlivesReenqueue(t *testing.T) {
+	clk := newClock()
+	q := openQueue(t, Options{InMemory: true, Now: clk.Now})
+	first := []byte("X-Meshd-Age: 1s\r\nSubject: c\r\n\r\nbody\r\n")
+	again := []byte("X-Meshd-Age: 9s\r\nX-Meshd-Trace: rgb\r\nSubject: c\r\n\r\nbody\r\n")
+	exp := clk.Now().Add(time.Hour)
+	if err := q.Enqueue(context.Background(), env("msg-00000001", "a@x"), first); err != nil {
+		t.Fatal(err)
+	}
+	handOn(t, q, "msg-00000001", "copy-1", "n2", exp, "a@x")
+	if err := q.Enqueue(context.Background(), env("msg-00000001", "a@x"), again); err != nil {
+		t.Fatalf("the copy back under its ID: %v", err)
+	}
+	if got, _ := q.Body("msg-00000001"); !bytes.Equal(got, again) {
+		t.Fatalf("queued body = %q, want the new one", got)
+	}
+	delivered := []Result{{Addr: "a@x", Outcome: Delivered, Reply: reply.ParseOrText("250 ok")}}
+	if err := q.Record("msg-00000001", delivered); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.ResubmitShadow("copy-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := q.Body("msg-00000001"); err != nil || !bytes.Equal(got, first) {
+		t.Fatalf("resubmitted body = %q, %v; want what was handed on, %q", got, err, first)
+	}
+}
+
+// A shadow written before bodies were kept carries its body in its value:
+// it is still resubmitted with it, and released without touching b/.
+func TestShadowWithBodyInValueStillRead(t *testing.T) {
+	dir := t.TempDir()
+	clk := newClock()
+	q := openQueue(t, Options{Dir: dir, Now: clk.Now})
+	body := []byte("Subject: old\r\n\r\nold shadow\r\n")
+	e := env("msg-00000001", "a@x")
+	s := &Shadow{HandOff: HandOff{CopyID: "copy-old", Peer: "n2", Expires: clk.Now().Add(time.Hour)},
+		MessageID: "msg-00000001", Envelope: e, HandedAt: clk.Now(), Size: int64(len(body))}
+	v, err := encodeShadow(s, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.db.Update(func(txn *badger.Txn) error { return txn.Set(shadowKey("copy-old"), v) }); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	q = openQueue(t, Options{Dir: dir, Now: clk.Now})
+	if st := q.ShadowStats(); st.Count != 1 || st.Bytes != int64(len(v)) {
+		t.Fatalf("ShadowStats = %+v, want the one shadow of %d bytes", st, len(v))
+	}
+	if err := q.ResubmitShadow("copy-old"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := q.Body("msg-00000001"); err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("body = %q, %v", got, err)
 	}
 }
