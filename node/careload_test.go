@@ -1,7 +1,9 @@
 package node
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/smtp"
 	"slices"
 	"strings"
 	"sync"
@@ -61,7 +63,10 @@ func caReloadMesh(t *testing.T) (tm *testMesh, ca1 string) {
 // is dropped at once from a1's gossip view and from its port-691 member
 // sessions, counted under meshd_mesh_peers_dropped_total with reason
 // ca_changed; mail a1 sent before the reload crossed a2, mail after it
-// no longer does, and both are delivered exactly once.
+// no longer does, and both are delivered exactly once. An intruder with
+// a2's certificate and key holds an SMTP session to a1's mesh listener
+// (Go's net/smtp) opened before the reload, relaying as a mesh peer: its
+// next message after the reload gets 421 and goes nowhere.
 func TestReloadWithoutCADropsLiveMember(t *testing.T) {
 	tm, ca1 := caReloadMesh(t)
 	tm.dumpQueuesOnFailure(t)
@@ -80,7 +85,22 @@ func TestReloadWithoutCADropsLiveMember(t *testing.T) {
 		}
 		return nil
 	})
-	poll(t, 10*time.Second, "route through a2", tm.pathIs("a1", "rgb.test", "rga>rgb"))
+	nextHop := func() string {
+		if a1.Mesh().Routes() == nil {
+			return ""
+		}
+		d, _ := a1.Mesh().Routes().Route("x", "rgb.test")
+		if len(d.NextHops) == 0 {
+			return ""
+		}
+		return d.NextHops[0].Node
+	}
+	poll(t, 20*time.Second, "a1 routes rgb through a2", func() error {
+		if h := nextHop(); h != "a2" {
+			return fmt.Errorf("next hop %q", h)
+		}
+		return nil
+	})
 	viaA2 := func(id string) bool {
 		return strings.Contains(readOneMessage(t, tm, "rgb", id), "by a2.rga.meshd.test")
 	}
@@ -98,7 +118,41 @@ func TestReloadWithoutCADropsLiveMember(t *testing.T) {
 	if err := tm.sendTo("a1", "bob@rgb.test", "<ca-before@test>"); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 30*time.Second, "mail before the reload delivered", once("<ca-before@test>"))
+	// The intruder's session, as a2 (a mesh peer may relay).
+	a2id := tm.cfgs["a2"].Mesh.Identity
+	a2cert, err := tls.LoadX509KeyPair(a2id.CertFile, a2id.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := smtp.Dial(a1.MeshAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := held.Hello("a2.rga.meshd.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := held.StartTLS(&tls.Config{Certificates: []tls.Certificate{a2cert}, InsecureSkipVerify: true}); err != nil { //nolint:gosec // the intruder checks nothing
+		t.Fatal(err)
+	}
+	relay := func(c *smtp.Client, id string) error {
+		if err := c.Mail("x@rga.test"); err != nil {
+			return err
+		}
+		if err := c.Rcpt("bob@rgb.test"); err != nil {
+			return err
+		}
+		w, err := c.Data()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "From: x@rga.test\r\nTo: bob@rgb.test\r\nMessage-ID: %s\r\nSubject: held\r\n\r\nrelayed\r\n", id)
+		return w.Close()
+	}
+	if err := relay(held, "<ca-held-before@test>"); err != nil {
+		t.Fatalf("a2's session before the reload: %v", err)
+	}
+	poll(t, 30*time.Second, "mail before the reload delivered", once("<ca-before@test>", "<ca-held-before@test>"))
 	if !viaA2("<ca-before@test>") {
 		t.Fatalf("mail before the reload did not cross a2: the test proves nothing:\n%s", readOneMessage(t, tm, "rgb", "<ca-before@test>"))
 	}
@@ -147,10 +201,17 @@ func TestReloadWithoutCADropsLiveMember(t *testing.T) {
 		}
 		return nil
 	})
+	err = relay(held, "<ca-held-after@test>")
+	if err == nil || !strings.Contains(err.Error(), "421") {
+		t.Fatalf("a2's session from before the reload relayed again (err %v), want 421", err)
+	}
 	if err := tm.sendTo("a1", "bob@rgb.test", "<ca-after@test>"); err != nil {
 		t.Fatal(err)
 	}
 	poll(t, 30*time.Second, "mail before and after the reload delivered once", once("<ca-before@test>", "<ca-after@test>"))
+	if n := tm.delivered("rgb")["<ca-held-after@test>"]; n != 0 {
+		t.Fatalf("the intruder's message after the reload was delivered %d times", n)
+	}
 	if viaA2("<ca-after@test>") {
 		t.Fatalf("mail after the reload crossed a2:\n%s", readOneMessage(t, tm, "rgb", "<ca-after@test>"))
 	}

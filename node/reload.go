@@ -206,7 +206,7 @@ func (n *Node) Reload(cfg config.Config) (ReloadReport, error) {
 // recheckMembers checks every live member's certificate against the CAs
 // now in force (after a reload changed them): port-691 sessions at once,
 // gossip members within a verification's time; mesh hop sessions opened
-// before are not reused.
+// before are not reused, and peers' sessions to us are judged again.
 func (n *Node) recheckMembers() {
 	if n.mesh == nil {
 		return
@@ -215,6 +215,14 @@ func (n *Node) recheckMembers() {
 	// hop dials, and the handshake verifies the peer with the new CAs.
 	if n.del != nil {
 		n.del.CloseMeshSessions()
+	}
+	// A peer's session to us opened before is asked about again before
+	// its next message (its chain verified with the new CAs), and closed
+	// with 421 when it no longer proves a node of ours.
+	for _, s := range []*smtp.Server{n.smtpSrv, n.meshSrv} {
+		if s != nil {
+			s.RecheckPeers()
+		}
 	}
 	for _, member := range n.mesh.Recheck(reasonCAChanged, n.id.Trusted) {
 		n.id.Dropped("channel", reasonCAChanged)

@@ -23,6 +23,15 @@ const refusedText = "Service not available: this node is draining, try another h
 
 var errRefusing = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 3, 2}, Message: refusedText}
 
+// RecheckPeers makes every open session whose client is a mesh peer be
+// asked about again (ServerConfig.MeshPeer) before its next transaction,
+// even one that sends no RSET: a session that is no longer a mesh peer
+// gets 421 4.7.0 and is closed. A node calls it when the trust that
+// authenticated its peers changed (a reload of the CAs): a peer's client
+// keeps its sessions for reuse, so one opened before would otherwise go
+// on carrying mail as a peer's.
+func (s *Server) RecheckPeers() { s.peerEpoch.Add(1) }
+
 // RefuseNew makes the server refuse new sessions (on) or take them again.
 func (s *Server) RefuseNew(on bool) {
 	if s.refusing.Swap(on) != on {

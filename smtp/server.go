@@ -52,6 +52,8 @@ type Server struct {
 	inTx     atomic.Int64
 	refused  atomic.Uint64
 	refuseWG sync.WaitGroup
+
+	peerEpoch atomic.Uint64 // RecheckPeers calls; each session compares its own
 }
 
 // NewServer validates cfg, applies the default limits and binds the listener

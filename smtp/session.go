@@ -51,6 +51,8 @@ var (
 		Message: "Too many connections from your address"}
 	errPeerOverCap = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0},
 		Message: "Too many connections from your node"}
+	errPeerGone = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0},
+		Message: "No longer an authenticated mesh peer, closing connection"}
 	errAuthTooMany = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0},
 		Message: "Too many authentication failures, closing connection"}
 	errDataTimeout = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 4, 2},
@@ -72,7 +74,9 @@ type session struct {
 	env  Envelope
 
 	authFailures int
-	inTx         bool // a transaction is in progress (refuse.go)
+	inTx         bool   // a transaction is in progress (refuse.go)
+	peerEpoch    uint64 // Server.peerEpoch when MeshPeer was last asked
+	peerGone     bool   // it was a mesh peer and no longer is: closed at the next MAIL
 }
 
 var _ gosmtp.AuthSession = (*session)(nil)
@@ -108,13 +112,25 @@ func (ss *session) refresh() {
 	ss.info.Helo = ss.conn.Hostname()
 	state, isTLS := ss.tlsState()
 	ss.info.TLS = isTLS
+	was := ss.info.MeshPeer
 	ss.info.MeshPeer = false
+	ss.peerEpoch = ss.srv.peerEpoch.Load()
 	if ss.srv.cfg.Mesh && ss.srv.cfg.MeshPeer != nil {
 		var st *tls.ConnectionState
 		if isTLS {
 			st = &state
 		}
 		ss.info.MeshPeer = ss.srv.cfg.MeshPeer(&ss.info, st)
+	}
+	if was && !ss.info.MeshPeer {
+		// Its certificate no longer proves a node of ours (the trusted
+		// CAs changed, RecheckPeers) or the mesh no longer knows it: it
+		// does not go on as a stranger, whose relayed mail would be
+		// refused for good, but is closed at its next MAIL (not here:
+		// Reset runs under go-smtp's connection lock, which closing
+		// takes) and dials again, to be judged afresh.
+		ss.peerGone = true
+		return
 	}
 	// An authenticated peer is counted per peer, not against the public
 	// per-IP cap (listener.go).
@@ -205,6 +221,14 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	if ss.info.MeshPeer && ss.peerEpoch != ss.srv.peerEpoch.Load() {
+		ss.refresh() // RecheckPeers ran since the peer was last asked about
+	}
+	if ss.peerGone {
+		ss.srv.log.Warn("smtp: mesh peer no longer authenticated, closing session", ss.logAttrs()...)
+		ss.abort(errPeerGone)
+		return errPeerGone
+	}
 	if !ss.info.MeshPeer && ss.srv.ln.probationOf(ss.info.RemoteAddr) {
 		// Over the per-IP cap, only a mesh peer may go on.
 		ss.srv.ln.refuseProbation()

@@ -1,10 +1,13 @@
 package identity
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +48,14 @@ type Node struct {
 	addrs Addresses
 	mesh  Mesh // nil until SetMesh, and for a standalone node
 	org   Org
+
+	// reloaded is the trust a reload put in force (SetCAs; nil before):
+	// from then on Peer verifies a session's chain again, once per chain
+	// and trust (chains), since the session may have been authenticated
+	// under the CAs before.
+	reloaded atomic.Pointer[pki.Trust]
+	cmu      sync.Mutex
+	chains   map[[sha256.Size]byte]bool // chain digest -> trusted by reloaded
 
 	refused   *prometheus.CounterVec // peers refused for their certificate, by channel
 	dropped   *prometheus.CounterVec // live peers dropped on a re-check, by channel and reason
@@ -185,7 +196,7 @@ func (id *Node) Peer(a net.Addr, cs *tls.ConnectionState) bool {
 		return id.addrs.IsMeshPeer(a)
 	}
 	who, ok := pki.PeerIdentity(cs)
-	if !ok {
+	if !ok || !id.stillTrusted(cs) {
 		return false
 	}
 	if id.addrs.HasMeshPeers() && !id.addrs.InMeshPeers(a) {
@@ -210,7 +221,55 @@ func (id *Node) CheckCAs(files []string) (*pki.Trust, error) { return id.pki.Che
 // SetCAs puts t in force for every handshake after it and reports
 // whether the trusted CAs changed: then every live peer must be checked
 // again (Trusted), since its proof was made against the CAs before.
-func (id *Node) SetCAs(t *pki.Trust) bool { return id.pki.SetTrust(t) }
+func (id *Node) SetCAs(t *pki.Trust) bool {
+	if !id.pki.SetTrust(t) {
+		return false
+	}
+	id.cmu.Lock()
+	id.reloaded.Store(t)
+	id.chains = map[[sha256.Size]byte]bool{}
+	id.cmu.Unlock()
+	return true
+}
+
+// stillTrusted reports whether the peer chain of an established session
+// chains to the CAs in force. Until a reload changes them every session
+// was verified against them at its handshake; after one, each chain is
+// verified again once (the digest of its certificates remembered, at
+// most maxChains of them).
+func (id *Node) stillTrusted(cs *tls.ConnectionState) bool {
+	t := id.reloaded.Load()
+	if t == nil {
+		return true
+	}
+	h := sha256.New()
+	for _, c := range cs.PeerCertificates {
+		h.Write(c.Raw)
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	id.cmu.Lock()
+	ok, known := id.chains[key]
+	id.cmu.Unlock()
+	if known {
+		return ok
+	}
+	ok = id.Trusted(cs) == nil
+	id.cmu.Lock()
+	defer id.cmu.Unlock()
+	if id.reloaded.Load() != t {
+		return ok // another reload ran meanwhile: its map starts empty
+	}
+	if len(id.chains) >= maxChains {
+		id.chains = map[[sha256.Size]byte]bool{}
+	}
+	id.chains[key] = ok
+	return ok
+}
+
+// maxChains bounds stillTrusted's memory: a mesh has a few certificates
+// per node, and only chains that passed a handshake are remembered.
+const maxChains = 4096
 
 // Trusted checks the peer certificate of an established connection
 // again, against the CAs in force now.
