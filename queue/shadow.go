@@ -153,7 +153,10 @@ func (q *Queue) shadowSide(id string, results []Result, h HandOff) sideFn {
 		}
 		// The shadow keeps the message's body where it is (shadowbody.go):
 		// its value is the header only.
-		bodySize := before.Size - int64(len(before.HopHeader))
+		bodySize, err := q.bodySize(txn, id)
+		if err != nil {
+			return nil, nil, err
+		}
 		s := &Shadow{HandOff: h, MessageID: id, Envelope: env, HandedAt: now, Size: bodySize, BodyKept: true}
 		v, err := encodeShadow(s, nil)
 		if err != nil {
@@ -343,6 +346,9 @@ func (q *Queue) ResubmitShadow(copyID string) error {
 			if s.BodyKept {
 				// The message's own body, kept for its shadows: it stays,
 				// the message is queued again.
+				if _, err := txn.Get(bodyKey(s.MessageID)); err != nil {
+					return nil, fmt.Errorf("kept body %s: %w", s.MessageID, err)
+				}
 				n, err := bodyRefs(txn, s.MessageID)
 				if err != nil {
 					return nil, err

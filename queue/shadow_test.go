@@ -346,3 +346,47 @@ func TestShadowWithBodyInValueStillRead(t *testing.T) {
 		t.Fatalf("body = %q, %v", got, err)
 	}
 }
+
+// A shadow records its body's length, read from the cache of recent bodies
+// or, after a restart, from the store; a hand-off whose body is missing
+// fails rather than keep a shadow without a body.
+func TestShadowKeptBodySize(t *testing.T) {
+	dir := t.TempDir()
+	clk := newClock()
+	q := openQueue(t, Options{Dir: dir, Now: clk.Now})
+	body := bytes.Repeat([]byte("y"), 1234)
+	e := env("msg-00000001", "a@x")
+	e.HopHeader = []byte("Received: from peer.test by here\r\n")
+	for _, id := range []string{"msg-00000001", "msg-00000002"} {
+		e.ID = id
+		if err := q.Enqueue(context.Background(), e, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exp := clk.Now().Add(time.Hour)
+	handOn(t, q, "msg-00000001", "copy-1", "n2", exp, "a@x") // body in the cache
+	q.Close()
+	q = openQueue(t, Options{Dir: dir, Now: clk.Now})
+	handOn(t, q, "msg-00000002", "copy-2", "n2", exp, "a@x") // body read from the store
+	sh, err := q.Shadows("")
+	if err != nil || len(sh) != 2 {
+		t.Fatalf("Shadows = %v, %v", sh, err)
+	}
+	for _, s := range sh {
+		if s.Size != int64(len(body)) || !s.BodyKept {
+			t.Fatalf("shadow %s: Size %d, BodyKept %v; want %d, true", s.CopyID, s.Size, s.BodyKept, len(body))
+		}
+	}
+
+	if err := q.Enqueue(context.Background(), env("msg-00000003", "a@x"), body); err != nil {
+		t.Fatal(err)
+	}
+	q.bodies.drop("msg-00000003")
+	if err := q.db.Update(func(txn *badger.Txn) error { return txn.Delete(bodyKey("msg-00000003")) }); err != nil {
+		t.Fatal(err)
+	}
+	res := []Result{{Addr: "a@x", Outcome: Delivered, HandedOn: true, Reply: reply.ParseOrText("250 ok")}}
+	if _, err := q.RecordHandOff("msg-00000003", res, HandOff{CopyID: "copy-3", Peer: "n2", Expires: exp}); err == nil {
+		t.Fatal("hand-off without a body kept a shadow")
+	}
+}

@@ -50,6 +50,23 @@ func bodyRefsEntry(id string, n uint64) *badger.Entry {
 	return badger.NewEntry(bodyRefsKey(id), binary.AppendUvarint(nil, n))
 }
 
+// bodySize is the length of the queued message id's body: from the cache
+// of recent bodies when it is there (bodies never change once stored, and
+// the cache drops one with its message), else from txn without copying
+// the value. A missing body is an error, as when shadows copied it.
+func (q *Queue) bodySize(txn *badger.Txn, id string) (int64, error) {
+	if b, ok := q.bodies.get(id); ok {
+		return int64(len(b)), nil
+	}
+	item, err := txn.Get(bodyKey(id))
+	if err != nil {
+		return 0, fmt.Errorf("body %s: %w", id, err)
+	}
+	var n int64
+	err = item.Value(func(v []byte) error { n = int64(len(v)); return nil })
+	return n, err
+}
+
 // bodyKept reports whether id's body must stay when its message leaves the
 // queue: a shadow keeps it, committed or among extra (the writes of the
 // same op, not in txn yet).
