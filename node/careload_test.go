@@ -157,7 +157,15 @@ func TestReloadWithoutCADropsLiveMember(t *testing.T) {
 		t.Fatalf("mail before the reload did not cross a2: the test proves nothing:\n%s", readOneMessage(t, tm, "rgb", "<ca-before@test>"))
 	}
 
+	// A bundle that does not trust a1's own certificate is refused whole.
 	cfg := tm.cfgs["a1"]
+	cfg.Mesh.Identity.CAFiles = []string{tm.cfgs["a1"].Mesh.Identity.CAFiles[1]}
+	if _, err := a1.Reload(cfg); err == nil || !strings.Contains(err.Error(), "mesh.identity.ca_files") {
+		t.Fatalf("reload with a bundle that does not trust a1 itself: %v, want an error naming mesh.identity.ca_files", err)
+	}
+	if _, ok := a1.Mesh().View().Member("a2"); !ok {
+		t.Fatal("a refused reload dropped a2")
+	}
 	cfg.Mesh.Identity.CAFiles = []string{ca1}
 	rep, err := a1.Reload(cfg)
 	if err != nil {
