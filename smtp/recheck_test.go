@@ -3,6 +3,7 @@ package smtp
 import (
 	"crypto/tls"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -71,4 +72,35 @@ func TestRecheckPeers(t *testing.T) {
 	if got := len(sink.messages()); got != 2 {
 		t.Fatalf("%d messages, want 2", got)
 	}
+}
+
+// TestPeerOverCapAtReset: a session that becomes a mesh peer only at a
+// reset of its transaction (its node learnt by the mesh since its EHLO)
+// while its peer already holds every slot of Limits.MaxConnsPerPeer gets
+// 421 at its next MAIL. Closing it from within the reset deadlocked the
+// session (go-smtp holds its connection lock there): the RSET was never
+// answered and the server never shut down.
+func TestPeerOverCapAtReset(t *testing.T) {
+	var peers sync.Map // remote address -> a peer
+	srv := startServer(t, &fakeSink{}, func(c *ServerConfig) {
+		c.Mesh = true
+		c.Limits.MaxConnsPerPeer = 1
+		c.MeshPeer = func(s *Session, _ *tls.ConnectionState) bool {
+			_, ok := peers.Load(s.RemoteAddr.String())
+			return ok
+		}
+	})
+	first := dialWire(t, srv.Addr().String())
+	peers.Store(first.conn.LocalAddr().String(), true)
+	first.expect("220")
+	first.cmd("EHLO b1.rgb.meshd.test", "250")
+	second := dialWire(t, srv.Addr().String())
+	second.expect("220")
+	second.cmd("EHLO b1.rgb.meshd.test", "250")
+	peers.Store(second.conn.LocalAddr().String(), true)
+	second.cmd("RSET", "250")
+	second.send("MAIL FROM:<a@rgb.test>")
+	second.expect("421")
+	second.expectClosed()
+	first.cmd("MAIL FROM:<a@rgb.test>", "250")
 }

@@ -76,7 +76,12 @@ type session struct {
 	authFailures int
 	inTx         bool   // a transaction is in progress (refuse.go)
 	peerEpoch    uint64 // Server.peerEpoch when MeshPeer was last asked
-	peerGone     bool   // it was a mesh peer and no longer is: closed at the next MAIL
+	// closeAtMail is why the session is closed at its next MAIL: refresh
+	// found it when called from Reset, which runs under go-smtp's
+	// connection lock that closing takes (it was a mesh peer and no
+	// longer is, or its peer is over the per-peer cap). Nil: none.
+	closeAtMail *gosmtp.SMTPError
+	inReset     bool // refresh is called from Reset
 }
 
 var _ gosmtp.AuthSession = (*session)(nil)
@@ -126,10 +131,9 @@ func (ss *session) refresh() {
 		// Its certificate no longer proves a node of ours (the trusted
 		// CAs changed, RecheckPeers) or the mesh no longer knows it: it
 		// does not go on as a stranger, whose relayed mail would be
-		// refused for good, but is closed at its next MAIL (not here:
-		// Reset runs under go-smtp's connection lock, which closing
-		// takes) and dials again, to be judged afresh.
-		ss.peerGone = true
+		// refused for good, but is closed at its next MAIL and dials
+		// again, to be judged afresh.
+		ss.closeAtMail = errPeerGone
 		return
 	}
 	// An authenticated peer is counted per peer, not against the public
@@ -137,6 +141,10 @@ func (ss *session) refresh() {
 	if ss.info.MeshPeer && !ss.srv.ln.authenticated(ss.info.RemoteAddr, peerKey(state)) {
 		ss.srv.log.Warn("smtp: connection refused: too many from one mesh peer", ss.logAttrs()...)
 		ss.info.MeshPeer = false
+		if ss.inReset {
+			ss.closeAtMail = errPeerOverCap
+			return
+		}
 		ss.abort(errPeerOverCap)
 	}
 }
@@ -170,7 +178,9 @@ func (ss *session) Reset() {
 	ss.endTx()
 	ss.env = Envelope{}
 	ss.info.ID, ss.info.From = "", ""
+	ss.inReset = true
 	ss.refresh()
+	ss.inReset = false
 }
 
 func (ss *session) Logout() error {
@@ -224,10 +234,12 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if ss.info.MeshPeer && ss.peerEpoch != ss.srv.peerEpoch.Load() {
 		ss.refresh() // RecheckPeers ran since the peer was last asked about
 	}
-	if ss.peerGone {
-		ss.srv.log.Warn("smtp: mesh peer no longer authenticated, closing session", ss.logAttrs()...)
-		ss.abort(errPeerGone)
-		return errPeerGone
+	if e := ss.closeAtMail; e != nil {
+		if e == errPeerGone {
+			ss.srv.log.Warn("smtp: mesh peer no longer authenticated, closing session", ss.logAttrs()...)
+		}
+		ss.abort(e)
+		return e
 	}
 	if !ss.info.MeshPeer && ss.srv.ln.probationOf(ss.info.RemoteAddr) {
 		// Over the per-IP cap, only a mesh peer may go on.
