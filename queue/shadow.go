@@ -70,16 +70,32 @@ type ShadowStats struct {
 	Skipped uint64
 }
 
-// encodeShadow is a 4-byte length, the JSON of s, then the body.
+// encodeShadow is a 4-byte length, the JSON of s, then the body. A shadow
+// whose body is kept in place (s.BodyKept, no body here) sets the length
+// word's top bit, shadowBodyKept: a build from before kept bodies reads
+// that length as past the record's end and refuses to open the queue,
+// naming the key, where it would otherwise take the empty rest of the
+// value for the body and resubmit the message without one.
 func encodeShadow(s *Shadow, body []byte) ([]byte, error) {
+	if s.BodyKept && len(body) > 0 {
+		return nil, errors.New("shadow keeps its body in place and carries one")
+	}
 	j, err := json.Marshal(s)
 	if err != nil {
 		return nil, err
 	}
+	word := uint32(len(j))
+	if s.BodyKept {
+		word |= shadowBodyKept
+	}
 	out := make([]byte, 4, 4+len(j)+len(body))
-	binary.BigEndian.PutUint32(out, uint32(len(j)))
+	binary.BigEndian.PutUint32(out, word)
 	return append(append(out, j...), body...), nil
 }
+
+// shadowBodyKept is the length word's flag of a shadow that keeps the
+// message's own body (encodeShadow). JSON headers are far below 2 GiB.
+const shadowBodyKept = 1 << 31
 
 func decodeShadow(v []byte) (*Shadow, []byte, error) {
 	s, n, err := decodeShadowHeader(v)
@@ -95,13 +111,17 @@ func decodeShadowHeader(v []byte) (*Shadow, int, error) {
 	if len(v) < 4 {
 		return nil, 0, errors.New("short shadow record")
 	}
-	n := binary.BigEndian.Uint32(v)
+	word := binary.BigEndian.Uint32(v)
+	kept, n := word&shadowBodyKept != 0, word&^shadowBodyKept
 	if uint64(n) > uint64(len(v)-4) {
 		return nil, 0, errors.New("shadow header past end")
 	}
 	s := &Shadow{}
 	if err := json.Unmarshal(v[4:4+n], s); err != nil {
 		return nil, 0, err
+	}
+	if s.BodyKept != kept || (kept && len(v) > 4+int(n)) {
+		return nil, 0, errors.New("shadow record: body kept in place and in the value disagree")
 	}
 	return s, 4 + int(n), nil
 }

@@ -5,6 +5,7 @@ import (
 
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -388,5 +389,54 @@ func TestShadowKeptBodySize(t *testing.T) {
 	res := []Result{{Addr: "a@x", Outcome: Delivered, HandedOn: true, Reply: reply.ParseOrText("250 ok")}}
 	if _, err := q.RecordHandOff("msg-00000003", res, HandOff{CopyID: "copy-3", Peer: "n2", Expires: exp}); err == nil {
 		t.Fatal("hand-off without a body kept a shadow")
+	}
+}
+
+// A shadow that keeps its body in place must not be readable by a build
+// from before bodies were kept: that build decoded the length word as is
+// and took the rest of the value for the body, so it would resubmit the
+// message empty. With the flag, the length is past the end and it refuses
+// to open the queue (naming the key) instead; this build reads both.
+func TestKeptShadowRefusedByOlderDecoder(t *testing.T) {
+	dir := t.TempDir()
+	clk := newClock()
+	q := openQueue(t, Options{Dir: dir, Now: clk.Now})
+	body := []byte("Subject: kept\r\n\r\nkept in place\r\n")
+	if err := q.Enqueue(context.Background(), env("msg-00000001", "a@x"), body); err != nil {
+		t.Fatal(err)
+	}
+	handOn(t, q, "msg-00000001", "copy-1", "n2", clk.Now().Add(time.Hour), "a@x")
+	var v []byte
+	if err := q.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(shadowKey("copy-1"))
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The decoder of the build before (110b186): length word, bound, JSON.
+	if n := binary.BigEndian.Uint32(v); uint64(n) <= uint64(len(v)-4) {
+		t.Fatalf("a kept-body shadow's length word %#x is within its %d bytes: an older build would resubmit it with the empty rest as its body", n, len(v))
+	}
+	s, at, err := decodeShadowHeader(v)
+	if err != nil || !s.BodyKept || at != len(v) {
+		t.Fatalf("decodeShadowHeader = %+v, %d, %v; want the kept-body shadow, its header ending the value (%d)", s, at, err, len(v))
+	}
+	// Framing and header that disagree are refused, not guessed at.
+	bad := slices.Clone(v)
+	binary.BigEndian.PutUint32(bad, binary.BigEndian.Uint32(v)&^shadowBodyKept)
+	if _, _, err := decodeShadowHeader(bad); err == nil {
+		t.Fatal("a shadow whose header says kept but whose length word does not was decoded")
+	}
+	q.Close()
+	q = openQueue(t, Options{Dir: dir, Now: clk.Now})
+	if err := q.ResubmitShadow("copy-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := q.Body("msg-00000001"); err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("resubmitted body = %q, %v; want %q", got, err, body)
 	}
 }
