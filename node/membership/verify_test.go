@@ -67,23 +67,8 @@ func TestUnverifiedMemberNeverCounts(t *testing.T) {
 // certificate no longer trusted, say) it stops counting, while it stays in
 // the gossip pool.
 func TestCountedMemberProvesItselfAgain(t *testing.T) {
-	key := []byte("0123456789abcdef")
 	var refuseB atomic.Bool
-	verify := func(_ context.Context, m Member) (time.Time, error) {
-		if m.Name == "b" && refuseB.Load() {
-			return time.Time{}, errors.New("certificate no longer trusted")
-		}
-		return time.Time{}, nil
-	}
-	startV := func(name string, seeds ...string) *Pool {
-		p, err := Start(Config{Name: name, Meta: Meta{RG: "rg1", SMTP: "127.0.0.1:25", LinkState: "127.0.0.1:691"},
-			Bind: "127.0.0.1:0", Seeds: seeds, Key: key, Fast: true, Logger: quiet, Verify: verify,
-			VerifyRetry: 100 * time.Millisecond, Reverify: 300 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	startV := refusingPools(t, &refuseB, func(c *Config) { c.Reverify = 300 * time.Millisecond })
 	a := startV("a")
 	defer a.Close()
 	b := startV("b", a.Addr())
@@ -104,25 +89,13 @@ func TestCountedMemberProvesItselfAgain(t *testing.T) {
 // (an hour here): one that no longer can stops counting, and OnDropped
 // hears it with Recheck's reason; one that still can keeps counting.
 func TestRecheckDropsMemberAtOnce(t *testing.T) {
-	key := []byte("0123456789abcdef")
 	var refuseB atomic.Bool
-	verify := func(_ context.Context, m Member) (time.Time, error) {
-		if m.Name == "b" && refuseB.Load() {
-			return time.Time{}, errors.New("certificate no longer trusted")
-		}
-		return time.Time{}, nil
-	}
 	dropped := make(chan string, 4)
-	startV := func(name string, seeds ...string) *Pool {
-		p, err := Start(Config{Name: name, Meta: Meta{RG: "rg1", SMTP: "127.0.0.1:25", LinkState: "127.0.0.1:691"},
-			Bind: "127.0.0.1:0", Seeds: seeds, Key: key, Fast: true, Logger: quiet, Verify: verify,
-			VerifyRetry: 100 * time.Millisecond, Reverify: time.Hour,
-			OnDropped: func(member, reason string) { dropped <- name + ":" + member + ":" + reason }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	startV := refusingPools(t, &refuseB, func(c *Config) {
+		name := c.Name
+		c.Reverify = time.Hour
+		c.OnDropped = func(member, reason string) { dropped <- name + ":" + member + ":" + reason }
+	})
 	a := startV("a")
 	defer a.Close()
 	b := startV("b", a.Addr())
@@ -149,5 +122,28 @@ func TestRecheckDropsMemberAtOnce(t *testing.T) {
 	}
 	if _, ok := a.View().Member("c"); !ok {
 		t.Fatalf("c, which still proves itself, stopped counting at a: %+v", a.View())
+	}
+}
+
+// refusingPools returns a starter of verifying pools in one routing group
+// whose proofs all pass, except member b's while refuseB is set (its
+// certificate no longer trusted, say); mod adjusts each pool's Config.
+func refusingPools(t *testing.T, refuseB *atomic.Bool, mod func(*Config)) func(name string, seeds ...string) *Pool {
+	verify := func(_ context.Context, m Member) (time.Time, error) {
+		if m.Name == "b" && refuseB.Load() {
+			return time.Time{}, errors.New("certificate no longer trusted")
+		}
+		return time.Time{}, nil
+	}
+	return func(name string, seeds ...string) *Pool {
+		c := Config{Name: name, Meta: Meta{RG: "rg1", SMTP: "127.0.0.1:25", LinkState: "127.0.0.1:691"},
+			Bind: "127.0.0.1:0", Seeds: seeds, Key: []byte("0123456789abcdef"), Fast: true, Logger: quiet, Verify: verify,
+			VerifyRetry: 100 * time.Millisecond}
+		mod(&c)
+		p, err := Start(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
 }
