@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/harness/extern"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/config"
 )
 
@@ -122,26 +123,9 @@ func BenchmarkMeshThroughput(b *testing.B) {
 // delivery. The pause between the last Maildir file and the look that sees
 // it counts in msgs/s, so it is fixed, and the same as in the builds that
 // scripts/bench-compare sets this one against (cfa7835 polled every 20 ms):
-// poll's backoff to 50 ms made the same run 20 ms slower on average, about
+// testkit.Eventually's backoff to 50 ms made the same run 20 ms slower on average, about
 // 1% of a 1000-message run.
 const deliveredPoll = 20 * time.Millisecond
-
-// pollEvery calls cond every tick until it returns nil and returns the time
-// since start when it did; it fails b if that takes longer than within.
-func pollEvery(b *testing.B, tick, within time.Duration, what string, cond func() error, start time.Time) time.Duration {
-	b.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%s: not within %v: %v", what, within, err)
-		}
-		time.Sleep(tick)
-	}
-}
 
 func benchMeshThroughput(b *testing.B, mod func(*config.Config)) {
 	tm := newTestMeshWith(b, map[string][]string{"rga": {"a1"}, "rgb": {"b1"}, "rgc": {"c1"}},
@@ -185,13 +169,14 @@ func benchMeshThroughput(b *testing.B, mod func(*config.Config)) {
 	// Count files, not Message-IDs: reading every copy on each poll would
 	// load the machine we measure.
 	inbox := filepath.Join(tm.cfgs["c1"].Node.DataDir, "maildir", "rgc.test", "u", "new")
-	el := pollEvery(b, deliveredPoll, 10*time.Minute, "all delivered", func() error {
+	testkit.EventuallyEvery(b, deliveredPoll, 10*time.Minute, "all delivered", func() error {
 		files, _ := os.ReadDir(inbox)
 		if len(files) < b.N {
 			return fmt.Errorf("%d of %d delivered", len(files), b.N)
 		}
 		return nil
-	}, start)
+	})
+	el := time.Since(start)
 	b.StopTimer()
 	txns1, ops1, bytes1 := stats()
 	b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")

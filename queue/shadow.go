@@ -369,14 +369,14 @@ func (q *Queue) ResubmitShadow(copyID string) error {
 				if _, err := txn.Get(bodyKey(s.MessageID)); err != nil {
 					return nil, fmt.Errorf("kept body %s: %w", s.MessageID, err)
 				}
-				n, err := bodyRefs(txn, s.MessageID)
+				set, del, err := dropRefs(txn, s.MessageID, 1)
 				if err != nil {
 					return nil, err
 				}
-				if n > 1 {
-					sets = append(sets, bodyRefsEntry(s.MessageID, n-1))
+				if set != nil {
+					sets = append(sets, set)
 				} else {
-					dels = append(dels, bodyRefsKey(s.MessageID))
+					dels = append(dels, del)
 				}
 			}
 			cur, err := getMessage(txn, s.MessageID)

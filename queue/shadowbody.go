@@ -81,20 +81,34 @@ func bodyKept(txn *badger.Txn, id string, extra []*badger.Entry) (bool, error) {
 	return n > 0, err
 }
 
+// dropRefs returns the write that lowers id's count of keeping shadows by
+// d: the lower count (set), or, when no shadow keeps the body any more,
+// the count's delete (del). Whether the body goes too is the caller's.
+func dropRefs(txn *badger.Txn, id string, d uint64) (set *badger.Entry, del []byte, err error) {
+	n, err := bodyRefs(txn, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n > d {
+		return bodyRefsEntry(id, n-d), nil, nil
+	}
+	return nil, bodyRefsKey(id), nil
+}
+
 // unkeep returns the writes that drop dec[id] shadows' hold on each id's
 // body: the count goes down, and with the last of them the body goes too
 // unless the message is queued.
 func unkeep(txn *badger.Txn, dec map[string]uint64) (sets []*badger.Entry, dels [][]byte, err error) {
 	for id, d := range dec {
-		n, err := bodyRefs(txn, id)
+		set, del, err := dropRefs(txn, id, d)
 		if err != nil {
 			return nil, nil, err
 		}
-		if n > d {
-			sets = append(sets, bodyRefsEntry(id, n-d))
+		if set != nil {
+			sets = append(sets, set)
 			continue
 		}
-		dels = append(dels, bodyRefsKey(id))
+		dels = append(dels, del)
 		if _, err := txn.Get(msgKey(id)); errors.Is(err, badger.ErrKeyNotFound) {
 			dels = append(dels, bodyKey(id))
 		} else if err != nil {

@@ -18,9 +18,24 @@ const maxTick = 50 * time.Millisecond
 // clock.
 func Eventually(t testing.TB, within time.Duration, what string, cond func() error) time.Duration {
 	t.Helper()
+	return eventually(t, within, what, cond, time.Millisecond, maxTick)
+}
+
+// EventuallyEvery is Eventually polling every tick, without backing off:
+// for a benchmark whose measure includes the pause between the condition
+// coming true and the poll that sees it, which must then be the same in
+// every build compared.
+func EventuallyEvery(t testing.TB, tick, within time.Duration, what string, cond func() error) time.Duration {
+	t.Helper()
+	return eventually(t, within, what, cond, tick, tick)
+}
+
+// eventually polls cond, the pauses doubling from first up to most.
+func eventually(t testing.TB, within time.Duration, what string, cond func() error, first, most time.Duration) time.Duration {
+	t.Helper()
 	start := time.Now()
 	deadline := start.Add(within)
-	tick := time.Millisecond
+	tick := first
 	for {
 		err := cond()
 		if err == nil {
@@ -31,7 +46,7 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() err
 			return 0
 		}
 		time.Sleep(min(tick, time.Until(deadline)))
-		tick = min(2*tick, maxTick)
+		tick = min(2*tick, most)
 	}
 }
 

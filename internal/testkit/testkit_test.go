@@ -60,6 +60,25 @@ func TestEventually(t *testing.T) {
 	})
 }
 
+// EventuallyEvery polls at its tick from the first pause on, without the
+// backoff: a condition that comes true at 50 ms is seen at the next tick.
+func TestEventuallyEvery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		at := time.Now().Add(50 * time.Millisecond)
+		calls := 0
+		took := EventuallyEvery(t, 20*time.Millisecond, time.Second, "time passes", func() error {
+			calls++
+			if time.Now().Before(at) {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+		if took != 60*time.Millisecond || calls != 4 {
+			t.Fatalf("took %v in %d calls, want 60ms in 4 (0, 20, 40, 60 ms)", took, calls)
+		}
+	})
+}
+
 func TestUntilAndPoll(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		at := time.Now().Add(300 * time.Millisecond)

@@ -150,7 +150,7 @@ func (l *listed) foldLocked(snap *linkstate.Snapshot, now time.Time) {
 		}
 	}
 	for k, e := range l.seen {
-		if !e.live && now.Sub(e.last) > e.ttl {
+		if !e.known(now) {
 			delete(l.seen, k)
 			l.dirty = true
 		}
@@ -164,8 +164,12 @@ func (l *listed) knows(snap *linkstate.Snapshot, now time.Time, rg, node string)
 	defer l.mu.Unlock()
 	l.foldLocked(snap, now)
 	e, ok := l.seen[listedKey{rg, node}]
-	return ok && (e.live || now.Sub(e.last) <= e.ttl)
+	return ok && e.known(now)
 }
+
+// known reports whether the entry still names a node a record listed:
+// the LSDB lists it now, or did within the TTL of the last record that did.
+func (e *listedAt) known(now time.Time) bool { return e.live || now.Sub(e.last) <= e.ttl }
 
 // update folds snap in and saves the file when it is due (or always, with
 // force: a graceful stop): an entry came, went or changed and the last
@@ -235,7 +239,7 @@ func (l *listed) memberAt(snap *linkstate.Snapshot, now time.Time, addr string) 
 	l.foldLocked(snap, now)
 	var best time.Time
 	for k, e := range l.seen {
-		if addr == "" || e.smtp != addr || !(e.live || now.Sub(e.last) <= e.ttl) {
+		if addr == "" || e.smtp != addr || !e.known(now) {
 			continue
 		}
 		at := e.last
