@@ -317,10 +317,7 @@ func (s *Server) Recheck(trusted func(*tls.ConnectionState) error) []string {
 		}
 		st := tc.ConnectionState()
 		if err := trusted(&st); err != nil {
-			s.log.Warn("member session dropped: its certificate is no longer trusted", "peer", m.node,
-				"remote", m.conn.RemoteAddr().String(), "session", m.ID, "err", err)
-			delete(s.members, m)
-			m.close()
+			s.dropLocked(m, "member session dropped: its certificate is no longer trusted", "err", err)
 			dropped = append(dropped, m.node)
 		}
 	}
@@ -341,13 +338,18 @@ func (s *Server) DropNotMembers(member func(node string) bool) []string {
 		if member(m.node) {
 			continue
 		}
-		s.log.Warn("member session dropped: it no longer counts as a member of the group", "peer", m.node,
-			"remote", m.conn.RemoteAddr().String(), "session", m.ID)
-		delete(s.members, m)
-		m.close()
+		s.dropLocked(m, "member session dropped: it no longer counts as a member of the group")
 		dropped = append(dropped, m.node)
 	}
 	return dropped
+}
+
+// dropLocked closes member session m, logged with why and attrs, and
+// forgets it. Under s.mu.
+func (s *Server) dropLocked(m *memberConn, why string, attrs ...any) {
+	s.log.Warn(why, append([]any{"peer", m.node, "remote", m.conn.RemoteAddr().String(), "session", m.ID}, attrs...)...)
+	delete(s.members, m)
+	m.close()
 }
 
 // Close stops the listener and every connection and waits for them.
